@@ -1,0 +1,1 @@
+"""Shipped configuration: example config, triage rules and reply templates."""

@@ -1,0 +1,40 @@
+"""Connectors: one module per channel, each speaking its platform; imported only when configured."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inbox.connector import Connector, ConnectorSettings
+
+# type -> "module:Class"; a module is imported only when its type is used, so an unused
+# platform's client library is never loaded.
+REGISTRY: dict[str, str] = {
+    "jsonl": "inbox.connectors.jsonl:JsonlConnector",
+    "webhook": "inbox.connectors.webhook:WebhookConnector",
+}
+
+
+def known_types() -> list[str]:
+    """Connector types this installation knows."""
+    return sorted(REGISTRY)
+
+
+def connector_class(type_: str) -> type[Connector]:  # type: ignore[type-arg]
+    """The connector class for a config `type`."""
+    module_name, _, class_name = REGISTRY[type_].partition(":")
+    cls: type[Connector] = getattr(import_module(module_name), class_name)  # type: ignore[type-arg]
+    return cls
+
+
+def settings_model_for(type_: str) -> type[ConnectorSettings] | None:
+    """The settings model for a config `type`, or None when the type is unknown."""
+    if type_ not in REGISTRY:
+        return None
+    return connector_class(type_).settings_model
+
+
+def build(settings: ConnectorSettings) -> Connector:  # type: ignore[type-arg]
+    """A connector instance for one `[[connectors]]` table."""
+    return connector_class(settings.type)(settings)

@@ -1,0 +1,138 @@
+"""`webhook`: any system POSTs signed JSON items to /webhooks/NAME; replies go back to its `reply_url`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, SecretStr
+
+from inbox.connector import (
+    AuthError,
+    Connector,
+    ConnectorSettings,
+    Page,
+    PermanentError,
+    RawItem,
+    ReplyTarget,
+    SentReply,
+    TransientError,
+)
+from inbox.itemformat import parse_item
+
+SIGNATURE_HEADER = "X-Inbox-Signature"
+
+
+class WebhookSettings(ConnectorSettings):
+    """`secret` signs both directions; `reply_url` (optional) receives replies as signed JSON."""
+
+    type: str = "webhook"
+    secret: SecretStr
+    reply_url: str | None = None
+    channel: str = "webhook"
+    max_reply_chars: int | None = None
+
+
+class WebhookCursor(BaseModel):
+    """Pushes need no cursor."""
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The `X-Inbox-Signature` value for a body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
+    """Accepts pushed items after checking their HMAC signature."""
+
+    type = "webhook"
+    settings_model = WebhookSettings
+    cursor_model = WebhookCursor
+    pushes = True
+
+    def __init__(self, settings: WebhookSettings) -> None:
+        super().__init__(settings)
+        self.channel = settings.channel
+        self.max_reply_chars = settings.max_reply_chars
+        self._session: aiohttp.ClientSession | None = None
+
+    def verify(self, body: bytes, signature: str | None) -> bool:
+        """True when `signature` is this connector's HMAC of `body` (constant-time compare)."""
+        if not signature:
+            return False
+        return hmac.compare_digest(sign(self.settings.secret.get_secret_value(), body), signature.strip())
+
+    def parse(self, body: bytes) -> tuple[list[RawItem], list[str]]:
+        """Items from a body holding one item, a list, or {"items": [...]}; plus a problem per bad one."""
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise PermanentError(f"body is not JSON: {exc}") from exc
+        entries: Any = data.get("items", [data]) if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise PermanentError('expected an item, a list of items or {"items": [...]}')
+        items, problems = [], []
+        for i, entry in enumerate(entries):
+            try:
+                items.append(parse_item(entry))
+            except ValueError as exc:
+                problems.append(f"items[{i}]: {exc}")
+        return items, problems
+
+    async def fetch(self, cursor: WebhookCursor | None) -> AsyncIterator[Page[WebhookCursor]]:
+        """Nothing to poll: items arrive at /webhooks/NAME."""
+        return
+        yield  # pragma: no cover - makes this an async generator
+
+    async def reply(self, target: ReplyTarget, text: str) -> SentReply:
+        """POST the reply, signed, to `reply_url`."""
+        url = self.settings.reply_url
+        if not url:
+            raise PermanentError("this webhook has no reply_url; answer in the system that sent the item")
+        body = json.dumps(
+            {"in_reply_to": target.external_id, "thread_id": target.thread_id, "to": target.author_handle, "text": text},
+            ensure_ascii=False,
+        ).encode()
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.settings.secret.get_secret_value(), body)}
+        try:
+            async with self._client().post(url, data=body, headers=headers) as response:
+                if response.status in (401, 403):
+                    raise AuthError(f"reply_url answered {response.status}")
+                if response.status == 429 or response.status >= 500:
+                    raise TransientError(f"reply_url answered {response.status}", _retry_after(response))
+                if response.status >= 400:
+                    raise PermanentError(f"reply_url answered {response.status}: {(await response.text())[:200]}")
+                answer = await response.json(content_type=None) if response.content_length != 0 else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"reply_url unreachable: {exc}") from exc
+        except ValueError:
+            answer = None
+        reply_id = str(answer.get("id")) if isinstance(answer, dict) and answer.get("id") else None
+        return SentReply(reply_id)
+
+    async def check(self) -> str:
+        """Nothing to call: the secret is what matters."""
+        if len(self.settings.secret.get_secret_value()) < 16:
+            raise AuthError("secret is shorter than 16 characters")
+        return f"accepting signed items at /webhooks/{self.name}"
+
+    async def close(self) -> None:
+        """Close the reply session."""
+        if self._session is not None:
+            await self._session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        return self._session
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""cx-inbox: one customer-service queue for social media and review sites."""

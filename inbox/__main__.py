@@ -1,0 +1,5 @@
+"""`python -m inbox` runs the CLI."""
+
+from inbox.cli import main
+
+main()

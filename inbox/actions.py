@@ -1,0 +1,222 @@
+"""What agents do to a thread: assign, resolve, reply (exactly once, surviving a crash mid-send)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from inbox.connector import Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
+from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, SlaStage, Status, Thread, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class ActionError(Exception):
+    """An action that cannot be done; the message is for the agent."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    """How a reply ended: `sent`, or `duplicate` when one was already sent or on its way."""
+
+    status: str
+    reply_id: int
+    external_id: str | None = None
+    url: str | None = None
+
+
+class Actions:
+    """Agent actions on threads; each change records an event so Slack and logs show the truth."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        connectors: Mapping[str, Connector[Any, Any]],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.connectors = connectors
+        self.clock = clock
+
+    async def assign(self, thread_id: int, agent: str) -> None:
+        """Give the thread to `agent`."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            thread = await _thread(conn, thread_id)
+            if thread.status == Status.RESOLVED:
+                raise ActionError("this conversation is already resolved")
+            status = Status.ASSIGNED if thread.status == Status.NEW else thread.status
+            await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(assignee=agent, status=status, updated_at=now))
+            await _event(conn, EventKind.ASSIGNED, thread_id, {"agent": agent}, now)
+
+    async def resolve(self, thread_id: int, agent: str) -> None:
+        """Close the thread without (another) reply; its clock stops."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            thread = await _thread(conn, thread_id)
+            if thread.status == Status.RESOLVED:
+                return
+            await conn.execute(
+                sa.update(Thread)
+                .where(Thread.id == thread_id)
+                .values(status=Status.RESOLVED, resolved_at=now, sla_stage=SlaStage.STOPPED, updated_at=now)
+            )
+            await _event(conn, EventKind.RESOLVED, thread_id, {"agent": agent}, now)
+
+    async def reply(self, thread_id: int, text: str, agent: str) -> ReplyOutcome:
+        """Send `text` to the customer once per clock cycle, however often this is called."""
+        text = text.strip()
+        if not text:
+            raise ActionError("the reply is empty")
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            thread = await _thread(conn, thread_id)
+            connector = self._connector(thread.connector)
+            limit = connector.max_reply_chars
+            if limit is not None and len(text) > limit:
+                raise ActionError(f"the reply is {len(text)} characters; {thread.channel} allows {limit}")
+            item = await _latest_item(conn, thread_id)
+            claimed = await _claim(conn, thread, item.id, text, agent, now)
+        if isinstance(claimed, ReplyOutcome):
+            return claimed
+        return await self._send(claimed, thread.connector, _target(item, thread.external_id), text)
+
+    async def recover(self, older_than: timedelta = timedelta(minutes=1)) -> int:
+        """Finish replies left pending by a crash: look for them on the platform, send only if absent."""
+        cutoff = self.clock() - older_than
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(Reply.id.label("reply_id"), Reply.text.label("reply_text"), Thread.external_id.label("thread_key"), Item)
+                    .join(Thread, Thread.id == Reply.thread_id)
+                    .join(Item, Item.id == Reply.item_id)
+                    .where(Reply.status == ReplyStatus.PENDING, Reply.created_at <= cutoff)
+                )
+            ).all()
+        done = 0
+        for row in rows:
+            if row.connector not in self.connectors:
+                continue
+            target = _target(row, row.thread_key)
+            try:
+                found = await self.connectors[row.connector].find_reply(target, row.reply_text)
+            except ConnectorError as exc:
+                log.warning("%s: cannot check whether reply %d went out: %s", row.connector, row.reply_id, exc)
+                continue
+            if found is not None:
+                await self._mark_sent(row.reply_id, found)
+                log.info("%s: reply %d had been sent before a restart; marked sent", row.connector, row.reply_id)
+            else:
+                try:
+                    await self._send(row.reply_id, row.connector, target, row.reply_text)
+                except ActionError:
+                    continue
+            done += 1
+        return done
+
+    def _connector(self, name: str) -> Connector[Any, Any]:
+        connector = self.connectors.get(name)
+        if connector is None:
+            raise ActionError(f"connector {name!r} is not configured here, so the reply cannot be sent")
+        return connector
+
+    async def _send(self, reply_id: int, connector_name: str, target: ReplyTarget, text: str) -> ReplyOutcome:
+        connector = self._connector(connector_name)
+        try:
+            sent = await connector.reply(target, text)
+        except ConnectorError as exc:
+            await self._mark_failed(reply_id, str(exc))
+            hint = " (try again shortly)" if isinstance(exc, TransientError) else ""
+            raise ActionError(f"{connector.channel} refused the reply: {exc}{hint}") from exc
+        await self._mark_sent(reply_id, sent)
+        return ReplyOutcome("sent", reply_id, sent.external_id, sent.url)
+
+    async def _mark_sent(self, reply_id: int, sent: SentReply) -> None:
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            reply = (await conn.execute(sa.select(Reply).where(Reply.id == reply_id))).one()
+            await conn.execute(
+                sa.update(Reply)
+                .where(Reply.id == reply_id)
+                .values(status=ReplyStatus.SENT, external_id=sent.external_id, url=sent.url, sent_at=now, error=None)
+            )
+            await conn.execute(
+                sa.update(Thread)
+                .where(Thread.id == reply.thread_id, Thread.cycle == reply.cycle)
+                .values(
+                    status=Status.REPLIED,
+                    responded_at=now,
+                    first_response_at=sa.func.coalesce(Thread.first_response_at, now),
+                    sla_stage=SlaStage.STOPPED,
+                    updated_at=now,
+                )
+            )
+            await _event(conn, EventKind.REPLIED, reply.thread_id, {"reply_id": reply_id, "agent": reply.agent}, now)
+
+    async def _mark_failed(self, reply_id: int, error: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(Reply).where(Reply.id == reply_id).values(status=ReplyStatus.FAILED, error=error[:1000])
+            )
+
+
+async def _claim(conn: AsyncConnection, thread: Any, item_id: int, text: str, agent: str, now: datetime) -> int | ReplyOutcome:
+    """Record the reply before sending; an earlier pending or sent one for this cycle wins."""
+    existing = (
+        await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))
+    ).one_or_none()
+    if existing is not None and existing.status != ReplyStatus.FAILED:
+        return ReplyOutcome("duplicate", existing.id, existing.external_id, existing.url)
+    if existing is not None:
+        await conn.execute(
+            sa.update(Reply)
+            .where(Reply.id == existing.id, Reply.status == ReplyStatus.FAILED)
+            .values(status=ReplyStatus.PENDING, text=text, agent=agent, item_id=item_id, created_at=now, error=None)
+        )
+        return int(existing.id)
+    try:
+        async with conn.begin_nested():
+            result = await conn.execute(
+                sa.insert(Reply)
+                .values(thread_id=thread.id, item_id=item_id, cycle=thread.cycle, text=text, agent=agent,
+                        status=ReplyStatus.PENDING, created_at=now)
+                .returning(Reply.id)
+            )
+            return int(result.scalar_one())
+    except IntegrityError:
+        # Another click won the race for this cycle.
+        winner = (await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))).one()
+        return ReplyOutcome("duplicate", winner.id, winner.external_id, winner.url)
+
+
+async def _thread(conn: AsyncConnection, thread_id: int) -> Any:
+    row = (await conn.execute(sa.select(Thread).where(Thread.id == thread_id).with_for_update())).one_or_none()
+    if row is None:
+        raise ActionError(f"no conversation with id {thread_id}")
+    return row
+
+
+async def _latest_item(conn: AsyncConnection, thread_id: int) -> Any:
+    query = sa.select(Item).where(Item.thread_id == thread_id).order_by(Item.posted_at.desc(), Item.id.desc()).limit(1)
+    return (await conn.execute(query)).one()
+
+
+def _target(item: Any, thread_key: str) -> ReplyTarget:
+    return ReplyTarget(
+        external_id=item.external_id,
+        thread_id=thread_key,
+        kind=Kind(item.kind),
+        author_handle=item.author_handle,
+        reply_to=dict(item.reply_to or {}),
+    )
+
+
+async def _event(conn: AsyncConnection, kind: EventKind, thread_id: int, payload: dict[str, Any], now: datetime) -> None:
+    await conn.execute(sa.insert(Event).values(kind=kind, thread_id=thread_id, payload=payload, created_at=now, attempts=0))

@@ -1,0 +1,164 @@
+"""The `inbox` command: run, demo, check, queue, triage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from inbox.settings import ConfigError, Settings, find_config_path, load_config
+from inbox.logs import setup_logging
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="cx-inbox: one customer-service queue for social media and review sites, run from Slack.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $INBOX_CONFIG, else ./inbox.toml, else built-in defaults)."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_config(find_config_path(config))
+    except ConfigError as exc:
+        err.print(Text(str(exc), style="red"))
+        raise typer.Exit(2) from None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@app.command()
+def run(config: ConfigOption = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run the service: poll connectors, sweep SLAs, serve Slack, webhooks, /healthz and /metrics."""
+    from inbox.service import serve
+
+    settings = _settings(config)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    _run(serve(settings))
+
+
+@app.command()
+def demo(
+    keep: Annotated[Path | None, typer.Option(help="Keep the demo's SQLite file and sample files in this folder.")] = None,
+) -> None:
+    """Run sample multilingual traffic through the real pipeline, offline; show the agent's and the lead's view."""
+    from inbox.demo import run_demo
+
+    setup_logging(logging.WARNING)
+    _run(run_demo(out, keep))
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate the config and try the store's and each connector's credentials; non-zero exit on any problem."""
+    from inbox.checks import run_checks
+
+    settings = _settings(config)
+    setup_logging(logging.ERROR)
+    problems = _run(run_checks(settings, out))
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def queue(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many conversations.")] = 50,
+) -> None:
+    """Open conversations, most urgent first, with SLA clocks and suggested replies."""
+    from inbox.render import print_queue
+    from inbox.service import Inbox
+
+    settings = _settings(config)
+    setup_logging(logging.WARNING)
+
+    async def show() -> None:
+        from inbox.models import utcnow
+        from inbox.views import open_queue
+
+        inbox = await Inbox.open(settings, notifiers=[])
+        try:
+            print_queue(out, await open_queue(inbox.engine, inbox.policies, utcnow(), limit))
+        finally:
+            await inbox.close()
+
+    _run(show())
+
+
+@app.command()
+def triage(
+    text: Annotated[str, typer.Argument(help="The text to triage, or - to read one text per line from stdin.")],
+    config: ConfigOption = None,
+    channel: Annotated[str | None, typer.Option(help="Channel whose reply length limit applies (x, mastodon, ...).")] = None,
+    rating: Annotated[int | None, typer.Option(min=1, max=5, help="Star rating, for reviews.")] = None,
+) -> None:
+    """Print language, sentiment, intent, priority and the suggested reply as JSON (one object per line with -)."""
+    from inbox.ingest import CHANNEL_NAMES
+    from inbox.connectors.jsonl import CHANNEL_LIMITS
+    from inbox.templates import ReplyTemplates, find_order_number
+    from inbox.triage import RulesError, Triager, load_rules
+
+    settings = _settings(config)
+    try:
+        triager = Triager(load_rules(settings.triage.rules))
+    except RulesError as exc:
+        err.print(Text(str(exc), style="red"))
+        raise typer.Exit(2) from None
+    templates = ReplyTemplates(settings.triage.templates)
+
+    def one(line: str) -> dict[str, Any]:
+        result = triager.classify(line, rating=rating, kind="review" if rating else "mention")
+        suggestion = templates.suggest(
+            intent=result.intent,
+            language=result.language,
+            variables={
+                "customer_name": None,
+                "channel": CHANNEL_NAMES.get(channel or "", channel),
+                "agent_name": settings.triage.agent_name,
+                "brand": settings.triage.brand,
+                "order_number": find_order_number(line),
+            },
+            max_chars=CHANNEL_LIMITS.get(channel or ""),
+        )
+        return {
+            "language": result.language,
+            "sentiment": result.sentiment,
+            "intent": str(result.intent),
+            "priority": str(result.priority),
+            "suggestion": suggestion.text,
+        }
+
+    lines = (line.rstrip("\n") for line in sys.stdin) if text == "-" else [text]
+    for line in lines:
+        if text == "-" and not line.strip():
+            continue
+        sys.stdout.write(json.dumps(one(line), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The one small interface every connector implements, and the errors it may raise."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Kind(StrEnum):
+    """What sort of thing the customer said."""
+
+    MENTION = "mention"
+    DM = "dm"
+    COMMENT = "comment"
+    REVIEW = "review"
+
+
+class ConnectorError(Exception):
+    """Base of the three errors a connector may raise."""
+
+
+class TransientError(ConnectorError):
+    """Try again later: timeouts, 5xx, rate limits (with the vendor's retry-after when known)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthError(ConnectorError):
+    """Credentials are missing, wrong or revoked: stop and ask an admin."""
+
+
+class PermanentError(ConnectorError):
+    """The request can never succeed as it is (bad input, refused reply, unknown item)."""
+
+
+class ConnectorSettings(BaseModel):
+    """Keys every `[[connectors]]` table takes; each type adds its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str
+    enabled: bool = True
+    poll_seconds: float = Field(default=60, gt=0)
+    api_url: str | None = None
+    # The brand's own accounts on this channel: their posts are never items.
+    own_handles: list[str] = Field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RawItem:
+    """One thing a customer said, as a connector maps it from its platform."""
+
+    external_id: str
+    text: str
+    posted_at: datetime
+    kind: Kind
+    author_handle: str
+    author_name: str | None = None
+    thread_id: str | None = None  # the platform's conversation; None: the item starts its own
+    url: str | None = None
+    rating: int | None = None
+    # What a reply needs to land in the right place (e.g. visibility, DM conversation id).
+    reply_to: dict[str, Any] = field(default_factory=dict)
+    from_brand: bool = False  # the brand's own post: not an item
+    is_repost: bool = False  # retweets, boosts: not an item
+
+
+C = TypeVar("C", bound=BaseModel)
+S = TypeVar("S", bound=ConnectorSettings)
+
+
+@dataclass(slots=True)
+class Page(Generic[C]):
+    """A batch of items; `cursor` set when it is safe to resume from there after this page."""
+
+    items: list[RawItem]
+    cursor: C | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """The item a reply answers, as the platform knows it."""
+
+    external_id: str
+    thread_id: str
+    kind: Kind
+    author_handle: str
+    reply_to: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SentReply:
+    """What the platform answered to a reply."""
+
+    external_id: str | None
+    url: str | None = None
+
+
+class Connector(abc.ABC, Generic[S, C]):
+    """Speaks one platform: fetch new items from a cursor, reply to one, check credentials.
+
+    Retries, backoff, scheduling, cursor storage and health belong to the core; a connector
+    raises TransientError, AuthError or PermanentError and the core decides what to do.
+    """
+
+    type: ClassVar[str]
+    settings_model: ClassVar[type[ConnectorSettings]]
+    cursor_model: ClassVar[type[BaseModel]]
+    pushes: ClassVar[bool] = False  # items arrive by push (no polling)
+    # Plain attributes: a generic connector (jsonl, webhook) takes them from its settings.
+    channel: str = ""
+    max_reply_chars: int | None = None
+
+    def __init__(self, settings: S) -> None:
+        self.settings = settings
+        self.name = settings.name
+
+    @abc.abstractmethod
+    def fetch(self, cursor: C | None) -> AsyncIterator[Page[C]]:
+        """Yield pages of items newer than `cursor`, oldest safe cursor last."""
+
+    @abc.abstractmethod
+    async def reply(self, target: ReplyTarget, text: str) -> SentReply:
+        """Send `text` where the customer wrote."""
+
+    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
+        """Look on the platform for a reply we may have sent before a crash."""
+        return None
+
+    @abc.abstractmethod
+    async def check(self) -> str:
+        """Try the credentials with one cheap call; return a short description of the account."""
+
+    async def close(self) -> None:
+        """Release network resources."""
+
+
+def check_reply_length(connector: Connector[Any, Any], text: str) -> None:
+    """Refuse a reply longer than the channel allows, rather than cutting it silently."""
+    limit = connector.max_reply_chars
+    if limit is not None and len(text) > limit:
+        raise PermanentError(
+            f"reply is {len(text)} characters; {connector.channel} allows {limit}"
+        )

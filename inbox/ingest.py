@@ -1,0 +1,380 @@
+"""Ingest: normalise, de-duplicate, triage and store a page of items with its cursor, in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from inbox.connector import Connector, RawItem
+from inbox.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
+from inbox.sla import ClockKind, SlaPolicies
+from inbox.sqlutil import chunks, insert_for
+from inbox.templates import ReplyTemplates, find_order_number
+from inbox.triage import Priority, Triager
+
+log = logging.getLogger(__name__)
+
+# A platform clock a little ahead of ours is normal; a post "from the future" beyond this is clamped.
+_CLOCK_SKEW = timedelta(minutes=5)
+_MAX_ID = 255
+
+CHANNEL_NAMES = {
+    "x": "X",
+    "mastodon": "Mastodon",
+    "reddit": "Reddit",
+    "google_reviews": "Google",
+    "trustpilot": "Trustpilot",
+    "app_store": "the App Store",
+    "google_play": "Google Play",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The connector a batch came from, as ingest needs to know it."""
+
+    name: str
+    channel: str
+    max_reply_chars: int | None = None
+    own_handles: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, connector: Connector[Any, Any]) -> Source:
+        """Describe a configured connector."""
+        return cls(
+            name=connector.name,
+            channel=connector.channel,
+            max_reply_chars=connector.max_reply_chars,
+            own_handles=frozenset(_handle_key(h) for h in connector.settings.own_handles),
+        )
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What one ingest call did."""
+
+    stored: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    new_threads: int = 0
+    follow_ups: int = 0
+    item_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Row:
+    raw: RawItem
+    values: dict[str, Any]
+    thread_key: str
+    customer_key: tuple[str, str]
+
+
+class Ingestor:
+    """Turns connector output into stored, triaged items; the only writer of new items."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        triager: Triager,
+        templates: ReplyTemplates,
+        policies: SlaPolicies,
+        *,
+        brand: str = "our team",
+        agent_name: str = "The support team",
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.triager = triager
+        self.templates = templates
+        self.policies = policies
+        self.brand = brand
+        self.agent_name = agent_name
+        self.clock = clock
+
+    async def ingest(self, source: Source, items: Sequence[RawItem], cursor: BaseModel | None = None) -> IngestResult:
+        """Store the new items among `items` once, and `cursor` with them, in one transaction."""
+        now = self.clock()
+        result = IngestResult()
+        candidates = self._normalise(source, items, now, result)
+        if candidates:
+            async with self.engine.connect() as conn:
+                known = await _existing(conn, Item, source.name, list(candidates))
+            result.duplicates += len(known)
+            for external_id in known:
+                del candidates[external_id]
+        rows = [self._prepare(source, raw, now) for raw in candidates.values()]
+        async with self.engine.begin() as conn:
+            if rows:
+                await self._store(conn, source, rows, now, result)
+            if cursor is not None:
+                await save_cursor(conn, source.name, cursor, now)
+        if result.stored:
+            log.info(
+                "%s: stored %d item(s) (%d new thread(s), %d follow-up(s)), %d duplicate(s), %d skipped",
+                source.name, result.stored, result.new_threads, result.follow_ups, result.duplicates, result.skipped,
+            )
+        return result
+
+    def _normalise(self, source: Source, items: Iterable[RawItem], now: datetime, result: IngestResult) -> dict[str, RawItem]:
+        unique: dict[str, RawItem] = {}
+        for raw in items:
+            problem = _problem(raw)
+            if problem:
+                log.warning("%s: skipped item %r: %s", source.name, raw.external_id[:80], problem)
+                result.skipped += 1
+                continue
+            if raw.from_brand or raw.is_repost or _handle_key(raw.author_handle) in source.own_handles:
+                result.skipped += 1
+                continue
+            if raw.external_id in unique:
+                result.duplicates += 1
+                continue
+            raw.text = raw.text.replace("\x00", "").strip()
+            raw.posted_at = _clean_time(raw.posted_at, now, source.name, raw.external_id)
+            if raw.rating is not None and not 1 <= raw.rating <= 5:
+                raw.rating = None
+            unique[raw.external_id] = raw
+        return unique
+
+    def _prepare(self, source: Source, raw: RawItem, now: datetime) -> _Row:
+        age = (now - raw.posted_at).total_seconds() / 60
+        triage = self.triager.classify(raw.text, rating=raw.rating, kind=raw.kind, age_minutes=age)
+        suggestion = self.templates.suggest(
+            intent=triage.intent,
+            language=triage.language,
+            variables={
+                "customer_name": raw.author_name or raw.author_handle,
+                "channel": CHANNEL_NAMES.get(source.channel, source.channel),
+                "agent_name": self.agent_name,
+                "brand": self.brand,
+                "order_number": find_order_number(raw.text),
+            },
+            max_chars=source.max_reply_chars,
+        )
+        values = {
+            "connector": source.name,
+            "channel": source.channel,
+            "external_id": raw.external_id,
+            "kind": str(raw.kind),
+            "author_handle": raw.author_handle[:_MAX_ID],
+            "author_name": (raw.author_name or None) and raw.author_name[:_MAX_ID],
+            "text": raw.text,
+            "url": raw.url,
+            "rating": raw.rating,
+            "posted_at": raw.posted_at,
+            "ingested_at": now,
+            "language": triage.language,
+            "sentiment": triage.sentiment,
+            "intent": str(triage.intent),
+            "priority": Priority(triage.priority).rank,
+            "suggestion": suggestion.text,
+            "suggestion_template": suggestion.template,
+            "suggestion_truncated": suggestion.truncated,
+            "reply_to": raw.reply_to,
+        }
+        return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)))
+
+    async def _store(self, conn: AsyncConnection, source: Source, rows: list[_Row], now: datetime, result: IngestResult) -> None:
+        customers = await _upsert_customers(conn, rows, now)
+        threads, created = await self._threads(conn, source, rows, customers, now)
+        for row in rows:
+            row.values["customer_id"] = customers[row.customer_key]
+            row.values["thread_id"] = threads[row.thread_key]["id"]
+        insert = insert_for(conn, Item).on_conflict_do_nothing(index_elements=["connector", "external_id"])
+        inserted = {
+            r.external_id: r.id
+            for r in await conn.execute(insert.returning(Item.id, Item.external_id), [r.values for r in rows])
+        }
+        # Another worker may have stored some of them between our check and our insert.
+        stored = sorted((r for r in rows if r.raw.external_id in inserted), key=lambda r: r.raw.posted_at)
+        result.duplicates += len(rows) - len(stored)
+        events: list[dict[str, Any]] = []
+        follow_ups: dict[int, list[_Row]] = {}
+        announced: set[int] = set()
+        for row in stored:
+            item_id = inserted[row.raw.external_id]
+            result.item_ids.append(item_id)
+            thread_id = row.values["thread_id"]
+            if thread_id in created and thread_id not in announced:
+                announced.add(thread_id)
+                kind = EventKind.NEW_THREAD
+                result.new_threads += 1
+            else:
+                kind = EventKind.FOLLOW_UP
+                result.follow_ups += 1
+                if thread_id not in created:
+                    follow_ups.setdefault(thread_id, []).append(row)
+            events.append({"kind": kind, "thread_id": thread_id, "item_id": item_id, "payload": {}, "created_at": now, "attempts": 0})
+        await self._reopen(conn, source, follow_ups, threads, now)
+        if events:
+            await conn.execute(sa.insert(Event), events)
+        result.stored = len(stored)
+
+    async def _threads(
+        self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int], now: datetime
+    ) -> tuple[dict[str, dict[str, Any]], set[int]]:
+        keys = sorted({r.thread_key for r in rows})
+        threads = await _load_threads(conn, source.name, keys)
+        fresh: dict[str, list[_Row]] = {}
+        for row in rows:
+            if row.thread_key not in threads:
+                fresh.setdefault(row.thread_key, []).append(row)
+        created: set[int] = set()
+        if fresh:
+            policy = self.policies.for_channel(source.channel)
+            values = []
+            for key, group in fresh.items():
+                first = min(group, key=lambda r: r.raw.posted_at)
+                warn_at, due_at = policy.deadlines(first.raw.posted_at)
+                values.append({
+                    "connector": source.name,
+                    "channel": source.channel,
+                    "external_id": key,
+                    "customer_id": customers[first.customer_key],
+                    "kind": str(first.raw.kind),
+                    "status": Status.NEW,
+                    "priority": max(r.values["priority"] for r in group),
+                    "opened_at": first.raw.posted_at,
+                    "last_customer_at": max(r.raw.posted_at for r in group),
+                    "cycle": 1,
+                    "clock_kind": ClockKind.FIRST_RESPONSE,
+                    "clock_start": first.raw.posted_at,
+                    "warn_at": warn_at,
+                    "due_at": due_at,
+                    "sla_stage": SlaStage.RUNNING,
+                    "updated_at": now,
+                })
+            insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
+            created = {r.id for r in await conn.execute(insert.returning(Thread.id), values)}
+            threads.update(await _load_threads(conn, source.name, sorted(fresh)))
+        return threads, created
+
+    async def _reopen(
+        self, conn: AsyncConnection, source: Source, follow_ups: dict[int, list[_Row]], threads: dict[str, dict[str, Any]], now: datetime
+    ) -> None:
+        """A follow-up joins its thread; after our reply it starts the next-response clock."""
+        by_id = {t["id"]: t for t in threads.values()}
+        policy = self.policies.for_channel(source.channel)
+        for thread_id, group in follow_ups.items():
+            thread = by_id[thread_id]
+            changes: dict[str, Any] = {
+                "priority": max([thread["priority"], *(r.values["priority"] for r in group)]),
+                "last_customer_at": max([thread["last_customer_at"], *(r.raw.posted_at for r in group)]),
+                "updated_at": now,
+            }
+            if thread["sla_stage"] == SlaStage.STOPPED:
+                answered = max((t for t in (thread["responded_at"], thread["resolved_at"]) if t), default=thread["clock_start"])
+                start = max(min(r.raw.posted_at for r in group), answered)
+                warn_at, due_at = policy.deadlines(start)
+                changes.update(
+                    cycle=thread["cycle"] + 1,
+                    clock_kind=ClockKind.NEXT_RESPONSE,
+                    clock_start=start,
+                    warn_at=warn_at,
+                    due_at=due_at,
+                    sla_stage=SlaStage.RUNNING,
+                    responded_at=None,
+                    resolved_at=None,
+                    status=Status.ASSIGNED if thread["assignee"] else Status.NEW,
+                )
+            await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(**changes))
+
+
+async def save_cursor(conn: AsyncConnection, connector: str, cursor: BaseModel, now: datetime) -> None:
+    """Store a connector's cursor (inside the caller's transaction)."""
+    value = cursor.model_dump(mode="json")
+    insert = insert_for(conn, Cursor).values(connector=connector, value=value, updated_at=now)
+    await conn.execute(insert.on_conflict_do_update(index_elements=["connector"], set_={"value": value, "updated_at": now}))
+
+
+async def load_cursor(engine: AsyncEngine, connector: str) -> dict[str, Any] | None:
+    """A connector's saved cursor as stored, or None before its first page."""
+    async with engine.connect() as conn:
+        row = await conn.execute(sa.select(Cursor.value).where(Cursor.connector == connector))
+        return row.scalar_one_or_none()
+
+
+def _problem(raw: RawItem) -> str | None:
+    if not isinstance(raw.external_id, str) or not raw.external_id or len(raw.external_id) > _MAX_ID:
+        return "missing or oversized external id"
+    if not isinstance(raw.text, str):
+        return "text is not a string"
+    if not isinstance(raw.author_handle, str) or not raw.author_handle.strip():
+        return "missing author"
+    if raw.thread_id is not None and (not isinstance(raw.thread_id, str) or len(raw.thread_id) > _MAX_ID):
+        return "oversized thread id"
+    if not isinstance(raw.posted_at, datetime):
+        return "missing timestamp"
+    return None
+
+
+def _clean_time(posted_at: datetime, now: datetime, connector: str, external_id: str) -> datetime:
+    if posted_at.tzinfo is None or posted_at.utcoffset() is None:
+        posted_at = posted_at.replace(tzinfo=UTC)  # vendors that omit the zone mean UTC
+    posted_at = posted_at.astimezone(UTC)
+    if posted_at > now + _CLOCK_SKEW:
+        log.warning("%s: item %s is dated in the future (%s); its clock starts now", connector, external_id, posted_at.isoformat())
+        return now
+    return posted_at
+
+
+def _handle_key(handle: str) -> str:
+    return handle.strip().lstrip("@").lower()
+
+
+async def _existing(conn: AsyncConnection, table: type[Item], connector: str, ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(ids):
+        rows = await conn.execute(
+            sa.select(table.external_id).where(table.connector == connector, table.external_id.in_(part))
+        )
+        found.update(rows.scalars())
+    return found
+
+
+async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: datetime) -> dict[tuple[str, str], int]:
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        latest[row.customer_key] = {
+            "channel": row.customer_key[0],
+            "handle": row.customer_key[1][:_MAX_ID],
+            "display_name": row.values["author_name"],
+            "first_seen_at": now,
+            "last_seen_at": now,
+        }
+    insert = insert_for(conn, Customer)
+    upsert = insert.on_conflict_do_update(
+        index_elements=["channel", "handle"],
+        set_={
+            "last_seen_at": insert.excluded.last_seen_at,
+            "display_name": sa.func.coalesce(insert.excluded.display_name, Customer.display_name),
+        },
+    )
+    await conn.execute(upsert, list(latest.values()))
+    ids: dict[tuple[str, str], int] = {}
+    by_channel: dict[str, list[str]] = {}
+    for channel, handle in latest:
+        by_channel.setdefault(channel, []).append(handle)
+    for channel, handles in by_channel.items():
+        for part in chunks(handles):
+            result = await conn.execute(
+                sa.select(Customer.id, Customer.handle).where(Customer.channel == channel, Customer.handle.in_(part))
+            )
+            ids.update({(channel, h): i for i, h in result})
+    return ids
+
+
+async def _load_threads(conn: AsyncConnection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    threads: dict[str, dict[str, Any]] = {}
+    for part in chunks(keys):
+        query = sa.select(Thread).where(Thread.connector == connector, Thread.external_id.in_(part)).with_for_update()
+        for row in await conn.execute(query):
+            threads[row.external_id] = dict(row._mapping)
+    return threads

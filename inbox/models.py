@@ -1,0 +1,219 @@
+"""What the inbox stores: customers, threads (the unit of work), items (what customers said), replies, cursors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC out; stored as naive UTC so SQLite and PostgreSQL compare alike."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(UTC)
+
+
+class Status(StrEnum):
+    """Where a thread stands in the team's workflow."""
+
+    NEW = "new"
+    ASSIGNED = "assigned"
+    REPLIED = "replied"
+    RESOLVED = "resolved"
+
+
+class SlaStage(IntEnum):
+    """What the SLA sweep has announced for the thread's running clock."""
+
+    RUNNING = 0
+    WARNED = 1
+    BREACHED = 2
+    STOPPED = 3  # answered or resolved: no clock running
+
+
+class ReplyStatus(StrEnum):
+    """A reply's way out: recorded before sending, marked after."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Customer(SQLModel, table=True):
+    """A person as one channel knows them; their items across connectors join here."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    handle: str = Field(max_length=255)
+    display_name: str | None = Field(default=None, max_length=255)
+    first_seen_at: datetime = Field(sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(sa_type=UTCDateTime)
+
+    __table_args__ = (sa.UniqueConstraint("channel", "handle", name="uq_customer_channel_handle"),)
+
+
+class Thread(SQLModel, table=True):
+    """A conversation with one customer: status, assignee and the SLA clock live here."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=64)
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=255)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    kind: str = Field(max_length=16)
+    status: str = Field(default=Status.NEW, max_length=16)
+    assignee: str | None = Field(default=None, max_length=64)
+    priority: int = 1
+    opened_at: datetime = Field(sa_type=UTCDateTime)
+    last_customer_at: datetime = Field(sa_type=UTCDateTime)
+    # The running clock: started at the platform time of the oldest unanswered customer item.
+    cycle: int = 1
+    clock_kind: str = Field(default="first_response", max_length=16)
+    clock_start: datetime = Field(sa_type=UTCDateTime)
+    warn_at: datetime = Field(sa_type=UTCDateTime)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    sla_stage: int = Field(default=SlaStage.RUNNING)
+    responded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    first_response_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+    __table_args__ = (
+        sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
+        # The sweep reads only threads whose clock still has something to announce.
+        sa.Index(
+            "ix_thread_sla_open",
+            "warn_at",
+            sqlite_where=sa.text("sla_stage < 2"),
+            postgresql_where=sa.text("sla_stage < 2"),
+        ),
+    )
+
+
+class Item(SQLModel, table=True):
+    """One thing a customer said, stored once per connector and external id."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=64)
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=255)
+    thread_id: int = Field(foreign_key="thread.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    kind: str = Field(max_length=16)
+    author_handle: str = Field(max_length=255)
+    author_name: str | None = Field(default=None, max_length=255)
+    text: str
+    url: str | None = None
+    rating: int | None = None
+    posted_at: datetime = Field(sa_type=UTCDateTime)
+    ingested_at: datetime = Field(sa_type=UTCDateTime)
+    language: str = Field(max_length=8)
+    sentiment: str = Field(max_length=16)
+    intent: str = Field(max_length=16)
+    priority: int = 1
+    suggestion: str = ""
+    suggestion_template: str | None = Field(default=None, max_length=64)
+    suggestion_truncated: bool = False
+    reply_to: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+    __table_args__ = (
+        sa.UniqueConstraint("connector", "external_id", name="uq_item_connector_external"),
+        sa.Index("ix_item_customer_posted", "customer_id", "posted_at"),
+    )
+
+
+class Reply(SQLModel, table=True):
+    """A reply to a thread; one per SLA cycle, so a double click cannot send two."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_id: int = Field(foreign_key="thread.id")
+    item_id: int = Field(foreign_key="item.id")
+    cycle: int
+    text: str
+    agent: str = Field(max_length=64)
+    status: str = Field(default=ReplyStatus.PENDING, max_length=16)
+    external_id: str | None = Field(default=None, max_length=255)
+    url: str | None = None
+    error: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    __table_args__ = (sa.UniqueConstraint("thread_id", "cycle", name="uq_reply_thread_cycle"),)
+
+
+class Cursor(SQLModel, table=True):
+    """Where a connector resumes; written in the same transaction as the items it produced."""
+
+    connector: str = Field(primary_key=True, max_length=64)
+    value: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ConnectorHealth(SQLModel, table=True):
+    """The last known state of a connector, for `inbox check`, /healthz and alerts."""
+
+    connector: str = Field(primary_key=True, max_length=64)
+    healthy: bool = True
+    reason: str | None = None
+    failures: int = 0
+    last_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_ok_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    items_total: int = 0
+
+
+class Event(SQLModel, table=True):
+    """Outbox: something to announce (new item, SLA alert, health change), written with its cause."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    thread_id: int | None = Field(default=None, foreign_key="thread.id")
+    item_id: int | None = Field(default=None, foreign_key="item.id")
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = None
+
+    __table_args__ = (
+        sa.Index(
+            "ix_event_pending",
+            "id",
+            sqlite_where=sa.text("done_at IS NULL"),
+            postgresql_where=sa.text("done_at IS NULL"),
+        ),
+    )
+
+
+class EventKind(StrEnum):
+    """What an Event announces."""
+
+    NEW_THREAD = "new_thread"
+    FOLLOW_UP = "follow_up"
+    SLA_WARNING = "sla_warning"
+    SLA_BREACH = "sla_breach"
+    REPLIED = "replied"
+    ASSIGNED = "assigned"
+    RESOLVED = "resolved"
+    CONNECTOR_HEALTH = "connector_health"

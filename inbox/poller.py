@@ -1,0 +1,159 @@
+"""Polling one connector: cursor in, pages stored, errors turned into backoff and health."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inbox.connector import AuthError, Connector, PermanentError, TransientError
+from inbox.ingest import Ingestor, Source, load_cursor
+from inbox.metrics import Metrics
+from inbox.models import ConnectorHealth, Event, EventKind, utcnow
+from inbox.sqlutil import insert_for
+
+log = logging.getLogger(__name__)
+
+# Failures in a row before a flaky connector is called unhealthy (one blip is not news).
+UNHEALTHY_AFTER = 3
+MAX_BACKOFF = 900.0
+# Revoked credentials will not fix themselves quickly; look again now and then, without hammering.
+AUTH_RETRY = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll did and when the next one should run."""
+
+    stored: int
+    pages: int
+    delay: float
+    error: str | None = None
+
+
+class Poller:
+    """Owns a connector's schedule, retries, backoff and health; the connector only speaks its platform."""
+
+    def __init__(
+        self,
+        connector: Connector[Any, Any],
+        ingestor: Ingestor,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self.connector = connector
+        self.ingestor = ingestor
+        self.engine: AsyncEngine = ingestor.engine
+        self.source = Source.of(connector)
+        self.metrics = metrics
+        self.clock = clock
+        self.jitter = jitter
+        self.failures = 0
+
+    @property
+    def name(self) -> str:
+        """The connector's configured name."""
+        return self.connector.name
+
+    async def poll_once(self) -> PollResult:
+        """Fetch every page newer than the saved cursor and store it; never raises a connector error."""
+        started = time.perf_counter()
+        stored = pages = 0
+        try:
+            cursor = await self._cursor()
+            async for page in self.connector.fetch(cursor):
+                result = await self.ingestor.ingest(self.source, page.items, page.cursor)
+                stored += result.stored
+                pages += 1
+        except TransientError as exc:
+            return await self._failed("transient", str(exc), stored, pages, retry_after=exc.retry_after)
+        except AuthError as exc:
+            return await self._failed("auth", f"credentials refused: {exc}", stored, pages, auth=True)
+        except PermanentError as exc:
+            return await self._failed("permanent", str(exc), stored, pages)
+        except Exception as exc:  # noqa: BLE001 - a bug in one connector must not stop the others
+            log.exception("%s: poll crashed", self.name)
+            return await self._failed("crash", f"{type(exc).__name__}: {exc}", stored, pages)
+        finally:
+            if self.metrics:
+                self.metrics.poll_seconds.labels(self.name).observe(time.perf_counter() - started)
+        if self.metrics and stored:
+            self.metrics.items_ingested.labels(self.name).inc(stored)
+        if self.failures:
+            log.info("%s: polling works again after %d failure(s)", self.name, self.failures)
+        self.failures = 0
+        await self._record(healthy=True, reason=None, stored=stored)
+        poll = self.connector.settings.poll_seconds
+        return PollResult(stored, pages, poll * self.jitter(0.9, 1.1))
+
+    async def _cursor(self) -> Any:
+        raw = await load_cursor(self.engine, self.name)
+        if raw is None:
+            return None
+        try:
+            return self.connector.cursor_model.model_validate(raw)
+        except ValidationError as exc:
+            raise PermanentError(f"saved cursor does not fit this connector: {exc.error_count()} problem(s)") from exc
+
+    def _backoff(self, retry_after: float | None) -> float:
+        # Jitter so many workers recovering from one outage do not retry in step.
+        ceiling = min(MAX_BACKOFF, 5.0 * 2 ** min(self.failures, 10))
+        delay = self.jitter(ceiling / 2, ceiling)
+        return max(delay, retry_after or 0.0)
+
+    async def _failed(
+        self, kind: str, reason: str, stored: int, pages: int, *, retry_after: float | None = None, auth: bool = False
+    ) -> PollResult:
+        self.failures += 1
+        delay = AUTH_RETRY if auth else self._backoff(retry_after)
+        if self.metrics:
+            self.metrics.poll_errors.labels(self.name, kind).inc()
+            if stored:
+                self.metrics.items_ingested.labels(self.name).inc(stored)
+        if self.failures == 1:
+            log.warning("%s: poll failed (%s), next try in %.0f s: %s", self.name, kind, delay, reason)
+        else:
+            log.debug("%s: poll failed again (%d in a row): %s", self.name, self.failures, reason)
+        unhealthy = auth or self.failures >= UNHEALTHY_AFTER
+        await self._record(healthy=not unhealthy, reason=reason, stored=stored, failed=True)
+        return PollResult(stored, pages, delay, reason)
+
+    async def _record(self, *, healthy: bool, reason: str | None, stored: int, failed: bool = False) -> None:
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            insert = insert_for(conn, ConnectorHealth).values(connector=self.name, healthy=True, failures=0, items_total=0)
+            await conn.execute(insert.on_conflict_do_nothing(index_elements=["connector"]))
+            values: dict[str, Any] = {
+                "last_poll_at": now,
+                "failures": self.failures,
+                "items_total": ConnectorHealth.items_total + stored,
+            }
+            if failed:
+                values.update(last_error_at=now, reason=reason)
+            else:
+                values.update(last_ok_at=now, reason=None)
+            await conn.execute(sa.update(ConnectorHealth).where(ConnectorHealth.connector == self.name).values(**values))
+            # Only the worker whose update flips the flag announces it, so a change is told once.
+            flipped = await conn.execute(
+                sa.update(ConnectorHealth)
+                .where(ConnectorHealth.connector == self.name, ConnectorHealth.healthy.is_not(healthy))
+                .values(healthy=healthy, reason=reason)
+                .returning(ConnectorHealth.connector)
+            )
+            if flipped.first() is not None:
+                payload = {"connector": self.name, "healthy": healthy, "reason": reason}
+                await conn.execute(sa.insert(Event).values(kind=EventKind.CONNECTOR_HEALTH, payload=payload, created_at=now, attempts=0))
+                if healthy:
+                    log.info("%s: connector is healthy again", self.name)
+                else:
+                    log.error("%s: connector is unhealthy: %s", self.name, reason)

@@ -1,0 +1,184 @@
+"""The assembled inbox: store, triage, connectors, sweep and outbox; and `inbox run`'s scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inbox import connectors as registry
+from inbox.actions import Actions
+from inbox.settings import Settings
+from inbox.connector import Connector
+from inbox.db import create_engine, migrate
+from inbox.ingest import Ingestor
+from inbox.metrics import Metrics
+from inbox.models import utcnow
+from inbox.outbox import LogNotifier, Notifier, Outbox
+from inbox.poller import Poller
+from inbox.sweep import SlaSweep
+from inbox.templates import ReplyTemplates
+from inbox.triage import Triager, load_rules
+
+log = logging.getLogger(__name__)
+
+
+class Inbox:
+    """Every core piece built once from the settings; what `run`, `demo`, `queue` and tests share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        notifiers: Sequence[Notifier] | None = None,
+        triager: Triager | None = None,
+        templates: ReplyTemplates | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.metrics = Metrics()
+        self.policies = settings.sla.policies()
+        self.triager = triager or Triager(load_rules(settings.triage.rules))
+        self.templates = templates or ReplyTemplates(settings.triage.templates)
+        self.ingestor = Ingestor(
+            engine,
+            self.triager,
+            self.templates,
+            self.policies,
+            brand=settings.triage.brand,
+            agent_name=settings.triage.agent_name,
+            clock=clock,
+        )
+        self.connectors: dict[str, Connector[Any, Any]] = {
+            c.name: registry.build(c) for c in settings.connectors if c.enabled
+        }
+        self.pollers = {
+            name: Poller(c, self.ingestor, metrics=self.metrics, clock=clock)
+            for name, c in self.connectors.items()
+            if not c.pushes
+        }
+        self.actions = Actions(engine, self.connectors, clock)
+        self.sweep = SlaSweep(engine, clock)
+        self.outbox = Outbox(engine, list(notifiers) if notifiers is not None else [LogNotifier()], self.policies, clock)
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        notifiers: Sequence[Notifier] | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> Inbox:
+        """Connect to the store, bring its schema up to date and build everything."""
+        engine = engine or create_engine(settings.database.url)
+        await migrate(engine)
+        return cls(settings, engine, clock=clock, notifiers=notifiers)
+
+    async def close(self) -> None:
+        """Close connectors and the store."""
+        for connector in self.connectors.values():
+            await connector.close()
+        await self.engine.dispose()
+
+
+class Runner:
+    """`inbox run`: schedules polls (with jitter and backoff), the SLA sweep and the outbox."""
+
+    def __init__(self, inbox: Inbox, *, outbox_seconds: float = 1.0) -> None:
+        self.inbox = inbox
+        self.outbox_seconds = outbox_seconds
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def start(self) -> None:
+        """Add every job and start the scheduler (on the running event loop)."""
+        now = utcnow()
+        for name, poller in self.inbox.pollers.items():
+            # A random first offset so a hundred connectors do not all fire in the same second.
+            first = now + timedelta(seconds=random.uniform(0, min(poller.connector.settings.poll_seconds, 5)))
+            self.scheduler.add_job(self._poll, "date", run_date=first, args=[poller], id=f"poll:{name}")
+        sla = self.inbox.settings.sla
+        self.scheduler.add_job(self._guard(self.inbox.sweep.run), "interval", seconds=sla.check_seconds,
+                               id="sla-sweep", next_run_time=now, max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._guard(self.inbox.outbox.dispatch), "interval", seconds=self.outbox_seconds,
+                               id="outbox", next_run_time=now, max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._guard(self.inbox.actions.recover), "interval", minutes=1,
+                               id="reply-recovery", next_run_time=now, max_instances=1, coalesce=True)
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop scheduling and let in-flight polls and deliveries finish."""
+        self.scheduler.shutdown(wait=False)
+        if self._running:
+            await asyncio.wait(self._running, timeout=30)
+
+    async def _poll(self, poller: Poller) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            result = await poller.poll_once()
+        finally:
+            if task is not None:
+                self._running.discard(task)
+        if self.scheduler.running:
+            self.scheduler.add_job(
+                self._poll, "date", run_date=utcnow() + timedelta(seconds=result.delay), args=[poller],
+                id=f"poll:{poller.name}", replace_existing=True,
+            )
+
+    def _guard(self, job: Callable[[], Any]) -> Callable[[], Any]:
+        async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)
+            try:
+                await job()
+            except Exception:  # noqa: BLE001 - a failing sweep must not stop the schedule
+                log.exception("%s failed; it runs again at its next interval", getattr(job, "__qualname__", job))
+            finally:
+                if task is not None:
+                    self._running.discard(task)
+
+        return run
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run the service until SIGTERM/SIGINT (or `stop`), then finish in-flight work."""
+    from inbox.server import start_server
+
+    inbox = await Inbox.open(settings)
+    runner = Runner(inbox)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    site = await start_server(inbox, settings.server.host, settings.server.port)
+    runner.start()
+    log.info(
+        "inbox running: %d connector(s), Slack %s, listening on %s:%d",
+        len(inbox.connectors), "on" if settings.slack.enabled else "off (escalations go to this log)",
+        settings.server.host, site.port,
+    )
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: finishing in-flight work")
+        await runner.stop()
+        await site.runner.cleanup()
+        await inbox.close()

@@ -1,0 +1,321 @@
+"""The TOML config: found, expanded from the environment, validated whole before anything starts."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import date, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from inbox.connector import ConnectorSettings
+from inbox.connectors import settings_model_for, known_types
+from inbox.sla import BusinessHours, SlaPolicies, SlaPolicy
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` lists each one by key path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: {len(problems)} problem(s)")
+        self.source = source
+        self.problems = problems
+
+    def __str__(self) -> str:
+        lines = [f"{self.source}: the config has {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
+    """Where items live."""
+
+    url: str = "sqlite:///inbox.db"
+
+
+class BusinessHoursSettings(Section):
+    """Office hours during which the SLA clock runs."""
+
+    timezone: str = "UTC"
+    start: time = time(9, 0)
+    end: time = time(18, 0)
+    days: list[str] = Field(default_factory=lambda: list(DAYS[:5]))
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Paris')") from None
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        bad = [d for d in value if d.lower() not in DAYS]
+        if bad:
+            raise ValueError(f"unknown day(s) {bad}; use {', '.join(DAYS)}")
+        return [d.lower() for d in value]
+
+    @model_validator(mode="after")
+    def _order(self) -> BusinessHoursSettings:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    def build(self) -> BusinessHours:
+        """The pure-logic object the SLA functions take."""
+        return BusinessHours(
+            timezone=ZoneInfo(self.timezone),
+            start=self.start,
+            end=self.end,
+            days=frozenset(DAYS.index(d) for d in self.days),
+            holidays=frozenset(self.holidays),
+        )
+
+
+class ChannelSlaSettings(Section):
+    """Per-channel overrides of the SLA numbers."""
+
+    first_response_minutes: float | None = Field(default=None, gt=0)
+    warn_after_minutes: float | None = Field(default=None, gt=0)
+    business_hours: BusinessHoursSettings | None = None
+
+
+class SlaSettings(Section):
+    """The customer's first-response clock."""
+
+    first_response_minutes: float = Field(default=30, gt=0)
+    warn_after_minutes: float = Field(default=20, gt=0)
+    check_seconds: float = Field(default=15, gt=0)
+    business_hours: BusinessHoursSettings | None = None
+    channels: dict[str, ChannelSlaSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _warn_before_due(self) -> SlaSettings:
+        for key, channel in [("", None), *self.channels.items()]:
+            due = (channel and channel.first_response_minutes) or self.first_response_minutes
+            warn = (channel and channel.warn_after_minutes) or self.warn_after_minutes
+            if warn >= due:
+                where = f"channels.{key}." if key else ""
+                raise ValueError(f"{where}warn_after_minutes ({warn:g}) must be less than first_response_minutes ({due:g})")
+        return self
+
+    def policies(self) -> SlaPolicies:
+        """Per-channel policies for the SLA functions."""
+        default_hours = self.business_hours.build() if self.business_hours else None
+        default = SlaPolicy(self.first_response_minutes, self.warn_after_minutes, default_hours)
+        channels = {
+            name: SlaPolicy(
+                c.first_response_minutes or self.first_response_minutes,
+                c.warn_after_minutes or self.warn_after_minutes,
+                c.business_hours.build() if c.business_hours else default_hours,
+            )
+            for name, c in self.channels.items()
+        }
+        return SlaPolicies(default=default, channels=channels)
+
+
+class SlackSettings(Section):
+    """The Slack app; off while bot_token is empty."""
+
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    triage_channel: str | None = None
+    leads_channel: str | None = None
+    admin_channel: str | None = None
+    allowed_users: list[str] = Field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        """Slack is on when a bot token is configured."""
+        return bool(self.bot_token and self.bot_token.get_secret_value())
+
+    @model_validator(mode="after")
+    def _complete(self) -> SlackSettings:
+        if self.enabled:
+            missing = [k for k in ("triage_channel", "leads_channel") if not getattr(self, k)]
+            if not self.app_token and not self.signing_secret:
+                missing.append("signing_secret")
+            if missing:
+                raise ValueError(f"with bot_token set, also set {', '.join(missing)}")
+        return self
+
+
+class ServerSettings(Section):
+    """The HTTP server for Slack, webhooks, /healthz and /metrics."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=3000, ge=0, le=65535)
+
+
+class TriageSettings(Section):
+    """Where an admin's triage rules and reply templates live, and how replies are signed."""
+
+    rules: Path | None = None
+    templates: Path | None = None
+    brand: str = "our team"
+    agent_name: str = "The support team"
+
+
+class Settings(Section):
+    """The whole config file."""
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
+    connectors: list[ConnectorSettings] = Field(default_factory=list)
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """`--config`, else $INBOX_CONFIG, else ./inbox.toml, else None (defaults apply)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("INBOX_CONFIG"):
+        return Path(os.environ["INBOX_CONFIG"])
+    default = Path("inbox.toml")
+    return default if default.exists() else None
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, expand and validate a config file; raise ConfigError listing every problem."""
+    if path is None:
+        return Settings()
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"TOML syntax: {exc}"]) from None
+    return parse_config(raw, source=source, base_dir=path.parent, env=os.environ if env is None else env)
+
+
+def parse_config(
+    raw: dict[str, Any], *, source: str = "<config>", base_dir: Path = Path("."), env: Mapping[str, str]
+) -> Settings:
+    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    data = _expand(raw, env, (), problems)
+    connectors_raw = data.pop("connectors", [])
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems += _describe(exc, ())
+    connectors = _connectors(connectors_raw, problems)
+    if problems or settings is None:
+        raise ConfigError(source, problems)
+    settings.connectors = connectors
+    _resolve_paths(settings, base_dir)
+    return settings
+
+
+def _connectors(raw: Any, problems: list[str]) -> list[ConnectorSettings]:
+    if not isinstance(raw, list):
+        problems.append("connectors: must be an array of tables ([[connectors]])")
+        return []
+    result: list[ConnectorSettings] = []
+    seen: dict[str, int] = {}
+    for i, table in enumerate(raw):
+        where: tuple[str | int, ...] = ("connectors", i)
+        if not isinstance(table, dict):
+            problems.append(f"{_path(where)}: must be a table")
+            continue
+        name, type_ = table.get("name"), table.get("type")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(f"connectors[{i}].name: duplicate connector name {name!r} (also connectors[{seen[name]}])")
+            else:
+                where = ("connectors", name)
+            seen.setdefault(name, i)
+        if not isinstance(type_, str):
+            problems.append(f"{_path(where)}.type: required, one of {', '.join(known_types())}")
+            continue
+        model = settings_model_for(type_)
+        if model is None:
+            problems.append(f"{_path(where)}.type: unknown connector type {type_!r}; known: {', '.join(known_types())}")
+            continue
+        try:
+            result.append(model.model_validate(table))
+        except ValidationError as exc:
+            problems += _describe(exc, where)
+    return result
+
+
+def _resolve_paths(settings: Settings, base_dir: Path) -> None:
+    """Relative file paths in a config file mean relative to that file."""
+    for holder, key in [(settings.triage, "rules"), (settings.triage, "templates")]:
+        value = getattr(holder, key)
+        if value is not None and not value.is_absolute():
+            setattr(holder, key, base_dir / value)
+    for connector in settings.connectors:
+        path = getattr(connector, "path", None)
+        if isinstance(path, Path) and not path.is_absolute():
+            connector.path = base_dir / path  # type: ignore[attr-defined]
+
+
+def _expand(value: Any, env: Mapping[str, str], where: tuple[str | int, ...], problems: list[str]) -> Any:
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                problems.append(f"{_path(where)}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, env, (*where, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, (*where, _list_key(where, i, v)), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _list_key(where: tuple[str | int, ...], index: int, value: Any) -> str | int:
+    # Connectors are easier to find by name than by position.
+    if where == ("connectors",) and isinstance(value, dict) and isinstance(value.get("name"), str):
+        return str(value["name"])
+    return index
+
+
+def _describe(exc: ValidationError, prefix: tuple[str | int, ...]) -> list[str]:
+    out = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        message = message.removeprefix("Value error, ")
+        out.append(f"{_path((*prefix, *loc))}: {message}")
+    return out
+
+
+def _path(parts: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in parts:
+        if isinstance(part, int) or text == "connectors":
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"

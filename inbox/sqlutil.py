@@ -1,0 +1,27 @@
+"""Small helpers for writing the same SQL on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+T = TypeVar("T")
+
+# Well under SQLite's bound-parameter limit and PostgreSQL's 32767.
+CHUNK = 500
+
+
+def insert_for(conn: AsyncConnection, table: Any) -> Any:
+    """An INSERT that knows ON CONFLICT for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """Slices of at most `size` values, for IN lists."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,130 @@
+"""Shared fixtures: both stores (SQLite always, PostgreSQL when INBOX_TEST_DATABASE_URL is set) and a fake clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inbox.settings import Settings, parse_config
+from inbox.db import create_engine, migrate
+from inbox.outbox import Notice
+from inbox.service import Inbox
+from inbox.templates import ReplyTemplates
+from inbox.triage import Triager, load_rules
+
+PG_URL = os.environ.get("INBOX_TEST_DATABASE_URL")
+
+
+class FakeClock:
+    """An injected clock: time moves only when a test says so."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+class Recorder:
+    """A notifier that keeps every notice, for assertions."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+
+    async def notify(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+    def kinds(self) -> list[str]:
+        return [str(n.kind) for n in self.notices]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def triager() -> Triager:
+    return Triager(load_rules())
+
+
+@pytest.fixture(scope="session")
+def templates() -> ReplyTemplates:
+    return ReplyTemplates()
+
+
+async def _pg_engine() -> AsyncIterator[tuple[AsyncEngine, str]]:
+    assert PG_URL
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    async with admin.begin() as conn:
+        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(PG_URL, schema=schema)
+    try:
+        yield engine, schema
+    finally:
+        await engine.dispose()
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, str, str | None]]:
+    """A migrated, empty store: (engine, url, PostgreSQL schema or None)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'inbox.db'}"
+        engine = create_engine(url)
+        await migrate(engine)
+        yield engine, url, None
+        await engine.dispose()
+        return
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need INBOX_TEST_DATABASE_URL (.ci/run sets it)")
+    async for engine, schema in _pg_engine():
+        await migrate(engine)
+        yield engine, PG_URL, schema
+
+
+@pytest.fixture
+def engine(store: tuple[AsyncEngine, str, str | None]) -> AsyncEngine:
+    return store[0]
+
+
+def make_settings(tmp_path: Path, **extra: Any) -> Settings:
+    """Settings as a config file would give them, with `extra` tables merged in."""
+    return parse_config(extra, source="test", base_dir=tmp_path, env={})
+
+
+@pytest.fixture
+def inbox_factory(
+    engine: AsyncEngine, clock: FakeClock, triager: Triager, templates: ReplyTemplates, tmp_path: Path
+) -> Callable[..., Inbox]:
+    """Build an Inbox on the test store with the fake clock; `recorder` collects notices."""
+
+    def build(recorder: Recorder | None = None, **config: Any) -> Inbox:
+        return Inbox(
+            make_settings(tmp_path, **config),
+            engine,
+            clock=clock,
+            notifiers=[recorder] if recorder else [],
+            triager=triager,
+            templates=templates,
+        )
+
+    return build

@@ -1,0 +1,36 @@
+"""Child process for the crash test: polls a jsonl file and stops dead at a named point."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import sqlalchemy as sa
+
+from inbox.settings import parse_config
+from inbox.db import create_engine
+from inbox.service import Inbox
+
+
+async def main(url: str, schema: str, path: str, point: str) -> None:
+    engine = create_engine(url, schema=schema or None)
+    settings = parse_config({"connectors": [{"name": "feed", "type": "jsonl", "path": path}]}, env={})
+    inbox = Inbox(settings, engine, notifiers=[])
+    poller = inbox.pollers["feed"]
+    if point == "before-commit":
+        # The last moment before COMMIT reaches the database: items and cursor are written, not committed.
+        def stall(_conn: object) -> None:
+            print("COMMITTING", flush=True)
+            time.sleep(600)
+
+        sa.event.listen(engine.sync_engine, "commit", stall)
+        await poller.poll_once()
+    else:
+        pages = [page async for page in poller.connector.fetch(None)]
+        print(f"FETCHED {sum(len(p.items) for p in pages)}", flush=True)
+        time.sleep(600)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:]))

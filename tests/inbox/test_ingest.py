@@ -1,0 +1,155 @@
+"""Ingest on both stores: stored once, threads and customers joined, cursor committed with the items."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from inbox.connector import Kind, RawItem
+from inbox.ingest import Source, load_cursor
+from inbox.models import Customer, Event, Item, SlaStage, Status, Thread
+from tests.conftest import FakeClock
+
+SOURCE = Source(name="acme-x", channel="x", max_reply_chars=280, own_handles=frozenset({"acme"}))
+
+
+class Cursor(BaseModel):
+    since_id: str
+
+
+def item(external_id: str, clock: FakeClock, minutes_ago: float = 1, **kw: object) -> RawItem:
+    values: dict = {
+        "external_id": external_id,
+        "text": "@acme where is my order #12345? it's late",
+        "posted_at": clock.now - timedelta(minutes=minutes_ago),
+        "kind": Kind.MENTION,
+        "author_handle": "bob",
+        "author_name": "Bob",
+    }
+    values.update(kw)
+    return RawItem(**values)
+
+
+async def count(engine, table) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
+
+
+async def test_same_item_twice_is_stored_once(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    first = await inbox.ingestor.ingest(SOURCE, [item("1", clock), item("2", clock, author_handle="eve")])
+    again = await inbox.ingestor.ingest(SOURCE, [item("2", clock), item("1", clock), item("1", clock)])
+    assert (first.stored, first.duplicates) == (2, 0)
+    assert (again.stored, again.duplicates) == (0, 3)
+    assert await count(engine, Item) == 2
+    assert await count(engine, Event) == 2  # one "new thread" each, none for the duplicates
+
+
+async def test_two_workers_ingesting_the_same_page_store_it_once(inbox_factory, engine, clock):
+    workers = [inbox_factory(), inbox_factory()]
+    page = [item(str(i), clock, author_handle=f"user{i % 7}") for i in range(60)]
+    results = await asyncio.gather(*(w.ingestor.ingest(SOURCE, list(page)) for w in workers))
+    assert sum(r.stored for r in results) == 60
+    assert await count(engine, Item) == 60
+    assert await count(engine, Customer) == 7
+
+
+async def test_cursor_is_saved_with_the_items(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    await inbox.ingestor.ingest(SOURCE, [item("10", clock)], Cursor(since_id="10"))
+    assert await load_cursor(engine, "acme-x") == {"since_id": "10"}
+    await inbox.ingestor.ingest(SOURCE, [], Cursor(since_id="11"))
+    assert await load_cursor(engine, "acme-x") == {"since_id": "11"}
+
+
+async def test_brand_posts_reposts_and_broken_items_are_not_items(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    result = await inbox.ingestor.ingest(
+        SOURCE,
+        [
+            item("1", clock, author_handle="@ACME"),  # the brand's own account, any case
+            item("2", clock, from_brand=True),
+            item("3", clock, is_repost=True),
+            item("", clock),  # no id
+            item("5", clock, author_handle="  "),
+            item("6", clock),
+        ],
+    )
+    assert (result.stored, result.skipped) == (1, 5)
+    assert await count(engine, Item) == 1
+
+
+async def test_follow_up_joins_the_thread_and_later_starts_the_next_response_clock(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    await inbox.ingestor.ingest(SOURCE, [item("1", clock, minutes_ago=10, thread_id="conv-1")])
+    early = await inbox.ingestor.ingest(SOURCE, [item("2", clock, minutes_ago=5, thread_id="conv-1")])
+    assert (early.new_threads, early.follow_ups) == (0, 1)
+    async with engine.connect() as conn:
+        thread = (await conn.execute(sa.select(Thread))).one()
+    # A follow-up before our reply does not restart the customer's clock.
+    assert thread.clock_start == clock.now - timedelta(minutes=10)
+    assert thread.cycle == 1
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(Thread).values(status=Status.REPLIED, responded_at=clock.now, sla_stage=SlaStage.STOPPED)
+        )
+    clock.advance(minutes=3)
+    await inbox.ingestor.ingest(SOURCE, [item("3", clock, minutes_ago=1, thread_id="conv-1")])
+    async with engine.connect() as conn:
+        thread = (await conn.execute(sa.select(Thread))).one()
+        threads = (await conn.execute(sa.select(sa.func.count()).select_from(Thread))).scalar_one()
+    assert threads == 1
+    assert (thread.cycle, thread.clock_kind, thread.status) == (2, "next_response", Status.NEW)
+    assert thread.clock_start == clock.now - timedelta(minutes=1)
+    assert thread.due_at == thread.clock_start + timedelta(minutes=30)
+    assert thread.sla_stage == SlaStage.RUNNING
+
+
+async def test_customer_is_one_person_across_connectors(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    other = Source(name="acme-support-x", channel="x")
+    await inbox.ingestor.ingest(SOURCE, [item("1", clock, author_handle="Bob")])
+    await inbox.ingestor.ingest(other, [item("1", clock, author_handle="@bob")])
+    async with engine.connect() as conn:
+        customers = (await conn.execute(sa.select(Customer.handle))).scalars().all()
+        items = (await conn.execute(sa.select(Item.customer_id))).scalars().all()
+    assert customers == ["bob"]
+    assert len(items) == 2 and len(set(items)) == 1
+
+
+async def test_clock_starts_at_the_platform_time_and_future_times_are_clamped(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    await inbox.ingestor.ingest(
+        SOURCE,
+        [item("old", clock, minutes_ago=31), item("future", clock, minutes_ago=-60, author_handle="eve")],
+    )
+    async with engine.connect() as conn:
+        rows = {r.external_id: r for r in await conn.execute(sa.select(Thread))}
+    assert rows["old"].clock_start == clock.now - timedelta(minutes=31)
+    assert rows["old"].due_at == clock.now - timedelta(minutes=1)
+    assert rows["future"].clock_start == clock.now
+
+
+async def test_item_is_triaged_with_a_suggestion_that_fits_the_channel(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    await inbox.ingestor.ingest(
+        SOURCE, [item("1", clock, text="Ma commande n'est toujours pas arrivée, je suis furieux !", author_name="Claire")]
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(Item))).one()
+    assert (row.language, row.intent, row.sentiment) == ("fr", "delivery", "negative")
+    assert "Claire" in row.suggestion and len(row.suggestion) <= 280
+
+
+async def test_null_bytes_and_huge_text_are_stored(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    text = "broken\x00text " + "é" * 100_000
+    result = await inbox.ingestor.ingest(SOURCE, [item("1", clock, text=text)])
+    assert result.stored == 1
+    async with engine.connect() as conn:
+        stored = (await conn.execute(sa.select(Item.text))).scalar_one()
+    assert "\x00" not in stored and stored.startswith("brokentext")

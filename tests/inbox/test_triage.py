@@ -1,0 +1,366 @@
+"""Triage: accuracy on labelled real-world-style messages, priority rules, sentiment, rules loading."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inbox.triage import (
+    Intent,
+    Priority,
+    RulesError,
+    Triager,
+    TriageResult,
+    load_rules,
+    normalize,
+)
+
+DATA = Path(__file__).parent / "data" / "labelled_messages.jsonl"
+CORE_LANGUAGES = ("fr", "ro", "en")
+EXTRA_LANGUAGES = ("es", "de", "it", "pt", "nl")
+
+
+def _labelled() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def triager() -> Triager:
+    return Triager(load_rules())
+
+
+def _classify(triager: Triager, row: dict[str, Any]) -> TriageResult:
+    return triager.classify(row["text"], rating=row.get("rating"), kind=row["kind"])
+
+
+# --------------------------------------------------------------------------- labelled set
+
+
+def test_labelled_set_is_big_and_varied_enough() -> None:
+    rows = _labelled()
+    per_language = Counter(row["language"] for row in rows)
+    for language in CORE_LANGUAGES:
+        assert per_language[language] >= 20, per_language
+    assert sum(per_language[language] for language in EXTRA_LANGUAGES) >= 10
+    assert {row["intent"] for row in rows} == {intent.value for intent in Intent}
+    assert {"review", "mention", "dm"} <= {row["kind"] for row in rows}
+    assert any("rating" in row for row in rows)
+    for row in rows:
+        assert set(row) <= {"text", "language", "intent", "sentiment", "rating", "kind"}, row
+        assert row["sentiment"] in ("negative", "neutral", "positive") if "sentiment" in row else True
+
+
+def test_language_and_intent_accuracy_on_labelled_set(triager: Triager) -> None:
+    rows = _labelled()
+    language_hits: dict[str, list[bool]] = defaultdict(list)
+    intent_hits: dict[str, list[bool]] = defaultdict(list)
+    language_misses: Counter[tuple[str, str]] = Counter()
+    intent_misses: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        result = _classify(triager, row)
+        language_hits[row["language"]].append(result.language == row["language"])
+        intent_hits[row["language"]].append(result.intent == row["intent"])
+        if result.language != row["language"]:
+            language_misses[(row["language"], result.language)] += 1
+        if result.intent != row["intent"]:
+            intent_misses[(row["intent"], result.intent.value)] += 1
+
+    def accuracy(hits: dict[str, list[bool]]) -> float:
+        flat = [hit for values in hits.values() for hit in values]
+        return sum(flat) / len(flat)
+
+    print(f"\nlabelled messages: {len(rows)}")
+    print(f"{'lang':<6}{'n':>4}{'language':>10}{'intent':>10}")
+    for language in sorted(language_hits, key=lambda code: -len(language_hits[code])):
+        n = len(language_hits[language])
+        print(f"{language:<6}{n:>4}{sum(language_hits[language]) / n:>10.2%}{sum(intent_hits[language]) / n:>10.2%}")
+    print(f"{'all':<6}{len(rows):>4}{accuracy(language_hits):>10.2%}{accuracy(intent_hits):>10.2%}")
+    print("language misses (expected -> got):", dict(language_misses) or "none")
+    print("intent misses (expected -> got):", dict(intent_misses) or "none")
+
+    assert accuracy(language_hits) >= 0.90
+    assert accuracy(intent_hits) >= 0.90
+
+
+def test_sentiment_agrees_with_labels_mostly(triager: Triager) -> None:
+    rows = [row for row in _labelled() if "sentiment" in row]
+    hits = [_classify(triager, row).sentiment == row["sentiment"] for row in rows]
+    # Labels for plain problem reports are debatable (neutral vs negative); opposite polarity is not.
+    opposite = [
+        row["text"]
+        for row in rows
+        if {_classify(triager, row).sentiment, row["sentiment"]} == {"negative", "positive"}
+    ]
+    assert sum(hits) / len(hits) >= 0.75
+    assert opposite == []
+
+
+# --------------------------------------------------------------------------- priority
+
+
+def test_priority_rank_orders_levels() -> None:
+    assert [p.rank for p in (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT)] == [0, 1, 2, 3]
+    assert sorted(Priority, key=lambda p: p.rank, reverse=True)[0] is Priority.URGENT
+
+
+def test_furious_one_star_beats_old_complaint_beats_thank_you(triager: Triager) -> None:
+    furious = triager.classify(
+        "WORST STORE EVER!!! The manager laughed at me and refused to help. Never again.",
+        rating=1, kind="review",
+    )
+    complaint = triager.classify(
+        "The staff at the Leeds store were rude to me this afternoon.", kind="mention", age_minutes=31
+    )
+    fresh_complaint = triager.classify(
+        "The staff at the Leeds store were rude to me this afternoon.", kind="mention", age_minutes=1
+    )
+    thanks = triager.classify("Thank you so much for your help today, really appreciated!", kind="mention")
+
+    assert complaint.intent is Intent.COMPLAINT
+    assert thanks.intent is Intent.PRAISE
+    assert furious.sentiment == "negative"
+    assert furious.priority.rank > complaint.priority.rank > thanks.priority.rank
+    assert complaint.priority.rank > fresh_complaint.priority.rank  # the age counted
+
+
+def test_shouting_raises_priority(triager: Triager) -> None:
+    calm = triager.classify("my parcel is late again, not happy", kind="mention")
+    shouted = triager.classify("MY PARCEL IS LATE AGAIN, NOT HAPPY!!!", kind="mention")
+    assert calm.intent is shouted.intent is Intent.DELIVERY
+    assert shouted.priority.rank > calm.priority.rank
+
+
+@pytest.mark.parametrize(
+    ("text", "rating"),
+    [
+        ("ok", 2),
+        ("meh", 1),
+        ("", 1),
+        ("Bought a lamp here last month.", 2),
+        ("Lovely staff and great coffee", 2),  # the text is warm but the stars say unhappy
+        ("Am cumpărat o lampă de aici luna trecută.", 2),
+        ("Nothing special about this place, disappointing visit", None),
+        ("je suis déçue 😞", None),
+    ],
+)
+def test_negative_reviews_are_never_low(triager: Triager, text: str, rating: int | None) -> None:
+    result = triager.classify(text, rating=rating, kind="review")
+    assert result.intent is not Intent.SPAM
+    assert rating is not None or result.sentiment == "negative"
+    assert result.priority.rank >= Priority.NORMAL.rank
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Make $500/day working from home!!! No experience needed, DM me now 💰💰 http://bit.ly/xx12",
+        "🔥 Gagnez un iPhone GRATUIT ! Cliquez ici 👉 http://bit.ly/gain-iphone",
+        "FELICITARI! Ati castigat un voucher de 1000 lei. Revendicati aici: http://tinyurl.com/voucher",
+    ],
+)
+def test_spam_is_low_whatever_else(triager: Triager, text: str) -> None:
+    result = triager.classify(text, rating=1, kind="review", age_minutes=500)
+    assert result.intent is Intent.SPAM
+    assert result.priority is Priority.LOW
+
+
+def test_shouting_intensifies_the_text(triager: Triager) -> None:
+    # rating 4 (+2) against "terrible" (-2.5) nets out; shouted, the text wins
+    assert triager.classify("terrible", rating=4, kind="review").sentiment == "neutral"
+    assert triager.classify("TERRIBLE!!!", rating=4, kind="review").sentiment == "negative"
+
+
+def test_escalation_terms_raise_priority(triager: Triager) -> None:
+    plain = triager.classify("The zip on my coat broke after a week", kind="mention")
+    legal = triager.classify("The zip on my coat broke after a week, my lawyer will hear about this", kind="mention")
+    assert legal.priority.rank > plain.priority.rank
+
+
+# --------------------------------------------------------------------------- sentiment
+
+
+@pytest.mark.parametrize(("rating", "expected"), [(1, "negative"), (2, "negative"), (3, "neutral"), (4, "positive"), (5, "positive")])
+def test_rating_sets_sentiment_for_neutral_text(triager: Triager, rating: int, expected: str) -> None:
+    assert triager.classify("Bought a jacket here in March.", rating=rating, kind="review").sentiment == expected
+
+
+def test_text_can_shift_the_rating(triager: Triager) -> None:
+    assert triager.classify("Terrible, awful, useless service.", rating=3, kind="review").sentiment == "negative"
+    assert triager.classify("Amazing staff, perfect fit, love it!", rating=3, kind="review").sentiment == "positive"
+    assert triager.classify("Fine I guess.", rating=3, kind="review").sentiment == "neutral"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("the service was good", "positive"),
+        ("the service was not good", "negative"),
+        ("le service était bon", "positive"),
+        ("le service n'était pas bon", "negative"),
+        ("serviciul a fost foarte bine", "positive"),
+        ("serviciul nu a fost bine deloc, rău", "negative"),
+        ("not bad at all", "positive"),
+        ("c'est pas terrible", "negative"),
+        ("Merci pour rien", "negative"),
+        ("I don't love it", "negative"),
+    ],
+)
+def test_negation_and_phrases(triager: Triager, text: str, expected: str) -> None:
+    assert triager.classify(text).sentiment == expected
+
+
+def test_negation_does_not_flip_emoji(triager: Triager) -> None:
+    assert triager.classify("no reply yet 😡").sentiment == "negative"
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [
+        ("Toujours pas remboursé !", "Toujours pas rembourse !", "TOUJOURS PAS REMBOURSÉ !"),
+        ("Unde este comanda mea? Curierul nu a venit", "Unde este comanda mea? Curierul nu a venit".upper()),
+        ("Mi-ați luat banii de două ori", "Mi-ati luat banii de doua ori", "mi ati luat banii de doua ori"),
+        ("Livrare întârziată", "Livrare intarziata"),
+        ("ma commande n'est jamais arrivée", "ma commande nest jamais arrivee", "Ma commande n’est jamais arrivée"),
+    ],
+)
+def test_matching_ignores_accents_case_and_apostrophes(triager: Triager, variants: tuple[str, ...]) -> None:
+    results = {triager.classify(text).intent for text in variants}
+    assert len(results) == 1
+    assert results.pop() in (Intent.BILLING, Intent.DELIVERY)
+
+
+def test_normalize_strips_accents_and_case() -> None:
+    assert normalize("ȘȚĂÂÎ șţăâî Remboursé ŒUVRE ’") == "staai staai rembourse oeuvre '"
+
+
+def test_links_handles_and_tags_do_not_decide_the_language(triager: Triager) -> None:
+    text = "@TheEnglishShop http://www.the-english-shop.co.uk/orders #customerservice ma commande n'est pas arrivée"
+    assert triager.detect_language(text) == "fr"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("Mulțumesc frumos!", "ro"),
+        ("merci beaucoup !!", "fr"),
+        ("thanks so much!", "en"),
+        ("¿Dónde está mi pedido?", "es"),
+        ("Wo ist meine Bestellung?", "de"),
+        ("Dov'è il mio ordine?", "it"),
+        ("Cadê a minha encomenda?", "pt"),
+        ("Waar blijft mijn pakket?", "nl"),
+    ],
+)
+def test_short_texts_in_each_language(triager: Triager, text: str, language: str) -> None:
+    assert triager.detect_language(text) == language
+
+
+@pytest.mark.parametrize("text", ["", "   ", "😍😍😍", "👍", "http://example.com", "@someone", "12345 !!!"])
+def test_undetectable_text_gets_the_default_language(tmp_path: Path, text: str) -> None:
+    assert Triager(load_rules()).detect_language(text) == "en"
+    override = tmp_path / "rules.toml"
+    override.write_text('default_language = "ro"\n', encoding="utf-8")
+    assert Triager(load_rules(override)).detect_language(text) == "ro"
+
+
+def test_customer_text_is_only_data(triager: Triager) -> None:
+    plain = triager.classify("my parcel is three days late")
+    for noise in ("{{ 7*7 }}", "{0.__class__}", "%(x)s %s", "__import__('os')", "\x00\x1e", "(?:*+"):
+        assert triager.classify(f"my parcel is three days late {noise}") == plain
+
+
+# --------------------------------------------------------------------------- rules loading
+
+
+def test_shipped_rules_cover_the_core_languages() -> None:
+    rules = load_rules()
+    for language in CORE_LANGUAGES:
+        lexicon = rules.lexicon[language]
+        assert lexicon.positive and lexicon.negative and lexicon.negations and lexicon.stopwords
+        assert {intent for intent in lexicon.intents} >= {
+            Intent.DELIVERY, Intent.BILLING, Intent.QUESTION, Intent.COMPLAINT, Intent.PRAISE, Intent.SPAM,
+        }
+
+
+def test_admin_file_merges_into_defaults(tmp_path: Path) -> None:
+    text = "Le colis de ma chronopizza est resté au dépôt"
+    before = Triager(load_rules())
+    override = tmp_path / "brand.toml"
+    override.write_text(
+        """
+languages = ["fr", "en"]          # arrays replace
+[lexicon.fr.intents.complaint]
+"chronopizza" = 9                 # tables merge: a new term...
+[lexicon.fr.intents.delivery]
+"colis" = 0                       # ...and weight 0 removes a shipped one
+""",
+        encoding="utf-8",
+    )
+    rules = load_rules(override)
+    assert rules.languages == ["fr", "en"]
+    assert rules.lexicon["fr"].intents[Intent.COMPLAINT]["chronopizza"] == 9
+    assert rules.lexicon["fr"].intents[Intent.DELIVERY]["livreur"] == load_rules().lexicon["fr"].intents[Intent.DELIVERY]["livreur"]
+    assert rules.lexicon["ro"] == load_rules().lexicon["ro"]  # untouched languages stay
+    assert before.classify(text).intent is Intent.DELIVERY
+    assert Triager(rules).classify(text).intent is Intent.COMPLAINT
+
+
+def test_bad_rules_file_lists_every_problem_by_key_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        """
+languages = ["en", "fr", "xx"]
+default_language = "ro"
+[detection]
+speed = "fast"
+[sentiment]
+negation_window = "three"
+[priority.base]
+delivery = "asap"
+[lexicon.en.intents.refunds]
+"money back" = 3
+[lexicon.en.patterns.spam]
+"(unclosed" = 1
+[lexicon.en.positive]
+"gre*at" = 1
+"***" = 1
+[lexicon.klingon.negative]
+"bad" = 1
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(RulesError) as caught:
+        load_rules(bad)
+    error = caught.value
+    assert isinstance(error, ValueError)
+    message = str(error)
+    for path in (
+        "languages[2]",
+        "default_language",
+        "detection.speed",
+        "sentiment.negation_window",
+        "priority.base.delivery",
+        "lexicon.en.intents.refunds",
+        'lexicon.en.patterns.spam."(unclosed"',
+        'lexicon.en.positive."gre*at"',
+        'lexicon.en.positive."***"',
+        "lexicon.klingon",
+    ):
+        assert path in message, f"{path} missing from:\n{message}"
+    assert len(error.problems) >= 10
+
+
+def test_rules_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[lexicon.en\n", encoding="utf-8")
+    with pytest.raises(RulesError, match="syntax"):
+        load_rules(broken)
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "missing.toml")

@@ -1,0 +1,103 @@
+"""The `inbox` command as a user runs it: a real process, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def inbox(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "INBOX_CONFIG": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "inbox", *args], capture_output=True, text=True, input=stdin, cwd=cwd or ROOT,
+        env=env, timeout=timeout,
+    )
+
+
+def test_triage_prints_one_json_object():
+    run = inbox("triage", "Ma commande n'est toujours pas arrivée, c'est inadmissible !")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert set(result) == {"language", "sentiment", "intent", "priority", "suggestion"}
+    assert (result["language"], result["intent"], result["sentiment"]) == ("fr", "delivery", "negative")
+    assert result["suggestion"]
+
+
+def test_triage_reads_stdin_line_by_line_and_never_evaluates_customer_text():
+    run = inbox("triage", "-", "--channel", "x", stdin="thanks so much, great service!\n\nMulțumesc {{ 7*7 }} pentru ajutor!\n")
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["intent"] for r in lines] == ["praise", "praise"]
+    assert lines[1]["language"] == "ro"
+    assert all(len(r["suggestion"]) <= 280 for r in lines)
+    assert "49" not in run.stdout
+
+
+def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
+    started = time.monotonic()
+    run = inbox("demo", cwd=tmp_path, timeout=120)
+    elapsed = time.monotonic() - started
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "most urgent first" in out and "BREACH" in out and "warning" in out
+    assert "claire_dpt" in out and "nothing sent twice" in out and "next response clock" in out
+    assert "{{ 7*7 }}" in out and "<!channel>" in out  # customer text shown as typed, never evaluated
+    assert elapsed < 30, f"demo took {elapsed:.1f} s"
+    assert not list(tmp_path.iterdir()), "the demo left files behind"
+
+
+def test_queue_and_check_on_a_config(tmp_path):
+    feed = tmp_path / "feed.jsonl"
+    posted = (datetime.now(UTC) - timedelta(minutes=25)).isoformat()
+    feed.write_text(json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n")
+    config = tmp_path / "inbox.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "q.db"}"\n[[connectors]]\nname = "feed"\ntype = "jsonl"\npath = "feed.jsonl"\n'
+                      '[[connectors]]\nname = "gone"\ntype = "jsonl"\npath = "missing.jsonl"\n')
+    check = inbox("check", "--config", str(config))
+    assert check.returncode == 1
+    assert "feed" in check.stdout and "missing.jsonl does not exist" in check.stdout
+    empty = inbox("queue", "--config", str(config))
+    assert empty.returncode == 0 and "The queue is empty" in empty.stdout
+
+
+def test_run_without_slack_polls_logs_escalations_and_exits_0_on_sigterm(tmp_path):
+    import signal
+
+    feed = tmp_path / "feed.jsonl"
+    posted = (datetime.now(UTC) - timedelta(minutes=31)).isoformat()
+    feed.write_text(json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n")
+    config = tmp_path / "inbox.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "r.db"}"\n[server]\nhost = "127.0.0.1"\nport = 0\n'
+                      '[sla]\ncheck_seconds = 1\n[[connectors]]\nname = "feed"\ntype = "jsonl"\npath = "feed.jsonl"\npoll_seconds = 1\n')
+    process = subprocess.Popen([sys.executable, "-m", "inbox", "run", "--config", str(config)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "SLA BREACH" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = "".join(lines) + rest
+    assert process.returncode == 0, log
+    breach = json.loads(next(line for line in lines if "SLA BREACH" in line))
+    assert breach["level"] == "warning" and "@bob" in breach["message"] and "assignee: nobody" in breach["message"]
+    assert "stopping: finishing in-flight work" in log
+    queue = inbox("queue", "--config", str(config))
+    assert "bob" in queue.stdout and "breached" in queue.stdout
