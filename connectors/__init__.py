@@ -11,6 +11,13 @@ if TYPE_CHECKING:
 # type -> "module:Class"; a module is imported only when its type is used, so an unused
 # platform's client library is never loaded.
 REGISTRY: dict[str, str] = {
+    "x": "inbox.connectors.x:XConnector",
+    "mastodon": "inbox.connectors.mastodon:MastodonConnector",
+    "reddit": "inbox.connectors.reddit:RedditConnector",
+    "google_reviews": "inbox.connectors.google_reviews:GoogleReviewsConnector",
+    "trustpilot": "inbox.connectors.trustpilot:TrustpilotConnector",
+    "app_store": "inbox.connectors.app_store:AppStoreConnector",
+    "google_play": "inbox.connectors.google_play:GooglePlayConnector",
     "jsonl": "inbox.connectors.jsonl:JsonlConnector",
     "webhook": "inbox.connectors.webhook:WebhookConnector",
 }

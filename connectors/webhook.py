@@ -97,7 +97,12 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
             {"in_reply_to": target.external_id, "thread_id": target.thread_id, "to": target.author_handle, "text": text},
             ensure_ascii=False,
         ).encode()
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.settings.secret.get_secret_value(), body)}
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self.settings.secret.get_secret_value(), body),
+            # The same reply to the same item has the same key, so a resend after a crash can be ignored.
+            "Idempotency-Key": hashlib.sha256(f"{target.external_id}\n{text}".encode()).hexdigest(),
+        }
         try:
             async with self._client().post(url, data=body, headers=headers) as response:
                 if response.status in (401, 403):

@@ -136,6 +136,7 @@ def triage(
                 "agent_name": settings.triage.agent_name,
                 "brand": settings.triage.brand,
                 "order_number": find_order_number(line),
+                "kind": "review" if rating else "mention",
             },
             max_chars=CHANNEL_LIMITS.get(channel or ""),
         )

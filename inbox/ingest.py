@@ -103,16 +103,14 @@ class Ingestor:
         now = self.clock()
         result = IngestResult()
         candidates = self._normalise(source, items, now, result)
-        if candidates:
-            async with self.engine.connect() as conn:
-                known = await _existing(conn, Item, source.name, list(candidates))
-            result.duplicates += len(known)
-            for external_id in known:
-                del candidates[external_id]
-        rows = [self._prepare(source, raw, now) for raw in candidates.values()]
         async with self.engine.begin() as conn:
-            if rows:
-                await self._store(conn, source, rows, now, result)
+            if candidates:
+                known = await _existing(conn, source.name, list(candidates))
+                result.duplicates += len(known)
+                # Triage only what is new: a re-poll of known items costs one indexed lookup.
+                rows = [self._prepare(source, raw, now) for key, raw in candidates.items() if key not in known]
+                if rows:
+                    await self._store(conn, source, rows, now, result)
             if cursor is not None:
                 await save_cursor(conn, source.name, cursor, now)
         if result.stored:
@@ -155,6 +153,7 @@ class Ingestor:
                 "agent_name": self.agent_name,
                 "brand": self.brand,
                 "order_number": find_order_number(raw.text),
+                "kind": str(raw.kind),
             },
             max_chars=source.max_reply_chars,
         )
@@ -252,8 +251,13 @@ class Ingestor:
                     "updated_at": now,
                 })
             insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-            created = {r.id for r in await conn.execute(insert.returning(Thread.id), values)}
-            threads.update(await _load_threads(conn, source.name, sorted(fresh)))
+            for row in await conn.execute(insert.returning(Thread.id, Thread.external_id), values):
+                created.add(row.id)
+                threads[row.external_id] = {"id": row.id}
+            # Threads another worker created since our lookup.
+            raced = sorted(set(fresh) - set(threads))
+            if raced:
+                threads.update(await _load_threads(conn, source.name, raced))
         return threads, created
 
     async def _reopen(
@@ -329,11 +333,11 @@ def _handle_key(handle: str) -> str:
     return handle.strip().lstrip("@").lower()
 
 
-async def _existing(conn: AsyncConnection, table: type[Item], connector: str, ids: list[str]) -> set[str]:
+async def _existing(conn: AsyncConnection, connector: str, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for part in chunks(ids):
         rows = await conn.execute(
-            sa.select(table.external_id).where(table.connector == connector, table.external_id.in_(part))
+            sa.select(Item.external_id).where(Item.connector == connector, Item.external_id.in_(part))
         )
         found.update(rows.scalars())
     return found
@@ -357,18 +361,9 @@ async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: dateti
             "display_name": sa.func.coalesce(insert.excluded.display_name, Customer.display_name),
         },
     )
-    await conn.execute(upsert, list(latest.values()))
-    ids: dict[tuple[str, str], int] = {}
-    by_channel: dict[str, list[str]] = {}
-    for channel, handle in latest:
-        by_channel.setdefault(channel, []).append(handle)
-    for channel, handles in by_channel.items():
-        for part in chunks(handles):
-            result = await conn.execute(
-                sa.select(Customer.id, Customer.handle).where(Customer.channel == channel, Customer.handle.in_(part))
-            )
-            ids.update({(channel, h): i for i, h in result})
-    return ids
+    # DO UPDATE (unlike DO NOTHING) returns the row whether it was new or known: one round trip.
+    result = await conn.execute(upsert.returning(Customer.id, Customer.channel, Customer.handle), list(latest.values()))
+    return {(channel, handle): id_ for id_, channel, handle in result}
 
 
 async def _load_threads(conn: AsyncConnection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:

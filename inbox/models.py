@@ -217,3 +217,25 @@ class EventKind(StrEnum):
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
     CONNECTOR_HEALTH = "connector_health"
+
+
+class SlackMessage(SQLModel, table=True):
+    """A thread's triage message in Slack, so every later change updates it in place."""
+
+    thread_id: int = Field(primary_key=True, foreign_key="thread.id")
+    channel: str = Field(max_length=32)
+    # None while a post is in flight: after a crash there, Slack is searched before posting again.
+    ts: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+    __table_args__ = (sa.Index("ix_slackmessage_channel_ts", "channel", "ts"),)
+
+
+class SlackPost(SQLModel, table=True):
+    """A Slack message an outbox event posted (alert, follow-up, reply, health): one per event."""
+
+    event_id: int = Field(primary_key=True, foreign_key="event.id")
+    channel: str = Field(max_length=32)
+    ts: str | None = Field(default=None, max_length=32)  # None: in flight, as for SlackMessage
+    created_at: datetime = Field(sa_type=UTCDateTime)

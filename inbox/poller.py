@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -27,6 +28,8 @@ UNHEALTHY_AFTER = 3
 MAX_BACKOFF = 900.0
 # Revoked credentials will not fix themselves quickly; look again now and then, without hammering.
 AUTH_RETRY = 900.0
+# A poll that has not finished by then is abandoned (its stored pages stay stored) and retried later.
+POLL_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class PollResult:
     pages: int
     delay: float
     error: str | None = None
+    duplicates: int = 0
 
 
 class Poller:
@@ -50,6 +54,7 @@ class Poller:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
         jitter: Callable[[float, float], float] = random.uniform,
+        timeout: float = POLL_TIMEOUT,
     ) -> None:
         self.connector = connector
         self.ingestor = ingestor
@@ -58,6 +63,7 @@ class Poller:
         self.metrics = metrics
         self.clock = clock
         self.jitter = jitter
+        self.timeout = timeout
         self.failures = 0
 
     @property
@@ -68,13 +74,17 @@ class Poller:
     async def poll_once(self) -> PollResult:
         """Fetch every page newer than the saved cursor and store it; never raises a connector error."""
         started = time.perf_counter()
-        stored = pages = 0
+        stored = pages = duplicates = 0
         try:
-            cursor = await self._cursor()
-            async for page in self.connector.fetch(cursor):
-                result = await self.ingestor.ingest(self.source, page.items, page.cursor)
-                stored += result.stored
-                pages += 1
+            async with asyncio.timeout(self.timeout):
+                cursor = await self._cursor()
+                async for page in self.connector.fetch(cursor):
+                    result = await self.ingestor.ingest(self.source, page.items, page.cursor)
+                    stored += result.stored
+                    duplicates += result.duplicates
+                    pages += 1
+        except TimeoutError:
+            return await self._failed("timeout", f"no answer within {self.timeout:.0f} s", stored, pages)
         except TransientError as exc:
             return await self._failed("transient", str(exc), stored, pages, retry_after=exc.retry_after)
         except AuthError as exc:
@@ -94,7 +104,7 @@ class Poller:
         self.failures = 0
         await self._record(healthy=True, reason=None, stored=stored)
         poll = self.connector.settings.poll_seconds
-        return PollResult(stored, pages, poll * self.jitter(0.9, 1.1))
+        return PollResult(stored, pages, poll * self.jitter(0.9, 1.1), duplicates=duplicates)
 
     async def _cursor(self) -> Any:
         raw = await load_cursor(self.engine, self.name)

@@ -118,11 +118,16 @@ class Runner:
                                id="reply-recovery", next_run_time=now, max_instances=1, coalesce=True)
         self.scheduler.start()
 
-    async def stop(self) -> None:
-        """Stop scheduling and let in-flight polls and deliveries finish."""
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop scheduling, let in-flight polls and deliveries finish for `grace` seconds, cancel the rest."""
         self.scheduler.shutdown(wait=False)
         if self._running:
-            await asyncio.wait(self._running, timeout=30)
+            _done, late = await asyncio.wait(set(self._running), timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("stopped %d job(s) still running after %.0f s", len(late), grace)
+                await asyncio.wait(late, timeout=5)
 
     async def _poll(self, poller: Poller) -> None:
         task = asyncio.current_task()

@@ -143,6 +143,11 @@ class SlackSettings(Section):
     leads_channel: str | None = None
     admin_channel: str | None = None
     allowed_users: list[str] = Field(default_factory=list)
+    # A user group (S…) whose members may act too, and one mentioned on SLA breaches.
+    allowed_group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
+    leads_group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
+    # An agent's message in a triage thread starting with this is sent to the customer.
+    reply_prefix: str = Field(default="reply:", min_length=1)
 
     @property
     def enabled(self) -> bool:

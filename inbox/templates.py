@@ -49,9 +49,9 @@ _NAME_PART = re.compile(r"^[a-z][a-z0-9_]*$")  # keeps lookups inside the folder
 _PARAGRAPH = "\x1e"  # ASCII record separator: stands for a template's blank line while rendering
 _BLANK_LINE = re.compile(r"[ \t]*\r?\n(?:[ \t]*\r?\n)+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_SPACES = re.compile(r"\s+")
 _SPACE_BEFORE = re.compile(r" +([,.])")
 _ELLIPSIS = "…"
+_RESOLVED_LIMIT = 1000
 # TemplateError covers the sandbox's SecurityError; the rest are what template expressions
 # can raise at render time (e.g. the sandbox's OverflowError for huge ranges, 1/0).
 _RENDER_ERRORS = (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError)
@@ -78,6 +78,7 @@ class ReplyTemplates:
         self._folder: Traversable = Path(folder) if folder is not None else shipped_config().joinpath("templates")
         self._env = SandboxedEnvironment(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=False)
         self._compiled: dict[str, Template | None] = {}
+        self._resolved: dict[tuple[str, str], tuple[str, Template, str]] = {}
 
     def available(self) -> list[tuple[str, str]]:
         """(intent, language) pairs that have a template file, for a template picker."""
@@ -119,6 +120,14 @@ class ReplyTemplates:
         return Suggestion(text=text, template=name, language=used_language, truncated=truncated)
 
     def _resolve(self, intent: str, language: str) -> tuple[str, Template, str]:
+        found = self._resolved.get((intent, language))
+        if found is None:
+            found = self._lookup(intent, language)
+            if len(self._resolved) < _RESOLVED_LIMIT:  # callers may pass any language string
+                self._resolved[(intent, language)] = found
+        return found
+
+    def _lookup(self, intent: str, language: str) -> tuple[str, Template, str]:
         for candidate_intent, candidate_language in dict.fromkeys(
             [(intent, language), (intent, _FALLBACK_LANGUAGE), (_GENERIC, language), (_GENERIC, _FALLBACK_LANGUAGE)]
         ):
@@ -128,7 +137,9 @@ class ReplyTemplates:
             template = self._template(name)
             if template is not None:
                 return name, template, candidate_language
-        raise ReplyTemplateError(f"no template for {intent}.{language} and no generic.{_FALLBACK_LANGUAGE}{_SUFFIX} in {self._folder}")
+        raise ReplyTemplateError(
+            f"no template for {intent}.{language} and no {_GENERIC}.{_FALLBACK_LANGUAGE}{_SUFFIX} in {self._folder}"
+        )
 
     def _template(self, name: str) -> Template | None:
         if name in self._compiled:
@@ -147,17 +158,24 @@ class ReplyTemplates:
 
 def _values(variables: Mapping[str, str | None]) -> dict[str, str]:
     """Variable values as plain strings; None means missing. Values are data, never source."""
-    return {
-        str(key): _CONTROL.sub(" ", value if isinstance(value, str) else str(value)).strip()
-        for key, value in variables.items()
-        if value is not None
-    }
+    values = {}
+    for key, value in variables.items():
+        if value is not None:
+            text = value if isinstance(value, str) else str(value)
+            values[str(key)] = (text if text.isprintable() else _CONTROL.sub(" ", text)).strip()
+    return values
 
 
 def _tidy(rendered: str) -> str:
     """One line per paragraph, single spaces, no blank lines, no space before , or ."""
-    paragraphs = (_SPACE_BEFORE.sub(r"\1", _SPACES.sub(" ", part).strip()) for part in rendered.split(_PARAGRAPH))
-    return "\n".join(p for p in paragraphs if p)
+    paragraphs = []
+    for part in rendered.split(_PARAGRAPH):
+        paragraph = " ".join(part.split())
+        if " ," in paragraph or " ." in paragraph:
+            paragraph = _SPACE_BEFORE.sub(r"\1", paragraph)
+        if paragraph:
+            paragraphs.append(paragraph)
+    return "\n".join(paragraphs)
 
 
 def _truncate(text: str, max_chars: int | None) -> tuple[str, bool]:

@@ -12,13 +12,23 @@ Rules files and the merge rule
     replaces arrays (``languages``, ``stopwords``, ``negations``, ``intents.precedence``)
     wholesale. A bad file raises ``RulesError`` listing every problem by key path.
 
+Language
+    URLs, @handles and #tags are stripped first. Cheap evidence decides when it is clear:
+    stopwords unique to one configured language, and letters only one of them uses (ă ș ț
+    are Romanian, ß German, ñ Spanish). Otherwise lingua, restricted to the configured
+    languages and built lazily once per Triager: its fast low-accuracy mode for longer
+    texts, its high-accuracy mode for short texts or when the fast mode is unsure. Nothing
+    detectable (empty, emoji only) gives ``default_language``.
+
 Matching
     Text and terms are compared after the same normalisation: case-folded, accents
-    stripped ("remboursé" == "rembourse" == "REMBOURSE", "livrare" == "lívrare", "ș" == "s"),
+    stripped ("remboursé" == "rembourse" == "REMBOURSE", "livrată" == "livrata", "ș" == "s"),
     apostrophes and hyphens treated as spaces. A term is a word, an emoji, a punctuation
     mark ("?") or a phrase of several words; a trailing ``*`` on a single word matches any
     word starting with it ("rembours*"). The longest listed phrase wins at a position and
-    its words do not count again ("merci pour rien" is negative, its "merci" is not praise).
+    its words do not count again for what the phrase says ("merci pour rien" is negative,
+    its "merci" is not positive); ``neutral`` phrases ("thanks in advance") silence their
+    words entirely.
     ``patterns`` are regular expressions searched in the whole normalised text (URLs
     included), for spam links and the like. Terms of the detected language count fully,
     ``[lexicon.common]`` counts for every language, and terms of the other languages count
@@ -50,7 +60,7 @@ from enum import StrEnum
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -121,7 +131,7 @@ class RulesError(ValueError):
 
 # --------------------------------------------------------------------------- rules model
 
-Weights = dict[str, float]
+Weights = dict[str, Annotated[float, Field(ge=0.0)]]  # term -> weight; 0 removes a shipped term
 
 
 class _Model(BaseModel):
@@ -193,6 +203,7 @@ class Lexicon(_Model):
     stopwords: list[str] = []
     negations: list[str] = []
     clause_breaks: list[str] = []
+    neutral: list[str] = []
     positive: Weights = {}
     negative: Weights = {}
     escalation: Weights = {}
@@ -204,7 +215,7 @@ class TriageRules(_Model):
     """Everything ``config/triage.toml`` holds, validated."""
 
     default_language: str = "en"
-    languages: list[str] = ["en", "fr", "ro", "es", "de", "it", "pt", "nl"]
+    languages: list[str] = Field(["en", "fr", "ro", "es", "de", "it", "pt", "nl"], min_length=1)
     max_text_chars: int = Field(4000, ge=100)
     detection: DetectionRules = DetectionRules()
     sentiment: SentimentRules = SentimentRules()
@@ -348,6 +359,11 @@ def _lexicon_problems(code: str, lex: Mapping[str, Any]) -> Iterator[str]:
                         yield f"{_key_path(loc)}: bad regular expression: {exc}"
                 else:
                     yield from _term_problems(loc, term)
+    neutral = lex.get("neutral")
+    if isinstance(neutral, list):
+        for i, term in enumerate(neutral):
+            if isinstance(term, str):
+                yield from _term_problems(("lexicon", code, "neutral", i), term)
     for table in ("stopwords", "negations", "clause_breaks"):
         words = lex.get(table)
         if isinstance(words, list):
@@ -356,7 +372,7 @@ def _lexicon_problems(code: str, lex: Mapping[str, Any]) -> Iterator[str]:
                     yield f"{_key_path(('lexicon', code, table))}[{i}]: empty after normalisation"
 
 
-def _term_problems(loc: tuple[str, ...], term: str) -> Iterator[str]:
+def _term_problems(loc: tuple[str | int, ...], term: str) -> Iterator[str]:
     body = term[:-1] if term.endswith("*") else term
     words = _tokens(normalize(body))
     if not words:
@@ -407,9 +423,10 @@ def _tokens(normalized: str) -> list[str]:
 
 # --------------------------------------------------------------------------- matcher
 
-# An entry is (category, language, weight). Categories: "+", "-", "!" (escalation) or an intent.
+# An entry is (category, language, weight). Categories: "+", "-", "!" (escalation), "0"
+# (neutral: a phrase whose words must not count) or an intent.
 Entry = tuple[str, str, float]
-_POSITIVE, _NEGATIVE, _ESCALATION = "+", "-", "!"
+_POSITIVE, _NEGATIVE, _ESCALATION, _NEUTRAL = "+", "-", "!", "0"
 _CACHE_LIMIT = 50_000
 _ANY = "\0any"  # key for word sets of languages that have no lexicon
 
@@ -444,16 +461,23 @@ class _Matcher:
         self._cache: dict[str, tuple[Entry, ...]] = {}
 
     def _static(self, word: str, own: Mapping[str, tuple[Entry, ...]]) -> tuple[Entry, ...]:
-        found = own.get(word, ())
-        if not found:
-            for size in self._prefix_lengths:
-                if size <= len(word) and (hit := self._prefixes.get(word[:size])):
-                    return hit
-        return found
+        """An exact term, completed by the longest matching prefix term for what it does not say."""
+        exact = own.get(word, ())
+        prefix: tuple[Entry, ...] = ()
+        for size in self._prefix_lengths:
+            if size <= len(word) and (hit := self._prefixes.get(word[:size])):
+                prefix = hit
+                break
+        if not (exact and prefix):
+            return exact or prefix
+        groups = {_group(entry[0]) for entry in exact}
+        return exact + tuple(entry for entry in prefix if _group(entry[0]) not in groups)
 
     def _with_inner_words(
         self, key: str, entries: tuple[Entry, ...], own: Mapping[str, tuple[Entry, ...]]
     ) -> tuple[Entry, ...]:
+        if any(entry[0] == _NEUTRAL for entry in entries):
+            return entries  # "thanks in advance" is politeness: its "thanks" is no praise
         words = key.split(" ")
         groups = {_group(entry[0]) for entry in entries}
         inherited: list[Entry] = []
@@ -496,7 +520,6 @@ class _Matcher:
                 hits.append((i, token, entries))
             i += 1
         return hits
-
 
     def _phrase(
         self, tokens: list[str], start: int, sizes: tuple[int, ...]
@@ -554,7 +577,9 @@ class Triager:
         self._negations = self._word_sets("negations")
         self._breaks = {lang: words | _CLAUSE_PUNCT for lang, words in self._word_sets("clause_breaks").items()}
         self._hints = {
-            lang: _both_cases(chars) for lang, chars in rules.detection.hints.items() if chars and lang in self._languages
+            lang: _both_cases(chars)
+            for lang, chars in rules.detection.hints.items()
+            if chars and lang in self._languages
         }
         self._any_hint = frozenset().union(*self._hints.values())
         # per intent name: (intent, tie-break rank: higher wins, minimum score)
@@ -572,14 +597,18 @@ class Triager:
                 tuple((i.value, f) for i, f in adjustment.multiply.items()),
                 tuple((i.value, f) for i, f in adjustment.add.items()),
             )
-            for sentiment, adjustment in (("positive", rules.intents.when_positive), ("negative", rules.intents.when_negative))
+            for sentiment, adjustment in (
+                ("positive", rules.intents.when_positive),
+                ("negative", rules.intents.when_negative),
+            )
         }
 
     # ---- construction helpers
 
     def _terms(self) -> Iterator[tuple[str, Entry]]:
         for lang, lex in self.rules.lexicon.items():
-            for category, table in ((_POSITIVE, lex.positive), (_NEGATIVE, lex.negative), (_ESCALATION, lex.escalation)):
+            tables = ((_POSITIVE, lex.positive), (_NEGATIVE, lex.negative), (_ESCALATION, lex.escalation))
+            for category, table in tables:
                 for term, weight in table.items():
                     if weight:  # weight 0 is how an admin removes a shipped term
                         yield term, (category, lang, weight)
@@ -587,6 +616,8 @@ class Triager:
                 for term, weight in table.items():
                     if weight:
                         yield term, (intent.value, lang, weight)
+            for term in lex.neutral:
+                yield term, (_NEUTRAL, lang, 1.0)
 
     def _compile_patterns(self) -> list[tuple[re.Pattern[str], str, str, float]]:
         return [
@@ -647,8 +678,8 @@ class Triager:
         return self._language(self._prepare(text))
 
     def _language(self, prepared: _Text) -> str:
-        if not _LETTER_RE.search(prepared.detect):
-            return self.rules.default_language
+        if len(self._languages) == 1 or not _LETTER_RE.search(prepared.detect):
+            return self.rules.default_language  # (with one language, it is the default one)
         cheap = self._cheap_language(prepared)
         return cheap if cheap is not None else self._lingua_language(prepared.detect)
 
@@ -701,22 +732,6 @@ class Triager:
 
     # ---- scoring
 
-    def _negated(self, tokens: list[str], index: int, key: str, language: str) -> bool:
-        """A negation shortly before a word term (same clause) flips its polarity."""
-        if not key[0].isalnum():
-            return False  # emoji and punctuation say what they say
-        negations = self._negations.get(language) or self._negations[_ANY]
-        if any(word in negations for word in key.split()):
-            return False  # the phrase carries its own negation ("toujours pas", "not bad")
-        breaks = self._breaks.get(language) or self._breaks[_ANY]
-        for position in range(index - 1, max(-1, index - 1 - self.rules.sentiment.negation_window), -1):
-            token = tokens[position]
-            if token in breaks:
-                return False
-            if token in negations:
-                return True
-        return False
-
     def _resolve(self, key: str, entries: tuple[Entry, ...], language: str) -> _Resolved:
         """What one matched term means in the detected language (cached per term and language)."""
         found = self._resolved.get((key, language))
@@ -729,6 +744,7 @@ class Triager:
                 weight *= foreign
             if weight > best.get(category, 0.0):
                 best[category] = weight
+        best.pop(_NEUTRAL, None)
         polarity = best.pop(_POSITIVE, 0.0) - best.pop(_NEGATIVE, 0.0)
         escalation = best.pop(_ESCALATION, 0.0)
         negatable = key[0].isalnum() and not any(
@@ -779,14 +795,14 @@ class Triager:
             sentiment *= self.rules.sentiment.shout_factor
         return sentiment, intents, escalation
 
-    def _sentiment(self, text_score: float, rating: int | None) -> tuple[Sentiment, float]:
+    def _sentiment(self, text_score: float, rating: int | None) -> Sentiment:
         rules = self.rules.sentiment
         total = text_score + (rules.rating_scores.get(rating, 0.0) if rating is not None else 0.0)
         if total <= rules.negative_at:
-            return "negative", total
+            return "negative"
         if total >= rules.positive_at:
-            return "positive", total
-        return "neutral", total
+            return "positive"
+        return "neutral"
 
     def _intent(self, scores: dict[str, float], sentiment: Sentiment) -> Intent:
         adjust = self._adjust.get(sentiment)
@@ -804,14 +820,14 @@ class Triager:
         return best[2] if best is not None else Intent.OTHER
 
     def _priority(
-        self, intent: Intent, sentiment: Sentiment, text_score: float, shouting: bool,
+        self, intent: Intent, sentiment: Sentiment, furious: bool,
         escalation: float, rating: int | None, kind: str, age_minutes: float,
     ) -> Priority:
         rules = self.rules.priority
         if intent is Intent.SPAM:
             return Priority.LOW
         level = rules.base.get(intent, Priority.NORMAL).rank
-        if sentiment == "negative" and (shouting or text_score <= rules.furious_score):
+        if furious:
             level += rules.furious_bump
         if rating is not None:
             level += rules.rating_bump.get(rating, 0)
@@ -831,9 +847,8 @@ class Triager:
         prepared = self._prepare(text)
         language = self._language(prepared)
         text_score, intent_scores, escalation = self._score(prepared, language)
-        sentiment, _ = self._sentiment(text_score, rating)
+        sentiment = self._sentiment(text_score, rating)
         intent = self._intent(intent_scores, sentiment)
-        priority = self._priority(
-            intent, sentiment, text_score, prepared.shouting, escalation, rating, kind, age_minutes
-        )
+        furious = sentiment == "negative" and (prepared.shouting or text_score <= self.rules.priority.furious_score)
+        priority = self._priority(intent, sentiment, furious, escalation, rating, kind, age_minutes)
         return TriageResult(language=language, sentiment=sentiment, intent=intent, priority=priority)

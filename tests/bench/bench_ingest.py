@@ -117,10 +117,13 @@ async def bench_store(url: str | None, count: int, page: int, folder: Path) -> d
     for table in (Customer, Thread):
         async with raw_engine.begin() as conn:
             await conn.execute(sa.insert(table), tables[table])
+    events_by_page: dict[int, list[dict[str, object]]] = {}
+    for event in tables[Event]:
+        events_by_page.setdefault((event["item_id"] - 1) // page, []).append(event)
     for start in range(0, stored, page):
         async with raw_engine.begin() as conn:
             await conn.execute(sa.insert(Item), tables[Item][start : start + page])
-            await conn.execute(sa.insert(Event), [e for e in tables[Event] if start < e["item_id"] <= start + page] or [])
+            await conn.execute(sa.insert(Event), events_by_page.get(start // page, []))
     raw = time.perf_counter() - started
     await inbox.close()
     await raw_engine.dispose()

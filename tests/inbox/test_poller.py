@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from inbox.connector import (
 from inbox.ingest import load_cursor
 from inbox.models import ConnectorHealth, EventKind
 from inbox.poller import AUTH_RETRY, UNHEALTHY_AFTER, Poller
+from inbox.service import Runner
 from tests.conftest import Recorder
 
 
@@ -131,3 +133,38 @@ async def test_a_bug_in_a_connector_is_contained(inbox_factory, engine, clock):
     poller = poller_for(inbox_factory(), [KeyError("data")], clock)
     result = await poller.poll_once()
     assert result.error == "KeyError: 'data'"
+
+
+class Hanging(Scripted):
+    """A vendor that never answers."""
+
+    async def fetch(self, cursor: ScriptCursor | None) -> AsyncIterator[Page[ScriptCursor]]:
+        await asyncio.Event().wait()
+        yield Page([])
+
+
+async def test_a_hung_vendor_times_out_as_a_transient_failure(inbox_factory, engine, clock):
+    poller = Poller(Hanging([]), inbox_factory().ingestor, clock=clock, timeout=0.05)
+    result = await poller.poll_once()
+    assert result.error == "no answer within 0 s" and result.delay > 0
+
+
+async def test_one_hung_connector_never_delays_another(inbox_factory, engine, tmp_path):
+    """Real scheduler, real time: the hung poll must not hold back the file connector's polls."""
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text('{"id": "1", "text": "hi", "posted_at": "2026-11-23T09:00:00Z", "author": {"handle": "a"}}\n')
+    inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "poll_seconds": 0.1}])
+    inbox.pollers["stuck"] = Poller(Hanging([]), inbox.ingestor)
+    runner = Runner(inbox)
+    runner.start()
+    try:
+        async with asyncio.timeout(20):
+            while not await load_cursor(engine, "feed"):
+                await asyncio.sleep(0.05)
+        with feed.open("a") as handle:
+            handle.write('{"id": "2", "text": "again", "posted_at": "2026-11-23T09:01:00Z", "author": {"handle": "b"}}\n')
+        async with asyncio.timeout(20):
+            while (await load_cursor(engine, "feed"))["offset"] < feed.stat().st_size:
+                await asyncio.sleep(0.05)
+    finally:
+        await runner.stop(grace=0.1)

@@ -99,6 +99,24 @@ def test_delivery_without_order_number_asks_for_it(shipped: ReplyTemplates) -> N
         assert phrase not in with_number and "991122" in with_number
 
 
+@pytest.mark.parametrize(
+    ("variables", "wording"),
+    [
+        ({"channel": "x"}, "DM us"),
+        ({"channel": "X"}, "DM us"),
+        ({"channel": "google_reviews"}, "contact page"),
+        ({"channel": "Google"}, "contact page"),
+        ({"channel": "Trustpilot"}, "contact page"),
+        ({"kind": "review", "channel": "somewhere"}, "contact page"),
+        ({"kind": "dm", "channel": "x"}, "send me"),
+    ],
+)
+def test_the_ask_fits_the_channel(shipped: ReplyTemplates, variables: dict[str, str], wording: str) -> None:
+    text = shipped.suggest(intent="delivery", language="en", variables=variables).text
+    assert wording in text
+    assert ("DM" in text) == (wording == "DM us")
+
+
 def test_shipped_templates_use_proper_diacritics(shipped: ReplyTemplates) -> None:
     romanian = " ".join(shipped.suggest(intent=i, language="ro", variables=FULL).text for i in INTENTS)
     french = " ".join(shipped.suggest(intent=i, language="fr", variables=FULL).text for i in INTENTS)

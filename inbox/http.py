@@ -1,0 +1,225 @@
+"""Vendor HTTP, once for every connector: status codes to the three errors, rate budgets, pagination guard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from inbox.connector import AuthError, ConnectorError, PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "cx-inbox/0.1 (+https://github.com/cx-inbox/cx-inbox)"
+# Vendors answer a page in well under this; a hung connection must not hold a poll forever.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+MAX_PAGES = 200
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait, from Retry-After or a rate-limit reset header; None when the vendor does not say."""
+    now = time.time() if now is None else now
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, _http_date(value) - now)
+            except ValueError:
+                pass
+    reset = RateBudget.reset_from(headers, now)
+    return None if reset is None else max(0.0, reset - now)
+
+
+def error_for(status: int, headers: Mapping[str, str], body: str, what: str) -> ConnectorError | None:
+    """The error a response stands for, or None for a success."""
+    if status < 400:
+        return None
+    snippet = " ".join(body.split())[:300]
+    message = f"{what} answered HTTP {status}" + (f": {snippet}" if snippet else "")
+    if status in (401, 403):
+        return AuthError(message)
+    if status == 429 or status == 408 or status >= 500:
+        return TransientError(message, retry_after(headers))
+    return PermanentError(message)
+
+
+@dataclass(slots=True)
+class RateBudget:
+    """Requests left in the vendor's window, kept from its own headers so we stop before a 429."""
+
+    remaining: float | None = None
+    reset_at: float | None = None
+
+    def update(self, headers: Mapping[str, str], now: float | None = None) -> None:
+        """Read the standard and vendor-specific rate headers of a response."""
+        now = time.time() if now is None else now
+        remaining = _first(headers, "x-rate-limit-remaining", "x-ratelimit-remaining", "ratelimit-remaining")
+        if remaining is None and (combined := headers.get("X-Rate-Limit")):
+            # App Store Connect: "user-hour-lim:3500;user-hour-rem:500;"
+            match = re.search(r"user-hour-rem:(\d+)", combined)
+            remaining = match.group(1) if match else None
+            if remaining is not None:
+                self.reset_at = now + 3600
+        if remaining is not None:
+            try:
+                self.remaining = float(remaining)
+            except ValueError:
+                return
+        reset = self.reset_from(headers, now)
+        if reset is not None:
+            self.reset_at = reset
+
+    def check(self, now: float | None = None) -> None:
+        """Raise TransientError (with the wait) when the window is spent, instead of asking for a 429."""
+        now = time.time() if now is None else now
+        if self.remaining is not None and self.remaining <= 0 and self.reset_at and self.reset_at > now:
+            raise TransientError("rate budget spent until the vendor's reset", self.reset_at - now)
+
+    @staticmethod
+    def reset_from(headers: Mapping[str, str], now: float) -> float | None:
+        """The reset time as epoch seconds: vendors send epoch seconds, seconds from now, or ISO 8601."""
+        value = _first(headers, "x-rate-limit-reset", "x-ratelimit-reset", "ratelimit-reset")
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return None
+        # Epoch seconds (X) are large; Reddit and the IETF draft send seconds from now.
+        return number if number > 1_000_000_000 else now + number
+
+
+class PageGuard:
+    """Refuses a page token already seen, and runaway paging."""
+
+    def __init__(self, what: str, max_pages: int = MAX_PAGES) -> None:
+        self.what = what
+        self.max_pages = max_pages
+        self.seen: set[str] = set()
+
+    def next(self, token: str | None) -> str | None:
+        """Accept the next page token (None ends paging)."""
+        if token is None:
+            return None
+        if token in self.seen:
+            raise PermanentError(f"{self.what}: loop detected in pagination (token {token[:40]!r} came back)")
+        if len(self.seen) >= self.max_pages:
+            raise PermanentError(f"{self.what}: more than {self.max_pages} pages in one poll")
+        self.seen.add(token)
+        return token
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A vendor answer, already checked: status, headers and parsed JSON (None for an empty body)."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    data: Any
+
+
+class VendorClient:
+    """One aiohttp session per connector with its base URL, auth headers and rate budget."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+        self.timeout = timeout
+        self.clock = clock
+        self.budget = RateBudget()
+        self._session: aiohttp.ClientSession | None = None
+
+    def url(self, path: str) -> str:
+        """An absolute URL: `path` as is when absolute (e.g. a `next` link), else under the base URL."""
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one request; return the parsed answer or raise TransientError, AuthError or PermanentError."""
+        self.budget.check(self.clock())
+        url = self.url(path)
+        what = f"{self.name}: {method} {url.split('?')[0]}"
+        try:
+            async with self.session().request(
+                method, url, params=params, json=json_body, data=data, headers={**self.headers, **(headers or {})}
+            ) as response:
+                body = await response.text(errors="replace")
+                self.budget.update(response.headers, self.clock())
+                error = error_for(response.status, response.headers, body, what)
+                if error is not None:
+                    raise error
+                return Response(response.status, response.headers, _parse(body, what))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise TransientError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
+        """GET and parse."""
+        return await self.request("GET", path, params=params)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The connector's session, opened on first use."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+def _parse(body: str, what: str) -> Any:
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise PermanentError(f"{what} returned malformed JSON: {exc}") from exc
+
+
+def _first(headers: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = headers.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _http_date(value: str) -> float:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(value) from exc
