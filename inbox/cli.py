@@ -36,11 +36,18 @@ ConfigOption = Annotated[
 
 
 def _settings(config: Path | None) -> Settings:
+    """The validated config, its triage rules and its templates; exit 2 with every problem otherwise."""
+    from inbox.templates import ReplyTemplateError, ReplyTemplates
+    from inbox.triage import RulesError, load_rules
+
     try:
-        return load_config(find_config_path(config))
-    except ConfigError as exc:
+        settings = load_config(find_config_path(config))
+        load_rules(settings.triage.rules)
+        ReplyTemplates(settings.triage.templates).validate()
+    except (ConfigError, RulesError, ReplyTemplateError) as exc:
         err.print(Text(str(exc), style="red"))
         raise typer.Exit(2) from None
+    return settings
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -115,14 +122,10 @@ def triage(
     from inbox.ingest import CHANNEL_NAMES
     from inbox.connectors.jsonl import CHANNEL_LIMITS
     from inbox.templates import ReplyTemplates, find_order_number
-    from inbox.triage import RulesError, Triager, load_rules
+    from inbox.triage import Triager, load_rules
 
     settings = _settings(config)
-    try:
-        triager = Triager(load_rules(settings.triage.rules))
-    except RulesError as exc:
-        err.print(Text(str(exc), style="red"))
-        raise typer.Exit(2) from None
+    triager = Triager(load_rules(settings.triage.rules))
     templates = ReplyTemplates(settings.triage.templates)
 
     def one(line: str) -> dict[str, Any]:

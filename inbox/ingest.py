@@ -366,10 +366,17 @@ async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: dateti
     return {(channel, handle): id_ for id_, channel, handle in result}
 
 
+# What a follow-up needs to know about its thread.
+_THREAD_STATE = (
+    Thread.id, Thread.external_id, Thread.priority, Thread.last_customer_at, Thread.sla_stage, Thread.cycle,
+    Thread.clock_start, Thread.responded_at, Thread.resolved_at, Thread.assignee,
+)
+
+
 async def _load_threads(conn: AsyncConnection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
     threads: dict[str, dict[str, Any]] = {}
     for part in chunks(keys):
-        query = sa.select(Thread).where(Thread.connector == connector, Thread.external_id.in_(part)).with_for_update()
+        query = sa.select(*_THREAD_STATE).where(Thread.connector == connector, Thread.external_id.in_(part)).with_for_update()
         for row in await conn.execute(query):
             threads[row.external_id] = dict(row._mapping)
     return threads

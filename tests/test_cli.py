@@ -101,3 +101,16 @@ def test_run_without_slack_polls_logs_escalations_and_exits_0_on_sigterm(tmp_pat
     assert "stopping: finishing in-flight work" in log
     queue = inbox("queue", "--config", str(config))
     assert "bob" in queue.stdout and "breached" in queue.stdout
+
+
+def test_a_broken_rules_file_or_template_stops_before_anything_starts(tmp_path):
+    (tmp_path / "rules.toml").write_text('[priority]\nbase = "not a table"\n')
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "generic.en.j2").write_text("Hi {{ customer_name }")
+    config = tmp_path / "inbox.toml"
+    config.write_text('[triage]\nrules = "rules.toml"\n')
+    run = inbox("run", "--config", str(config), timeout=60)
+    assert run.returncode == 2 and "priority.base" in run.stderr and "Traceback" not in run.stderr
+    config.write_text('[triage]\ntemplates = "templates"\n')
+    run = inbox("queue", "--config", str(config), timeout=60)
+    assert run.returncode == 2 and "generic.en.j2" in run.stderr and "Traceback" not in run.stderr
