@@ -79,10 +79,10 @@ class Actions:
         async with self.engine.begin() as conn:
             thread = await _thread(conn, thread_id)
             connector = self._connector(thread.connector)
-            limit = connector.max_reply_chars
+            item = await _latest_item(conn, thread_id)
+            limit = connector.reply_limit(Kind(item.kind))
             if limit is not None and len(text) > limit:
                 raise ActionError(f"the reply is {len(text)} characters; {thread.channel} allows {limit}")
-            item = await _latest_item(conn, thread_id)
             claimed = await _claim(conn, thread, item.id, text, agent, now)
         if isinstance(claimed, ReplyOutcome):
             return claimed

@@ -124,6 +124,10 @@ class Connector(abc.ABC, Generic[S, C]):
         self.settings = settings
         self.name = settings.name
 
+    def reply_limit(self, kind: Kind) -> int | None:
+        """The longest reply the platform takes for this kind of item (DMs often allow more)."""
+        return self.max_reply_chars
+
     @abc.abstractmethod
     def fetch(self, cursor: C | None) -> AsyncIterator[Page[C]]:
         """Yield pages of items newer than `cursor`, oldest safe cursor last."""
@@ -142,12 +146,3 @@ class Connector(abc.ABC, Generic[S, C]):
 
     async def close(self) -> None:
         """Release network resources."""
-
-
-def check_reply_length(connector: Connector[Any, Any], text: str) -> None:
-    """Refuse a reply longer than the channel allows, rather than cutting it silently."""
-    limit = connector.max_reply_chars
-    if limit is not None and len(text) > limit:
-        raise PermanentError(
-            f"reply is {len(text)} characters; {connector.channel} allows {limit}"
-        )

@@ -89,7 +89,7 @@ def demo_settings(folder: Path) -> Settings:
     """One jsonl connector per channel, standing in for X, Mastodon, Google and Trustpilot."""
     raw = {
         "database": {"url": f"sqlite:///{folder / 'demo.db'}"},
-        "triage": {"brand": "Acme", "agent_name": "Ana from Acme"},
+        "triage": {"brand": "Acme", "agent_name": "Ana"},
         "sla": {"channels": {"google_reviews": {"first_response_minutes": 30, "warn_after_minutes": 20}}},
         "connectors": [
             {"name": f"demo-{c}", "type": "jsonl", "channel": c, "path": str(folder / f"{c}.jsonl"), "poll_seconds": 5}

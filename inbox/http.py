@@ -175,7 +175,9 @@ class VendorClient:
                 method, url, params=params, json=json_body, data=data, headers={**self.headers, **(headers or {})}
             ) as response:
                 body = await response.text(errors="replace")
-                self.budget.update(response.headers, self.clock())
+                if response.status != 429:
+                    # A 429's reset already travels with the TransientError to the poller, which waits it out.
+                    self.budget.update(response.headers, self.clock())
                 error = error_for(response.status, response.headers, body, what)
                 if error is not None:
                     raise error

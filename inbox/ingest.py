@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.connector import Connector, RawItem
+from inbox.connector import Connector, Kind, RawItem
 from inbox.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
 from inbox.sla import ClockKind, SlaPolicies
 from inbox.sqlutil import chunks, insert_for
@@ -44,6 +44,7 @@ class Source:
     channel: str
     max_reply_chars: int | None = None
     own_handles: frozenset[str] = frozenset()
+    reply_limits: Mapping[Kind, int | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, connector: Connector[Any, Any]) -> Source:
@@ -53,7 +54,12 @@ class Source:
             channel=connector.channel,
             max_reply_chars=connector.max_reply_chars,
             own_handles=frozenset(_handle_key(h) for h in connector.settings.own_handles),
+            reply_limits={kind: connector.reply_limit(kind) for kind in Kind},
         )
+
+    def reply_limit(self, kind: Kind) -> int | None:
+        """The reply length limit for an item of this kind."""
+        return self.reply_limits.get(kind, self.max_reply_chars)
 
 
 @dataclass(slots=True)
@@ -86,8 +92,8 @@ class Ingestor:
         templates: ReplyTemplates,
         policies: SlaPolicies,
         *,
-        brand: str = "our team",
-        agent_name: str = "The support team",
+        brand: str = "",
+        agent_name: str = "",
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
@@ -155,7 +161,7 @@ class Ingestor:
                 "order_number": find_order_number(raw.text),
                 "kind": str(raw.kind),
             },
-            max_chars=source.max_reply_chars,
+            max_chars=source.reply_limit(raw.kind),
         )
         values = {
             "connector": source.name,

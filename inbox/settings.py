@@ -177,8 +177,8 @@ class TriageSettings(Section):
 
     rules: Path | None = None
     templates: Path | None = None
-    brand: str = "our team"
-    agent_name: str = "The support team"
+    brand: str = ""  # empty: templates sign off without a brand
+    agent_name: str = ""  # empty: "The {brand} team" (or no sign-off) until an agent edits the reply
 
 
 class Settings(Section):

@@ -143,8 +143,11 @@ class ConnectorContract:
         fake.now = clock.now
 
     @pytest.fixture
-    def inbox(self, inbox_factory: Callable[..., Any], connector_config: dict[str, Any]) -> Any:
-        return inbox_factory(connectors=[connector_config])
+    async def inbox(self, inbox_factory: Callable[..., Any], connector_config: dict[str, Any]) -> Any:
+        inbox = inbox_factory(connectors=[connector_config])
+        yield inbox
+        for connector in inbox.connectors.values():
+            await connector.close()
 
     @pytest.fixture
     def poller(self, inbox: Any) -> Any:
