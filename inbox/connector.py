@@ -22,14 +22,18 @@ class Kind(StrEnum):
 
 
 class ConnectorError(Exception):
-    """Base of the three errors a connector may raise."""
+    """Base of the three errors a connector may raise; `status` is the vendor's HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TransientError(ConnectorError):
     """Try again later: timeouts, 5xx, rate limits (with the vendor's retry-after when known)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float | None = None, *, status: int | None = None) -> None:
+        super().__init__(message, status=status)
         self.retry_after = retry_after
 
 
@@ -123,6 +127,15 @@ class Connector(abc.ABC, Generic[S, C]):
     def __init__(self, settings: S) -> None:
         self.settings = settings
         self.name = settings.name
+
+    @property
+    def streaming(self) -> bool:
+        """True when the platform pushes items over `stream()` as well as answering polls."""
+        return False
+
+    def stream(self) -> AsyncIterator[Page[C]]:
+        """Pages as the platform pushes them, until the connection ends; cursors stay with polling."""
+        raise NotImplementedError(f"{self.type} does not stream")
 
     def reply_limit(self, kind: Kind) -> int | None:
         """The longest reply the platform takes for this kind of item (DMs often allow more)."""

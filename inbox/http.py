@@ -48,10 +48,10 @@ def error_for(status: int, headers: Mapping[str, str], body: str, what: str) -> 
     snippet = " ".join(body.split())[:300]
     message = f"{what} answered HTTP {status}" + (f": {snippet}" if snippet else "")
     if status in (401, 403):
-        return AuthError(message)
+        return AuthError(message, status=status)
     if status == 429 or status == 408 or status >= 500:
-        return TransientError(message, retry_after(headers))
-    return PermanentError(message)
+        return TransientError(message, retry_after(headers), status=status)
+    return PermanentError(message, status=status)
 
 
 @dataclass(slots=True)

@@ -106,6 +106,28 @@ class Poller:
         poll = self.connector.settings.poll_seconds
         return PollResult(stored, pages, poll * self.jitter(0.9, 1.1), duplicates=duplicates)
 
+    async def follow_stream(self) -> None:
+        """Ingest what the platform pushes until cancelled; after a drop, poll at once for what was missed."""
+        failures = 0
+        while True:
+            try:
+                async for page in self.connector.stream():
+                    result = await self.ingestor.ingest(self.source, page.items, page.cursor)
+                    if self.metrics and result.stored:
+                        self.metrics.items_ingested.labels(self.name).inc(result.stored)
+                    failures = 0
+                log.info("%s: the stream ended; reconnecting", self.name)
+            except AuthError as exc:
+                # Polling reports the health; a stream cannot fix credentials by retrying.
+                log.error("%s: stream refused (%s); polling continues alone", self.name, exc)
+                return
+            except (TransientError, PermanentError) as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("%s: stream dropped (%s); polling covers the gap while it reconnects", self.name, exc)
+            await self.poll_once()
+            await asyncio.sleep(self.jitter(0.5, 1.0) * min(MAX_BACKOFF, 2.0 ** min(failures, 10)))
+
     async def _cursor(self) -> Any:
         raw = await load_cursor(self.engine, self.name)
         if raw is None:

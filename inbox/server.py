@@ -37,6 +37,9 @@ def build_app(inbox: Inbox) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/webhooks/{name}", webhook)
+    slack = getattr(inbox, "slack", None)
+    if slack is not None and not slack.socket_mode:
+        app.router.add_post("/slack/events", slack.handle_http)
     return app
 
 

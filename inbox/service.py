@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +27,9 @@ from inbox.poller import Poller
 from inbox.sweep import SlaSweep
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
+
+if TYPE_CHECKING:
+    from inbox.slack import Slack
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,13 @@ class Inbox:
         }
         self.actions = Actions(engine, self.connectors, clock)
         self.sweep = SlaSweep(engine, clock)
-        self.outbox = Outbox(engine, list(notifiers) if notifiers is not None else [LogNotifier()], self.policies, clock)
+        self.slack: Slack | None = None
+        if settings.slack.enabled:
+            from inbox.slack import Slack  # only an installation with Slack on loads Bolt
+
+            self.slack = Slack(settings.slack, self)
+        default: list[Notifier] = [self.slack.notifier] if self.slack else [LogNotifier()]
+        self.outbox = Outbox(engine, list(notifiers) if notifiers is not None else default, self.policies, clock)
 
     @classmethod
     async def open(
@@ -87,7 +96,9 @@ class Inbox:
         return cls(settings, engine, clock=clock, notifiers=notifiers)
 
     async def close(self) -> None:
-        """Close connectors and the store."""
+        """Finish Slack's acknowledged work, then close connectors and the store."""
+        if self.slack is not None:
+            await self.slack.close()
         for connector in self.connectors.values():
             await connector.close()
         await self.engine.dispose()
@@ -101,6 +112,7 @@ class Runner:
         self.outbox_seconds = outbox_seconds
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._running: set[asyncio.Task[Any]] = set()
+        self._streams: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         """Add every job and start the scheduler (on the running event loop)."""
@@ -117,10 +129,15 @@ class Runner:
         self.scheduler.add_job(self._guard(self.inbox.actions.recover), "interval", minutes=1,
                                id="reply-recovery", next_run_time=now, max_instances=1, coalesce=True)
         self.scheduler.start()
+        for poller in self.inbox.pollers.values():
+            if poller.connector.streaming:
+                self._streams.append(asyncio.create_task(poller.follow_stream(), name=f"stream:{poller.name}"))
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop scheduling, let in-flight polls and deliveries finish for `grace` seconds, cancel the rest."""
         self.scheduler.shutdown(wait=False)
+        for stream in self._streams:
+            stream.cancel()
         if self._running:
             _done, late = await asyncio.wait(set(self._running), timeout=grace)
             for task in late:
@@ -172,6 +189,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
         with suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     site = await start_server(inbox, settings.server.host, settings.server.port)
+    if inbox.slack is not None:
+        await inbox.slack.start()
     runner.start()
     log.info(
         "inbox running: %d connector(s), Slack %s, listening on %s:%d",

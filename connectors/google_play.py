@@ -1,0 +1,190 @@
+"""`google_play`: an app's Google Play reviews (Android Publisher v3), answered with the developer reply."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, Field
+
+from inbox.connector import Connector, Kind, Page, RawItem, ReplyTarget, SentReply
+from inbox.http import PageGuard, VendorClient
+from inbox.connectors._google import GoogleSettings, google_token
+from inbox.connectors._reviews import NewestFirst, ReviewCursor, each_valid, page_of, reviewer, same_text
+
+log = logging.getLogger(__name__)
+
+API_URL = "https://androidpublisher.googleapis.com"
+SCOPE = "https://www.googleapis.com/auth/androidpublisher"
+PAGE_SIZE = 100
+MAX_REPLY_CHARS = 350
+# reviews.list only returns reviews created or changed in the last seven days.
+WINDOW = timedelta(days=7)
+# Polling less often than daily leaves too little of the window to notice and fix a failing connector.
+SAFE_POLL_SECONDS = 24 * 3600
+# Play allows 200 review GETs per hour and app; faster polls leave no room for second pages and find_reply.
+FASTEST_POLL_SECONDS = 30
+
+
+class GooglePlaySettings(GoogleSettings):
+    """The app's `package_name` and OAuth credentials of an account allowed to reply to reviews."""
+
+    type: str = "google_play"
+    package_name: str = Field(min_length=1)
+
+
+class _Timestamp(BaseModel):
+    seconds: int  # a string on the wire (int64 in JSON)
+    nanos: int = 0
+
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.seconds, UTC) + timedelta(microseconds=self.nanos // 1000)
+
+
+class _UserComment(BaseModel):
+    text: str = ""
+    starRating: int
+    lastModified: _Timestamp
+    reviewerLanguage: str | None = None
+
+
+class _DeveloperComment(BaseModel):
+    text: str = ""
+    lastModified: _Timestamp | None = None
+
+
+class _Comment(BaseModel):
+    userComment: _UserComment | None = None
+    developerComment: _DeveloperComment | None = None
+
+
+class _Review(BaseModel):
+    reviewId: str = Field(min_length=1)
+    authorName: str | None = None
+    comments: list[_Comment] = Field(min_length=1)
+
+    @property
+    def user(self) -> _UserComment | None:
+        return next((c.userComment for c in self.comments if c.userComment is not None), None)
+
+    @property
+    def developer(self) -> _DeveloperComment | None:
+        return next((c.developerComment for c in self.comments if c.developerComment is not None), None)
+
+
+class _TokenPagination(BaseModel):
+    nextPageToken: str | None = None
+
+
+class _ReviewsPage(BaseModel):
+    reviews: list[Any] = Field(default_factory=list)
+    tokenPagination: _TokenPagination | None = None
+
+
+class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
+    """Polls the app's recent reviews newest first; each version of a review is an item in the review's thread."""
+
+    type = "google_play"
+    settings_model = GooglePlaySettings
+    cursor_model = ReviewCursor
+    channel = "google_play"
+    max_reply_chars = MAX_REPLY_CHARS
+
+    def __init__(self, settings: GooglePlaySettings) -> None:
+        super().__init__(settings)
+        self.client = VendorClient(self.name, settings.api_url or API_URL)
+        self.token = google_token(settings, self.client, SCOPE)
+        self.reviews_path = f"/androidpublisher/v3/applications/{quote(settings.package_name, safe='')}/reviews"
+        if (warning := self._poll_warning()) is not None:
+            log.warning("%s: %s", self.name, warning)
+
+    async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
+        """Pages of reviews written or edited since the cursor; the cursor comes last, once every page is stored."""
+        if cursor is not None and cursor.newest < datetime.now(UTC) - WINDOW:
+            log.warning(
+                "%s: the last review seen is from %s; Google Play only lists the last 7 days, so reviews in between may be lost",
+                self.name, cursor.newest.date().isoformat(),
+            )
+        walk = NewestFirst(cursor, self.settings.first_poll_days)
+        guard = PageGuard(f"{self.name}: reviews")
+        params: dict[str, Any] = {"maxResults": PAGE_SIZE}
+        while True:
+            response = await self.token.request(self.client, "GET", self.reviews_path, params=params)
+            page = page_of(_ReviewsPage, response.data, f"{self.name}: reviews")
+            items = [self._item(r, walk) for r in each_valid(_Review, page.reviews, self.name)]
+            yield Page([i for i in items if i is not None])
+            token = page.tokenPagination.nextPageToken if page.tokenPagination else None
+            if walk.done or not token:
+                break
+            params["token"] = guard.next(token)
+        yield Page([], walk.cursor())
+
+    def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
+        user = review.user
+        if user is None:
+            log.warning("%s: skipped review %r without the user's comment", self.name, review.reviewId)
+            return None
+        at = user.lastModified.at()
+        if not walk.is_new(at, review.reviewId):
+            return None
+        handle, name = reviewer(review.authorName, review.reviewId)
+        package = self.settings.package_name
+        return RawItem(
+            # Play has no creation time to tell a first sighting from an edit, so every version is its own item;
+            # the first one opens the review's thread and an edit is a follow-up in it.
+            external_id=f"{review.reviewId}@{user.lastModified.seconds}",
+            text=user.text,
+            posted_at=at,
+            kind=Kind.REVIEW,
+            author_handle=handle,
+            author_name=name,
+            thread_id=review.reviewId,
+            url=f"https://play.google.com/store/apps/details?id={quote(package)}&reviewId={quote(review.reviewId)}",
+            rating=user.starRating,
+            reply_to={"review_id": review.reviewId, "language": user.reviewerLanguage},
+        )
+
+    async def reply(self, target: ReplyTarget, text: str) -> SentReply:
+        """Set the developer reply (replaces an earlier one)."""
+        await self.token.request(self.client, "POST", f"{self._review_path(target)}:reply", json_body={"replyText": text})
+        return SentReply(None)
+
+    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
+        """The review's developer reply, when it already says `text`."""
+        response = await self.token.request(self.client, "GET", self._review_path(target))
+        review = page_of(_Review, response.data, f"{self.name}: review")
+        developer = review.developer
+        if developer is not None and same_text(developer.text, text):
+            return SentReply(None)
+        return None
+
+    async def check(self) -> str:
+        """List one review: proves the token and the account's access to the app; says how far back Play lists."""
+        await self.token.request(self.client, "GET", self.reviews_path, params={"maxResults": 1})
+        hours = self.settings.poll_seconds / 3600
+        every = f"{hours:.1f} h" if hours >= 1 else f"{self.settings.poll_seconds / 60:.0f} min"
+        line = f"Google Play app {self.settings.package_name}: Play lists only the last 7 days of reviews; polling every {every}"
+        warning = self._poll_warning()
+        return f"{line}. WARNING: {warning}" if warning else line
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self.client.close()
+
+    def _poll_warning(self) -> str | None:
+        poll = self.settings.poll_seconds
+        if poll > SAFE_POLL_SECONDS:
+            return (
+                f"poll_seconds = {poll:.0f} is longer than a day; Google Play only lists reviews from "
+                "the last 7 days, so a few failed polls lose reviews for good: poll at least daily"
+            )
+        if poll < FASTEST_POLL_SECONDS:
+            return f"poll_seconds = {poll:g} spends most of Play's 200 review requests per hour: poll every {FASTEST_POLL_SECONDS} s or less often"
+        return None
+
+    def _review_path(self, target: ReplyTarget) -> str:
+        review_id = str(target.reply_to.get("review_id") or target.thread_id)
+        return f"{self.reviews_path}/{quote(review_id, safe='')}"

@@ -1,0 +1,259 @@
+"""google_reviews against a fake Business Profile API: the contract, stars, rating-only and edited reviews, OAuth refresh."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from inbox.actions import ActionError
+from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget
+from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings
+from inbox.models import SlaStage, Thread
+from inbox.settings import ConfigError
+from inbox.sla import ClockKind
+from tests.conftest import FakeClock, make_settings
+from tests.connectors.contract import ConnectorContract
+from tests.connectors.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
+from tests.connectors.fakes.google_reviews import ACCOUNT_ID, LOCATION_ID, GoogleReviewsFake
+from tests.connectors.fakes.reviews import OWN_NAME, ClosesConnectors, build, items_of  # noqa: F401 - build is a fixture
+
+NAME = "acme-google"
+
+# /work/shared/fixtures/google_business_profile/GET_v4_accounts_locations_reviews.SHAPE.json (SHAPE-ONLY: field names
+# from the v4 reference, values made up); nextPageToken dropped so the listing ends after this page.
+SHAPE_PAGE: dict[str, Any] = {
+    "reviews": [
+        {
+            "name": "accounts/SHAPE-ONLY-account/locations/SHAPE-ONLY-location/reviews/SHAPE-ONLY-review-1",
+            "reviewId": "SHAPE-ONLY-review-1",
+            "reviewer": {"profilePhotoUrl": "https://lh3.googleusercontent.com/a-/SHAPE-ONLY", "displayName": "Jane Customer", "isAnonymous": False},
+            "starRating": "TWO",
+            "comment": "Waited 40 minutes and nobody answered the phone.",
+            "createTime": "2014-10-02T15:01:23Z",
+            "updateTime": "2014-10-02T15:01:23Z",
+        },
+        {
+            "name": "accounts/SHAPE-ONLY-account/locations/SHAPE-ONLY-location/reviews/SHAPE-ONLY-review-2",
+            "reviewId": "SHAPE-ONLY-review-2",
+            "reviewer": {"displayName": "A Google user", "isAnonymous": True},
+            "starRating": "FIVE",
+            "createTime": "2014-10-02T15:01:23.045123456Z",
+            "updateTime": "2014-10-03T09:00:00Z",
+            "reviewReply": {"comment": "Thank you for visiting our business!", "updateTime": "2014-10-03T09:00:00Z"},
+        },
+    ],
+    "averageRating": 3.5,
+    "totalReviewCount": 2,
+}
+
+
+@pytest.fixture
+async def fake(clock: FakeClock) -> AsyncIterator[GoogleReviewsFake]:
+    fake = GoogleReviewsFake()
+    fake.now = clock.now  # the fake's "now" is the test's clock, so the SLA sees platform times as they were
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+def connector_config(fake: GoogleReviewsFake) -> dict[str, Any]:
+    return {
+        "name": NAME, "type": "google_reviews", "api_url": fake.base_url,
+        "account_id": ACCOUNT_ID, "location_id": LOCATION_ID, "access_token": ACCESS_TOKEN, "own_handles": [OWN_NAME],
+    }
+
+
+def refresh_config(fake: GoogleReviewsFake, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": NAME, "type": "google_reviews", "api_url": fake.base_url, "token_url": fake.token_url,
+        "account_id": ACCOUNT_ID, "location_id": LOCATION_ID,
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN, **extra,
+    }
+
+
+def connector(config: dict[str, Any]) -> GoogleReviewsConnector:
+    return GoogleReviewsConnector(GoogleReviewsSettings.model_validate(config))
+
+
+class TestGoogleReviewsContract(ClosesConnectors, ConnectorContract):
+    name = NAME
+
+
+async def test_recorded_shape_maps_stars_rating_only_and_anonymous(fake, connector_config):
+    fake.verbatim.append(copy.deepcopy(SHAPE_PAGE))
+    google = connector({**connector_config, "first_poll_days": 36500})
+    try:
+        items = [i async for page in google.fetch(None) for i in page.items]
+    finally:
+        await google.close()
+    jane, anonymous = items
+    assert (jane.external_id, jane.thread_id, jane.rating, jane.kind) == ("SHAPE-ONLY-review-1", "SHAPE-ONLY-review-1", 2, "review")
+    assert jane.text == "Waited 40 minutes and nobody answered the phone."
+    assert (jane.author_handle, jane.author_name) == ("Jane Customer", "Jane Customer")
+    assert jane.posted_at == datetime(2014, 10, 2, 15, 1, 23, tzinfo=UTC)
+    # Rating-only, anonymous, already answered outside cx-inbox: kept, with the existing reply noted.
+    assert (anonymous.text, anonymous.rating) == ("", 5)
+    assert anonymous.author_handle == "anonymous:SHAPE-ONLY-review-2" and anonymous.author_name == "A Google user"
+    assert anonymous.posted_at == datetime(2014, 10, 2, 15, 1, 23, 45123, tzinfo=UTC)  # created, not updated
+    assert anonymous.reply_to == {"review_id": "SHAPE-ONLY-review-2", "existing_reply": "Thank you for visiting our business!"}
+
+
+@pytest.mark.parametrize("stars", [1, 2, 3, 4, 5])
+async def test_star_words_become_numbers(fake, build, engine, stars):
+    review = fake.add_review("ok", rating=stars)
+    await build().pollers[NAME].poll_once()
+    assert (await items_of(engine, NAME))[review.id].rating == stars
+
+
+async def test_a_rating_only_review_is_stored_without_text(fake, build, engine):
+    review = fake.add_review("", rating=1, anonymous=True)
+    result = await build().pollers[NAME].poll_once()
+    assert result.stored == 1
+    row = (await items_of(engine, NAME))[review.id]
+    assert (row.text, row.rating, row.author_handle) == ("", 1, f"anonymous:{review.id}")
+
+
+async def test_the_fetch_asks_newest_updates_first_in_pages_of_50(fake, build):
+    for n in range(60):
+        fake.add_review(f"r{n}", minutes_ago=60 - n)
+    await build().pollers[NAME].poll_once()
+    queries = [dict(r.query) for r in fake.fetch_requests()]
+    assert [q.get("pageToken") is not None for q in queries] == [False, True]
+    assert all(q["pageSize"] == "50" and q["orderBy"] == "updateTime desc" for q in queries)
+
+
+async def test_an_edited_review_after_our_reply_restarts_the_clock_in_the_same_thread(fake, build, engine, clock):
+    inbox = build()
+    review = fake.add_review("Cold food.", author="maria", rating=2, minutes_ago=5)
+    await inbox.pollers[NAME].poll_once()
+    thread_id = (await items_of(engine, NAME))[review.id].thread_id
+    await inbox.actions.reply(thread_id, "Sorry Maria, we will make it right.", "ana")
+    assert fake.replies[-1].target == review.id
+
+    clock.advance(minutes=10)
+    fake.now = clock.now
+    edited = fake.add_customer_post("Cold food, and still no refund.", minutes_ago=0, reply_to=review.id)
+    result = await inbox.pollers[NAME].poll_once()
+    assert (result.stored, edited) == (1, f"{review.id}@{clock.now.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}")
+    items = await items_of(engine, NAME)
+    assert items[edited].thread_id == thread_id and items[edited].text == "Cold food, and still no refund."
+    async with engine.connect() as conn:
+        thread = (await conn.execute(sa.select(Thread).where(Thread.id == thread_id))).one()
+    assert (thread.cycle, thread.clock_kind, thread.sla_stage) == (2, ClockKind.NEXT_RESPONSE, SlaStage.RUNNING)
+
+    # The answer to the edit replaces our reply on the same review.
+    await inbox.actions.reply(thread_id, "Refund sent today.", "ana")
+    assert (fake.replies[-1].target, fake.reviews[review.id].reply) == (edited, "Refund sent today.")
+
+
+async def test_our_reply_moving_update_time_is_not_a_follow_up(fake, build, engine, clock):
+    fake.reply_bumps_update_time = True
+    inbox = build()
+    review = fake.add_review("Great staff", rating=5, minutes_ago=5)
+    await inbox.pollers[NAME].poll_once()
+    await inbox.actions.reply((await items_of(engine, NAME))[review.id].thread_id, "Thank you!", "ana")
+    clock.advance(minutes=1)
+    result = await inbox.pollers[NAME].poll_once()
+    assert (result.stored, list(await items_of(engine, NAME))) == (0, [review.id])
+
+
+async def test_a_review_already_edited_when_first_seen_is_one_item(fake, build, engine):
+    review = fake.add_review("first words", minutes_ago=30)
+    fake.edit(review.id, "second words", minutes_ago=2)
+    await build().pollers[NAME].poll_once()
+    items = await items_of(engine, NAME)
+    assert list(items) == [review.id] and items[review.id].text == "second words"
+
+
+async def test_the_first_poll_reads_only_first_poll_days_back(fake, build, engine):
+    fake.add_review("ancient", minutes_ago=60 * 24 * 30)
+    recent = fake.add_review("recent", minutes_ago=60)
+    await build(first_poll_days=7).pollers[NAME].poll_once()
+    assert list(await items_of(engine, NAME)) == [recent.id]
+
+
+async def test_a_refresh_token_gets_and_renews_access_tokens(fake):
+    fake.token_lifetime = 30  # shorter than the renewal margin: every call renews
+    fake.add_review("hello")
+    google = connector(refresh_config(fake))
+    try:
+        assert "1 review(s)" in await google.check()
+        assert [i.external_id async for page in google.fetch(None) for i in page.items] == ["rev00001"]
+    finally:
+        await google.close()
+    assert fake.token_grants == 2
+    assert {r.headers["Authorization"] for r in fake.fetch_requests()} == {"Bearer ya29.refreshed-1", "Bearer ya29.refreshed-2"}
+
+
+async def test_a_long_lived_token_is_reused(fake):
+    google = connector(refresh_config(fake))
+    try:
+        await google.check()
+        await google.check()
+    finally:
+        await google.close()
+    assert fake.token_grants == 1
+
+
+async def test_a_revoked_refresh_token_is_an_auth_error(fake):
+    fake.refresh_token = "something-else"
+    google = connector(refresh_config(fake))
+    try:
+        with pytest.raises(AuthError, match="token refresh refused.*invalid_grant"):
+            await google.check()
+    finally:
+        await google.close()
+
+
+async def test_a_refused_access_token_is_renewed_on_the_next_call(fake):
+    google = connector(refresh_config(fake))
+    try:
+        await google.check()
+        fake.faults.append(fake.fault_unauthorized())
+        with pytest.raises(AuthError):
+            await google.check()
+        await google.check()
+    finally:
+        await google.close()
+    assert fake.token_grants == 2
+
+
+def test_credentials_are_required_and_go_together(tmp_path):
+    base = {"name": NAME, "type": "google_reviews", "account_id": "1", "location_id": "2"}
+    with pytest.raises(ConfigError, match="set one of: access_token; client_id, client_secret and refresh_token; service_account_key"):
+        make_settings(tmp_path, connectors=[base])
+    with pytest.raises(ConfigError, match="go together"):
+        make_settings(tmp_path, connectors=[{**base, "access_token": "t", "refresh_token": "r"}])
+    with pytest.raises(ConfigError, match="set one of"):
+        make_settings(tmp_path, connectors=[{**base, "access_token": "t", "client_id": "c", "client_secret": "s", "refresh_token": "r"}])
+
+
+async def test_a_reply_over_4096_bytes_is_refused_before_sending(fake, connector_config):
+    google = connector(connector_config)
+    review = fake.add_review("hi")
+    target = _target(review.id)
+    try:
+        with pytest.raises(PermanentError, match="bytes"):
+            await google.reply(target, "é" * 2100)  # 2100 characters, 4200 bytes
+    finally:
+        await google.close()
+    assert fake.replies == []
+
+
+async def test_a_too_long_reply_is_refused_by_the_core(fake, build, engine):
+    inbox = build()
+    review = fake.add_review("hi")
+    await inbox.pollers[NAME].poll_once()
+    with pytest.raises(ActionError, match="4096"):
+        await inbox.actions.reply((await items_of(engine, NAME))[review.id].thread_id, "x" * 4097, "ana")
+
+
+def _target(review_id: str) -> ReplyTarget:
+    return ReplyTarget(external_id=review_id, thread_id=review_id, kind=Kind.REVIEW, author_handle="x", reply_to={"review_id": review_id})
+
