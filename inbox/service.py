@@ -110,7 +110,9 @@ class Runner:
     def __init__(self, inbox: Inbox, *, outbox_seconds: float = 1.0) -> None:
         self.inbox = inbox
         self.outbox_seconds = outbox_seconds
-        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        # A job that starts late (a busy loop, a slow start-up) still runs: by default APScheduler would drop
+        # a date job more than a second late, and a dropped poll would end that connector's chain of polls.
+        self.scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"misfire_grace_time": None, "coalesce": True})
         self._running: set[asyncio.Task[Any]] = set()
         self._streams: list[asyncio.Task[None]] = []
 
