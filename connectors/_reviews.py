@@ -25,7 +25,7 @@ class ReviewSettings(ConnectorSettings):
     """Keys every review-site connector takes besides its platform's."""
 
     # A first poll reads this far back rather than the account's whole history (often thousands of reviews).
-    first_poll_days: float = Field(default=7, gt=0)
+    first_poll_hours: float = Field(default=168, gt=0)
 
 
 class ReviewCursor(BaseModel):
@@ -38,9 +38,9 @@ class ReviewCursor(BaseModel):
 class NewestFirst:
     """Reads a newest-first listing against the cursor: which reviews are new, when to stop, the next cursor."""
 
-    def __init__(self, cursor: ReviewCursor | None, first_poll_days: float, now: datetime | None = None) -> None:
+    def __init__(self, cursor: ReviewCursor | None, first_poll_hours: float, now: datetime | None = None) -> None:
         self.start = cursor
-        self.floor = cursor.newest if cursor else (now or datetime.now(UTC)) - timedelta(days=first_poll_days)
+        self.floor = cursor.newest if cursor else (now or datetime.now(UTC)) - timedelta(hours=first_poll_hours)
         self.seen_at_floor = frozenset(cursor.ids) if cursor else frozenset()
         self.newest = self.floor
         self.ids: set[str] = set(self.seen_at_floor)

@@ -118,7 +118,7 @@ class AppStoreConnector(Connector[AppStoreSettings, ReviewCursor]):
 
     async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
         """Pages of reviews created since the cursor; the cursor comes last, once every page is stored."""
-        walk = NewestFirst(cursor, self.settings.first_poll_days)
+        walk = NewestFirst(cursor, self.settings.first_poll_hours)
         guard = PageGuard(f"{self.name}: customerReviews")
         path: str | None = f"{self.app_path}/customerReviews"
         params: dict[str, Any] | None = {"sort": "-createdDate", "limit": PAGE_LIMIT}

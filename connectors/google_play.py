@@ -108,7 +108,7 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
                 "%s: the last review seen is from %s; Google Play only lists the last 7 days, so reviews in between may be lost",
                 self.name, cursor.newest.date().isoformat(),
             )
-        walk = NewestFirst(cursor, self.settings.first_poll_days)
+        walk = NewestFirst(cursor, self.settings.first_poll_hours)
         guard = PageGuard(f"{self.name}: reviews")
         params: dict[str, Any] = {"maxResults": PAGE_SIZE}
         while True:

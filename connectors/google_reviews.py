@@ -78,7 +78,7 @@ class GoogleReviewsConnector(Connector[GoogleReviewsSettings, ReviewCursor]):
 
     async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
         """Pages of reviews updated since the cursor; the cursor comes last, once every page is stored."""
-        walk = NewestFirst(cursor, self.settings.first_poll_days)
+        walk = NewestFirst(cursor, self.settings.first_poll_hours)
         guard = PageGuard(f"{self.name}: reviews")
         params: dict[str, Any] = {"pageSize": PAGE_SIZE, "orderBy": "updateTime desc"}
         while True:

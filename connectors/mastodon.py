@@ -60,7 +60,7 @@ class MastodonSettings(ConnectorSettings):
     # Heartbeats come every ~15 s; a stream silent for this long is dead.
     stream_idle_seconds: float = Field(default=90, gt=0)
     # How far back the very first poll looks.
-    backfill_hours: float = Field(default=24, ge=0)
+    first_poll_hours: float = Field(default=24, ge=0)
     # The instance's configuration.statuses.max_characters (500 on most instances).
     max_reply_chars: int = Field(default=500, gt=0)
     page_size: int = Field(default=40, ge=1, le=80)
@@ -106,7 +106,7 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
         return self.settings.stream
 
     async def fetch(self, cursor: MastodonCursor | None) -> AsyncIterator[Page[MastodonCursor]]:
-        """Mentions newer than the cursor, oldest page first; the first poll looks back `backfill_hours`."""
+        """Mentions newer than the cursor, oldest page first; the first poll looks back `first_poll_hours`."""
         me = await self._account()
         pages = self._backfill(me) if cursor is None else self._forward(me, cursor.notification_id)
         async for page in pages:
@@ -131,7 +131,7 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
 
     async def _backfill(self, me: _Me) -> AsyncIterator[Page[MastodonCursor]]:
         # Without a cursor, walk back from the newest page; only the end of the walk is a safe cursor.
-        horizon = datetime.now(UTC) - timedelta(hours=self.settings.backfill_hours)
+        horizon = datetime.now(UTC) - timedelta(hours=self.settings.first_poll_hours)
         guard = PageGuard(f"{self.name}: notifications")
         max_id: str | None = None
         newest: int | None = None

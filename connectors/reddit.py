@@ -59,7 +59,7 @@ class RedditSettings(ConnectorSettings):
     # Words that name the brand in those subreddits (case-insensitive, whole words).
     brand_terms: list[str] = Field(default_factory=list)
     # How far back the very first poll looks.
-    backfill_hours: float = Field(default=24, ge=0)
+    first_poll_hours: float = Field(default=24, ge=0)
     max_reply_chars: int = Field(default=10_000, gt=0)
     page_size: int = Field(default=100, ge=1, le=100)
 
@@ -161,7 +161,7 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         """Pages of things newer than `mark` (newest first), each with the newest thing of its page."""
         # Listings are newest first; `after` pages back. `before` would page forward but answers nothing once the
         # thing it names is deleted, so the walk goes back to the mark (by name, or by time if it is gone).
-        horizon = mark.created_utc if mark else time.time() - self.settings.backfill_hours * 3600
+        horizon = mark.created_utc if mark else time.time() - self.settings.first_poll_hours * 3600
         guard = PageGuard(f"{self.name}: {source.path}")
         after: str | None = None
         while True:

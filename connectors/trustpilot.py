@@ -103,7 +103,7 @@ class TrustpilotConnector(Connector[TrustpilotSettings, ReviewCursor]):
 
     async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
         """Pages of reviews created since the cursor; the cursor comes last, once every page is stored."""
-        walk = NewestFirst(cursor, self.settings.first_poll_days)
+        walk = NewestFirst(cursor, self.settings.first_poll_hours)
         guard = PageGuard(f"{self.name}: reviews")
         number = 1
         while True:

@@ -113,7 +113,7 @@ class TestAppStoreContract(ClosesConnectors, ConnectorContract):
 
 async def test_apples_example_maps_rating_title_body_and_time(fake, connector_config):
     fake.verbatim.append(copy.deepcopy(APPLE_EXAMPLE))
-    store = connector({**connector_config, "first_poll_days": 36500})
+    store = connector({**connector_config, "first_poll_hours": 876000})
     try:
         [item] = [i async for page in store.fetch(None) for i in page.items]
     finally:

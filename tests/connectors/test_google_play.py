@@ -95,7 +95,7 @@ class TestGooglePlayContract(ClosesConnectors, ConnectorContract):
 
 async def test_the_documented_reviews_map_to_items(fake, connector_config):
     fake.verbatim.append(copy.deepcopy(DOCUMENTED_PAGE))
-    play = connector({**connector_config, "first_poll_days": 36500})
+    play = connector({**connector_config, "first_poll_hours": 876000})
     try:
         jane, john = [i async for page in play.fetch(None) for i in page.items]
     finally:
@@ -169,7 +169,7 @@ async def test_a_cursor_older_than_the_window_is_warned_about(fake, connector_co
 async def test_play_does_not_list_reviews_older_than_seven_days(fake, build, engine):
     fake.add_review("old", minutes_ago=8 * 24 * 60)
     recent = fake.add_customer_post("new", minutes_ago=10)
-    await build(first_poll_days=30).pollers[NAME].poll_once()
+    await build(first_poll_hours=720).pollers[NAME].poll_once()
     assert list(await items_of(engine, NAME)) == [recent]
 
 

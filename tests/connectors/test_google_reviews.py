@@ -87,7 +87,7 @@ class TestGoogleReviewsContract(ClosesConnectors, ConnectorContract):
 
 async def test_recorded_shape_maps_stars_rating_only_and_anonymous(fake, connector_config):
     fake.verbatim.append(copy.deepcopy(SHAPE_PAGE))
-    google = connector({**connector_config, "first_poll_days": 36500})
+    google = connector({**connector_config, "first_poll_hours": 876000})
     try:
         items = [i async for page in google.fetch(None) for i in page.items]
     finally:
@@ -171,10 +171,10 @@ async def test_a_review_already_edited_when_first_seen_is_one_item(fake, build, 
     assert list(items) == [review.id] and items[review.id].text == "second words"
 
 
-async def test_the_first_poll_reads_only_first_poll_days_back(fake, build, engine):
+async def test_the_first_poll_reads_only_first_poll_hours_back(fake, build, engine):
     fake.add_review("ancient", minutes_ago=60 * 24 * 30)
     recent = fake.add_review("recent", minutes_ago=60)
-    await build(first_poll_days=7).pollers[NAME].poll_once()
+    await build(first_poll_hours=168).pollers[NAME].poll_once()
     assert list(await items_of(engine, NAME)) == [recent.id]
 
 

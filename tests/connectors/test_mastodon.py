@@ -74,7 +74,7 @@ def test_html_is_stripped_to_text_with_line_breaks():
 async def test_recorded_mention_and_direct_message_map_to_items(fake):
     fake.add_recorded(RECORDED_MENTION)
     fake.add_recorded(RECORDED_DIRECT)
-    connector = connector_for(fake, account_id="999", backfill_hours=24 * 365 * 10)
+    connector = connector_for(fake, account_id="999", first_poll_hours=24 * 365 * 10)
     try:
         items, cursor = await fetch_all(connector)
     finally:
@@ -99,7 +99,7 @@ async def test_deleted_statuses_other_types_and_boosts_are_not_items(fake, caplo
     boost = {**RECORDED_MENTION["status"], "id": "117020577157699999", "reblog": RECORDED_MENTION["status"]}
     fake.add_recorded({**RECORDED_MENTION, "id": "32", "status": boost})
     fake.add_customer_post("a real one")
-    connector = connector_for(fake, account_id="999", backfill_hours=24 * 365 * 10)
+    connector = connector_for(fake, account_id="999", first_poll_hours=24 * 365 * 10)
     try:
         items, cursor = await fetch_all(connector)
     finally:
@@ -138,7 +138,7 @@ async def test_incremental_polls_page_forward_with_min_id_from_the_cursor(fake):
 async def test_first_poll_walks_back_only_as_far_as_the_backfill_window(fake):
     fake.add_customer_post("last week", minutes_ago=7 * 24 * 60)
     recent = [fake.add_customer_post(f"recent {n}", minutes_ago=100 - n) for n in range(50)]
-    connector = connector_for(fake, backfill_hours=24)
+    connector = connector_for(fake, first_poll_hours=24)
     try:
         pages = [page async for page in connector.fetch(None)]
     finally:

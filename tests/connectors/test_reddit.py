@@ -149,7 +149,7 @@ def test_hosts_default_to_reddit_and_follow_api_url_or_auth_url():
 async def test_recorded_inbox_things_map_to_items(fake):
     for thing in (RECORDED_MENTION, RECORDED_COMMENT_REPLY, RECORDED_MESSAGE_REPLY, RECORDED_MESSAGE):
         fake.add_recorded(thing)
-    connector = connector_for(fake, backfill_hours=24 * 365 * 10)
+    connector = connector_for(fake, first_poll_hours=24 * 365 * 10)
     try:
         items, cursor = await fetch_all(connector)
     finally:

@@ -98,7 +98,7 @@ class TestTrustpilotContract(ClosesConnectors, ConnectorContract):
 
 async def test_recorded_shape_maps_stars_title_text_and_language(fake, connector_config):
     fake.verbatim.append(copy.deepcopy(SHAPE_PAGE))
-    trustpilot = connector({**connector_config, "first_poll_days": 36500})
+    trustpilot = connector({**connector_config, "first_poll_hours": 876000})
     try:
         [item] = [i async for page in trustpilot.fetch(None) for i in page.items]
     finally:
