@@ -118,9 +118,8 @@ def triage(
     rating: Annotated[int | None, typer.Option(min=1, max=5, help="Star rating, for reviews.")] = None,
 ) -> None:
     """Print language, sentiment, intent, priority and the suggested reply as JSON (one object per line with -)."""
-    from inbox.ingest import CHANNEL_NAMES
     from inbox.connectors.jsonl import CHANNEL_LIMITS
-    from inbox.templates import ReplyTemplates, find_order_number
+    from inbox.templates import ReplyTemplates, reply_variables
     from inbox.triage import Triager, load_rules
 
     settings = _settings(config)
@@ -129,19 +128,11 @@ def triage(
 
     def one(line: str) -> dict[str, Any]:
         result = triager.classify(line, rating=rating, kind="review" if rating else "mention")
-        suggestion = templates.suggest(
-            intent=result.intent,
-            language=result.language,
-            variables={
-                "customer_name": None,
-                "channel": CHANNEL_NAMES.get(channel or "", channel),
-                "agent_name": settings.triage.agent_name,
-                "brand": settings.triage.brand,
-                "order_number": find_order_number(line),
-                "kind": "review" if rating else "mention",
-            },
-            max_chars=CHANNEL_LIMITS.get(channel or ""),
+        variables = reply_variables(
+            customer_name=None, channel=channel, kind="review" if rating else "mention", text=line,
+            agent_name=settings.triage.agent_name, brand=settings.triage.brand,
         )
+        suggestion = templates.render(result.intent, result.language, variables, CHANNEL_LIMITS.get(channel or ""))
         return {
             "language": result.language,
             "sentiment": result.sentiment,

@@ -16,7 +16,7 @@ from inbox.connector import Connector, Kind, RawItem
 from inbox.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
 from inbox.sla import ClockKind, SlaPolicies
 from inbox.sqlutil import chunks, insert_for
-from inbox.templates import ReplyTemplates, find_order_number
+from inbox.templates import ReplyTemplates, reply_variables
 from inbox.triage import Priority, Triager
 
 log = logging.getLogger(__name__)
@@ -24,17 +24,6 @@ log = logging.getLogger(__name__)
 # A platform clock a little ahead of ours is normal; a post "from the future" beyond this is clamped.
 _CLOCK_SKEW = timedelta(minutes=5)
 _MAX_ID = 255
-
-CHANNEL_NAMES = {
-    "x": "X",
-    "mastodon": "Mastodon",
-    "reddit": "Reddit",
-    "google_reviews": "Google",
-    "trustpilot": "Trustpilot",
-    "app_store": "the App Store",
-    "google_play": "Google Play",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -150,19 +139,11 @@ class Ingestor:
     def _prepare(self, source: Source, raw: RawItem, now: datetime) -> _Row:
         age = (now - raw.posted_at).total_seconds() / 60
         triage = self.triager.classify(raw.text, rating=raw.rating, kind=raw.kind, age_minutes=age)
-        suggestion = self.templates.suggest(
-            intent=triage.intent,
-            language=triage.language,
-            variables={
-                "customer_name": raw.author_name or raw.author_handle,
-                "channel": CHANNEL_NAMES.get(source.channel, source.channel),
-                "agent_name": self.agent_name,
-                "brand": self.brand,
-                "order_number": find_order_number(raw.text),
-                "kind": str(raw.kind),
-            },
-            max_chars=source.reply_limit(raw.kind),
+        variables = reply_variables(
+            customer_name=raw.author_name or raw.author_handle, channel=source.channel, kind=str(raw.kind),
+            text=raw.text, agent_name=self.agent_name, brand=self.brand,
         )
+        suggestion = self.templates.render(triage.intent, triage.language, variables, source.reply_limit(raw.kind))
         values = {
             "connector": source.name,
             "channel": source.channel,

@@ -103,17 +103,6 @@ class ReplyTemplates:
         if problems:
             raise ReplyTemplateError("; ".join(problems))
 
-    def suggest(
-        self,
-        *,
-        intent: str,
-        language: str,
-        variables: Mapping[str, str | None],
-        max_chars: int | None = None,
-    ) -> Suggestion:
-        """The reply for an item's intent and language (with the documented fallback)."""
-        return self.render(intent, language, variables, max_chars)
-
     def render(
         self,
         intent: str,
@@ -121,7 +110,7 @@ class ReplyTemplates:
         variables: Mapping[str, str | None],
         max_chars: int | None = None,
     ) -> Suggestion:
-        """Render one intent/language template (falling back like ``suggest``)."""
+        """The reply for an intent and language: that template, else English, else generic (see the module docstring)."""
         if max_chars is not None and max_chars < 1:
             raise ValueError(f"max_chars must be at least 1, not {max_chars}")
         name, template, used_language = self._resolve(str(intent).lower(), str(language).lower())
@@ -218,6 +207,31 @@ _ORDER_AFTER_KEYWORD = re.compile(
 )
 _HASH_NUMBER = re.compile(r"(?<![\w#&])#(?P<ref>(?:[A-Z]{1,4}-?)?\d{4,})\b", re.IGNORECASE)
 _CODE = re.compile(r"(?<![\w-])(?P<ref>[A-Z]{2,4}-\d{4,})\b")
+
+
+CHANNEL_NAMES = {
+    "x": "X",
+    "mastodon": "Mastodon",
+    "reddit": "Reddit",
+    "google_reviews": "Google",
+    "trustpilot": "Trustpilot",
+    "app_store": "the App Store",
+    "google_play": "Google Play",
+}
+
+
+def reply_variables(
+    *, customer_name: str | None, channel: str | None, kind: str | None, text: str, agent_name: str, brand: str
+) -> dict[str, str | None]:
+    """The variables every reply template gets, built the same way wherever a suggestion is made."""
+    return {
+        "customer_name": customer_name,
+        "channel": CHANNEL_NAMES.get(channel or "", channel),
+        "kind": kind,
+        "agent_name": agent_name,
+        "brand": brand,
+        "order_number": find_order_number(text),
+    }
 
 
 def find_order_number(text: str) -> str | None:

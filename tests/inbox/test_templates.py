@@ -53,7 +53,7 @@ def test_every_intent_and_generic_ships_in_fr_ro_en(shipped: ReplyTemplates) -> 
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("intent", INTENTS)
 def test_shipped_templates_render_with_all_variables(shipped: ReplyTemplates, intent: str, language: str) -> None:
-    suggestion = shipped.suggest(intent=intent, language=language, variables=FULL, max_chars=280)
+    suggestion = shipped.render(intent=intent, language=language, variables=FULL, max_chars=280)
     assert suggestion == Suggestion(
         text=suggestion.text, template=f"{intent}.{language}.j2", language=language, truncated=False
     )
@@ -80,7 +80,7 @@ def test_shipped_templates_render_with_all_variables(shipped: ReplyTemplates, in
 def test_shipped_templates_read_well_without_variables(
     shipped: ReplyTemplates, intent: str, language: str, variables: dict[str, str | None]
 ) -> None:
-    text = shipped.suggest(intent=intent, language=language, variables=variables).text
+    text = shipped.render(intent=intent, language=language, variables=variables).text
     _assert_clean(text)
     assert len(text) > 40
     assert not text.startswith(("–", ","))
@@ -93,8 +93,8 @@ def test_delivery_without_order_number_asks_for_it(shipped: ReplyTemplates) -> N
         "ro": "numărul comenzii",
     }
     for language, phrase in asks.items():
-        without = shipped.suggest(intent="delivery", language=language, variables={"customer_name": "A"}).text
-        with_number = shipped.suggest(intent="delivery", language=language, variables={"order_number": "991122"}).text
+        without = shipped.render(intent="delivery", language=language, variables={"customer_name": "A"}).text
+        with_number = shipped.render(intent="delivery", language=language, variables={"order_number": "991122"}).text
         assert phrase in without
         assert phrase not in with_number and "991122" in with_number
 
@@ -112,14 +112,14 @@ def test_delivery_without_order_number_asks_for_it(shipped: ReplyTemplates) -> N
     ],
 )
 def test_the_ask_fits_the_channel(shipped: ReplyTemplates, variables: dict[str, str], wording: str) -> None:
-    text = shipped.suggest(intent="delivery", language="en", variables=variables).text
+    text = shipped.render(intent="delivery", language="en", variables=variables).text
     assert wording in text
     assert ("DM" in text) == (wording == "DM us")
 
 
 def test_shipped_templates_use_proper_diacritics(shipped: ReplyTemplates) -> None:
-    romanian = " ".join(shipped.suggest(intent=i, language="ro", variables=FULL).text for i in INTENTS)
-    french = " ".join(shipped.suggest(intent=i, language="fr", variables=FULL).text for i in INTENTS)
+    romanian = " ".join(shipped.render(intent=i, language="ro", variables=FULL).text for i in INTENTS)
+    french = " ".join(shipped.render(intent=i, language="fr", variables=FULL).text for i in INTENTS)
     assert set("șțăâî") <= set(romanian)
     assert not set("şţ") & set(romanian)  # cedilla forms are the wrong letters for Romanian
     assert set("éèà") <= set(french)
@@ -159,7 +159,7 @@ def test_fallback_chain(folder: Path, intent: str, language: str, template: str,
 
 
 def test_shipped_fallback_to_english_for_other_languages(shipped: ReplyTemplates) -> None:
-    suggestion = shipped.suggest(intent="delivery", language="de", variables=FULL)
+    suggestion = shipped.render(intent="delivery", language="de", variables=FULL)
     assert (suggestion.template, suggestion.language) == ("delivery.en.j2", "en")
 
 
@@ -175,7 +175,7 @@ def test_no_template_at_all_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_template_syntax_in_variables_stays_literal(shipped: ReplyTemplates, language: str) -> None:
     sneaky = "{{ 7*7 }} {% for x in range(3) %}X{% endfor %}"
-    text = shipped.suggest(intent="praise", language=language, variables={"customer_name": sneaky}).text
+    text = shipped.render(intent="praise", language=language, variables={"customer_name": sneaky}).text
     assert "{{ 7*7 }}" in text and "{% for x in range(3) %}X{% endfor %}" in text
     assert "49" not in text and "XXX" not in text
 
@@ -262,15 +262,15 @@ def test_truncation_at_word_boundary(tmp_path: Path, max_chars: int) -> None:
 def test_shipped_suggestion_truncated_for_x(shipped: ReplyTemplates) -> None:
     long_name = "Alexandra-Maria Constantinescu-Ionescu de la Vâlcea " * 3
     variables = dict(FULL, customer_name=long_name.strip())
-    full = shipped.suggest(intent="complaint", language="ro", variables=variables)
-    short = shipped.suggest(intent="complaint", language="ro", variables=variables, max_chars=280)
+    full = shipped.render(intent="complaint", language="ro", variables=variables)
+    short = shipped.render(intent="complaint", language="ro", variables=variables, max_chars=280)
     assert len(full.text) > 280 and not full.truncated
     assert short.truncated and len(short.text) <= 280 and short.text.endswith("…")
 
 
 def test_max_chars_must_be_positive(shipped: ReplyTemplates) -> None:
     with pytest.raises(ValueError):
-        shipped.suggest(intent="praise", language="en", variables={}, max_chars=0)
+        shipped.render(intent="praise", language="en", variables={}, max_chars=0)
 
 
 # --------------------------------------------------------------------------- order numbers

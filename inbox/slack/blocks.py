@@ -1,0 +1,234 @@
+"""Block Kit for the triage message, follow-ups, replies, SLA alerts and health announcements.
+
+Every string a customer (or a vendor) controls enters as a plain_text object or through
+`literal`, never as mrkdwn, so it cannot ping, mention, format or disguise a link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from inbox.templates import CHANNEL_NAMES
+from inbox.models import Status
+from inbox.render import stars
+from inbox.sla import ClockKind, SlaState
+from inbox.slack.text import clip, escape, link, literal, mrkdwn, plain, safe_url
+from inbox.views import ThreadView
+
+Block = dict[str, Any]
+
+SEND, EDIT, ASSIGN, RESOLVE, OPEN_POST = "inbox_send", "inbox_edit", "inbox_assign", "inbox_resolve", "inbox_open_post"
+# Message metadata lets a retry find a post whose answer was lost, instead of posting twice.
+THREAD_EVENT, POST_EVENT = "inbox_thread", "inbox_event"
+
+STATE_LABEL = {
+    SlaState.OK: ":large_green_circle: on time",
+    SlaState.WARNING: ":large_yellow_circle: *warning*",
+    SlaState.BREACHED: ":red_circle: *breached*",
+    SlaState.MET: ":white_check_mark: met",
+    SlaState.MISSED: ":x: missed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What agents did to the thread, for the status line of its message."""
+
+    reply_text: str | None = None
+    reply_agent: str | None = None
+    reply_at: datetime | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+
+
+def channel_name(channel: str) -> str:
+    """'X', 'Google', or the channel key itself."""
+    return CHANNEL_NAMES.get(channel, channel)
+
+
+def button_value(view: ThreadView) -> str:
+    """What a button carries: the thread and the item the message showed when it was drawn."""
+    return f"{view.thread_id}:{view.item_id}"
+
+
+def parse_value(value: str) -> tuple[int, int | None]:
+    """(thread id, item id) from a button value; ValueError when it is not ours."""
+    thread, _, item = value.partition(":")
+    return int(thread), int(item) if item else None
+
+
+def when(at: datetime, token: str = "{time}") -> str:
+    """A time every reader sees in their own time zone (with a UTC fallback)."""
+    return f"<!date^{int(at.timestamp())}^{token}|{at:%H:%M} UTC>"
+
+
+def user(user_id: str | None) -> str:
+    """A mention of an agent (ours: Slack user ids), or 'nobody'."""
+    if not user_id:
+        return "nobody"
+    return f"<@{user_id}>" if user_id.isalnum() else literal(user_id, 64)
+
+
+def minutes(value: float) -> str:
+    """'12 min left' or '3 min late'."""
+    return f"{value:.0f} min left" if value >= 0 else f"{-value:.0f} min late"
+
+
+def fallback(view: ThreadView) -> str:
+    """Notification text: who and where, never the customer's words."""
+    return f"New {channel_name(view.channel)} {view.kind} from @{literal(view.author_handle, 80)}"
+
+
+def triage_message(view: ThreadView, outcome: Outcome) -> list[Block]:
+    """The one message per conversation in the triage channel, redrawn after every change."""
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(f"{channel_name(view.channel)} {view.kind} · {view.connector}", 150)},
+        _customer_text(view),
+        {"type": "context", "elements": _about(view)},
+        {"type": "section", "text": mrkdwn(_clock_line(view))},
+    ]
+    if view.earlier:
+        items = [plain(f"{e.posted_at:%d %b} · {channel_name(e.channel)} · {e.status}: {clip(e.text, 120)}", 200) for e in view.earlier[:4]]
+        blocks.append({"type": "context", "elements": [mrkdwn("*Earlier from this customer:*"), *items]})
+    is_open = view.status in (Status.NEW, Status.ASSIGNED)
+    if is_open:
+        note = " _(cut to fit the channel)_" if view.suggestion_truncated else ""
+        blocks += [
+            {"type": "section", "text": mrkdwn(f"*Suggested reply* ({escape(view.language)}){note}")},
+            {"type": "section", "block_id": "suggestion", "text": plain(view.suggestion or "(no suggestion)")},
+        ]
+    blocks += _status(view, outcome)
+    if is_open:
+        blocks.append(_buttons(view))
+    return blocks
+
+
+def _customer_text(view: ThreadView) -> Block:
+    block: Block = {"type": "section", "block_id": "customer_text", "text": plain(view.text or "(no text)")}
+    url = safe_url(view.url)
+    if url:
+        block["accessory"] = {"type": "button", "action_id": OPEN_POST, "text": plain("Open post ↗", 75), "url": url}
+    return block
+
+
+def _about(view: ThreadView) -> list[Block]:
+    who = f"@{view.author_handle}" + (f" ({view.author_name})" if view.author_name and view.author_name != view.author_handle else "")
+    elements = [plain(who, 200)]
+    if view.rating is not None:
+        elements.append(plain(stars(view.rating), 20))
+    facts = f"{view.language} · {view.intent} · {view.sentiment} · *{view.priority}* priority"
+    if view.messages > 1:
+        facts += f" · {view.messages} messages"
+    elements.append(mrkdwn(escape(facts)))
+    return elements
+
+
+def _clock_line(view: ThreadView) -> str:
+    clock = view.clock
+    label = "First response" if clock.kind == ClockKind.FIRST_RESPONSE else "Next response"
+    posted = f"posted {when(clock.started_at)}"
+    if clock.responded_at is not None:
+        return f":stopwatch: *{label}* {STATE_LABEL[clock.state]} · {posted}, answered after {clock.minutes_waited:.0f} min"
+    if view.status == Status.RESOLVED:
+        return f":stopwatch: *{label}*: clock stopped (resolved) · {posted}"
+    return (
+        f":stopwatch: *{label}* due {when(clock.due_at)} · *{minutes(clock.minutes_left)}* · "
+        f"{STATE_LABEL[clock.state]} · {posted} · as of {when(_as_of(view))}"
+    )
+
+
+def _as_of(view: ThreadView) -> datetime:
+    # The view was evaluated when the notice was sent: that many minutes after the clock started.
+    return view.clock.started_at + timedelta(minutes=view.clock.minutes_waited)
+
+
+def _status(view: ThreadView, outcome: Outcome) -> list[Block]:
+    lines: list[str] = []
+    blocks: list[Block] = []
+    if view.assignee and view.status != Status.RESOLVED:
+        lines.append(f":bust_in_silhouette: Assigned to {user(view.assignee)}")
+    if outcome.reply_text is not None and outcome.reply_at is not None:
+        lines.append(f":outbox_tray: Replied by {user(outcome.reply_agent)} at {when(outcome.reply_at)}:")
+    if lines:
+        blocks.append({"type": "section", "text": mrkdwn("\n".join(lines))})
+    if outcome.reply_text is not None and outcome.reply_at is not None:
+        blocks.append({"type": "section", "text": plain(outcome.reply_text)})
+    if view.status == Status.RESOLVED:
+        who = f" by {user(outcome.resolved_by)}" if outcome.resolved_by else ""
+        at = f" at {when(outcome.resolved_at)}" if outcome.resolved_at else ""
+        blocks.append({"type": "section", "text": mrkdwn(f":ballot_box_with_check: Resolved{who}{at}.")})
+    return blocks
+
+
+def _buttons(view: ThreadView) -> Block:
+    value = button_value(view)
+    assign_label = "Take it" if not view.assignee else "Take over"
+    return {
+        "type": "actions",
+        "block_id": "inbox_actions",
+        "elements": [
+            {"type": "button", "action_id": SEND, "style": "primary", "text": plain("Send suggestion", 75), "value": value},
+            {"type": "button", "action_id": EDIT, "text": plain("Edit, then send", 75), "value": value},
+            {"type": "button", "action_id": ASSIGN, "text": plain(assign_label, 75), "value": value},
+            {
+                "type": "button", "action_id": RESOLVE, "style": "danger", "text": plain("Resolve", 75), "value": value,
+                "confirm": {
+                    "title": plain("Close without a reply?", 100),
+                    "text": plain("The customer gets no answer and the SLA clock stops.", 300),
+                    "confirm": plain("Resolve", 30),
+                    "deny": plain("Cancel", 30),
+                },
+            },
+        ],
+    }
+
+
+def follow_up(author_handle: str, text: str, posted_at: datetime) -> tuple[str, list[Block]]:
+    """A customer's later message, posted in the triage message's thread."""
+    who = literal(author_handle, 80)
+    return f"Follow-up from @{who}", [
+        {"type": "context", "elements": [mrkdwn(f":speech_balloon: Follow-up from @{who} · {when(posted_at, '{date_short} {time}')}")]},
+        {"type": "section", "text": plain(text or "(no text)")},
+    ]
+
+
+def reply_note(view: ThreadView, agent: str, text: str, at: datetime) -> tuple[str, list[Block]]:
+    """Our reply, kept in the thread beside the customer's messages."""
+    return "Reply sent", [
+        {"type": "context", "elements": [mrkdwn(f":outbox_tray: {user(agent)} replied on {channel_name(view.channel)} at {when(at)}")]},
+        {"type": "section", "text": plain(text)},
+    ]
+
+
+def sla_alert(view: ThreadView, *, breach: bool, permalink: str | None, group: str | None) -> tuple[str, list[Block]]:
+    """A warning or breach for the leads: where, how long, who has it."""
+    clock = view.clock
+    what = f"{channel_name(view.channel)} {view.kind} from @{view.author_handle}"
+    title = ":red_circle: *SLA breach*" if breach else ":large_yellow_circle: *SLA warning*"
+    waited = f"has waited *{clock.minutes_waited:.0f} min*"
+    due = f"due {when(clock.due_at)}" + (f" ({minutes(clock.minutes_left)})" if not breach else "")
+    line = f"{title} · {link(permalink, what)} {waited} for a {'first' if clock.kind == ClockKind.FIRST_RESPONSE else 'next'} response, {due}. Assignee: {user(view.assignee)}."
+    if breach and group:
+        line += f" <!subteam^{group}>"
+    text = f"SLA {'breach' if breach else 'warning'}: {literal(what)} waited {clock.minutes_waited:.0f} min"
+    return text, [
+        {"type": "section", "text": mrkdwn(line)},
+        {"type": "context", "elements": [plain(f"{view.priority} priority · {view.intent} · “{clip(view.text, 150)}”", 300)]},
+    ]
+
+
+def health_notice(connector: str, healthy: bool, reason: str | None) -> tuple[str, list[Block]]:
+    """A connector turning unhealthy or recovering, announced once."""
+    name = literal(connector, 64)
+    if healthy:
+        text = f":large_green_circle: Connector *{name}* is healthy again."
+        fallback_text = f"Connector {name} is healthy again"
+    else:
+        text = f":red_circle: Connector *{name}* is unhealthy; items from it are not coming in."
+        fallback_text = f"Connector {name} is unhealthy"
+    blocks: list[Block] = [{"type": "section", "text": mrkdwn(text)}]
+    if reason:
+        blocks.append({"type": "context", "elements": [plain(f"Reason: {reason}", 500)]})
+    return fallback_text, blocks

@@ -1,0 +1,299 @@
+"""What agents and leads do in Slack: buttons, the edit modal, thread replies, `/inbox`, App Home.
+
+Every listener acknowledges at once and leaves the work to a tracked background task, so Slack's
+3-second deadline never depends on the store, the platform or Slack's own API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+
+from inbox.actions import ActionError, ReplyOutcome
+from inbox.slack import blocks, dashboard, modal
+from inbox.slack.api import NETWORK_ERRORS, describe
+from inbox.slack.tasks import bolt_listener
+from inbox.slack.text import clip, escape, from_slack, literal
+from inbox.templates import ReplyTemplateError, reply_variables
+from inbox.views import ThreadView, open_queue, thread_view
+
+if TYPE_CHECKING:
+    from inbox.slack.runtime import Slack
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+
+
+class Interactions:
+    """Registers the listeners on a Bolt app and does the work behind each."""
+
+    def __init__(self, slack: Slack, app: AsyncApp) -> None:
+        self.slack = slack
+        self.inbox = slack.inbox
+        self.work: dict[str, Callable[[Body], Awaitable[None]]] = {
+            blocks.SEND: self.send_suggestion,
+            blocks.EDIT: self.open_editor,
+            blocks.ASSIGN: self.assign,
+            blocks.RESOLVE: self.resolve,
+            modal.TEMPLATE: self.pick_template,
+        }
+        # One listener for every button, registered first: Bolt tries listeners in order and each
+        # try costs, so a click is matched at the first attempt (see tests/bench/bench_slack_ack.py).
+        app.action(re.compile(r"^inbox_"))(bolt_listener(self.on_action))
+        app.view(modal.CALLBACK)(bolt_listener(self.submit_editor))
+        app.command("/inbox")(bolt_listener(self.command))
+        app.event("app_home_opened")(self._later(self.publish_home, "app_home_opened"))
+        app.event("message")(self._later(self.thread_message, "message"))
+
+    async def on_action(self, ack: AsyncAck, body: Body) -> None:
+        """Acknowledge a button or a choice at once; its work runs after."""
+        await ack()
+        action_id = (body.get("actions") or [{}])[0].get("action_id", "")
+        work = self.work.get(action_id)
+        if work is not None:  # the link button (inbox_open_post) only needs the acknowledgement
+            # A modal must open within Slack's 3 s trigger window, whatever queue a burst of clicks built.
+            self.slack.tasks.spawn(work(body), action_id, urgent=action_id == blocks.EDIT)
+
+    def _later(self, work: Callable[[Body], Awaitable[None]], name: str) -> Callable[..., Awaitable[None]]:
+        async def listener(ack: AsyncAck, body: Body) -> None:
+            await ack()
+            self.slack.tasks.spawn(work(body), name)
+
+        listener.__name__ = f"on_{name}"
+        return listener
+
+    # ------------------------------------------------------------------ buttons
+
+    async def send_suggestion(self, body: Body) -> None:
+        """`inbox_send`: the suggestion as shown, once."""
+        where = _Where.of(body)
+        target = await self._target(body, where)
+        if target is None:
+            return
+        view, current = target
+        if not current:
+            await self.tell(where, "The customer wrote again since this message was drawn; nothing was sent. Look at the updated message and choose again.")
+            return
+        await self._reply(where, view.thread_id, view.suggestion)
+
+    async def assign(self, body: Body) -> None:
+        """`inbox_assign`: the clicking agent takes the conversation."""
+        where = _Where.of(body)
+        target = await self._target(body, where)
+        if target is not None:
+            await self._act(where, self.inbox.actions.assign(target[0].thread_id, where.user))
+
+    async def resolve(self, body: Body) -> None:
+        """`inbox_resolve`: close without a reply."""
+        where = _Where.of(body)
+        target = await self._target(body, where)
+        if target is not None:
+            await self._act(where, self.inbox.actions.resolve(target[0].thread_id, where.user))
+
+    async def open_editor(self, body: Body) -> None:
+        """`inbox_edit`: the modal, prefilled with the suggestion."""
+        where = _Where.of(body)
+        target = await self._target(body, where)
+        if target is None:
+            return
+        view = target[0]
+        meta = modal.EditMeta(
+            thread=view.thread_id, item=view.item_id, channel=where.channel, platform=view.channel,
+            limit=self._limit(view),
+        )
+        form = modal.edit_modal(
+            meta, customer=view.author_handle, customer_text=view.text, text=view.suggestion,
+            templates=self.inbox.templates.available(), selected=(view.intent, view.language),
+        )
+        await self.slack.client.views_open(trigger_id=body["trigger_id"], view=form)
+
+    # ------------------------------------------------------------------ the modal
+
+    async def pick_template(self, body: Body) -> None:
+        """A template chosen in the modal replaces the text in the box."""
+        form = body.get("view") or {}
+        meta = modal.EditMeta.load(form.get("private_metadata") or "")
+        choice = (body.get("actions") or [{}])[0].get("selected_option") or {}
+        intent, lang = modal.parse_option(choice.get("value", ""))
+        view = await self._view(meta.thread)
+        if view is None:
+            return
+        triage = self.inbox.settings.triage
+        try:
+            variables = reply_variables(
+                customer_name=view.author_name or view.author_handle, channel=view.channel, kind=view.kind,
+                text=view.text, agent_name=triage.agent_name, brand=triage.brand,
+            )
+            suggestion = self.inbox.templates.render(intent, lang, variables, max_chars=meta.limit)
+        except ReplyTemplateError as exc:
+            log.warning("Slack: template %s.%s cannot be rendered: %s", intent, lang, exc)
+            return
+        meta = dataclasses.replace(meta, revision=meta.revision + 1)
+        new = modal.edit_modal(
+            meta, customer=view.author_handle, customer_text=view.text, text=suggestion.text,
+            templates=self.inbox.templates.available(), selected=(intent, lang),
+        )
+        await self.slack.client.views_update(view_id=form["id"], hash=form.get("hash"), view=new)
+
+    async def submit_editor(self, ack: AsyncAck, body: Body) -> None:
+        """The modal's Send: checked at once (the modal stays open on a problem), sent after."""
+        form = body.get("view") or {}
+        meta = modal.EditMeta.load(form.get("private_metadata") or "")
+        block_id, text = modal.submitted_text(form)
+        problem = modal.problem(text, meta)
+        if problem:
+            await ack(response_action="errors", errors={block_id: problem})
+            return
+        await ack()
+        where = _Where(user=body["user"]["id"], channel=meta.channel)
+        self.slack.tasks.spawn(self._send_edited(where, meta, text), "inbox_edit_submit")
+
+    async def _send_edited(self, where: _Where, meta: modal.EditMeta, text: str) -> None:
+        if await self._refused(where):
+            return
+        await self._reply(where, meta.thread, text)
+
+    # ------------------------------------------------------------------ thread replies
+
+    async def thread_message(self, body: Body) -> None:
+        """`reply: …` from an agent in a triage message's thread goes to the customer."""
+        event = body.get("event") or {}
+        if event.get("subtype") or event.get("bot_id") or not event.get("user"):
+            return
+        thread_ts, text = event.get("thread_ts"), event.get("text") or ""
+        if not thread_ts or thread_ts == event.get("ts") or event.get("channel") != self.slack.settings.triage_channel:
+            return
+        prefix = self.slack.settings.reply_prefix
+        stripped = text.lstrip()
+        if not stripped.lower().startswith(prefix.lower()):
+            return
+        thread_id = await self.slack.notifier.store.thread_for(event["channel"], thread_ts)
+        if thread_id is None:
+            return
+        where = _Where(user=event["user"], channel=event["channel"], thread_ts=thread_ts)
+        if await self._refused(where):
+            return
+        await self._reply(where, thread_id, from_slack(stripped[len(prefix):]).strip())
+
+    # ------------------------------------------------------------------ dashboard
+
+    async def command(self, ack: AsyncAck, body: Body, respond: AsyncRespond) -> None:
+        """`/inbox queue|stats|connectors`: answered privately, after the acknowledgement."""
+        await ack()
+        self.slack.tasks.spawn(self._answer_command(body, respond), "/inbox")
+
+    async def _answer_command(self, body: Body, respond: AsyncRespond) -> None:
+        refusal = await self.slack.access.refusal(body.get("user_id", ""), acting=False)
+        if refusal:
+            await respond(text=refusal, response_type="ephemeral")
+            return
+        what = (body.get("text") or "queue").strip().lower().split(" ")[0] or "queue"
+        now = self.inbox.clock()
+        if what == "queue":
+            content = dashboard.queue_blocks(await open_queue(self.inbox.engine, self.inbox.policies, now))
+        elif what == "stats":
+            content = dashboard.stats_blocks(await dashboard.sla_stats(self.inbox.engine, self.inbox.policies, now))
+        elif what in ("connectors", "health"):
+            content = dashboard.health_blocks(await dashboard.connector_health(self.inbox.engine, self.inbox.connectors))
+        else:
+            await respond(text=dashboard.HELP, response_type="ephemeral")
+            return
+        await respond(text=f"/inbox {what}", blocks=content[:50], response_type="ephemeral")
+
+    async def publish_home(self, body: Body) -> None:
+        """The App Home tab: the dashboard for whoever opens it."""
+        event = body.get("event") or {}
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return
+        refusal = await self.slack.access.refusal(event["user"], acting=False)
+        if refusal:
+            home = {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": literal(refusal, 300)}}]}
+        else:
+            now = self.inbox.clock()
+            home = dashboard.home_view(
+                await open_queue(self.inbox.engine, self.inbox.policies, now),
+                await dashboard.sla_stats(self.inbox.engine, self.inbox.policies, now),
+                await dashboard.connector_health(self.inbox.engine, self.inbox.connectors),
+            )
+        await self.slack.client.views_publish(user_id=event["user"], view=home)
+
+    # ------------------------------------------------------------------ shared steps
+
+    async def _target(self, body: Body, where: _Where) -> tuple[ThreadView, bool] | None:
+        """The clicked conversation and whether the message showed its latest item; None after a refusal."""
+        if await self._refused(where):
+            return None
+        action = (body.get("actions") or [{}])[0]
+        try:
+            thread_id, item_id = blocks.parse_value(str(action.get("value", "")))
+        except ValueError:
+            log.warning("Slack: a button with an unknown value %r", action.get("value"))
+            return None
+        view = await self._view(thread_id)
+        if view is None:
+            await self.tell(where, "This conversation is no longer in the inbox.")
+            return None
+        return view, item_id in (None, view.item_id)
+
+    async def _view(self, thread_id: int) -> ThreadView | None:
+        return await thread_view(self.inbox.engine, self.inbox.policies, thread_id, self.inbox.clock())
+
+    def _limit(self, view: ThreadView) -> int | None:
+        connector = self.inbox.connectors.get(view.connector)
+        return connector.max_reply_chars if connector else None
+
+    async def _refused(self, where: _Where) -> bool:
+        refusal = await self.slack.access.refusal(where.user)
+        if refusal:
+            log.info("Slack: refused an action by %s: %s", where.user, refusal)
+            await self.tell(where, refusal)
+        return bool(refusal)
+
+    async def _reply(self, where: _Where, thread_id: int, text: str) -> None:
+        try:
+            outcome: ReplyOutcome = await self.inbox.actions.reply(thread_id, text, where.user)
+        except ActionError as exc:
+            await self.tell(where, f"Not sent: {exc}. The conversation stays open.")
+            return
+        if outcome.status == "duplicate":
+            await self.tell(where, "This message was already answered (one reply per customer message); nothing more was sent.")
+
+    async def _act(self, where: _Where, change: Awaitable[None]) -> None:
+        try:
+            await change
+        except ActionError as exc:
+            await self.tell(where, f"Not done: {exc}.")
+
+    async def tell(self, where: _Where, text: str) -> None:
+        """An ephemeral message only the agent sees, where they acted."""
+        try:
+            await self.slack.client.chat_postEphemeral(
+                channel=where.channel, user=where.user, text=escape(clip(text, 1000)), thread_ts=where.thread_ts,
+            )
+        except (SlackApiError, *NETWORK_ERRORS) as exc:
+            log.warning("Slack: could not tell %s %r: %s", where.user, text, describe(exc))
+
+
+class _Where:
+    """Who acted and where to answer them."""
+
+    __slots__ = ("user", "channel", "thread_ts")
+
+    def __init__(self, user: str, channel: str, thread_ts: str | None = None) -> None:
+        self.user = user
+        self.channel = channel
+        self.thread_ts = thread_ts
+
+    @classmethod
+    def of(cls, body: Body) -> _Where:
+        """From a block_actions payload."""
+        container = body.get("container") or {}
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id") or ""
+        return cls(user=body["user"]["id"], channel=channel)

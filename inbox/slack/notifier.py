@@ -1,0 +1,230 @@
+"""Outbox events to Slack: one triage message per thread updated in place, alerts and follow-ups posted once."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, SlackMessage, Status
+from inbox.outbox import LogNotifier, Notice
+from inbox.settings import SlackSettings
+from inbox.slack import blocks
+from inbox.slack.store import Ledger, SlackStore
+from inbox.views import ThreadView
+
+log = logging.getLogger(__name__)
+
+# Slack answered, so the post certainly did not happen (unlike a timeout or a 5xx).
+_CERTAIN = frozenset({200, 400, 401, 403, 404, 429})
+_ESCALATIONS = (EventKind.SLA_WARNING, EventKind.SLA_BREACH)
+# Longer than one post can take with the client's timeout and retries.
+_CLAIM = timedelta(seconds=60)
+
+
+class InFlight(Exception):
+    """Another attempt is posting the same message right now; the outbox retries this one later."""
+
+
+class SlackNotifier:
+    """A Notifier: announces each outbox event in Slack exactly once, and logs each escalation once."""
+
+    def __init__(
+        self,
+        settings: SlackSettings,
+        client: AsyncWebClient,
+        engine: AsyncEngine,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.engine = engine
+        self.clock = clock
+        self.store = SlackStore(engine)
+        self.log = LogNotifier()
+        self._logged: OrderedDict[int, None] = OrderedDict()
+
+    async def notify(self, notice: Notice) -> None:
+        """Announce one notice; raise to have the outbox retry it later."""
+        await self._log_once(notice)
+        kind, view = notice.kind, notice.thread
+        if kind == EventKind.CONNECTOR_HEALTH:
+            await self._health(notice)
+            return
+        if view is None:
+            return
+        channel, ts = await self.sync(view)
+        if kind == EventKind.FOLLOW_UP:
+            item = await self._item_of(notice.event_id)
+            if item is not None:
+                text, body = blocks.follow_up(item.author_handle, item.text, item.posted_at)
+                await self._post_once(notice.event_id, channel, text, body, thread_ts=ts)
+        elif kind == EventKind.REPLIED:
+            reply = await self._reply(notice.payload.get("reply_id"))
+            if reply is not None:
+                text, body = blocks.reply_note(view, reply.agent, reply.text, reply.sent_at or notice.created_at)
+                await self._post_once(notice.event_id, channel, text, body, thread_ts=ts)
+        elif kind in _ESCALATIONS:
+            breach = kind == EventKind.SLA_BREACH
+            permalink = await self._permalink(channel, ts)
+            text, body = blocks.sla_alert(view, breach=breach, permalink=permalink, group=self.settings.leads_group)
+            await self._post_once(notice.event_id, self.settings.leads_channel or channel, text, body)
+
+    async def sync(self, view: ThreadView) -> tuple[str, str]:
+        """Post the thread's triage message, or update it in place if it exists; return (channel, ts)."""
+        body = blocks.triage_message(view, await self._outcome(view))
+        text = blocks.fallback(view)
+        ledger = self.store.messages
+        found = await self._existing(ledger, view.thread_id, blocks.THREAD_EVENT, "thread_id")
+        if found is not None:
+            # The message stays where it was posted, even if triage_channel has changed since.
+            channel, ts = found
+            try:
+                await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=body)
+                await ledger.touch(view.thread_id, self.clock())
+                return channel, ts
+            except SlackApiError as exc:
+                if _error(exc) != "message_not_found":
+                    raise
+                # Someone deleted the triage message: the thread gets a new one rather than none.
+                log.warning("Slack: the triage message of thread %d was deleted; posting it again", view.thread_id)
+                await self._drop_message(view.thread_id)
+        channel = self.settings.triage_channel or ""
+        metadata = {"event_type": blocks.THREAD_EVENT, "event_payload": {"thread_id": view.thread_id}}
+        return channel, await self._post(ledger, view.thread_id, channel, text, body, metadata=metadata)
+
+    async def _existing(self, ledger: Ledger, key: int, event_type: str, field: str, thread_ts: str | None = None) -> tuple[str, str] | None:
+        """(channel, ts) already recorded for `key`, looking in Slack when an earlier attempt left it unknown."""
+        record = await ledger.get(key)
+        if record is None:
+            return None
+        if record.ts is not None:
+            return record.channel, record.ts
+        found = await self._find(record.channel, record.created_at, event_type, field, key, thread_ts)
+        if found is not None:
+            await ledger.done(key, found, self.clock())
+            return record.channel, found
+        # Not in Slack: either it never got there, or another worker is posting it right now.
+        if self.clock() - record.created_at < _CLAIM:
+            raise InFlight(f"a Slack post for {field} {key} is in flight")
+        await ledger.forget(key)
+        return None
+
+    async def _post(
+        self, ledger: Ledger, key: int, channel: str, text: str, body: list[dict[str, Any]],
+        *, metadata: dict[str, Any], thread_ts: str | None = None,
+    ) -> str:
+        if not await ledger.begin(key, channel, self.clock()):
+            raise InFlight(f"a Slack post for {key} is in flight")
+        try:
+            answer = await self.client.chat_postMessage(
+                channel=channel, text=text, blocks=body, metadata=metadata, thread_ts=thread_ts, unfurl_links=False, unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            if exc.response is not None and exc.response.status_code in _CERTAIN:
+                await ledger.forget(key)
+            raise
+        ts = str(answer["ts"])
+        await ledger.done(key, ts, self.clock())
+        return ts
+
+    async def _post_once(self, event_id: int, channel: str, text: str, body: list[dict[str, Any]], *, thread_ts: str | None = None) -> None:
+        ledger = self.store.posts
+        if await self._existing(ledger, event_id, blocks.POST_EVENT, "event_id", thread_ts) is not None:
+            return
+        metadata = {"event_type": blocks.POST_EVENT, "event_payload": {"event_id": event_id}}
+        await self._post(ledger, event_id, channel, text, body, metadata=metadata, thread_ts=thread_ts)
+
+    async def _find(self, channel: str, since: datetime, event_type: str, field: str, key: int, thread_ts: str | None) -> str | None:
+        """A message we posted but never heard back about, found by its metadata."""
+        oldest = f"{(since - timedelta(minutes=1)).timestamp():.6f}"
+        if thread_ts:
+            answer = await self.client.conversations_replies(channel=channel, ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200)
+        else:
+            answer = await self.client.conversations_history(channel=channel, oldest=oldest, include_all_metadata=True, limit=200)
+        for message in answer.get("messages") or []:
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == event_type and (meta.get("event_payload") or {}).get(field) == key:
+                return str(message["ts"])
+        return None
+
+    async def _health(self, notice: Notice) -> None:
+        payload = notice.payload
+        channel = self.settings.admin_channel or self.settings.leads_channel or self.settings.triage_channel or ""
+        text, body = blocks.health_notice(str(payload.get("connector", "?")), bool(payload.get("healthy")), payload.get("reason"))
+        await self._post_once(notice.event_id, channel, text, body)
+
+    async def _permalink(self, channel: str, ts: str) -> str | None:
+        try:
+            answer = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except SlackApiError as exc:
+            log.warning("Slack: no permalink for %s/%s: %s", channel, ts, _error(exc))
+            return None
+        return answer.get("permalink")
+
+    async def _log_once(self, notice: Notice) -> None:
+        # Logged at the first attempt, so the log shows escalations even while Slack is down.
+        if notice.kind in _ESCALATIONS and notice.event_id not in self._logged:
+            self._logged[notice.event_id] = None
+            if len(self._logged) > 10_000:
+                self._logged.popitem(last=False)
+            await self.log.notify(notice)
+
+    async def _outcome(self, view: ThreadView) -> blocks.Outcome:
+        async with self.engine.connect() as conn:
+            reply = (
+                await conn.execute(
+                    sa.select(Reply.text, Reply.agent, Reply.sent_at)
+                    .where(Reply.thread_id == view.thread_id, Reply.status == ReplyStatus.SENT)
+                    .order_by(Reply.cycle.desc())
+                    .limit(1)
+                )
+            ).one_or_none()
+            resolved = None
+            if view.status == Status.RESOLVED:
+                resolved = (
+                    await conn.execute(
+                        sa.select(Event.payload, Event.created_at)
+                        .where(Event.thread_id == view.thread_id, Event.kind == EventKind.RESOLVED)
+                        .order_by(Event.id.desc())
+                        .limit(1)
+                    )
+                ).one_or_none()
+        # A reply from an earlier cycle is history once the customer wrote again.
+        current = reply is not None and view.status in (Status.REPLIED, Status.RESOLVED)
+        return blocks.Outcome(
+            reply_text=reply.text if current else None,
+            reply_agent=reply.agent if current else None,
+            reply_at=reply.sent_at if current else None,
+            resolved_by=(resolved.payload or {}).get("agent") if resolved else None,
+            resolved_at=resolved.created_at if resolved else None,
+        )
+
+    async def _item_of(self, event_id: int) -> Any:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(Item.id, Item.author_handle, Item.text, Item.posted_at).join(Event, Event.item_id == Item.id).where(Event.id == event_id)
+                )
+            ).one_or_none()
+
+    async def _reply(self, reply_id: Any) -> Any:
+        if not isinstance(reply_id, int):
+            return None
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(Reply.agent, Reply.text, Reply.sent_at).where(Reply.id == reply_id))).one_or_none()
+
+    async def _drop_message(self, thread_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(SlackMessage).where(SlackMessage.thread_id == thread_id))
+
+
+def _error(exc: SlackApiError) -> str | None:
+    return exc.response.get("error") if exc.response is not None else None

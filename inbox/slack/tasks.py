@@ -1,0 +1,62 @@
+"""Work started after Slack was acknowledged, tracked so tests can await it and shutdown can finish it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Background:
+    """A set of running tasks; each failure is logged, never lost silently."""
+
+    def __init__(self, limit: int = 16) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        # A burst of clicks queues here instead of all running at once: acknowledgements of the
+        # clicks still arriving keep the event loop, and the store sees a few writers, not hundreds.
+        self._slots = asyncio.Semaphore(limit)
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str, *, urgent: bool = False) -> asyncio.Task[None]:
+        """Run `work` after the current request has been answered; `urgent` work skips the queue."""
+        task = asyncio.create_task(self._guard(work, name, urgent), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, work: Coroutine[Any, Any, None], name: str, urgent: bool) -> None:
+        if urgent:
+            await self._run(work, name)
+            return
+        async with self._slots:
+            await self._run(work, name)
+
+    @staticmethod
+    async def _run(work: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await work
+        except Exception:  # noqa: BLE001 - top-level guard: an interaction's failure must not vanish
+            log.exception("Slack: %s failed", name)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every task (and any task they started) has finished."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def bolt_listener(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A bound method Bolt can call: it injects arguments by the names it reads, and `self` is not one."""
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return await method(*args, **kwargs)
+
+    call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    call.__name__ = getattr(method, "__name__", "listener")
+    return call

@@ -1,0 +1,282 @@
+"""A local Slack Web API over real HTTP: answers like Slack (shared fixtures), records every call, injects faults."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "slack"
+TOKEN = "xoxb-test-token"
+TEAM = "T12345678"
+BOT_USER = "UBOT0001"
+BOT_ID = "B19LU7CSY"
+_JSON_ARGS = ("blocks", "view", "metadata", "attachments")
+
+
+def fixture(name: str) -> dict[str, Any]:
+    """A Slack answer from the shared fixtures (openapi examples, as on Slack's method pages)."""
+    return json.loads((FIXTURES / "openapi-examples" / f"{name}.json").read_text())
+
+
+@dataclass
+class Call:
+    """One request the fake answered."""
+
+    method: str
+    args: dict[str, Any]
+    status: int = 200
+    ok: bool = True
+
+
+@dataclass
+class Fault:
+    """An answer to give instead of the real one; `happen` still performs the call first (a lost answer)."""
+
+    status: int = 429
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    happen: bool = False
+    disconnect: bool = False
+
+
+class FakeSlack:
+    """Slack's Web API and response_url endpoint, in memory."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.responses: list[dict[str, Any]] = []  # POSTs to response_url
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+        self.faults: dict[str, list[Fault]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.views: dict[str, dict[str, Any]] = {}
+        self.down = False
+        self.socket_acks: list[dict[str, Any]] = []  # what the app answered over Socket Mode
+        self._sockets: list[web.WebSocketResponse] = []
+        self.now: Callable[[], float] = time.time  # Slack's clock; tests set it to their fake clock
+        self._ts = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        """Serve on a free local port; returns the base URL (with a trailing slash)."""
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/respond/{key}", self._respond)
+        app.router.add_get("/_state", self._state)
+        app.router.add_get("/link", self._socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------------ test helpers
+
+    def fail(self, method: str, fault: Fault | None = None, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with `fault` (default: 429 ratelimited, Retry-After 1)."""
+        fault = fault or Fault(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"})
+        self.faults.setdefault(method, []).extend([fault] * times)
+
+    def called(self, method: str) -> list[dict[str, Any]]:
+        """Arguments of every successful call of `method`, in order."""
+        return [c.args for c in self.calls if c.method == method and c.status == 200 and c.ok]
+
+    def posted(self, channel: str, *, in_thread: bool | None = None) -> list[dict[str, Any]]:
+        """Messages currently in `channel` (top-level only, replies only, or both)."""
+        found = self.messages.get(channel, [])
+        if in_thread is None:
+            return found
+        return [m for m in found if bool(m.get("thread_ts") and m["thread_ts"] != m["ts"]) == in_thread]
+
+    def response_url(self, key: str = "r1") -> str:
+        """A response_url pointing here."""
+        return f"{self.url}respond/{key}"
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def send_envelope(self, envelope: dict[str, Any]) -> None:
+        """Deliver a Socket Mode envelope to every connected app."""
+        for ws in self._sockets:
+            await ws.send_json(envelope)
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A111"}})
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                self.socket_acks.append(json.loads(message.data))
+        self._sockets.remove(ws)
+        return ws
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": f"{self.url.replace('http://', 'ws://')}link"}
+
+    async def _state(self, request: web.Request) -> web.Response:
+        """For a fake in another process (the benchmark): what it holds and was asked."""
+        methods: dict[str, int] = {}
+        for call in self.calls:
+            methods[call.method] = methods.get(call.method, 0) + 1
+        return web.json_response({"messages": self.messages, "calls": methods})
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        args = await _args(request)
+        if self.down:
+            self.calls.append(Call(method, args, 503))
+            return web.Response(status=503, text="upstream connect error")
+        fault = self.faults.get(method, []).pop(0) if self.faults.get(method) else None
+        if fault is not None and fault.disconnect:
+            self.calls.append(Call(method, args, 0))
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        auth = request.headers.get("Authorization", "")
+        if method not in ("apps.connections.open",) and auth != f"Bearer {TOKEN}":
+            self.calls.append(Call(method, args, 200, False))
+            return web.json_response(fixture("auth.test.error"))
+        if fault is not None and not fault.happen:
+            self.calls.append(Call(method, args, fault.status))
+            return web.json_response(fault.body or {"ok": False}, status=fault.status, headers=fault.headers)
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        answer = handler(args) if handler else {"ok": False, "error": "unknown_method"}
+        if fault is not None:
+            self.calls.append(Call(method, args, fault.status))
+            return web.json_response(fault.body or {"ok": False}, status=fault.status, headers=fault.headers)
+        self.calls.append(Call(method, args, 200, bool(answer.get("ok"))))
+        return web.json_response(answer)
+
+    # ------------------------------------------------------------------ methods
+
+    def _next_ts(self) -> str:
+        return f"{int(self.now())}.{next(self._ts):06d}"
+
+    def _find(self, channel: str, ts: str) -> dict[str, Any] | None:
+        return next((m for m in self.messages.get(channel, []) if m["ts"] == ts), None)
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        answer = fixture("auth.test")
+        answer.update(user_id=BOT_USER, user="inbox", bot_id=BOT_ID, team_id=TEAM)
+        return answer
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = args.get("channel")
+        if not channel or str(channel).startswith("CMISSING"):
+            return fixture("chat.postMessage.error")
+        message = {
+            "type": "message", "subtype": "bot_message", "ts": self._next_ts(), "text": args.get("text", ""),
+            "blocks": args.get("blocks") or [], "bot_id": BOT_ID, "user": BOT_USER,
+        }
+        if args.get("thread_ts"):
+            message["thread_ts"] = args["thread_ts"]
+        if args.get("metadata"):
+            message["metadata"] = args["metadata"]
+        self.messages.setdefault(channel, []).append(message)
+        answer = fixture("chat.postMessage")
+        answer.update(channel=channel, ts=message["ts"], message={k: v for k, v in message.items() if k != "metadata"})
+        return answer
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(args.get("channel", ""), args.get("ts", ""))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.update(text=args.get("text", ""), blocks=args.get("blocks") or [])
+        answer = fixture("chat.update")
+        answer.update(channel=args["channel"], ts=message["ts"], text=message["text"], message={"text": message["text"], "user": BOT_USER})
+        return answer
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        answer = fixture("chat.postEphemeral")
+        answer["message_ts"] = self._next_ts()
+        return answer
+
+    def _chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = args.get("channel", ""), args.get("message_ts", "")
+        if self._find(channel, ts) is None:
+            return fixture("chat.getPermalink.error")
+        answer = fixture("chat.getPermalink")
+        answer.update(channel=channel, permalink=f"https://acme.slack.com/archives/{channel}/p{ts.replace('.', '')}")
+        return answer
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("trigger_id"):
+            return fixture("views.open.error")
+        return self._store_view(args["view"])
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args.get("view_id") not in self.views:
+            return fixture("views.update.error")
+        return self._store_view(args["view"], args["view_id"])
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._store_view(args["view"])
+
+    def _store_view(self, view: dict[str, Any], view_id: str | None = None) -> dict[str, Any]:
+        answer = fixture("views.open")
+        stored = {**answer["view"], **copy.deepcopy(view), "id": view_id or f"V{len(self.views) + 1:08d}", "hash": self._next_ts()}
+        self.views[stored["id"]] = stored
+        answer["view"] = stored
+        return answer
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        answer = fixture("users.info")
+        user = answer["user"]
+        user.update(id=args.get("user"), team_id=TEAM, profile={**user["profile"], "team": TEAM})
+        user.update(self.users.get(args.get("user", ""), {}))
+        return answer
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "users": self.groups.get(args.get("usergroup", ""), [])}
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        oldest = float(args.get("oldest") or 0)
+        found = [m for m in self.messages.get(args.get("channel", ""), []) if float(m["ts"]) >= oldest and "thread_ts" not in m]
+        return {"ok": True, "messages": [self._shown(m, args) for m in reversed(found)], "has_more": False}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        parent = args.get("ts", "")
+        found = [m for m in self.messages.get(args.get("channel", ""), []) if m["ts"] == parent or m.get("thread_ts") == parent]
+        if not found:
+            return fixture("conversations.replies.error")
+        return {"ok": True, "messages": [self._shown(m, args) for m in found], "has_more": False}
+
+    @staticmethod
+    def _shown(message: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+        # Slack returns message metadata only when asked for it.
+        if str(args.get("include_all_metadata")).lower() in ("1", "true"):
+            return message
+        return {k: v for k, v in message.items() if k != "metadata"}
+
+
+async def _args(request: web.Request) -> dict[str, Any]:
+    args: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        if request.content_type == "application/json":
+            args.update(await request.json())
+        else:
+            args.update(dict(await request.post()))
+    for key in _JSON_ARGS:
+        if isinstance(args.get(key), str):
+            args[key] = json.loads(args[key])
+    return args
