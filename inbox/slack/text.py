@@ -28,9 +28,21 @@ def clip(text: str, limit: int) -> str:
 
 def plain(text: str, limit: int = PLAIN_TEXT_LIMIT) -> dict[str, Any]:
     """A plain_text object for untrusted text: no mrkdwn, no emoji codes, control characters escaped."""
-    # Cut before escaping, so an entity is never split and the escaped text may exceed the cut a little.
-    body = clip(text, max(1, limit - 50)) if len(escape(text)) > limit else text
-    return {"type": "plain_text", "text": escape(body) or " ", "emoji": False}
+    return {"type": "plain_text", "text": escape_within(text, limit) or " ", "emoji": False}
+
+
+def escape_within(text: str, limit: int) -> str:
+    """`escape(text)` in at most `limit` characters: cut between characters, never inside an entity."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    # An entity is up to five characters long, so the cut is found on the escaped widths.
+    width = 0
+    for end, char in enumerate(text):
+        width += len(_ENTITIES.get(char, char))
+        if width > limit - 1:
+            return escape(text[:end].rstrip()) + "…"
+    return escaped
 
 
 def mrkdwn(text: str) -> dict[str, Any]:

@@ -60,6 +60,15 @@ def test_only_http_links_survive_and_cannot_break_out_of_a_mrkdwn_link(url, safe
     assert safe_url(url) == safe
 
 
+@pytest.mark.parametrize("text", ["&" * 5000, "a<b>" * 900, "é" * 3500, "ok & fine " * 400, "short & sweet"])
+def test_plain_text_never_exceeds_slacks_limit_after_escaping_nor_splits_an_entity(text):
+    rendered = plain(text, limit=3000)["text"]
+    assert len(rendered) <= 3000
+    body = rendered.removesuffix("…")
+    assert escape(text).startswith(body)
+    assert not body.endswith(("&", "&a", "&am", "&amp", "&l", "&lt", "&g", "&gt"))
+
+
 def test_a_link_label_from_a_customer_is_literal():
     assert link("https://x.com/1", "@bob|<!channel>") == "<https://x.com/1|@bob¦&lt;!channel&gt;>"
     assert link("javascript:alert(1)", "*hi*") == "∗hi∗"
