@@ -81,7 +81,16 @@ async def _pg_engine() -> AsyncIterator[tuple[AsyncEngine, str]]:
         await admin.dispose()
 
 
-STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+STORES = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=[
+            pytest.mark.postgresql,
+            pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need INBOX_TEST_DATABASE_URL (.ci/run sets it)"),
+        ],
+    ),
+]
 
 
 @pytest.fixture(params=STORES)
@@ -94,8 +103,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield engine, url, None
         await engine.dispose()
         return
-    if not PG_URL:
-        pytest.skip("PostgreSQL tests need INBOX_TEST_DATABASE_URL (.ci/run sets it)")
     async for engine, schema in _pg_engine():
         await migrate(engine)
         yield engine, PG_URL, schema
