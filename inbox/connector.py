@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -117,8 +118,9 @@ class Connector(abc.ABC, Generic[S, C]):
     """
 
     type: ClassVar[str]
-    settings_model: ClassVar[type[ConnectorSettings]]
-    cursor_model: ClassVar[type[BaseModel]]
+    # `builtins.type`: inside this class body, `type` names the attribute above.
+    settings_model: ClassVar[builtins.type[ConnectorSettings]]
+    cursor_model: ClassVar[builtins.type[BaseModel]]
     pushes: ClassVar[bool] = False  # items arrive by push (no polling)
     # Plain attributes: a generic connector (jsonl, webhook) takes them from its settings.
     channel: str = ""
