@@ -18,6 +18,7 @@ from inbox.models import EventKind, utcnow
 from inbox.outbox import Notice
 from inbox.render import clock_text, print_queue
 from inbox.service import Inbox
+from inbox.templates import CHANNEL_NAMES
 from inbox.views import open_queue, thread_view
 
 
@@ -140,11 +141,12 @@ async def _demo(out: Console, folder: Path) -> None:
         again = await inbox.actions.reply(top.thread_id, top.suggestion, "bob")
         replied = await thread_view(inbox.engine, inbox.policies, top.thread_id, utcnow())
         assert replied is not None
-        out.print(Text(f"Reply {outcome.status} on {top.channel} to @{top.author_handle}:"), Text(top.suggestion, style="italic"))
+        where = CHANNEL_NAMES.get(top.channel, top.channel)
+        out.print(Text(f"Reply {outcome.status} on {where} to @{top.author_handle}:"), Text(top.suggestion, style="italic"))
         out.print(Text("SLA for this conversation: ").append(clock_text(replied)))
         out.print(f"A second click by another agent: {again.status} (nothing sent twice).")
         replies = (folder / f"{top.channel}.jsonl.replies.jsonl").read_text(encoding="utf-8").strip().splitlines()
-        out.print(f"The {top.channel} connector wrote {len(replies)} reply to its outbox file.\n")
+        out.print(f"The demo's {where} connector wrote {len(replies)} reply to its replies file (a real one posts it).\n")
 
         spam = next(v for v in views if v.intent == "spam")
         await inbox.actions.resolve(spam.thread_id, "ana")
