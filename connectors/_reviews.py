@@ -7,9 +7,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError
 
 from inbox.connector import AuthError, ConnectorSettings, PermanentError
 from inbox.http import Response, VendorClient
@@ -91,6 +91,18 @@ def each_valid(model: type[M], entries: Iterable[Any], name: str, what: str = "r
 def aware(at: datetime) -> datetime:
     """UTC, reading a vendor time without a zone as UTC."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _in_utc(at: datetime) -> datetime:
+    """`aware`, as a validator: a time UTC cannot hold (0001-01-01 at +01:00) fails, so the review is skipped."""
+    try:
+        return aware(at)
+    except OverflowError:
+        raise ValueError(f"time {at.isoformat()} is out of range") from None
+
+
+# A vendor timestamp field: validated into aware UTC, or the whole review is skipped with a log line.
+VendorTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 def reviewer(name: str | None, review_id: str, anonymous: bool = False) -> tuple[str, str | None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -16,7 +15,19 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from inbox.connector import AuthError, Connector, Kind, Page, PermanentError, RawItem, ReplyTarget, SentReply
 from inbox.http import PageGuard, VendorClient
-from inbox.connectors._reviews import BearerToken, NewestFirst, ReviewCursor, ReviewSettings, aware, each_valid, join_text, page_of, reviewer, same_text
+from inbox.connectors._reviews import (
+    BearerToken,
+    NewestFirst,
+    ReviewCursor,
+    ReviewSettings,
+    VendorTime,
+    aware,
+    each_valid,
+    join_text,
+    page_of,
+    reviewer,
+    same_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +67,7 @@ class _Attributes(BaseModel):
     title: str | None = None
     body: str | None = None
     reviewerNickname: str | None = None
-    createdDate: datetime
+    createdDate: VendorTime
     territory: str | None = None
 
 

@@ -37,7 +37,7 @@ class GooglePlaySettings(GoogleSettings):
 
 
 class _Timestamp(BaseModel):
-    seconds: int  # a string on the wire (int64 in JSON)
+    seconds: int = Field(ge=0, le=253_402_300_799)  # a string on the wire (int64 in JSON); at most 9999-12-31
     nanos: int = 0
 
     def at(self) -> datetime:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from inbox.connector import Connector, Kind, Page, PermanentError, RawItem, ReplyTarget, SentReply
 from inbox.http import PageGuard, VendorClient
 from inbox.connectors._google import GoogleSettings, google_token
-from inbox.connectors._reviews import NewestFirst, ReviewCursor, aware, each_valid, page_of, reviewer, same_text
+from inbox.connectors._reviews import NewestFirst, ReviewCursor, VendorTime, aware, each_valid, page_of, reviewer, same_text
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class _Reviewer(BaseModel):
 
 class _ReviewReply(BaseModel):
     comment: str = ""
-    updateTime: datetime | None = None
+    updateTime: VendorTime | None = None
 
 
 class _Review(BaseModel):
@@ -47,8 +47,8 @@ class _Review(BaseModel):
     reviewer: _Reviewer = Field(default_factory=_Reviewer)
     starRating: Literal["ONE", "TWO", "THREE", "FOUR", "FIVE", "STAR_RATING_UNSPECIFIED"]
     comment: str = ""  # absent for a rating-only review
-    createTime: datetime
-    updateTime: datetime
+    createTime: VendorTime
+    updateTime: VendorTime
     reviewReply: _ReviewReply | None = None
 
 

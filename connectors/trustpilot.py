@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -18,6 +17,7 @@ from inbox.connectors._reviews import (
     NewestFirst,
     ReviewCursor,
     ReviewSettings,
+    VendorTime,
     aware,
     each_valid,
     join_text,
@@ -64,7 +64,7 @@ class _Consumer(BaseModel):
 
 class _CompanyReply(BaseModel):
     text: str = ""
-    createdAt: datetime | None = None
+    createdAt: VendorTime | None = None
 
 
 class _BusinessUnit(BaseModel):
@@ -78,7 +78,7 @@ class _Review(BaseModel):
     title: str | None = None
     text: str | None = None
     language: str | None = None
-    createdAt: datetime
+    createdAt: VendorTime
     companyReply: _CompanyReply | None = None
     businessUnit: _BusinessUnit | None = None
 

@@ -288,7 +288,7 @@ class XConnector(Connector[XSettings, XCursor]):
 
     def _tweet_item(self, tweet: Any, users: dict[str, dict[str, Any]], own_id: str) -> RawItem | None:
         try:
-            tweet_id = str(tweet["id"])
+            tweet_id = _x_id(tweet["id"])
             text = _text(tweet["text"])
             author_id = _text(tweet["author_id"])
             posted_at = _timestamp(tweet["created_at"])
@@ -318,7 +318,7 @@ class XConnector(Connector[XSettings, XCursor]):
 
     def _dm_item(self, event: Any, users: dict[str, dict[str, Any]], own_id: str) -> RawItem | None:
         try:
-            event_id = str(event["id"])
+            event_id = _x_id(event["id"])
             if event.get("event_type", "MessageCreate") != "MessageCreate":
                 return None  # participants joining or leaving a group say nothing to answer
             text = _text(event["text"])
@@ -514,7 +514,18 @@ def _timestamp(value: Any) -> datetime:
     moment = datetime.fromisoformat(_text(value).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {value!r} has no zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: a skip like any other bad field, not a failed page
+        raise ValueError(f"timestamp {value!r} is out of range") from None
+
+
+def _x_id(value: Any) -> str:
+    """An X id: a snowflake, digits only (str or int on the wire)."""
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not text.isdigit():
+        raise ValueError(f"id {str(value)[:40]!r} is not an X id")
+    return text
 
 
 def _field(data: Any, key: str) -> str | None:

@@ -119,9 +119,13 @@ class Ingestor:
     def _normalise(self, source: Source, items: Iterable[RawItem], now: datetime, result: IngestResult) -> dict[str, RawItem]:
         unique: dict[str, RawItem] = {}
         for raw in items:
+            for name in ("external_id", "text", "author_handle", "author_name", "thread_id", "url"):
+                value = getattr(raw, name)
+                if isinstance(value, str):
+                    setattr(raw, name, _storable(value))
             problem = _problem(raw)
             if problem:
-                log.warning("%s: skipped item %r: %s", source.name, raw.external_id[:80], problem)
+                log.warning("%s: skipped item %r: %s", source.name, str(raw.external_id)[:80], problem)  # the id may not be a str
                 result.skipped += 1
                 continue
             if raw.from_brand or raw.is_repost or _handle_key(raw.author_handle) in source.own_handles:
@@ -130,7 +134,7 @@ class Ingestor:
             if raw.external_id in unique:
                 result.duplicates += 1
                 continue
-            raw.text = raw.text.replace("\x00", "").strip()
+            raw.text = raw.text.strip()
             raw.posted_at = _clean_time(raw.posted_at, now, source.name, raw.external_id)
             if raw.rating is not None and not 1 <= raw.rating <= 5:
                 raw.rating = None
@@ -166,7 +170,8 @@ class Ingestor:
             "suggestion_truncated": suggestion.truncated,
             "reply_to": raw.reply_to,
         }
-        return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)))
+        # The key is the handle as stored (cut to the column's size), so the upsert's answer finds it again.
+        return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_ID]))
 
     async def _store(self, conn: AsyncConnection, source: Source, rows: list[_Row], now: datetime, result: IngestResult) -> None:
         customers = await _upsert_customers(conn, rows, now)
@@ -315,7 +320,23 @@ def _problem(raw: RawItem) -> str | None:
         return "oversized thread id"
     if not isinstance(raw.posted_at, datetime):
         return "missing timestamp"
+    if raw.posted_at.tzinfo is not None:
+        try:
+            raw.posted_at.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01 at +01:00: no UTC time exists, so no clock can start from it
+            return f"timestamp {raw.posted_at.isoformat()} is out of range"
     return None
+
+
+def _storable(value: str) -> str:
+    """Text both stores can hold: NUL removed (PostgreSQL refuses it), lone surrogates replaced (not UTF-8)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def _clean_time(posted_at: datetime, now: datetime, connector: str, external_id: str) -> datetime:

@@ -64,10 +64,12 @@ def safe_url(url: str | None) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or len(url) > 2900:
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     # `|` and `>` would end a mrkdwn link early; spaces and quotes have no place in a URL.
-    return quote(url, safe=":/?#[]@!$&'()*+,;=%-._~")
+    quoted = quote(url, safe=":/?#[]@!$&'()*+,;=%-._~")
+    # Measured after quoting (a character may become 12): Slack refuses a whole message whose URL is over 3,000.
+    return quoted if len(quoted) <= 2900 else None
 
 
 def link(url: str | None, label: str) -> str:

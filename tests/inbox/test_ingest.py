@@ -153,3 +153,17 @@ async def test_null_bytes_and_huge_text_are_stored(inbox_factory, engine, clock)
     async with engine.connect() as conn:
         stored = (await conn.execute(sa.select(Item.text))).scalar_one()
     assert "\x00" not in stored and stored.startswith("brokentext")
+
+
+async def test_null_bytes_and_lone_surrogates_in_any_field_never_fail_the_page(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    hostile = "a\x00b\ud800c"
+    result = await inbox.ingestor.ingest(SOURCE, [
+        item(f"id{hostile}", clock, text=hostile, author_handle=f"h{hostile}", author_name=hostile,
+             thread_id=f"t{hostile}", url=f"https://x.com/{hostile}"),
+        item("plain", clock, author_handle="eve"),
+    ])
+    assert (result.stored, result.skipped) == (2, 0)
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(Item).where(Item.external_id != "plain"))).one()
+    assert (row.external_id, row.text, row.author_handle) == ("idab?c", "ab?c", "hab?c")
