@@ -132,6 +132,16 @@ class VendorFake(abc.ABC):
         return Fault(401, {}, '{"error": "unauthorized"}')
 
 
+async def fetch_all(connector: Any, cursor: Any = None) -> tuple[list[Any], Any]:
+    """Every item one fetch yields, and the last cursor it offered (or the one it started from)."""
+    items: list[Any] = []
+    last = cursor
+    async for page in connector.fetch(cursor):
+        items += page.items
+        last = page.cursor or last
+    return items, last
+
+
 class ConnectorContract:
     """The shared scenarios; subclass and provide `fake` and `connector_config` fixtures."""
 

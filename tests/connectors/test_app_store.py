@@ -19,7 +19,7 @@ from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
 from tests.connectors.fakes.app_store import APP_ID, ISSUER_ID, KEY_ID, AppStoreFake
-from tests.connectors.fakes.reviews import OWN_NAME, ClosesConnectors, build  # noqa: F401 - build is a fixture
+from tests.connectors.fakes.reviews import OWN_NAME, build  # noqa: F401 - build is a fixture
 
 NAME = "acme-ios"
 
@@ -91,7 +91,7 @@ def target(review_id: str) -> ReplyTarget:
     return ReplyTarget(external_id=review_id, thread_id=review_id, kind=Kind.REVIEW, author_handle="x", reply_to={"review_id": review_id})
 
 
-class TestAppStoreContract(ClosesConnectors, ConnectorContract):
+class TestAppStoreContract(ConnectorContract):
     name = NAME
 
     async def test_rate_limit_waits_for_the_vendors_reset(self, fake, poller, engine):

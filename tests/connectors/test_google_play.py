@@ -25,7 +25,7 @@ from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
 from tests.connectors.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SERVICE_ACCOUNT
 from tests.connectors.fakes.google_play import PACKAGE, GooglePlayFake
-from tests.connectors.fakes.reviews import OWN_NAME, ClosesConnectors, build, items_of  # noqa: F401 - build is a fixture
+from tests.connectors.fakes.reviews import OWN_NAME, build, items_of  # noqa: F401 - build is a fixture
 
 NAME = "acme-android"
 
@@ -89,7 +89,7 @@ def connector(config: dict[str, Any]) -> GooglePlayConnector:
     return GooglePlayConnector(GooglePlaySettings.model_validate(config))
 
 
-class TestGooglePlayContract(ClosesConnectors, ConnectorContract):
+class TestGooglePlayContract(ConnectorContract):
     name = NAME
 
 

@@ -20,7 +20,7 @@ from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
 from tests.connectors.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
 from tests.connectors.fakes.google_reviews import ACCOUNT_ID, LOCATION_ID, GoogleReviewsFake
-from tests.connectors.fakes.reviews import OWN_NAME, ClosesConnectors, build, items_of  # noqa: F401 - build is a fixture
+from tests.connectors.fakes.reviews import OWN_NAME, build, items_of  # noqa: F401 - build is a fixture
 
 NAME = "acme-google"
 
@@ -81,7 +81,7 @@ def connector(config: dict[str, Any]) -> GoogleReviewsConnector:
     return GoogleReviewsConnector(GoogleReviewsSettings.model_validate(config))
 
 
-class TestGoogleReviewsContract(ClosesConnectors, ConnectorContract):
+class TestGoogleReviewsContract(ConnectorContract):
     name = NAME
 
 

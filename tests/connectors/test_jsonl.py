@@ -8,23 +8,16 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from inbox.connectors.jsonl import JsonlConnector, JsonlCursor, JsonlSettings
+from inbox.connectors.jsonl import JsonlConnector, JsonlSettings
 from inbox.ingest import load_cursor
 from inbox.models import Item
+from tests.connectors.contract import fetch_all
 
 
 def line(i: int, **extra: object) -> str:
     record = {"id": str(i), "text": f"message {i}", "posted_at": "2026-11-23T09:00:00+01:00", "author": {"handle": f"u{i}"}}
     record.update(extra)
     return json.dumps(record) + "\n"
-
-
-async def fetch_all(connector: JsonlConnector, cursor: JsonlCursor | None):
-    items, last = [], cursor
-    async for page in connector.fetch(cursor):
-        items += page.items
-        last = page.cursor or last
-    return items, last
 
 
 async def test_reads_complete_lines_and_resumes_from_the_cursor(tmp_path: Path):

@@ -14,7 +14,7 @@ from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, Transi
 from inbox.connectors.mastodon import MastodonConnector, MastodonCursor, MastodonSettings, html_to_text
 from inbox.ingest import Source, load_cursor
 from inbox.models import Item
-from tests.connectors.contract import ConnectorContract, Fault
+from tests.connectors.contract import ConnectorContract, fetch_all, Fault
 from tests.connectors.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION, TOKEN, MastodonFake
 
 NAME = "mastodon-test"
@@ -36,25 +36,11 @@ def connector_for(fake: MastodonFake, **extra: Any) -> MastodonConnector:
     return MastodonConnector(MastodonSettings(name=NAME, api_url=fake.base_url, access_token=TOKEN, **extra))
 
 
-async def fetch_all(connector: MastodonConnector, cursor: MastodonCursor | None = None) -> tuple[list[Any], MastodonCursor | None]:
-    items, last = [], cursor
-    async for page in connector.fetch(cursor):
-        items += page.items
-        last = page.cursor or last
-    return items, last
-
-
 class TestMastodonContract(ConnectorContract):
     """The shared scenarios over the Mastodon fake."""
 
     name = NAME
 
-    @pytest.fixture
-    async def inbox(self, inbox_factory, connector_config):  # type: ignore[override]
-        inbox = inbox_factory(connectors=[connector_config])
-        yield inbox
-        for connector in inbox.connectors.values():
-            await connector.close()
 
 
 

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
-from inbox.connectors.reddit import Mark, RedditConnector, RedditCursor, RedditSettings
+from inbox.connectors.reddit import Mark, RedditConnector, RedditSettings
 from inbox.models import Item
-from tests.connectors.contract import ConnectorContract
+from tests.connectors.contract import ConnectorContract, fetch_all
 from tests.connectors.fakes.reddit import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -51,25 +51,11 @@ def connector_for(fake: RedditFake, **extra: Any) -> RedditConnector:
     return RedditConnector(RedditSettings(**config))
 
 
-async def fetch_all(connector: RedditConnector, cursor: RedditCursor | None = None) -> tuple[list[Any], RedditCursor | None]:
-    items, last = [], cursor
-    async for page in connector.fetch(cursor):
-        items += page.items
-        last = page.cursor or last
-    return items, last
-
-
 class TestRedditContract(ConnectorContract):
     """The shared scenarios over the Reddit fake (inbox plus r/acme)."""
 
     name = NAME
 
-    @pytest.fixture
-    async def inbox(self, inbox_factory, connector_config):  # type: ignore[override]
-        inbox = inbox_factory(connectors=[connector_config])
-        yield inbox
-        for connector in inbox.connectors.values():
-            await connector.close()
 
 
 

@@ -14,7 +14,7 @@ from inbox.connectors.trustpilot import TrustpilotConnector, TrustpilotSettings
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
-from tests.connectors.fakes.reviews import OWN_NAME, ClosesConnectors, build, items_of  # noqa: F401 - build is a fixture
+from tests.connectors.fakes.reviews import OWN_NAME, build, items_of  # noqa: F401 - build is a fixture
 from tests.connectors.fakes.trustpilot import (
     ACCESS_TOKEN,
     API_KEY,
@@ -88,7 +88,7 @@ def connector(config: dict[str, Any]) -> TrustpilotConnector:
     return TrustpilotConnector(TrustpilotSettings.model_validate(config))
 
 
-class TestTrustpilotContract(ClosesConnectors, ConnectorContract):
+class TestTrustpilotContract(ConnectorContract):
     name = NAME
 
     # Removed, not skipped: Trustpilot lists reviews by creation time only (orderBy createdat/stars), so a

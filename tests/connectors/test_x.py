@@ -87,12 +87,6 @@ class TestXContract(ConnectorContract):
 
     name = NAME
 
-    @pytest.fixture
-    async def inbox(self, inbox_factory: Any, connector_config: dict[str, Any]) -> AsyncIterator[Any]:
-        inbox = inbox_factory(connectors=[connector_config])
-        yield inbox
-        for connector in inbox.connectors.values():
-            await connector.close()
 
 
 async def test_recorded_mentions_page_maps_to_raw_items() -> None:

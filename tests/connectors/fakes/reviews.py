@@ -121,16 +121,6 @@ class ReviewFake(VendorFake, abc.ABC):
         return header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
 
 
-class ClosesConnectors:
-    """Mixin for a ConnectorContract subclass: closes the connectors' HTTP sessions after each test."""
-
-    @pytest.fixture(autouse=True)
-    async def _close_connectors(self, inbox: Any) -> AsyncIterator[None]:
-        yield
-        for connector in inbox.connectors.values():
-            await connector.close()
-
-
 @pytest.fixture
 async def build(inbox_factory: Callable[..., Any], connector_config: dict[str, Any]) -> AsyncIterator[Callable[..., Any]]:
     """Build an Inbox with the test's connector (keys overridden by keyword); its sessions are closed afterwards."""
