@@ -94,6 +94,13 @@ class GoogleFake(ReviewFake):
         """Google's error answer."""
         return web.json_response(google_error(status, message), status=status)
 
+    def review_or_error(self, request: web.Request, not_found: str) -> Any:
+        """The review the path names, or Google's 401/404 answer (this API's wording for "not found")."""
+        if not self.authorized(request):
+            return self.error(401, "Request had invalid authentication credentials.")
+        review = self.reviews.get(request.match_info["review_id"])  # type: ignore[attr-defined]
+        return self.error(404, not_found) if review is None else review
+
     def fault_rate_limited(self, reset_in: float) -> Fault:
         """429 RESOURCE_EXHAUSTED; the wait comes in Retry-After."""
         body = google_error(429, "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute'.")

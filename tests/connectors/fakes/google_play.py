@@ -104,20 +104,16 @@ class GooglePlayFake(GoogleFake):
 
     async def get_review(self, request: web.Request) -> web.Response:
         """reviews.get."""
-        if not self.authorized(request):
-            return self.error(401, "Request had invalid authentication credentials.")
-        review = self.reviews.get(request.match_info["review_id"])
-        if review is None:
-            return self.error(404, "Review not found.")
+        review = self.review_or_error(request, 'Review not found.')
+        if isinstance(review, web.Response):
+            return review
         return web.json_response(self.render(review))
 
     async def reply(self, request: web.Request) -> web.Response:
         """reviews.reply: sets (or replaces) the developer reply; more than 350 characters is refused."""
-        if not self.authorized(request):
-            return self.error(401, "Request had invalid authentication credentials.")
-        review = self.reviews.get(request.match_info["review_id"])
-        if review is None:
-            return self.error(404, "Review not found.")
+        review = self.review_or_error(request, 'Review not found.')
+        if isinstance(review, web.Response):
+            return review
         body = await request.json()
         text = body.get("replyText") if isinstance(body, dict) else None
         if not isinstance(text, str) or not text or len(text) > 350:

@@ -104,20 +104,16 @@ class GoogleReviewsFake(GoogleFake):
 
     async def get_review(self, request: web.Request) -> web.Response:
         """reviews.get."""
-        if not self.authorized(request):
-            return self.error(401, "Request had invalid authentication credentials.")
-        review = self.reviews.get(request.match_info["review_id"])
-        if review is None:
-            return self.error(404, "Requested entity was not found.")
+        review = self.review_or_error(request, 'Requested entity was not found.')
+        if isinstance(review, web.Response):
+            return review
         return web.json_response(self.render(review))
 
     async def update_reply(self, request: web.Request) -> web.Response:
         """reviews.updateReply: creates or replaces the owner's reply."""
-        if not self.authorized(request):
-            return self.error(401, "Request had invalid authentication credentials.")
-        review = self.reviews.get(request.match_info["review_id"])
-        if review is None:
-            return self.error(404, "Requested entity was not found.")
+        review = self.review_or_error(request, 'Requested entity was not found.')
+        if isinstance(review, web.Response):
+            return review
         body = await request.json()
         comment = body.get("comment") if isinstance(body, dict) else None
         if not isinstance(comment, str) or not comment or len(comment.encode()) > 4096:
