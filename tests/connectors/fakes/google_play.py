@@ -104,14 +104,14 @@ class GooglePlayFake(GoogleFake):
 
     async def get_review(self, request: web.Request) -> web.Response:
         """reviews.get."""
-        review = self.review_or_error(request, 'Review not found.')
+        review = self.review_or_error(request, "Review not found.")
         if isinstance(review, web.Response):
             return review
         return web.json_response(self.render(review))
 
     async def reply(self, request: web.Request) -> web.Response:
         """reviews.reply: sets (or replaces) the developer reply; more than 350 characters is refused."""
-        review = self.review_or_error(request, 'Review not found.')
+        review = self.review_or_error(request, "Review not found.")
         if isinstance(review, web.Response):
             return review
         body = await request.json()
