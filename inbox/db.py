@@ -27,11 +27,6 @@ def async_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    """True for the embedded single-process store."""
-    return engine.dialect.name == "sqlite"
-
-
 def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
     """An engine for `url`; `schema` (PostgreSQL) puts every table in that schema, for isolated tests."""
     full = async_url(url)

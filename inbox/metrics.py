@@ -22,16 +22,6 @@ class Metrics:
         self.queue_depth = Gauge(
             "inbox_queue_depth", "Open conversations by SLA state", ["state"], registry=self.registry
         )
-        self.first_response = Histogram(
-            "inbox_first_response_minutes",
-            "Minutes from the customer's post to our first reply",
-            ["channel"],
-            buckets=(5, 10, 15, 20, 30, 45, 60, 120, 240, 480, 1440),
-            registry=self.registry,
-        )
-        self.notify_errors = Counter(
-            "inbox_notify_errors_total", "Failed deliveries to Slack or other notifiers", ["notifier"], registry=self.registry
-        )
 
     def render(self) -> bytes:
         """The text exposition format."""

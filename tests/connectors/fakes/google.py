@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import jwt
 from aiohttp import web
@@ -94,12 +94,22 @@ class GoogleFake(ReviewFake):
         """Google's error answer."""
         return web.json_response(google_error(status, message), status=status)
 
-    def review_or_error(self, request: web.Request, not_found: str) -> Any:
-        """The review the path names, or Google's 401/404 answer (this API's wording for "not found")."""
+    # Each API's own wording for a missing review.
+    not_found: ClassVar[str] = "Requested entity was not found."
+
+    def review_or_error(self, request: web.Request) -> Any:
+        """The review the path names, or Google's 401/404 answer."""
         if not self.authorized(request):
             return self.error(401, "Request had invalid authentication credentials.")
         review = self.reviews.get(request.match_info["review_id"])  # type: ignore[attr-defined]
-        return self.error(404, not_found) if review is None else review
+        return self.error(404, self.not_found) if review is None else review
+
+    async def get_review(self, request: web.Request) -> web.Response:
+        """reviews.get."""
+        review = self.review_or_error(request)
+        if isinstance(review, web.Response):
+            return review
+        return web.json_response(self.render(review))  # type: ignore[attr-defined]
 
     def fault_rate_limited(self, reset_in: float) -> Fault:
         """429 RESOURCE_EXHAUSTED; the wait comes in Retry-After."""

@@ -31,6 +31,8 @@ def timestamp(at: datetime) -> dict[str, Any]:
 class GooglePlayFake(GoogleFake):
     """androidpublisher.googleapis.com reviews of one app, newest change first."""
 
+    not_found = "Review not found."
+
     page_size: ClassVar[int] = MAX_RESULTS
     fetch_paths: ClassVar[tuple[str, ...]] = (BASE,)
     check_paths: ClassVar[tuple[str, ...]] = (BASE,)
@@ -102,16 +104,9 @@ class GooglePlayFake(GoogleFake):
             body["tokenPagination"] = {"nextPageToken": base64.urlsafe_b64encode(str(offset + size).encode()).decode()}
         return web.json_response(body)
 
-    async def get_review(self, request: web.Request) -> web.Response:
-        """reviews.get."""
-        review = self.review_or_error(request, "Review not found.")
-        if isinstance(review, web.Response):
-            return review
-        return web.json_response(self.render(review))
-
     async def reply(self, request: web.Request) -> web.Response:
         """reviews.reply: sets (or replaces) the developer reply; more than 350 characters is refused."""
-        review = self.review_or_error(request, "Review not found.")
+        review = self.review_or_error(request)
         if isinstance(review, web.Response):
             return review
         body = await request.json()

@@ -102,16 +102,9 @@ class GoogleReviewsFake(GoogleFake):
             body["nextPageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
         return web.json_response(body)
 
-    async def get_review(self, request: web.Request) -> web.Response:
-        """reviews.get."""
-        review = self.review_or_error(request, "Requested entity was not found.")
-        if isinstance(review, web.Response):
-            return review
-        return web.json_response(self.render(review))
-
     async def update_reply(self, request: web.Request) -> web.Response:
         """reviews.updateReply: creates or replaces the owner's reply."""
-        review = self.review_or_error(request, "Requested entity was not found.")
+        review = self.review_or_error(request)
         if isinstance(review, web.Response):
             return review
         body = await request.json()
