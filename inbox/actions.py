@@ -13,6 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.connector import Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
+from inbox.logs import log_context, log_fields
+from inbox.metrics import Metrics
 from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, SlaStage, Status, Thread, utcnow
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,15 @@ class Actions:
         engine: AsyncEngine,
         connectors: Mapping[str, Connector[Any, Any]],
         clock: Callable[[], datetime] = utcnow,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.connectors = connectors
         self.clock = clock
+        self.metrics = metrics
 
+    @log_fields(thread_id="thread_id")
     async def assign(self, thread_id: int, agent: str) -> None:
         """Give the thread to `agent`."""
         now = self.clock()
@@ -56,6 +62,7 @@ class Actions:
             await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(assignee=agent, status=status, updated_at=now))
             await _event(conn, EventKind.ASSIGNED, thread_id, {"agent": agent}, now)
 
+    @log_fields(thread_id="thread_id")
     async def resolve(self, thread_id: int, agent: str) -> None:
         """Close the thread without (another) reply; its clock stops."""
         now = self.clock()
@@ -70,6 +77,7 @@ class Actions:
             )
             await _event(conn, EventKind.RESOLVED, thread_id, {"agent": agent}, now)
 
+    @log_fields(thread_id="thread_id")
     async def reply(self, thread_id: int, text: str, agent: str) -> ReplyOutcome:
         """Send `text` to the customer once per clock cycle, however often this is called."""
         text = text.strip()
@@ -104,21 +112,22 @@ class Actions:
         for row in rows:
             if row.connector not in self.connectors:
                 continue
-            target = _target(row, row.thread_key)
-            try:
-                found = await self.connectors[row.connector].find_reply(target, row.reply_text)
-            except ConnectorError as exc:
-                log.warning("%s: cannot check whether reply %d went out: %s", row.connector, row.reply_id, exc)
-                continue
-            if found is not None:
-                await self._mark_sent(row.reply_id, found)
-                log.info("%s: reply %d had been sent before a restart; marked sent", row.connector, row.reply_id)
-            else:
+            with log_context(connector=row.connector, thread_id=row.thread_id, item_id=row.id, reply_id=row.reply_id):
+                target = _target(row, row.thread_key)
                 try:
-                    await self._send(row.reply_id, row.connector, target, row.reply_text)
-                except ActionError:
+                    found = await self.connectors[row.connector].find_reply(target, row.reply_text)
+                except ConnectorError as exc:
+                    log.warning("cannot check whether reply %d went out: %s", row.reply_id, exc)
                     continue
-            done += 1
+                if found is not None:
+                    await self._mark_sent(row.reply_id, found)
+                    log.info("reply %d had been sent before a restart; marked sent", row.reply_id)
+                else:
+                    try:
+                        await self._send(row.reply_id, row.connector, target, row.reply_text)
+                    except ActionError:
+                        continue
+                done += 1
         return done
 
     def _connector(self, name: str) -> Connector[Any, Any]:
@@ -127,6 +136,7 @@ class Actions:
             raise ActionError(f"connector {name!r} is not configured here, so the reply cannot be sent")
         return connector
 
+    @log_fields(connector="connector_name", reply_id="reply_id")
     async def _send(self, reply_id: int, connector_name: str, target: ReplyTarget, text: str) -> ReplyOutcome:
         connector = self._connector(connector_name)
         try:
@@ -147,7 +157,7 @@ class Actions:
                 .where(Reply.id == reply_id)
                 .values(status=ReplyStatus.SENT, external_id=sent.external_id, url=sent.url, sent_at=now, error=None)
             )
-            await conn.execute(
+            answered = await conn.execute(
                 sa.update(Thread)
                 .where(Thread.id == reply.thread_id, Thread.cycle == reply.cycle)
                 .values(
@@ -157,8 +167,12 @@ class Actions:
                     sla_stage=SlaStage.STOPPED,
                     updated_at=now,
                 )
+                .returning(Thread.channel, Thread.clock_kind, Thread.clock_start)
             )
+            clock = answered.one_or_none()
             await _event(conn, EventKind.REPLIED, reply.thread_id, {"reply_id": reply_id, "agent": reply.agent}, now)
+        if self.metrics is not None and clock is not None:
+            self.metrics.observe_response(clock.channel, clock.clock_kind, clock.clock_start, now)
 
     async def _mark_failed(self, reply_id: int, error: str) -> None:
         async with self.engine.begin() as conn:

@@ -13,6 +13,7 @@ from inbox import connectors as registry
 from inbox.settings import Settings
 from inbox.connector import ConnectorError
 from inbox.db import create_engine
+from inbox.logs import SECRETS, log_context, redact
 
 TIMEOUT = 20.0
 
@@ -23,12 +24,13 @@ async def run_checks(settings: Settings, out: Console) -> int:
     for column in ("check", "type", "result", "detail"):
         table.add_column(column)
     problems = 0
+    SECRETS.add_settings(settings)
 
     def row(name: str, kind: str, ok: bool, detail: str) -> None:
         nonlocal problems
         problems += not ok
-        # Vendor error text is data, not Rich markup.
-        table.add_row(Text(name), kind, "[green]ok[/]" if ok else "[red]FAIL[/]", Text(detail))
+        # Vendor error text is data, not Rich markup; and it may echo the credentials just tried.
+        table.add_row(Text(name), kind, "[green]ok[/]" if ok else "[red]FAIL[/]", Text(redact(detail)))
 
     engine = create_engine(settings.database.url)
     try:
@@ -47,8 +49,9 @@ async def run_checks(settings: Settings, out: Console) -> int:
             continue
         connector = registry.build(settings_)
         try:
-            async with asyncio.timeout(TIMEOUT):
-                detail = await connector.check()
+            with log_context(connector=settings_.name):
+                async with asyncio.timeout(TIMEOUT):
+                    detail = await connector.check()
             row(settings_.name, settings_.type, True, detail)
         except ConnectorError as exc:
             row(settings_.name, settings_.type, False, str(exc))

@@ -59,7 +59,7 @@ def run(config: ConfigOption = None, verbose: Annotated[bool, typer.Option("--ve
     from inbox.service import serve
 
     settings = _settings(config)
-    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    setup_logging(logging.DEBUG if verbose else logging.INFO, settings=settings)
     _run(serve(settings))
 
 
@@ -80,7 +80,7 @@ def check(config: ConfigOption = None) -> None:
     from inbox.checks import run_checks
 
     settings = _settings(config)
-    setup_logging(logging.ERROR)
+    setup_logging(logging.ERROR, settings=settings)
     problems = _run(run_checks(settings, out))
     raise typer.Exit(1 if problems else 0)
 
@@ -95,7 +95,7 @@ def queue(
     from inbox.service import Inbox
 
     settings = _settings(config)
-    setup_logging(logging.WARNING)
+    setup_logging(logging.WARNING, settings=settings)
 
     async def show() -> None:
         from inbox.models import utcnow

@@ -16,6 +16,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from inbox.connector import AuthError, ConnectorError, PermanentError, TransientError
+from inbox.logs import SECRETS, redact
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ def error_for(status: int, headers: Mapping[str, str], body: str, what: str) -> 
     """The error a response stands for, or None for a success."""
     if status < 400:
         return None
-    snippet = " ".join(body.split())[:300]
-    message = f"{what} answered HTTP {status}" + (f": {snippet}" if snippet else "")
+    # Redacted before it is cut: a vendor (or a proxy) may echo the request's credentials in its error body.
+    snippet = redact(" ".join(body.split()))[:300]
+    message = redact(f"{what} answered HTTP {status}") + (f": {snippet}" if snippet else "")
     if status in (401, 403):
         return AuthError(message, status=status)
     if status == 429 or status == 408 or status >= 500:
@@ -169,11 +171,11 @@ class VendorClient:
         """Send one request; return the parsed answer or raise TransientError, AuthError or PermanentError."""
         self.budget.check(self.clock())
         url = self.url(path)
-        what = f"{self.name}: {method} {url.split('?')[0]}"
+        what = redact(f"{self.name}: {method} {url.split('?')[0]}")  # a proxy's URL may carry a password
+        sent = {**self.headers, **(headers or {})}
+        SECRETS.add_headers(sent)  # tokens granted at run time are as secret as configured ones
         try:
-            async with self.session().request(
-                method, url, params=params, json=json_body, data=data, headers={**self.headers, **(headers or {})}
-            ) as response:
+            async with self.session().request(method, url, params=params, json=json_body, data=data, headers=sent) as response:
                 body = await response.text(errors="replace")
                 if response.status != 429:
                     # A 429's reset already travels with the TransientError to the poller, which waits it out.
@@ -183,7 +185,7 @@ class VendorClient:
                     raise error
                 return Response(response.status, response.headers, _parse(body, what))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TransientError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+            raise TransientError(redact(f"{what} failed: {type(exc).__name__}: {exc}")) from exc
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
         """GET and parse."""

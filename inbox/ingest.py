@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.connector import Connector, Kind, RawItem
+from inbox.logs import log_fields
 from inbox.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
 from inbox.sla import ClockKind, SlaPolicies
 from inbox.sqlutil import chunks, insert_for
@@ -93,6 +94,7 @@ class Ingestor:
         self.agent_name = agent_name
         self.clock = clock
 
+    @log_fields(connector="source.name")
     async def ingest(self, source: Source, items: Sequence[RawItem], cursor: BaseModel | None = None) -> IngestResult:
         """Store the new items among `items` once, and `cursor` with them, in one transaction."""
         now = self.clock()
@@ -111,8 +113,8 @@ class Ingestor:
                 await save_cursor(conn, source.name, cursor, now)
         if result.stored:
             log.info(
-                "%s: stored %d item(s) (%d new thread(s), %d follow-up(s)), %d duplicate(s), %d skipped",
-                source.name, result.stored, result.new_threads, result.follow_ups, result.duplicates, result.skipped,
+                "stored %d item(s) (%d new thread(s), %d follow-up(s)), %d duplicate(s), %d skipped",
+                result.stored, result.new_threads, result.follow_ups, result.duplicates, result.skipped,
             )
         return result
 
@@ -125,7 +127,8 @@ class Ingestor:
                     setattr(raw, name, _storable(value))
             problem = _problem(raw)
             if problem:
-                log.warning("%s: skipped item %r: %s", source.name, str(raw.external_id)[:80], problem)  # the id may not be a str
+                external_id = str(raw.external_id)[:80]  # the id may not be a str
+                log.warning("skipped item %r: %s", external_id, problem, extra={"external_id": external_id})
                 result.skipped += 1
                 continue
             if raw.from_brand or raw.is_repost or _handle_key(raw.author_handle) in source.own_handles:
@@ -135,7 +138,7 @@ class Ingestor:
                 result.duplicates += 1
                 continue
             raw.text = raw.text.strip()
-            raw.posted_at = _clean_time(raw.posted_at, now, source.name, raw.external_id)
+            raw.posted_at = _clean_time(raw.posted_at, now, raw.external_id)
             if raw.rating is not None and not 1 <= raw.rating <= 5:
                 raw.rating = None
             unique[raw.external_id] = raw
@@ -339,12 +342,14 @@ def _storable(value: str) -> str:
     return value
 
 
-def _clean_time(posted_at: datetime, now: datetime, connector: str, external_id: str) -> datetime:
+def _clean_time(posted_at: datetime, now: datetime, external_id: str) -> datetime:
     if posted_at.tzinfo is None or posted_at.utcoffset() is None:
         posted_at = posted_at.replace(tzinfo=UTC)  # vendors that omit the zone mean UTC
     posted_at = posted_at.astimezone(UTC)
     if posted_at > now + _CLOCK_SKEW:
-        log.warning("%s: item %s is dated in the future (%s); its clock starts now", connector, external_id, posted_at.isoformat())
+        log.warning(
+            "item %s is dated in the future (%s); its clock starts now", external_id, posted_at.isoformat(), extra={"external_id": external_id}
+        )
         return now
     return posted_at
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox.logs import log_context
 from inbox.models import Event, EventKind, utcnow
 from inbox.sla import SlaPolicies
 from inbox.views import ThreadView, thread_view
@@ -108,16 +109,18 @@ class Outbox:
                 continue
             thread = await thread_view(self.engine, self.policies, event.thread_id, now) if event.thread_id else None
             notice = Notice(event.id, EventKind(event.kind), event.payload or {}, event.created_at, thread)
-            try:
-                for notifier in self.notifiers:
-                    await notifier.notify(notice)
-            except Exception as exc:  # noqa: BLE001 - a notifier's failure must not lose the event
-                if event.thread_id is not None:
-                    blocked.add(event.thread_id)
-                await self._retry_later(event.id, event.attempts + 1, exc)
-                continue
-            await self._done(event.id)
-            done += 1
+            connector = thread.connector if thread else notice.payload.get("connector")
+            with log_context(connector=connector, event_id=event.id, thread_id=event.thread_id, item_id=event.item_id):
+                try:
+                    for notifier in self.notifiers:
+                        await notifier.notify(notice)
+                except Exception as exc:  # noqa: BLE001 - a notifier's failure must not lose the event
+                    if event.thread_id is not None:
+                        blocked.add(event.thread_id)
+                    await self._retry_later(event.id, event.attempts + 1, exc)
+                    continue
+                await self._done(event.id)
+                done += 1
         return done
 
     async def _done(self, event_id: int) -> None:

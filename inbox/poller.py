@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import AuthError, Connector, PermanentError, TransientError
 from inbox.ingest import Ingestor, Source, load_cursor
+from inbox.logs import log_fields, redact
 from inbox.metrics import Metrics
 from inbox.models import ConnectorHealth, Event, EventKind, utcnow
 from inbox.sqlutil import insert_for
@@ -71,6 +72,7 @@ class Poller:
         """The connector's configured name."""
         return self.connector.name
 
+    @log_fields(connector="self.name")
     async def poll_once(self) -> PollResult:
         """Fetch every page newer than the saved cursor and store it; never raises a connector error."""
         started = time.perf_counter()
@@ -92,7 +94,7 @@ class Poller:
         except PermanentError as exc:
             return await self._failed("permanent", str(exc), stored, pages)
         except Exception as exc:  # noqa: BLE001 - a bug in one connector must not stop the others
-            log.exception("%s: poll crashed", self.name)
+            log.exception("poll crashed")
             return await self._failed("crash", f"{type(exc).__name__}: {exc}", stored, pages)
         finally:
             if self.metrics:
@@ -100,12 +102,13 @@ class Poller:
         if self.metrics and stored:
             self.metrics.items_ingested.labels(self.name).inc(stored)
         if self.failures:
-            log.info("%s: polling works again after %d failure(s)", self.name, self.failures)
+            log.info("polling works again after %d failure(s)", self.failures)
         self.failures = 0
         await self._record(healthy=True, reason=None, stored=stored)
         poll = self.connector.settings.poll_seconds
         return PollResult(stored, pages, poll * self.jitter(0.9, 1.1), duplicates=duplicates)
 
+    @log_fields(connector="self.name")
     async def follow_stream(self) -> None:
         """Ingest what the platform pushes until cancelled; after a drop, poll at once for what was missed."""
         failures = 0
@@ -116,15 +119,15 @@ class Poller:
                     if self.metrics and result.stored:
                         self.metrics.items_ingested.labels(self.name).inc(result.stored)
                     failures = 0
-                log.info("%s: the stream ended; reconnecting", self.name)
+                log.info("the stream ended; reconnecting")
             except AuthError as exc:
                 # Polling reports the health; a stream cannot fix credentials by retrying.
-                log.error("%s: stream refused (%s); polling continues alone", self.name, exc)
+                log.error("stream refused (%s); polling continues alone", exc)
                 return
             except (TransientError, PermanentError) as exc:
                 failures += 1
                 if failures == 1:
-                    log.warning("%s: stream dropped (%s); polling covers the gap while it reconnects", self.name, exc)
+                    log.warning("stream dropped (%s); polling covers the gap while it reconnects", exc)
             await self.poll_once()
             await asyncio.sleep(self.jitter(0.5, 1.0) * min(MAX_BACKOFF, 2.0 ** min(failures, 10)))
 
@@ -147,15 +150,16 @@ class Poller:
         self, kind: str, reason: str, stored: int, pages: int, *, retry_after: float | None = None, auth: bool = False
     ) -> PollResult:
         self.failures += 1
+        reason = redact(reason)  # it is logged, stored, shown on /healthz and posted to Slack
         delay = AUTH_RETRY if auth else self._backoff(retry_after)
         if self.metrics:
             self.metrics.poll_errors.labels(self.name, kind).inc()
             if stored:
                 self.metrics.items_ingested.labels(self.name).inc(stored)
         if self.failures == 1:
-            log.warning("%s: poll failed (%s), next try in %.0f s: %s", self.name, kind, delay, reason)
+            log.warning("poll failed (%s), next try in %.0f s: %s", kind, delay, reason)
         else:
-            log.debug("%s: poll failed again (%d in a row): %s", self.name, self.failures, reason)
+            log.debug("poll failed again (%d in a row): %s", self.failures, reason)
         unhealthy = auth or self.failures >= UNHEALTHY_AFTER
         await self._record(healthy=not unhealthy, reason=reason, stored=stored, failed=True)
         return PollResult(stored, pages, delay, reason)
@@ -186,6 +190,6 @@ class Poller:
                 payload = {"connector": self.name, "healthy": healthy, "reason": reason}
                 await conn.execute(sa.insert(Event).values(kind=EventKind.CONNECTOR_HEALTH, payload=payload, created_at=now, attempts=0))
                 if healthy:
-                    log.info("%s: connector is healthy again", self.name)
+                    log.info("connector is healthy again")
                 else:
-                    log.error("%s: connector is unhealthy: %s", self.name, reason)
+                    log.error("connector is unhealthy: %s", reason)

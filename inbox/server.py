@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from inbox.connector import PermanentError
 from inbox.ingest import Source
+from inbox.logs import log_context
 from inbox.models import ConnectorHealth, SlaStage, Status, Thread
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def _inbox(request: web.Request) -> Inbox:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Store reachable (else 503) and each connector's health with its reason."""
+    """Store reachable (else 503), which connectors are unhealthy, and each connector's health with its reason."""
     inbox = _inbox(request)
     try:
         async with inbox.engine.connect() as conn:
@@ -74,26 +75,35 @@ async def healthz(request: web.Request) -> web.Response:
             "type": connector.type,
             "healthy": row.healthy if row else True,
             "reason": row.reason if row else None,
+            "failures": row.failures if row else 0,
             "last_ok_at": row.last_ok_at.isoformat() if row and row.last_ok_at else None,
             "polled": row is not None or connector.pushes,
         }
-    degraded = any(not c["healthy"] for c in connectors.values())
-    return web.json_response({"status": "degraded" if degraded else "ok", "database": "ok", "connectors": connectors})
+    unhealthy = sorted(name for name, c in connectors.items() if not c["healthy"])
+    return web.json_response(
+        {"status": "degraded" if unhealthy else "ok", "database": "ok", "unhealthy": unhealthy, "connectors": connectors}
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format, with the queue depth read fresh from the store."""
+    """Prometheus text format, with the queue depth read fresh from the store (kept as last read while it is down)."""
     inbox = _inbox(request)
-    async with inbox.engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(Thread.sla_stage, sa.func.count())
-            .where(Thread.status.in_([Status.NEW, Status.ASSIGNED]))
-            .group_by(Thread.sla_stage)
-        )
-        counts = {stage: n for stage, n in rows}
-    names = {SlaStage.RUNNING: "ok", SlaStage.WARNED: "warning", SlaStage.BREACHED: "breached", SlaStage.STOPPED: "answered"}
-    for stage, name in names.items():
-        inbox.metrics.queue_depth.labels(name).set(counts.get(stage, 0))
+    try:
+        async with inbox.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(Thread.sla_stage, sa.func.count())
+                .where(Thread.status.in_([Status.NEW, Status.ASSIGNED]))
+                .group_by(Thread.sla_stage)
+            )
+            counts = {stage: n for stage, n in rows}
+    except (SQLAlchemyError, OSError) as exc:
+        log.error("metrics: store unreachable: %s", exc)
+        inbox.metrics.store_up.set(0)
+    else:
+        inbox.metrics.store_up.set(1)
+        names = {SlaStage.RUNNING: "ok", SlaStage.WARNED: "warning", SlaStage.BREACHED: "breached", SlaStage.STOPPED: "answered"}
+        for stage, name in names.items():
+            inbox.metrics.queue_depth.labels(name).set(counts.get(stage, 0))
     return web.Response(body=inbox.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
@@ -105,21 +115,22 @@ async def webhook(request: web.Request) -> web.Response:
     connector = inbox.connectors.get(request.match_info["name"])
     if not isinstance(connector, WebhookConnector):
         return web.json_response({"error": "no such webhook"}, status=404)
-    body = await request.read()
-    if not connector.verify(body, request.headers.get(SIGNATURE_HEADER)):
-        log.warning("%s: refused a webhook call with a missing or wrong signature", connector.name)
-        return web.json_response({"error": "missing or invalid signature"}, status=401)
-    try:
-        items, problems = connector.parse(body)
-    except PermanentError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    for problem in problems:
-        log.warning("%s: skipped a pushed item: %s", connector.name, problem)
-    if not items:
-        return web.json_response({"error": "no valid item", "problems": problems}, status=400)
-    result = await inbox.ingestor.ingest(Source.of(connector), items)
-    inbox.metrics.items_ingested.labels(connector.name).inc(result.stored)
-    return web.json_response(
-        {"stored": result.stored, "duplicates": result.duplicates, "skipped": result.skipped, "problems": problems},
-        status=202,
-    )
+    with log_context(connector=connector.name):
+        body = await request.read()
+        if not connector.verify(body, request.headers.get(SIGNATURE_HEADER)):
+            log.warning("refused a webhook call with a missing or wrong signature")
+            return web.json_response({"error": "missing or invalid signature"}, status=401)
+        try:
+            items, problems = connector.parse(body)
+        except PermanentError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        for problem in problems:
+            log.warning("skipped a pushed item: %s", problem)
+        if not items:
+            return web.json_response({"error": "no valid item", "problems": problems}, status=400)
+        result = await inbox.ingestor.ingest(Source.of(connector), items)
+        inbox.metrics.items_ingested.labels(connector.name).inc(result.stored)
+        return web.json_response(
+            {"stored": result.stored, "duplicates": result.duplicates, "skipped": result.skipped, "problems": problems},
+            status=202,
+        )

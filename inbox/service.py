@@ -20,6 +20,7 @@ from inbox.settings import Settings
 from inbox.connector import Connector
 from inbox.db import create_engine, migrate
 from inbox.ingest import Ingestor
+from inbox.logs import SECRETS
 from inbox.metrics import Metrics
 from inbox.models import utcnow
 from inbox.outbox import LogNotifier, Notifier, Outbox
@@ -50,6 +51,7 @@ class Inbox:
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        SECRETS.add_settings(settings)  # whatever logs, stores or posts an error redacts these
         self.metrics = Metrics()
         self.policies = settings.sla.policies()
         self.triager = triager or Triager(load_rules(settings.triage.rules))
@@ -71,7 +73,7 @@ class Inbox:
             for name, c in self.connectors.items()
             if not c.pushes
         }
-        self.actions = Actions(engine, self.connectors, clock)
+        self.actions = Actions(engine, self.connectors, clock, metrics=self.metrics)
         self.sweep = SlaSweep(engine, clock)
         self.slack: Slack | None = None
         if settings.slack.enabled:

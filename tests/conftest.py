@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.settings import Settings, parse_config
 from inbox.db import create_engine, migrate
+from inbox.logs import ContextFilter
 from inbox.outbox import Notice
 from inbox.service import Inbox
 from inbox.templates import ReplyTemplates
@@ -48,6 +49,14 @@ class Recorder:
 
     def kinds(self) -> list[str]:
         return [str(n.kind) for n in self.notices]
+
+
+_CONTEXT = ContextFilter()
+
+
+def capture_context(caplog: pytest.LogCaptureFixture) -> None:
+    """From now on, captured records carry the context fields (connector, item_id, ...) as `inbox run`'s handler adds them."""
+    caplog.handler.addFilter(_CONTEXT)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
 from inbox.actions import ActionError, ReplyOutcome
+from inbox.logs import log_context
 from inbox.slack import blocks, dashboard, modal
 from inbox.slack.api import NETWORK_ERRORS, describe
 from inbox.slack.tasks import bolt_listener
@@ -59,7 +60,8 @@ class Interactions:
         work = self.work.get(action_id)
         if work is not None:  # the link button (inbox_open_post) only needs the acknowledgement
             # A modal must open within Slack's 3 s trigger window, whatever queue a burst of clicks built.
-            self.slack.tasks.spawn(work(body), action_id, urgent=action_id == blocks.EDIT)
+            with log_context(**_about(body)):  # the task, and its log lines, carry the conversation's ids
+                self.slack.tasks.spawn(work(body), action_id, urgent=action_id == blocks.EDIT)
 
     def _later(self, work: Callable[[Body], Awaitable[None]], name: str) -> Callable[..., Awaitable[None]]:
         async def listener(ack: AsyncAck, body: Body) -> None:
@@ -153,7 +155,8 @@ class Interactions:
             return
         await ack()
         where = _Where(user=body["user"]["id"], channel=meta.channel)
-        self.slack.tasks.spawn(self._send_edited(where, meta, text), "inbox_edit_submit")
+        with log_context(thread_id=meta.thread, item_id=meta.item):
+            self.slack.tasks.spawn(self._send_edited(where, meta, text), "inbox_edit_submit")
 
     async def _send_edited(self, where: _Where, meta: modal.EditMeta, text: str) -> None:
         if await self._refused(where):
@@ -279,6 +282,19 @@ class Interactions:
             )
         except (SlackApiError, *NETWORK_ERRORS) as exc:
             log.warning("Slack: could not tell %s %r: %s", where.user, text, describe(exc))
+
+
+def _about(body: Body) -> dict[str, int | None]:
+    """The conversation a click is about (a button's value, or the edit modal's metadata), as log fields."""
+    try:
+        thread, item = blocks.parse_value(str((body.get("actions") or [{}])[0].get("value") or ""))
+    except ValueError:
+        try:
+            meta = modal.EditMeta.load((body.get("view") or {}).get("private_metadata") or "")
+        except ValueError:
+            return {}
+        thread, item = meta.thread, meta.item
+    return {"thread_id": thread, "item_id": item}
 
 
 class _Where:

@@ -41,7 +41,7 @@ class Slack:
     def __init__(self, settings: SlackSettings, inbox: Inbox) -> None:
         self.settings = settings
         self.inbox = inbox
-        self.client = make_client(settings)
+        self.client = make_client(settings, metrics=inbox.metrics)
         self.tasks = Background()
         self.notifier = SlackNotifier(settings, self.client, inbox.engine, inbox.clock)
         self.access = Access(settings, self.client, self.identity)

@@ -22,7 +22,7 @@ from inbox.models import Item
 from inbox.service import Inbox
 from inbox.templates import ReplyTemplates, reply_variables
 from inbox.triage import Intent, Triager
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, capture_context
 from tests.properties import any_text, hostile_text, odd_datetimes, representable
 
 NOW = FakeClock().now
@@ -116,6 +116,7 @@ async def test_ingest_never_raises_stores_valid_items_once_and_saves_the_cursor(
 ) -> None:
     inbox = inbox_factory()
     caplog.clear()
+    capture_context(caplog)
     valid = {s.raw.external_id.replace("\x00", ""): s for s in page if s.valid}
     # The brand's own posts are dropped silently; everything else that is refused is logged.
     invalid = [s for s in page if not s.valid and not _is_brand(s.raw)]
@@ -126,9 +127,9 @@ async def test_ingest_never_raises_stores_valid_items_once_and_saves_the_cursor(
     assert first.skipped == len(page) - len(valid)  # the invalid ones and the brand's own posts
     assert await load_cursor(engine, SOURCE.name) == {"since_id": cursor.since_id}
     # Every invalid item is named in a warning that says which connector dropped it.
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "skipped item" in r.getMessage()]
-    assert len(warnings) == len(invalid), warnings
-    assert all(w.startswith(f"{SOURCE.name}: ") for w in warnings)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "skipped item" in r.getMessage()]
+    assert len(warnings) == len(invalid), [w.getMessage() for w in warnings]
+    assert all(getattr(w, "connector", None) == SOURCE.name and "external_id" in vars(w) for w in warnings)
     # Text round-trips exactly, minus null bytes (which no store keeps) and surrounding whitespace.
     texts = await stored_texts(inbox.engine, list(valid))
     assert texts == {key: spec.expected_text for key, spec in valid.items()}
