@@ -173,7 +173,7 @@ class VendorClient:
         url = self.url(path)
         what = redact(f"{self.name}: {method} {url.split('?')[0]}")  # a proxy's URL may carry a password
         sent = {**self.headers, **(headers or {})}
-        SECRETS.add_headers(sent)  # tokens granted at run time are as secret as configured ones
+        SECRETS.add_request(sent, data)  # tokens granted at run time are as secret as configured ones
         try:
             async with self.session().request(method, url, params=params, json=json_body, data=data, headers=sent) as response:
                 body = await response.text(errors="replace")

@@ -97,6 +97,7 @@ MIN_SECRET_LENGTH = 6
 # Tokens renewed at run time (hourly OAuth tokens, 20-minute JWTs): the newest ones are kept; long-expired ones go.
 MAX_RUNTIME_SECRETS = 500
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "apikey", "x-api-key", "x-goog-api-key", "cookie"})
+_SENSITIVE_FIELD = re.compile(r"(?i)password|secret|token|assertion|api_?key")
 
 # Credentials that look like credentials, whether or not they were configured.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -163,12 +164,16 @@ class Secrets:
             except ArgumentError:
                 pass
 
-    def add_headers(self, headers: Mapping[str, str]) -> None:
-        """Credentials in request headers: the whole value and, for `Scheme token`, the token alone."""
+    def add_request(self, headers: Mapping[str, str], form: Any = None) -> None:
+        """Credentials a request carries: header values (and, for `Scheme token`, the token) and form fields like `assertion`."""
         for name, value in headers.items():
             if name.lower() in SENSITIVE_HEADERS and isinstance(value, str):
                 scheme, _, credential = value.partition(" ")
                 self.add(value, credential if credential and scheme.isalpha() else None, runtime=True)
+        if isinstance(form, Mapping):
+            for name, value in form.items():
+                if isinstance(name, str) and isinstance(value, str) and _SENSITIVE_FIELD.search(name):
+                    self.add(value, runtime=True)
 
     def redact(self, text: str) -> str:
         """`text` with every known secret, and anything shaped like a credential, replaced by [redacted]."""
@@ -229,8 +234,15 @@ class RedactFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.secrets.redact(record.stack_info)
         for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
+            if key in _STANDARD or value is None or isinstance(value, bool | int | float):
+                continue
+            if isinstance(value, str):
                 setattr(record, key, self.secrets.redact(value))
+            else:  # a structure given with extra=: redacted as the JSON it will be written as
+                try:
+                    setattr(record, key, json.loads(self.secrets.redact(json.dumps(value, default=str))))
+                except (TypeError, ValueError):
+                    setattr(record, key, self.secrets.redact(str(value)))
         return True
 
 

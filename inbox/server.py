@@ -97,7 +97,7 @@ async def metrics(request: web.Request) -> web.Response:
             )
             counts = {stage: n for stage, n in rows}
     except (SQLAlchemyError, OSError) as exc:
-        log.error("metrics: store unreachable: %s", exc)
+        log.warning("metrics: store unreachable, queue depth not refreshed: %s", exc)
         inbox.metrics.store_up.set(0)
     else:
         inbox.metrics.store_up.set(1)

@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.connector import Kind, ReplyTarget
 from inbox.logs import current_context, log_context, log_fields, log_handler, setup_logging
-from inbox.models import Item, Reply, ReplyStatus
+from inbox.models import Item
 from inbox.outbox import Notice
 from tests.inbox.test_actions import jsonl_connector
 from tests.inbox.test_ingest import SOURCE, item
-from tests.inbox.test_sweep import thread_of
+from tests.inbox.test_metrics import sent_before_a_crash
 
 
 class Captured:
@@ -150,14 +149,7 @@ async def test_a_failing_delivery_names_its_event_thread_item_and_connector(inbo
 async def test_an_agent_action_finished_after_a_crash_names_its_reply_thread_and_item(inbox_factory, engine, clock, tmp_path, json_log: Captured):
     inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
     await inbox.ingestor.ingest(SOURCE, [item("1", clock)])
-    thread = await thread_of(engine, "1")
-    async with engine.begin() as conn:
-        item_id = (await conn.execute(sa.select(Item.id))).scalar_one()
-        reply_id = (await conn.execute(sa.insert(Reply).values(
-            thread_id=thread, item_id=item_id, cycle=1, text="On its way.", agent="ana", status=ReplyStatus.PENDING,
-            created_at=clock.now).returning(Reply.id))).scalar_one()
-    target = ReplyTarget(external_id="1", thread_id="1", kind=Kind.MENTION, author_handle="bob", reply_to={})
-    await inbox.connectors["acme-x"].reply(target, "On its way.")  # sent just before the crash
+    thread, item_id, reply_id = await sent_before_a_crash(inbox, engine, clock, "1")
     clock.advance(minutes=2)
     assert await inbox.actions.recover() == 1
     line = json_log.about("had been sent before a restart")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Kind, ReplyTarget
 from inbox.metrics import RESPONSE_BUCKETS, Metrics
 from inbox.models import Item, Reply, ReplyStatus
+from inbox.service import Inbox
+from tests.conftest import FakeClock
 from tests.inbox.test_actions import jsonl_connector
 from tests.inbox.test_ingest import SOURCE, item
 from tests.inbox.test_sweep import thread_of
@@ -53,23 +56,28 @@ async def test_first_and_next_response_times_are_observed_from_the_post_to_the_s
     assert observed(inbox.metrics, "x", "first_response")[0] == 1.0
 
 
-async def test_replies_finished_after_a_crash_are_observed_once_each(inbox_factory, engine, clock, tmp_path):
-    inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
-    await inbox.ingestor.ingest(SOURCE, [item("1", clock, minutes_ago=5), item("2", clock, minutes_ago=5, author_handle="eve")])
+async def sent_before_a_crash(inbox: Inbox, engine: AsyncEngine, clock: FakeClock, external_id: str) -> tuple[int, int, int]:
+    """A reply recorded and sent, the process dead before marking it sent: (thread id, item id, reply id)."""
+    thread = await thread_of(engine, external_id)
     async with engine.begin() as conn:
-        rows = (await conn.execute(sa.select(Item.id, Item.thread_id, Item.external_id).order_by(Item.external_id))).all()
-        # Both replies were recorded; the process died before sending the first, and after sending the second.
-        for item_id, thread_id, external_id in rows:
-            await conn.execute(sa.insert(Reply).values(
-                thread_id=thread_id, item_id=item_id, cycle=1, text=f"reply to {external_id}", agent="ana",
-                status=ReplyStatus.PENDING, created_at=clock.now))
-    sent_before_crash = ReplyTarget(external_id="2", thread_id="2", kind=Kind.MENTION, author_handle="eve", reply_to={})
-    await inbox.connectors["acme-x"].reply(sent_before_crash, "reply to 2")
+        item_id = (await conn.execute(sa.select(Item.id).where(Item.external_id == external_id))).scalar_one()
+        reply_id = (await conn.execute(sa.insert(Reply).values(
+            thread_id=thread, item_id=item_id, cycle=1, text="On its way.", agent="ana", status=ReplyStatus.PENDING,
+            created_at=clock.now).returning(Reply.id))).scalar_one()
+    target = ReplyTarget(external_id=external_id, thread_id=external_id, kind=Kind.MENTION, author_handle="bob", reply_to={})
+    await inbox.connectors["acme-x"].reply(target, "On its way.")
+    return thread, item_id, reply_id
+
+
+async def test_a_reply_finished_after_a_crash_is_observed_once(inbox_factory, engine, clock, tmp_path):
+    inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
+    await inbox.ingestor.ingest(SOURCE, [item("1", clock, minutes_ago=5)])
+    await sent_before_a_crash(inbox, engine, clock, "1")
     clock.advance(minutes=2)
-    assert await inbox.actions.recover() == 2
-    assert observed(inbox.metrics, "x", "first_response") == (2.0, 2 * 7 * 60)
+    assert await inbox.actions.recover() == 1
+    assert observed(inbox.metrics, "x", "first_response") == (1.0, 7 * 60)
     assert await inbox.actions.recover() == 0
-    assert observed(inbox.metrics, "x", "first_response") == (2.0, 2 * 7 * 60)
+    assert observed(inbox.metrics, "x", "first_response") == (1.0, 7 * 60)
 
 
 def test_buckets_resolve_the_30_minute_sla_and_reach_days_for_reviews():

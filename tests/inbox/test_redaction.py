@@ -30,15 +30,8 @@ from inbox.models import ConnectorHealth, Event, Reply, Thread
 from inbox.poller import Poller
 from inbox.server import start_server
 from tests.conftest import FakeClock, make_settings
-from tests.connectors.fakes.trustpilot import (
-    API_KEY,
-    API_SECRET,
-    BUSINESS_UNIT_ID,
-    BUSINESS_USER_ID,
-    PASSWORD,
-    USERNAME,
-    TrustpilotFake,
-)
+from tests.connectors.fakes.trustpilot import API_KEY, API_SECRET, PASSWORD, USERNAME, TrustpilotFake
+from tests.connectors.test_trustpilot import connector_config
 from tests.inbox.test_ingest import item
 from tests.inbox.test_logs import Captured, json_log  # noqa: F401 - json_log is a fixture
 
@@ -54,13 +47,10 @@ class EchoingTrustpilot(TrustpilotFake):
         return self.error(401, f"Invalid access token {self.bearer(request)}; request headers: {json.dumps(dict(request.headers))}")
 
 
-def trustpilot_config(fake: TrustpilotFake, name: str = "acme-trustpilot") -> dict[str, Any]:
+def trustpilot_config(fake: TrustpilotFake) -> dict[str, Any]:
     """The password grant: the token the connector sends is granted at run time, never configured."""
-    return {
-        "name": name, "type": "trustpilot", "api_url": fake.base_url, "business_unit_id": BUSINESS_UNIT_ID,
-        "business_user_id": BUSINESS_USER_ID, "api_key": API_KEY, "api_secret": API_SECRET, "username": USERNAME,
-        "password": PASSWORD,
-    }
+    config = {k: v for k, v in connector_config.__wrapped__(fake).items() if k != "access_token"}  # type: ignore[attr-defined]
+    return {**config, "api_secret": API_SECRET, "username": USERNAME, "password": PASSWORD}
 
 
 def trustpilot_secrets(fake: TrustpilotFake) -> list[str]:
@@ -111,7 +101,7 @@ def test_every_configured_secret_is_redacted_from_message_arguments_exception_an
     log = logging.getLogger("inbox.test")
     log.warning("vendor said: %s", "bad token mastodon-T0KEN-value")
     log.warning(f"signing with 0123456789abcdef0123 and {'tp-key-123456'}")
-    log.warning("failed", extra={"reason": "token tp-token-abcdef refused", "attempts": 3})
+    log.warning("failed", extra={"reason": "token tp-token-abcdef refused", "attempts": 3, "sent": {"headers": ["apikey tp-key-123456"]}})
     try:
         raise RuntimeError("cannot connect with xoxb-1111-2222-abcdef to postgresql://inbox:db-Passw0rd@db.internal")
     except RuntimeError:
@@ -120,7 +110,7 @@ def test_every_configured_secret_is_redacted_from_message_arguments_exception_an
     args, fstring, extra, crashed = json_log.lines()
     assert args["message"] == f"vendor said: bad token {REDACTED}"
     assert fstring["message"] == f"signing with {REDACTED} and {REDACTED}"
-    assert (extra["reason"], extra["attempts"]) == (f"token {REDACTED} refused", 3)
+    assert (extra["reason"], extra["attempts"], extra["sent"]) == (f"token {REDACTED} refused", 3, {"headers": [f"apikey {REDACTED}"]})
     assert "RuntimeError: cannot connect with" in crashed["exception"] and "db.internal" in crashed["exception"]
 
 
@@ -153,9 +143,16 @@ def test_tokens_granted_at_run_time_are_kept_to_the_newest_configured_ones_alway
     secrets = Secrets()
     secrets.add("configured-secret-1")
     for n in range(MAX_RUNTIME_SECRETS + 50):
-        secrets.add_headers({"Authorization": f"Bearer jwt-{n:06d}", "User-Agent": "cx-inbox/0.1"})
+        secrets.add_request({"Authorization": f"Bearer jwt-{n:06d}", "User-Agent": "cx-inbox/0.1"})
     newest, oldest = f"jwt-{MAX_RUNTIME_SECRETS + 49:06d}", "jwt-000000"
     assert secrets.redact(f"{newest} {oldest} configured-secret-1 cx-inbox/0.1") == f"{REDACTED} {oldest} {REDACTED} cx-inbox/0.1"
+
+
+def test_credentials_in_a_token_request_form_are_learnt():
+    secrets = Secrets()
+    secrets.add_request({}, {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": "eyJhbGciOi.signed.jwt"})
+    assert secrets.redact("invalid_grant for eyJhbGciOi.signed.jwt") == f"invalid_grant for {REDACTED}"
+    assert secrets.redact("urn:ietf:params:oauth:grant-type:jwt-bearer") == "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 # ------------------------------------------------------------------------------------------------ real failures
