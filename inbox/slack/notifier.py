@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 # Slack answered, so the post certainly did not happen (unlike a timeout or a 5xx).
 _CERTAIN = frozenset({200, 400, 401, 403, 404, 429})
 _ESCALATIONS = (EventKind.SLA_WARNING, EventKind.SLA_BREACH)
-# Longer than one post can take with the client's timeout and retries.
-_CLAIM = timedelta(seconds=60)
 
 
 class InFlight(Exception):
@@ -42,12 +40,17 @@ class SlackNotifier:
         client: AsyncWebClient,
         engine: AsyncEngine,
         clock: Callable[[], datetime],
+        *,
+        in_flight: float = 60.0,
     ) -> None:
         self.settings = settings
         self.client = client
         self.engine = engine
         self.clock = clock
         self.store = SlackStore(engine)
+        # A begun post not found in Slack may still be on its way for this long (the outbox's claim on its
+        # event: a delivery is cut off well before the claim runs out, and only the claimant delivers).
+        self.in_flight = timedelta(seconds=in_flight)
         self.log = LogNotifier()
         self._logged: OrderedDict[int, None] = OrderedDict()
 
@@ -112,7 +115,7 @@ class SlackNotifier:
             await ledger.done(key, found, self.clock())
             return record.channel, found
         # Not in Slack: either it never got there, or another worker is posting it right now.
-        if self.clock() - record.created_at < _CLAIM:
+        if self.clock() - record.created_at < self.in_flight:
             raise InFlight(f"a Slack post for {field} {key} is in flight")
         await ledger.forget(key)
         return None
