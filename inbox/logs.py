@@ -94,8 +94,8 @@ class ContextFilter(logging.Filter):
 REDACTED = "[redacted]"
 # Shorter values would hide ordinary words, and are too weak to be real credentials.
 MIN_SECRET_LENGTH = 6
-# Tokens renewed at run time (hourly OAuth tokens, 20-minute JWTs): the newest ones are kept; long-expired ones go.
-MAX_RUNTIME_SECRETS = 500
+# Tokens renewed at run time (hourly OAuth tokens, 20-minute JWTs): the most recently used are kept; expired ones go.
+MAX_RUNTIME_SECRETS = 200
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "apikey", "x-api-key", "x-goog-api-key", "cookie"})
 _SENSITIVE_FIELD = re.compile(r"(?i)password|secret|token|assertion|api_?key")
 
@@ -124,6 +124,7 @@ class Secrets:
         self._configured: set[str] = set()
         self._runtime: OrderedDict[str, None] = OrderedDict()
         self._pattern: re.Pattern[str] | None = None
+        self._stale = False  # the pattern is rebuilt at the next redact, not at every add
 
     def add(self, *values: str | SecretStr | None, runtime: bool = False) -> None:
         """Remember values (and their URL- and JSON-escaped forms) to redact; short and empty ones are ignored."""
@@ -146,9 +147,7 @@ class Secrets:
                     self._runtime.pop(form, None)
                     self._configured.add(form)
                 changed = True
-        if changed:
-            known = sorted(self._configured | set(self._runtime), key=len, reverse=True)  # the longest first
-            self._pattern = re.compile("|".join(map(re.escape, known))) if known else None
+        self._stale = self._stale or changed
 
     def add_settings(self, settings: BaseModel) -> None:
         """Every SecretStr in loaded settings (connectors, Slack, ...), and the database URL's password."""
@@ -177,6 +176,10 @@ class Secrets:
 
     def redact(self, text: str) -> str:
         """`text` with every known secret, and anything shaped like a credential, replaced by [redacted]."""
+        if self._stale:
+            known = sorted(self._configured | set(self._runtime), key=len, reverse=True)  # the longest first
+            self._pattern = re.compile("|".join(map(re.escape, known))) if known else None
+            self._stale = False
         if self._pattern is not None:
             text = self._pattern.sub(REDACTED, text)
         for pattern, replacement in _PATTERNS:
@@ -188,6 +191,7 @@ class Secrets:
         self._configured.clear()
         self._runtime.clear()
         self._pattern = None
+        self._stale = False
 
 
 def _secret_values(value: Any) -> Iterator[SecretStr]:

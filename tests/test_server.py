@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -106,6 +108,13 @@ async def test_healthz_answers_503_when_the_store_is_unreachable(kind: str, tmp_
         assert status == 200 and samples(text)[("inbox_store_up", ())] == 0
     finally:
         await engine.dispose()
+        await sqlite_threads_stopped()
+
+
+async def sqlite_threads_stopped() -> None:
+    """aiosqlite stops a connection that failed to open on its own thread; let that finish while the loop still runs."""
+    workers = [t for t in threading.enumerate() if t.name.endswith("(_connection_worker_thread)")]
+    await asyncio.to_thread(lambda: [t.join(10) for t in workers])
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
