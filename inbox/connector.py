@@ -77,6 +77,8 @@ class RawItem:
     reply_to: dict[str, Any] = field(default_factory=dict)
     from_brand: bool = False  # the brand's own post: not an item
     is_repost: bool = False  # retweets, boosts: not an item
+    # When the platform shows the brand's answer to it (a review's owner reply): stored with its clock stopped.
+    answered_at: datetime | None = None
 
 
 C = TypeVar("C", bound=BaseModel)
