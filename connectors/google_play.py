@@ -92,6 +92,7 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
     cursor_model = ReviewCursor
     channel = "google_play"
     max_reply_chars = MAX_REPLY_CHARS
+    history_window = WINDOW
 
     def __init__(self, settings: GooglePlaySettings) -> None:
         super().__init__(settings)

@@ -6,7 +6,7 @@ import abc
 import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -124,6 +124,8 @@ class Connector(abc.ABC, Generic[S, C]):
     settings_model: ClassVar[builtins.type[ConnectorSettings]]
     cursor_model: ClassVar[builtins.type[BaseModel]]
     pushes: ClassVar[bool] = False  # items arrive by push (no polling)
+    # How far back the platform lists anything at all (a backfill says so when asked for more); None: no fixed window.
+    history_window: ClassVar[timedelta | None] = None
     # Plain attributes: a generic connector (jsonl, webhook) takes them from its settings.
     channel: str = ""
     max_reply_chars: int | None = None
