@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ class ActionError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ReplyOutcome:
-    """How a reply ended: `sent`, or `duplicate` when one was already sent or on its way."""
+    """How a reply ended: `sent`; `duplicate` when one was already sent or on its way; `unknown` when the
+    platform did not answer, so whether it arrived is checked on the platform before it is sent again."""
 
     status: str
     reply_id: int
@@ -40,10 +42,16 @@ class Actions:
         engine: AsyncEngine,
         connectors: Mapping[str, Connector[Any, Any]],
         clock: Callable[[], datetime] = utcnow,
+        *,
+        worker: str = "local",
+        claim_seconds: float = 60.0,
     ) -> None:
         self.engine = engine
         self.connectors = connectors
         self.clock = clock
+        self.worker = worker
+        # A reply being sent is this worker's for this long; a send gets half of it, so it ends before the claim.
+        self.claim = timedelta(seconds=claim_seconds)
 
     async def assign(self, thread_id: int, agent: str) -> None:
         """Give the thread to `agent`."""
@@ -83,25 +91,18 @@ class Actions:
             limit = connector.reply_limit(Kind(item.kind))
             if limit is not None and len(text) > limit:
                 raise ActionError(f"the reply is {len(text)} characters; {thread.channel} allows {limit}")
-            claimed = await _claim(conn, thread, item.id, text, agent, now)
+            claimed = await _claim(conn, thread, item.id, text, agent, now, self._claim_values(now))
         if isinstance(claimed, ReplyOutcome):
             return claimed
         return await self._send(claimed, thread.connector, _target(item, thread.external_id), text)
 
-    async def recover(self, older_than: timedelta = timedelta(minutes=1)) -> int:
-        """Finish replies left pending by a crash: look for them on the platform, send only if absent."""
-        cutoff = self.clock() - older_than
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(Reply.id.label("reply_id"), Reply.text.label("reply_text"), Thread.external_id.label("thread_key"), Item)
-                    .join(Thread, Thread.id == Reply.thread_id)
-                    .join(Item, Item.id == Reply.item_id)
-                    .where(Reply.status == ReplyStatus.PENDING, Reply.created_at <= cutoff)
-                )
-            ).all()
+    async def recover(self, limit: int = 50) -> int:
+        """Finish replies left pending by a crash or an unanswered send: look on the platform, send only if absent.
+
+        Each one is claimed first (`FOR UPDATE SKIP LOCKED`), so of several workers recovering at once one handles it.
+        """
         done = 0
-        for row in rows:
+        for row in await self._claim_leftovers(limit):
             if row.connector not in self.connectors:
                 continue
             target = _target(row, row.thread_key)
@@ -115,11 +116,52 @@ class Actions:
                 log.info("%s: reply %d had been sent before a restart; marked sent", row.connector, row.reply_id)
             else:
                 try:
-                    await self._send(row.reply_id, row.connector, target, row.reply_text)
+                    outcome = await self._send(row.reply_id, row.connector, target, row.reply_text)
                 except ActionError:
+                    continue
+                if outcome.status != "sent":
                     continue
             done += 1
         return done
+
+    async def _claim_leftovers(self, limit: int) -> list[Any]:
+        now = self.clock()
+        pending = Reply.__table__.alias("pending")
+        leftovers = (
+            sa.select(pending.c.id)
+            .where(
+                pending.c.status == ReplyStatus.PENDING,
+                sa.or_(pending.c.claimed_until.is_(None), pending.c.claimed_until < now),
+            )
+            .order_by(pending.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self.engine.begin() as conn:
+            ids = (
+                await conn.execute(
+                    sa.update(Reply)
+                    .where(Reply.id.in_(leftovers.scalar_subquery()))
+                    .values(**self._claim_values(now))
+                    .returning(Reply.id)
+                )
+            ).scalars().all()
+            if not ids:
+                return []
+            return list(
+                (
+                    await conn.execute(
+                        sa.select(Reply.id.label("reply_id"), Reply.text.label("reply_text"), Thread.external_id.label("thread_key"), Item)
+                        .join(Thread, Thread.id == Reply.thread_id)
+                        .join(Item, Item.id == Reply.item_id)
+                        .where(Reply.id.in_(ids))
+                        .order_by(Reply.id)
+                    )
+                ).all()
+            )
+
+    def _claim_values(self, now: datetime) -> dict[str, Any]:
+        return {"claimed_by": self.worker, "claimed_until": now + self.claim}
 
     def _connector(self, name: str) -> Connector[Any, Any]:
         connector = self.connectors.get(name)
@@ -130,13 +172,26 @@ class Actions:
     async def _send(self, reply_id: int, connector_name: str, target: ReplyTarget, text: str) -> ReplyOutcome:
         connector = self._connector(connector_name)
         try:
-            sent = await connector.reply(target, text)
-        except ConnectorError as exc:
+            async with asyncio.timeout(self.claim.total_seconds() / 2):
+                sent = await connector.reply(target, text)
+        except (TimeoutError, ConnectorError) as exc:
+            if _may_have_arrived(exc):
+                # No answer is not a refusal: the reply may be on the platform. Recovery looks there before resending.
+                log.warning("%s: no answer to reply %d (%s); it is checked on the platform before any resend",
+                            connector_name, reply_id, exc or "timeout")
+                await self._release(reply_id)
+                return ReplyOutcome("unknown", reply_id)
             await self._mark_failed(reply_id, str(exc))
             hint = " (try again shortly)" if isinstance(exc, TransientError) else ""
             raise ActionError(f"{connector.channel} refused the reply: {exc}{hint}") from exc
         await self._mark_sent(reply_id, sent)
         return ReplyOutcome("sent", reply_id, sent.external_id, sent.url)
+
+    async def _release(self, reply_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(Reply).where(Reply.id == reply_id, Reply.status == ReplyStatus.PENDING).values(claimed_by=None, claimed_until=None)
+            )
 
     async def _mark_sent(self, reply_id: int, sent: SentReply) -> None:
         now = self.clock()
@@ -145,7 +200,8 @@ class Actions:
             await conn.execute(
                 sa.update(Reply)
                 .where(Reply.id == reply_id)
-                .values(status=ReplyStatus.SENT, external_id=sent.external_id, url=sent.url, sent_at=now, error=None)
+                .values(status=ReplyStatus.SENT, external_id=sent.external_id, url=sent.url, sent_at=now, error=None,
+                        claimed_by=None, claimed_until=None)
             )
             await conn.execute(
                 sa.update(Thread)
@@ -163,11 +219,15 @@ class Actions:
     async def _mark_failed(self, reply_id: int, error: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                sa.update(Reply).where(Reply.id == reply_id).values(status=ReplyStatus.FAILED, error=error[:1000])
+                sa.update(Reply)
+                .where(Reply.id == reply_id)
+                .values(status=ReplyStatus.FAILED, error=error[:1000], claimed_by=None, claimed_until=None)
             )
 
 
-async def _claim(conn: AsyncConnection, thread: Any, item_id: int, text: str, agent: str, now: datetime) -> int | ReplyOutcome:
+async def _claim(
+    conn: AsyncConnection, thread: Any, item_id: int, text: str, agent: str, now: datetime, claim: dict[str, Any]
+) -> int | ReplyOutcome:
     """Record the reply before sending; an earlier pending or sent one for this cycle wins."""
     existing = (
         await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))
@@ -178,7 +238,7 @@ async def _claim(conn: AsyncConnection, thread: Any, item_id: int, text: str, ag
         await conn.execute(
             sa.update(Reply)
             .where(Reply.id == existing.id, Reply.status == ReplyStatus.FAILED)
-            .values(status=ReplyStatus.PENDING, text=text, agent=agent, item_id=item_id, created_at=now, error=None)
+            .values(status=ReplyStatus.PENDING, text=text, agent=agent, item_id=item_id, created_at=now, error=None, **claim)
         )
         return int(existing.id)
     try:
@@ -186,7 +246,7 @@ async def _claim(conn: AsyncConnection, thread: Any, item_id: int, text: str, ag
             result = await conn.execute(
                 sa.insert(Reply)
                 .values(thread_id=thread.id, item_id=item_id, cycle=thread.cycle, text=text, agent=agent,
-                        status=ReplyStatus.PENDING, created_at=now)
+                        status=ReplyStatus.PENDING, created_at=now, **claim)
                 .returning(Reply.id)
             )
             return int(result.scalar_one())
@@ -206,6 +266,13 @@ async def _thread(conn: AsyncConnection, thread_id: int) -> Any:
 async def _latest_item(conn: AsyncConnection, thread_id: int) -> Any:
     query = sa.select(Item).where(Item.thread_id == thread_id).order_by(Item.posted_at.desc(), Item.id.desc()).limit(1)
     return (await conn.execute(query)).one()
+
+
+def _may_have_arrived(exc: BaseException) -> bool:
+    """A timeout, a dropped connection or a 5xx leaves a reply's fate unknown; a 4xx (429 too) says it did not land."""
+    if isinstance(exc, TimeoutError):
+        return True
+    return isinstance(exc, TransientError) and (exc.status is None or exc.status >= 500)
 
 
 def _target(item: Any, thread_key: str) -> ReplyTarget:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 # A platform clock a little ahead of ours is normal; a post "from the future" beyond this is clamped.
 _CLOCK_SKEW = timedelta(minutes=5)
 _MAX_ID = 255
+
+# Runs inside ingest's transaction before anything is written; raises to abort it.
+Fence = Callable[[AsyncConnection], Awaitable[None]]
+
 
 @dataclass(frozen=True, slots=True)
 class Source:
@@ -96,10 +100,17 @@ class Ingestor:
         self.clock = clock
 
     async def ingest(
-        self, source: Source, items: Sequence[RawItem], cursor: BaseModel | None = None, *, history: bool = False
+        self,
+        source: Source,
+        items: Sequence[RawItem],
+        cursor: BaseModel | None = None,
+        *,
+        fence: Fence | None = None,
+        history: bool = False,
     ) -> IngestResult:
         """Store the new items among `items` once, and `cursor` with them, in one transaction.
 
+        `fence` runs first inside that transaction and raises to abort it (a worker that lost its lease).
         `history` (a backfill): a new clock already past its deadline is stored breached, so the sweep announces
         nothing about the past, and a new thread the platform shows answered is not announced at all.
         """
@@ -107,6 +118,8 @@ class Ingestor:
         result = IngestResult()
         candidates = self._normalise(source, items, now, result)
         async with self.engine.begin() as conn:
+            if fence is not None:
+                await fence(conn)
             if candidates:
                 await _plan_lookups_afresh(conn, True)
                 known = await _existing(conn, source.name, list(candidates))

@@ -157,6 +157,9 @@ class Reply(SQLModel, table=True):
     error: str | None = None
     created_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The worker sending it, until when: a pending reply whose claim has run out is left over from a crash.
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (sa.UniqueConstraint("thread_id", "cycle", name="uq_reply_thread_cycle"),)
 
@@ -167,6 +170,24 @@ class Cursor(SQLModel, table=True):
     connector: str = Field(primary_key=True, max_length=64)
     value: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Worker(SQLModel, table=True):
+    """A running `inbox run` process; alive while `seen_at` is younger than one lease period."""
+
+    id: str = Field(primary_key=True, max_length=128)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    seen_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ConnectorLease(SQLModel, table=True):
+    """The one worker that polls a connector, until `expires_at` unless it renews."""
+
+    connector: str = Field(primary_key=True, max_length=64)
+    worker: str = Field(max_length=128)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class ConnectorHealth(SQLModel, table=True):
@@ -195,10 +216,21 @@ class Event(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
+    # The worker delivering it, until when; another worker may take it over once the claim has run out.
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (
         sa.Index(
             "ix_event_pending",
+            "id",
+            sqlite_where=sa.text("done_at IS NULL"),
+            postgresql_where=sa.text("done_at IS NULL"),
+        ),
+        # "Is an older event of this thread still pending?": asked for every event an outbox claims.
+        sa.Index(
+            "ix_event_thread_pending",
+            "thread_id",
             "id",
             sqlite_where=sa.text("done_at IS NULL"),
             postgresql_where=sa.text("done_at IS NULL"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -73,7 +74,12 @@ class LogNotifier:
 
 
 class Outbox:
-    """Delivers pending events to every notifier, oldest first, one conversation's events in order."""
+    """Delivers pending events to every notifier, one conversation's events in order, on any number of workers.
+
+    A worker claims a batch with `FOR UPDATE SKIP LOCKED` (two workers never claim the same event) and only
+    events that are the oldest pending one of their conversation, so a Slack update never overtakes its post.
+    A claim runs out after `claim_seconds`: a dead worker's events are then delivered by another.
+    """
 
     def __init__(
         self,
@@ -81,58 +87,99 @@ class Outbox:
         notifiers: Sequence[Notifier],
         policies: SlaPolicies,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        worker: str = "local",
+        claim_seconds: float = 60.0,
+        concurrency: int = 8,
     ) -> None:
         self.engine = engine
         self.notifiers = list(notifiers)
         self.policies = policies
         self.clock = clock
+        self.worker = worker
+        self.claim = timedelta(seconds=claim_seconds)
+        self.concurrency = concurrency
 
-    async def dispatch(self, limit: int = 200) -> int:
-        """Deliver what is due now; return how many events were done."""
-        now = self.clock()
-        async with self.engine.connect() as conn:
-            events = (
-                await conn.execute(
-                    sa.select(Event)
-                    .where(Event.done_at.is_(None))
-                    .where(sa.or_(Event.next_attempt_at.is_(None), Event.next_attempt_at <= now))
-                    .order_by(Event.id)
-                    .limit(limit)
-                )
-            ).all()
-        blocked: set[int] = set()
+    async def dispatch(self, limit: int = 200, rounds: int = 50) -> int:
+        """Deliver what is due now, claim by claim, until nothing is left (or `rounds` claims); return how many were done."""
         done = 0
-        for event in events:
-            # A conversation whose earlier event failed waits, so Slack never sees an update before its post.
-            if event.thread_id is not None and event.thread_id in blocked:
-                continue
-            thread = await thread_view(self.engine, self.policies, event.thread_id, now) if event.thread_id else None
-            notice = Notice(event.id, EventKind(event.kind), event.payload or {}, event.created_at, thread)
-            try:
-                for notifier in self.notifiers:
-                    await notifier.notify(notice)
-            except Exception as exc:  # noqa: BLE001 - a notifier's failure must not lose the event
-                if event.thread_id is not None:
-                    blocked.add(event.thread_id)
-                await self._retry_later(event.id, event.attempts + 1, exc)
-                continue
-            await self._done(event.id)
-            done += 1
+        for _ in range(rounds):
+            batch = await self._claim(limit)
+            if not batch:
+                break
+            slots = asyncio.Semaphore(self.concurrency)
+
+            async def deliver(event: Any) -> bool:
+                async with slots:
+                    return await self._deliver(event)
+
+            # The batch holds at most one event per conversation, so they may go out side by side.
+            done += sum(await asyncio.gather(*(deliver(e) for e in batch)))
         return done
 
-    async def _done(self, event_id: int) -> None:
+    async def _claim(self, limit: int) -> list[Any]:
+        now = self.clock()
+        head = Event.__table__.alias("head")
+        older = Event.__table__.alias("older")
+        earlier_pending = (
+            sa.select(older.c.id)
+            .where(older.c.done_at.is_(None), older.c.thread_id == head.c.thread_id, older.c.id < head.c.id)
+            .exists()
+        )
+        heads = (
+            sa.select(head.c.id)
+            .where(
+                head.c.done_at.is_(None),
+                sa.or_(head.c.next_attempt_at.is_(None), head.c.next_attempt_at <= now),
+                sa.or_(head.c.claimed_until.is_(None), head.c.claimed_until < now),
+                ~earlier_pending,
+            )
+            .order_by(head.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         async with self.engine.begin() as conn:
-            await conn.execute(sa.update(Event).where(Event.id == event_id).values(done_at=self.clock()))
+            claimed = await conn.execute(
+                sa.update(Event)
+                .where(Event.id.in_(heads.scalar_subquery()))
+                .values(claimed_by=self.worker, claimed_until=now + self.claim)
+                .returning(*Event.__table__.c)
+            )
+            return sorted(claimed.all(), key=lambda e: e.id)
 
-    async def _retry_later(self, event_id: int, attempts: int, exc: Exception) -> None:
-        delay = min(_MAX_BACKOFF, timedelta(seconds=2 ** min(attempts, 10))) * random.uniform(0.8, 1.2)
-        log.warning("event %d: delivery failed (attempt %d), retrying in %.0f s: %s", event_id, attempts, delay.total_seconds(), exc)
+    async def _deliver(self, event: Any) -> bool:
+        now = self.clock()
+        if now >= event.claimed_until - self.claim / 2:
+            # Too little of the claim is left for a slow Slack call: hand the event back untouched.
+            await self._finish(event.id, claimed_by=None, claimed_until=None)
+            return False
+        thread = await thread_view(self.engine, self.policies, event.thread_id, now) if event.thread_id else None
+        notice = Notice(event.id, EventKind(event.kind), event.payload or {}, event.created_at, thread)
+        try:
+            async with asyncio.timeout(self.claim.total_seconds() / 2):
+                for notifier in self.notifiers:
+                    await notifier.notify(notice)
+        except Exception as exc:  # noqa: BLE001 - a notifier's failure must not lose the event
+            await self._retry_later(event.id, event.attempts + 1, exc)
+            return False
+        await self._finish(event.id, done_at=self.clock(), claimed_by=None, claimed_until=None)
+        return True
+
+    async def _finish(self, event_id: int, **values: Any) -> None:
+        # Only while this worker's claim holds: after it ran out, the event is another worker's.
         async with self.engine.begin() as conn:
             await conn.execute(
-                sa.update(Event)
-                .where(Event.id == event_id)
-                .values(attempts=attempts, next_attempt_at=self.clock() + delay, last_error=str(exc)[:1000])
+                sa.update(Event).where(Event.id == event_id, Event.claimed_by == self.worker).values(**values)
             )
+
+    async def _retry_later(self, event_id: int, attempts: int, exc: BaseException) -> None:
+        delay = min(_MAX_BACKOFF, timedelta(seconds=2 ** min(attempts, 10))) * random.uniform(0.8, 1.2)
+        reason = str(exc) or type(exc).__name__
+        log.warning("event %d: delivery failed (attempt %d), retrying in %.0f s: %s", event_id, attempts, delay.total_seconds(), reason)
+        await self._finish(
+            event_id, attempts=attempts, next_attempt_at=self.clock() + delay, last_error=reason[:1000],
+            claimed_by=None, claimed_until=None,
+        )
 
 
 def _short(text: str, limit: int = 120) -> str:

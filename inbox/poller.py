@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from inbox.ingest import Ingestor, Source, load_cursor
 from inbox.metrics import Metrics
 from inbox.models import ConnectorHealth, Event, EventKind, utcnow
 from inbox.sqlutil import insert_for
+from inbox.workers import LeaseLost, Leases
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Poller:
         clock: Callable[[], datetime] = utcnow,
         jitter: Callable[[float, float], float] = random.uniform,
         timeout: float = POLL_TIMEOUT,
+        leases: Leases | None = None,
     ) -> None:
         self.connector = connector
         self.ingestor = ingestor
@@ -71,6 +74,7 @@ class Poller:
         self.clock = clock
         self.jitter = jitter
         self.timeout = timeout
+        self.leases = leases
         self.failures = 0
 
     @property
@@ -82,14 +86,21 @@ class Poller:
         """Fetch every page newer than the saved cursor and store it; never raises a connector error."""
         started = time.perf_counter()
         stored = pages = duplicates = 0
+        fence = partial(self.leases.fence, connector=self.name) if self.leases else None
         try:
             async with asyncio.timeout(self.timeout):
                 cursor = await self._cursor()
                 async for page in self.connector.fetch(cursor):
-                    result = await self.ingestor.ingest(self.source, page.items, page.cursor)
+                    result = await self.ingestor.ingest(self.source, page.items, page.cursor, fence=fence)
                     stored += result.stored
                     duplicates += result.duplicates
                     pages += 1
+        except LeaseLost:
+            # Not a failure: the connector is another worker's now, and it resumes from the saved cursor.
+            log.info("%s: lease moved to another worker mid-poll; stopped after %d page(s)", self.name, pages)
+            if self.metrics and stored:
+                self.metrics.items_ingested.labels(self.name).inc(stored)
+            return PollResult(stored, pages, self.connector.settings.poll_seconds, duplicates=duplicates)
         except TimeoutError:
             return await self._failed("timeout", f"no answer within {self.timeout:.0f} s", stored, pages)
         except TransientError as exc:

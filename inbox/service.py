@@ -27,6 +27,7 @@ from inbox.poller import Poller
 from inbox.sweep import SlaSweep
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
+from inbox.workers import Leases, worker_id
 
 if TYPE_CHECKING:
     from inbox.slack import Slack
@@ -50,6 +51,9 @@ class Inbox:
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self.worker = worker_id()
+        # Outbox events and replies stay one worker's for two lease periods; a dead worker's are taken over after.
+        self.claim_seconds = 2 * settings.workers.lease_seconds
         self.metrics = Metrics()
         self.policies = settings.sla.policies()
         self.triager = triager or Triager(load_rules(settings.triage.rules))
@@ -71,7 +75,7 @@ class Inbox:
             for name, c in self.connectors.items()
             if not c.pushes
         }
-        self.actions = Actions(engine, self.connectors, clock)
+        self.actions = Actions(engine, self.connectors, clock, worker=self.worker, claim_seconds=self.claim_seconds)
         self.sweep = SlaSweep(engine, clock)
         self.slack: Slack | None = None
         if settings.slack.enabled:
@@ -79,7 +83,10 @@ class Inbox:
 
             self.slack = Slack(settings.slack, self)
         default: list[Notifier] = [self.slack.notifier] if self.slack else [LogNotifier()]
-        self.outbox = Outbox(engine, list(notifiers) if notifiers is not None else default, self.policies, clock)
+        self.outbox = Outbox(
+            engine, list(notifiers) if notifiers is not None else default, self.policies, clock,
+            worker=self.worker, claim_seconds=self.claim_seconds, concurrency=settings.workers.outbox_concurrency,
+        )
 
     @classmethod
     async def open(
@@ -105,40 +112,50 @@ class Inbox:
 
 
 class Runner:
-    """`inbox run`: schedules polls (with jitter and backoff), the SLA sweep and the outbox."""
+    """`inbox run`: schedules polls (with jitter and backoff), leases, the SLA sweep, the outbox and reply recovery."""
 
     def __init__(self, inbox: Inbox, *, outbox_seconds: float = 1.0) -> None:
         self.inbox = inbox
         self.outbox_seconds = outbox_seconds
+        lease_seconds = inbox.settings.workers.lease_seconds
+        self.leases = Leases(inbox.engine, inbox.worker, list(inbox.pollers), seconds=lease_seconds, clock=inbox.clock)
+        for poller in inbox.pollers.values():
+            poller.leases = self.leases
         # A job that starts late (a busy loop, a slow start-up) still runs: by default APScheduler would drop
         # a date job more than a second late, and a dropped poll would end that connector's chain of polls.
         self.scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"misfire_grace_time": None, "coalesce": True})
         self._running: set[asyncio.Task[Any]] = set()
-        self._streams: list[asyncio.Task[None]] = []
+        self._polling: set[str] = set()
+        self._streams: dict[str, asyncio.Task[None]] = {}
 
-    def start(self) -> None:
-        """Add every job and start the scheduler (on the running event loop)."""
+    async def start(self) -> None:
+        """Take this worker's share of the connectors, add every job and start the scheduler."""
+        try:
+            await self._refresh_leases()
+        except Exception:  # noqa: BLE001 - the store may be down at start; the lease job tries again
+            log.exception("cannot take connector leases yet; retrying every %.0f s", self.leases.refresh_seconds)
         now = utcnow()
         for name, poller in self.inbox.pollers.items():
             # A random first offset so a hundred connectors do not all fire in the same second.
             first = now + timedelta(seconds=random.uniform(0, min(poller.connector.settings.poll_seconds, 5)))
             self.scheduler.add_job(self._poll, "date", run_date=first, args=[poller], id=f"poll:{name}")
         sla = self.inbox.settings.sla
+        self.scheduler.add_job(self._guard(self._refresh_leases), "interval", seconds=self.leases.refresh_seconds,
+                               id="leases", next_run_time=now + timedelta(seconds=self.leases.refresh_seconds),
+                               max_instances=1, coalesce=True)
         self.scheduler.add_job(self._guard(self.inbox.sweep.run), "interval", seconds=sla.check_seconds,
                                id="sla-sweep", next_run_time=now, max_instances=1, coalesce=True)
         self.scheduler.add_job(self._guard(self.inbox.outbox.dispatch), "interval", seconds=self.outbox_seconds,
                                id="outbox", next_run_time=now, max_instances=1, coalesce=True)
-        self.scheduler.add_job(self._guard(self.inbox.actions.recover), "interval", minutes=1,
+        self.scheduler.add_job(self._guard(self.inbox.actions.recover), "interval",
+                               seconds=self.inbox.settings.workers.lease_seconds,
                                id="reply-recovery", next_run_time=now, max_instances=1, coalesce=True)
         self.scheduler.start()
-        for poller in self.inbox.pollers.values():
-            if poller.connector.streaming:
-                self._streams.append(asyncio.create_task(poller.follow_stream(), name=f"stream:{poller.name}"))
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Stop scheduling, let in-flight polls and deliveries finish for `grace` seconds, cancel the rest."""
+        """Stop scheduling, let in-flight work finish for `grace` seconds, cancel the rest, hand the leases back."""
         self.scheduler.shutdown(wait=False)
-        for stream in self._streams:
+        for stream in self._streams.values():
             stream.cancel()
         if self._running:
             _done, late = await asyncio.wait(set(self._running), timeout=grace)
@@ -147,19 +164,52 @@ class Runner:
             if late:
                 log.warning("stopped %d job(s) still running after %.0f s", len(late), grace)
                 await asyncio.wait(late, timeout=5)
+        try:
+            await self.leases.release()
+        except Exception:  # noqa: BLE001 - the leases then simply run out
+            log.warning("could not hand the connector leases back; other workers take them over when they run out")
+
+    async def _refresh_leases(self) -> None:
+        change = await self.leases.refresh()
+        for name in change.gained:
+            # A connector taken over is polled now, not at the end of the interval the old worker had set.
+            if name not in self._polling and self.scheduler.running:
+                self._schedule(self.inbox.pollers[name], 0.0)
+        self._follow_streams()
+
+    def _follow_streams(self) -> None:
+        """Streams run where the lease is: started on gaining a streaming connector, stopped on losing it."""
+        for name, poller in self.inbox.pollers.items():
+            if not poller.connector.streaming:
+                continue
+            task = self._streams.get(name)
+            if self.leases.holds(name) and (task is None or task.done()):
+                self._streams[name] = asyncio.create_task(poller.follow_stream(), name=f"stream:{name}")
+            elif not self.leases.holds(name) and task is not None:
+                task.cancel()
+                del self._streams[name]
 
     async def _poll(self, poller: Poller) -> None:
+        if not self.leases.holds(poller.name):
+            # Another worker's connector (or none's yet): look again when the leases are next shared out.
+            self._schedule(poller, self.leases.refresh_seconds)
+            return
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
+        self._polling.add(poller.name)
         try:
             result = await poller.poll_once()
         finally:
+            self._polling.discard(poller.name)
             if task is not None:
                 self._running.discard(task)
+        self._schedule(poller, result.delay)
+
+    def _schedule(self, poller: Poller, delay: float) -> None:
         if self.scheduler.running:
             self.scheduler.add_job(
-                self._poll, "date", run_date=utcnow() + timedelta(seconds=result.delay), args=[poller],
+                self._poll, "date", run_date=utcnow() + timedelta(seconds=delay), args=[poller],
                 id=f"poll:{poller.name}", replace_existing=True,
             )
 
@@ -193,7 +243,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
     site = await start_server(inbox, settings.server.host, settings.server.port)
     if inbox.slack is not None:
         await inbox.slack.start()
-    runner.start()
+    await runner.start()
     log.info(
         "inbox running: %d connector(s), Slack %s, listening on %s:%d",
         len(inbox.connectors), "on" if settings.slack.enabled else "off (escalations go to this log)",

@@ -172,6 +172,15 @@ class ServerSettings(Section):
     port: int = Field(default=3000, ge=0, le=65535)
 
 
+class WorkersSettings(Section):
+    """How `inbox run` workers sharing one store split the work."""
+
+    # A dead worker's connectors, outbox events and replies are taken over once this has passed.
+    lease_seconds: float = Field(default=30, ge=1, le=3600)
+    # Outbox events (Slack posts and updates) one worker delivers at once; one conversation's stay in order.
+    outbox_concurrency: int = Field(default=8, ge=1, le=64)
+
+
 class TriageSettings(Section):
     """Where an admin's triage rules and reply templates live, and how replies are signed."""
 
@@ -189,6 +198,7 @@ class Settings(Section):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
+    workers: WorkersSettings = Field(default_factory=WorkersSettings)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
 
 

@@ -264,6 +264,9 @@ class Interactions:
             return
         if outcome.status == "duplicate":
             await self.tell(where, "This message was already answered (one reply per customer message); nothing more was sent.")
+        elif outcome.status == "unknown":
+            await self.tell(where, "The platform did not answer in time. cx-inbox checks whether the reply arrived and sends it "
+                                   "if it did not; nothing is sent twice.")
 
     async def _act(self, where: _Where, change: Awaitable[None]) -> None:
         try:

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 # Slack answered, so the post certainly did not happen (unlike a timeout or a 5xx).
 _CERTAIN = frozenset({200, 400, 401, 403, 404, 429})
 _ESCALATIONS = (EventKind.SLA_WARNING, EventKind.SLA_BREACH)
-# Longer than one post can take with the client's timeout and retries.
-_CLAIM = timedelta(seconds=60)
+# Slack's clock and ours may differ a little; a lost post is looked for this much either side of its window.
+_SKEW = timedelta(minutes=1)
+_MAX_PAGES = 20
 
 
 class InFlight(Exception):
@@ -42,12 +43,17 @@ class SlackNotifier:
         client: AsyncWebClient,
         engine: AsyncEngine,
         clock: Callable[[], datetime],
+        *,
+        in_flight: float = 60.0,
     ) -> None:
         self.settings = settings
         self.client = client
         self.engine = engine
         self.clock = clock
         self.store = SlackStore(engine)
+        # A begun post not found in Slack may still be on its way for this long (the outbox's claim on its
+        # event: a delivery is cut off well before the claim runs out, and only the claimant delivers).
+        self.in_flight = timedelta(seconds=in_flight)
         self.log = LogNotifier()
         self._logged: OrderedDict[int, None] = OrderedDict()
 
@@ -112,7 +118,7 @@ class SlackNotifier:
             await ledger.done(key, found, self.clock())
             return record.channel, found
         # Not in Slack: either it never got there, or another worker is posting it right now.
-        if self.clock() - record.created_at < _CLAIM:
+        if self.clock() - record.created_at < self.in_flight:
             raise InFlight(f"a Slack post for {field} {key} is in flight")
         await ledger.forget(key)
         return None
@@ -143,16 +149,32 @@ class SlackNotifier:
         await self._post(ledger, event_id, channel, text, body, metadata=metadata, thread_ts=thread_ts)
 
     async def _find(self, channel: str, since: datetime, event_type: str, field: str, key: int, thread_ts: str | None) -> str | None:
-        """A message we posted but never heard back about, found by its metadata."""
-        oldest = f"{(since - timedelta(minutes=1)).timestamp():.6f}"
-        if thread_ts:
-            answer = await self.client.conversations_replies(channel=channel, ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200)
-        else:
-            answer = await self.client.conversations_history(channel=channel, oldest=oldest, include_all_metadata=True, limit=200)
-        for message in answer.get("messages") or []:
-            meta = message.get("metadata") or {}
-            if meta.get("event_type") == event_type and (meta.get("event_payload") or {}).get(field) == key:
-                return str(message["ts"])
+        """A message we posted but never heard back about, found by its metadata.
+
+        Only the window in which the post can have happened is read, page by page: in a busy channel more
+        than one page of messages can follow it.
+        """
+        window = {
+            "oldest": f"{(since - _SKEW).timestamp():.6f}",
+            "latest": f"{(since + self.in_flight + _SKEW).timestamp():.6f}",
+            "inclusive": True,
+            "include_all_metadata": True,
+            "limit": 200,
+        }
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            if thread_ts:
+                answer = await self.client.conversations_replies(channel=channel, ts=thread_ts, cursor=cursor, **window)
+            else:
+                answer = await self.client.conversations_history(channel=channel, cursor=cursor, **window)
+            for message in answer.get("messages") or []:
+                meta = message.get("metadata") or {}
+                if meta.get("event_type") == event_type and (meta.get("event_payload") or {}).get(field) == key:
+                    return str(message["ts"])
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
+            if not answer.get("has_more") or cursor is None:
+                return None
+        log.warning("Slack: %s %s not found in %d pages of %s; treating it as not posted", field, key, _MAX_PAGES, channel)
         return None
 
     async def _health(self, notice: Notice) -> None:

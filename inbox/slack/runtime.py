@@ -43,7 +43,7 @@ class Slack:
         self.inbox = inbox
         self.client = make_client(settings)
         self.tasks = Background()
-        self.notifier = SlackNotifier(settings, self.client, inbox.engine, inbox.clock)
+        self.notifier = SlackNotifier(settings, self.client, inbox.engine, inbox.clock, in_flight=inbox.claim_seconds)
         self.access = Access(settings, self.client, self.identity)
         self._identity: Identity | None = None
         self._identity_lock = asyncio.Lock()

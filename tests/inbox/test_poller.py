@@ -156,7 +156,7 @@ async def test_one_hung_connector_never_delays_another(inbox_factory, engine, tm
     inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "poll_seconds": 0.1}])
     inbox.pollers["stuck"] = Poller(Hanging([]), inbox.ingestor)
     runner = Runner(inbox)
-    runner.start()
+    await runner.start()
     try:
         async with asyncio.timeout(20):
             while not await load_cursor(engine, "feed"):

@@ -250,16 +250,31 @@ class FakeSlack:
         return {"ok": True, "users": self.groups.get(args.get("usergroup", ""), [])}
 
     def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
-        oldest = float(args.get("oldest") or 0)
-        found = [m for m in self.messages.get(args.get("channel", ""), []) if float(m["ts"]) >= oldest and "thread_ts" not in m]
-        return {"ok": True, "messages": [self._shown(m, args) for m in reversed(found)], "has_more": False}
+        found = [m for m in self.messages.get(args.get("channel", ""), []) if "thread_ts" not in m]
+        return self._window(list(reversed(found)), args)
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         parent = args.get("ts", "")
         found = [m for m in self.messages.get(args.get("channel", ""), []) if m["ts"] == parent or m.get("thread_ts") == parent]
         if not found:
             return fixture("conversations.replies.error")
-        return {"ok": True, "messages": [self._shown(m, args) for m in found], "has_more": False}
+        return self._window(found, args)
+
+    def _window(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
+        """Slack's paging of history and replies: oldest/latest (exclusive unless inclusive), limit, cursor."""
+        inclusive = str(args.get("inclusive")).lower() in ("1", "true")
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+        inside = [
+            m for m in messages
+            if ((oldest <= float(m["ts"]) <= latest) if inclusive else (oldest < float(m["ts"]) < latest))
+        ]
+        start = int(str(args.get("cursor") or "0").removeprefix("page:") or 0)
+        limit = min(int(args.get("limit") or 100), 999)
+        page = inside[start:start + limit]
+        more = start + limit < len(inside)
+        answer: dict[str, Any] = {"ok": True, "messages": [self._shown(m, args) for m in page], "has_more": more}
+        answer["response_metadata"] = {"next_cursor": f"page:{start + limit}" if more else ""}
+        return answer
 
     @staticmethod
     def _shown(message: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
