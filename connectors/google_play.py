@@ -92,6 +92,7 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
     cursor_model = ReviewCursor
     channel = "google_play"
     max_reply_chars = MAX_REPLY_CHARS
+    history_window = WINDOW
 
     def __init__(self, settings: GooglePlaySettings) -> None:
         super().__init__(settings)
@@ -132,6 +133,13 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
             return None
         handle, name = reviewer(review.authorName, review.reviewId)
         package = self.settings.package_name
+        reply_to: dict[str, Any] = {"review_id": review.reviewId, "language": user.reviewerLanguage}
+        answered_at = None
+        developer = review.developer
+        if developer is not None and developer.lastModified is not None and developer.lastModified.at() >= at:
+            # The developer reply is newer than this version of the review: answered (in the Play Console, or by us).
+            reply_to["existing_reply"] = developer.text
+            answered_at = developer.lastModified.at()
         return RawItem(
             # Play has no creation time to tell a first sighting from an edit, so every version is its own item;
             # the first one opens the review's thread and an edit is a follow-up in it.
@@ -144,7 +152,8 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
             thread_id=review.reviewId,
             url=f"https://play.google.com/store/apps/details?id={quote(package)}&reviewId={quote(review.reviewId)}",
             rating=user.starRating,
-            reply_to={"review_id": review.reviewId, "language": user.reviewerLanguage},
+            reply_to=reply_to,
+            answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:

@@ -97,6 +97,7 @@ class GoogleReviewsConnector(Connector[GoogleReviewsSettings, ReviewCursor]):
             return None
         reply = review.reviewReply
         reply_to: dict[str, Any] = {"review_id": review.reviewId}
+        answered_at = None
         if walk.known(aware(review.createTime), review.reviewId):
             if reply is not None and reply.updateTime is not None and aware(reply.updateTime) >= updated:
                 # The newest change is the owner's reply (ours or a colleague's), not the customer's words.
@@ -109,6 +110,9 @@ class GoogleReviewsConnector(Connector[GoogleReviewsSettings, ReviewCursor]):
                 # Answered outside cx-inbox before we saw it: still the customer's review, kept with a note
                 # because our reply would replace that one (a review has a single owner reply).
                 reply_to["existing_reply"] = reply.comment
+                replied = aware(reply.updateTime) if reply.updateTime else datetime.now(UTC)  # undated: by now at the latest
+                if replied >= updated:  # else the customer changed the review after the reply: it waits again
+                    answered_at = replied
         handle, name = reviewer(review.reviewer.displayName, review.reviewId, review.reviewer.isAnonymous)
         return RawItem(
             external_id=external_id,
@@ -120,6 +124,7 @@ class GoogleReviewsConnector(Connector[GoogleReviewsSettings, ReviewCursor]):
             thread_id=review.reviewId,
             rating=STARS[review.starRating],
             reply_to=reply_to,
+            answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -122,9 +123,11 @@ class TrustpilotConnector(Connector[TrustpilotSettings, ReviewCursor]):
     def _item(self, review: _Review) -> RawItem:
         handle, name = reviewer(review.consumer.displayName, review.id)
         reply_to: dict[str, Any] = {"review_id": review.id, "language": review.language}
-        if review.companyReply is not None:
-            # Answered outside cx-inbox before we saw it; kept, with a note, because our reply would replace it.
-            reply_to["existing_reply"] = review.companyReply.text
+        answered_at = None
+        if (reply := review.companyReply) is not None:
+            # Answered outside cx-inbox before we saw it: its clock is stopped, and the note kept because our reply would replace it.
+            reply_to["existing_reply"] = reply.text
+            answered_at = aware(reply.createdAt) if reply.createdAt else datetime.now(UTC)  # undated: answered by now at the latest
         return RawItem(
             external_id=review.id,
             text=join_text(review.title, review.text),
@@ -136,6 +139,7 @@ class TrustpilotConnector(Connector[TrustpilotSettings, ReviewCursor]):
             url=f"https://www.trustpilot.com/reviews/{review.id}",
             rating=review.stars,
             reply_to=reply_to,
+            answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:

@@ -251,6 +251,8 @@ class XConnector(Connector[XSettings, XCursor]):
         guard = PageGuard(f"{self.name}: DM events")
         token: str | None = None
         newest = start.dm_since_id
+        # Per conversation, the brand's earliest DM seen so far: events come newest first, so it answers what comes next.
+        answers: dict[str, datetime] = {}
         while True:
             # GET /2/dm_events has no since_id: page back (newest first) until the last id we saw.
             body = await self._call("GET dm_events", self._api.get_direct_message_events(
@@ -278,6 +280,10 @@ class XConnector(Connector[XSettings, XCursor]):
                     break
                 newest = _newer(newest, event_id)
                 if item is not None:
+                    if item.from_brand:
+                        answers[str(item.thread_id)] = item.posted_at
+                    else:
+                        item.answered_at = answers.get(str(item.thread_id))
                     items.append(item)
             token = None if reached else guard.next(_next_token(body))
             if token is None:

@@ -1,4 +1,4 @@
-"""The `inbox` command: run, demo, check, queue, triage."""
+"""The `inbox` command: run, demo, check, queue, backfill, triage."""
 
 from __future__ import annotations
 
@@ -108,6 +108,45 @@ def queue(
             await inbox.close()
 
     _run(show())
+
+
+@app.command()
+def backfill(
+    connector: Annotated[str, typer.Argument(help="The connector's name in the config.")],
+    since: Annotated[str, typer.Option("--since", help="How far back: a number and a unit, e.g. 30m, 12h, 2d, 1w.")],
+    config: ConfigOption = None,
+) -> None:
+    """Fetch a connector's history from --since ago, stored once, without alerting leads about the past."""
+    from inbox.backfill import BackfillError, connector_settings, parse_duration, run_backfill
+    from inbox.render import BackfillDisplay, print_backfill
+
+    try:
+        duration = parse_duration(since)
+    except BackfillError as exc:
+        err.print(Text(str(exc), style="red"))
+        raise typer.Exit(2) from None
+    settings = _settings(config)
+    try:
+        connector_settings(settings, connector)
+    except BackfillError as exc:
+        err.print(Text(str(exc), style="red"))
+        raise typer.Exit(2) from None
+    setup_logging(logging.WARNING)
+    display = BackfillDisplay(out)
+    try:
+        with display:
+            result = _run(run_backfill(settings, connector, duration, report=display.update))
+    except BackfillError as exc:
+        if display.last is not None:
+            print_backfill(out, display.last, finished=False)
+        err.print(Text(str(exc), style="red"))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        if display.last is not None:
+            print_backfill(out, display.last, finished=False)
+        err.print("Interrupted: what is stored stays stored; the same backfill again goes on without storing anything twice.")
+        raise typer.Exit(130) from None
+    print_backfill(out, result)
 
 
 @app.command()

@@ -6,7 +6,7 @@ import abc
 import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -77,6 +77,8 @@ class RawItem:
     reply_to: dict[str, Any] = field(default_factory=dict)
     from_brand: bool = False  # the brand's own post: not an item
     is_repost: bool = False  # retweets, boosts: not an item
+    # When the platform shows the brand's answer to it (a review's owner reply): stored with its clock stopped.
+    answered_at: datetime | None = None
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -122,6 +124,8 @@ class Connector(abc.ABC, Generic[S, C]):
     settings_model: ClassVar[builtins.type[ConnectorSettings]]
     cursor_model: ClassVar[builtins.type[BaseModel]]
     pushes: ClassVar[bool] = False  # items arrive by push (no polling)
+    # How far back the platform lists anything at all (a backfill says so when asked for more); None: no fixed window.
+    history_window: ClassVar[timedelta | None] = None
     # Plain attributes: a generic connector (jsonl, webhook) takes them from its settings.
     channel: str = ""
     max_reply_chars: int | None = None

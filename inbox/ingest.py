@@ -65,6 +65,8 @@ class IngestResult:
     skipped: int = 0
     new_threads: int = 0
     follow_ups: int = 0
+    answered: int = 0  # new threads the platform shows answered: stored with their clock stopped
+    overdue: int = 0  # history only: new threads already past their deadline, stored as breached without an alert
     item_ids: list[int] = field(default_factory=list)
 
 
@@ -100,11 +102,19 @@ class Ingestor:
 
     @log_fields(connector="source.name")
     async def ingest(
-        self, source: Source, items: Sequence[RawItem], cursor: BaseModel | None = None, *, fence: Fence | None = None
+        self,
+        source: Source,
+        items: Sequence[RawItem],
+        cursor: BaseModel | None = None,
+        *,
+        fence: Fence | None = None,
+        history: bool = False,
     ) -> IngestResult:
         """Store the new items among `items` once, and `cursor` with them, in one transaction.
 
         `fence` runs first inside that transaction and raises to abort it (a worker that lost its lease).
+        `history` (a backfill): a new clock already past its deadline is stored breached, so the sweep announces
+        nothing about the past, and a new thread the platform shows answered is not announced at all.
         """
         now = self.clock()
         result = IngestResult()
@@ -119,7 +129,7 @@ class Ingestor:
                 # Triage only what is new: a re-poll of known items costs one indexed lookup.
                 rows = [self._prepare(source, raw, now) for key, raw in candidates.items() if key not in known]
                 if rows:
-                    await self._store(conn, source, rows, now, result)
+                    await self._store(conn, source, rows, now, result, history)
             if cursor is not None:
                 await save_cursor(conn, source.name, cursor, now)
         if result.stored:
@@ -150,6 +160,8 @@ class Ingestor:
                 continue
             raw.text = raw.text.strip()
             raw.posted_at = _clean_time(raw.posted_at, now, raw.external_id)
+            if raw.answered_at is not None:
+                raw.answered_at = _clean_answer(raw, now)
             if raw.rating is not None and not 1 <= raw.rating <= 5:
                 raw.rating = None
             unique[raw.external_id] = raw
@@ -187,9 +199,11 @@ class Ingestor:
         # The key is the handle as stored (cut to the column's size), so the upsert's answer finds it again.
         return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_ID]))
 
-    async def _store(self, conn: AsyncConnection, source: Source, rows: list[_Row], now: datetime, result: IngestResult) -> None:
+    async def _store(
+        self, conn: AsyncConnection, source: Source, rows: list[_Row], now: datetime, result: IngestResult, history: bool
+    ) -> None:
         customers = await _upsert_customers(conn, rows, now)
-        threads, created = await self._threads(conn, source, rows, customers, now)
+        threads, created, answered = await self._threads(conn, source, rows, customers, now, history, result)
         await _plan_lookups_afresh(conn, False)
         for row in rows:
             row.values["customer_id"] = customers[row.customer_key]
@@ -218,15 +232,18 @@ class Ingestor:
                 result.follow_ups += 1
                 if thread_id not in created:
                     follow_ups.setdefault(thread_id, []).append(row)
-            events.append({"kind": kind, "thread_id": thread_id, "item_id": item_id, "payload": {}, "created_at": now, "attempts": 0})
-        await self._reopen(conn, source, follow_ups, threads, now)
+            if not (history and thread_id in answered):  # answered long ago: nothing for anyone to do
+                events.append({"kind": kind, "thread_id": thread_id, "item_id": item_id, "payload": {}, "created_at": now, "attempts": 0})
+        await self._reopen(conn, source, follow_ups, threads, now, history)
         if events:
             await conn.execute(sa.insert(Event), events)
         result.stored = len(stored)
 
     async def _threads(
-        self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int], now: datetime
-    ) -> tuple[dict[str, dict[str, Any]], set[int]]:
+        self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int], now: datetime,
+        history: bool, result: IngestResult,
+    ) -> tuple[dict[str, dict[str, Any]], set[int], set[int]]:
+        """Threads of `rows` by key, the ids of those created here, and of those created already answered."""
         keys = sorted({r.thread_key for r in rows})
         threads = await _load_threads(conn, source.name, keys)
         fresh: dict[str, list[_Row]] = {}
@@ -234,44 +251,57 @@ class Ingestor:
             if row.thread_key not in threads:
                 fresh.setdefault(row.thread_key, []).append(row)
         created: set[int] = set()
+        answered: set[int] = set()
         if fresh:
             policy = self.policies.for_channel(source.channel)
-            values = []
+            values = {}
             for key, group in fresh.items():
                 first = min(group, key=lambda r: r.raw.posted_at)
-                warn_at, due_at = policy.deadlines(first.raw.posted_at)
-                values.append({
+                answer, waiting = _answers(group, first.raw.posted_at)
+                # Answered and nothing since: the first-response clock, settled. Else it runs from what still waits.
+                start = first.raw.posted_at if waiting is None else waiting
+                warn_at, due_at = policy.deadlines(start)
+                values[key] = {
                     "connector": source.name,
                     "channel": source.channel,
                     "external_id": key,
                     "customer_id": customers[first.customer_key],
                     "kind": str(first.raw.kind),
-                    "status": Status.NEW,
+                    "status": Status.NEW if waiting is not None else Status.REPLIED,
                     "priority": max(r.values["priority"] for r in group),
                     "opened_at": first.raw.posted_at,
                     "last_customer_at": max(r.raw.posted_at for r in group),
                     "cycle": 1,
-                    "clock_kind": ClockKind.FIRST_RESPONSE,
-                    "clock_start": first.raw.posted_at,
+                    "clock_kind": ClockKind.FIRST_RESPONSE if answer is None or waiting is None else ClockKind.NEXT_RESPONSE,
+                    "clock_start": start,
                     "warn_at": warn_at,
                     "due_at": due_at,
-                    "sla_stage": SlaStage.RUNNING,
+                    "sla_stage": SlaStage.STOPPED if waiting is None else _running(due_at, now, history),
+                    "responded_at": answer if waiting is None else None,
+                    "first_response_at": answer,
                     "updated_at": now,
-                })
+                }
             insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-            for row in await conn.execute(insert.returning(Thread.id, Thread.external_id), values):
+            for row in await conn.execute(insert.returning(Thread.id, Thread.external_id), list(values.values())):
                 created.add(row.id)
                 threads[row.external_id] = {"id": row.id}
+                stage = values[row.external_id]["sla_stage"]
+                if stage == SlaStage.STOPPED:
+                    answered.add(row.id)
+                    result.answered += 1
+                elif stage == SlaStage.BREACHED:
+                    result.overdue += 1
             # Threads another worker created since our lookup.
             raced = sorted(set(fresh) - set(threads))
             if raced:
                 threads.update(await _load_threads(conn, source.name, raced))
-        return threads, created
+        return threads, created, answered
 
     async def _reopen(
-        self, conn: AsyncConnection, source: Source, follow_ups: dict[int, list[_Row]], threads: dict[str, dict[str, Any]], now: datetime
+        self, conn: AsyncConnection, source: Source, follow_ups: dict[int, list[_Row]], threads: dict[str, dict[str, Any]],
+        now: datetime, history: bool,
     ) -> None:
-        """A follow-up joins its thread; after our reply it starts the next-response clock."""
+        """A follow-up joins its thread; after our reply it starts the next-response clock, unless the platform shows it answered."""
         by_id = {t["id"]: t for t in threads.values()}
         policy = self.policies.for_channel(source.channel)
         for thread_id, group in follow_ups.items():
@@ -281,9 +311,23 @@ class Ingestor:
                 "last_customer_at": max([thread["last_customer_at"], *(r.raw.posted_at for r in group)]),
                 "updated_at": now,
             }
-            if thread["sla_stage"] == SlaStage.STOPPED:
-                answered = max((t for t in (thread["responded_at"], thread["resolved_at"]) if t), default=thread["clock_start"])
-                start = max(min(r.raw.posted_at for r in group), answered)
+            stopped = thread["sla_stage"] == SlaStage.STOPPED
+            if stopped:
+                since = max((t for t in (thread["responded_at"], thread["resolved_at"]) if t), default=thread["clock_start"])
+            else:
+                since = thread["clock_start"]
+            answer, waiting = _answers(group, since)
+            earliest = min((r.raw.answered_at for r in group if r.raw.answered_at is not None), default=None)
+            if earliest is not None:
+                changes["first_response_at"] = sa.func.coalesce(Thread.first_response_at, earliest)
+                if not stopped and earliest < since:
+                    # An older part of the conversation, answered: what runs now waits for a next response.
+                    changes["clock_kind"] = ClockKind.NEXT_RESPONSE
+            if not stopped and answer is not None and waiting is None:
+                # Answered on the platform (outside this inbox) after everything the customer said: the clock stops.
+                changes.update(status=Status.REPLIED, responded_at=answer, sla_stage=SlaStage.STOPPED)
+            elif waiting is not None and (stopped or answer is not None):
+                start = max(waiting, since)
                 warn_at, due_at = policy.deadlines(start)
                 changes.update(
                     cycle=thread["cycle"] + 1,
@@ -291,7 +335,7 @@ class Ingestor:
                     clock_start=start,
                     warn_at=warn_at,
                     due_at=due_at,
-                    sla_stage=SlaStage.RUNNING,
+                    sla_stage=_running(due_at, now, history),
                     responded_at=None,
                     resolved_at=None,
                     status=Status.ASSIGNED if thread["assignee"] else Status.NEW,
@@ -363,6 +407,39 @@ def _clean_time(posted_at: datetime, now: datetime, external_id: str) -> datetim
         )
         return now
     return posted_at
+
+
+def _clean_answer(raw: RawItem, now: datetime) -> datetime | None:
+    """The time of the platform's answer in UTC, between the item's time and now; None (logged) when it is not a time."""
+    value = raw.answered_at
+    try:
+        if not isinstance(value, datetime):
+            raise TypeError(type(value).__name__)
+        value = (value.replace(tzinfo=UTC) if value.utcoffset() is None else value).astimezone(UTC)
+    except (TypeError, OverflowError) as exc:
+        log.warning(
+            "item %s: answered_at %r is not a usable time (%s); its clock runs", raw.external_id, value, exc,
+            extra={"external_id": raw.external_id},
+        )
+        return None
+    return min(max(value, raw.posted_at), now)
+
+
+def _answers(rows: Iterable[_Row], since: datetime) -> tuple[datetime | None, datetime | None]:
+    """(the platform's first answer at or after `since`, the oldest customer item after its last answer) of a thread's new items.
+
+    No answer: (None, oldest item). Everything answered: (first answer, None).
+    """
+    rows = list(rows)
+    answers = sorted(r.raw.answered_at for r in rows if r.raw.answered_at is not None and r.raw.answered_at >= since)
+    last = answers[-1] if answers else None
+    waiting = [r.raw.posted_at for r in rows if r.raw.answered_at is None and (last is None or r.raw.posted_at > last)]
+    return (answers[0] if answers else None), min(waiting, default=None)
+
+
+def _running(due_at: datetime, now: datetime, history: bool) -> SlaStage:
+    """A new running clock's stage: history whose deadline has passed is breached already, so the sweep says nothing."""
+    return SlaStage.BREACHED if history and due_at <= now else SlaStage.RUNNING
 
 
 def _handle_key(handle: str) -> str:

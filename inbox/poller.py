@@ -35,6 +35,13 @@ AUTH_RETRY = 900.0
 POLL_TIMEOUT = 300.0
 
 
+def backoff(failures: int, retry_after: float | None, jitter: Callable[[float, float], float] = random.uniform) -> float:
+    """Seconds to wait after `failures` transient failures in a row: exponential with jitter, never before the vendor's retry-after."""
+    # Jitter so many workers recovering from one outage do not retry in step.
+    ceiling = min(MAX_BACKOFF, 5.0 * 2 ** min(failures, 10))
+    return max(jitter(ceiling / 2, ceiling), retry_after or 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class PollResult:
     """What one poll did and when the next one should run."""
@@ -152,10 +159,7 @@ class Poller:
             raise PermanentError(f"saved cursor does not fit this connector: {exc.error_count()} problem(s)") from exc
 
     def _backoff(self, retry_after: float | None) -> float:
-        # Jitter so many workers recovering from one outage do not retry in step.
-        ceiling = min(MAX_BACKOFF, 5.0 * 2 ** min(self.failures, 10))
-        delay = self.jitter(ceiling / 2, ceiling)
-        return max(delay, retry_after or 0.0)
+        return backoff(self.failures, retry_after, self.jitter)
 
     async def _failed(
         self, kind: str, reason: str, stored: int, pages: int, *, retry_after: float | None = None, auth: bool = False

@@ -1,13 +1,16 @@
-"""Terminal rendering of the queue and of alerts (customer text always as plain Text, never markup)."""
+"""Terminal rendering of the queue, of alerts and of backfills (customer text always as plain Text, never markup)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from textwrap import shorten
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from inbox.backfill import BackfillProgress, describe
 from inbox.sla import SlaState
 from inbox.views import ThreadView
 
@@ -65,3 +68,63 @@ def print_queue(out: Console, views: Sequence[ThreadView]) -> None:
             suggestion,
         )
     out.print(table)
+
+
+class BackfillDisplay:
+    """A live line while a backfill runs: pages, items fetched, stored, already known and skipped, and any wait."""
+
+    def __init__(self, out: Console) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}", markup=False),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[counts]}", markup=False),
+            TimeElapsedColumn(),
+            console=out,
+        )
+        self.task: TaskID | None = None
+        self.last: BackfillProgress | None = None
+
+    def __enter__(self) -> BackfillDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, state: BackfillProgress) -> None:
+        """Redraw from the backfill's progress (its `report` callback)."""
+        self.last = state
+        counts = (
+            f"{state.pages} page(s) · {state.fetched} fetched · {state.stored} stored · "
+            f"{state.known} already known · {state.skipped} skipped"
+        )
+        if state.waiting:
+            counts += f" · retry {state.retries} in {state.waiting:.0f} s: {shorten(state.last_error or '', 100, placeholder='…')}"
+        description = f"{state.connector}: back to {state.horizon:%Y-%m-%d %H:%M} UTC"
+        if self.task is None:
+            self.task = self.progress.add_task(description, total=None, counts=counts)
+        else:
+            self.progress.update(self.task, description=description, counts=counts)
+
+
+def print_backfill(out: Console, state: BackfillProgress, *, finished: bool = True) -> None:
+    """The summary table of a backfill (or of what an interrupted one stored)."""
+    title = f"Backfill of {state.connector} ({state.type}), {describe(state.reach)} back" + ("" if finished else ": stopped early")
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("meaning", style="dim")
+    table.add_row("reached back to", f"{state.horizon:%Y-%m-%d %H:%M} UTC", "" if finished else "as asked; not every page was read")
+    table.add_row("pages", str(state.pages), "")
+    table.add_row("items fetched", str(state.fetched), "")
+    table.add_row("stored", Text(str(state.stored), style="bold green" if state.stored else ""), f"in {state.new_threads} new conversation(s)")
+    table.add_row("  already answered", str(state.answered), "conversations answered on the platform: clock stopped, not posted to Slack")
+    table.add_row("  past their deadline", str(state.overdue), "conversations shown as breached in the queue, without an alert to leads")
+    table.add_row("already known", str(state.known), "stored before (by inbox run or an earlier backfill); not stored again")
+    table.add_row("skipped", str(state.skipped), "the brand's own posts, reposts, items that could not be read")
+    if state.retries:
+        table.add_row("retries", str(state.retries), Text(shorten(state.last_error or "", 160, placeholder="…")))
+    out.print(table)
+    if state.note:
+        out.print(Text(f"Note: {state.note}.", style="yellow"))

@@ -151,6 +151,9 @@ def _status(view: ThreadView, outcome: Outcome) -> list[Block]:
         lines.append(f":bust_in_silhouette: Assigned to {user(view.assignee)}")
     if outcome.reply_text is not None and outcome.reply_at is not None:
         lines.append(f":outbox_tray: Replied by {user(outcome.reply_agent)} at {when(outcome.reply_at)}:")
+    elif view.status == Status.REPLIED and view.clock.responded_at is not None:
+        # No reply of ours: the platform showed the brand's answer (a reply from the vendor's dashboard).
+        lines.append(f":outbox_tray: Answered on {escape(channel_name(view.channel))} at {when(view.clock.responded_at)}, outside this inbox.")
     if lines:
         blocks.append({"type": "section", "text": mrkdwn("\n".join(lines))})
     if outcome.reply_text is not None and outcome.reply_at is not None:

@@ -105,7 +105,10 @@ async def test_the_documented_reviews_map_to_items(fake, connector_config):
     assert jane.posted_at == datetime(2015, 10, 1, 5, 20, 26, 713000, tzinfo=UTC)
     assert jane.url == "https://play.google.com/store/apps/details?id=com.acme.shop&reviewId=12345678"
     assert john.posted_at == datetime.fromtimestamp(141582134, UTC) + timedelta(microseconds=213000)
-    assert john.reply_to == {"review_id": "11223344", "language": "en"}
+    # The developer replied after John's (only) version: answered, with the reply kept because ours would replace it.
+    assert john.reply_to == {"review_id": "11223344", "language": "en", "existing_reply": "SHAPE-ONLY developer reply text"}
+    assert john.answered_at == datetime.fromtimestamp(1423101467, UTC) + timedelta(microseconds=813000)
+    assert jane.answered_at is None and "existing_reply" not in jane.reply_to
 
 
 async def test_an_edit_after_our_reply_is_a_follow_up_with_a_next_response_clock(fake, build, engine, clock):

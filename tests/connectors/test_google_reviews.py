@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -102,6 +102,27 @@ async def test_recorded_shape_maps_stars_rating_only_and_anonymous(fake, connect
     assert anonymous.author_handle == "anonymous:SHAPE-ONLY-review-2" and anonymous.author_name == "A Google user"
     assert anonymous.posted_at == datetime(2014, 10, 2, 15, 1, 23, 45123, tzinfo=UTC)  # created, not updated
     assert anonymous.reply_to == {"review_id": "SHAPE-ONLY-review-2", "existing_reply": "Thank you for visiting our business!"}
+    assert anonymous.answered_at == datetime(2014, 10, 3, 9, 0, tzinfo=UTC) and jane.answered_at is None
+
+
+async def test_a_review_answered_in_google_before_the_poll_is_stored_answered_not_waiting(fake, build, engine, clock):
+    answered = fake.add_review("Lovely staff", author="ines", rating=5, minutes_ago=300)
+    fake.add_existing_reply(answered.id, "Thank you, Ines!")
+    fake.reviews[answered.id].reply_at = clock.now - timedelta(minutes=240)
+    changed = fake.add_review("Slow service", author="jon", rating=2, minutes_ago=200)
+    fake.add_existing_reply(changed.id, "Sorry, Jon")
+    fake.reviews[changed.id].reply_at = clock.now - timedelta(minutes=190)
+    fake.edit(changed.id, "Slow service, and the reply did not help", minutes_ago=100)  # the customer wrote after the reply
+    inbox = build()
+    await inbox.pollers[NAME].poll_once()
+    async with engine.connect() as conn:
+        threads = {t.external_id: t for t in await conn.execute(sa.select(Thread))}
+    assert (threads[answered.id].status, threads[answered.id].sla_stage) == ("replied", SlaStage.STOPPED)
+    assert threads[answered.id].responded_at == clock.now - timedelta(minutes=240)
+    assert (threads[changed.id].status, threads[changed.id].sla_stage) == ("new", SlaStage.RUNNING)
+    items = await items_of(engine, NAME)
+    assert items[changed.id].reply_to["existing_reply"] == "Sorry, Jon"  # still noted: a reply from the inbox replaces it
+    assert (await inbox.sweep.run()).breached == [threads[changed.id].id]
 
 
 @pytest.mark.parametrize("stars", [1, 2, 3, 4, 5])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from inbox.connector import AuthError
 from inbox.connectors.trustpilot import TrustpilotConnector, TrustpilotSettings
+from inbox.models import SlaStage, Thread
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
@@ -145,11 +147,34 @@ async def test_a_reply_is_signed_by_the_business_user(fake, build, engine):
     assert fake.replies[-1].details == {"author": BUSINESS_USER_ID}
 
 
-async def test_a_review_answered_elsewhere_is_kept_with_a_note(fake, build, engine):
-    review = fake.add_review("Nice", rating=5)
+async def test_a_review_answered_elsewhere_is_kept_with_a_note_and_its_clock_stopped(fake, build, engine, clock):
+    review = fake.add_review("Nice", rating=5, minutes_ago=120)
     fake.add_existing_reply(review.id, "Thanks from the shop!")
-    await build().pollers[NAME].poll_once()
-    assert (await items_of(engine, NAME))[review.id].reply_to["existing_reply"] == "Thanks from the shop!"
+    fake.reviews[review.id].reply_at = clock.now - timedelta(minutes=90)
+    waiting = fake.add_review("Where is my parcel?", author="kim", rating=1, minutes_ago=100)
+    inbox = build()
+    await inbox.pollers[NAME].poll_once()
+    items = await items_of(engine, NAME)
+    assert items[review.id].reply_to["existing_reply"] == "Thanks from the shop!"
+    async with engine.connect() as conn:
+        threads = {t.id: t for t in await conn.execute(sa.select(Thread))}
+    answered = threads[items[review.id].thread_id]
+    assert (answered.status, answered.sla_stage, answered.responded_at) == ("replied", SlaStage.STOPPED, clock.now - timedelta(minutes=90))
+    # 100 minutes old and unanswered: breached; answered an hour after it was written: no alert, whatever its age.
+    assert (await inbox.sweep.run()).breached == [items[waiting.id].thread_id]
+
+
+async def test_a_company_reply_maps_to_the_time_it_was_written(fake, connector_config):
+    review = fake.add_review("Nice", rating=5, minutes_ago=60)
+    fake.add_existing_reply(review.id, "Thanks!")
+    fake.reviews[review.id].reply_at = fake.now - timedelta(minutes=30)
+    trustpilot = connector(connector_config)
+    try:
+        [item] = [i async for page in trustpilot.fetch(None) for i in page.items]
+    finally:
+        await trustpilot.close()
+    # Trustpilot writes whole seconds.
+    assert item.answered_at == (fake.now - timedelta(minutes=30)).replace(microsecond=0)
 
 
 async def test_the_password_grant_gets_a_token_once(fake, connector_config):

@@ -148,6 +148,34 @@ async def test_a_dm_arrives_and_is_answered_by_dm(fake: XFake, inbox_factory: An
         await connector.close()
 
 
+async def test_a_dm_the_brand_answered_on_x_is_marked_answered_even_across_pages(fake: XFake, inbox_factory: Any, engine: Any) -> None:
+    dana = fake.user("dana")
+    conversation = "-".join(sorted((TWEEPY_DEV["id"], dana["id"]), key=int))
+    answered = fake.add_dm("is the shop open on Sunday?", author="dana", minutes_ago=50)
+    fake.dm(TWEEPY_DEV["id"], conversation, "Yes, 10 to 4!", fake.now - timedelta(minutes=45))  # sent from the X app
+    waiting = fake.add_dm("and on Monday?", author="dana", minutes_ago=10)
+    others = [fake.add_dm(f"hello {n}", author=f"other{n}", minutes_ago=9 - n) for n in range(4)]
+    connector = XConnector(XSettings.model_validate(config(fake, page_size=5)))
+    try:
+        items, _, pages = await fetch_all(connector)
+    finally:
+        await connector.close()
+    by_id = {i.external_id: i for i in items}
+    assert pages == 3  # mentions, then DMs over two pages: the brand's DM on the first, the one it answers on the second
+    assert by_id[answered].answered_at == fake.now.replace(microsecond=0) - timedelta(minutes=45)
+    assert [by_id[i].answered_at for i in (waiting, *others)] == [None] * 5
+
+    inbox = inbox_factory(connectors=[config(fake, page_size=5)])
+    await inbox.pollers[NAME].poll_once()
+    async with engine.connect() as conn:
+        thread = (await conn.execute(sa.select(Thread).where(Thread.external_id == conversation))).one()
+    # The brand answered the first DM; the second waits, on the next-response clock.
+    assert (thread.status, thread.clock_kind, thread.clock_start) == ("new", "next_response", by_id[waiting].posted_at)
+    assert thread.first_response_at == by_id[answered].answered_at
+    for connector in inbox.connectors.values():
+        await connector.close()
+
+
 async def test_dms_take_long_replies_posts_do_not(fake: XFake, inbox_factory: Any, engine: Any) -> None:
     inbox = inbox_factory(connectors=[config(fake)])
     dm = fake.add_dm("how do I return this?", author="dana", minutes_ago=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -11,6 +12,8 @@ from pydantic import BaseModel
 from inbox.connector import Kind, RawItem
 from inbox.ingest import Source, load_cursor
 from inbox.models import Customer, Event, Item, SlaStage, Status, Thread
+from inbox.sla import SlaState
+from inbox.views import open_queue
 from tests.conftest import FakeClock
 
 SOURCE = Source(name="acme-x", channel="x", max_reply_chars=280, own_handles=frozenset({"acme"}))
@@ -167,3 +170,119 @@ async def test_null_bytes_and_lone_surrogates_in_any_field_never_fail_the_page(i
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(Item).where(Item.external_id != "plain"))).one()
     assert (row.external_id, row.text, row.author_handle) == ("idab?c", "ab?c", "hab?c")
+
+
+async def threads_by_key(engine) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        return {t.external_id: t for t in await conn.execute(sa.select(Thread))}
+
+
+async def announced(engine) -> list[tuple[str, str]]:
+    """(event kind, thread key) of every event, oldest first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(Event.kind, Thread.external_id).join(Thread, Thread.id == Event.thread_id).order_by(Event.id))
+        return [(kind, key) for kind, key in rows]
+
+
+async def test_an_item_the_platform_shows_answered_is_stored_with_its_clock_stopped(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    posted, answered = clock.now - timedelta(hours=3), clock.now - timedelta(hours=2)
+    result = await inbox.ingestor.ingest(SOURCE, [
+        item("review", clock, minutes_ago=180, answered_at=answered, author_handle="ann"),
+        item("open", clock, minutes_ago=180, author_handle="ben"),
+    ])
+    assert (result.stored, result.answered, result.overdue) == (2, 1, 0)
+    threads = await threads_by_key(engine)
+    review = threads["review"]
+    assert (review.status, review.sla_stage, review.clock_kind) == (Status.REPLIED, SlaStage.STOPPED, "first_response")
+    assert (review.clock_start, review.responded_at, review.first_response_at) == (posted, answered, answered)
+    assert (threads["open"].status, threads["open"].sla_stage) == (Status.NEW, SlaStage.RUNNING)
+    # A live poll still announces it (every new item reaches the triage channel), but the sweep never warns about it.
+    assert await announced(engine) == [("new_thread", "review"), ("new_thread", "open")]
+    swept = await inbox.sweep.run()
+    assert (swept.warned, swept.breached) == ([], [threads["open"].id])
+
+
+async def test_history_past_its_deadline_is_stored_breached_and_answered_history_is_not_announced(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    result = await inbox.ingestor.ingest(SOURCE, [
+        item("expired", clock, minutes_ago=600, author_handle="ann"),
+        item("answered", clock, minutes_ago=700, answered_at=clock.now - timedelta(minutes=650), author_handle="ben"),
+        item("late", clock, minutes_ago=25, author_handle="cat"),  # past its warning, not yet due
+        item("recent", clock, minutes_ago=2, author_handle="dan"),
+    ], history=True)
+    assert (result.stored, result.new_threads, result.answered, result.overdue) == (4, 4, 1, 1)
+    threads = await threads_by_key(engine)
+    assert {k: (t.status, t.sla_stage) for k, t in threads.items()} == {
+        "expired": (Status.NEW, SlaStage.BREACHED),  # open, shown as breached in the queue, nothing left to announce
+        "answered": (Status.REPLIED, SlaStage.STOPPED),
+        "late": (Status.NEW, SlaStage.RUNNING),
+        "recent": (Status.NEW, SlaStage.RUNNING),
+    }
+    # Unanswered history still reaches the triage channel (someone has to answer it); answered history does not.
+    assert sorted(await announced(engine)) == [("new_thread", "expired"), ("new_thread", "late"), ("new_thread", "recent")]
+    views = {v.thread_id: v for v in await open_queue(engine, inbox.policies, clock.now)}
+    assert views[threads["expired"].id].clock.state == SlaState.BREACHED and threads["answered"].id not in views
+
+    first = await inbox.sweep.run()
+    assert (first.warned, first.breached) == ([threads["late"].id], [])
+    clock.advance(minutes=20)
+    second = await inbox.sweep.run()
+    assert (second.warned, second.breached) == ([threads["recent"].id], [threads["late"].id])
+    clock.advance(minutes=10)
+    assert (await inbox.sweep.run()).breached == [threads["recent"].id]
+
+
+async def test_a_live_poll_still_announces_an_expired_clock(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    await inbox.ingestor.ingest(SOURCE, [item("expired", clock, minutes_ago=600)])
+    assert (await threads_by_key(engine))["expired"].sla_stage == SlaStage.RUNNING
+    assert len((await inbox.sweep.run()).breached) == 1
+
+
+async def test_an_answer_seen_with_later_messages_leaves_the_next_response_clock_running(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    await inbox.ingestor.ingest(SOURCE, [
+        item("a1", clock, minutes_ago=50, thread_id="dm-1", answered_at=clock.now - timedelta(minutes=45)),
+        item("a2", clock, minutes_ago=10, thread_id="dm-1"),
+    ])
+    thread = (await threads_by_key(engine))["dm-1"]
+    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (Status.NEW, SlaStage.RUNNING, 1, "next_response")
+    assert (thread.clock_start, thread.first_response_at, thread.responded_at) == (
+        clock.now - timedelta(minutes=10), clock.now - timedelta(minutes=45), None,
+    )
+
+
+async def test_a_follow_up_answered_on_the_platform_stops_the_running_clock(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+    await inbox.ingestor.ingest(SOURCE, [item("1", clock, minutes_ago=40, thread_id="dm-1")])
+    answer = clock.now - timedelta(minutes=5)
+    await inbox.ingestor.ingest(SOURCE, [item("2", clock, minutes_ago=8, thread_id="dm-1", answered_at=answer)])
+    thread = (await threads_by_key(engine))["dm-1"]
+    assert (thread.status, thread.sla_stage, thread.responded_at, thread.first_response_at) == (Status.REPLIED, SlaStage.STOPPED, answer, answer)
+    assert (thread.cycle, thread.clock_start) == (1, clock.now - timedelta(minutes=40))
+    # Answered after everything, a later item on the platform that is answered too does not reopen it.
+    await inbox.ingestor.ingest(SOURCE, [item("3", clock, minutes_ago=2, thread_id="dm-1", answered_at=clock.now - timedelta(minutes=1))])
+    assert (await threads_by_key(engine))["dm-1"].sla_stage == SlaStage.STOPPED
+    # An unanswered one does: the next-response clock starts at it.
+    await inbox.ingestor.ingest(SOURCE, [item("4", clock, minutes_ago=0.5, thread_id="dm-1")])
+    thread = (await threads_by_key(engine))["dm-1"]
+    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (Status.NEW, SlaStage.RUNNING, 2, "next_response")
+    assert (thread.clock_start, thread.first_response_at) == (clock.now - timedelta(minutes=0.5), answer)
+
+
+async def test_answer_times_are_read_as_utc_and_kept_between_the_post_and_now(inbox_factory, engine, clock, caplog):
+    inbox = inbox_factory()
+    naive = (clock.now - timedelta(minutes=20)).replace(tzinfo=None)
+    await inbox.ingestor.ingest(SOURCE, [
+        item("naive", clock, minutes_ago=30, answered_at=naive, author_handle="a"),
+        item("early", clock, minutes_ago=30, answered_at=clock.now - timedelta(days=1), author_handle="b"),
+        item("future", clock, minutes_ago=30, answered_at=clock.now + timedelta(days=1), author_handle="c"),
+        item("nonsense", clock, minutes_ago=30, answered_at="yesterday", author_handle="d"),
+    ])
+    threads = await threads_by_key(engine)
+    assert threads["naive"].responded_at == clock.now - timedelta(minutes=20)
+    assert threads["early"].responded_at == clock.now - timedelta(minutes=30)  # not before the customer wrote
+    assert threads["future"].responded_at == clock.now
+    assert (threads["nonsense"].sla_stage, threads["nonsense"].responded_at) == (SlaStage.RUNNING, None)
+    assert any("answered_at 'yesterday' is not a usable time" in r.getMessage() for r in caplog.records)

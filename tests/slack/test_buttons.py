@@ -6,8 +6,12 @@ import asyncio
 import json
 import time
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
+from inbox.connector import Kind, RawItem
+from inbox.ingest import Source
 from inbox.models import SlackMessage, Status, Thread
 from tests.slack import payloads
 from tests.slack.conftest import AGENT, TRIAGE, Harness
@@ -40,6 +44,17 @@ async def test_a_new_thread_is_posted_once_with_its_triage_and_four_buttons(harn
     assert "Where is my order" not in message["text"]  # the notification never carries the customer's words
     async with harness.inbox.engine.connect() as conn:
         assert (await conn.execute(sa.select(SlackMessage.ts))).scalar_one() == message["ts"]
+
+
+async def test_a_conversation_answered_on_the_platform_is_shown_answered_without_buttons(harness: Harness):
+    clock = harness.clock
+    review = RawItem("r1", "Lovely shop", clock.now - timedelta(hours=3), Kind.REVIEW, "Ann", rating=5,
+                     answered_at=clock.now - timedelta(hours=2))
+    await harness.inbox.ingestor.ingest(Source.of(harness.inbox.connectors["acme-x"]), [review])
+    await harness.dispatch()
+    [message] = harness.fake.posted(TRIAGE)
+    assert "Answered on X at" in texts(message) and "outside this inbox" in texts(message)
+    assert not any(b["type"] == "actions" for b in message["blocks"])  # nothing left to do
 
 
 async def test_click_to_reply_end_to_end(harness: Harness):

@@ -1,0 +1,348 @@
+"""SIGKILL at random points while 10,000 items flow in and replies go out: each item, Slack post and reply once.
+
+Real `inbox run` workers (one on SQLite, three sharing one PostgreSQL database) poll a local X, post to a
+local Slack and answer the Send clicks of an agent, while this test kills a random worker with SIGKILL
+every second or two and starts it again. Then it lets them settle and counts, on the store and at the fakes.
+The seed of the random kills is printed on failure (set INBOX_CRASH_SEED to replay it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+from inbox.db import create_engine
+from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
+from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
+from tests.conftest import PG_URL, STORES
+from tests.connectors.fakes.x import LIMITS, Window, XFake
+from tests.connectors.test_x import config as x_config
+from tests.slack import payloads
+from tests.slack.fake_slack import TOKEN, FakeSlack
+from tests.test_run_e2e import toml_table
+
+ROOT = Path(__file__).resolve().parents[1]
+ITEMS = 10_000
+CHOSEN = 300  # conversations the agent answers with one click (or two, on two workers at once)
+TRIAGE, LEADS = "CTRIAGE01", "CLEADS001"
+LEASE_SECONDS = 1  # short, so the test does not wait long for a dead worker's claims to run out
+SETTLE_SECONDS = 300
+
+
+@dataclass
+class Store:
+    """Where the workers keep their state, and how many of them share it."""
+
+    url: str
+    workers: int
+
+
+@pytest.fixture(params=STORES)
+async def crash_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        yield Store(f"sqlite:///{tmp_path / 'inbox.db'}", workers=1)
+        return
+    # `inbox run` takes a URL, not a schema: these workers get a database of their own.
+    assert PG_URL
+    name = f"crash_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield Store(make_url(PG_URL).set(database=name).render_as_string(hide_password=False), workers=3)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+class BusyX(XFake):
+    """The X fake with room for 10,000 customers, limits that a long poll storm does not spend, and a count
+    of every reply attempt (X itself refuses a duplicate reply with 403, which would hide a second attempt)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows = {name: Window(limit * 1000, limit * 1000) for name, limit in LIMITS.items()}
+        self.attempts: Counter[str] = Counter()
+        self._by_name = {u["username"]: u for u in self.users.values()}
+
+    def user(self, username: str) -> dict[str, str]:
+        if username not in self._by_name:
+            self._by_name[username] = super().user(username)
+        return self._by_name[username]
+
+    async def create_tweet(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.attempts[str((body.get("reply") or {}).get("in_reply_to_tweet_id"))] += 1
+        return await super().create_tweet(request)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Workers:
+    """The `inbox run` processes: started, killed with SIGKILL, started again."""
+
+    configs: list[Path]
+    ports: list[int]
+    logs: Path
+    processes: list[asyncio.subprocess.Process | None] = field(default_factory=list)
+    kills: int = 0
+
+    async def start(self, index: int) -> None:
+        log = (self.logs / f"worker-{index}.log").open("ab")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "inbox", "run", "--config", str(self.configs[index]), cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=log, env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
+        )
+        log.close()
+        while len(self.processes) <= index:
+            self.processes.append(None)
+        self.processes[index] = process
+
+    def alive(self) -> list[int]:
+        return [i for i, p in enumerate(self.processes) if p is not None and p.returncode is None]
+
+    async def kill(self, index: int) -> None:
+        process = self.processes[index]
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+            self.kills += 1
+
+    async def stop_all(self) -> list[int | None]:
+        for process in self.processes:
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        return [await p.wait() if p is not None else None for p in self.processes]
+
+    def tail(self, lines: int = 30) -> str:
+        out = []
+        for path in sorted(self.logs.glob("worker-*.log")):
+            text = path.read_text(errors="replace").splitlines()
+            out.append(f"--- {path.name} (last {lines} lines)\n" + "\n".join(text[-lines:]))
+        return "\n".join(out)
+
+
+def write_configs(folder: Path, store: Store, x: XFake, slack: FakeSlack) -> tuple[list[Path], list[int]]:
+    connector = {**x_config(x), "poll_seconds": 0.5, "first_poll_hours": 2}
+    configs, ports = [], []
+    for index in range(store.workers):
+        port = free_port()
+        text = (
+            f'[database]\nurl = "{store.url}"\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
+            f"[sla]\ncheck_seconds = 1\n"
+            f"[workers]\nlease_seconds = {LEASE_SECONDS}\n"
+            "[slack]\n" + toml_table({
+                "bot_token": TOKEN, "signing_secret": payloads.SECRET, "api_url": f"{slack.url}api/",
+                "triage_channel": TRIAGE, "leads_channel": LEADS,
+            })
+            + f"\n[[connectors]]\n{toml_table(connector)}"
+        )
+        path = folder / f"worker-{index}.toml"
+        path.write_text(text)
+        configs.append(path)
+        ports.append(port)
+    return configs, ports
+
+
+def triage_messages(slack: FakeSlack) -> list[dict[str, Any]]:
+    return [m for m in slack.posted(TRIAGE, in_thread=False) if (m.get("metadata") or {}).get("event_type") == THREAD_EVENT]
+
+
+def send_value(message: dict[str, Any]) -> str | None:
+    for block in message["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == SEND:
+                return str(element["value"])
+    return None
+
+
+async def flow_in(x: XFake, backlog: list[str]) -> list[str]:
+    """The rest of the 10,000 mentions over about ten seconds, each posted as it is written (ids grow with time)."""
+    posted = list(backlog)
+    batches = 20
+    for batch in range(batches):
+        x.now = datetime.now(UTC)
+        for _ in range((ITEMS - len(backlog)) // batches):
+            i = len(posted)
+            posted.append(x.add_customer_post(f"where is my order {i}?", author=f"customer{i}", minutes_ago=0.5))
+        await asyncio.sleep(0.5)
+    return posted
+
+
+def old_backlog(x: XFake) -> list[str]:
+    """Mentions already waiting when the workers start: 300 old enough for an SLA warning, 200 for a breach."""
+    x.now = datetime.now(UTC)
+    return [
+        x.add_customer_post(f"still waiting on order {i}", author=f"customer{i}", minutes_ago=40 if i < 200 else 25)
+        for i in range(500)
+    ]
+
+
+async def click_send(http: aiohttp.ClientSession, port: int, message: dict[str, Any], slack: FakeSlack) -> None:
+    value = send_value(message)
+    if value is None:
+        return
+    payload = payloads.block_action(SEND, value, user="UAGENT001", channel=TRIAGE, message_ts=message["ts"], response_url=slack.response_url())
+    body = payloads.form(payload)
+    try:
+        async with http.post(f"http://127.0.0.1:{port}/slack/events", data=body.encode(), headers=payloads.signed(body)) as response:
+            await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        pass  # a worker killed or not up yet: the agent clicks again if nothing happens
+
+
+async def agent(slack: FakeSlack, workers: Workers, engine: Any, rng: random.Random, chosen: set[int], done: asyncio.Event) -> None:
+    """Picks CHOSEN conversations as they appear in Slack and clicks Send, again if no reply shows up."""
+    clicked_at: dict[int, float] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while True:
+            by_thread = {m["metadata"]["event_payload"]["thread_id"]: m for m in triage_messages(slack)}
+            for thread in sorted(by_thread):
+                if len(chosen) < CHOSEN and thread not in chosen and rng.random() < 0.3:
+                    chosen.add(thread)
+            try:
+                async with engine.connect() as conn:
+                    sent = set((await conn.execute(sa.select(Reply.thread_id).where(Reply.status == ReplyStatus.SENT))).scalars())
+            except sa.exc.DBAPIError:  # the first worker is still creating the schema
+                await asyncio.sleep(0.3)
+                continue
+            waiting = [t for t in chosen if t not in sent and t in by_thread and time.monotonic() - clicked_at.get(t, 0) > 3]
+            if len(chosen) == CHOSEN and not (chosen - sent):
+                done.set()
+                return
+            clicks = []
+            for thread in waiting[:40]:
+                clicked_at[thread] = time.monotonic()
+                live = workers.alive() or [0]
+                # Sometimes two agents (or one impatient one) click at once, on two workers.
+                for port_index in rng.sample(live, k=min(len(live), 2 if rng.random() < 0.3 else 1)):
+                    clicks.append(click_send(http, workers.ports[port_index], by_thread[thread], slack))
+            await asyncio.gather(*clicks)
+            await asyncio.sleep(0.3)
+
+
+async def killer(workers: Workers, rng: random.Random, stop: asyncio.Event) -> None:
+    """A random worker dies by SIGKILL every 2 to 6 seconds and comes back up to a second later."""
+    while not stop.is_set():
+        await asyncio.sleep(rng.uniform(2.0, 6.0))
+        alive = workers.alive()
+        if not alive or stop.is_set():
+            continue
+        victim = rng.choice(alive)
+        await workers.kill(victim)
+        await asyncio.sleep(rng.uniform(0, 1.0))
+        await workers.start(victim)
+
+
+async def settled(engine: Any, slack: FakeSlack, chosen: set[int]) -> bool:
+    async with engine.connect() as conn:
+        items = (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one()
+        threads = (await conn.execute(sa.select(sa.func.count()).select_from(Thread))).scalar_one()
+        pending_events = (await conn.execute(sa.select(sa.func.count()).select_from(Event).where(Event.done_at.is_(None)))).scalar_one()
+        pending_replies = (await conn.execute(sa.select(sa.func.count()).select_from(Reply).where(Reply.status != ReplyStatus.SENT))).scalar_one()
+        # The sweep has caught up with every clock that ran out (each gets its alert event).
+        unswept = (await conn.execute(
+            sa.select(sa.func.count()).select_from(Thread).where(Thread.sla_stage < 2, Thread.due_at <= datetime.now(UTC))
+        )).scalar_one()
+    return items == ITEMS and pending_events == 0 and pending_replies == 0 and unswept == 0 and len(triage_messages(slack)) == threads
+
+
+async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(crash_store: Store, tmp_path: Path) -> None:
+    store = crash_store
+    seed = int(os.environ.get("INBOX_CRASH_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    x, slack = BusyX(), FakeSlack()
+    await x.start()
+    await slack.start()
+    configs, ports = write_configs(tmp_path, store, x, slack)
+    workers = Workers(configs, ports, tmp_path)
+    engine = create_engine(store.url)
+    chosen: set[int] = set()
+    try:
+        backlog = old_backlog(x)
+        for index in range(store.workers):
+            await workers.start(index)
+        stop_killing, answered = asyncio.Event(), asyncio.Event()
+        kills = asyncio.create_task(killer(workers, rng, stop_killing))
+        t0 = time.monotonic()
+        posted = await flow_in(x, backlog)
+        print("DBG flowed", time.monotonic() - t0, flush=True)
+        # The agent starts once the schema exists (the workers migrate it at start).
+        clicking = asyncio.create_task(agent(slack, workers, engine, rng, chosen, answered))
+        async with asyncio.timeout(SETTLE_SECONDS):
+            await answered.wait()
+            while workers.kills < 6:
+                await asyncio.sleep(0.5)
+        print("DBG answered", time.monotonic() - t0, workers.kills, len(triage_messages(slack)), flush=True)
+        stop_killing.set()
+        await kills
+        await clicking
+        for index in range(store.workers):
+            if index not in workers.alive():
+                await workers.start(index)
+        async with asyncio.timeout(SETTLE_SECONDS):
+            while not await settled(engine, slack, chosen):
+                await asyncio.sleep(0.5)
+        print("DBG settled", time.monotonic() - t0, flush=True)
+        codes = await workers.stop_all()
+    except BaseException:
+        await workers.stop_all()
+        print(f"seed {seed}, {workers.kills} kill(s)\n{workers.tail()}")
+        raise
+    finally:
+        await x.close()
+
+    try:
+        assert workers.kills >= 6
+        assert codes == [0] * store.workers, f"a worker did not stop cleanly on SIGTERM\n{workers.tail()}"
+        async with engine.connect() as conn:
+            stored = (await conn.execute(sa.select(Item.external_id))).scalars().all()
+            events = (await conn.execute(sa.select(Event.id, Event.kind, Event.thread_id))).all()
+            thread_ids = set((await conn.execute(sa.select(Thread.id))).scalars())
+            replied = (await conn.execute(sa.select(Item.external_id).join(Reply, Reply.item_id == Item.id))).scalars().all()
+        # Every item stored, once.
+        assert len(stored) == ITEMS and set(stored) == set(posted)
+        # Every conversation has one triage message; every alert, reply note and health notice one post.
+        messages = [m for channel in (TRIAGE, LEADS) for m in slack.posted(channel)]
+        triage = Counter(m["metadata"]["event_payload"]["thread_id"] for m in messages if m.get("metadata", {}).get("event_type") == THREAD_EVENT)
+        assert set(triage) == thread_ids and set(triage.values()) == {1}
+        posts = Counter(m["metadata"]["event_payload"]["event_id"] for m in messages if m.get("metadata", {}).get("event_type") == POST_EVENT)
+        announced = {EventKind.SLA_WARNING, EventKind.SLA_BREACH, EventKind.REPLIED, EventKind.CONNECTOR_HEALTH, EventKind.FOLLOW_UP}
+        assert set(posts) == {e.id for e in events if e.kind in announced} and set(posts.values()) <= {1}
+        alerts = Counter((e.kind, e.thread_id) for e in events if e.kind in (EventKind.SLA_WARNING, EventKind.SLA_BREACH))
+        assert alerts and set(alerts.values()) == {1}, "an SLA alert was recorded twice"
+        # Every chosen conversation answered on X exactly once, and nothing else answered.
+        assert len(chosen) == CHOSEN and len(replied) == CHOSEN
+        assert x.attempts == Counter({external_id: 1 for external_id in replied}), "a reply was sent twice (or never)"
+        assert len(x.replies) == CHOSEN
+    except AssertionError:
+        print(f"seed {seed}, {workers.kills} kill(s)\n{workers.tail()}")
+        raise
+    finally:
+        await slack.stop()
+        await engine.dispose()
