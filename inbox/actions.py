@@ -106,67 +106,69 @@ class Actions:
     async def recover(self, limit: int = 50) -> int:
         """Finish replies left pending by a crash or an unanswered send: look on the platform, send only if absent.
 
-        Each one is claimed first (`FOR UPDATE SKIP LOCKED`), so of several workers recovering at once one handles it.
+        Each one is claimed first (`FOR UPDATE SKIP LOCKED`), one at a time so that its claim outlasts the work on
+        it, and of several workers recovering at once only the claimant touches it.
         """
         done = 0
-        for row in await self._claim_leftovers(limit):
-            if row.connector not in self.connectors:
-                continue
-            with log_context(connector=row.connector, thread_id=row.thread_id, item_id=row.id, reply_id=row.reply_id):
-                target = _target(row, row.thread_key)
-                try:
-                    found = await self.connectors[row.connector].find_reply(target, row.reply_text)
-                except ConnectorError as exc:
-                    log.warning("cannot check whether reply %d went out: %s", row.reply_id, exc)
-                    continue
-                if found is not None:
-                    await self._mark_sent(row.reply_id, found)
-                    log.info("reply %d had been sent before a restart; marked sent", row.reply_id)
-                else:
-                    try:
-                        outcome = await self._send(row.reply_id, row.connector, target, row.reply_text)
-                    except ActionError:
-                        continue
-                    if outcome.status != "sent":
-                        continue
-                done += 1
+        for _ in range(limit):
+            row = await self._claim_leftover()
+            if row is None:
+                break
+            if row.connector in self.connectors:
+                with log_context(connector=row.connector, thread_id=row.thread_id, item_id=row.id, reply_id=row.reply_id):
+                    done += await self._recover(row)
         return done
 
-    async def _claim_leftovers(self, limit: int) -> list[Any]:
+    async def _recover(self, row: Any) -> bool:
+        target = _target(row, row.thread_key)
+        try:
+            async with asyncio.timeout(self.claim.total_seconds() / 4):
+                found = await self.connectors[row.connector].find_reply(target, row.reply_text)
+        except (TimeoutError, ConnectorError) as exc:
+            log.warning("cannot check whether reply %d went out: %s", row.reply_id, _reason(exc))
+            return False
+        if found is not None:
+            await self._mark_sent(row.reply_id, found)
+            log.info("reply %d had been sent before a restart; marked sent", row.reply_id)
+            return True
+        try:
+            outcome = await self._send(row.reply_id, row.connector, target, row.reply_text)
+        except ActionError:
+            return False
+        return outcome.status == "sent"
+
+    async def _claim_leftover(self) -> Any:
         now = self.clock()
         pending = Reply.__table__.alias("pending")
-        leftovers = (
+        leftover = (
             sa.select(pending.c.id)
             .where(
                 pending.c.status == ReplyStatus.PENDING,
                 sa.or_(pending.c.claimed_until.is_(None), pending.c.claimed_until < now),
             )
             .order_by(pending.c.id)
-            .limit(limit)
+            .limit(1)
             .with_for_update(skip_locked=True)
         )
         async with self.engine.begin() as conn:
-            ids = (
+            reply_id = (
                 await conn.execute(
                     sa.update(Reply)
-                    .where(Reply.id.in_(leftovers.scalar_subquery()))
+                    .where(Reply.id.in_(leftover.scalar_subquery()))
                     .values(**self._claim_values(now))
                     .returning(Reply.id)
                 )
-            ).scalars().all()
-            if not ids:
-                return []
-            return list(
-                (
-                    await conn.execute(
-                        sa.select(Reply.id.label("reply_id"), Reply.text.label("reply_text"), Thread.external_id.label("thread_key"), Item)
-                        .join(Thread, Thread.id == Reply.thread_id)
-                        .join(Item, Item.id == Reply.item_id)
-                        .where(Reply.id.in_(ids))
-                        .order_by(Reply.id)
-                    )
-                ).all()
-            )
+            ).scalar_one_or_none()
+            if reply_id is None:
+                return None
+            return (
+                await conn.execute(
+                    sa.select(Reply.id.label("reply_id"), Reply.text.label("reply_text"), Thread.external_id.label("thread_key"), Item)
+                    .join(Thread, Thread.id == Reply.thread_id)
+                    .join(Item, Item.id == Reply.item_id)
+                    .where(Reply.id == reply_id)
+                )
+            ).one()
 
     def _claim_values(self, now: datetime) -> dict[str, Any]:
         return {"claimed_by": self.worker, "claimed_until": now + self.claim}
@@ -180,13 +182,17 @@ class Actions:
     @log_fields(connector="connector_name", reply_id="reply_id")
     async def _send(self, reply_id: int, connector_name: str, target: ReplyTarget, text: str) -> ReplyOutcome:
         connector = self._connector(connector_name)
+        if not await self._still_ours(reply_id):
+            # This worker stalled past its claim and another one took the reply over: only the claimant sends.
+            log.warning("reply %d was taken over by another worker; not sent from here", reply_id)
+            return ReplyOutcome("duplicate", reply_id)
         try:
             async with asyncio.timeout(self.claim.total_seconds() / 2):
                 sent = await connector.reply(target, text)
         except (TimeoutError, ConnectorError) as exc:
             if _may_have_arrived(exc):
                 # No answer is not a refusal: the reply may be on the platform. Recovery looks there before resending.
-                log.warning("no answer to reply %d (%s); it is checked on the platform before any resend", reply_id, exc or "timeout")
+                log.warning("no answer to reply %d (%s); it is checked on the platform before any resend", reply_id, _reason(exc))
                 await self._release(reply_id)
                 return ReplyOutcome("unknown", reply_id)
             await self._mark_failed(reply_id, str(exc))
@@ -194,6 +200,17 @@ class Actions:
             raise ActionError(f"{connector.channel} refused the reply: {exc}{hint}") from exc
         await self._mark_sent(reply_id, sent)
         return ReplyOutcome("sent", reply_id, sent.external_id, sent.url)
+
+    async def _still_ours(self, reply_id: int) -> bool:
+        """Renew this worker's claim on a pending reply right before sending it; False if it is no longer ours."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            renewed = await conn.execute(
+                sa.update(Reply)
+                .where(Reply.id == reply_id, Reply.status == ReplyStatus.PENDING, Reply.claimed_by == self.worker)
+                .values(claimed_until=now + self.claim)
+            )
+        return bool(renewed.rowcount)
 
     async def _release(self, reply_id: int) -> None:
         async with self.engine.begin() as conn:
@@ -278,6 +295,10 @@ async def _thread(conn: AsyncConnection, thread_id: int) -> Any:
 async def _latest_item(conn: AsyncConnection, thread_id: int) -> Any:
     query = sa.select(Item).where(Item.thread_id == thread_id).order_by(Item.posted_at.desc(), Item.id.desc()).limit(1)
     return (await conn.execute(query)).one()
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _may_have_arrived(exc: BaseException) -> bool:

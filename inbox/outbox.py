@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inbox.logs import log_context, log_fields
 from inbox.models import Event, EventKind, utcnow
 from inbox.sla import SlaPolicies
-from inbox.views import ThreadView, thread_view
+from inbox.sqlutil import chunks
+from inbox.views import ThreadView, thread_views
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,18 @@ class Outbox:
             batch = await self._claim(limit)
             if not batch:
                 break
+            views = await thread_views(self.engine, self.policies, [e.thread_id for e in batch if e.thread_id], self.clock())
             slots = asyncio.Semaphore(self.concurrency)
 
             async def deliver(event: Any) -> bool:
                 async with slots:
-                    return await self._deliver(event)
+                    return await self._deliver(event, views.get(event.thread_id) if event.thread_id else None)
 
             # The batch holds at most one event per conversation, so they may go out side by side.
-            done += sum(await asyncio.gather(*(deliver(e) for e in batch)))
+            delivered = await asyncio.gather(*(deliver(e) for e in batch))
+            # Marked done together: after a crash before this, the notifiers' own records stop a second post.
+            await self._done([e.id for e, ok in zip(batch, delivered, strict=True) if ok])
+            done += sum(delivered)
         return done
 
     async def _claim(self, limit: int) -> list[Any]:
@@ -149,13 +154,11 @@ class Outbox:
             return sorted(claimed.all(), key=lambda e: e.id)
 
     @log_fields(event_id="event.id", thread_id="event.thread_id", item_id="event.item_id")
-    async def _deliver(self, event: Any) -> bool:
-        now = self.clock()
-        if now >= event.claimed_until - self.claim / 2:
+    async def _deliver(self, event: Any, thread: ThreadView | None) -> bool:
+        if self.clock() >= event.claimed_until - self.claim / 2:
             # Too little of the claim is left for a slow Slack call: hand the event back untouched.
             await self._finish(event.id, claimed_by=None, claimed_until=None)
             return False
-        thread = await thread_view(self.engine, self.policies, event.thread_id, now) if event.thread_id else None
         notice = Notice(event.id, EventKind(event.kind), event.payload or {}, event.created_at, thread)
         with log_context(connector=thread.connector if thread else notice.payload.get("connector")):
             try:
@@ -165,8 +168,18 @@ class Outbox:
             except Exception as exc:  # noqa: BLE001 - a notifier's failure must not lose the event
                 await self._retry_later(event.id, event.attempts + 1, exc)
                 return False
-        await self._finish(event.id, done_at=self.clock(), claimed_by=None, claimed_until=None)
         return True
+
+    async def _done(self, event_ids: list[int]) -> None:
+        if not event_ids:
+            return
+        async with self.engine.begin() as conn:
+            for part in chunks(event_ids):
+                await conn.execute(
+                    sa.update(Event)
+                    .where(Event.id.in_(part), Event.claimed_by == self.worker)
+                    .values(done_at=self.clock(), claimed_by=None, claimed_until=None)
+                )
 
     async def _finish(self, event_id: int, **values: Any) -> None:
         # Only while this worker's claim holds: after it ran out, the event is another worker's.

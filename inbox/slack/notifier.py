@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 _CERTAIN = frozenset({200, 400, 401, 403, 404, 429})
 _ESCALATIONS = (EventKind.SLA_WARNING, EventKind.SLA_BREACH)
 # Slack's clock and ours may differ a little; a lost post is looked for this much either side of its window.
-_SKEW = timedelta(minutes=1)
-_MAX_PAGES = 20
+_SKEW = timedelta(seconds=10)
+_PAGE = 999  # Slack's largest page of history
+_MAX_PAGES = 50
 
 
 class InFlight(Exception):
@@ -159,7 +160,7 @@ class SlackNotifier:
             "latest": f"{(since + self.in_flight + _SKEW).timestamp():.6f}",
             "inclusive": True,
             "include_all_metadata": True,
-            "limit": 200,
+            "limit": _PAGE,
         }
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
@@ -174,8 +175,8 @@ class SlackNotifier:
             cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
             if not answer.get("has_more") or cursor is None:
                 return None
-        log.warning("Slack: %s %s not found in %d pages of %s; treating it as not posted", field, key, _MAX_PAGES, channel)
-        return None
+        # Not knowing is not "not posted": posting again could make a second copy. The outbox retries later.
+        raise InFlight(f"{field} {key}: {_MAX_PAGES} pages of {channel} read without reaching the end of the window")
 
     async def _health(self, notice: Notice) -> None:
         payload = notice.payload
@@ -200,6 +201,8 @@ class SlackNotifier:
             await self.log.notify(notice)
 
     async def _outcome(self, view: ThreadView) -> blocks.Outcome:
+        if view.status not in (Status.REPLIED, Status.RESOLVED):
+            return blocks.Outcome()  # an open conversation shows no outcome yet: nothing to look up
         async with self.engine.connect() as conn:
             reply = (
                 await conn.execute(

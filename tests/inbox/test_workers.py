@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from inbox.actions import ActionError
+from inbox.actions import ActionError, _target
 from inbox.connector import TransientError
 from inbox.ingest import load_cursor
 from inbox.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
@@ -212,6 +212,19 @@ async def test_workers_recovering_at_once_send_each_left_over_reply_once(inbox_f
     recovered = await asyncio.gather(one.actions.recover(limit=4), two.actions.recover(limit=4), one.actions.recover(), two.actions.recover())
     assert sum(recovered) == 12
     assert Counter(r["in_reply_to"] for r in replies(tmp_path)) == {str(i): 1 for i in range(12)}
+
+
+async def test_a_worker_that_stalled_past_its_claim_does_not_send_what_another_took_over(inbox_factory, engine, clock, tmp_path):
+    config = {"connectors": [jsonl_connector(tmp_path)]}
+    stalled, other = inbox_factory(**config), inbox_factory(**config)
+    stalled.actions.worker, other.actions.worker = "stalled", "other"
+    await _pending_replies(stalled, clock, 1)
+    row = await stalled.actions._claim_leftover()
+    clock.advance(seconds=stalled.actions.claim.total_seconds() + 1)  # the stalled worker's claim runs out
+    assert await other.actions.recover() == 1
+    outcome = await stalled.actions._send(row.reply_id, row.connector, _target(row, row.thread_key), row.reply_text)
+    assert outcome.status == "duplicate"
+    assert [r["text"] for r in replies(tmp_path)] == ["reply 0"]
 
 
 async def test_a_reply_being_sent_is_not_recovered_by_another_worker(inbox_factory, engine, clock, tmp_path):

@@ -70,12 +70,12 @@ async def test_a_lost_post_is_found_in_a_busy_channel_past_the_first_page(harnes
     harness.fake.fail("chat.postMessage", Fault(500, {"ok": False, "error": "internal_error"}, happen=True))
     await harness.customer_says("1")
     assert await harness.dispatch() == 0
-    for n in range(450):  # people and other apps keep posting in the triage channel
+    for n in range(2100):  # people and other apps keep posting in the triage channel
         harness.fake._chat_postMessage({"channel": TRIAGE, "text": f"someone else's message {n}"})
     harness.clock.advance(seconds=10)
     assert await harness.dispatch() == 1
     assert len([m for m in harness.fake.posted(TRIAGE) if m.get("metadata")]) == 1
-    assert len(harness.fake.called("conversations.history")) == 3  # 200 + 200 + the page holding ours
+    assert len(harness.fake.called("conversations.history")) == 3  # 999 + 999 + the page holding ours
 
 
 async def test_a_dropped_connection_is_retried_by_the_client(harness: Harness):
