@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from inbox.connector import PermanentError
 from inbox.ingest import Source
 from inbox.logs import log_context
-from inbox.models import ConnectorHealth, SlaStage, Status, Thread
+from inbox.models import ConnectorHealth, ConnectorLease, SlaStage, Status, Thread, Worker
 
 if TYPE_CHECKING:
     from inbox.service import Inbox
@@ -65,6 +66,13 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         async with inbox.engine.connect() as conn:
             rows = {r.connector: r for r in await conn.execute(sa.select(ConnectorHealth))}
+            now = inbox.clock()
+            leases = {
+                r.connector: r.worker
+                for r in await conn.execute(sa.select(ConnectorLease.connector, ConnectorLease.worker).where(ConnectorLease.expires_at > now))
+            }
+            alive = now - timedelta(seconds=inbox.settings.workers.lease_seconds)
+            workers = sorted((await conn.execute(sa.select(Worker.id).where(Worker.seen_at > alive))).scalars())
     except (SQLAlchemyError, OSError) as exc:
         log.error("healthz: store unreachable: %s", exc)
         return web.json_response({"status": "down", "database": "unreachable"}, status=503)
@@ -78,10 +86,14 @@ async def healthz(request: web.Request) -> web.Response:
             "failures": row.failures if row else 0,
             "last_ok_at": row.last_ok_at.isoformat() if row and row.last_ok_at else None,
             "polled": row is not None or connector.pushes,
+            "polled_by": leases.get(name),  # the worker whose lease on it holds now
         }
     unhealthy = sorted(name for name, c in connectors.items() if not c["healthy"])
     return web.json_response(
-        {"status": "degraded" if unhealthy else "ok", "database": "ok", "unhealthy": unhealthy, "connectors": connectors}
+        {
+            "status": "degraded" if unhealthy else "ok", "database": "ok", "unhealthy": unhealthy,
+            "worker": inbox.worker, "workers": workers, "connectors": connectors,
+        }
     )
 
 

@@ -20,7 +20,7 @@ from inbox.settings import Settings
 from inbox.connector import Connector
 from inbox.db import create_engine, migrate
 from inbox.ingest import Ingestor
-from inbox.logs import SECRETS
+from inbox.logs import SECRETS, log_context
 from inbox.metrics import Metrics
 from inbox.models import utcnow
 from inbox.outbox import LogNotifier, Notifier, Outbox
@@ -235,11 +235,17 @@ class Runner:
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the service until SIGTERM/SIGINT (or `stop`), then finish in-flight work."""
+    inbox = await Inbox.open(settings)
+    # Several workers may share one store and one log shipper: each line says which worker wrote it.
+    with log_context(worker=inbox.worker):
+        await _serve(inbox, ready, stop or asyncio.Event())
+
+
+async def _serve(inbox: Inbox, ready: asyncio.Event | None, stop: asyncio.Event) -> None:
     from inbox.server import start_server
 
-    inbox = await Inbox.open(settings)
+    settings = inbox.settings
     runner = Runner(inbox)
-    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with suppress(NotImplementedError, RuntimeError):
@@ -249,8 +255,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
         await inbox.slack.start()
     await runner.start()
     log.info(
-        "inbox running: %d connector(s), Slack %s, listening on %s:%d",
-        len(inbox.connectors), "on" if settings.slack.enabled else "off (escalations go to this log)",
+        "inbox running as worker %s: %d connector(s), Slack %s, listening on %s:%d",
+        inbox.worker, len(inbox.connectors), "on" if settings.slack.enabled else "off (escalations go to this log)",
         settings.server.host, site.port,
     )
     if ready is not None:

@@ -98,6 +98,8 @@ def test_run_without_slack_polls_logs_escalations_and_exits_0_on_sigterm(tmp_pat
     assert process.returncode == 0, log
     breach = json.loads(next(line for line in lines if "SLA BREACH" in line))
     assert breach["level"] == "warning" and "@bob" in breach["message"] and "assignee: nobody" in breach["message"]
+    # Each line names the worker that wrote it (several may share a log shipper) and what it is about.
+    assert breach["worker"].split(":")[1] == str(process.pid) and breach["connector"] == "feed" and breach["thread_id"] == 1
     assert "stopping: finishing in-flight work" in log
     queue = inbox("queue", "--config", str(config))
     assert "bob" in queue.stdout and "breached" in queue.stdout

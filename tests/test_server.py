@@ -20,6 +20,7 @@ from inbox.db import create_engine, migrate
 from inbox.server import start_server
 from inbox.service import Inbox
 from inbox.views import open_queue
+from inbox.workers import Leases
 from tests.conftest import FakeClock, make_settings
 from tests.inbox.test_logs import Captured, json_log  # noqa: F401 - json_log is a fixture
 
@@ -83,6 +84,23 @@ async def test_healthz_lists_the_unhealthy_connectors_and_why(inbox: Inbox, tmp_
     feed = health["connectors"]["feed"]
     assert (feed["healthy"], feed["reason"], feed["polled"]) == (True, None, True) and feed["last_ok_at"]
     assert health["connectors"]["shop"]["healthy"] is True and health["connectors"]["shop"]["polled"] is True
+
+
+async def test_healthz_says_which_worker_polls_each_connector(inbox: Inbox, clock: FakeClock):
+    mine = Leases(inbox.engine, inbox.worker, ["feed", "acme-mastodon"], seconds=30, clock=clock)
+    other = Leases(inbox.engine, "other-host:1:abcdef", ["feed", "acme-mastodon"], seconds=30, clock=clock)
+    for _ in range(2):
+        await mine.refresh()
+        await other.refresh()
+    status, body = await get(inbox, "/healthz")
+    health = json.loads(body)
+    assert health["worker"] == inbox.worker and health["workers"] == sorted([inbox.worker, "other-host:1:abcdef"])
+    holders = {name: health["connectors"][name]["polled_by"] for name in ("feed", "acme-mastodon")}
+    assert sorted(holders.values()) == sorted([inbox.worker, "other-host:1:abcdef"])  # one each
+    assert health["connectors"]["shop"]["polled_by"] is None  # pushed: any worker takes it
+    clock.advance(seconds=31)  # both stopped renewing: nobody holds a lease, nobody counts as alive
+    health = json.loads((await get(inbox, "/healthz"))[1])
+    assert health["workers"] == [] and {c["polled_by"] for c in health["connectors"].values()} == {None}
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
