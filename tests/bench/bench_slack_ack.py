@@ -31,8 +31,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.slack import payloads  # noqa: E402
-from tests.slack.fake_slack import TOKEN, FakeSlack  # noqa: E402
+from inbox.fakes import slack_payloads as payloads  # noqa: E402
+from inbox.fakes.slack import TOKEN, FakeSlack  # noqa: E402
 
 TRIAGE, LEADS = "CTRIAGE01", "CLEADS001"
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "slack"
+# Copied from the shared fixture set with their source note (data/slack/SOURCE.md), so an installed package has them.
+FIXTURES = Path(__file__).resolve().parent / "data" / "slack"
 TOKEN = "xoxb-test-token"
 TEAM = "T12345678"
 BOT_USER = "UBOT0001"
