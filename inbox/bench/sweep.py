@@ -195,7 +195,7 @@ async def generate(engine: AsyncEngine, count: int, start: datetime, console: Co
             "first_seen_at": at("0"), "last_seen_at": at("0"),
         }),
         ("thread", count, {
-            "id": "i", "connector": f"'bench-' || (i % 10)", "channel": "'x'", "external_id": "'t' || i",
+            "id": "i", "connector": "'bench-' || (i % 10)", "channel": "'x'", "external_id": "'t' || i",
             "customer_id": f"1 + i % {customers}", "kind": "'mention'",
             "status": f"CASE WHEN {is_open} THEN 'new' ELSE 'replied' END", "assignee": "NULL", "priority": "1",
             "opened_at": at("0"), "last_customer_at": at("0"), "cycle": "1", "clock_kind": "'first_response'",
@@ -206,7 +206,7 @@ async def generate(engine: AsyncEngine, count: int, start: datetime, console: Co
             "resolved_at": "NULL", "updated_at": at("0"),
         }),
         ("item", count, {
-            "id": "i", "connector": f"'bench-' || (i % 10)", "channel": "'x'", "external_id": "'i' || i",
+            "id": "i", "connector": "'bench-' || (i % 10)", "channel": "'x'", "external_id": "'i' || i",
             "thread_id": "i", "customer_id": f"1 + i % {customers}", "kind": "'mention'",
             "author_handle": f"'user' || (1 + i % {customers})", "author_name": "NULL",
             "text": "'Where is my order ' || i || '? It should have been here on Monday.'", "url": "NULL",

@@ -35,6 +35,7 @@ class Call:
     args: dict[str, Any]
     status: int = 200
     ok: bool = True
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock, comparable across processes)
 
 
 @dataclass
