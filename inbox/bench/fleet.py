@@ -13,10 +13,12 @@ import asyncio
 import json
 import os
 import random
+import re
 import resource
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +38,7 @@ POLL_SECONDS = 15.0  # a quarter of the default: four rounds of 1,000 polls a mi
 POSTS_PER_SECOND = 20.0
 TICK = 0.010
 LAG_GOAL_MS, RSS_GOAL_MB = 50.0, 300.0
+STOPPING = "bench: measured; stopping the Runner"
 
 
 class Fleet:
@@ -123,14 +126,16 @@ async def run(url: str, *, quick: bool, console: Console, connectors: int | None
                 out, _ = await process.communicate()
             poster.cancel()
             await fleet.stop()
-            problems = [line for line in log.read_text(errors="replace").splitlines() if "WARNING" in line or "ERROR" in line]
+            during, _, after = log.read_text(errors="replace").partition(STOPPING)
+            problems, at_stop = _problems(during), _problems(after)
             if process.returncode != 0:
                 raise RuntimeError(f"the connectors' process failed ({process.returncode}): {log.read_text()[-2000:]}")
     result = ChildResult(**json.loads(out.decode().strip().splitlines()[-1]))
-    return _report(result, count, seconds, poll_seconds, fleet, problems)
+    return _report(result, count, seconds, poll_seconds, fleet, problems, at_stop)
 
 
-def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fleet: Fleet, problems: list[str]) -> Report:
+def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fleet: Fleet, problems: list[str],
+            at_stop: list[str]) -> Report:
     p99 = percentile(r.lags, 99)
     what = f"{count:,} connectors"
     report = Report()
@@ -149,9 +154,30 @@ def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fle
     report.note(f"connectors: lag p99 during the first poll round ({poll_seconds:g} s) {percentile(r.first_round_lags, 99):.1f} ms; "
                 f"RSS {r.start_rss:.0f} MB with Python and the inbox loaded, {r.idle_rss:.0f} MB once built and idle, "
                 f"peak {r.peak_rss:.0f} MB; up to {r.peak_fds:,} open file descriptors; building the inbox took {r.build_seconds:.1f} s")
-    for line in problems[:3]:
-        report.note(f"connectors: log: {line[:200]}")
+    for line, times in _kinds(problems).most_common(3):
+        report.note(f"connectors: {times} log line(s) like: {line[:300]}")
+    for line, times in _kinds(at_stop).most_common(2):
+        report.note(f"connectors: while the Runner stopped, {times} log line(s) like: {line[:300]}")
     return report
+
+
+def _problems(log: str) -> list[str]:
+    """The child's warning and error lines, each with the exception that ended its traceback, if any."""
+    problems: list[str] = []
+    for line in log.splitlines():
+        if line.startswith(("WARNING", "ERROR", "CRITICAL")):
+            problems.append(line)
+        elif problems and line.strip() and not line.startswith((" ", "Traceback", "During handling", "The above")):
+            problems[-1] = f"{problems[-1].split(' -> ')[0]} -> {line.strip()}"
+    return problems
+
+
+def _kinds(lines: list[str]) -> Counter[str]:
+    """Log lines counted by what they say, times and numbers aside."""
+    kinds: Counter[str] = Counter()
+    for line in lines:
+        kinds[re.sub(r"\d+", "N", line)] += 1
+    return kinds
 
 
 # ---------------------------------------------------------------------------------------------------- the child
@@ -242,6 +268,7 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     result.first_round_lags = ticker.lags(start, start + params["poll_seconds"])
     result.peak_rss = max(ticker.peak_rss, _peak_rss_mb())
     result.peak_fds = ticker.peak_fds
+    print(STOPPING, file=sys.stderr, flush=True)
     await runner.stop(grace=30)
     async with inbox.engine.connect() as conn:
         result.items = (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one()
