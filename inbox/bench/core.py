@@ -170,16 +170,24 @@ def open_child_store(**kwargs: Any) -> AsyncEngine:
 @asynccontextmanager
 async def scratch_store(url: str, label: str) -> AsyncIterator[Scratch]:
     """A scratch store beside the user's: a schema on their PostgreSQL, a file in a folder next to their SQLite file."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        folder = Path(tempfile.mkdtemp(prefix=f".inbox-bench-{label}-", dir=_folder_beside(parsed.database)))
-        scratch = Scratch(f"sqlite:///{folder / 'bench.db'}", None)
+    async with _scratch_space(url, label) as scratch:
         try:
             await migrate(scratch.engine())
             yield scratch
         finally:
             for engine in scratch.engines:
                 await engine.dispose()
+
+
+@asynccontextmanager
+async def _scratch_space(url: str, label: str) -> AsyncIterator[Scratch]:
+    """Where a scratch store lives, made and removed: a temporary folder (SQLite) or schema (PostgreSQL)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        folder = Path(tempfile.mkdtemp(prefix=f".inbox-bench-{label}-", dir=_folder_beside(parsed.database)))
+        try:
+            yield Scratch(f"sqlite:///{folder / 'bench.db'}", None)
+        finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
     schema = f"inbox_bench_{label}_{uuid.uuid4().hex[:8]}"
@@ -187,13 +195,9 @@ async def scratch_store(url: str, label: str) -> AsyncIterator[Scratch]:
     try:
         async with admin.begin() as conn:
             await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        scratch = Scratch(url, schema)
         try:
-            await migrate(scratch.engine())
-            yield scratch
+            yield Scratch(url, schema)
         finally:
-            for engine in scratch.engines:
-                await engine.dispose()
             async with admin.begin() as conn:
                 await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     finally:

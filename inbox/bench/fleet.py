@@ -98,6 +98,8 @@ class ChildResult:
     idle_rss: float = 0.0
     peak_rss: float = 0.0
     start_rss: float = 0.0
+    built_rss: float = 0.0
+    pending_events: int = 0
     peak_fds: int = 0
     items: int = 0
     unhealthy: int = 0
@@ -151,9 +153,12 @@ def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fle
                 f"{IDLE_SECONDS:g} s idle baseline; {fleet.polls:,} polls answered, {fleet.posts:,} mentions appeared, "
                 f"{r.items:,} items stored, {r.unhealthy} connector(s) unhealthy at the end, "
                 f"{len(problems)} warning/error log line(s)")
-    report.note(f"connectors: lag p99 during the first poll round ({poll_seconds:g} s) {percentile(r.first_round_lags, 99):.1f} ms; "
-                f"RSS {r.start_rss:.0f} MB with Python and the inbox loaded, {r.idle_rss:.0f} MB once built and idle, "
-                f"peak {r.peak_rss:.0f} MB; up to {r.peak_fds:,} open file descriptors; building the inbox took {r.build_seconds:.1f} s")
+    report.note(f"connectors: {r.pending_events:,} outbox event(s) still undelivered when the Runner stopped; lag p99 during "
+                f"the first poll round ({poll_seconds:g} s) {percentile(r.first_round_lags, 99):.1f} ms; up to {r.peak_fds:,} open "
+                f"file descriptors; building the inbox took {r.build_seconds:.1f} s")
+    report.note(f"connectors: resident memory {r.start_rss:.0f} MB with Python and the code loaded, {r.built_rss:.0f} MB with the "
+                f"inbox built, {r.idle_rss:.0f} MB once triage has loaded its language models (the baseline), "
+                f"peak {r.peak_rss:.0f} MB while polling")
     for line, times in _kinds(problems).most_common(3):
         report.note(f"connectors: {times} log line(s) like: {line[:300]}")
     for line, times in _kinds(at_stop).most_common(2):
@@ -234,7 +239,7 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     import sqlalchemy as sa
 
     from inbox.bench.core import open_child_store
-    from inbox.models import ConnectorHealth, Item
+    from inbox.models import ConnectorHealth, Event, Item
     from inbox.service import Inbox, Runner
     from inbox.settings import parse_config
 
@@ -247,7 +252,10 @@ async def _child(params: dict[str, Any]) -> ChildResult:
         for i in range(params["connectors"])
     ]
     inbox = Inbox(parse_config({"connectors": connectors}, env={}), open_child_store(), notifiers=None)
-    inbox.triager.classify("warm up the language models before the baseline")
+    result.built_rss = _rss_mb()
+    # Both of lingua's detectors, loaded lazily on the first text each needs: a long text and a short one.
+    inbox.triager.classify("warm up the language models before the baseline, with a sentence long enough")
+    inbox.triager.classify("ok")
     async with inbox.engine.connect() as conn:
         await conn.execute(sa.select(1))
     result.build_seconds = time.perf_counter() - started
@@ -272,6 +280,9 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     await runner.stop(grace=30)
     async with inbox.engine.connect() as conn:
         result.items = (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one()
+        result.pending_events = (await conn.execute(
+            sa.select(sa.func.count()).select_from(Event).where(Event.done_at.is_(None))
+        )).scalar_one()
         result.unhealthy = (await conn.execute(
             sa.select(sa.func.count()).select_from(ConnectorHealth).where(ConnectorHealth.healthy.is_(False))
         )).scalar_one()
