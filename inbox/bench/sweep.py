@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.bench.core import Figure, Goal, Report, Scratch, percentile, scratch_store, under
@@ -48,6 +50,7 @@ async def run(url: str, *, quick: bool, console: Console, items: int | None = No
         start = datetime.now(UTC).replace(microsecond=0)
         engine = scratch.engine()
         await generate(engine, count, start, console)
+        size = await _size_mb(scratch, engine)
         clock = _Clock(start)
         with console.status(f"sweep: {runs} sweeps with the index, then {runs} with it unusable…"):
             indexed = await _sweeps(engine, clock, runs)
@@ -67,6 +70,7 @@ async def run(url: str, *, quick: bool, console: Console, items: int | None = No
     report.note(f"sweep: {runs} timed sweeps each way, the clock {STEP.seconds} s further each time (the default check "
                 f"interval); per sweep {indexed.warned / runs:.0f} warning(s) and {indexed.breached / runs:.0f} breach(es) "
                 f"recorded with the index, {scanned.warned / runs:.0f} and {scanned.breached / runs:.0f} without.")
+    report.note(f"sweep: the scratch store held {size:,.0f} MB with the {count:,} items, their threads and customers")
     report.note(f"sweep plan with the index: {indexed.plan}")
     report.note(f"sweep plan without it: {scanned.plan}")
     return report
@@ -230,6 +234,19 @@ async def generate(engine: AsyncEngine, count: int, start: datetime, console: Co
                 await conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
             # Autovacuum gathers these statistics soon after a load like this; the planner needs them.
             await conn.execute(sa.text("ANALYZE customer, thread, item"))
+
+
+async def _size_mb(scratch: Scratch, engine: AsyncEngine) -> float:
+    """How much room the generated store takes: the SQLite file (and its WAL), or the tables with their indexes."""
+    if scratch.dialect == "sqlite":
+        path = Path(make_url(scratch.url).database or "")
+        return sum(f.stat().st_size for f in path.parent.glob(f"{path.name}*")) / 1e6
+    async with engine.connect() as conn:
+        total = await conn.execute(sa.text(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        ))
+        return float(total.scalar_one() or 0) / 1e6
 
 
 def _insert(dialect: str, table: str, columns: dict[str, str], low: int, high: int) -> str:
