@@ -94,7 +94,7 @@ class Report:
     def extend(self, other: Report) -> None:
         """Take another report's figures and notes."""
         self.figures += other.figures
-        self.notes += other.notes
+        self.notes += [n for n in other.notes if n not in self.notes]
 
     def print(self, console: Console, title: str) -> None:
         """The rich table, then the notes."""

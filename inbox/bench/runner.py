@@ -58,8 +58,8 @@ def script(
 ) -> None:
     """A tests/bench script: SQLite in a temporary folder, or --postgresql URL (a scratch schema there)."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    where = "also on" if both_stores else "on"
-    parser.add_argument("--postgresql", metavar="URL", help=f"measure {where} this PostgreSQL database, in a scratch schema")
+    what = "also measure on" if both_stores else "measure on"
+    parser.add_argument("--postgresql", metavar="URL", help=f"{what} this PostgreSQL database, in a scratch schema")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
     extra = options(parser) if options else (lambda args: {})
     args = parser.parse_args(argv)

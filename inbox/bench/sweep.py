@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,39 +88,35 @@ class _Clock:
 
 
 async def _sweeps(engine: AsyncEngine, clock: _Clock, runs: int) -> Sweeps:
-    """One untimed warm-up sweep, then `runs` timed ones; the statements of the last are explained."""
+    """One untimed warm-up sweep, `runs` timed ones, then one more at the same time whose statements are explained."""
     sweep = SlaSweep(engine, clock)
     await sweep.run()
     result = Sweeps()
-    statements: list[tuple[str, Any]] = []
     for _ in range(runs):
-        statements.clear()
         clock.now += STEP
-        with _recorded(engine, statements):
-            started = time.perf_counter()
-            done = await sweep.run()
-            result.times.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        done = await sweep.run()
+        result.times.append((time.perf_counter() - started) * 1000)
         result.warned += len(done.warned)
         result.breached += len(done.breached)
+    statements: list[tuple[str, Any]] = []
+    with _recorded(engine, statements):
+        await sweep.run()
     result.plan = await _explain(engine, [s for s in statements if s[0].lstrip().upper().startswith("UPDATE")])
     return result
 
 
-class _recorded:  # noqa: N801 - used as a context manager, like contextlib's helpers
+@contextmanager
+def _recorded(engine: AsyncEngine, into: list[tuple[str, Any]]) -> Iterator[None]:
     """Record the SQL an engine sends while inside, as the driver receives it."""
+    def listen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        into.append((statement, parameters))
 
-    def __init__(self, engine: AsyncEngine, into: list[tuple[str, Any]]) -> None:
-        self.engine = engine
-        self.into = into
-
-    def _listen(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        self.into.append((statement, parameters))
-
-    def __enter__(self) -> None:
-        sa.event.listen(self.engine.sync_engine, "before_cursor_execute", self._listen)
-
-    def __exit__(self, *exc: object) -> None:
-        sa.event.remove(self.engine.sync_engine, "before_cursor_execute", self._listen)
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", listen)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", listen)
 
 
 async def _explain(engine: AsyncEngine, statements: list[tuple[str, Any]]) -> str:
@@ -147,29 +144,24 @@ def _short(plan: str) -> str:
     return " / ".join(s for s in steps if s and not s.startswith("Update on"))
 
 
-class _index_unusable:  # noqa: N801 - used as a context manager
+@asynccontextmanager
+async def _index_unusable(scratch: Scratch) -> AsyncIterator[AsyncEngine]:
     """An engine on the same store whose sweep cannot use the partial index (PostgreSQL: planner settings;
     SQLite, which has no such switch: the index dropped, and made again on the way out)."""
-
-    def __init__(self, scratch: Scratch) -> None:
-        self.scratch = scratch
-        self.index = next(i for i in Thread.__table__.indexes if i.name == INDEX)
-        self.engine: AsyncEngine | None = None
-
-    async def __aenter__(self) -> AsyncEngine:
-        if self.scratch.dialect == "postgresql":
-            off = {"enable_indexscan": "off", "enable_bitmapscan": "off", "enable_indexonlyscan": "off"}
-            self.engine = self.scratch.engine(connect_args={"server_settings": off})
-            return self.engine
-        self.engine = self.scratch.engine()
-        async with self.engine.begin() as conn:
-            await conn.run_sync(self.index.drop)
-        return self.engine
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.scratch.dialect == "sqlite" and self.engine is not None:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(self.index.create)
+    if scratch.dialect == "postgresql":
+        yield scratch.engine(connect_args={"server_settings": {
+            "enable_indexscan": "off", "enable_bitmapscan": "off", "enable_indexonlyscan": "off",
+        }})
+        return
+    index = next(i for i in Thread.__table__.indexes if i.name == INDEX)
+    engine = scratch.engine()
+    async with engine.begin() as conn:
+        await conn.run_sync(index.drop)
+    try:
+        yield engine
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(index.create)
 
 
 async def generate(engine: AsyncEngine, count: int, start: datetime, console: Console) -> None:
