@@ -10,6 +10,7 @@ Baseline: the same child, everything built, for a few seconds before the Runner 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import random
@@ -48,6 +49,7 @@ class Fleet:
         self.fakes = [MastodonFake() for _ in range(count)]
         self.polls = 0
         self.posts = 0
+        self.peers: set[tuple[str, int]] = set()  # one client address and port per TCP connection
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -75,6 +77,8 @@ class Fleet:
     async def _count(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if request.path.endswith("/api/v1/notifications"):
             self.polls += 1
+            if request.transport is not None:
+                self.peers.add(request.transport.get_extra_info("peername"))
         return await handler(request)
 
     async def post_all_along(self, rate: float, rng: random.Random) -> None:
@@ -100,6 +104,10 @@ class ChildResult:
     start_rss: float = 0.0
     built_rss: float = 0.0
     pending_events: int = 0
+    start_ms: float = 0.0
+    max_lag_after_start: float = 0.0
+    worst: list[tuple[float, float]] = field(default_factory=list)  # (lag ms, seconds after start)
+    gc_pauses: list[float] = field(default_factory=list)  # full garbage collections, ms, longest first
     peak_fds: int = 0
     items: int = 0
     unhealthy: int = 0
@@ -150,12 +158,18 @@ def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fle
                under(r.peak_rss, RSS_GOAL_MB, "MB")),
     )
     report.note(f"connectors: {count:,} mastodon connectors, poll_seconds {poll_seconds:g}, for {seconds:g} s after a "
-                f"{IDLE_SECONDS:g} s idle baseline; {fleet.polls:,} polls answered, {fleet.posts:,} mentions appeared, "
+                f"{IDLE_SECONDS:g} s idle baseline; {fleet.polls:,} polls answered over {len(fleet.peers):,} TCP connections, "
+                f"{fleet.posts:,} mentions appeared, "
                 f"{r.items:,} items stored, {r.unhealthy} connector(s) unhealthy at the end, "
                 f"{len(problems)} warning/error log line(s)")
     report.note(f"connectors: {r.pending_events:,} outbox event(s) still undelivered when the Runner stopped; lag p99 during "
                 f"the first poll round ({poll_seconds:g} s) {percentile(r.first_round_lags, 99):.1f} ms; up to {r.peak_fds:,} open "
                 f"file descriptors; building the inbox took {r.build_seconds:.1f} s")
+    report.note(f"connectors: Runner.start() held the event loop {r.start_ms:.0f} ms (adding {count:,} poll jobs); "
+                f"the longest lag after that was {r.max_lag_after_start:.0f} ms; the five longest: "
+                + ", ".join(f"{lag:.0f} ms at {at:.1f} s" for lag, at in r.worst)
+                + f"; {len(r.gc_pauses)} full garbage collection(s) while polling, the longest "
+                + (", ".join(f"{pause:.0f}" for pause in r.gc_pauses[:5]) or "-") + " ms")
     report.note(f"connectors: resident memory {r.start_rss:.0f} MB with Python and the code loaded, {r.built_rss:.0f} MB with the "
                 f"inbox built, {r.idle_rss:.0f} MB once triage has loaded its language models (the baseline), "
                 f"peak {r.peak_rss:.0f} MB while polling")
@@ -206,6 +220,22 @@ def _fds() -> int:
         return len(os.listdir("/proc/self/fd"))
     except OSError:
         return 0
+
+
+class _GcTimes:
+    """How long each full (generation 2) garbage collection holds the loop, while installed."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._started) * 1000)
 
 
 class _Ticker:
@@ -266,13 +296,22 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     await asyncio.sleep(IDLE_SECONDS)
     result.idle_rss = max(_rss_mb(), ticker.peak_rss)
     runner = Runner(inbox)
+    collections = _GcTimes()
+    gc.callbacks.append(collections)
     start = loop.time()
     runner.start()
+    result.start_ms = (loop.time() - start) * 1000
+    result.max_lag_after_start = 0.0
     await asyncio.sleep(params["seconds"])
     end = loop.time()
     ticking.cancel()
+    gc.callbacks.remove(collections)
+    result.gc_pauses = sorted(collections.pauses, reverse=True)
     result.idle_lags = ticker.lags(idle_from, start)
     result.lags = ticker.lags(start, end)
+    # The first wake-up after start() waited for start() itself: the rest of the run without it.
+    result.max_lag_after_start = max(ticker.lags(start + result.start_ms / 1000 + 2 * TICK, end), default=0.0)
+    result.worst = sorted(((lag, at - start) for at, lag in ticker.samples if start <= at < end), reverse=True)[:5]
     result.first_round_lags = ticker.lags(start, start + params["poll_seconds"])
     result.peak_rss = max(ticker.peak_rss, _peak_rss_mb())
     result.peak_fds = ticker.peak_fds
