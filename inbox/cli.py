@@ -1,4 +1,4 @@
-"""The `inbox` command: run, demo, check, queue, backfill, triage."""
+"""The `inbox` command: run, demo, check, queue, backfill, triage, bench."""
 
 from __future__ import annotations
 
@@ -186,6 +186,28 @@ def triage(
             continue
         sys.stdout.write(json.dumps(one(line), ensure_ascii=False) + "\n")
         sys.stdout.flush()
+
+
+@app.command()
+def bench(
+    config: ConfigOption = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run only these benchmarks (repeat, or separate with commas).")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes: a first look in about a minute.")] = False,
+) -> None:
+    """Measure the inbox on your store ([database] url; scratch schema or file, never your data) and print the table."""
+    from inbox.bench.runner import BENCHMARKS, run_benchmarks
+
+    settings = _settings(config)
+    names = [n.strip() for value in only or [] for n in value.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        err.print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        raise typer.Exit(2)
+    setup_logging(logging.WARNING)
+    report = _run(run_benchmarks(settings.database.url, names, quick=quick, console=out))
+    report.print(out, "inbox bench" + (" --quick" if quick else "") + f": {', '.join(names)}")
 
 
 def main() -> None:

@@ -35,8 +35,8 @@ from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
 from tests.conftest import PG_URL, STORES
 from tests.connectors.fakes.x import LIMITS, Window, XFake
 from tests.connectors.test_x import config as x_config
-from tests.slack import payloads
-from tests.slack.fake_slack import TOKEN, FakeSlack
+from inbox.fakes import slack_payloads as payloads
+from inbox.fakes.slack import TOKEN, FakeSlack
 from tests.test_run_e2e import toml_table
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,8 @@ from inbox.connector import AuthError, PermanentError
 from inbox.connectors.webhook import sign
 from inbox.poller import PollResult
 from inbox.server import build_app
-from tests.connectors.contract import ConnectorContract, SentReply, VendorFake
+from inbox.fakes.vendor import SentReply, VendorFake
+from tests.connectors.contract import ConnectorContract
 
 SECRET = "contract-secret-0123456789"
 

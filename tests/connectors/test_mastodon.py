@@ -14,8 +14,9 @@ from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, Transi
 from inbox.connectors.mastodon import MastodonConnector, MastodonCursor, MastodonSettings, html_to_text
 from inbox.ingest import Source, load_cursor
 from inbox.models import Item
-from tests.connectors.contract import ConnectorContract, fetch_all, Fault
-from tests.connectors.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION, TOKEN, MastodonFake
+from inbox.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION, TOKEN, MastodonFake
+from inbox.fakes.vendor import Fault
+from tests.connectors.contract import ConnectorContract, fetch_all
 
 NAME = "mastodon-test"
 

@@ -20,7 +20,7 @@ from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import Fault
 from tests.connectors.fakes.google import ACCESS_TOKEN
 from tests.connectors.fakes.google_play import PACKAGE, GooglePlayFake
-from tests.connectors.fakes.mastodon import MastodonFake
+from inbox.fakes.mastodon import MastodonFake
 from tests.connectors.fakes.x import XFake
 from tests.connectors.test_mastodon import connector_config as mastodon_config
 from tests.connectors.test_x import NAME as X_NAME, config as x_config

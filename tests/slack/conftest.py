@@ -22,8 +22,8 @@ from inbox.slack import Slack
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
 from tests.conftest import FakeClock, make_settings
-from tests.slack import payloads
-from tests.slack.fake_slack import TOKEN, FakeSlack
+from inbox.fakes import slack_payloads as payloads
+from inbox.fakes.slack import TOKEN, FakeSlack
 
 TRIAGE, LEADS, ADMIN = "CTRIAGE01", "CLEADS001", "CADMIN001"
 AGENT = "UAGENT001"

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from inbox.connector import Kind, RawItem
 from inbox.ingest import Source
 from inbox.models import SlackMessage, Status, Thread
-from tests.slack import payloads
+from inbox.fakes import slack_payloads as payloads
 from tests.slack.conftest import AGENT, TRIAGE, Harness
-from tests.slack.fake_slack import Fault
+from inbox.fakes.slack import Fault
 
 
 def texts(message: dict) -> str:

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 from inbox.slack.dashboard import percentile, sla_stats
-from tests.slack import payloads
+from inbox.fakes import slack_payloads as payloads
 from tests.slack.conftest import AGENT, Harness
 
 

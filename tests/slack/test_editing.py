@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from inbox.models import Status
-from tests.slack import payloads
+from inbox.fakes import slack_payloads as payloads
 from tests.slack.conftest import AGENT, TRIAGE, Harness
 from tests.slack.test_buttons import status_of
 

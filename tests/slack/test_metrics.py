@@ -13,7 +13,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from inbox.metrics import Metrics
 from inbox.slack.api import CountedRetries, CountedWebClient
 from tests.slack.conftest import TRIAGE, Harness
-from tests.slack.fake_slack import TOKEN, Fault
+from inbox.fakes.slack import TOKEN, Fault
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:

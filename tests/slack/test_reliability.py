@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from inbox.models import Event, SlackMessage
 from tests.slack.conftest import LEADS, TRIAGE, Harness
-from tests.slack.fake_slack import Fault
+from inbox.fakes.slack import Fault
 
 
 async def pending(harness: Harness) -> int:

@@ -25,7 +25,7 @@ from tests.inbox.test_redaction import (  # noqa: F401 - echoing and fresh_secre
     trustpilot_secrets,
 )
 from tests.slack.conftest import ADMIN, Harness, slack_config
-from tests.slack.fake_slack import FakeSlack
+from inbox.fakes.slack import FakeSlack
 
 
 async def test_slack_never_shows_the_credentials_a_vendor_echoed(

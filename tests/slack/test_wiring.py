@@ -17,7 +17,7 @@ from inbox.settings import ConfigError
 from inbox.slack.notifier import SlackNotifier
 from tests.conftest import make_settings
 from tests.slack.conftest import Harness, slack_config
-from tests.slack.fake_slack import FakeSlack
+from inbox.fakes.slack import FakeSlack
 
 MANIFEST = Path(__file__).resolve().parents[2] / "config" / "slack-manifest.yml"
 INTERACTIONS = Path(__file__).resolve().parents[2] / "inbox" / "slack" / "interactions.py"
@@ -82,7 +82,7 @@ async def test_inbox_check_tries_slack_auth(tmp_path: Path, fake_slack: FakeSlac
 async def test_slack_events_route_answers_url_verification_and_healthz_still_works(harness: Harness):
     import json
 
-    from tests.slack import payloads
+    from inbox.fakes import slack_payloads as payloads
 
     body = json.dumps({"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"})
     status, answer, _ = await harness.post(body, payloads.signed(body, content_type="application/json"))
@@ -112,7 +112,7 @@ async def test_socket_mode_takes_interactions_over_a_websocket(harness_factory):
     status, _, _ = await harness.click(thread, "inbox_assign")
     assert status in (404, 405)  # no HTTP endpoint in Socket Mode
 
-    from tests.slack import payloads
+    from inbox.fakes import slack_payloads as payloads
     from tests.slack.conftest import AGENT, TRIAGE
 
     message = harness.triage_message(thread)

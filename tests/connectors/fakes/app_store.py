@@ -20,7 +20,7 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.connectors.contract import Fault
+from inbox.fakes.vendor import Fault
 from tests.connectors.fakes.reviews import FakeReview, ReviewFake
 
 # The example key id and issuer id of Apple's "Generating Tokens for API Requests".

@@ -9,7 +9,7 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.connectors.contract import Fault
+from inbox.fakes.vendor import Fault
 from tests.connectors.fakes.reviews import ReviewFake
 
 ACCESS_TOKEN = "ya29.fake-access-token"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.connectors.contract import Fault, SentReply, VendorFake
+from inbox.fakes.vendor import Fault, SentReply, VendorFake
 
 CLIENT_ID = "p-jcoLKBynTLew"
 CLIENT_SECRET = "gko_LXELoV07ZBNUXrvWZfzE3aI"

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from inbox.models import Item
-from tests.connectors.contract import SentReply, VendorFake
+from inbox.fakes.vendor import SentReply, VendorFake
 
 # The brand's own name on review sites: set as `own_handles` in the tests' configs.
 OWN_NAME = "Acme Support"

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.connectors.contract import Fault
+from inbox.fakes.vendor import Fault
 from tests.connectors.fakes.reviews import FakeReview, ReviewFake
 
 BUSINESS_UNIT_ID = "507f191e810c19729de860ea"

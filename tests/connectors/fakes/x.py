@@ -22,7 +22,7 @@ from aiohttp import web
 from oauthlib.oauth1 import Client as OAuthClient
 from oauthlib.oauth1.rfc5849 import signature, utils
 
-from tests.connectors.contract import Fault, SentReply, VendorFake
+from inbox.fakes.vendor import Fault, SentReply, VendorFake
 
 # GET /2/users/me, verbatim from test_asyncclient_get_me.yaml: the account the tokens belong to.
 TWEEPY_DEV = {"id": "1072250532645998596", "name": "Tweepy Testing", "username": "TweepyDev"}

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.connectors.contract import Fault, SentReply, VendorFake
+from inbox.fakes.vendor import Fault, SentReply, VendorFake
 
 TOKEN = "__MASTODON_PY_TEST_ACCESS_TOKEN"
 BRAND_ID = "117020565693913441"

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "slack"
+# Copied from the shared fixture set with their source note (data/slack/SOURCE.md), so an installed package has them.
+FIXTURES = Path(__file__).resolve().parent / "data" / "slack"
 TOKEN = "xoxb-test-token"
 TEAM = "T12345678"
 BOT_USER = "UBOT0001"
@@ -41,6 +42,7 @@ class Call:
     args: dict[str, Any]
     status: int = 200
     ok: bool = True
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock, comparable across processes)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from tests.slack.fake_slack import FIXTURES, TEAM
+from inbox.fakes.slack import FIXTURES, TEAM
 
 SECRET = "test-signing-secret"
 _ids = itertools.count(1)
