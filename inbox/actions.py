@@ -48,8 +48,10 @@ class Actions:
         worker: str = "local",
         claim_seconds: float = 60.0,
         metrics: Metrics | None = None,
+        on_event: Callable[[], None] = lambda: None,
     ) -> None:
         self.engine = engine
+        self.on_event = on_event  # told after each change is committed with its event, so Slack shows it now
         self.connectors = connectors
         self.clock = clock
         self.worker = worker
@@ -68,6 +70,7 @@ class Actions:
             status = Status.ASSIGNED if thread.status == Status.NEW else thread.status
             await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(assignee=agent, status=status, updated_at=now))
             await _event(conn, EventKind.ASSIGNED, thread_id, {"agent": agent}, now)
+        self.on_event()
 
     @log_fields(thread_id="thread_id")
     async def resolve(self, thread_id: int, agent: str) -> None:
@@ -83,6 +86,7 @@ class Actions:
                 .values(status=Status.RESOLVED, resolved_at=now, sla_stage=SlaStage.STOPPED, updated_at=now)
             )
             await _event(conn, EventKind.RESOLVED, thread_id, {"agent": agent}, now)
+        self.on_event()
 
     @log_fields(thread_id="thread_id")
     async def reply(self, thread_id: int, text: str, agent: str) -> ReplyOutcome:
@@ -242,6 +246,7 @@ class Actions:
             )
             clock = answered.one_or_none()
             await _event(conn, EventKind.REPLIED, reply.thread_id, {"reply_id": reply_id, "agent": reply.agent}, now)
+        self.on_event()
         if self.metrics is not None and clock is not None:
             self.metrics.observe_response(clock.channel, clock.clock_kind, clock.clock_start, now)
 

@@ -91,8 +91,10 @@ class Ingestor:
         brand: str = "",
         agent_name: str = "",
         clock: Callable[[], datetime] = utcnow,
+        on_event: Callable[[], None] = lambda: None,
     ) -> None:
         self.engine = engine
+        self.on_event = on_event  # told after a commit that wrote events, so the outbox delivers them now
         self.triager = triager
         self.templates = templates
         self.policies = policies
@@ -133,6 +135,7 @@ class Ingestor:
             if cursor is not None:
                 await save_cursor(conn, source.name, cursor, now)
         if result.stored:
+            self.on_event()
             log.info(
                 "stored %d item(s) (%d new thread(s), %d follow-up(s)), %d duplicate(s), %d skipped",
                 result.stored, result.new_threads, result.follow_ups, result.duplicates, result.skipped,

@@ -100,14 +100,24 @@ class Thread(SQLModel, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
-        # The sweep reads only threads whose clock still has something to announce.
+        # The sweep reads only the clocks it has something to announce for: those past their deadline
+        # and not yet breached, and those past their warning and not yet warned.
+        sa.Index("ix_thread_sla_due", "due_at", sqlite_where=sa.text("sla_stage < 2"), postgresql_where=sa.text("sla_stage < 2")),
+        sa.Index("ix_thread_sla_warn", "warn_at", sqlite_where=sa.text("sla_stage < 1"), postgresql_where=sa.text("sla_stage < 1")),
+        # The open queue (inbox queue, /inbox, App Home, the queue-depth metric) out of a store of mostly closed threads.
         sa.Index(
-            "ix_thread_sla_open",
-            "warn_at",
-            sqlite_where=sa.text("sla_stage < 2"),
-            postgresql_where=sa.text("sla_stage < 2"),
+            "ix_thread_open",
+            "due_at",
+            sqlite_where=sa.text("status IN ('new', 'assigned')"),
+            postgresql_where=sa.text("status IN ('new', 'assigned')"),
         ),
     )
+
+
+def thread_is_open() -> sa.ColumnElement[bool]:
+    """Threads waiting for the team (new or assigned), written so the partial index ix_thread_open matches."""
+    # Constants, not parameters: a query with parameters cannot prove it falls inside a partial index.
+    return sa.text("thread.status IN ('new', 'assigned')")
 
 
 class Item(SQLModel, table=True):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -73,6 +74,24 @@ class LogNotifier:
             )
         else:
             self.log.info("%s: thread %d (%s) %s", notice.kind, t.thread_id, who, notice.payload)
+
+
+class Bell:
+    """Rung whenever events are written, so the outbox delivers them at once instead of at its next turn."""
+
+    def __init__(self) -> None:
+        self._rung = asyncio.Event()
+
+    def ring(self) -> None:
+        """Say that events are waiting."""
+        self._rung.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Until rung (or already rung since the last wait), or `timeout` seconds at most."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._rung.wait()
+        self._rung.clear()
 
 
 class Outbox:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from inbox.connector import PermanentError
 from inbox.ingest import Source
 from inbox.logs import log_context
-from inbox.models import ConnectorHealth, ConnectorLease, SlaStage, Status, Thread, Worker
+from inbox.models import ConnectorHealth, ConnectorLease, SlaStage, Thread, Worker, thread_is_open
 
 if TYPE_CHECKING:
     from inbox.service import Inbox
@@ -104,7 +104,7 @@ async def metrics(request: web.Request) -> web.Response:
         async with inbox.engine.connect() as conn:
             rows = await conn.execute(
                 sa.select(Thread.sla_stage, sa.func.count())
-                .where(Thread.status.in_([Status.NEW, Status.ASSIGNED]))
+                .where(thread_is_open())
                 .group_by(Thread.sla_stage)
             )
             counts = {stage: n for stage, n in rows}

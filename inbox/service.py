@@ -23,7 +23,7 @@ from inbox.ingest import Ingestor
 from inbox.logs import SECRETS, log_context
 from inbox.metrics import Metrics
 from inbox.models import utcnow
-from inbox.outbox import LogNotifier, Notifier, Outbox
+from inbox.outbox import Bell, LogNotifier, Notifier, Outbox
 from inbox.poller import Poller
 from inbox.sweep import SlaSweep
 from inbox.templates import ReplyTemplates
@@ -57,6 +57,7 @@ class Inbox:
         # Outbox events and replies stay one worker's for two lease periods; a dead worker's are taken over after.
         self.claim_seconds = 2 * settings.workers.lease_seconds
         self.metrics = Metrics()
+        self.bell = Bell()  # rung by whatever writes events, so the outbox delivers them at once
         self.policies = settings.sla.policies()
         self.triager = triager or Triager(load_rules(settings.triage.rules))
         self.templates = templates or ReplyTemplates(settings.triage.templates)
@@ -68,6 +69,7 @@ class Inbox:
             brand=settings.triage.brand,
             agent_name=settings.triage.agent_name,
             clock=clock,
+            on_event=self.bell.ring,
         )
         self.connectors: dict[str, Connector[Any, Any]] = {
             c.name: registry.build(c) for c in settings.connectors if c.enabled
@@ -78,9 +80,10 @@ class Inbox:
             if not c.pushes
         }
         self.actions = Actions(
-            engine, self.connectors, clock, worker=self.worker, claim_seconds=self.claim_seconds, metrics=self.metrics
+            engine, self.connectors, clock, worker=self.worker, claim_seconds=self.claim_seconds, metrics=self.metrics,
+            on_event=self.bell.ring,
         )
-        self.sweep = SlaSweep(engine, clock)
+        self.sweep = SlaSweep(engine, clock, on_event=self.bell.ring)
         self.slack: Slack | None = None
         if settings.slack.enabled:
             from inbox.slack import Slack  # only an installation with Slack on loads Bolt
@@ -131,6 +134,8 @@ class Runner:
         self._running: set[asyncio.Task[Any]] = set()
         self._polling: set[str] = set()
         self._streams: dict[str, asyncio.Task[None]] = {}
+        self._outbox: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Take this worker's share of the connectors, add every job and start the scheduler."""
@@ -149,29 +154,43 @@ class Runner:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self._guard(self.inbox.sweep.run), "interval", seconds=sla.check_seconds,
                                id="sla-sweep", next_run_time=now, max_instances=1, coalesce=True)
-        self.scheduler.add_job(self._guard(self.inbox.outbox.dispatch), "interval", seconds=self.outbox_seconds,
-                               id="outbox", next_run_time=now, max_instances=1, coalesce=True)
         self.scheduler.add_job(self._guard(self.inbox.actions.recover), "interval",
                                seconds=self.inbox.settings.workers.lease_seconds,
                                id="reply-recovery", next_run_time=now, max_instances=1, coalesce=True)
         self.scheduler.start()
+        self._outbox = asyncio.create_task(self._deliver_forever(), name="outbox")
 
     async def stop(self, grace: float = 30.0) -> None:
-        """Stop scheduling, let in-flight work finish for `grace` seconds, cancel the rest, hand the leases back."""
-        self.scheduler.shutdown(wait=False)
+        """Stop starting work, let in-flight work finish for `grace` seconds, cancel the rest, hand the leases back."""
+        # Paused, not shut down: APScheduler's shutdown cancels the jobs still running, which must finish first.
+        self.scheduler.pause()
+        self._stopping = True
+        self.inbox.bell.ring()
         for stream in self._streams.values():
             stream.cancel()
-        if self._running:
-            _done, late = await asyncio.wait(set(self._running), timeout=grace)
+        running = set(self._running) | ({self._outbox} if self._outbox else set())
+        if running:
+            _done, late = await asyncio.wait(running, timeout=grace)
             for task in late:
                 task.cancel()
             if late:
                 log.warning("stopped %d job(s) still running after %.0f s", len(late), grace)
                 await asyncio.wait(late, timeout=5)
+        self.scheduler.shutdown(wait=False)
         try:
             await self.leases.release()
         except Exception:  # noqa: BLE001 - the leases then simply run out
             log.warning("could not hand the connector leases back; other workers take them over when they run out")
+
+    async def _deliver_forever(self) -> None:
+        """The outbox: deliver what is due, then wait for the bell (new events) or the next turn, until stopped."""
+        while not self._stopping:
+            try:
+                await self.inbox.outbox.dispatch()
+            except Exception:  # noqa: BLE001 - a failing delivery round must not end the deliveries
+                log.exception("outbox delivery failed; it runs again at its next turn")
+            if not self._stopping:
+                await self.inbox.bell.wait(self.outbox_seconds)
 
     async def _refresh_leases(self) -> None:
         change = await self.leases.refresh()

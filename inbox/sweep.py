@@ -26,35 +26,43 @@ class SweepResult:
 class SlaSweep:
     """Moves running clocks to warned or breached and records one event per step."""
 
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow, *, on_event: Callable[[], None] = lambda: None
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.on_event = on_event  # told when alerts were recorded, so the outbox delivers them now
 
     async def run(self) -> SweepResult:
         """One sweep at the current time."""
         now = self.clock()
         result = SweepResult()
-        # `sla_stage < 2` and `warn_at <= now` match the partial index, so only running clocks are read.
-        due = sa.and_(Thread.sla_stage < SlaStage.BREACHED, Thread.warn_at <= now)
         async with self.engine.begin() as conn:
             # The conditional UPDATE is the claim: a second sweep, here or on another worker, matches nothing.
+            # Stages are written as constants, not parameters, so PostgreSQL's cached plans still match the
+            # partial indexes (ix_thread_sla_due, ix_thread_sla_warn) and read only the clocks due now.
             breached = await conn.execute(
                 sa.update(Thread)
-                .where(due, Thread.due_at <= now)
+                .where(Thread.sla_stage < _const(SlaStage.BREACHED), Thread.due_at <= now)
                 .values(sla_stage=SlaStage.BREACHED, updated_at=now)
                 .returning(Thread.id, Thread.cycle)
             )
             result.breached = await _record(conn, EventKind.SLA_BREACH, breached.all(), now)
             warned = await conn.execute(
                 sa.update(Thread)
-                .where(due, Thread.sla_stage < SlaStage.WARNED, Thread.due_at > now)
+                .where(Thread.sla_stage < _const(SlaStage.WARNED), Thread.warn_at <= now, Thread.due_at > now)
                 .values(sla_stage=SlaStage.WARNED, updated_at=now)
                 .returning(Thread.id, Thread.cycle)
             )
             result.warned = await _record(conn, EventKind.SLA_WARNING, warned.all(), now)
         if result.warned or result.breached:
+            self.on_event()
             log.info("SLA sweep: %d warning(s), %d breach(es)", len(result.warned), len(result.breached))
         return result
+
+
+def _const(stage: SlaStage) -> sa.BindParameter[int]:
+    return sa.literal(int(stage), literal_execute=True)
 
 
 async def _record(conn: sa.ext.asyncio.AsyncConnection, kind: EventKind, rows: list[sa.Row], now: datetime) -> list[int]:

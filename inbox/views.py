@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.models import Customer, Item, Status, Thread
+from inbox.models import Customer, Item, Thread, thread_is_open
 from inbox.sqlutil import chunks
 from inbox.sla import ClockKind, SlaClock, SlaPolicies, SlaState, evaluate
 from inbox.triage import Priority
@@ -75,7 +75,7 @@ async def open_queue(engine: AsyncEngine, policies: SlaPolicies, now: datetime, 
         rows = (
             await conn.execute(
                 _WITH_CUSTOMER
-                .where(Thread.status.in_([Status.NEW, Status.ASSIGNED]))
+                .where(thread_is_open())
                 .order_by(Thread.due_at)
                 .limit(limit)
             )

@@ -38,7 +38,7 @@ def test_bench_quick_sweep_prints_its_table_and_leaves_the_store_as_it_was(tmp_p
     assert any(line.startswith("│ sweep") and " p95, " in line and "index unusable:" in line for line in lines), run.stdout
     # The plan check is a fact, not a timing: the sweep must reach its threads through the partial index.
     plan = next(line for line in lines if line.startswith("│ sweep") and "│ plan" in line)
-    assert "ix_thread_sla_open" in plan and plan.rstrip(" │").endswith("yes"), run.stdout
+    assert "ix_thread_sla_due" in plan and plan.rstrip(" │").endswith("yes"), run.stdout
     # Scratch space only: the user's SQLite file is never created, no scratch folder or schema is left behind.
     assert list(user_db.parent.iterdir()) == []
     if kind == "postgresql":

@@ -25,7 +25,7 @@ OPEN_SHARE = 100  # one thread in a hundred is open: 10,000 of 1,000,000
 RUNS, QUICK_RUNS = 20, 10
 STEP = timedelta(seconds=15)  # the default [sla] check_seconds: each timed run is the next scheduled sweep
 CHUNK = 100_000
-INDEX = "ix_thread_sla_open"
+INDEXES = ("ix_thread_sla_due", "ix_thread_sla_warn")  # the breach step reads one, the warning step the other
 GOAL_MS = 50.0
 # The SLA the generated clocks follow: the default policy (warn at 20 minutes, due at 30).
 WARN_S, DUE_S = 20 * 60, 30 * 60
@@ -60,13 +60,14 @@ async def run(url: str, *, quick: bool, console: Console, items: int | None = No
     store = "PostgreSQL" if scratch.dialect == "postgresql" else "SQLite"
     what = f"{store}, {count:,} items, {opened:,} open"
     p95, p95_scan = percentile(indexed.times, 95), percentile(scanned.times, 95)
-    uses_index = INDEX in indexed.plan and not _scans(indexed.plan)
+    # Either index may serve either step (PostgreSQL may read the warning step through ix_thread_sla_due too).
+    uses_index = any(name in indexed.plan for name in INDEXES) and not _scans(indexed.plan)
     report.add(
         Figure("sweep", f"p50, {what}", percentile(indexed.times, 50), "ms",
                percentile(scanned.times, 50), "index unusable"),
         Figure("sweep", f"p95, {what}", p95, "ms", p95_scan, "index unusable", under(p95, GOAL_MS, "ms")),
         Figure("sweep", "plan", _short(indexed.plan), baseline=_short(scanned.plan), baseline_name="index unusable",
-               goal=Goal(f"uses {INDEX}", uses_index)),
+               goal=Goal("partial indexes, no scan", uses_index)),
     )
     report.note(f"sweep: {runs} timed sweeps each way, the clock {STEP.seconds} s further each time (the default check "
                 f"interval); per sweep {indexed.warned / runs:.0f} warning(s) and {indexed.breached / runs:.0f} breach(es) "
@@ -153,15 +154,17 @@ async def _index_unusable(scratch: Scratch) -> AsyncIterator[AsyncEngine]:
             "enable_indexscan": "off", "enable_bitmapscan": "off", "enable_indexonlyscan": "off",
         }})
         return
-    index = next(i for i in Thread.__table__.indexes if i.name == INDEX)
+    indexes = [i for i in Thread.__table__.indexes if i.name in INDEXES]
     engine = scratch.engine()
     async with engine.begin() as conn:
-        await conn.run_sync(index.drop)
+        for index in indexes:
+            await conn.run_sync(index.drop)
     try:
         yield engine
     finally:
         async with engine.begin() as conn:
-            await conn.run_sync(index.create)
+            for index in indexes:
+                await conn.run_sync(index.create)
 
 
 async def generate(engine: AsyncEngine, count: int, start: datetime, console: Console) -> None:

@@ -27,15 +27,39 @@ def test_user_urls_map_to_async_drivers():
     assert async_url("postgresql+asyncpg://h/db") == "postgresql+asyncpg://h/db"
 
 
-async def test_the_sla_sweep_reads_the_partial_index(engine):
+async def test_the_sla_sweep_and_the_open_queue_read_their_partial_indexes(engine, clock):
+    """The statements the sweep and the queue really send, explained: each reads its index, none scans thread."""
+    from inbox.settings import SlaSettings
+    from inbox.sweep import SlaSweep
+    from inbox.views import open_queue
+
+    sent: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, many):  # noqa: ANN001 - SQLAlchemy's event signature
+        if "FROM thread" in statement or statement.lstrip().startswith("UPDATE thread"):
+            sent.append((statement, parameters))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await SlaSweep(engine, clock).run()
+        await open_queue(engine, SlaSettings().policies(), clock.now)
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+    plans = []
     async with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            plan = await conn.execute(sa.text(
-                "EXPLAIN QUERY PLAN SELECT id FROM thread WHERE sla_stage < 2 AND warn_at <= '2026-01-01'"))
-            text = " ".join(str(row[-1]) for row in plan)
-        else:
+        if conn.dialect.name == "postgresql":
             await conn.execute(sa.text("SET enable_seqscan = off"))
-            plan = await conn.execute(sa.text(
-                "EXPLAIN SELECT id FROM thread WHERE sla_stage < 2 AND warn_at <= '2026-01-01'"))
-            text = " ".join(row[0] for row in plan)
-    assert "ix_thread_sla_open" in text
+            # As after a few runs of a cached statement: a plan for any parameter values, which must still
+            # fall inside the partial indexes (it can only if their predicates are constants in the SQL).
+            await conn.execute(sa.text("SET plan_cache_mode = force_generic_plan"))
+        for statement, parameters in sent:
+            if conn.dialect.name == "sqlite":
+                rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                plans.append(" ".join(str(r[-1]) for r in rows))
+            else:
+                rows = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+                plans.append(" ".join(r[0] for r in rows))
+        await conn.rollback()
+    assert len(plans) == 3, sent  # breach, warning, queue
+    breach, warn, queue = plans
+    assert "ix_thread_sla_due" in breach and "ix_thread_sla_warn" in warn and "ix_thread_open" in queue, plans

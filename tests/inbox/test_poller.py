@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +27,8 @@ from inbox.models import ConnectorHealth, EventKind
 from inbox.poller import AUTH_RETRY, UNHEALTHY_AFTER, Poller
 from inbox.service import Runner
 from tests.conftest import Recorder
+from tests.inbox.test_ingest import SOURCE, item
+from tests.inbox.test_sweep import thread_of
 
 
 class ScriptCursor(BaseModel):
@@ -168,3 +170,59 @@ async def test_one_hung_connector_never_delays_another(inbox_factory, engine, tm
                 await asyncio.sleep(0.05)
     finally:
         await runner.stop(grace=0.1)
+
+
+class Gated(Scripted):
+    """A poll that stops half-way until the test lets it go on, as a slow vendor would."""
+
+    def __init__(self) -> None:
+        super().__init__([3])
+        self.now = datetime.now(UTC) - timedelta(minutes=1)
+        self.started = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def fetch(self, cursor: ScriptCursor | None) -> AsyncIterator[Page[ScriptCursor]]:
+        self.started.set()
+        await self.go_on.wait()
+        async for page in super().fetch(cursor):
+            yield page
+
+
+async def test_stopping_lets_a_poll_in_flight_finish_and_store_its_page(inbox_factory, engine):
+    """SIGTERM's promise: in-flight work finishes. Real scheduler; the poll is held until stop has begun."""
+    inbox = inbox_factory()
+    connector = Gated()
+    inbox.pollers["scripted"] = Poller(connector, inbox.ingestor)
+    runner = Runner(inbox)
+    await runner.start()
+    async with asyncio.timeout(20):
+        await connector.started.wait()
+    stopping = asyncio.create_task(runner.stop(grace=20))
+    await asyncio.sleep(0)  # stop has paused the scheduler and is waiting on the poll
+    assert not stopping.done()
+    connector.go_on.set()
+    await stopping
+    assert await load_cursor(engine, "scripted") == {"n": 3}, "the poll was cancelled instead of finished"
+
+
+async def test_events_are_delivered_when_written_not_at_the_next_outbox_turn(inbox_factory, engine, clock):
+    """The outbox's next turn here is an hour away: only the bell rung by ingest and actions can bring the events."""
+    recorder = Recorder()
+    inbox = inbox_factory(recorder)
+    await inbox.ingestor.ingest(SOURCE, [item("0", clock, author_handle="first")])
+    runner = Runner(inbox, outbox_seconds=3600)
+    await runner.start()
+    try:
+        async with asyncio.timeout(10):
+            while recorder.kinds() != [EventKind.NEW_THREAD]:  # the turn at start
+                await asyncio.sleep(0.01)
+        await inbox.ingestor.ingest(SOURCE, [item("1", clock)])  # as a webhook push would
+        async with asyncio.timeout(10):
+            while recorder.kinds() != [EventKind.NEW_THREAD] * 2:
+                await asyncio.sleep(0.01)
+        await inbox.actions.assign(await thread_of(engine, "1"), "U_ANA")
+        async with asyncio.timeout(10):
+            while recorder.kinds() != [EventKind.NEW_THREAD] * 2 + [EventKind.ASSIGNED]:
+                await asyncio.sleep(0.01)
+    finally:
+        await runner.stop(grace=5)
