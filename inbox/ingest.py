@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 _CLOCK_SKEW = timedelta(minutes=5)
 _MAX_ID = 255
 
-# Runs inside ingest's transaction before anything is written; raises to abort it.
+# Runs inside ingest's transaction after the items are written and before the cursor; raises to roll it back.
 Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 
@@ -114,26 +114,37 @@ class Ingestor:
     ) -> IngestResult:
         """Store the new items among `items` once, and `cursor` with them, in one transaction.
 
-        `fence` runs first inside that transaction and raises to abort it (a worker that lost its lease).
+        `fence` runs last inside that transaction and raises to roll it back (a worker that lost its lease).
         `history` (a backfill): a new clock already past its deadline is stored breached, so the sweep announces
         nothing about the past, and a new thread the platform shows answered is not announced at all.
         """
         now = self.clock()
         result = IngestResult()
         candidates = self._normalise(source, items, now, result)
-        async with self.engine.begin() as conn:
-            if fence is not None:
-                await fence(conn)
-            if candidates:
+        rows: list[_Row] = []
+        customers: dict[tuple[str, str], int] = {}
+        if candidates:
+            async with self.engine.connect() as conn:
                 await _plan_lookups_afresh(conn, True)
                 known = await _existing(conn, source.name, list(candidates))
-                result.duplicates += len(known)
-                # Triage only what is new: a re-poll of known items costs one indexed lookup.
-                rows = [self._prepare(source, raw, now) for key, raw in candidates.items() if key not in known]
+            result.duplicates += len(known)
+            # Triage only what is new: a re-poll of known items costs one indexed lookup.
+            rows = [self._prepare(source, raw, now) for key, raw in candidates.items() if key not in known]
+        if rows:
+            # Customers are shared by every connector's pages: their rows are locked only as long as this short
+            # transaction, not for the whole page (which made several workers wait on each other in turn).
+            async with self.engine.begin() as conn:
+                customers = await _upsert_customers(conn, rows, now)
+        if rows or cursor is not None:
+            async with self.engine.begin() as conn:
                 if rows:
-                    await self._store(conn, source, rows, now, result, history)
-            if cursor is not None:
-                await save_cursor(conn, source.name, cursor, now)
+                    await _plan_lookups_afresh(conn, True)
+                    await self._store(conn, source, rows, customers, now, result, history)
+                if fence is not None:
+                    # Last, so the lease row stays locked only from here to the commit.
+                    await fence(conn)
+                if cursor is not None:
+                    await save_cursor(conn, source.name, cursor, now)
         if result.stored:
             self.on_event()
             log.info(
@@ -203,9 +214,9 @@ class Ingestor:
         return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_ID]))
 
     async def _store(
-        self, conn: AsyncConnection, source: Source, rows: list[_Row], now: datetime, result: IngestResult, history: bool
+        self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int],
+        now: datetime, result: IngestResult, history: bool,
     ) -> None:
-        customers = await _upsert_customers(conn, rows, now)
         threads, created, answered = await self._threads(conn, source, rows, customers, now, history, result)
         await _plan_lookups_afresh(conn, False)
         for row in rows:
@@ -478,7 +489,10 @@ async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: dateti
         },
     )
     # DO UPDATE (unlike DO NOTHING) returns the row whether it was new or known: one round trip.
-    result = await conn.execute(upsert.returning(Customer.id, Customer.channel, Customer.handle), list(latest.values()))
+    # In key order: pages of different connectors often share customers, and two transactions locking the
+    # same rows in different orders deadlock on PostgreSQL (one of them is then aborted).
+    ordered = [latest[key] for key in sorted(latest)]
+    result = await conn.execute(upsert.returning(Customer.id, Customer.channel, Customer.handle), ordered)
     return {(channel, handle): id_ for id_, channel, handle in result}
 
 

@@ -329,4 +329,7 @@ def setup_logging(
     root.setLevel(level)
     for noisy in ("apscheduler", "aiosqlite", "sqlalchemy", "alembic", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached" is by design (a sweep or lease round still running
+    # when its next turn comes is not run twice); the scheduler's errors still show.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     return handler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import signal
@@ -139,6 +140,9 @@ class Runner:
 
     async def start(self) -> None:
         """Take this worker's share of the connectors, add every job and start the scheduler."""
+        # Loading the language models holds the event loop for a second or more: done before this worker takes
+        # leases and starts heart-beating, not in its first poll, where it made the others think it dead.
+        self.inbox.triager.warm_up()
         try:
             await self._refresh_leases()
         except Exception:  # noqa: BLE001 - the store may be down at start; the lease job tries again
@@ -159,6 +163,9 @@ class Runner:
                                id="reply-recovery", next_run_time=now, max_instances=1, coalesce=True)
         self.scheduler.start()
         self._outbox = asyncio.create_task(self._deliver_forever(), name="outbox")
+        # What start-up built (settings, connectors, their sessions, triage rules) lives as long as the process:
+        # kept out of the collector, full collections no longer walk it and stall the loop for a fifth of a second.
+        gc.freeze()
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop starting work, let in-flight work finish for `grace` seconds, cancel the rest, hand the leases back."""

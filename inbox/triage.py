@@ -715,6 +715,12 @@ class Triager:
         found = self._detector(high=True).detect_language_of(sample)
         return found.iso_code_639_1.name.lower() if found is not None else self.rules.default_language
 
+    def warm_up(self) -> None:
+        """Load the language models now (about a second of CPU) rather than in the middle of the first poll."""
+        self._detector(high=False)
+        if self.rules.detection.short_text_chars > 0 or self.rules.detection.low_accuracy_min_confidence > 0:
+            self._detector(high=True)
+
     def _detector(self, *, high: bool) -> LanguageDetector:
         """Built once per Triager, on first need (loading models takes about a second)."""
         current = self._high if high else self._low

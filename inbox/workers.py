@@ -86,8 +86,10 @@ class Leases:
         now = self.clock()
         until = now + self.period
         before = set(self.held)
+        # The heartbeat commits on its own: a renewal waiting on a lease row must not make this worker look dead.
         async with self.engine.begin() as conn:
             await self._heartbeat(conn, now)
+        async with self.engine.begin() as conn:
             live = await self._live_workers(conn, now)
             renewed = await self._renew(conn, until)
             share = math.ceil(len(self.connectors) / live) if self.connectors else 0
@@ -109,7 +111,8 @@ class Leases:
         return change
 
     async def fence(self, conn: AsyncConnection, connector: str) -> None:
-        """Inside a transaction that saves a cursor: renew the lease, or raise LeaseLost if it moved."""
+        """Last in a transaction that saves a cursor: renew the lease (locking it until the commit), or raise
+        LeaseLost if it moved, which rolls the transaction back."""
         result = await conn.execute(
             sa.update(ConnectorLease)
             .where(ConnectorLease.connector == connector, ConnectorLease.worker == self.worker)
@@ -166,10 +169,11 @@ class Leases:
             )
             taken.update(result.scalars())
         free = [name for name in self.connectors if name not in taken and name not in mine]
-        # Workers starting together would otherwise all reach for the same connectors first.
-        random.shuffle(free)
+        # A random pick, so workers starting together do not all reach for the same connectors first; locked in
+        # name order, like every renewal, so a claim and a renewal crossing each other never deadlock.
+        picked = sorted(random.sample(free, min(wanted, len(free))))
         won: set[str] = set()
-        for part in chunks(free[:wanted]):
+        for part in chunks(picked):
             insert = insert_for(conn, ConnectorLease).values([{"connector": n, "worker": self.worker, "expires_at": until} for n in part])
             # Only a lease that has run out changes hands; one renewed meanwhile by its holder stays.
             upsert = insert.on_conflict_do_update(

@@ -3,6 +3,8 @@
 `python -m inbox.bench.child service CONFIG READY_FILE [--outbox-seconds S]` runs what `inbox run` runs (the
 store, the HTTP server with Slack and webhooks, the Runner's polls, sweep and outbox) on the scratch store
 named in the environment (see inbox.bench.core), and writes its port to READY_FILE once serving.
+`python -m inbox.bench.child worker CONFIG READY_FILE` runs one worker's polls, leases and sweep (no server, no
+outbox) and writes its worker id there once started.
 `python -m inbox.bench.child fake-slack URL_FILE` serves the fake Slack Web API and writes its URL there.
 """
 
@@ -26,6 +28,13 @@ T = TypeVar("T")
 def spawn_service(config: Path, ready: Path, scratch: Scratch, log: Path, *, outbox_seconds: float = 1.0) -> subprocess.Popen[bytes]:
     """Start the service in its own process; its log goes to `log`."""
     command = [sys.executable, "-m", "inbox.bench.child", "service", str(config), str(ready), "--outbox-seconds", str(outbox_seconds)]
+    with log.open("wb") as stderr:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=scratch.child_env())
+
+
+def spawn_worker(config: Path, ready: Path, scratch: Scratch, log: Path) -> subprocess.Popen[bytes]:
+    """Start one polling worker (no server, no outbox) in its own process; its log goes to `log`."""
+    command = [sys.executable, "-m", "inbox.bench.child", "worker", str(config), str(ready)]
     with log.open("wb") as stderr:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=scratch.child_env())
 
@@ -79,14 +88,14 @@ async def _service(config: Path, ready: Path, outbox_seconds: float) -> None:
     from inbox.service import Inbox, Runner
     from inbox.settings import load_config
 
-    setup_logging(logging.WARNING, json_lines=False)
+    setup_logging(logging.WARNING, json_lines=True)
     settings = load_config(config)
     inbox = Inbox(settings, open_child_store())
     site = await start_server(inbox, settings.server.host, settings.server.port)
     if inbox.slack is not None:
         await inbox.slack.start()
     runner = Runner(inbox, outbox_seconds=outbox_seconds)
-    runner.start()
+    await runner.start()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
@@ -94,6 +103,29 @@ async def _service(config: Path, ready: Path, outbox_seconds: float) -> None:
     await stopping.wait()
     await runner.stop()
     await site.runner.cleanup()
+    await inbox.close()
+
+
+async def _worker(config: Path, ready: Path) -> None:
+    """One `inbox run` worker without its HTTP server or outbox: polls (under leases), ingest and the sweep."""
+    import logging
+
+    from inbox.bench.core import open_child_store
+    from inbox.logs import setup_logging
+    from inbox.service import Inbox, Runner
+    from inbox.settings import load_config
+
+    setup_logging(logging.WARNING, json_lines=True)
+    inbox = Inbox(load_config(config), open_child_store(), notifiers=[])
+    inbox.ingestor.on_event = lambda: None  # ingest alone is measured: no outbox round after every page
+    runner = Runner(inbox, outbox_seconds=3600)
+    await runner.start()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
+    _write(ready, inbox.worker)
+    await stopping.wait()
+    await runner.stop()
     await inbox.close()
 
 
@@ -123,11 +155,16 @@ def main() -> None:
     service.add_argument("config", type=Path)
     service.add_argument("ready", type=Path)
     service.add_argument("--outbox-seconds", type=float, default=1.0)
+    worker = sub.add_parser("worker")
+    worker.add_argument("config", type=Path)
+    worker.add_argument("ready", type=Path)
     fake = sub.add_parser("fake-slack")
     fake.add_argument("url_file", type=Path)
     args = parser.parse_args()
     if args.what == "service":
         asyncio.run(_service(args.config, args.ready, args.outbox_seconds))
+    elif args.what == "worker":
+        asyncio.run(_worker(args.config, args.ready))
     else:
         asyncio.run(_fake_slack(args.url_file))
 

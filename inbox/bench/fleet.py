@@ -299,7 +299,7 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     collections = _GcTimes()
     gc.callbacks.append(collections)
     start = loop.time()
-    runner.start()
+    await runner.start()
     result.start_ms = (loop.time() - start) * 1000
     result.max_lag_after_start = 0.0
     await asyncio.sleep(params["seconds"])

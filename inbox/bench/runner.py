@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # name -> (module, what it measures); each module has `async def run(url, *, quick, console) -> Report`.
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("inbox.bench.ingest", "ingest throughput, pipeline vs raw insert"),
+    "workers": ("inbox.bench.workers", "ingest throughput with 1, 2 and 4 workers on PostgreSQL"),
     "sweep": ("inbox.bench.sweep", "SLA sweep over 1,000,000 items, 10,000 open"),
     "connectors": ("inbox.bench.fleet", "1,000 connectors in one process: event-loop lag and memory"),
     "detection": ("inbox.bench.detection", "from a post at the vendor to the Slack post"),

@@ -60,6 +60,21 @@ async def test_two_workers_ingesting_the_same_page_store_it_once(inbox_factory, 
     assert await count(engine, Customer) == 7
 
 
+async def test_connectors_sharing_customers_ingest_side_by_side_without_deadlocks(inbox_factory, engine, clock):
+    """Two accounts mentioned by the same people: their pages upsert the same customers, in opposite orders here."""
+    inbox = inbox_factory()
+    one, other = SOURCE, Source(name="acme-x-support", channel="x", max_reply_chars=280)
+    people = [f"fan{n:03d}" for n in range(300)]
+    for round_ in range(4):
+        pages = [
+            [item(f"{round_}-{n}", clock, author_handle=h) for n, h in enumerate(people)],
+            [item(f"{round_}-{n}", clock, author_handle=h) for n, h in enumerate(reversed(people))],
+        ]
+        results = await asyncio.gather(inbox.ingestor.ingest(one, pages[0]), inbox.ingestor.ingest(other, pages[1]))
+        assert [r.stored for r in results] == [300, 300]
+    assert await count(engine, Customer) == 300 and await count(engine, Item) == 2400
+
+
 async def test_cursor_is_saved_with_the_items(inbox_factory, engine, clock):
     inbox = inbox_factory()
     await inbox.ingestor.ingest(SOURCE, [item("10", clock)], Cursor(since_id="10"))
