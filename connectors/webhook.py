@@ -22,6 +22,7 @@ from inbox.connector import (
     SentReply,
     TransientError,
 )
+from inbox.http import close_session, open_session
 from inbox.itemformat import parse_item
 
 SIGNATURE_HEADER = "X-Inbox-Signature"
@@ -127,12 +128,11 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
 
     async def close(self) -> None:
         """Close the reply session."""
-        if self._session is not None:
-            await self._session.close()
+        await close_session(self._session)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            self._session = open_session(timeout=aiohttp.ClientTimeout(total=30))
         return self._session
 
 

@@ -28,7 +28,7 @@ from inbox.connector import (
     SentReply,
     TransientError,
 )
-from inbox.http import DEFAULT_TIMEOUT, PageGuard, RateBudget, error_for
+from inbox.http import DEFAULT_TIMEOUT, PageGuard, RateBudget, close_session, error_for, open_session
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +209,7 @@ class XConnector(Connector[XSettings, XCursor]):
 
     async def close(self) -> None:
         """Close the HTTP session."""
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        await close_session(self._session)
 
     async def _mentions(self, own_id: str, start: XCursor, state: XCursor) -> AsyncIterator[Page[XCursor]]:
         guard = PageGuard(f"{self.name}: mentions")
@@ -402,7 +401,7 @@ class XConnector(Connector[XSettings, XCursor]):
     def _bind_session(self) -> None:
         # tweepy uses `AsyncClient.session` when set (its documented attribute) and opens one per request otherwise.
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=DEFAULT_TIMEOUT, middlewares=(self._transport,))
+            self._session = open_session(timeout=DEFAULT_TIMEOUT, middlewares=(self._transport,))
         self._api.session = self._session
 
 

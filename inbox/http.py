@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,44 @@ USER_AGENT = "cx-inbox/0.1 (+https://github.com/cx-inbox/cx-inbox)"
 # Vendors answer a page in well under this; a hung connection must not hold a poll forever.
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 MAX_PAGES = 200
+
+
+class _Pool:
+    """The connections of one event loop, shared by every vendor session on it."""
+
+    def __init__(self) -> None:
+        # No cap: a Mastodon stream holds its connection for hours, and polls must never queue behind streams.
+        self.connector = aiohttp.TCPConnector(limit=0)
+        self.sessions = 0
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
+
+
+def open_session(**options: Any) -> aiohttp.ClientSession:
+    """A session on this event loop's shared connection pool; close it with `close_session`."""
+    # A thousand accounts on one vendor then reuse a handful of kept-alive connections (one TLS handshake
+    # each) instead of each opening its own after every idle keep-alive timeout.
+    loop = asyncio.get_running_loop()
+    pool = _POOLS.get(loop)
+    if pool is None or pool.connector.closed:
+        pool = _POOLS[loop] = _Pool()
+    pool.sessions += 1
+    return aiohttp.ClientSession(connector=pool.connector, connector_owner=False, **options)
+
+
+async def close_session(session: aiohttp.ClientSession | None) -> None:
+    """Close a session from `open_session`; the pool's connections close with its last session."""
+    if session is None or session.closed:
+        return
+    connector = session.connector
+    await session.close()
+    pool = _POOLS.get(asyncio.get_running_loop())
+    if pool is not None and connector is pool.connector:
+        pool.sessions -= 1
+        if pool.sessions <= 0:
+            del _POOLS[asyncio.get_running_loop()]
+            await pool.connector.close()
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -135,7 +174,7 @@ class Response:
 
 
 class VendorClient:
-    """One aiohttp session per connector with its base URL, auth headers and rate budget."""
+    """One aiohttp session per connector (on the shared connection pool) with its base URL, auth headers and rate budget."""
 
     def __init__(
         self,
@@ -194,13 +233,12 @@ class VendorClient:
     def session(self) -> aiohttp.ClientSession:
         """The connector's session, opened on first use."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = open_session(timeout=self.timeout)
         return self._session
 
     async def close(self) -> None:
         """Close the session."""
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        await close_session(self._session)
 
 
 def _parse(body: str, what: str) -> Any:

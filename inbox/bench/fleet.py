@@ -141,11 +141,22 @@ async def run(url: str, *, quick: bool, console: Console, connectors: int | None
             if process.returncode != 0:
                 raise RuntimeError(f"the connectors' process failed ({process.returncode}): {log.read_text()[-2000:]}")
     result = ChildResult(**json.loads(out.decode().strip().splitlines()[-1]))
-    return _report(result, count, seconds, poll_seconds, fleet, problems, at_stop)
+    models = {mode: await _models_mb(mode) for mode in ("default", "low")}
+    return _report(result, count, seconds, poll_seconds, fleet, problems, at_stop, models)
+
+
+async def _models_mb(mode: str) -> float:
+    """Resident memory triage's language models add to a fresh process, with the shipped rules or low accuracy only."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "inbox.bench.fleet", "models", mode,
+                                                   stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"measuring the language models ({mode}) failed ({process.returncode})")
+    return float(out.decode().strip().splitlines()[-1])
 
 
 def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fleet: Fleet, problems: list[str],
-            at_stop: list[str]) -> Report:
+            at_stop: list[str], models: dict[str, float]) -> Report:
     p99 = percentile(r.lags, 99)
     what = f"{count:,} connectors"
     report = Report()
@@ -173,6 +184,9 @@ def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fle
     report.note(f"connectors: resident memory {r.start_rss:.0f} MB with Python and the code loaded, {r.built_rss:.0f} MB with the "
                 f"inbox built, {r.idle_rss:.0f} MB once triage has loaded its language models (the baseline), "
                 f"peak {r.peak_rss:.0f} MB while polling")
+    report.note(f"connectors: the language models alone add {models['default']:.0f} MB to a fresh process with the shipped "
+                f"triage rules (lingua's high- and low-accuracy modes), {models['low']:.0f} MB with its low-accuracy mode only "
+                "(triage rules [detection] short_text_chars = 0, low_accuracy_min_confidence = 0)")
     for line, times in _kinds(problems).most_common(3):
         report.note(f"connectors: {times} log line(s) like: {line[:300]}")
     for line, times in _kinds(at_stop).most_common(2):
@@ -329,11 +343,28 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     return result
 
 
+def _models_child(mode: str) -> float:
+    """MB of resident memory that loading triage's language models adds, as `Runner.start()` loads them."""
+    from inbox.triage import Triager, load_rules
+
+    rules = load_rules()
+    if mode == "low":
+        rules = rules.model_copy(update={"detection": rules.detection.model_copy(
+            update={"short_text_chars": 0, "low_accuracy_min_confidence": 0.0})})
+    triager = Triager(rules)
+    before = _rss_mb()
+    triager.warm_up()
+    return _rss_mb() - before
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python tests/bench/bench_connectors.py`; with one JSON argument, the child process."""
+    """`python tests/bench/bench_connectors.py`; with one JSON argument, the child process; `models MODE`, that measure."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 1 and args[0].startswith("{"):
         print(json.dumps(asdict(asyncio.run(_child(json.loads(args[0]))))))
+        return
+    if len(args) == 2 and args[0] == "models":
+        print(f"{_models_child(args[1]):.1f}")
         return
     from inbox.bench.runner import script
 

@@ -86,6 +86,20 @@ def test_language_and_intent_accuracy_on_labelled_set(triager: Triager) -> None:
     assert accuracy(intent_hits) >= 0.90
 
 
+def test_low_accuracy_detection_alone_still_names_the_labelled_languages(capsys: pytest.CaptureFixture[str]) -> None:
+    """The memory knob (lingua's low-accuracy mode only, a small part of the models' memory) costs little accuracy."""
+    rules = load_rules()
+    low_only = rules.model_copy(update={"detection": rules.detection.model_copy(
+        update={"short_text_chars": 0, "low_accuracy_min_confidence": 0.0})})
+    triager = Triager(low_only)
+    rows = _labelled()
+    hits = [_classify(triager, row).language == row["language"] for row in rows]
+    assert triager._high is None, "the high-accuracy models were loaded after all"  # noqa: SLF001
+    with capsys.disabled():
+        print(f"\nlow-accuracy mode only: language right for {sum(hits)} of {len(rows)} ({sum(hits) / len(rows):.1%})")
+    assert sum(hits) / len(rows) >= 0.97
+
+
 def test_sentiment_agrees_with_labels_mostly(triager: Triager) -> None:
     rows = [row for row in _labelled() if "sentiment" in row]
     got = [_classify(triager, row).sentiment for row in rows]
