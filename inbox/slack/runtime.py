@@ -111,8 +111,9 @@ class Slack:
 
     async def handle_http(self, request: web.Request) -> web.Response:
         """POST /slack/events: Bolt verifies the signature (401 otherwise), acks, and work follows."""
-        response = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        with self.tasks.answering():
+            response = await self.app.async_dispatch(await to_bolt_request(request))
+            return await to_aiohttp_response(response)
 
     async def _authorize(self, team_id: str | None = None) -> AuthorizeResult:
         me = await self.identity()
