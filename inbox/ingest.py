@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 # A platform clock a little ahead of ours is normal; a post "from the future" beyond this is clamped.
 _CLOCK_SKEW = timedelta(minutes=5)
 _MAX_ID = 255
+# A known customer's last_seen_at is kept to this precision: rewriting it for every message locked the row.
+_SEEN_PRECISION = timedelta(hours=1)
+_TRIAGE_SLICE = 25  # items triaged between two turns of the event loop (a few milliseconds)
 
 # Runs inside ingest's transaction after the items are written and before the cursor; raises to roll it back.
 Fence = Callable[[AsyncConnection], Awaitable[None]]
@@ -129,7 +133,13 @@ class Ingestor:
                 known = await _existing(conn, source.name, list(candidates))
             result.duplicates += len(known)
             # Triage only what is new: a re-poll of known items costs one indexed lookup.
-            rows = [self._prepare(source, raw, now) for key, raw in candidates.items() if key not in known]
+            for key, raw in candidates.items():
+                if key not in known:
+                    rows.append(self._prepare(source, raw, now))
+                    if len(rows) % _TRIAGE_SLICE == 0:
+                        # Triage is CPU work: other connectors' transactions (and their row locks) and Slack
+                        # acknowledgements on this event loop wait for it, so it gives way now and then.
+                        await asyncio.sleep(0)
         if rows:
             # Customers are shared by every connector's pages: their rows are locked only as long as this short
             # transaction, not for the whole page (which made several workers wait on each other in turn).
@@ -471,6 +481,11 @@ async def _existing(conn: AsyncConnection, connector: str, ids: list[str]) -> se
 
 
 async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: datetime) -> dict[tuple[str, str], int]:
+    """The customers' ids, adding the new ones; known ones are written only when their name or hour changed.
+
+    Most customers of a page are known, and many are shared by other connectors' pages, in other workers too:
+    reading them takes no lock, where an upsert of every one locked them all until the commit.
+    """
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         latest[row.customer_key] = {
@@ -480,20 +495,48 @@ async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: dateti
             "first_seen_at": now,
             "last_seen_at": now,
         }
-    insert = insert_for(conn, Customer)
-    upsert = insert.on_conflict_do_update(
-        index_elements=["channel", "handle"],
-        set_={
-            "last_seen_at": insert.excluded.last_seen_at,
-            "display_name": sa.func.coalesce(insert.excluded.display_name, Customer.display_name),
-        },
-    )
-    # DO UPDATE (unlike DO NOTHING) returns the row whether it was new or known: one round trip.
-    # In key order: pages of different connectors often share customers, and two transactions locking the
-    # same rows in different orders deadlock on PostgreSQL (one of them is then aborted).
-    ordered = [latest[key] for key in sorted(latest)]
-    result = await conn.execute(upsert.returning(Customer.id, Customer.channel, Customer.handle), ordered)
-    return {(channel, handle): id_ for id_, channel, handle in result}
+    # In key order throughout: two transactions locking shared rows in different orders deadlock on PostgreSQL.
+    keys = sorted(latest)
+    known = await _customers(conn, keys)
+    missing = [latest[key] for key in keys if key not in known]
+    if missing:
+        insert = insert_for(conn, Customer).on_conflict_do_nothing(index_elements=["channel", "handle"])
+        result = await conn.execute(insert.returning(Customer.id, Customer.channel, Customer.handle), missing)
+        added = {(channel, handle): (id_, None, now) for id_, channel, handle in result}
+        # Another worker may have added some meanwhile: theirs are known now.
+        raced = [key for key in keys if key not in known and key not in added]
+        known |= added | (await _customers(conn, raced) if raced else {})
+    stale = [
+        (key, latest[key]) for key in keys
+        if key in known and (_renamed(known[key][1], latest[key]["display_name"]) or known[key][2] <= now - _SEEN_PRECISION)
+    ]
+    if stale:
+        touch = sa.update(Customer).where(Customer.id == sa.bindparam("_id")).values(
+            last_seen_at=sa.bindparam("_seen"),
+            display_name=sa.func.coalesce(sa.bindparam("_name", type_=Customer.display_name.type), Customer.display_name),
+        )
+        await conn.execute(touch, [{"_id": known[key][0], "_seen": now, "_name": values["display_name"]} for key, values in stale])
+    return {key: id_ for key, (id_, _, _) in known.items()}
+
+
+def _renamed(stored: str | None, seen: str | None) -> bool:
+    return seen is not None and seen != stored
+
+
+async def _customers(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None, datetime]]:
+    """(id, display name, last seen) of the customers with these (channel, handle) keys that exist."""
+    found: dict[tuple[str, str], tuple[int, str | None, datetime]] = {}
+    by_channel: dict[str, list[str]] = {}
+    for channel, handle in keys:
+        by_channel.setdefault(channel, []).append(handle)
+    for channel, handles in by_channel.items():
+        for part in chunks(handles):
+            result = await conn.execute(
+                sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at)
+                .where(Customer.channel == channel, Customer.handle.in_(part))
+            )
+            found.update({(channel, handle): (id_, name, seen) for id_, handle, name, seen in result})
+    return found
 
 
 # What a follow-up needs to know about its thread.

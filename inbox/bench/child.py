@@ -117,7 +117,8 @@ async def _worker(config: Path, ready: Path) -> None:
 
     setup_logging(logging.WARNING, json_lines=True)
     inbox = Inbox(load_config(config), open_child_store(), notifiers=[])
-    inbox.ingestor.on_event = lambda: None  # ingest alone is measured: no outbox round after every page
+    # Ingest alone is measured: no outbox round after every page or sweep (Slack's rate limit paces it anyway).
+    inbox.ingestor.on_event = inbox.sweep.on_event = lambda: None
     runner = Runner(inbox, outbox_seconds=3600)
     await runner.start()
     stopping = asyncio.Event()

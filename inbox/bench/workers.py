@@ -72,6 +72,11 @@ async def run(url: str, *, quick: bool, console: Console, items: int | None = No
             report.note(f"workers: {result.workers} worker(s) kept {(result.worker_cpu + result.database_cpu) / result.seconds:.2f} "
                         f"of this machine's {os.cpu_count()} cores busy ({result.worker_cpu / result.seconds:.2f} the workers, "
                         f"{result.database_cpu / result.seconds:.2f} PostgreSQL)")
+    if one.worker_cpu is not None and one.database_cpu is not None and os.cpu_count():
+        busy = (one.worker_cpu + one.database_cpu) / one.seconds
+        report.note(f"workers: one worker and PostgreSQL already kept {busy:.2f} cores busy, so on this machine's "
+                    f"{os.cpu_count()} cores more workers can hardly do more than about {os.cpu_count() / busy:.2f}x one "
+                    "worker; the goal needs more cores (or PostgreSQL on another machine)")
     report.note(f"workers: {CONNECTORS} jsonl connectors shared out by leases; each round a fresh schema; the time runs "
                 f"from the moment every worker holds its share and the files are filled to the last item stored "
                 f"(1 worker: {one.rate:,.0f} items/s, {one.seconds:.1f} s). Every worker, PostgreSQL and this "
@@ -147,7 +152,8 @@ def _lines(count: int) -> list[str]:
 
 
 def _cpu(pids: list[int]) -> float | None:
-    """CPU seconds (user and system) the processes have used so far, read from /proc; None off Linux."""
+    """CPU seconds (user and system) the processes and their ended children have used so far, from /proc; None off
+    Linux. Counting ended children keeps the PostgreSQL server's backends that exit meanwhile in its figure."""
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     for pid in pids:
@@ -157,7 +163,7 @@ def _cpu(pids: list[int]) -> float | None:
             if not Path("/proc").exists():
                 return None
             continue  # a process that ended meanwhile
-        total += (int(fields[11]) + int(fields[12])) / tick
+        total += sum(int(value) for value in fields[11:15]) / tick  # utime, stime, cutime, cstime
     return total
 
 

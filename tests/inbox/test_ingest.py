@@ -139,6 +139,26 @@ async def test_customer_is_one_person_across_connectors(inbox_factory, engine, c
     assert len(items) == 2 and len(set(items)) == 1
 
 
+async def test_a_known_customer_keeps_a_new_name_and_is_seen_to_the_hour(inbox_factory, engine, clock):
+    inbox = inbox_factory()
+
+    async def customer() -> tuple[str | None, object]:
+        async with engine.connect() as conn:
+            return tuple((await conn.execute(sa.select(Customer.display_name, Customer.last_seen_at))).one())
+
+    first_seen = clock.now
+    await inbox.ingestor.ingest(SOURCE, [item("1", clock)])
+    clock.advance(minutes=20)
+    await inbox.ingestor.ingest(SOURCE, [item("2", clock, author_name=None)])
+    assert await customer() == ("Bob", first_seen), "no name is not a new name; seen within the hour"
+    await inbox.ingestor.ingest(SOURCE, [item("3", clock, author_name="Bob Smith")])
+    assert await customer() == ("Bob Smith", clock.now)
+    clock.advance(minutes=61)
+    await inbox.ingestor.ingest(SOURCE, [item("4", clock)])
+    assert await customer() == ("Bob", clock.now)
+    assert await count(engine, Customer) == 1
+
+
 async def test_clock_starts_at_the_platform_time_and_future_times_are_clamped(inbox_factory, engine, clock):
     inbox = inbox_factory()
     await inbox.ingestor.ingest(
