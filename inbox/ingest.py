@@ -17,7 +17,7 @@ from inbox.connector import Connector, Kind, RawItem
 from inbox.logs import log_fields
 from inbox.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
 from inbox.sla import ClockKind, SlaPolicies
-from inbox.sqlutil import chunks, insert_for
+from inbox.sqlutil import chunks, insert_for, one_of
 from inbox.templates import ReplyTemplates, reply_variables
 from inbox.triage import Priority, Triager
 
@@ -126,7 +126,6 @@ class Ingestor:
         result = IngestResult()
         candidates = self._normalise(source, items, now, result)
         rows: list[_Row] = []
-        customers: dict[tuple[str, str], int] = {}
         if candidates:
             async with self.engine.connect() as conn:
                 await _plan_lookups_afresh(conn, True)
@@ -140,10 +139,13 @@ class Ingestor:
                         # Triage is CPU work: other connectors' transactions (and their row locks) and Slack
                         # acknowledgements on this event loop wait for it, so it gives way now and then.
                         await asyncio.sleep(0)
+        customers: dict[tuple[str, str], int] = {}
         if rows:
-            # Customers are shared by every connector's pages: their rows are locked only as long as this short
-            # transaction, not for the whole page (which made several workers wait on each other in turn).
+            # Customers are shared by every connector's pages: what is written of them (new ones, renamed ones,
+            # hourly last_seen_at) commits at once, never locked for a whole page while other workers' pages
+            # with the same people wait. Mostly this only reads, and a read-only commit writes nothing.
             async with self.engine.begin() as conn:
+                await _plan_lookups_afresh(conn, True)
                 customers = await _upsert_customers(conn, rows, now)
         if rows or cursor is not None:
             async with self.engine.begin() as conn:
@@ -474,7 +476,7 @@ async def _existing(conn: AsyncConnection, connector: str, ids: list[str]) -> se
     found: set[str] = set()
     for part in chunks(ids):
         rows = await conn.execute(
-            sa.select(Item.external_id).where(Item.connector == connector, Item.external_id.in_(part))
+            sa.select(Item.external_id).where(Item.connector == connector, one_of(conn, Item.external_id, part))
         )
         found.update(rows.scalars())
     return found
@@ -484,7 +486,9 @@ async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: dateti
     """The customers' ids, adding the new ones; known ones are written only when their name or hour changed.
 
     Most customers of a page are known, and many are shared by other connectors' pages, in other workers too:
-    reading them takes no lock, where an upsert of every one locked them all until the commit.
+    reading them takes no lock, where an upsert of every one locked them all and made the workers wait on each
+    other in turn. What is written (new customers, and known ones hourly) is locked in key order, so two pages
+    never deadlock.
     """
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
@@ -533,7 +537,7 @@ async def _customers(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict
         for part in chunks(handles):
             result = await conn.execute(
                 sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at)
-                .where(Customer.channel == channel, Customer.handle.in_(part))
+                .where(Customer.channel == channel, one_of(conn, Customer.handle, part))
             )
             found.update({(channel, handle): (id_, name, seen) for id_, handle, name, seen in result})
     return found
@@ -549,7 +553,7 @@ _THREAD_STATE = (
 async def _load_threads(conn: AsyncConnection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
     threads: dict[str, dict[str, Any]] = {}
     for part in chunks(keys):
-        query = sa.select(*_THREAD_STATE).where(Thread.connector == connector, Thread.external_id.in_(part)).with_for_update()
+        query = sa.select(*_THREAD_STATE).where(Thread.connector == connector, one_of(conn, Thread.external_id, part)).with_for_update()
         for row in await conn.execute(query):
             threads[row.external_id] = dict(row._mapping)
     return threads

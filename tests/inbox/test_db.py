@@ -63,3 +63,25 @@ async def test_the_sla_sweep_and_the_open_queue_read_their_partial_indexes(engin
     assert len(plans) == 3, sent  # breach, warning, queue
     breach, warn, queue = plans
     assert "ix_thread_sla_due" in breach and "ix_thread_sla_warn" in warn and "ix_thread_open" in queue, plans
+
+
+async def test_one_of_finds_the_same_rows_with_one_statement_text_for_any_count(engine):
+    from datetime import UTC, datetime
+
+    from inbox.models import Customer
+    from inbox.sqlutil import one_of
+
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(Customer), [
+            {"channel": "x", "handle": h, "first_seen_at": now, "last_seen_at": now} for h in ("ana", "bob", "eve")
+        ])
+        texts = set()
+        for handles in (["ana"], ["ana", "eve", "zed"], ["bob", "eve"]):
+            query = sa.select(Customer.handle).where(one_of(conn, Customer.handle, handles)).order_by(Customer.handle)
+            found = (await conn.execute(query)).scalars().all()
+            assert found == sorted(set(handles) & {"ana", "bob", "eve"})
+            # As sent: an IN list is expanded into one parameter per value only when executed.
+            texts.add(str(query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})))
+    # PostgreSQL prepares each text once; SQLite's IN lists do not need to match.
+    assert len(texts) == 1 or conn.dialect.name != "postgresql"
