@@ -115,15 +115,16 @@ class ChildResult:
 
 
 async def run(url: str, *, quick: bool, console: Console, connectors: int | None = None, seconds: float | None = None,
-              poll_seconds: float = POLL_SECONDS) -> Report:
-    """Benchmark 3 on the store at `url`."""
+              poll_seconds: float = POLL_SECONDS, low_accuracy: bool = False) -> Report:
+    """Benchmark 3 on the store at `url`; `low_accuracy`: with triage rules that use lingua's low-accuracy mode only."""
     count = connectors or (QUICK_CONNECTORS if quick else CONNECTORS)
     seconds = seconds or (QUICK_SECONDS if quick else SECONDS)
     fleet = Fleet(count)
     async with scratch_store(url, "fleet") as scratch:
         await fleet.start()
         poster = asyncio.create_task(fleet.post_all_along(POSTS_PER_SECOND * count / CONNECTORS, random.Random(5)))
-        params = {"fleet": fleet.url, "connectors": count, "seconds": seconds, "poll_seconds": poll_seconds}
+        params = {"fleet": fleet.url, "connectors": count, "seconds": seconds, "poll_seconds": poll_seconds,
+                  "low_accuracy": low_accuracy}
         with tempfile.TemporaryDirectory() as tmp, console.status(
             f"connectors: {count:,} connectors polling every {poll_seconds:g} s for {seconds:g} s…"
         ):
@@ -142,7 +143,7 @@ async def run(url: str, *, quick: bool, console: Console, connectors: int | None
                 raise RuntimeError(f"the connectors' process failed ({process.returncode}): {log.read_text()[-2000:]}")
     result = ChildResult(**json.loads(out.decode().strip().splitlines()[-1]))
     models = {mode: await _models_mb(mode) for mode in ("default", "low")}
-    return _report(result, count, seconds, poll_seconds, fleet, problems, at_stop, models)
+    return _report(result, count, seconds, poll_seconds, fleet, problems, at_stop, models, low_accuracy)
 
 
 async def _models_mb(mode: str) -> float:
@@ -156,9 +157,9 @@ async def _models_mb(mode: str) -> float:
 
 
 def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fleet: Fleet, problems: list[str],
-            at_stop: list[str], models: dict[str, float]) -> Report:
+            at_stop: list[str], models: dict[str, float], low_accuracy: bool = False) -> Report:
     p99 = percentile(r.lags, 99)
-    what = f"{count:,} connectors"
+    what = f"{count:,} connectors" + (", low-accuracy languages" if low_accuracy else "")
     report = Report()
     report.add(
         Figure("connectors", f"{what}: loop lag p50", percentile(r.lags, 50), "ms", percentile(r.idle_lags, 50), "idle, before start"),
@@ -225,6 +226,8 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
+    # Only where /proc cannot be sampled: Linux keeps ru_maxrss across exec, so a child started by a big
+    # parent (`inbox bench` after the sweep's million items) would report the parent's size as its own.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
@@ -295,7 +298,13 @@ async def _child(params: dict[str, Any]) -> ChildResult:
          "account_id": BRAND_ID, "poll_seconds": params["poll_seconds"]}
         for i in range(params["connectors"])
     ]
-    inbox = Inbox(parse_config({"connectors": connectors}, env={}), open_child_store(), notifiers=None)
+    config: dict[str, Any] = {"connectors": connectors}
+    if params.get("low_accuracy"):
+        # The memory knob as a user sets it: a rules file merged over the shipped one.
+        rules = Path(tempfile.mkdtemp(prefix="inbox-bench-rules-")) / "triage.toml"
+        rules.write_text("[detection]\nshort_text_chars = 0\nlow_accuracy_min_confidence = 0\n", encoding="utf-8")
+        config["triage"] = {"rules": str(rules)}
+    inbox = Inbox(parse_config(config, env={}), open_child_store(), notifiers=None)
     result.built_rss = _rss_mb()
     # Both of lingua's detectors, loaded lazily on the first text each needs: a long text and a short one.
     inbox.triager.classify("warm up the language models before the baseline, with a sentence long enough")
@@ -327,7 +336,7 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     result.max_lag_after_start = max(ticker.lags(start + result.start_ms / 1000 + 2 * TICK, end), default=0.0)
     result.worst = sorted(((lag, at - start) for at, lag in ticker.samples if start <= at < end), reverse=True)[:5]
     result.first_round_lags = ticker.lags(start, start + params["poll_seconds"])
-    result.peak_rss = max(ticker.peak_rss, _peak_rss_mb())
+    result.peak_rss = ticker.peak_rss if os.path.exists("/proc/self/statm") else _peak_rss_mb()
     result.peak_fds = ticker.peak_fds
     print(STOPPING, file=sys.stderr, flush=True)
     await runner.stop(grace=30)
@@ -372,7 +381,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--connectors", type=int, help=f"connectors (default {CONNECTORS:,}; --quick {QUICK_CONNECTORS})")
         parser.add_argument("--seconds", type=float, help=f"how long they poll (default {SECONDS:g}; --quick {QUICK_SECONDS:g})")
         parser.add_argument("--poll-seconds", type=float, default=POLL_SECONDS, help="each connector's poll_seconds")
-        return lambda a: {"connectors": a.connectors, "seconds": a.seconds, "poll_seconds": a.poll_seconds}
+        parser.add_argument("--low-accuracy", action="store_true",
+                            help="triage rules with lingua's low-accuracy mode only (the memory knob)")
+        return lambda a: {"connectors": a.connectors, "seconds": a.seconds, "poll_seconds": a.poll_seconds,
+                          "low_accuracy": a.low_accuracy}
 
     script(run, __doc__ or "", options, args)
 
