@@ -507,10 +507,11 @@ async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: dateti
     if missing:
         insert = insert_for(conn, Customer).on_conflict_do_nothing(index_elements=["channel", "handle"])
         result = await conn.execute(insert.returning(Customer.id, Customer.channel, Customer.handle), missing)
-        added = {(channel, handle): (id_, None, now) for id_, channel, handle in result}
+        # As just written: a new customer is neither renamed nor stale.
+        added = {(channel, handle): (id_, latest[(channel, handle)]["display_name"], now) for id_, channel, handle in result}
         # Another worker may have added some meanwhile: theirs are known now.
         raced = [key for key in keys if key not in known and key not in added]
-        known |= added | (await _customers(conn, raced) if raced else {})
+        known |= added | await _customers(conn, raced)
     stale = [
         (key, latest[key]) for key in keys
         if key in known and (_renamed(known[key][1], latest[key]["display_name"]) or known[key][2] <= now - _SEEN_PRECISION)
@@ -529,18 +530,20 @@ def _renamed(stored: str | None, seen: str | None) -> bool:
 
 
 async def _customers(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None, datetime]]:
-    """(id, display name, last seen) of the customers with these (channel, handle) keys that exist."""
+    """(id, display name, last seen) of the customers with these (channel, handle) keys that exist.
+
+    The keys of one page share its channel.
+    """
     found: dict[tuple[str, str], tuple[int, str | None, datetime]] = {}
-    by_channel: dict[str, list[str]] = {}
-    for channel, handle in keys:
-        by_channel.setdefault(channel, []).append(handle)
-    for channel, handles in by_channel.items():
-        for part in chunks(handles):
-            result = await conn.execute(
-                sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at)
-                .where(Customer.channel == channel, one_of(conn, Customer.handle, part))
-            )
-            found.update({(channel, handle): (id_, name, seen) for id_, handle, name, seen in result})
+    if not keys:
+        return found
+    channel = keys[0][0]
+    for part in chunks([handle for _, handle in keys]):
+        result = await conn.execute(
+            sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at)
+            .where(Customer.channel == channel, one_of(conn, Customer.handle, part))
+        )
+        found.update({(channel, handle): (id_, name, seen) for id_, handle, name, seen in result})
     return found
 
 

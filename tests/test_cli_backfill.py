@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,13 +13,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from inbox.db import create_engine, migrate
 from inbox.models import Cursor, Event, EventKind, Item, SlaStage, Status, Thread
 from inbox.service import Inbox
 from inbox.sweep import SlaSweep
-from tests.conftest import PG_URL, STORES, FakeClock, make_settings
+from tests.conftest import STORES, FakeClock, make_settings, pg_database
 from tests.connectors.fakes.reviews import OWN_NAME
 from tests.connectors.fakes.trustpilot import ACCESS_TOKEN, API_KEY, BUSINESS_UNIT_ID, BUSINESS_USER_ID, TrustpilotFake
 from tests.connectors.fakes.x import TWEEPY_DEV, XFake
@@ -40,21 +38,13 @@ async def cli_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         yield engine, url
         await engine.dispose()
         return
-    assert PG_URL
-    name = f"backfill_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
-        yield engine, url
-    finally:
-        await engine.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with pg_database("backfill") as url:
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+            yield engine, url
+        finally:
+            await engine.dispose()
 
 
 async def inbox(*args: str) -> tuple[int, str, str]:

@@ -15,7 +15,6 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,12 +26,11 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import make_url
 
 from inbox.db import create_engine
 from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
 from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
-from tests.conftest import PG_URL, STORES
+from tests.conftest import STORES, pg_database
 from tests.connectors.fakes.x import LIMITS, Window, XFake
 from tests.connectors.test_x import config as x_config
 from inbox.fakes import slack_payloads as payloads
@@ -61,17 +59,8 @@ async def crash_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield Store(f"sqlite:///{tmp_path / 'inbox.db'}", workers=1)
         return
     # `inbox run` takes a URL, not a schema: these workers get a database of their own.
-    assert PG_URL
-    name = f"crash_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield Store(make_url(PG_URL).set(database=name).render_as_string(hide_password=False), workers=3)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with pg_database("crash") as url:
+        yield Store(url, workers=3)
 
 
 class BusyX(XFake):
