@@ -24,6 +24,8 @@ PROBE_TTL = 1.0
 PROBE_WAIT = 1.0
 # A store error seen in the service's own work counts until a later success, or for this long at most.
 FAILURE_MEMORY = 30.0
+# Seconds a loop's round may run past its planned start before the loop counts as stalled, unless told otherwise.
+DEFAULT_BUDGET = 300.0
 
 
 class StoreHealth:
@@ -128,7 +130,7 @@ class Loops:
 
     def ok(self, name: str, next_in: float) -> None:
         """A round finished well; the next one starts within `next_in` seconds."""
-        loop = self.loops[name]
+        loop = self._loop(name)
         loop.due = self.monotonic() + next_in + loop.budget
         loop.last_ok_at = self.clock()
         if loop.failing_since is not None:
@@ -137,7 +139,7 @@ class Loops:
 
     def failed(self, name: str, exc: BaseException | str, next_in: float, *, quiet: bool = False) -> None:
         """A round failed; the next one starts within `next_in` seconds. Logged at the first failure only."""
-        loop = self.loops[name]
+        loop = self._loop(name)
         loop.due = self.monotonic() + next_in + loop.budget
         loop.failures += 1
         store = not isinstance(exc, str) and is_outage(exc)
@@ -150,6 +152,10 @@ class Loops:
                 log.warning("%s failed (%s); it retries in %.0f s and logs again when it works", name, loop.reason, next_in)
             else:
                 log.error("%s failed; it retries in %.0f s and logs again when it works", name, next_in, exc_info=exc)
+
+    def _loop(self, name: str) -> Loop:
+        # A round of a loop never registered still counts (reporting must not be what breaks a loop).
+        return self.loops.get(name) or self.add(name, first_in=0.0, budget=DEFAULT_BUDGET)
 
     def remove(self, name: str) -> None:
         """A loop that ended on purpose (a stream whose lease moved away)."""
