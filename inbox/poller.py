@@ -14,13 +14,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.connector import AuthError, Connector, PermanentError, TransientError
+from inbox.connector import AuthError, Connector, PermanentError, RateLimited, TransientError
 from inbox.ingest import Ingestor, Source, load_cursor
 from inbox.logs import log_fields, redact
 from inbox.metrics import Metrics
 from inbox.models import ConnectorHealth, Event, EventKind, utcnow
+from inbox.ratelimit import RateLimits
 from inbox.sqlutil import insert_for
 from inbox.workers import LeaseLost, Leases
 
@@ -77,6 +79,7 @@ class Poller:
         self.timeout = timeout
         self.leases = leases
         self.failures = 0
+        self.rate = RateLimits(connector.name, connector.settings.poll_seconds, jitter=jitter, metrics=metrics)
 
     @property
     def name(self) -> str:
@@ -105,6 +108,8 @@ class Poller:
             return PollResult(stored, pages, self.connector.settings.poll_seconds, duplicates=duplicates)
         except TimeoutError:
             return await self._failed("timeout", f"no answer within {self.timeout:.0f} s", stored, pages)
+        except RateLimited as exc:
+            return await self._rate_limited(str(exc), exc.retry_after, stored, pages)
         except TransientError as exc:
             return await self._failed("transient", str(exc), stored, pages, retry_after=exc.retry_after)
         except AuthError as exc:
@@ -123,8 +128,10 @@ class Poller:
             log.info("polling works again after %d failure(s)", self.failures)
         self.failures = 0
         await self._record(healthy=True, reason=None, stored=stored)
+        self.rate.passed()
         poll = self.connector.settings.poll_seconds
-        return PollResult(stored, pages, poll * self.jitter(0.9, 1.1), duplicates=duplicates)
+        delay = self.rate.pace(poll * self.jitter(0.9, 1.1), self.connector.poll_budgets())
+        return PollResult(stored, pages, delay, duplicates=duplicates)
 
     @log_fields(connector="self.name")
     async def follow_stream(self) -> None:
@@ -178,6 +185,34 @@ class Poller:
         unhealthy = auth or self.failures >= UNHEALTHY_AFTER
         await self._record(healthy=not unhealthy, reason=reason, stored=stored, failed=True)
         return PollResult(stored, pages, delay, reason)
+
+    async def _rate_limited(self, reason: str, retry_after: float | None, stored: int, pages: int) -> PollResult:
+        """The vendor's rate limit refused the poll: wait for its reset; unhealthy only when that lasts too long."""
+        reason = redact(reason)
+        delay = self.rate.refused(self.clock(), retry_after)
+        if self.metrics and stored:
+            self.metrics.items_ingested.labels(self.name).inc(stored)
+        if self.rate.too_long():
+            # `_record` announces the change once: only the update that flips the health writes the event.
+            await self._record(healthy=False, reason=self.rate.describe(reason), stored=stored, failed=True)
+        else:
+            await self._record_rate_limited(stored)
+        return PollResult(stored, pages, delay, reason)
+
+    async def _record_rate_limited(self, stored: int) -> None:
+        """A refused poll is no failure: its time and what it stored are kept, the health left as it was."""
+        try:
+            async with self.engine.begin() as conn:
+                insert = insert_for(conn, ConnectorHealth).values(connector=self.name, healthy=True, failures=0, items_total=0)
+                await conn.execute(insert.on_conflict_do_nothing(index_elements=["connector"]))
+                await conn.execute(
+                    sa.update(ConnectorHealth)
+                    .where(ConnectorHealth.connector == self.name)
+                    .values(last_poll_at=self.clock(), items_total=ConnectorHealth.items_total + stored)
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            # Bookkeeping only: the next poll is scheduled all the same.
+            log.warning("could not record a rate-limited poll in the store: %s", exc)
 
     async def _record(self, *, healthy: bool, reason: str | None, stored: int, failed: bool = False) -> None:
         now = self.clock()

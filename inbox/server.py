@@ -87,6 +87,7 @@ async def healthz(request: web.Request) -> web.Response:
             "last_ok_at": row.last_ok_at.isoformat() if row and row.last_ok_at else None,
             "polled": row is not None or connector.pushes,
             "polled_by": leases.get(name),  # the worker whose lease on it holds now
+            **_rate_limit(inbox, name),
         }
     unhealthy = sorted(name for name, c in connectors.items() if not c["healthy"])
     return web.json_response(
@@ -95,6 +96,16 @@ async def healthz(request: web.Request) -> web.Response:
             "worker": inbox.worker, "workers": workers, "connectors": connectors,
         }
     )
+
+
+def _rate_limit(inbox: Inbox, name: str) -> dict[str, str | None]:
+    """Since and until when the vendor's rate limit refuses the connector's polls (this worker's view: it polls it)."""
+    poller = inbox.pollers.get(name)
+    rate = poller.rate if poller is not None else None
+    return {
+        "rate_limited_since": rate.since.isoformat() if rate and rate.since else None,
+        "rate_limited_until": rate.until.isoformat() if rate and rate.until else None,
+    }
 
 
 async def metrics(request: web.Request) -> web.Response:
