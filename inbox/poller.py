@@ -127,8 +127,8 @@ class Poller:
         if self.failures:
             log.info("polling works again after %d failure(s)", self.failures)
         self.failures = 0
-        await self._record(healthy=True, reason=None, stored=stored)
         self.rate.passed()
+        await self._record(healthy=True, reason=None, stored=stored)
         poll = self.connector.settings.poll_seconds
         delay = self.rate.pace(poll * self.jitter(0.9, 1.1), self.connector.poll_budgets())
         return PollResult(stored, pages, delay, duplicates=duplicates)

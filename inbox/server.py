@@ -87,7 +87,8 @@ async def healthz(request: web.Request) -> web.Response:
             "last_ok_at": row.last_ok_at.isoformat() if row and row.last_ok_at else None,
             "polled": row is not None or connector.pushes,
             "polled_by": leases.get(name),  # the worker whose lease on it holds now
-            **_rate_limit(inbox, name),
+            # Known to the worker that polls it: another's view would be stale since the lease moved.
+            **_rate_limit(inbox, name, leases.get(name) in (None, inbox.worker)),
         }
     unhealthy = sorted(name for name, c in connectors.items() if not c["healthy"])
     return web.json_response(
@@ -98,10 +99,10 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def _rate_limit(inbox: Inbox, name: str) -> dict[str, str | None]:
-    """Since and until when the vendor's rate limit refuses the connector's polls (this worker's view: it polls it)."""
+def _rate_limit(inbox: Inbox, name: str, polled_here: bool) -> dict[str, str | None]:
+    """Since and until when the vendor's rate limit refuses the connector's polls, as this worker saw while polling it."""
     poller = inbox.pollers.get(name)
-    rate = poller.rate if poller is not None else None
+    rate = poller.rate if poller is not None and polled_here else None
     return {
         "rate_limited_since": rate.since.isoformat() if rate and rate.since else None,
         "rate_limited_until": rate.until.isoformat() if rate and rate.until else None,
