@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from inbox.http import RateBudget
 
 
 class Kind(StrEnum):
@@ -31,11 +34,18 @@ class ConnectorError(Exception):
 
 
 class TransientError(ConnectorError):
-    """Try again later: timeouts, 5xx, rate limits (with the vendor's retry-after when known)."""
+    """Try again later: timeouts, 5xx (with the vendor's retry-after when known); rate limits are `RateLimited`."""
 
     def __init__(self, message: str, retry_after: float | None = None, *, status: int | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """The vendor's rate limit refused the request (HTTP 429, or its announced budget is spent): not a failure.
+
+    `retry_after` is the wait until the vendor's reset when it says so; the poller waits for that, not longer.
+    """
 
 
 class AuthError(ConnectorError):
@@ -162,6 +172,12 @@ class Connector(abc.ABC, Generic[S, C]):
     @abc.abstractmethod
     async def check(self) -> str:
         """Try the credentials with one cheap call; return a short description of the account."""
+
+    def poll_budgets(self) -> list[RateBudget]:
+        """The vendor's rate budgets that polls spend, so the poller can pace polls by them; by default each VendorClient's."""
+        from inbox.http import VendorClient  # inbox.http imports this module
+
+        return [value.budget for value in vars(self).values() if isinstance(value, VendorClient)]
 
     async def close(self) -> None:
         """Release network resources."""

@@ -16,12 +16,13 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.connector import AuthError, Connector, PermanentError, TransientError
+from inbox.connector import AuthError, Connector, PermanentError, RateLimited, TransientError
 from inbox.db import StoreUnavailable, describe_outage, is_outage
 from inbox.ingest import Ingestor, Source, load_cursor
 from inbox.logs import log_fields, redact
 from inbox.metrics import Metrics
 from inbox.models import ConnectorHealth, Event, EventKind, utcnow
+from inbox.ratelimit import RateLimits
 from inbox.sqlutil import insert_for
 from inbox.workers import LeaseLost, Leases
 
@@ -90,6 +91,7 @@ class Poller:
         self.leases = leases
         self.failures = 0
         self.store_failures = 0
+        self.rate = RateLimits(connector.name, connector.settings.poll_seconds, jitter=jitter, metrics=metrics)
 
     @property
     def name(self) -> str:
@@ -120,6 +122,8 @@ class Poller:
             return self._store_failed(str(exc), stored, pages)
         except TimeoutError:
             return await self._failed("timeout", f"no answer within {self.timeout:.0f} s", stored, pages)
+        except RateLimited as exc:
+            return await self._rate_limited(str(exc), exc.retry_after, stored, pages)
         except TransientError as exc:
             return await self._failed("transient", str(exc), stored, pages, retry_after=exc.retry_after)
         except AuthError as exc:
@@ -137,6 +141,7 @@ class Poller:
         if self.failures:
             log.info("polling works again after %d failure(s)", self.failures)
         self.failures = 0
+        self.rate.passed()
         try:
             await _store(self._record(healthy=True, reason=None, stored=stored))
         except StoreUnavailable as exc:
@@ -144,7 +149,8 @@ class Poller:
             return self._store_failed(str(exc), stored, pages)
         self._store_back()
         poll = self.connector.settings.poll_seconds
-        return PollResult(stored, pages, poll * self.jitter(0.9, 1.1), duplicates=duplicates)
+        delay = self.rate.pace(poll * self.jitter(0.9, 1.1), self.connector.poll_budgets())
+        return PollResult(stored, pages, delay, duplicates=duplicates)
 
     @log_fields(connector="self.name")
     async def follow_stream(self) -> None:
@@ -234,6 +240,36 @@ class Poller:
         if self.store_failures:
             log.info("the store answers again after %d stopped poll(s); polling resumed from the saved cursor", self.store_failures)
         self.store_failures = 0
+
+    async def _rate_limited(self, reason: str, retry_after: float | None, stored: int, pages: int) -> PollResult:
+        """The vendor's rate limit refused the poll: wait for its reset; unhealthy only when that lasts too long."""
+        reason = redact(reason)
+        delay = self.rate.refused(self.clock(), retry_after)
+        if self.metrics and stored:
+            self.metrics.items_ingested.labels(self.name).inc(stored)
+        try:
+            if self.rate.too_long():
+                # `_record` announces the change once: only the update that flips the health writes the event.
+                await _store(self._record(healthy=False, reason=self.rate.describe(reason), stored=stored, failed=True))
+            else:
+                await _store(self._record_rate_limited(stored))
+        except StoreUnavailable as exc:
+            # The vendor's reset still decides the next try; the health row is written by a later poll.
+            self._store_failed(str(exc), stored, pages)
+            return PollResult(stored, pages, delay, reason, store_down=True)
+        self._store_back()
+        return PollResult(stored, pages, delay, reason)
+
+    async def _record_rate_limited(self, stored: int) -> None:
+        """A refused poll is no failure: its time and what it stored are kept, the health left as it was."""
+        async with self.engine.begin() as conn:
+            insert = insert_for(conn, ConnectorHealth).values(connector=self.name, healthy=True, failures=0, items_total=0)
+            await conn.execute(insert.on_conflict_do_nothing(index_elements=["connector"]))
+            await conn.execute(
+                sa.update(ConnectorHealth)
+                .where(ConnectorHealth.connector == self.name)
+                .values(last_poll_at=self.clock(), items_total=ConnectorHealth.items_total + stored)
+            )
 
     async def _record(self, *, healthy: bool, reason: str | None, stored: int, failed: bool = False) -> None:
         now = self.clock()

@@ -95,6 +95,8 @@ async def healthz(request: web.Request) -> web.Response:
             "last_ok_at": row.last_ok_at.isoformat() if row and row.last_ok_at else None,
             "polled": row is not None or connector.pushes,
             "polled_by": leases.get(name),  # the worker whose lease on it holds now
+            # Known to the worker that polls it: another's view would be stale since the lease moved.
+            **_rate_limit(inbox, name, leases.get(name) in (None, inbox.worker)),
         }
     unhealthy = sorted(name for name, c in connectors.items() if not c["healthy"])
     stalled = inbox.loops.stalled()
@@ -121,6 +123,16 @@ async def _health_rows(inbox: Inbox) -> tuple[dict[str, Any], dict[str, str], li
         alive = now - timedelta(seconds=inbox.settings.workers.lease_seconds)
         workers = sorted((await conn.execute(sa.select(Worker.id).where(Worker.seen_at > alive))).scalars())
     return rows, leases, workers
+
+
+def _rate_limit(inbox: Inbox, name: str, polled_here: bool) -> dict[str, str | None]:
+    """Since and until when the vendor's rate limit refuses the connector's polls, as this worker saw while polling it."""
+    poller = inbox.pollers.get(name)
+    rate = poller.rate if poller is not None and polled_here else None
+    return {
+        "rate_limited_since": rate.since.isoformat() if rate and rate.since else None,
+        "rate_limited_until": rate.until.isoformat() if rate and rate.until else None,
+    }
 
 
 async def metrics(request: web.Request) -> web.Response:
