@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from inbox import safejson
 from inbox.connector import Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply
 from inbox.itemformat import parse_item
 
@@ -70,7 +71,7 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
             text = line.decode("utf-8", errors="replace").strip()
             if text:
                 try:
-                    items.append(parse_item(json.loads(text)))
+                    items.append(parse_item(safejson.loads(text)))
                 except ValueError as exc:
                     # A broken line stays broken: log it and move past it rather than stall the file.
                     log.warning("%s: skipped line at byte %d of %s: %s", self.name, offset - len(line), path, str(exc)[:300])
