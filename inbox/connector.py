@@ -60,6 +60,18 @@ class ConnectorSettings(BaseModel):
     own_handles: list[str] = Field(default_factory=list)
 
 
+# The most of each RawItem field the inbox stores (characters; reply_to as JSON), checked once in ingest for every
+# connector and within the store's column sizes (inbox/models.py). An id or handle longer than its limit is no id:
+# the item is skipped with a problem line. A name or a text is cut with a marker and a URL dropped (a cut one leads
+# nowhere): the item is kept.
+MAX_ID = 255  # external_id, thread_id (VARCHAR(255))
+MAX_HANDLE = 255  # author_handle (VARCHAR(255))
+MAX_NAME = 255  # author_name (VARCHAR(255))
+MAX_URL = 2048  # what browsers and platforms reliably take
+MAX_TEXT = 100_000  # longer than any platform's post, comment, review or message
+MAX_REPLY_TO = 8192  # what a reply needs: a few ids and flags
+
+
 @dataclass(slots=True)
 class RawItem:
     """One thing a customer said, as a connector maps it from its platform."""

@@ -133,16 +133,17 @@ async def webhook(request: web.Request) -> web.Response:
             log.warning("refused a webhook call with a missing or wrong signature")
             return web.json_response({"error": "missing or invalid signature"}, status=401)
         try:
-            items, problems = connector.parse(body)
+            push = connector.parse(body)
         except PermanentError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        for problem in problems:
-            log.warning("skipped a pushed item: %s", problem)
-        if not items:
-            return web.json_response({"error": "no valid item", "problems": problems}, status=400)
-        result = await inbox.ingestor.ingest(Source.of(connector), items)
+        for problem in push.problems:
+            log.warning("skipped a pushed item: %s", problem)  # ingest logs those it skips itself
+        if not push.items:
+            return web.json_response({"error": "no valid item", "problems": push.problems}, status=400)
+        result = await inbox.ingestor.ingest(Source.of(connector), push.items)
+        push.skipped(result.problems)
         inbox.metrics.items_ingested.labels(connector.name).inc(result.stored)
         return web.json_response(
-            {"stored": result.stored, "duplicates": result.duplicates, "skipped": result.skipped, "problems": problems},
+            {"stored": result.stored, "duplicates": result.duplicates, "skipped": len(push.refused), "problems": push.problems},
             status=202,
         )
