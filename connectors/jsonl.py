@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from inbox import safejson
 from inbox.connector import Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply
@@ -28,7 +28,7 @@ class JsonlSettings(ConnectorSettings):
     type: str = "jsonl"
     path: Path
     replies_path: Path | None = None
-    channel: str = "jsonl"
+    channel: str = Field(default="jsonl", min_length=1, max_length=32)  # the store's channel columns
     batch_size: int = 500
 
 

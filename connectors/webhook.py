@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from inbox import safejson
 from inbox.connector import (
@@ -37,7 +37,7 @@ class WebhookSettings(ConnectorSettings):
     type: str = "webhook"
     secret: SecretStr
     reply_url: str | None = None
-    channel: str = "webhook"
+    channel: str = Field(default="webhook", min_length=1, max_length=32)  # the store's channel columns
     max_reply_chars: int | None = None
 
 

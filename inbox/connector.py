@@ -51,7 +51,7 @@ class ConnectorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")  # the store's connector columns
     type: str
     enabled: bool = True
     poll_seconds: float = Field(default=60, gt=0)
