@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from inbox import safejson
 from inbox.connector import Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply
 from inbox.itemformat import parse_item
 
@@ -27,7 +28,7 @@ class JsonlSettings(ConnectorSettings):
     type: str = "jsonl"
     path: Path
     replies_path: Path | None = None
-    channel: str = "jsonl"
+    channel: str = Field(default="jsonl", min_length=1, max_length=32)  # the store's channel columns
     batch_size: int = 500
 
 
@@ -70,7 +71,7 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
             text = line.decode("utf-8", errors="replace").strip()
             if text:
                 try:
-                    items.append(parse_item(json.loads(text)))
+                    items.append(parse_item(safejson.loads(text)))
                 except ValueError as exc:
                     # A broken line stays broken: log it and move past it rather than stall the file.
                     log.warning("%s: skipped line at byte %d of %s: %s", self.name, offset - len(line), path, str(exc)[:300])

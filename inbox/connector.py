@@ -61,13 +61,25 @@ class ConnectorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")  # the store's connector columns
     type: str
     enabled: bool = True
     poll_seconds: float = Field(default=60, gt=0)
     api_url: str | None = None
     # The brand's own accounts on this channel: their posts are never items.
     own_handles: list[str] = Field(default_factory=list)
+
+
+# The most of each RawItem field the inbox stores (characters; reply_to as JSON), checked once in ingest for every
+# connector and within the store's column sizes (inbox/models.py). An id or handle longer than its limit is no id:
+# the item is skipped with a problem line. A name or a text is cut with a marker and a URL dropped (a cut one leads
+# nowhere): the item is kept.
+MAX_ID = 255  # external_id, thread_id (VARCHAR(255))
+MAX_HANDLE = 255  # author_handle (VARCHAR(255))
+MAX_NAME = 255  # author_name (VARCHAR(255))
+MAX_URL = 2048  # what browsers and platforms reliably take
+MAX_TEXT = 100_000  # longer than any platform's post, comment, review or message
+MAX_REPLY_TO = 8192  # what a reply needs: a few ids and flags
 
 
 @dataclass(slots=True)

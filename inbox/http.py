@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from inbox import safejson
 from inbox.connector import AuthError, ConnectorError, PermanentError, RateLimited, TransientError
 from inbox.logs import SECRETS, redact
 
@@ -248,7 +248,7 @@ def _parse(body: str, what: str) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        return safejson.loads(body)
     except ValueError as exc:
         raise PermanentError(f"{what} returned malformed JSON: {exc}") from exc
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox.display import shown_name, shown_text
 from inbox.logs import log_context, log_fields
 from inbox.models import Event, EventKind, utcnow
 from inbox.sla import SlaPolicies
@@ -55,7 +56,7 @@ class LogNotifier:
         if t is None:
             self.log.warning("%s: %s", notice.kind, notice.payload)
             return
-        who = f"{t.channel} @{t.author_handle}"
+        who = f"{t.channel} @{shown_name(t.author_handle)}"
         if notice.kind == EventKind.SLA_BREACH:
             self.log.warning(
                 "SLA BREACH: thread %d (%s) has waited %.0f min for a reply, due %s; assignee: %s",
@@ -70,7 +71,7 @@ class LogNotifier:
             self.log.info(
                 "%s: thread %d (%s, %s/%s/%s priority): %s",
                 "new" if notice.kind == EventKind.NEW_THREAD else "follow-up",
-                t.thread_id, who, t.language, t.intent, t.priority, _short(t.text),
+                t.thread_id, who, t.language, t.intent, t.priority, _short(shown_text(t.text)),
             )
         else:
             self.log.info("%s: thread %d (%s) %s", notice.kind, t.thread_id, who, notice.payload)

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inbox.backfill import BackfillProgress, describe
+from inbox.display import shown_name, shown_text
 from inbox.sla import SlaState
 from inbox.views import ThreadView
 
@@ -50,12 +51,12 @@ def print_queue(out: Console, views: Sequence[ThreadView]) -> None:
     table.add_column("customer said", ratio=3)
     table.add_column("suggested reply", ratio=3)
     for view in views:
-        author = Text(f"{view.channel} · @{view.author_handle}")
+        author = Text(f"{view.channel} · @{shown_name(view.author_handle)}")
         if view.rating is not None:
             author.append(f"\n{stars(view.rating)}", style="yellow")
         if view.assignee:
             author.append(f"\n→ {view.assignee}", style="cyan")
-        suggestion = Text(view.suggestion)
+        suggestion = Text(shown_text(view.suggestion))
         if view.suggestion_truncated:
             suggestion.append(" [cut to fit the channel]", style="dim")
         table.add_row(
@@ -64,7 +65,7 @@ def print_queue(out: Console, views: Sequence[ThreadView]) -> None:
             Text(str(view.priority), style=PRIORITY_STYLE.get(str(view.priority), "")),
             author,
             f"{view.language} · {view.intent}\n{view.sentiment}",
-            Text(view.text),
+            Text(shown_text(view.text)),
             suggestion,
         )
     out.print(table)

@@ -171,20 +171,20 @@ async def webhook(request: web.Request) -> web.Response:
             log.warning("refused a webhook call with a missing or wrong signature")
             return web.json_response({"error": "missing or invalid signature"}, status=401)
         try:
-            items, problems = connector.parse(body)
+            push = connector.parse(body)
         except PermanentError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        for problem in problems:
-            log.warning("skipped a pushed item: %s", problem)
-        if not items:
-            return web.json_response({"error": "no valid item", "problems": problems}, status=400)
+        for problem in push.problems:
+            log.warning("skipped a pushed item: %s", problem)  # ingest logs those it skips itself
+        if not push.items:
+            return web.json_response({"error": "no valid item", "problems": push.problems}, status=400)
         down = inbox.store_health.known_down()
         if down is not None:
             return _store_down(down)
         try:
             with store_wait(PUSH_LOCK_WAIT):
                 async with asyncio.timeout(PUSH_STORE_SECONDS):
-                    result = await inbox.ingestor.ingest(Source.of(connector), items)
+                    result = await inbox.ingestor.ingest(Source.of(connector), push.items)
         except TimeoutError:
             reason = f"the store did not answer within {PUSH_STORE_SECONDS:.0f} s"
             inbox.store_health.failed(reason)
@@ -195,9 +195,10 @@ async def webhook(request: web.Request) -> web.Response:
             inbox.store_health.failed(exc)
             return _store_down(f"store error: {describe_outage(exc)}")
         inbox.store_health.worked()
+        push.skipped(result.problems)
         inbox.metrics.items_ingested.labels(connector.name).inc(result.stored)
         return web.json_response(
-            {"stored": result.stored, "duplicates": result.duplicates, "skipped": result.skipped, "problems": problems},
+            {"stored": result.stored, "duplicates": result.duplicates, "skipped": len(push.refused), "problems": push.problems},
             status=202,
         )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from inbox.display import shown_name
 from inbox.templates import CHANNEL_NAMES
 from inbox.models import Status
 from inbox.render import stars
@@ -114,7 +115,8 @@ def _customer_text(view: ThreadView) -> Block:
 
 
 def _about(view: ThreadView) -> list[Block]:
-    who = f"@{view.author_handle}" + (f" ({view.author_name})" if view.author_name and view.author_name != view.author_handle else "")
+    name = f" ({shown_name(view.author_name)})" if view.author_name and view.author_name != view.author_handle else ""
+    who = f"@{shown_name(view.author_handle)}{name}"
     elements = [plain(who, 200)]
     if view.rating is not None:
         elements.append(plain(stars(view.rating), 20))

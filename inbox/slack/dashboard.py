@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Connector
+from inbox.display import shown_name
 from inbox.models import ConnectorHealth, Thread
 from inbox.sla import SlaPolicies, SlaState
 from inbox.slack.blocks import Block, channel_name, minutes, user, when
@@ -119,7 +120,7 @@ def queue_blocks(queue: Sequence[ThreadView]) -> list[Block]:
             f"{minutes(view.clock.minutes_left)} (due {when(view.clock.due_at)}) · {user(view.assignee) if view.assignee else 'unassigned'}"
         )
         blocks.append({"type": "section", "text": mrkdwn(line)})
-        blocks.append({"type": "context", "elements": [plain(f"@{view.author_handle}: {clip(' '.join(view.text.split()), 150)}", 300)]})
+        blocks.append({"type": "context", "elements": [plain(f"@{shown_name(view.author_handle)}: {clip(' '.join(view.text.split()), 150)}", 300)]})
     if len(queue) > QUEUE_ROWS:
         blocks.append({"type": "context", "elements": [mrkdwn(f"…and {len(queue) - QUEUE_ROWS} more; `inbox queue` lists them all.")]})
     return blocks

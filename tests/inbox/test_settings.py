@@ -137,3 +137,13 @@ def test_cli_prints_problems_without_a_traceback(tmp_path):
     output = run.stdout + run.stderr
     assert "sla.first_response_minutes" in output and "slack.signing_secret: environment variable NOPE is not set" in output
     assert "Traceback" not in output and "xoxb-very-secret" not in output
+
+
+def test_names_and_channels_fit_the_store(tmp_path):
+    # The store's connector columns hold 64 characters and its channel columns 32 (PostgreSQL would refuse more).
+    name = "n" * 65
+    found = problems(tmp_path, f'[[connectors]]\nname = "{name}"\ntype = "jsonl"\npath = "x.jsonl"\nchannel = "{"c" * 33}"\n')
+    assert sorted(found) == [
+        f"connectors[{name}].channel: String should have at most 32 characters",
+        f"connectors[{name}].name: String should have at most 64 characters",
+    ]
