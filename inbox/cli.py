@@ -37,6 +37,7 @@ ConfigOption = Annotated[
 # What each command reads of the config: only those parts' ${VAR}s must be set (`run` and `check` use it all).
 STORE_USES = Uses(frozenset({"database", "sla", "triage"}), connectors=False)  # queue: the store and what the queue shows
 TRIAGE_USES = Uses(frozenset({"triage"}), connectors=False)
+CHECK_USES = Uses(frozenset({"database", "sla", "slack", "triage"}))  # not the server nor the workers
 BENCH_USES = Uses(frozenset({"database"}), connectors=False)
 
 
@@ -106,7 +107,7 @@ def check(config: ConfigOption = None) -> None:
     """Validate the config and try the store's and each connector's credentials; non-zero exit on any problem."""
     from inbox.checks import run_checks
 
-    settings = _settings(config)
+    settings = _settings(config, CHECK_USES)
     setup_logging(logging.ERROR, settings=settings)
     problems = _run(run_checks(settings, out))
     raise typer.Exit(1 if problems else 0)

@@ -315,8 +315,9 @@ def parse_config(
     unused = [where for where, _name in unset if not uses.needs(where, data)]
     problems += [f"{_path(where)}: environment variable {name} is not set" for where, name in unset if uses.needs(where, data)]
     for where in unused:
-        _drop(data, where)
-    unused_keys = [_path(where[:2] if where[0] == "connectors" else where) for where in unused]
+        # Slack half-configured is worse than off: a command that does not use it gets it off.
+        _drop(data, where[:1] if where[0] == "slack" else where)
+    unused_keys = [_path(where[:2] if where[0] == "connectors" else where[:1] if where[0] == "slack" else where) for where in unused]
     # A needed one is reported once, as unset, not again as the empty value it left behind.
     quiet = unused_keys + [_path(where) for where, _name in unset]
     connectors_raw = data.pop("connectors", [])
