@@ -73,7 +73,7 @@ def _probe_sqlite(database: str | None) -> StoreProbe:
             return StoreProbe("sqlite", False, f"folder {folder} does not exist: create it (mkdir -p {folder}) or change database.url")
         return StoreProbe("sqlite", True, f"{path} does not exist yet: `inbox run` creates it")
     try:
-        # Read-only: `inbox check` must not create the file, nor a journal beside it, nor migrate it.
+        # Read-only: `inbox check` must not create the store, nor write to it (SQLite may still open its WAL index).
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
