@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -34,7 +34,7 @@ ConfigOption = Annotated[
 ]
 
 
-# What each command reads of the config: only those parts' ${VAR}s must be set (`run` and `check` use it all).
+# What each command reads of the config: only those parts' ${VAR}s must be set (`run` uses it all).
 STORE_USES = Uses(frozenset({"database", "sla", "triage"}), connectors=False)  # queue: the store and what the queue shows
 TRIAGE_USES = Uses(frozenset({"triage"}), connectors=False)
 CHECK_USES = Uses(frozenset({"database", "sla", "slack", "triage"}))  # not the server nor the workers
@@ -63,9 +63,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 @app.command()
 def run(config: ConfigOption = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run the service: poll connectors, sweep SLAs, serve Slack, webhooks, /healthz and /metrics."""
-    from inbox.service import serve
-
     from inbox.checks import probe_store, startup_problem
+    from inbox.service import serve
 
     settings = _settings(config)
     setup_logging(logging.DEBUG if verbose else logging.INFO, settings=settings)
@@ -83,7 +82,7 @@ def run(config: ConfigOption = None, verbose: Annotated[bool, typer.Option("--ve
         _fail(f"inbox run cannot start: {problem}")
 
 
-def _fail(line: str, code: int = 1) -> None:
+def _fail(line: str, code: int = 1) -> NoReturn:
     """Print one line (never wrapped, secrets redacted) to stderr and exit."""
     from inbox.logs import redact
 
