@@ -57,8 +57,9 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
         path = self.settings.path
         try:
             stat = await asyncio.to_thread(os.stat, path)
-        except FileNotFoundError:
-            return
+        except OSError as exc:
+            # As `inbox check` says: the poller counts it a failure (unhealthy, with this reason) until the file appears.
+            raise PermanentError(f"{path} does not exist or is not readable ({exc.strerror})") from exc
         start = cursor.offset if cursor else 0
         if cursor and (cursor.inode not in (None, stat.st_ino) or stat.st_size < cursor.offset):
             log.warning("%s: %s was replaced or truncated; reading it from the start", self.name, path)

@@ -10,7 +10,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 if TYPE_CHECKING:
     from inbox.http import RateBudget
@@ -54,6 +56,25 @@ class AuthError(ConnectorError):
 
 class PermanentError(ConnectorError):
     """The request can never succeed as it is (bad input, refused reply, unknown item)."""
+
+
+# Shared secrets (webhook secrets, Meta app secrets and verify tokens) shorter than this are refused.
+MIN_SECRET_CHARS = 16
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def _strong(value: SecretStr) -> SecretStr:
+    # An empty key makes every body "signed": anyone could push. Never echo the value itself.
+    length = len(value.get_secret_value())
+    if length < MIN_SECRET_CHARS:
+        what = "empty" if length == 0 else f"only {length} character(s)"
+        raise ValueError(f"{what}; a shared secret needs at least {MIN_SECRET_CHARS} characters (make one: {MAKE_SECRET})")
+    return value
+
+
+# A secret shared with another system that signs or verifies requests with it: the webhook `secret`, the Meta
+# connectors' `app_secret` and `verify_token`. Declare such fields with this type so every one is held to the minimum.
+Secret = Annotated[SecretStr, AfterValidator(_strong)]
 
 
 class ConnectorSettings(BaseModel):

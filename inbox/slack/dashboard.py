@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inbox.connector import Connector
 from inbox.display import shown_name
 from inbox.models import ConnectorHealth, Thread
-from inbox.sla import SlaPolicies, SlaState
+from inbox.sla import SlaPolicies, SlaState, duration_text
 from inbox.slack.blocks import Block, channel_name, minutes, user, when
 from inbox.slack.text import clip, escape, literal, mrkdwn, plain
 from inbox.views import ThreadView
@@ -136,7 +136,7 @@ def stats_blocks(stats: Stats) -> list[Block]:
     )})
     lines = [
         f"• *{escape(channel_name(c.channel))}*: {c.within_target}/{c.responses} within target · "
-        f"median {c.median_minutes:.0f} min · p90 {c.p90_minutes:.0f} min"
+        f"median {duration_text(c.median_minutes)} · p90 {duration_text(c.p90_minutes)}"
         for c in stats.channels
     ]
     blocks.append({"type": "section", "text": mrkdwn("\n".join(lines))})
