@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from inbox import safejson
 from inbox.connector import Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply
 from inbox.itemformat import parse_item
 
@@ -27,7 +28,7 @@ class JsonlSettings(ConnectorSettings):
     type: str = "jsonl"
     path: Path
     replies_path: Path | None = None
-    channel: str = "jsonl"
+    channel: str = Field(default="jsonl", min_length=1, max_length=32)  # the store's channel columns
     batch_size: int = 500
 
 
@@ -56,8 +57,9 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
         path = self.settings.path
         try:
             stat = await asyncio.to_thread(os.stat, path)
-        except FileNotFoundError:
-            return
+        except OSError as exc:
+            # As `inbox check` says: the poller counts it a failure (unhealthy, with this reason) until the file appears.
+            raise PermanentError(f"{path} does not exist or is not readable ({exc.strerror})") from exc
         start = cursor.offset if cursor else 0
         if cursor and (cursor.inode not in (None, stat.st_ino) or stat.st_size < cursor.offset):
             log.warning("%s: %s was replaced or truncated; reading it from the start", self.name, path)
@@ -70,7 +72,7 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
             text = line.decode("utf-8", errors="replace").strip()
             if text:
                 try:
-                    items.append(parse_item(json.loads(text)))
+                    items.append(parse_item(safejson.loads(text)))
                 except ValueError as exc:
                     # A broken line stays broken: log it and move past it rather than stall the file.
                     log.warning("%s: skipped line at byte %d of %s: %s", self.name, offset - len(line), path, str(exc)[:300])

@@ -19,6 +19,7 @@ import aiohttp
 from multidict import MultiDict
 from pydantic import BaseModel, Field, SecretStr
 
+from inbox import safejson
 from inbox.connector import (
     Connector,
     ConnectorSettings,
@@ -331,7 +332,7 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
                     if event != "notification":
                         continue
                     try:
-                        notification = json.loads(data)
+                        notification = safejson.loads(data)
                     except ValueError:
                         log.warning("%s: skipped a stream event that is not JSON: %r", self.name, data[:80])
                         continue

@@ -22,10 +22,10 @@ from inbox.connector import (
     Kind,
     Page,
     PermanentError,
+    RateLimited,
     RawItem,
     ReplyTarget,
     SentReply,
-    TransientError,
 )
 from inbox.http import PageGuard, Response, VendorClient
 
@@ -419,7 +419,7 @@ def _raise_for(errors: Any) -> None:
     for error in codes:
         if error[0] == "RATELIMIT":
             message = str(error[1]) if len(error) > 1 else ""
-            raise TransientError(f"reddit rate-limits replies: {message}", _wait_from(message))
+            raise RateLimited(f"reddit rate-limits replies: {message}", _wait_from(message))
     described = "; ".join(": ".join(str(p) for p in e[:2]) for e in codes) or repr(errors)
     raise PermanentError(f"reddit refused the reply: {described}"[:300])
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field
 
+from inbox import safejson
 from inbox.connector import (
     AuthError,
     Connector,
@@ -19,10 +21,12 @@ from inbox.connector import (
     PermanentError,
     RawItem,
     ReplyTarget,
+    Secret,
     SentReply,
     TransientError,
 )
 from inbox.http import close_session, open_session
+from inbox.ingest import Skipped
 from inbox.itemformat import parse_item
 
 SIGNATURE_HEADER = "X-Inbox-Signature"
@@ -32,10 +36,29 @@ class WebhookSettings(ConnectorSettings):
     """`secret` signs both directions; `reply_url` (optional) receives replies as signed JSON."""
 
     type: str = "webhook"
-    secret: SecretStr
+    secret: Secret  # at least 16 characters: an empty or short key would let anyone push
     reply_url: str | None = None
-    channel: str = "webhook"
+    channel: str = Field(default="webhook", min_length=1, max_length=32)  # the store's channel columns
     max_reply_chars: int | None = None
+
+
+@dataclass(slots=True)
+class Push:
+    """A pushed body, read: its valid items with their positions in the body, and why each other one was refused."""
+
+    items: list[RawItem] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # of items[i] in the body
+    refused: dict[int, str] = field(default_factory=dict)  # position in the body: why
+
+    @property
+    def problems(self) -> list[str]:
+        """A line per item refused so far: `items[i]: why`."""
+        return [f"items[{i}]: {why}" for i, why in sorted(self.refused.items())]
+
+    def skipped(self, problems: Iterable[Skipped]) -> None:
+        """Add the items ingest skipped (it counts positions among `items`)."""
+        for problem in problems:
+            self.refused[self.positions[problem.index]] = problem.reason
 
 
 class WebhookCursor(BaseModel):
@@ -67,22 +90,24 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
             return False
         return hmac.compare_digest(sign(self.settings.secret.get_secret_value(), body), signature.strip())
 
-    def parse(self, body: bytes) -> tuple[list[RawItem], list[str]]:
+    def parse(self, body: bytes) -> Push:
         """Items from a body holding one item, a list, or {"items": [...]}; plus a problem per bad one."""
         try:
-            data = json.loads(body)
+            data = safejson.loads(body)
         except ValueError as exc:
             raise PermanentError(f"body is not JSON: {exc}") from exc
         entries: Any = data.get("items", [data]) if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise PermanentError('expected an item, a list of items or {"items": [...]}')
-        items, problems = [], []
+        push = Push()
         for i, entry in enumerate(entries):
             try:
-                items.append(parse_item(entry))
+                push.items.append(parse_item(entry))
             except ValueError as exc:
-                problems.append(f"items[{i}]: {exc}")
-        return items, problems
+                push.refused[i] = str(exc)
+            else:
+                push.positions.append(i)
+        return push
 
     async def fetch(self, cursor: WebhookCursor | None) -> AsyncIterator[Page[WebhookCursor]]:
         """Nothing to poll: items arrive at /webhooks/NAME."""
@@ -112,7 +137,7 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
                     raise TransientError(f"reply_url answered {response.status}", _retry_after(response))
                 if response.status >= 400:
                     raise PermanentError(f"reply_url answered {response.status}: {(await response.text())[:200]}")
-                answer = await response.json(content_type=None) if response.content_length != 0 else None
+                answer = safejson.loads(await response.read()) if response.content_length != 0 else None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"reply_url unreachable: {exc}") from exc
         except ValueError:
@@ -121,9 +146,7 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
         return SentReply(reply_id)
 
     async def check(self) -> str:
-        """Nothing to call: the secret is what matters."""
-        if len(self.settings.secret.get_secret_value()) < 16:
-            raise AuthError("secret is shorter than 16 characters")
+        """Nothing to call: the secret is what matters, and the config refuses a weak one."""
         return f"accepting signed items at /webhooks/{self.name}"
 
     async def close(self) -> None:

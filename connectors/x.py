@@ -63,6 +63,8 @@ _WEIGHTLESS = {0x200D, 0xFE0E, 0xFE0F} | set(range(0x1F3FB, 0x1F400))  # joiners
 _URL = re.compile(r"https?://\S+")
 _LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")
 _ID_SEGMENT = re.compile(r"(?<=.)/\d[\d-]*(?=/|$)")  # not the leading /2 version
+# The endpoints a poll reads (keys of XTransport.budgets): their windows pace polls, the reply endpoints' do not.
+POLL_ENDPOINTS = ("GET /2/users/:id/mentions", "GET /2/dm_events")
 
 
 class XSettings(ConnectorSettings):
@@ -206,6 +208,10 @@ class XConnector(Connector[XSettings, XCursor]):
         reads = "app bearer token" if self.settings.bearer_token else "user context"
         dms = "mentions and DMs" if self.settings.dms else "mentions"
         return f"@{me['username']} ({me['name']}), user id {me['id']}; reading {dms} with the {reads}"
+
+    def poll_budgets(self) -> list[RateBudget]:
+        """The mentions and DM events windows: X limits each endpoint on its own (10 mentions reads per 15 min on Basic)."""
+        return [budget for key, budget in self._transport.budgets.items() if key in POLL_ENDPOINTS]
 
     async def close(self) -> None:
         """Close the HTTP session."""

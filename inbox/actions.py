@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.connector import Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
+from inbox.db import describe_outage, is_outage
 from inbox.logs import log_context, log_fields
 from inbox.metrics import Metrics
 from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, SlaStage, Status, Thread, utcnow
@@ -28,7 +29,11 @@ class ActionError(Exception):
 @dataclass(frozen=True, slots=True)
 class ReplyOutcome:
     """How a reply ended: `sent`; `duplicate` when one was already sent or on its way; `unknown` when the
-    platform did not answer, so whether it arrived is checked on the platform before it is sent again."""
+    platform did not answer, so whether it arrived is checked on the platform before it is sent again.
+
+    The store failing half-way leaves no half-done reply: `deferred` when it was recorded but the store failed
+    before sending (reply recovery sends it once the store is back), `unrecorded` when it was sent but the
+    store failed before recording that (reply recovery finds it on the platform and records it)."""
 
     status: str
     reply_id: int
@@ -186,7 +191,15 @@ class Actions:
     @log_fields(connector="connector_name", reply_id="reply_id")
     async def _send(self, reply_id: int, connector_name: str, target: ReplyTarget, text: str) -> ReplyOutcome:
         connector = self._connector(connector_name)
-        if not await self._still_ours(reply_id):
+        try:
+            ours = await self._still_ours(reply_id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("reply %d is recorded but the store failed before it was sent; reply recovery sends it "
+                        "once the store is back: %s", reply_id, describe_outage(exc))
+            return ReplyOutcome("deferred", reply_id)
+        if not ours:
             # This worker stalled past its claim and another one took the reply over: only the claimant sends.
             log.warning("reply %d was taken over by another worker; not sent from here", reply_id)
             return ReplyOutcome("duplicate", reply_id)
@@ -197,12 +210,20 @@ class Actions:
             if _may_have_arrived(exc):
                 # No answer is not a refusal: the reply may be on the platform. Recovery looks there before resending.
                 log.warning("no answer to reply %d (%s); it is checked on the platform before any resend", reply_id, _reason(exc))
-                await self._release(reply_id)
+                # Not released if the store fails here: the claim then runs out, and recovery looks all the same.
+                await _unless_outage(self._release(reply_id), f"reply {reply_id}: could not release the claim")
                 return ReplyOutcome("unknown", reply_id)
-            await self._mark_failed(reply_id, str(exc))
+            await _unless_outage(self._mark_failed(reply_id, str(exc)), f"reply {reply_id}: could not record the refusal")
             hint = " (try again shortly)" if isinstance(exc, TransientError) else ""
             raise ActionError(f"{connector.channel} refused the reply: {exc}{hint}") from exc
-        await self._mark_sent(reply_id, sent)
+        try:
+            await self._mark_sent(reply_id, sent)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("reply %d was sent but the store failed before it was recorded; reply recovery finds it on "
+                        "the platform and records it once the store is back: %s", reply_id, describe_outage(exc))
+            return ReplyOutcome("unrecorded", reply_id, sent.external_id, sent.url)
         return ReplyOutcome("sent", reply_id, sent.external_id, sent.url)
 
     async def _still_ours(self, reply_id: int) -> bool:
@@ -300,6 +321,16 @@ async def _thread(conn: AsyncConnection, thread_id: int) -> Any:
 async def _latest_item(conn: AsyncConnection, thread_id: int) -> Any:
     query = sa.select(Item).where(Item.thread_id == thread_id).order_by(Item.posted_at.desc(), Item.id.desc()).limit(1)
     return (await conn.execute(query)).one()
+
+
+async def _unless_outage(call: Any, what: str) -> None:
+    """Await a store write whose loss the claim's expiry repairs: an outage is logged, not raised."""
+    try:
+        await call
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.warning("%s (store unavailable): %s", what, describe_outage(exc))
 
 
 def _reason(exc: BaseException) -> str:

@@ -22,10 +22,11 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import connectors as registry
-from inbox.connector import AuthError, Connector, ConnectorSettings, PermanentError, TransientError
+from inbox.connector import AuthError, Connector, ConnectorSettings, PermanentError, RateLimited, TransientError
 from inbox.ingest import Ingestor, Source
 from inbox.models import utcnow
 from inbox.poller import backoff
+from inbox.ratelimit import RESET_JITTER
 from inbox.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -170,14 +171,19 @@ class Backfill:
                     self.report(progress)
                 return progress
             except TransientError as exc:
-                failures += 1
                 progress.last_error = str(exc)
-                if failures >= self.max_attempts:
-                    raise BackfillError(
-                        f"{progress.connector}: gave up after {failures} failed attempts in a row: {exc}. "
-                        "What is stored stays stored; run the same backfill again later to go on."
-                    ) from exc
-                delay = backoff(failures, exc.retry_after, self.jitter)
+                if isinstance(exc, RateLimited) and exc.retry_after:
+                    # Not a failure: the vendor said when its window opens again (X's every 15 minutes), and the
+                    # history is worth the wait; Ctrl-C stops it like any other wait.
+                    delay = exc.retry_after + self.jitter(*RESET_JITTER)
+                else:
+                    failures += 1
+                    if failures >= self.max_attempts:
+                        raise BackfillError(
+                            f"{progress.connector}: gave up after {failures} failed attempts in a row: {exc}. "
+                            "What is stored stays stored; run the same backfill again later to go on."
+                        ) from exc
+                    delay = backoff(failures, exc.retry_after, self.jitter)
                 log.warning("%s: backfill interrupted (%s); retrying in %.0f s", progress.connector, exc, delay)
                 progress.retries += 1
                 progress.waiting = delay

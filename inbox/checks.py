@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import re
+import socket
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from inbox import connectors as registry
@@ -16,6 +25,82 @@ from inbox.db import create_engine
 from inbox.logs import SECRETS, log_context, redact
 
 TIMEOUT = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreProbe:
+    """Whether the store can be used, and one line saying where it is or what is wrong and what to do."""
+
+    kind: str
+    ok: bool
+    detail: str
+
+
+async def probe_store(url: str) -> StoreProbe:
+    """Try the store without creating or changing anything (a SQLite file is opened read-only, never created)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return await asyncio.to_thread(_probe_sqlite, parsed.database)
+    engine = create_engine(url)
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        return StoreProbe("postgresql", True, where)
+    except TimeoutError:
+        return StoreProbe("postgresql", False, f"unreachable: no answer within {TIMEOUT:.0f} s from {where}; check database.url and the network")
+    except (SQLAlchemyError, OSError) as exc:
+        reason = _first_line(exc)
+        if "does not exist" in reason and "database" in reason:
+            hint = f"create it (createdb {parsed.database}) or fix database.url"
+        elif "password" in reason or "authentication" in reason:
+            hint = "check the user and password in database.url"
+        else:
+            hint = "is PostgreSQL running there? check database.url"
+        return StoreProbe("postgresql", False, f"unreachable: {reason} ({where}); {hint}")
+    finally:
+        await engine.dispose()
+
+
+def _probe_sqlite(database: str | None) -> StoreProbe:
+    if not database or database == ":memory:":
+        return StoreProbe("sqlite", True, "in memory (nothing is kept after the process ends)")
+    path = Path(database)
+    if not path.exists():
+        folder = path.parent
+        if not folder.is_dir():
+            return StoreProbe("sqlite", False, f"folder {folder} does not exist: create it (mkdir -p {folder}) or change database.url")
+        return StoreProbe("sqlite", True, f"{path} does not exist yet: `inbox run` creates it")
+    try:
+        # Read-only: `inbox check` must not create the store, nor write to it (SQLite may still open its WAL index).
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        return StoreProbe("sqlite", False, f"cannot read {path}: {exc}; is it an inbox database? check database.url")
+    return StoreProbe("sqlite", True, str(path))
+
+
+def startup_problem(exc: BaseException, settings: Settings) -> str | None:
+    """One line saying what stopped `inbox run` from starting, where, and what to do; None for a bug (keep its traceback)."""
+    server = settings.server
+    where = f"{server.host}:{server.port}"
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+        if exc.errno == errno.EADDRINUSE:
+            return f"cannot listen on {where}: the port is already in use (another inbox run?); stop that process or set another server.port"
+        if exc.errno == errno.EACCES:
+            return f"cannot listen on {where}: permission denied (ports below 1024 need privileges); set server.port to 1024 or more"
+        if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+            return f"cannot listen on {where}: no such address on this machine; fix server.host (0.0.0.0 listens everywhere)"
+    if isinstance(exc, (SQLAlchemyError, OSError)):
+        url = make_url(settings.database.url).render_as_string(hide_password=True)
+        return f"cannot prepare the store at {url}: {_first_line(exc)}; try `inbox check`, then fix database.url or the database"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    # SQLAlchemy prefixes the driver's message with "(module.Class) "; the message is what a person needs.
+    return re.sub(r"^\([\w.]+\) ", "", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
 
 
 async def run_checks(settings: Settings, out: Console) -> int:
@@ -32,16 +117,8 @@ async def run_checks(settings: Settings, out: Console) -> int:
         # Vendor error text is data, not Rich markup; and it may echo the credentials just tried.
         table.add_row(Text(name), kind, "[green]ok[/]" if ok else "[red]FAIL[/]", Text(redact(detail)))
 
-    engine = create_engine(settings.database.url)
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            async with engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
-        row("database", engine.dialect.name, True, engine.url.render_as_string(hide_password=True))
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
-        row("database", engine.dialect.name, False, f"unreachable: {str(exc).splitlines()[0][:200]}")
-    finally:
-        await engine.dispose()
+    store = await probe_store(settings.database.url)
+    row("database", store.kind, store.ok, store.detail)
 
     for settings_ in settings.connectors:
         if not settings_.enabled:

@@ -8,13 +8,13 @@ import logging
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from inbox.settings import ConfigError, Settings, find_config_path, load_config
+from inbox.settings import EVERYTHING, ConfigError, Settings, Uses, find_config_path, load_config
 from inbox.logs import setup_logging
 
 T = TypeVar("T")
@@ -34,17 +34,24 @@ ConfigOption = Annotated[
 ]
 
 
-def _settings(config: Path | None) -> Settings:
+# What each command reads of the config: only those parts' ${VAR}s must be set (`run` uses it all).
+STORE_USES = Uses(frozenset({"database", "sla", "triage"}), connectors=False)  # queue: the store and what the queue shows
+TRIAGE_USES = Uses(frozenset({"triage"}), connectors=False)
+CHECK_USES = Uses(frozenset({"database", "sla", "slack", "triage"}))  # not the server nor the workers
+BENCH_USES = Uses(frozenset({"database"}), connectors=False)
+
+
+def _settings(config: Path | None, uses: Uses = EVERYTHING) -> Settings:
     """The validated config, its triage rules and its templates; exit 2 with every problem otherwise."""
     from inbox.templates import ReplyTemplateError, ReplyTemplates
     from inbox.triage import RulesError, load_rules
 
     try:
-        settings = load_config(find_config_path(config))
+        settings = load_config(find_config_path(config), uses=uses)
         load_rules(settings.triage.rules)
         ReplyTemplates(settings.triage.templates).validate()
     except (ConfigError, RulesError, ReplyTemplateError) as exc:
-        err.print(Text(str(exc), style="red"))
+        err.print(Text(str(exc), style="red"), soft_wrap=True)  # one problem per line, however narrow the terminal
         raise typer.Exit(2) from None
     return settings
 
@@ -56,11 +63,31 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 @app.command()
 def run(config: ConfigOption = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run the service: poll connectors, sweep SLAs, serve Slack, webhooks, /healthz and /metrics."""
+    from inbox.checks import probe_store, startup_problem
     from inbox.service import serve
 
     settings = _settings(config)
     setup_logging(logging.DEBUG if verbose else logging.INFO, settings=settings)
-    _run(serve(settings))
+    # A store that cannot be used is one clear line and exit 1, not a traceback from deep inside the start-up.
+    store = _run(probe_store(settings.database.url))
+    if not store.ok:
+        _fail(f"inbox run cannot start: the store: {store.detail}")
+    ready = asyncio.Event()
+    try:
+        _run(serve(settings, ready=ready))
+    except Exception as exc:
+        problem = None if ready.is_set() else startup_problem(exc, settings)
+        if problem is None:
+            raise
+        _fail(f"inbox run cannot start: {problem}")
+
+
+def _fail(line: str, code: int = 1) -> NoReturn:
+    """Print one line (never wrapped, secrets redacted) to stderr and exit."""
+    from inbox.logs import redact
+
+    err.print(Text(redact(line), style="red"), soft_wrap=True)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -79,7 +106,7 @@ def check(config: ConfigOption = None) -> None:
     """Validate the config and try the store's and each connector's credentials; non-zero exit on any problem."""
     from inbox.checks import run_checks
 
-    settings = _settings(config)
+    settings = _settings(config, CHECK_USES)
     setup_logging(logging.ERROR, settings=settings)
     problems = _run(run_checks(settings, out))
     raise typer.Exit(1 if problems else 0)
@@ -94,7 +121,7 @@ def queue(
     from inbox.render import print_queue
     from inbox.service import Inbox
 
-    settings = _settings(config)
+    settings = _settings(config, STORE_USES)
     setup_logging(logging.WARNING, settings=settings)
 
     async def show() -> None:
@@ -125,7 +152,7 @@ def backfill(
     except BackfillError as exc:
         err.print(Text(str(exc), style="red"))
         raise typer.Exit(2) from None
-    settings = _settings(config)
+    settings = _settings(config, Uses(STORE_USES.sections | {"workers"}, connectors=connector))
     try:
         connector_settings(settings, connector)
     except BackfillError as exc:
@@ -161,7 +188,11 @@ def triage(
     from inbox.templates import ReplyTemplates, reply_variables
     from inbox.triage import Triager, load_rules
 
-    settings = _settings(config)
+    settings = _settings(config, TRIAGE_USES)
+    if channel is not None:
+        channels = _channels(settings)
+        if channel not in channels:
+            _fail(f"unknown channel {channel!r}; channels: {', '.join(channels)}", 2)
     triager = Triager(load_rules(settings.triage.rules))
     templates = ReplyTemplates(settings.triage.templates)
 
@@ -188,6 +219,14 @@ def triage(
         sys.stdout.flush()
 
 
+def _channels(settings: Settings) -> list[str]:
+    """Channels an item can come from: every connector type, and the `channel` of each configured connector."""
+    from inbox.connectors import known_types
+
+    configured = [str(getattr(c, "channel", c.type)) for c in settings.connectors]
+    return sorted(set(known_types()) | set(configured))
+
+
 @app.command()
 def bench(
     config: ConfigOption = None,
@@ -199,7 +238,7 @@ def bench(
     """Measure the inbox on your store ([database] url; scratch schema or file, never your data) and print the table."""
     from inbox.bench.runner import BENCHMARKS, run_benchmarks
 
-    settings = _settings(config)
+    settings = _settings(config, BENCH_USES)
     names = [n.strip() for value in only or [] for n in value.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

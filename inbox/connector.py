@@ -8,9 +8,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+
+if TYPE_CHECKING:
+    from inbox.http import RateBudget
 
 
 class Kind(StrEnum):
@@ -31,11 +36,18 @@ class ConnectorError(Exception):
 
 
 class TransientError(ConnectorError):
-    """Try again later: timeouts, 5xx, rate limits (with the vendor's retry-after when known)."""
+    """Try again later: timeouts, 5xx (with the vendor's retry-after when known); rate limits are `RateLimited`."""
 
     def __init__(self, message: str, retry_after: float | None = None, *, status: int | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """The vendor's rate limit refused the request (HTTP 429, or its announced budget is spent): not a failure.
+
+    `retry_after` is the wait until the vendor's reset when it says so; the poller waits for that, not longer.
+    """
 
 
 class AuthError(ConnectorError):
@@ -46,18 +58,49 @@ class PermanentError(ConnectorError):
     """The request can never succeed as it is (bad input, refused reply, unknown item)."""
 
 
+# Shared secrets (webhook secrets, Meta app secrets and verify tokens) shorter than this are refused.
+MIN_SECRET_CHARS = 16
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def _strong(value: SecretStr) -> SecretStr:
+    # An empty key makes every body "signed": anyone could push. Never echo the value itself.
+    length = len(value.get_secret_value())
+    if length < MIN_SECRET_CHARS:
+        what = "empty" if length == 0 else f"only {length} character(s)"
+        raise ValueError(f"{what}; a shared secret needs at least {MIN_SECRET_CHARS} characters (make one: {MAKE_SECRET})")
+    return value
+
+
+# A secret shared with another system that signs or verifies requests with it: the webhook `secret`, the Meta
+# connectors' `app_secret` and `verify_token`. Declare such fields with this type so every one is held to the minimum.
+Secret = Annotated[SecretStr, AfterValidator(_strong)]
+
+
 class ConnectorSettings(BaseModel):
     """Keys every `[[connectors]]` table takes; each type adds its own."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")  # the store's connector columns
     type: str
     enabled: bool = True
     poll_seconds: float = Field(default=60, gt=0)
     api_url: str | None = None
     # The brand's own accounts on this channel: their posts are never items.
     own_handles: list[str] = Field(default_factory=list)
+
+
+# The most of each RawItem field the inbox stores (characters; reply_to as JSON), checked once in ingest for every
+# connector and within the store's column sizes (inbox/models.py). An id or handle longer than its limit is no id:
+# the item is skipped with a problem line. A name or a text is cut with a marker and a URL dropped (a cut one leads
+# nowhere): the item is kept.
+MAX_ID = 255  # external_id, thread_id (VARCHAR(255))
+MAX_HANDLE = 255  # author_handle (VARCHAR(255))
+MAX_NAME = 255  # author_name (VARCHAR(255))
+MAX_URL = 2048  # what browsers and platforms reliably take
+MAX_TEXT = 100_000  # longer than any platform's post, comment, review or message
+MAX_REPLY_TO = 8192  # what a reply needs: a few ids and flags
 
 
 @dataclass(slots=True)
@@ -162,6 +205,12 @@ class Connector(abc.ABC, Generic[S, C]):
     @abc.abstractmethod
     async def check(self) -> str:
         """Try the credentials with one cheap call; return a short description of the account."""
+
+    def poll_budgets(self) -> list[RateBudget]:
+        """The vendor's rate budgets that polls spend, so the poller can pace polls by them; by default each VendorClient's."""
+        from inbox.http import VendorClient  # inbox.http imports this module
+
+        return [value.budget for value in vars(self).values() if isinstance(value, VendorClient)]
 
     async def close(self) -> None:
         """Release network resources."""

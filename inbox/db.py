@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib.resources import files
 from typing import Any
 
+import aiohttp
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -13,6 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Any constant works; it only has to be the same for every worker migrating the same database.
 _MIGRATION_LOCK = 0x1B0C5
+# How long a SQLite statement waits for another writer's lock before "database is locked".
+BUSY_TIMEOUT_MS = 10_000
+# Set by `store_wait`: a shorter wait for work that must answer someone soon (a push, /healthz).
+_busy_ms: ContextVar[int] = ContextVar("sqlite_busy_ms", default=BUSY_TIMEOUT_MS)
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be read or written just now (down, unreachable, locked): try again later."""
 
 
 def async_url(url: str) -> str:
@@ -33,6 +47,7 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
     if full.startswith("sqlite"):
         engine = create_async_engine(full, **kwargs)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine.sync_engine, "checkout", _sqlite_busy_wait)
         return engine
     connect_args: dict[str, Any] = kwargs.pop("connect_args", {})
     if schema:
@@ -44,9 +59,66 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers (inbox queue, Slack) run beside the writer; NORMAL is durable in WAL mode.
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000", "foreign_keys=ON"):
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _sqlite_busy_wait(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    # Only a connection whose wait differs from the one wanted here is changed: the common case costs nothing.
+    wanted = _busy_ms.get()
+    if record.info.get("busy_ms", BUSY_TIMEOUT_MS) != wanted:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={wanted}")
+        cursor.close()
+        record.info["busy_ms"] = wanted
+
+
+@contextmanager
+def store_wait(seconds: float) -> Iterator[None]:
+    """Within this block (and the tasks it starts), a SQLite statement waits at most `seconds` for a lock."""
+    token = _busy_ms.set(max(1, int(seconds * 1000)))
+    try:
+        yield
+    finally:
+        _busy_ms.reset(token)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc`, raised by a store call, says the store is unreachable, locked or went away (not a bad query)."""
+    if isinstance(exc, aiohttp.ClientError):
+        return False  # a vendor's or Slack's network, never the store's
+    if isinstance(exc, (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.DataError, sa.exc.NotSupportedError)):
+        return False  # the store answered: the query or the data is wrong, and retrying will not help
+    return isinstance(
+        exc,
+        (sa.exc.DBAPIError, sa.exc.DisconnectionError, sa.exc.TimeoutError, sa.exc.PendingRollbackError,
+         StoreUnavailable, ConnectionError, socket.gaierror),
+    )
+
+
+def describe_outage(exc: BaseException) -> str:
+    """One short line for a store error: the driver's message without SQLAlchemy's SQL and background link."""
+    cause = getattr(exc, "orig", None) or exc
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    return text[:300]
+
+
+async def probe(engine: AsyncEngine, timeout: float = 1.0) -> None:
+    """Raise unless the store can be read and written within about `timeout` seconds.
+
+    The write changes nothing (an UPDATE that matches no row, rolled back) but needs what a real write
+    needs: SQLite's write lock, and on PostgreSQL a connection, a writable primary and the table's lock.
+    """
+    async with asyncio.timeout(timeout * 3):  # a connection that hangs (a host gone silent) counts as down too
+        with store_wait(timeout):
+            async with engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    ms = max(1, int(timeout * 1000))
+                    await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                    await conn.exec_driver_sql(f"SET LOCAL statement_timeout = {2 * ms}")
+                await conn.execute(sa.update(_PROBE).where(_PROBE.c.id == "").values(seen_at=_PROBE.c.seen_at))
+                await conn.rollback()
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -55,6 +127,10 @@ async def migrate(engine: AsyncEngine) -> None:
         if conn.dialect.name == "postgresql":
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         await conn.run_sync(_upgrade)
+
+
+# The table the write probe touches: any would do; no row of `worker` has an empty id.
+_PROBE = sa.table("worker", sa.column("id"), sa.column("seen_at"))
 
 
 def _upgrade(connection: sa.Connection) -> None:

@@ -18,6 +18,7 @@ from inbox.models import EventKind, utcnow
 from inbox.outbox import Notice
 from inbox.render import clock_text, print_queue
 from inbox.service import Inbox
+from inbox.sla import duration_text
 from inbox.templates import CHANNEL_NAMES
 from inbox.views import open_queue, thread_view
 
@@ -186,7 +187,7 @@ def _print_alerts(out: Console, notices: list[Notice]) -> None:
             Text("BREACH" if notice.kind == EventKind.SLA_BREACH else "warning", style=style),
             str(t.thread_id),
             Text(f"{t.channel} · @{t.author_handle}"),
-            f"{t.clock.minutes_waited:.0f} min",
+            duration_text(t.clock.minutes_waited),
             Text(t.assignee or "nobody"),
             Text(t.text[:70] + ("…" if len(t.text) > 70 else "")),
         )

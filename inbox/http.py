@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -16,7 +15,8 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from inbox.connector import AuthError, ConnectorError, PermanentError, TransientError
+from inbox import safejson
+from inbox.connector import AuthError, ConnectorError, PermanentError, RateLimited, TransientError
 from inbox.logs import SECRETS, redact
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,10 @@ def error_for(status: int, headers: Mapping[str, str], body: str, what: str) -> 
     message = redact(f"{what} answered HTTP {status}") + (f": {snippet}" if snippet else "")
     if status in (401, 403):
         return AuthError(message, status=status)
-    if status == 429 or status == 408 or status >= 500:
+    if status == 429:
+        # Told apart from other transient errors: routine on small API tiers, waited out, not a failure.
+        return RateLimited(message, retry_after(headers), status=status)
+    if status == 408 or status >= 500:
         return TransientError(message, retry_after(headers), status=status)
     return PermanentError(message, status=status)
 
@@ -122,10 +125,10 @@ class RateBudget:
             self.reset_at = reset
 
     def check(self, now: float | None = None) -> None:
-        """Raise TransientError (with the wait) when the window is spent, instead of asking for a 429."""
+        """Raise RateLimited (with the wait) when the window is spent, instead of asking for a 429."""
         now = time.time() if now is None else now
         if self.remaining is not None and self.remaining <= 0 and self.reset_at and self.reset_at > now:
-            raise TransientError("rate budget spent until the vendor's reset", self.reset_at - now)
+            raise RateLimited("rate budget spent until the vendor's reset", self.reset_at - now)
 
     @staticmethod
     def reset_from(headers: Mapping[str, str], now: float) -> float | None:
@@ -245,7 +248,7 @@ def _parse(body: str, what: str) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        return safejson.loads(body)
     except ValueError as exc:
         raise PermanentError(f"{what} returned malformed JSON: {exc}") from exc
 

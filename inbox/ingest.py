@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.connector import Connector, Kind, RawItem
+from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_REPLY_TO, MAX_TEXT, MAX_URL, Connector, Kind, RawItem
 from inbox.logs import log_fields
 from inbox.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
 from inbox.sla import ClockKind, SlaPolicies
@@ -25,7 +26,9 @@ log = logging.getLogger(__name__)
 
 # A platform clock a little ahead of ours is normal; a post "from the future" beyond this is clamped.
 _CLOCK_SKEW = timedelta(minutes=5)
-_MAX_ID = 255
+# The customers' key is the handle lower-cased, which can lengthen it ("İ" is two characters in lower case).
+_MAX_KEY = 255
+_CUT = "… [cut: longer than the inbox stores]"
 # A known customer's last_seen_at is kept to this precision: rewriting it for every message locked the row.
 _SEEN_PRECISION = timedelta(hours=1)
 _TRIAGE_SLICE = 25  # items triaged between two turns of the event loop (a few milliseconds)
@@ -72,6 +75,19 @@ class IngestResult:
     answered: int = 0  # new threads the platform shows answered: stored with their clock stopped
     overdue: int = 0  # history only: new threads already past their deadline, stored as breached without an alert
     item_ids: list[int] = field(default_factory=list)
+    problems: list[Skipped] = field(default_factory=list)  # one per skipped item, in the order given
+
+    def skip(self, index: int, reason: str) -> None:
+        """Count the item at `index` of the batch as skipped, and say why."""
+        self.skipped += 1
+        self.problems.append(Skipped(index, reason))
+
+
+class Skipped(NamedTuple):
+    """An item ingest did not store: its position in the batch it was given, and why."""
+
+    index: int
+    reason: str
 
 
 @dataclass(slots=True)
@@ -168,29 +184,32 @@ class Ingestor:
 
     def _normalise(self, source: Source, items: Iterable[RawItem], now: datetime, result: IngestResult) -> dict[str, RawItem]:
         unique: dict[str, RawItem] = {}
-        for raw in items:
+        for index, raw in enumerate(items):
             for name in ("external_id", "text", "author_handle", "author_name", "thread_id", "url"):
                 value = getattr(raw, name)
                 if isinstance(value, str):
                     setattr(raw, name, _storable(value))
+            if isinstance(raw.thread_id, str) and not raw.thread_id.strip():
+                raw.thread_id = None  # no conversation named: the item starts its own
             problem = _problem(raw)
             if problem:
                 external_id = str(raw.external_id)[:80]  # the id may not be a str
                 log.warning("skipped item %r: %s", external_id, problem, extra={"external_id": external_id})
-                result.skipped += 1
+                result.skip(index, problem)
                 continue
-            if raw.from_brand or raw.is_repost or _handle_key(raw.author_handle) in source.own_handles:
-                result.skipped += 1
+            ignored = _ignored(raw, source)
+            if ignored:
+                # Routine on every platform (retweets, the brand's own replies): not worth a warning.
+                log.debug("skipped item %r: %s", raw.external_id, ignored, extra={"external_id": raw.external_id})
+                result.skip(index, ignored)
                 continue
             if raw.external_id in unique:
                 result.duplicates += 1
                 continue
-            raw.text = raw.text.strip()
+            _bound(raw)
             raw.posted_at = _clean_time(raw.posted_at, now, raw.external_id)
             if raw.answered_at is not None:
                 raw.answered_at = _clean_answer(raw, now)
-            if raw.rating is not None and not 1 <= raw.rating <= 5:
-                raw.rating = None
             unique[raw.external_id] = raw
         return unique
 
@@ -207,8 +226,8 @@ class Ingestor:
             "channel": source.channel,
             "external_id": raw.external_id,
             "kind": str(raw.kind),
-            "author_handle": raw.author_handle[:_MAX_ID],
-            "author_name": (raw.author_name or None) and raw.author_name[:_MAX_ID],
+            "author_handle": raw.author_handle,
+            "author_name": raw.author_name,
             "text": raw.text,
             "url": raw.url,
             "rating": raw.rating,
@@ -224,7 +243,7 @@ class Ingestor:
             "reply_to": raw.reply_to,
         }
         # The key is the handle as stored (cut to the column's size), so the upsert's answer finds it again.
-        return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_ID]))
+        return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_KEY]))
 
     async def _store(
         self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int],
@@ -395,14 +414,29 @@ async def _plan_lookups_afresh(conn: AsyncConnection, on: bool) -> None:
 
 
 def _problem(raw: RawItem) -> str | None:
-    if not isinstance(raw.external_id, str) or not raw.external_id or len(raw.external_id) > _MAX_ID:
-        return "missing or oversized external id"
+    """Why the item cannot be stored at all, or None."""
+    if not isinstance(raw.external_id, str) or not raw.external_id.strip():
+        return "missing id (empty once NUL characters are removed)" if raw.external_id == "" else "missing id"
+    if len(raw.external_id) > MAX_ID:
+        return f"id longer than {MAX_ID} characters"
     if not isinstance(raw.text, str):
         return "text is not a string"
     if not isinstance(raw.author_handle, str) or not raw.author_handle.strip():
-        return "missing author"
-    if raw.thread_id is not None and (not isinstance(raw.thread_id, str) or len(raw.thread_id) > _MAX_ID):
-        return "oversized thread id"
+        return "missing author handle"
+    if len(raw.author_handle) > MAX_HANDLE:
+        return f"author handle longer than {MAX_HANDLE} characters"
+    if raw.thread_id is not None and not isinstance(raw.thread_id, str):
+        return "thread id is not a string"
+    if raw.thread_id is not None and len(raw.thread_id) > MAX_ID:
+        return f"thread id longer than {MAX_ID} characters"
+    if raw.kind not in set(Kind):
+        return f"unknown kind {str(raw.kind)[:40]!r}"
+    try:
+        reply_to = json.dumps(raw.reply_to)
+    except (TypeError, ValueError):
+        return "reply_to is not JSON"
+    if not isinstance(raw.reply_to, dict) or len(reply_to) > MAX_REPLY_TO:
+        return f"reply_to is not an object of at most {MAX_REPLY_TO} characters"
     if not isinstance(raw.posted_at, datetime):
         return "missing timestamp"
     if raw.posted_at.tzinfo is not None:
@@ -411,6 +445,36 @@ def _problem(raw: RawItem) -> str | None:
         except OverflowError:  # e.g. 0001-01-01 at +01:00: no UTC time exists, so no clock can start from it
             return f"timestamp {raw.posted_at.isoformat()} is out of range"
     return None
+
+
+def _ignored(raw: RawItem, source: Source) -> str | None:
+    """Why a valid item is still not one for the team (the brand's own words, a repost), or None."""
+    if raw.from_brand:
+        return "the brand's own post"
+    if raw.is_repost:
+        return "a repost"
+    if _handle_key(raw.author_handle) in source.own_handles:
+        return f"written by the brand's own account {raw.author_handle!r}"
+    return None
+
+
+def _bound(raw: RawItem) -> None:
+    """Fit a valid item's free-form fields to what is stored (see the limits beside RawItem): cut, or drop a URL."""
+    raw.text = raw.text.strip()
+    if len(raw.text) > MAX_TEXT:
+        raw.text = raw.text[: MAX_TEXT - len(_CUT)] + _CUT
+    if not isinstance(raw.author_name, str) or not raw.author_name.strip():
+        raw.author_name = None
+    elif len(raw.author_name) > MAX_NAME:
+        raw.author_name = raw.author_name[: MAX_NAME - 1] + "…"
+    if raw.url is not None and (not isinstance(raw.url, str) or len(raw.url) > MAX_URL):
+        log.warning(
+            "item %s: url dropped (not a string of at most %d characters)", raw.external_id, MAX_URL,
+            extra={"external_id": raw.external_id},
+        )
+        raw.url = None
+    if raw.rating is not None and (not isinstance(raw.rating, int) or isinstance(raw.rating, bool) or not 1 <= raw.rating <= 5):
+        raw.rating = None
 
 
 def _storable(value: str) -> str:
@@ -495,7 +559,7 @@ async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: dateti
     for row in rows:
         latest[row.customer_key] = {
             "channel": row.customer_key[0],
-            "handle": row.customer_key[1][:_MAX_ID],
+            "handle": row.customer_key[1],
             "display_name": row.values["author_name"],
             "first_seen_at": now,
             "last_seen_at": now,

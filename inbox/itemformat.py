@@ -15,8 +15,9 @@ class Author(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    handle: str = Field(min_length=1, max_length=255)
-    name: str | None = Field(default=None, max_length=255)
+    # Lengths are bounded once, in ingest, for every connector (see the limits beside RawItem).
+    handle: str = Field(min_length=1)
+    name: str | None = None
 
 
 class ItemPayload(BaseModel):
@@ -24,12 +25,12 @@ class ItemPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=255)
-    text: str = Field(max_length=100_000)
+    id: str = Field(min_length=1)
+    text: str
     posted_at: AwareDatetime | datetime
     author: Author
     kind: Kind = Kind.MENTION
-    thread_id: str | None = Field(default=None, max_length=255)
+    thread_id: str | None = None
     url: str | None = None
     rating: int | None = Field(default=None, ge=1, le=5)
     from_brand: bool = False

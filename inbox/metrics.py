@@ -23,6 +23,18 @@ class Metrics:
         self.poll_errors = Counter(
             "inbox_poll_errors_total", "Failed polls, per connector and error kind", ["connector", "kind"], registry=self.registry
         )
+        self.rate_limited = Counter(
+            "inbox_rate_limited_total",
+            "Polls the vendor's rate limit refused (a 429, or its announced budget spent), per connector; not failures",
+            ["connector"],
+            registry=self.registry,
+        )
+        self.rate_limited_until = Gauge(
+            "inbox_rate_limited_until_seconds",
+            "Unix time of the next try of a rate-limited connector (the vendor's reset plus jitter); 0 when not rate limited",
+            ["connector"],
+            registry=self.registry,
+        )
         self.poll_seconds = Histogram(
             "inbox_poll_duration_seconds", "Time to poll a connector", ["connector"], registry=self.registry
         )

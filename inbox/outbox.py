@@ -14,9 +14,10 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox.display import shown_name, shown_text
 from inbox.logs import log_context, log_fields
 from inbox.models import Event, EventKind, utcnow
-from inbox.sla import SlaPolicies
+from inbox.sla import SlaPolicies, clock_label, duration_text
 from inbox.sqlutil import chunks
 from inbox.views import ThreadView, thread_views
 
@@ -55,22 +56,22 @@ class LogNotifier:
         if t is None:
             self.log.warning("%s: %s", notice.kind, notice.payload)
             return
-        who = f"{t.channel} @{t.author_handle}"
+        who = f"{t.channel} @{shown_name(t.author_handle)}"
         if notice.kind == EventKind.SLA_BREACH:
             self.log.warning(
-                "SLA BREACH: thread %d (%s) has waited %.0f min for a reply, due %s; assignee: %s",
-                t.thread_id, who, t.clock.minutes_waited, t.clock.due_at.strftime("%H:%M UTC"), t.assignee or "nobody",
+                "SLA BREACH: thread %d (%s) has waited %s for a reply, due %s; assignee: %s",
+                t.thread_id, who, duration_text(t.clock.minutes_waited), t.clock.due_at.strftime("%H:%M UTC"), t.assignee or "nobody",
             )
         elif notice.kind == EventKind.SLA_WARNING:
             self.log.warning(
-                "SLA warning: thread %d (%s) has waited %.0f min; %.0f min left; assignee: %s",
-                t.thread_id, who, t.clock.minutes_waited, t.clock.minutes_left, t.assignee or "nobody",
+                "SLA warning: thread %d (%s) has waited %s; %s; assignee: %s",
+                t.thread_id, who, duration_text(t.clock.minutes_waited), clock_label(t.clock.minutes_left), t.assignee or "nobody",
             )
         elif notice.kind in (EventKind.NEW_THREAD, EventKind.FOLLOW_UP):
             self.log.info(
                 "%s: thread %d (%s, %s/%s/%s priority): %s",
                 "new" if notice.kind == EventKind.NEW_THREAD else "follow-up",
-                t.thread_id, who, t.language, t.intent, t.priority, _short(t.text),
+                t.thread_id, who, t.language, t.intent, t.priority, _short(shown_text(t.text)),
             )
         else:
             self.log.info("%s: thread %d (%s) %s", notice.kind, t.thread_id, who, notice.payload)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from textwrap import shorten
+from textwrap import shorten, wrap
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from inbox.backfill import BackfillProgress, describe
-from inbox.sla import SlaState
+from inbox.display import shown_name, shown_text
+from inbox.sla import SlaState, clock_label
 from inbox.views import ThreadView
 
 STATE_STYLE = {
@@ -24,11 +25,15 @@ STATE_STYLE = {
 PRIORITY_STYLE = {"urgent": "bold red", "high": "red", "normal": "", "low": "dim"}
 
 
+# Below this many columns the queue is one block per conversation: a seven-column table squeezed its text to "…".
+WIDE = 120
+# Lines of customer text and of suggested reply shown per conversation in the narrow layout.
+TEXT_LINES = 4
+
+
 def clock_text(view: ThreadView) -> Text:
-    """'12 min left' or '3 min late', coloured by SLA state."""
-    minutes = view.clock.minutes_left
-    label = f"{minutes:.0f} min left" if minutes >= 0 else f"{-minutes:.0f} min late"
-    return Text(f"{view.clock.state} · {label}", style=STATE_STYLE.get(view.clock.state, ""))
+    """'12 min left', '3 min late' or '2 d 4 h late', coloured by SLA state."""
+    return Text(f"{view.clock.state} · {clock_label(view.clock.minutes_left)}", style=STATE_STYLE.get(view.clock.state, ""))
 
 
 def stars(rating: int | None) -> str:
@@ -37,9 +42,12 @@ def stars(rating: int | None) -> str:
 
 
 def print_queue(out: Console, views: Sequence[ThreadView]) -> None:
-    """The open queue as a table, most urgent first."""
+    """The open queue, most urgent first: a table on a wide terminal, one block per conversation on a narrow one."""
     if not views:
         out.print("The queue is empty: nothing waits for a reply.")
+        return
+    if out.width < WIDE:
+        _print_queue_blocks(out, views)
         return
     table = Table(title=f"Open conversations ({len(views)}), most urgent first", show_lines=True, expand=True)
     table.add_column("#", justify="right", no_wrap=True)
@@ -50,12 +58,12 @@ def print_queue(out: Console, views: Sequence[ThreadView]) -> None:
     table.add_column("customer said", ratio=3)
     table.add_column("suggested reply", ratio=3)
     for view in views:
-        author = Text(f"{view.channel} · @{view.author_handle}")
+        author = Text(f"{view.channel} · @{shown_name(view.author_handle)}")
         if view.rating is not None:
             author.append(f"\n{stars(view.rating)}", style="yellow")
         if view.assignee:
             author.append(f"\n→ {view.assignee}", style="cyan")
-        suggestion = Text(view.suggestion)
+        suggestion = Text(shown_text(view.suggestion))
         if view.suggestion_truncated:
             suggestion.append(" [cut to fit the channel]", style="dim")
         table.add_row(
@@ -64,10 +72,48 @@ def print_queue(out: Console, views: Sequence[ThreadView]) -> None:
             Text(str(view.priority), style=PRIORITY_STYLE.get(str(view.priority), "")),
             author,
             f"{view.language} · {view.intent}\n{view.sentiment}",
-            Text(view.text),
+            Text(shown_text(view.text)),
             suggestion,
         )
     out.print(table)
+
+
+def _print_queue_blocks(out: Console, views: Sequence[ThreadView]) -> None:
+    """The narrow layout: a heading line per conversation, then its text and suggestion wrapped to a few lines."""
+    out.print(Text(f"Open conversations ({len(views)}), most urgent first", style="bold"))
+    room = max(out.width - 4, 20)
+    for view in views:
+        out.rule(style="dim")
+        head = Text(f"#{view.thread_id} ", style="bold")
+        head.append_text(clock_text(view))
+        head.append(" · ")
+        head.append(str(view.priority), style=PRIORITY_STYLE.get(str(view.priority), ""))
+        head.append(f" · {view.language} · {view.intent} · {view.sentiment}")
+        out.print(head)
+        who = Text(f"{view.channel} · @{view.author_handle}")
+        if view.rating is not None:
+            who.append(f" {stars(view.rating)}", style="yellow")
+        if view.assignee:
+            who.append(f" → {view.assignee}", style="cyan")
+        out.print(who)
+        said = _clip_lines(view.text, room, TEXT_LINES)
+        out.print(Text("\n".join(f"  {line}" for line in said.splitlines())))
+        suggestion = Text("  ↳ ", style="dim")
+        lines = _clip_lines(view.suggestion, room - 2, TEXT_LINES).splitlines() or [""]
+        suggestion.append("\n".join([lines[0], *(f"    {line}" for line in lines[1:])]), style="italic")
+        if view.suggestion_truncated:
+            suggestion.append(" [cut to fit the channel]", style="dim")
+        out.print(suggestion)
+
+
+def _clip_lines(text: str, width: int, lines: int) -> str:
+    """`text` cut (at a word, with "…") so that it wraps to at most `lines` lines of `width`."""
+    wrapped: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        wrapped += wrap(paragraph, width) or [""]
+    if len(wrapped) <= lines:
+        return "\n".join(wrapped)
+    return "\n".join(wrapped[: lines - 1] + [shorten(" ".join(wrapped[lines - 1:]), width, placeholder=" …")])
 
 
 class BackfillDisplay:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,6 +13,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from inbox.connector import PermanentError
+from inbox.db import describe_outage, is_outage, store_wait
 from inbox.ingest import Source
 from inbox.logs import log_context
 from inbox.models import ConnectorHealth, ConnectorLease, SlaStage, Thread, Worker, thread_is_open
@@ -22,6 +24,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INBOX_KEY = web.AppKey("inbox", object)
+
+# A push waits this long at most for the store, then gets 503 (a sender's own timeout is often 10 s) ...
+PUSH_STORE_SECONDS = 5.0
+# ... and this long for one SQLite lock, so that the wait ends in time even where a cancel cannot cut it short.
+PUSH_LOCK_WAIT = 2.0
+# What a refused push's sender is told to wait before trying again.
+RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(slots=True)
@@ -61,21 +70,20 @@ def _inbox(request: web.Request) -> Inbox:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Store reachable (else 503), which connectors are unhealthy, and each connector's health with its reason."""
+    """200 when the store can be read and written and every loop runs; 503 with the reason otherwise."""
     inbox = _inbox(request)
-    try:
-        async with inbox.engine.connect() as conn:
-            rows = {r.connector: r for r in await conn.execute(sa.select(ConnectorHealth))}
-            now = inbox.clock()
-            leases = {
-                r.connector: r.worker
-                for r in await conn.execute(sa.select(ConnectorLease.connector, ConnectorLease.worker).where(ConnectorLease.expires_at > now))
-            }
-            alive = now - timedelta(seconds=inbox.settings.workers.lease_seconds)
-            workers = sorted((await conn.execute(sa.select(Worker.id).where(Worker.seen_at > alive))).scalars())
-    except (SQLAlchemyError, OSError) as exc:
-        log.error("healthz: store unreachable: %s", exc)
-        return web.json_response({"status": "down", "database": "unreachable"}, status=503)
+    loops = inbox.loops.report()
+    reason = await inbox.store_health.check()
+    if reason is None:
+        try:
+            async with asyncio.timeout(3):
+                health = await _health_rows(inbox)
+        except (SQLAlchemyError, OSError) as exc:  # TimeoutError included
+            reason = f"store cannot be read: {describe_outage(exc)}"
+    if reason is not None:
+        # Logged once by store_health when the store goes down, not once per request.
+        return web.json_response({"status": "down", "database": "unreachable", "reason": reason, "loops": loops}, status=503)
+    rows, leases, workers = health
     connectors: dict[str, Any] = {}
     for name, connector in inbox.connectors.items():
         row = rows.get(name)
@@ -87,14 +95,44 @@ async def healthz(request: web.Request) -> web.Response:
             "last_ok_at": row.last_ok_at.isoformat() if row and row.last_ok_at else None,
             "polled": row is not None or connector.pushes,
             "polled_by": leases.get(name),  # the worker whose lease on it holds now
+            # Known to the worker that polls it: another's view would be stale since the lease moved.
+            **_rate_limit(inbox, name, leases.get(name) in (None, inbox.worker)),
         }
     unhealthy = sorted(name for name, c in connectors.items() if not c["healthy"])
-    return web.json_response(
-        {
-            "status": "degraded" if unhealthy else "ok", "database": "ok", "unhealthy": unhealthy,
-            "worker": inbox.worker, "workers": workers, "connectors": connectors,
+    stalled = inbox.loops.stalled()
+    failing = any(not loop["ok"] for loop in loops.values())
+    body: dict[str, Any] = {
+        "status": "down" if stalled else "degraded" if unhealthy or failing else "ok", "database": "ok",
+        "unhealthy": unhealthy, "worker": inbox.worker, "workers": workers, "connectors": connectors, "loops": loops,
+    }
+    if stalled:
+        # A loop that stopped is a bug, and a restart is what an orchestrator can do about it.
+        body["reason"] = "stalled: " + ", ".join(stalled)
+        return web.json_response(body, status=503)
+    return web.json_response(body)
+
+
+async def _health_rows(inbox: Inbox) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    async with inbox.engine.connect() as conn:
+        rows = {r.connector: r for r in await conn.execute(sa.select(ConnectorHealth))}
+        now = inbox.clock()
+        leases = {
+            r.connector: r.worker
+            for r in await conn.execute(sa.select(ConnectorLease.connector, ConnectorLease.worker).where(ConnectorLease.expires_at > now))
         }
-    )
+        alive = now - timedelta(seconds=inbox.settings.workers.lease_seconds)
+        workers = sorted((await conn.execute(sa.select(Worker.id).where(Worker.seen_at > alive))).scalars())
+    return rows, leases, workers
+
+
+def _rate_limit(inbox: Inbox, name: str, polled_here: bool) -> dict[str, str | None]:
+    """Since and until when the vendor's rate limit refuses the connector's polls, as this worker saw while polling it."""
+    poller = inbox.pollers.get(name)
+    rate = poller.rate if poller is not None and polled_here else None
+    return {
+        "rate_limited_since": rate.since.isoformat() if rate and rate.since else None,
+        "rate_limited_until": rate.until.isoformat() if rate and rate.until else None,
+    }
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -120,7 +158,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def webhook(request: web.Request) -> web.Response:
-    """Signed items from any system: 401 unsigned or forged, 202 stored (each item once)."""
+    """Signed items from any system: 401 unsigned or forged, 202 stored (each item once), 503 while the store is down."""
     from inbox.connectors.webhook import SIGNATURE_HEADER, WebhookConnector
 
     inbox = _inbox(request)
@@ -133,16 +171,43 @@ async def webhook(request: web.Request) -> web.Response:
             log.warning("refused a webhook call with a missing or wrong signature")
             return web.json_response({"error": "missing or invalid signature"}, status=401)
         try:
-            items, problems = connector.parse(body)
+            push = connector.parse(body)
         except PermanentError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        for problem in problems:
-            log.warning("skipped a pushed item: %s", problem)
-        if not items:
-            return web.json_response({"error": "no valid item", "problems": problems}, status=400)
-        result = await inbox.ingestor.ingest(Source.of(connector), items)
+        for problem in push.problems:
+            log.warning("skipped a pushed item: %s", problem)  # ingest logs those it skips itself
+        if not push.items:
+            return web.json_response({"error": "no valid item", "problems": push.problems}, status=400)
+        down = inbox.store_health.known_down()
+        if down is not None:
+            return _store_down(down)
+        try:
+            with store_wait(PUSH_LOCK_WAIT):
+                async with asyncio.timeout(PUSH_STORE_SECONDS):
+                    result = await inbox.ingestor.ingest(Source.of(connector), push.items)
+        except TimeoutError:
+            reason = f"the store did not answer within {PUSH_STORE_SECONDS:.0f} s"
+            inbox.store_health.failed(reason)
+            return _store_down(reason)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            inbox.store_health.failed(exc)
+            return _store_down(f"store error: {describe_outage(exc)}")
+        inbox.store_health.worked()
+        push.skipped(result.problems)
         inbox.metrics.items_ingested.labels(connector.name).inc(result.stored)
         return web.json_response(
-            {"stored": result.stored, "duplicates": result.duplicates, "skipped": result.skipped, "problems": problems},
+            {"stored": result.stored, "duplicates": result.duplicates, "skipped": len(push.refused), "problems": push.problems},
             status=202,
         )
+
+
+def _store_down(reason: str) -> web.Response:
+    """503 with Retry-After: the sender keeps the items and sends them again (each is still stored once)."""
+    # The outage itself is logged once (StoreHealth), not once per refused push.
+    log.debug("refused a push while the store is unavailable: %s", reason)
+    return web.json_response(
+        {"error": "the inbox cannot store items just now; send them again later", "reason": reason},
+        status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

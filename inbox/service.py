@@ -20,12 +20,14 @@ from inbox.actions import Actions
 from inbox.settings import Settings
 from inbox.connector import Connector
 from inbox.db import create_engine, migrate
+from inbox.db import is_outage
 from inbox.ingest import Ingestor
+from inbox.liveness import Loops, StoreHealth
 from inbox.logs import SECRETS, log_context
 from inbox.metrics import Metrics
 from inbox.models import utcnow
 from inbox.outbox import Bell, LogNotifier, Notifier, Outbox
-from inbox.poller import Poller
+from inbox.poller import STORE_RETRY_MAX, Poller
 from inbox.sweep import SlaSweep
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
@@ -58,6 +60,8 @@ class Inbox:
         # Outbox events and replies stay one worker's for two lease periods; a dead worker's are taken over after.
         self.claim_seconds = 2 * settings.workers.lease_seconds
         self.metrics = Metrics()
+        self.store_health = StoreHealth(engine)  # what /healthz and pushes ask before trusting the store
+        self.loops = Loops(clock=clock)  # every loop of `inbox run` reports its rounds here, for /healthz
         self.bell = Bell()  # rung by whatever writes events, so the outbox delivers them at once
         self.policies = settings.sla.policies()
         self.triager = triager or Triager(load_rules(settings.triage.rules))
@@ -148,21 +152,28 @@ class Runner:
         except Exception:  # noqa: BLE001 - the store may be down at start; the lease job tries again
             log.exception("cannot take connector leases yet; retrying every %.0f s", self.leases.refresh_seconds)
         now = utcnow()
+        loops = self.inbox.loops
         for name, poller in self.inbox.pollers.items():
             # A random first offset so a hundred connectors do not all fire in the same second.
-            first = now + timedelta(seconds=random.uniform(0, min(poller.connector.settings.poll_seconds, 5)))
-            self.scheduler.add_job(self._poll, "date", run_date=first, args=[poller], id=f"poll:{name}")
+            offset = random.uniform(0, min(poller.connector.settings.poll_seconds, 5))
+            loops.add(_poll_loop(poller), first_in=offset, budget=_poll_budget(poller))
+            self.scheduler.add_job(self._poll, "date", run_date=now + timedelta(seconds=offset), args=[poller], id=f"poll:{name}")
         sla = self.inbox.settings.sla
-        self.scheduler.add_job(self._guard(self._refresh_leases), "interval", seconds=self.leases.refresh_seconds,
-                               id="leases", next_run_time=now + timedelta(seconds=self.leases.refresh_seconds),
-                               max_instances=1, coalesce=True)
-        self.scheduler.add_job(self._guard(self.inbox.sweep.run), "interval", seconds=sla.check_seconds,
-                               id="sla-sweep", next_run_time=now, max_instances=1, coalesce=True)
-        self.scheduler.add_job(self._guard(self.inbox.actions.recover), "interval",
-                               seconds=self.inbox.settings.workers.lease_seconds,
-                               id="reply-recovery", next_run_time=now, max_instances=1, coalesce=True)
+        lease_seconds = self.inbox.settings.workers.lease_seconds
+        # Each job: (name, what it runs, interval, seconds a round may take before the loop counts as stalled).
+        jobs = [
+            ("leases", self._refresh_leases, self.leases.refresh_seconds, 120.0),
+            ("sla-sweep", self.inbox.sweep.run, sla.check_seconds, 300.0),
+            ("reply-recovery", self.inbox.actions.recover, lease_seconds, 900.0),
+        ]
+        for name, job, seconds, budget in jobs:
+            first = seconds if name == "leases" else 0.0  # the leases were just taken above
+            loops.add(name, first_in=first, budget=budget)
+            self.scheduler.add_job(self._guard(name, job, seconds), "interval", seconds=seconds, id=name,
+                                   next_run_time=now + timedelta(seconds=first), max_instances=1, coalesce=True)
         self.scheduler.start()
         self._outbox = asyncio.create_task(self._deliver_forever(), name="outbox")
+        loops.add("outbox", first_in=0.0, budget=_OUTBOX_BUDGET, task=self._outbox)
         # What start-up built (settings, connectors, their sessions, triage rules) lives as long as the process:
         # kept out of the collector, full collections no longer walk it and stall the loop for a fifth of a second.
         gc.freeze()
@@ -172,6 +183,7 @@ class Runner:
         # Paused, not shut down: APScheduler's shutdown cancels the jobs still running, which must finish first.
         self.scheduler.pause()
         self._stopping = True
+        self.inbox.loops.stopping = True
         self.inbox.bell.ring()
         for stream in self._streams.values():
             stream.cancel()
@@ -191,13 +203,21 @@ class Runner:
 
     async def _deliver_forever(self) -> None:
         """The outbox: deliver what is due, then wait for the bell (new events) or the next turn, until stopped."""
+        failures = 0
         while not self._stopping:
             try:
                 await self.inbox.outbox.dispatch()
-            except Exception:  # noqa: BLE001 - a failing delivery round must not end the deliveries
-                log.exception("outbox delivery failed; it runs again at its next turn")
+            except Exception as exc:  # noqa: BLE001 - a failing delivery round must not end the deliveries
+                failures += 1
+                # Backs off while the store (or a bug) keeps it failing; the bell still wakes it for new events.
+                wait = min(_OUTBOX_RETRY_MAX, self.outbox_seconds * 2 ** min(failures, 10)) * random.uniform(0.8, 1.0)
+                self._round_failed("outbox", exc, wait)
+            else:
+                failures = 0
+                wait = self.outbox_seconds
+                self._round_ok("outbox", wait)
             if not self._stopping:
-                await self.inbox.bell.wait(self.outbox_seconds)
+                await self.inbox.bell.wait(wait)
 
     async def _refresh_leases(self) -> None:
         change = await self.leases.refresh()
@@ -220,43 +240,86 @@ class Runner:
                 del self._streams[name]
 
     async def _poll(self, poller: Poller) -> None:
-        if not self.leases.holds(poller.name):
-            # Another worker's connector (or none's yet): look again when the leases are next shared out.
-            self._schedule(poller, self.leases.refresh_seconds)
-            return
+        """One round of a connector's chain of polls; whatever happens, the next one is scheduled."""
+        name = _poll_loop(poller)
+        delay = min(poller.connector.settings.poll_seconds, STORE_RETRY_MAX)  # if even the round's own code fails
         task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        self._polling.add(poller.name)
         try:
+            if not self.leases.holds(poller.name):
+                # Another worker's connector (or none's yet): look again when the leases are next shared out.
+                delay = self.leases.refresh_seconds
+                self._round_ok(name, delay, store=False)
+                return
+            if task is not None:
+                self._running.add(task)
+            self._polling.add(poller.name)
             result = await poller.poll_once()
+            delay = result.delay
+            if result.store_down:
+                # The poller logged it once already; the loop shows it on /healthz.
+                self._round_failed(name, result.error or "store error", delay, quiet=True)
+            else:
+                self._round_ok(name, delay)
+        except Exception as exc:  # noqa: BLE001 - poll_once contains its errors; this is the chain's last guard
+            self._round_failed(name, exc, delay)
         finally:
             self._polling.discard(poller.name)
             if task is not None:
                 self._running.discard(task)
-        self._schedule(poller, result.delay)
+            self._schedule(poller, delay)
 
     def _schedule(self, poller: Poller, delay: float) -> None:
-        if self.scheduler.running:
+        if not self.scheduler.running:
+            return
+        try:
             self.scheduler.add_job(
                 self._poll, "date", run_date=utcnow() + timedelta(seconds=delay), args=[poller],
                 id=f"poll:{poller.name}", replace_existing=True,
             )
+        except Exception:  # noqa: BLE001 - /healthz shows the chain as stalled; nothing else can be done here
+            log.exception("could not schedule the next poll of %s", poller.name)
 
-    def _guard(self, job: Callable[[], Any]) -> Callable[[], Any]:
+    def _guard(self, name: str, job: Callable[[], Any], seconds: float) -> Callable[[], Any]:
         async def run() -> None:
             task = asyncio.current_task()
             if task is not None:
                 self._running.add(task)
             try:
                 await job()
-            except Exception:  # noqa: BLE001 - a failing sweep must not stop the schedule
-                log.exception("%s failed; it runs again at its next interval", getattr(job, "__qualname__", job))
+            except Exception as exc:  # noqa: BLE001 - a failing round must not stop the schedule
+                self._round_failed(name, exc, seconds)
+            else:
+                self._round_ok(name, seconds)
             finally:
                 if task is not None:
                     self._running.discard(task)
 
         return run
+
+    def _round_ok(self, name: str, next_in: float, *, store: bool = True) -> None:
+        self.inbox.loops.ok(name, next_in)
+        if store:  # the round read and wrote the store
+            self.inbox.store_health.worked()
+
+    def _round_failed(self, name: str, exc: BaseException | str, next_in: float, *, quiet: bool = False) -> None:
+        self.inbox.loops.failed(name, exc, next_in, quiet=quiet)
+        if isinstance(exc, str) or is_outage(exc):
+            self.inbox.store_health.failed(exc)
+
+
+# A delivery round may be long (a backlog, a slow Slack) before the outbox counts as stalled.
+_OUTBOX_BUDGET = 600.0
+# While deliveries fail, the outbox waits at most this long between rounds (new events wake it sooner).
+_OUTBOX_RETRY_MAX = 10.0
+
+
+def _poll_loop(poller: Poller) -> str:
+    return f"poll:{poller.name}"
+
+
+def _poll_budget(poller: Poller) -> float:
+    # A poll is abandoned after its timeout; beyond that and a margin for a busy loop, the chain is broken.
+    return poller.timeout + 60.0
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:

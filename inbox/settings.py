@@ -6,19 +6,37 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from inbox.connector import ConnectorSettings
 from inbox.connectors import settings_model_for, known_types
 from inbox.sla import BusinessHours, SlaPolicies, SlaPolicy
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${NAME}, or ${NAME:-fallback} for a value that may stay unset (fallback may be empty).
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# The drivers `inbox.db.async_url` maps to the async ones the inbox runs on.
+SUPPORTED_DATABASES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2")
+DATABASE_FORMS = "sqlite:///path/to/inbox.db or postgresql://user:password@host:5432/dbname"
+
+
 
 
 class ConfigError(Exception):
@@ -45,6 +63,17 @@ class DatabaseSettings(Section):
     """Where items live."""
 
     url: str = "sqlite:///inbox.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        try:
+            driver = make_url(value).drivername
+        except (ArgumentError, ValueError):
+            raise ValueError(f"not a database URL; use {DATABASE_FORMS}") from None
+        if driver not in SUPPORTED_DATABASES:
+            raise ValueError(f"unsupported database {driver!r}; use {DATABASE_FORMS}")
+        return value
 
 
 class BusinessHoursSettings(Section):
@@ -212,7 +241,37 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return default if default.exists() else None
 
 
-def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+@dataclass(frozen=True, slots=True)
+class Uses:
+    """The parts of the config a command reads: only their `${VAR}`s must be set.
+
+    Slack counts only while it is on (its `bot_token` set), a connector only while enabled; a variable left
+    unset elsewhere is no error, and what holds it is left out of the settings (a connector) or off (Slack).
+    """
+
+    sections: frozenset[str] = frozenset({"database", "sla", "slack", "server", "triage", "workers"})
+    connectors: bool | str = True  # every enabled connector, none, or only the one with this name
+
+    def needs(self, where: tuple[str | int, ...], raw: dict[str, Any]) -> bool:
+        """Whether a value at key path `where` of the (expanded) document `raw` is used."""
+        top = where[0] if where else ""
+        if top == "connectors":
+            if self.connectors is False or len(where) < 2:
+                return self.connectors is not False
+            table = _connector_table(raw.get("connectors"), where[1])
+            if table is None or table.get("enabled", True) is False:
+                return False
+            return self.connectors is True or table.get("name") == self.connectors
+        if top == "slack":
+            bot_token = raw.get("slack", {}).get("bot_token") if isinstance(raw.get("slack"), dict) else None
+            return "slack" in self.sections and (where[1:2] == ("bot_token",) or bool(bot_token))
+        return top in self.sections or top not in Settings.model_fields
+
+
+EVERYTHING = Uses()
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None, *, uses: Uses = EVERYTHING) -> Settings:
     """Read, expand and validate a config file; raise ConfigError listing every problem."""
     if path is None:
         return Settings()
@@ -225,27 +284,71 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Sett
         raise ConfigError(source, [f"cannot read the file: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"TOML syntax: {exc}"]) from None
-    return parse_config(raw, source=source, base_dir=path.parent, env=os.environ if env is None else env)
+    return parse_config(raw, source=source, base_dir=path.parent, env=os.environ if env is None else env, uses=uses)
 
 
 def parse_config(
-    raw: dict[str, Any], *, source: str = "<config>", base_dir: Path = Path("."), env: Mapping[str, str]
+    raw: dict[str, Any], *, source: str = "<config>", base_dir: Path = Path("."), env: Mapping[str, str],
+    uses: Uses = EVERYTHING,
 ) -> Settings:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
     problems: list[str] = []
-    data = _expand(raw, env, (), problems)
+    unset: list[tuple[tuple[str | int, ...], str]] = []
+    data = _expand(raw, env, (), unset)
+    # Unset variables the command does not use are no error: their keys take their defaults (Slack stays off), and
+    # a connector left incomplete by them is left out.
+    unused = [where for where, _name in unset if not uses.needs(where, data)]
+    problems += [f"{_path(where)}: environment variable {name} is not set" for where, name in unset if uses.needs(where, data)]
+    for where in unused:
+        # Slack half-configured is worse than off: a command that does not use it gets it off.
+        _drop(data, where[:1] if where[0] == "slack" else where)
+    unused_keys = [_path(where[:2] if where[0] == "connectors" else where[:1] if where[0] == "slack" else where) for where in unused]
+    # A needed one is reported once, as unset, not again as the empty value it left behind.
+    quiet = unused_keys + [_path(where) for where, _name in unset]
     connectors_raw = data.pop("connectors", [])
     settings: Settings | None = None
+    found: list[str] = []
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems += _describe(exc, ())
-    connectors = _connectors(connectors_raw, problems)
+        found += _describe(exc, ())
+    connectors = _connectors(connectors_raw, found)
+    problems += [p for p in found if not any(_under(p, key) for key in quiet)]
     if problems or settings is None:
-        raise ConfigError(source, problems)
-    settings.connectors = connectors
+        raise ConfigError(source, problems or found)
+    settings.connectors = [c for c in connectors if not any(_under(f"connectors[{c.name}]", key) for key in unused_keys)]
     _resolve_paths(settings, base_dir)
     return settings
+
+
+def _under(problem: str, key: str) -> bool:
+    """True when `problem` (or a key path) is about `key` or something inside it."""
+    return problem.startswith(key) and problem[len(key):len(key) + 1] in (":", ".", "[", "")
+
+
+def _drop(data: dict[str, Any], where: tuple[str | int, ...]) -> None:
+    """Remove the key at `where` (a whole list holding it, if it is in one), so its default applies."""
+    parent: Any = data
+    keys = list(where)
+    if keys[:1] == ["connectors"] and len(keys) >= 3:
+        parent, keys = _connector_table(data.get("connectors"), keys[1]), keys[2:]
+    for i, key in enumerate(keys):
+        if not isinstance(parent, dict) or not isinstance(key, str):
+            return
+        if i == len(keys) - 1 or not isinstance(parent.get(key), dict):
+            parent.pop(key, None)
+            return
+        parent = parent[key]
+
+
+def _connector_table(raw: Any, key: str | int) -> dict[str, Any] | None:
+    """The `[[connectors]]` table a key path names (by name, or by position when it has none)."""
+    if not isinstance(raw, list):
+        return None
+    for i, table in enumerate(raw):
+        if isinstance(table, dict) and _list_key(("connectors",), i, table) == key:
+            return table
+    return None
 
 
 def _connectors(raw: Any, problems: list[str]) -> list[ConnectorSettings]:
@@ -292,20 +395,25 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> None:
             connector.path = base_dir / path  # type: ignore[attr-defined]
 
 
-def _expand(value: Any, env: Mapping[str, str], where: tuple[str | int, ...], problems: list[str]) -> Any:
+def _expand(
+    value: Any, env: Mapping[str, str], where: tuple[str | int, ...], unset: list[tuple[tuple[str | int, ...], str]]
+) -> Any:
+    """`value` with every ${NAME} replaced; each one unset (without a :- fallback) is added to `unset`."""
     if isinstance(value, str):
         def sub(match: re.Match[str]) -> str:
-            name = match.group(1)
+            name, fallback = match.group(1), match.group(2)
+            if fallback is not None:
+                return env.get(name) or fallback  # as the shell's ${NAME:-fallback}: unset or empty
             if name not in env:
-                problems.append(f"{_path(where)}: environment variable {name} is not set")
+                unset.append((where, name))
                 return ""
             return env[name]
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand(v, env, (*where, k), problems) for k, v in value.items()}
+        return {k: _expand(v, env, (*where, k), unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, (*where, _list_key(where, i, v)), problems) for i, v in enumerate(value)]
+        return [_expand(v, env, (*where, _list_key(where, i, v)), unset) for i, v in enumerate(value)]
     return value
 
 

@@ -284,3 +284,20 @@ class SlaPolicies:
     def for_channel(self, channel: str) -> SlaPolicy:
         """The policy for `channel`, falling back to the default for unknown channels."""
         return self.channels.get(channel, self.default)
+
+
+def duration_text(minutes: float) -> str:
+    """A duration for people: '25 min' up to 90 minutes, then '2 h 5 min', from a day on '13 d 15 h'."""
+    total = round(abs(minutes))
+    if total < 90:
+        return f"{total} min"
+    days, rest = divmod(total, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    return f"{hours} h {mins} min" if mins else f"{hours} h"
+
+
+def clock_label(minutes_left: float) -> str:
+    """'12 min left', '3 min late', '13 d 15 h late': the clock as the terminal and Slack show it."""
+    return f"{duration_text(minutes_left)} left" if minutes_left >= 0 else f"{duration_text(-minutes_left)} late"

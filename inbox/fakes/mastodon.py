@@ -110,6 +110,7 @@ class MastodonFake(VendorFake):
         self.stream_queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.stream_failure: Fault | None = None
         self.max_characters = 500
+        self.rate_remaining: int | None = None  # what every answer announces as left, when set (else 300 less the requests so far)
         self._next_notification = 100
         self._sequence = 0
         self.brand = self._account(BRAND_ID, BRAND, "Acme Support")
@@ -136,7 +137,7 @@ class MastodonFake(VendorFake):
         used = len(self.requests)
         return {
             "X-RateLimit-Limit": "300",
-            "X-RateLimit-Remaining": str(max(1, 300 - used)),
+            "X-RateLimit-Remaining": str(max(1, 300 - used) if self.rate_remaining is None else self.rate_remaining),
             "X-RateLimit-Reset": iso(datetime.now(UTC) + timedelta(minutes=5)),
         }
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from inbox.display import shown_name
 from inbox.templates import CHANNEL_NAMES
 from inbox.models import Status
 from inbox.render import stars
-from inbox.sla import ClockKind, SlaState
+from inbox.sla import ClockKind, SlaState, clock_label, duration_text
 from inbox.slack.text import clip, escape, link, literal, mrkdwn, plain, safe_url
 from inbox.views import ThreadView
 
@@ -72,8 +73,8 @@ def user(user_id: str | None) -> str:
 
 
 def minutes(value: float) -> str:
-    """'12 min left' or '3 min late'."""
-    return f"{value:.0f} min left" if value >= 0 else f"{-value:.0f} min late"
+    """'12 min left', '3 min late' or '2 d 4 h late'."""
+    return clock_label(value)
 
 
 def fallback(view: ThreadView) -> str:
@@ -114,7 +115,8 @@ def _customer_text(view: ThreadView) -> Block:
 
 
 def _about(view: ThreadView) -> list[Block]:
-    who = f"@{view.author_handle}" + (f" ({view.author_name})" if view.author_name and view.author_name != view.author_handle else "")
+    name = f" ({shown_name(view.author_name)})" if view.author_name and view.author_name != view.author_handle else ""
+    who = f"@{shown_name(view.author_handle)}{name}"
     elements = [plain(who, 200)]
     if view.rating is not None:
         elements.append(plain(stars(view.rating), 20))
@@ -130,7 +132,7 @@ def _clock_line(view: ThreadView) -> str:
     label = "First response" if clock.kind == ClockKind.FIRST_RESPONSE else "Next response"
     posted = f"posted {when(clock.started_at)}"
     if clock.responded_at is not None:
-        return f":stopwatch: *{label}* {STATE_LABEL[clock.state]} · {posted}, answered after {clock.minutes_waited:.0f} min"
+        return f":stopwatch: *{label}* {STATE_LABEL[clock.state]} · {posted}, answered after {duration_text(clock.minutes_waited)}"
     if view.status == Status.RESOLVED:
         return f":stopwatch: *{label}*: clock stopped (resolved) · {posted}"
     return (
@@ -210,12 +212,12 @@ def sla_alert(view: ThreadView, *, breach: bool, permalink: str | None, group: s
     clock = view.clock
     what = f"{channel_name(view.channel)} {view.kind} from @{view.author_handle}"
     title = ":red_circle: *SLA breach*" if breach else ":large_yellow_circle: *SLA warning*"
-    waited = f"has waited *{clock.minutes_waited:.0f} min*"
+    waited = f"has waited *{duration_text(clock.minutes_waited)}*"
     due = f"due {when(clock.due_at)}" + (f" ({minutes(clock.minutes_left)})" if not breach else "")
     line = f"{title} · {link(permalink, what)} {waited} for a {'first' if clock.kind == ClockKind.FIRST_RESPONSE else 'next'} response, {due}. Assignee: {user(view.assignee)}."
     if breach and group:
         line += f" <!subteam^{group}>"
-    text = f"SLA {'breach' if breach else 'warning'}: {literal(what)} waited {clock.minutes_waited:.0f} min"
+    text = f"SLA {'breach' if breach else 'warning'}: {literal(what)} waited {duration_text(clock.minutes_waited)}"
     return text, [
         {"type": "section", "text": mrkdwn(line)},
         {"type": "context", "elements": [plain(f"{view.priority} priority · {view.intent} · “{clip(view.text, 150)}”", 300)]},

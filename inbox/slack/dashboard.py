@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Connector
+from inbox.display import shown_name
 from inbox.models import ConnectorHealth, Thread
-from inbox.sla import SlaPolicies, SlaState
+from inbox.sla import SlaPolicies, SlaState, duration_text
 from inbox.slack.blocks import Block, channel_name, minutes, user, when
 from inbox.slack.text import clip, escape, literal, mrkdwn, plain
 from inbox.views import ThreadView
@@ -119,7 +120,7 @@ def queue_blocks(queue: Sequence[ThreadView]) -> list[Block]:
             f"{minutes(view.clock.minutes_left)} (due {when(view.clock.due_at)}) · {user(view.assignee) if view.assignee else 'unassigned'}"
         )
         blocks.append({"type": "section", "text": mrkdwn(line)})
-        blocks.append({"type": "context", "elements": [plain(f"@{view.author_handle}: {clip(' '.join(view.text.split()), 150)}", 300)]})
+        blocks.append({"type": "context", "elements": [plain(f"@{shown_name(view.author_handle)}: {clip(' '.join(view.text.split()), 150)}", 300)]})
     if len(queue) > QUEUE_ROWS:
         blocks.append({"type": "context", "elements": [mrkdwn(f"…and {len(queue) - QUEUE_ROWS} more; `inbox queue` lists them all.")]})
     return blocks
@@ -135,7 +136,7 @@ def stats_blocks(stats: Stats) -> list[Block]:
     )})
     lines = [
         f"• *{escape(channel_name(c.channel))}*: {c.within_target}/{c.responses} within target · "
-        f"median {c.median_minutes:.0f} min · p90 {c.p90_minutes:.0f} min"
+        f"median {duration_text(c.median_minutes)} · p90 {duration_text(c.p90_minutes)}"
         for c in stats.channels
     ]
     blocks.append({"type": "section", "text": mrkdwn("\n".join(lines))})

@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
 from inbox.actions import ActionError, ReplyOutcome
+from inbox.db import describe_outage, is_outage
 from inbox.logs import log_context
 from inbox.slack import blocks, dashboard, modal
 from inbox.slack.api import NETWORK_ERRORS, describe
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
+
+STORE_DOWN = "The inbox cannot reach its database just now, so nothing was done. Try again in a minute."
 
 
 class Interactions:
@@ -61,7 +64,7 @@ class Interactions:
         if work is not None:  # the link button (inbox_open_post) only needs the acknowledgement
             # A modal must open within Slack's 3 s trigger window, whatever queue a burst of clicks built.
             with log_context(**_about(body)):  # the task, and its log lines, carry the conversation's ids
-                self.slack.tasks.spawn(work(body), action_id, urgent=action_id == blocks.EDIT)
+                self.slack.tasks.spawn(self._guarded(_Where.of(body), work(body)), action_id, urgent=action_id == blocks.EDIT)
 
     def _later(self, work: Callable[[Body], Awaitable[None]], name: str) -> Callable[..., Awaitable[None]]:
         async def listener(ack: AsyncAck, body: Body) -> None:
@@ -156,7 +159,7 @@ class Interactions:
         await ack()
         where = _Where(user=body["user"]["id"], channel=meta.channel)
         with log_context(thread_id=meta.thread, item_id=meta.item):
-            self.slack.tasks.spawn(self._send_edited(where, meta, text), "inbox_edit_submit")
+            self.slack.tasks.spawn(self._guarded(where, self._send_edited(where, meta, text)), "inbox_edit_submit")
 
     async def _send_edited(self, where: _Where, meta: modal.EditMeta, text: str) -> None:
         if await self._refused(where):
@@ -177,13 +180,17 @@ class Interactions:
         stripped = text.lstrip()
         if not stripped.lower().startswith(prefix.lower()):
             return
-        thread_id = await self.slack.notifier.store.thread_for(event["channel"], thread_ts)
+        where = _Where(user=event["user"], channel=event["channel"], thread_ts=thread_ts)
+        await self._guarded(where, self._thread_reply(where, from_slack(stripped[len(prefix):]).strip()))
+
+    async def _thread_reply(self, where: _Where, text: str) -> None:
+        assert where.thread_ts is not None
+        thread_id = await self.slack.notifier.store.thread_for(where.channel, where.thread_ts)
         if thread_id is None:
             return
-        where = _Where(user=event["user"], channel=event["channel"], thread_ts=thread_ts)
         if await self._refused(where):
             return
-        await self._reply(where, thread_id, from_slack(stripped[len(prefix):]).strip())
+        await self._reply(where, thread_id, text)
 
     # ------------------------------------------------------------------ dashboard
 
@@ -193,6 +200,15 @@ class Interactions:
         self.slack.tasks.spawn(self._answer_command(body, respond), "/inbox")
 
     async def _answer_command(self, body: Body, respond: AsyncRespond) -> None:
+        try:
+            await self._dashboard(body, respond)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("Slack: /inbox could not read the store: %s", describe_outage(exc))
+            await respond(text=STORE_DOWN, response_type="ephemeral")
+
+    async def _dashboard(self, body: Body, respond: AsyncRespond) -> None:
         refusal = await self.slack.access.refusal(body.get("user_id", ""), acting=False)
         if refusal:
             await respond(text=refusal, response_type="ephemeral")
@@ -220,11 +236,18 @@ class Interactions:
             home = {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": literal(refusal, 300)}}]}
         else:
             now = self.inbox.clock()
-            home = dashboard.home_view(
-                await open_queue(self.inbox.engine, self.inbox.policies, now),
-                await dashboard.sla_stats(self.inbox.engine, self.inbox.policies, now),
-                await dashboard.connector_health(self.inbox.engine, self.inbox.connectors),
-            )
+            try:
+                home = dashboard.home_view(
+                    await open_queue(self.inbox.engine, self.inbox.policies, now),
+                    await dashboard.sla_stats(self.inbox.engine, self.inbox.policies, now),
+                    await dashboard.connector_health(self.inbox.engine, self.inbox.connectors),
+                )
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                log.warning("Slack: App Home could not read the store: %s", describe_outage(exc))
+                text = "The inbox cannot reach its database just now. Open this tab again in a minute."
+                home = {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
         await self.slack.client.views_publish(user_id=event["user"], view=home)
 
     # ------------------------------------------------------------------ shared steps
@@ -265,7 +288,13 @@ class Interactions:
         except ActionError as exc:
             await self.tell(where, f"Not sent: {exc}. The conversation stays open.")
             return
-        if outcome.status == "duplicate":
+        if outcome.status == "deferred":
+            await self.tell(where, "The inbox cannot reach its database just now. Your reply is saved and goes out once "
+                                   "the database is back, once only; nothing more to do.")
+        elif outcome.status == "unrecorded":
+            await self.tell(where, "Sent to the customer. The inbox cannot reach its database just now, so this "
+                                   "conversation shows as answered once it is back; do not send it again.")
+        elif outcome.status == "duplicate":
             await self.tell(where, "This message was already answered (one reply per customer message); nothing more was sent.")
         elif outcome.status == "unknown":
             await self.tell(where, "The platform did not answer in time. cx-inbox checks whether the reply arrived and sends it "
@@ -276,6 +305,17 @@ class Interactions:
             await change
         except ActionError as exc:
             await self.tell(where, f"Not done: {exc}.")
+
+    async def _guarded(self, where: _Where, work: Awaitable[None]) -> None:
+        """Run an interaction's work; if the store fails under it, tell the agent nothing was done, to try again."""
+        try:
+            await work
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("Slack: an action by %s was not done, the store is unavailable: %s", where.user, describe_outage(exc))
+            if where.channel:  # a choice inside a modal has no channel to answer in: the modal simply stays as it was
+                await self.tell(where, STORE_DOWN)
 
     async def tell(self, where: _Where, text: str) -> None:
         """An ephemeral message only the agent sees, where they acted."""

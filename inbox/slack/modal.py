@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from inbox.display import shown_name
 from inbox.slack.blocks import Block, channel_name
 from inbox.slack.text import clip, plain
 
@@ -58,7 +59,7 @@ def edit_modal(
     if meta.limit:
         box["max_length"] = min(meta.limit, _INPUT_LIMIT)
     blocks: list[Block] = [
-        {"type": "context", "elements": [plain(f"Replying to @{customer} on {channel_name(meta.platform)}: “{clip(customer_text, 200)}”", 400)]},
+        {"type": "context", "elements": [plain(f"Replying to @{shown_name(customer)} on {channel_name(meta.platform)}: “{clip(customer_text, 200)}”", 400)]},
     ]
     if options:
         blocks.append({"type": "input", "block_id": "template", "dispatch_action": True, "optional": True,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
@@ -20,6 +20,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
 from inbox.settings import SlackSettings
+from inbox.slack import gate
 from inbox.slack.access import Access
 from inbox.slack.api import NETWORK_ERRORS, Identity, describe, make_client, whoami
 from inbox.slack.interactions import Interactions
@@ -110,9 +111,20 @@ class Slack:
         return self._identity
 
     async def handle_http(self, request: web.Request) -> web.Response:
-        """POST /slack/events: Bolt verifies the signature (401 otherwise), acks, and work follows."""
+        """POST /slack/events: 401 unless signed, 400 unless a payload Slack could send; Bolt acks, work follows."""
+        body = await request.read()
+        secret = self.settings.signing_secret.get_secret_value() if self.settings.signing_secret else None
+        if secret is not None and not gate.signature_ok(secret, request.headers, body, time.time()):
+            log.warning("Slack: refused a request with a missing, malformed, stale or wrong signature")
+            return web.json_response({"error": "invalid request"}, status=401)
+        problem = gate.payload_problem(body, request.content_type)
+        if problem is not None:
+            log.warning("Slack: refused a signed request that is not a valid payload: %s", problem[:300])
+            return web.json_response({"error": f"not a valid Slack payload: {problem[:300]}"}, status=400)
         with self.tasks.answering():
-            response = await self.app.async_dispatch(await to_bolt_request(request))
+            # Bolt checks the signature again (its own safety middleware stays on) and routes the request.
+            bolt_request = AsyncBoltRequest(body=body.decode("utf-8"), query=request.query_string, headers=dict(request.headers))
+            response = await self.app.async_dispatch(bolt_request)
             return await to_aiohttp_response(response)
 
     async def _authorize(self, team_id: str | None = None) -> AuthorizeResult:

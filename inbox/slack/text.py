@@ -6,19 +6,20 @@ import re
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from inbox.display import shown_name, shown_text
+
 # Slack's three control characters; everything else is shown as is (its formatting docs).
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _CONTROL = re.compile(r"[&<>]")
 # Look-alikes for mrkdwn's formatting characters, used only where untrusted text must sit in mrkdwn.
 _FORMATTING = str.maketrans({"*": "∗", "_": "ˍ", "~": "∼", "`": "ˋ"})
-_BLANK = re.compile(r"\s+")
 PLAIN_TEXT_LIMIT = 3000  # a section's text object
 FIELD_LIMIT = 2000  # a section field
 
 
 def escape(text: str) -> str:
-    """Replace &, < and > by entities, so text can never form a mention, a ping or a link."""
-    return _CONTROL.sub(lambda m: _ENTITIES[m.group()], text)
+    """Replace &, < and > by entities, so text can never form a mention, a ping or a link; bidi and control characters shown, not obeyed."""
+    return _CONTROL.sub(lambda m: _ENTITIES[m.group()], shown_text(text))
 
 
 def clip(text: str, limit: int) -> str:
@@ -51,8 +52,9 @@ def mrkdwn(text: str) -> dict[str, Any]:
 
 
 def literal(text: str, limit: int = 200) -> str:
-    """Untrusted text for a mrkdwn context: escaped, formatting characters replaced, on one line."""
-    return escape(clip(_BLANK.sub(" ", text).strip(), limit)).translate(_FORMATTING)
+    """Untrusted text for a mrkdwn context (names, handles, reasons): escaped, formatting and invisible characters
+    replaced, on one line."""
+    return escape(clip(shown_name(text).strip(), limit)).translate(_FORMATTING)
 
 
 def safe_url(url: str | None) -> str | None:

@@ -107,7 +107,15 @@ class ConnectorContract:
         fake.add_customer_post("hello", author="a")
         limited = await poller.poll_once()
         assert limited.error is not None and 110 <= limited.delay <= 130
+        self.assert_rate_limited_not_failed(poller)
+        assert (await self.health(engine)).healthy
         assert (await poller.poll_once()).stored == 1
+
+    def assert_rate_limited_not_failed(self, poller: Any) -> None:
+        """The 429 went through inbox.http as a rate limit: counted as one, not as a failed poll."""
+        registry = poller.metrics.registry
+        assert registry.get_sample_value("inbox_rate_limited_total", {"connector": self.name}) == 1
+        assert registry.get_sample_value("inbox_poll_errors_total", {"connector": self.name, "kind": "transient"}) is None
 
     async def test_server_error_then_recovery(self, fake, poller, engine):
         fake.add_customer_post("hello", author="a")

@@ -97,13 +97,14 @@ class TestAppStoreContract(ConnectorContract):
     async def test_rate_limit_waits_for_the_vendors_reset(self, fake, poller, engine):
         # Adapted: Apple's 429 (RATE_LIMIT_EXCEEDED) names no reset time: its window is a rolling hour and
         # Apple says "wait and try again or slow down". So there is no 120-second reset to wait for; the
-        # poll fails as transient, the core backs off (with jitter, growing), and the next poll recovers.
+        # poll is refused as rate-limited, the core waits the poll interval (longer with each refusal), and the next poll recovers.
         # Stopping *before* a 429 is the rate budget's job: see test_a_spent_hourly_budget_holds_requests_back.
         fake.faults.append(fake.fault_rate_limited(reset_in=120))
         fake.add_customer_post("hello", author="a")
         limited = await poller.poll_once()
         assert limited.error is not None and "RATE_LIMIT_EXCEEDED" in limited.error
         assert 0 < limited.delay < 120
+        self.assert_rate_limited_not_failed(poller)
         assert (await poller.poll_once()).stored == 1
 
     # Removed, not skipped: customerReviews carry only createdDate, no update time, so a customer's edit cannot be

@@ -57,15 +57,33 @@ async def test_a_replaced_file_is_read_from_the_start(tmp_path: Path):
     assert [i.external_id for i in items] == ["3"]
 
 
-async def test_missing_file_is_no_items_and_check_says_why(tmp_path: Path):
-    connector = JsonlConnector(JsonlSettings(name="feed", path=tmp_path / "nope.jsonl"))
-    assert await fetch_all(connector, None) == ([], None)
+async def test_missing_file_is_unhealthy_with_its_reason_until_it_appears(inbox_factory, engine, tmp_path: Path):
+    # `inbox check` said FAIL for a missing file while `inbox run` polled it as healthy, for ever, without a word.
+    from inbox.models import ConnectorHealth
+    from inbox.poller import UNHEALTHY_AFTER
+
+    path = tmp_path / "nope.jsonl"
+    inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(path)}])
     try:
-        await connector.check()
+        await inbox.connectors["feed"].check()
     except Exception as exc:  # noqa: BLE001
         assert "does not exist" in str(exc)
     else:
         raise AssertionError("check passed on a missing file")
+
+    async def health() -> tuple[bool, str | None]:
+        async with engine.connect() as conn:
+            row = (await conn.execute(sa.select(ConnectorHealth).where(ConnectorHealth.connector == "feed"))).one()
+        return row.healthy, row.reason
+
+    for _ in range(UNHEALTHY_AFTER):
+        result = await inbox.pollers["feed"].poll_once()
+        assert result.error and "nope.jsonl does not exist" in result.error
+    healthy, reason = await health()
+    assert not healthy and reason and "nope.jsonl does not exist" in reason
+    path.write_text(line(1))
+    assert (await inbox.pollers["feed"].poll_once()).stored == 1
+    assert await health() == (True, None)
 
 
 async def test_big_file_in_batches_each_with_its_cursor(inbox_factory, engine, tmp_path: Path):

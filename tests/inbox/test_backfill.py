@@ -138,6 +138,18 @@ async def test_a_rate_limit_waits_for_the_vendors_reset(tmp_path, x, engine, clo
     assert result.stored == 1 and len(sleeps.delays) == 1 and 110 <= sleeps.delays[0] <= 130
 
 
+async def test_rate_limits_in_a_row_wait_for_each_reset_and_are_not_failures(tmp_path, x, engine, clock):
+    x.add_customer_post("old question", minutes_ago=600)
+    x.faults.extend(x.fault_rate_limited(reset_in=900) for _ in range(4))
+    sleeps = Sleeps()
+    target = connector_settings(make_settings(tmp_path, connectors=[x_config(x)]), X_NAME)
+    inbox_ingestor = (await _inbox(tmp_path, engine, clock, x)).ingestor
+    # More refusals than the failures a backfill tolerates: X's Basic tier refuses most reads of a long history.
+    result = await Backfill(target, inbox_ingestor, 2 * DAY, sleep=sleeps, max_attempts=3).run()
+    assert result.stored == 1 and len(sleeps.delays) == 4
+    assert all(890 <= delay <= 905 for delay in sleeps.delays)  # each the vendor's reset plus a second or two
+
+
 async def test_an_auth_error_stops_with_a_clear_message_and_repeated_errors_give_up(tmp_path, x, engine, clock):
     x.add_customer_post("old question", minutes_ago=600)
     target = connector_settings(make_settings(tmp_path, connectors=[x_config(x)]), X_NAME)

@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from inbox.connector import PermanentError
 from inbox.http import VendorClient
 
 
@@ -61,3 +62,18 @@ async def test_the_pool_closes_with_its_last_session_and_opens_again_on_demand(v
     finally:
         await again.close()
     assert len(ports) == 2, "one connection for the first pool, one for the new one"
+
+
+async def test_a_vendor_answering_absurdly_nested_json_is_a_permanent_error_not_a_crash():
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = VendorClient("acme", str(server.make_url("/")))
+        try:
+            with pytest.raises(PermanentError, match="nested deeper than 100 levels"):
+                await client.get("/api/v1/notifications")
+        finally:
+            await client.close()

@@ -137,3 +137,55 @@ def test_cli_prints_problems_without_a_traceback(tmp_path):
     output = run.stdout + run.stderr
     assert "sla.first_response_minutes" in output and "slack.signing_secret: environment variable NOPE is not set" in output
     assert "Traceback" not in output and "xoxb-very-secret" not in output
+
+
+def test_names_and_channels_fit_the_store(tmp_path):
+    # The store's connector columns hold 64 characters and its channel columns 32 (PostgreSQL would refuse more).
+    name = "n" * 65
+    found = problems(tmp_path, f'[[connectors]]\nname = "{name}"\ntype = "jsonl"\npath = "x.jsonl"\nchannel = "{"c" * 33}"\n')
+    assert sorted(found) == [
+        f"connectors[{name}].channel: String should have at most 32 characters",
+        f"connectors[{name}].name: String should have at most 64 characters",
+    ]
+
+
+def test_a_command_needs_only_the_variables_of_what_it_uses(tmp_path):
+    from inbox.settings import Uses
+
+    text = GOOD + '[[connectors]]\nname = "old"\ntype = "webhook"\nenabled = false\nsecret = "${OLD_SECRET}"\n'
+    path = write(tmp_path, text)
+    queue = Uses(frozenset({"database", "sla", "triage"}), connectors=False)
+    # Slack on by its token but its signing secret unset: a command that does not use Slack gets it off, whole.
+    settings = load_config(path, env={"SLACK_BOT_TOKEN": "xoxb-secret-token"}, uses=queue)
+    assert not settings.slack.enabled
+    assert [c.name for c in settings.connectors] == ["imports"]  # the webhook lacks its secret: left out
+    # One connector's backfill needs that connector's variables only.
+    only_shop = Uses(frozenset({"database", "sla", "triage"}), connectors="shop")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={}, uses=only_shop)
+    assert info.value.problems == ["connectors[shop].secret: environment variable SHOP_WEBHOOK_SECRET is not set"]
+    shop = load_config(path, env={"SHOP_WEBHOOK_SECRET": "s" * 16}, uses=only_shop)
+    assert [c.name for c in shop.connectors] == ["imports", "shop"]  # "old" is disabled and lacks its secret
+    # Everything (inbox run): every enabled part's variables, never a disabled connector's.
+    found = problems(tmp_path, text, {})
+    assert sorted(found) == [
+        "connectors[shop].secret: environment variable SHOP_WEBHOOK_SECRET is not set",
+        "slack.bot_token: environment variable SLACK_BOT_TOKEN is not set",
+    ]
+
+
+def test_a_fallback_is_taken_when_the_variable_is_unset_or_empty():
+    raw = {"slack": {"bot_token": "${BOT:-}", "api_url": "${API:-http://127.0.0.1:9/api/}"}}
+    assert not parse_config(raw, env={}).slack.enabled
+    assert parse_config(raw, env={"API": ""}).slack.api_url == "http://127.0.0.1:9/api/"
+    assert parse_config(raw, env={"API": "http://x/"}).slack.api_url == "http://x/"
+
+
+def test_database_urls_other_than_sqlite_and_postgresql_are_refused_without_the_password():
+    for url in ("mysql://u:pa55word-x@h/db", "not a url", "oracle://u:pa55word-x@h"):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"database": {"url": url}}, env={})
+        [problem] = info.value.problems
+        assert problem.startswith("database.url: ") and "postgresql://" in problem and "pa55word-x" not in problem
+    for url in ("sqlite:///inbox.db", "sqlite:////var/lib/inbox.db", "postgresql://u@h/db", "postgresql+asyncpg://u@h:5/db"):
+        assert parse_config({"database": {"url": url}}, env={}).database.url == url

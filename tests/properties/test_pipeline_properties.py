@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.connector import Kind, RawItem
+from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_TEXT, MAX_URL, Kind, RawItem
 from inbox.ingest import Source, load_cursor
 from inbox.models import Item
 from inbox.service import Inbox
@@ -49,9 +49,9 @@ class Spec:
 def _valid_shape(raw: RawItem) -> bool:
     """The documented validity rules, restated independently of inbox.ingest."""
     return (
-        isinstance(raw.external_id, str) and 0 < len(raw.external_id) <= 255
+        isinstance(raw.external_id, str) and bool(raw.external_id.strip()) and len(raw.external_id) <= 255
         and isinstance(raw.text, str)
-        and isinstance(raw.author_handle, str) and bool(raw.author_handle.strip())
+        and isinstance(raw.author_handle, str) and bool(raw.author_handle.strip()) and len(raw.author_handle) <= 255
         and (raw.thread_id is None or (isinstance(raw.thread_id, str) and len(raw.thread_id) <= 255))
         and isinstance(raw.posted_at, datetime) and representable(raw.posted_at)
     )
@@ -61,7 +61,7 @@ def _valid_shape(raw: RawItem) -> bool:
 def raw_items(draw: st.DrawFn, serial: int, index: int) -> Spec:
     """A RawItem with hostile text and author, an odd timestamp, and sometimes a broken field."""
     external_id: Any = f"p{serial}-{index}-" + draw(hostile_text(2))[:40]
-    broken = draw(st.sampled_from([None, None, None, "id", "long_id", "text", "author", "thread", "time"]))
+    broken = draw(st.sampled_from([None, None, None, "id", "long_id", "text", "author", "long_author", "thread", "time"]))
     text: Any = draw(any_text())
     author: Any = draw(st.one_of(st.sampled_from(["bob", "@Bob", "ana"]), any_text()))
     thread: Any = draw(st.one_of(st.none(), st.just(f"t{serial}-" + draw(hostile_text(2))[:40])))
@@ -73,7 +73,9 @@ def raw_items(draw: st.DrawFn, serial: int, index: int) -> Spec:
     elif broken == "text":
         text = draw(st.sampled_from([None, 42, b"bytes"]))
     elif broken == "author":
-        author = draw(st.sampled_from(["", "  \t", None]))
+        author = draw(st.sampled_from(["", "  \t", None, "\x00\x00"]))
+    elif broken == "long_author":
+        author = "h" * draw(st.integers(256, 5000))
     elif broken == "thread":
         thread = draw(st.sampled_from([123, "t" * 300]))
     elif broken == "time":
@@ -81,7 +83,7 @@ def raw_items(draw: st.DrawFn, serial: int, index: int) -> Spec:
     raw = RawItem(
         external_id=external_id, text=text, posted_at=posted_at, kind=draw(st.sampled_from(list(Kind))),
         author_handle=author, author_name=draw(st.one_of(st.none(), any_text())), thread_id=thread,
-        url=draw(st.one_of(st.none(), hostile_text(2))), rating=draw(st.one_of(st.none(), st.integers(-10, 10))),
+        url=draw(st.one_of(st.none(), hostile_text(2), st.integers(2000, 2_000_000).map(lambda n: ("https://x.example/" + "a" * n)[:n]))), rating=draw(st.one_of(st.none(), st.integers(-10, 10))),
     )
     # NUL is dropped from every string (PostgreSQL cannot store it); validity is judged after that.
     clean = replace(raw, **{k: v.replace("\x00", "") for k in ("external_id", "author_handle", "thread_id")
@@ -102,11 +104,12 @@ def pages(draw: st.DrawFn) -> list[Spec]:
     return [draw(raw_items(serial, i)) for i in range(draw(st.integers(1, 4)))]
 
 
-async def stored_texts(engine: AsyncEngine, ids: list[str]) -> dict[str, str]:
-    """external_id -> stored text for the given ids."""
+async def stored_rows(engine: AsyncEngine, ids: list[str]) -> dict[str, Any]:
+    """external_id -> the stored item's fields, for the given ids."""
     async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(Item.external_id, Item.text).where(Item.connector == SOURCE.name, Item.external_id.in_(ids)))
-        return dict(rows.all())
+        query = sa.select(Item.external_id, Item.text, Item.author_handle, Item.author_name, Item.url)
+        rows = await conn.execute(query.where(Item.connector == SOURCE.name, Item.external_id.in_(ids)))
+        return {row.external_id: row for row in rows}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -125,14 +128,29 @@ async def test_ingest_never_raises_stores_valid_items_once_and_saves_the_cursor(
         first = await inbox.ingestor.ingest(SOURCE, [s.raw for s in page], cursor)
     assert first.stored == len(valid)
     assert first.skipped == len(page) - len(valid)  # the invalid ones and the brand's own posts
+    # Each skipped item, and only those, is named by its position with a reason.
+    assert [p.index for p in first.problems] == [i for i, s in enumerate(page) if not s.valid]
+    assert all(p.reason for p in first.problems)
     assert await load_cursor(engine, SOURCE.name) == {"since_id": cursor.since_id}
     # Every invalid item is named in a warning that says which connector dropped it.
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "skipped item" in r.getMessage()]
     assert len(warnings) == len(invalid), [w.getMessage() for w in warnings]
     assert all(getattr(w, "connector", None) == SOURCE.name and "external_id" in vars(w) for w in warnings)
-    # Text round-trips exactly, minus null bytes (which no store keeps) and surrounding whitespace.
-    texts = await stored_texts(inbox.engine, list(valid))
-    assert texts == {key: spec.expected_text for key, spec in valid.items()}
+    # Text round-trips exactly, minus null bytes (which no store keeps) and surrounding whitespace; too long, it is cut
+    # with a marker. Every stored field fits its documented bound.
+    rows = await stored_rows(inbox.engine, list(valid))
+    assert set(rows) == set(valid)
+    for key, spec in valid.items():
+        row, expected = rows[key], spec.expected_text
+        assert expected is not None
+        if len(expected) <= MAX_TEXT:
+            assert row.text == expected
+        else:
+            assert len(row.text) == MAX_TEXT and row.text.startswith(expected[: MAX_TEXT - 100]) and row.text.endswith("]")
+        assert len(row.author_handle) <= MAX_HANDLE and len(row.external_id) <= MAX_ID
+        assert row.author_name is None or len(row.author_name) <= MAX_NAME
+        url = spec.raw.url.replace("\x00", "") if spec.raw.url is not None else None
+        assert row.url == (url if url is None or len(url) <= MAX_URL else None)  # a URL too long to be one is dropped
     # The same page again (a re-poll) stores nothing new.
     again = await inbox.ingestor.ingest(SOURCE, [s.raw for s in page], Cursor(since_id="again"))
     assert (again.stored, again.duplicates) == (0, len(valid))

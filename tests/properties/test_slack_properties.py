@@ -88,11 +88,22 @@ def assert_within_limits(body: list[dict[str, Any]]) -> None:
         assert obj["text"], f"empty text at {path}"  # Slack refuses empty text objects
 
 
+# What could make a string look like another: bidi embeddings, overrides and isolates, and control characters.
+_DISGUISE = re.compile("[\u202a-\u202e\u2066-\u2069\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def assert_nothing_disguised(text: str, where: str) -> None:
+    """No character that reorders or restyles what is shown reaches Slack (shown as U+FFFD instead)."""
+    assert not _DISGUISE.search(text), (where, text[:300])
+
+
 def assert_safe_message(text: str, body: list[dict[str, Any]]) -> None:
-    """The notification text and every text object are free of live markup and within limits."""
+    """The notification text and every text object are free of live markup and disguising controls, and within limits."""
     assert_no_live_markup(text, "fallback text")
+    assert_nothing_disguised(text, "fallback text")
     for path, obj in text_objects(body):
         assert_no_live_markup(obj["text"], path)
+        assert_nothing_disguised(obj["text"], path)
     assert_within_limits(body)
     json.dumps(body)  # what the Slack client will send must serialise
 

@@ -100,3 +100,36 @@ async def test_a_hostile_item_cannot_ping_mention_or_hide_a_link_anywhere(harnes
         assert_harmless(posted)
         assert "<!everyone>" not in json.dumps(posted) and "<@U999>" not in json.dumps(posted)
     assert harness.fake.posted(LEADS)  # the breach alert was checked too
+
+
+DISGUISES = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\x1b\x07\u2028"
+
+
+async def test_bidi_and_control_characters_are_shown_neutralised_and_stored_as_received(harness: Harness):
+    import io
+
+    import sqlalchemy as sa
+    from rich.console import Console
+
+    from inbox.models import Item
+    from inbox.render import print_queue
+    from inbox.views import open_queue
+
+    handle, name = "\u202eevil", "Bob\u2066\u200bsmith\u2069"
+    text = "refund \u202eDEVORPPA\u202c ok \x1b[31mred\x07\u2028next line"
+    thread = await harness.customer_says("1", text, handle=handle, name=name)
+    await harness.dispatch()
+    message = harness.triage_message(thread)
+    shown = json.dumps(message["blocks"], ensure_ascii=False) + message["text"]
+    assert not set(DISGUISES) & set(shown), [c for c in DISGUISES if c in shown]
+    assert "@\ufffdevil" in shown and "Bob\ufffd\ufffdsmith\ufffd" in shown  # marked, so an agent sees something was there
+    assert "refund \ufffdDEVORPPA\ufffd ok \ufffd[31mred\ufffd" in shown
+    # The store keeps what the customer sent: it is data (an export returns it as it was).
+    async with harness.inbox.engine.connect() as conn:
+        row = (await conn.execute(sa.select(Item.author_handle, Item.author_name, Item.text))).one()
+    assert (row.author_handle, row.author_name, row.text) == (handle, name, text)
+    # The terminal too: `inbox queue` shows no raw control character (an escape sequence would restyle the screen).
+    out = io.StringIO()
+    views = await open_queue(harness.inbox.engine, harness.inbox.policies, harness.clock.now)
+    print_queue(Console(file=out, width=200, color_system=None), views)
+    assert "\ufffdevil" in out.getvalue() and not set(DISGUISES) & set(out.getvalue())
