@@ -253,10 +253,13 @@ class Runner:
         language shows in stopwords or letters); one that does loads the models in its triage. A language at a
         time, so the loop is never held long enough for the other workers to think this one dead.
         """
+        loop = asyncio.get_running_loop()
         try:
             for step in self.inbox.triager.warm_up_steps():
-                # Quiet: every connector held at start polled once, and no poll or Slack delivery under way.
-                while self._polling or self._delivering or self._first_polls & set(self.leases.held):
+                # Quiet: every connector held at start polled once, and no poll or Slack delivery under way; but
+                # 5 s at most, so that a worker that is never quiet still loads them, in small pieces.
+                give_up = loop.time() + 5.0
+                while (self._polling or self._delivering or self._first_polls & set(self.leases.held)) and loop.time() < give_up:
                     await asyncio.sleep(0.1)
                 step()
                 await asyncio.sleep(0)
