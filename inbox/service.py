@@ -140,22 +140,25 @@ class Runner:
         self._polling: set[str] = set()
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._outbox: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
+        self._delivering = False
+        self._first_polls: set[str] = set()
         self._stopping = False
 
     async def start(self) -> None:
         """Take this worker's share of the connectors, add every job and start the scheduler."""
-        # Loading the language models holds the event loop for a second or more: done before this worker takes
-        # leases and starts heart-beating, not in its first poll, where it made the others think it dead.
-        self.inbox.triager.warm_up()
         try:
             await self._refresh_leases()
         except Exception:  # noqa: BLE001 - the store may be down at start; the lease job tries again
             log.exception("cannot take connector leases yet; retrying every %.0f s", self.leases.refresh_seconds)
+        self._first_polls = set(self.leases.held)
         now = utcnow()
         loops = self.inbox.loops
+        # A random first offset so a hundred connectors do not all fire in the same second; spread 50 ms per
+        # connector (5 s at most), so that one or a few, as after a restart, are polled at once.
+        spread = min(5.0, 0.05 * len(self.inbox.pollers))
         for name, poller in self.inbox.pollers.items():
-            # A random first offset so a hundred connectors do not all fire in the same second.
-            offset = random.uniform(0, min(poller.connector.settings.poll_seconds, 5))
+            offset = random.uniform(0, min(poller.connector.settings.poll_seconds, spread))
             loops.add(_poll_loop(poller), first_in=offset, budget=_poll_budget(poller))
             self.scheduler.add_job(self._poll, "date", run_date=now + timedelta(seconds=offset), args=[poller], id=f"poll:{name}")
         sla = self.inbox.settings.sla
@@ -174,6 +177,7 @@ class Runner:
         self.scheduler.start()
         self._outbox = asyncio.create_task(self._deliver_forever(), name="outbox")
         loops.add("outbox", first_in=0.0, budget=_OUTBOX_BUDGET, task=self._outbox)
+        self._warming = asyncio.create_task(self._warm_up(), name="warm-up")
         # What start-up built (settings, connectors, their sessions, triage rules) lives as long as the process:
         # kept out of the collector, full collections no longer walk it and stall the loop for a fifth of a second.
         gc.freeze()
@@ -187,6 +191,8 @@ class Runner:
         self.inbox.bell.ring()
         for stream in self._streams.values():
             stream.cancel()
+        if self._warming is not None:
+            self._warming.cancel()
         running = set(self._running) | ({self._outbox} if self._outbox else set())
         if running:
             _done, late = await asyncio.wait(running, timeout=grace)
@@ -205,6 +211,7 @@ class Runner:
         """The outbox: deliver what is due, then wait for the bell (new events) or the next turn, until stopped."""
         failures = 0
         while not self._stopping:
+            self._delivering = True
             try:
                 await self.inbox.outbox.dispatch()
             except Exception as exc:  # noqa: BLE001 - a failing delivery round must not end the deliveries
@@ -216,6 +223,8 @@ class Runner:
                 failures = 0
                 wait = self.outbox_seconds
                 self._round_ok("outbox", wait)
+            finally:
+                self._delivering = False
             if not self._stopping:
                 await self.inbox.bell.wait(wait)
 
@@ -264,9 +273,30 @@ class Runner:
             self._round_failed(name, exc, delay)
         finally:
             self._polling.discard(poller.name)
+            self._first_polls.discard(poller.name)
             if task is not None:
                 self._running.discard(task)
             self._schedule(poller, delay)
+
+    async def _warm_up(self) -> None:
+        """Load triage's language models (seconds of CPU that hold the event loop) in quiet moments, a language at a time.
+
+        Not before the first polls: a restarted worker polls and posts at once, and most items need no model (their
+        language shows in stopwords or letters); one that does loads the models in its triage. A language at a
+        time, so the loop is never held long enough for the other workers to think this one dead.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            for step in self.inbox.triager.warm_up_steps():
+                # Quiet: every connector held at start polled once, and no poll or Slack delivery under way; but
+                # 5 s at most, so that a worker that is never quiet still loads them, in small pieces.
+                give_up = loop.time() + 5.0
+                while (self._polling or self._delivering or self._first_polls & set(self.leases.held)) and loop.time() < give_up:
+                    await asyncio.sleep(0.1)
+                step()
+                await asyncio.sleep(0)
+        except Exception:  # noqa: BLE001 - triage then loads the models when it first needs them
+            log.exception("loading the language models failed; triage loads them when it needs them")
 
     def _schedule(self, poller: Poller, delay: float) -> None:
         if not self.scheduler.running:

@@ -54,7 +54,7 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.resources import files
@@ -718,8 +718,28 @@ class Triager:
     def warm_up(self) -> None:
         """Load the language models now (about a second of CPU) rather than in the middle of the first poll."""
         self._detector(high=False)
-        if self.rules.detection.short_text_chars > 0 or self.rules.detection.low_accuracy_min_confidence > 0:
+        if self._needs_high_accuracy():
             self._detector(high=True)
+
+    def warm_up_steps(self) -> list[Callable[[], None]]:
+        """`warm_up` in pieces of one language's models each, for a caller that gives the event loop back between them.
+
+        lingua keeps the models it loaded for every detector, so the last piece (building the detectors) is instant.
+        """
+        high = self._needs_high_accuracy()
+
+        def load(language: Language) -> Callable[[], None]:
+            def step() -> None:
+                builder = LanguageDetectorBuilder.from_languages(language)
+                (builder if high else builder.with_low_accuracy_mode()).with_preloaded_language_models().build()
+
+            return step
+
+        languages = [lang for code in self._languages if (lang := _iso_language(code)) is not None]
+        return [*(load(language) for language in languages), self.warm_up]
+
+    def _needs_high_accuracy(self) -> bool:
+        return self.rules.detection.short_text_chars > 0 or self.rules.detection.low_accuracy_min_confidence > 0
 
     def _detector(self, *, high: bool) -> LanguageDetector:
         """Built once per Triager, on first need (loading models takes about a second)."""

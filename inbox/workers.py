@@ -4,6 +4,21 @@ The store is the coordinator. Each worker renews its row in `worker` and its row
 every third of a lease period; a connector is polled only by the worker whose lease on it has not run
 out, and the cursor is saved only while that lease still holds (the fence), so a worker that stalled
 past its lease cannot write over its successor. Connectors are shared out evenly among live workers.
+
+A worker that is provably dead is not waited for. Each row in `worker` says where its pid means something
+(`host`: the host name, the boot id and the PID namespace); on every renewal a worker looks at the rows of
+its own place, and a row whose pid names no live process there (none, or a zombie) is deleted together with
+its claims on outbox events and replies. A lease whose holder has no row is free at once, so after `kill -9`
+and a restart the new process polls at its first renewal instead of one lease period later, and the dead
+one's claimed Slack posts and replies go out at once (each still looked for before it is sent again).
+
+Why this and not a lock tied to the holder: it is the same for both stores and needs nothing held open. A
+PostgreSQL session advisory lock lives on one connection, which a few seconds of store outage cut, making a
+live worker look dead to the others (and SQLite would need a file lock besides). Only proof of death counts:
+a pid that exists is taken as alive even if it was reused by another program (the lease then runs out as
+before), a row from another place (another machine, another container's PID namespace) is never judged, and
+a process's own workers are never buried (tests run several in one process). Off Linux (no /proc) a dead
+worker is taken over when its lease runs out, as it always was.
 """
 
 from __future__ import annotations
@@ -18,19 +33,52 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.models import ConnectorLease, Worker, utcnow
+from inbox.models import ConnectorLease, Event, Reply, ReplyStatus, Worker, utcnow
 from inbox.sqlutil import chunks, insert_for
 
 log = logging.getLogger(__name__)
+
+# The workers of this process: alive as long as it is, whatever their pid says (tests run several in one).
+_HERE: set[str] = set()
 
 
 def worker_id() -> str:
     """A name for this process, unique across machines and restarts: host, pid and a random suffix."""
     return f"{socket.gethostname()[:100]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def pid_place() -> str | None:
+    """Where this process's pid names it: host name, boot id and PID namespace; None where /proc cannot say."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    # The boot id tells a reboot (pids start over); the namespace tells containers that share a host name.
+    return f"{socket.gethostname()[:150]} boot={boot} pidns={namespace}"
+
+
+def process_gone(pid: int) -> bool:
+    """True when no live process has `pid` in this PID namespace: none at all, or a zombie awaiting its parent."""
+    try:
+        os.kill(pid, 0)  # the kernel's answer, whatever /proc may hide (hidepid)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # another user's process: it exists
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True  # it ended between the two looks
+    except OSError:
+        return False
+    # The state follows the command name in parentheses, which may itself hold spaces and parentheses.
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
 
 
 class LeaseLost(Exception):
@@ -64,7 +112,9 @@ class Leases:
         self.period = timedelta(seconds=seconds)
         self.clock = clock
         self.started_at = clock()
+        self.place = pid_place()
         self._held: dict[str, datetime] = {}
+        _HERE.add(worker)
 
     @property
     def refresh_seconds(self) -> float:
@@ -89,6 +139,10 @@ class Leases:
         # The heartbeat commits on its own: a renewal waiting on a lease row must not make this worker look dead.
         async with self.engine.begin() as conn:
             await self._heartbeat(conn, now)
+        try:
+            await self.bury_dead()
+        except Exception:  # noqa: BLE001 - only a shortcut: the dead worker's leases and claims still run out
+            log.warning("could not look for dead workers on this host; their leases run out instead", exc_info=True)
         async with self.engine.begin() as conn:
             live = await self._live_workers(conn, now)
             renewed = await self._renew(conn, until)
@@ -129,13 +183,43 @@ class Leases:
             await conn.execute(sa.delete(Worker).where(Worker.id == self.worker))
         self._held.clear()
 
+    async def bury_dead(self) -> list[str]:
+        """Delete the rows of this place's workers whose process is gone, and free their event and reply claims.
+
+        Their leases need nothing more: a lease whose holder has no row is free (see `_claim`).
+        """
+        if self.place is None:
+            return []
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(sa.select(Worker.id, Worker.pid).where(Worker.host == self.place))
+            dead = [worker for worker, pid in rows if worker not in _HERE and process_gone(pid)]
+            buried: list[str] = []
+            for part in chunks(dead):
+                # Only the worker whose delete took the row frees the claims: two workers burying at once do it once.
+                deleted = await conn.execute(sa.delete(Worker).where(Worker.id.in_(part)).returning(Worker.id))
+                buried.extend(deleted.scalars())
+            for part in chunks(buried):
+                await conn.execute(
+                    sa.update(Event).where(Event.done_at.is_(None), Event.claimed_by.in_(part))
+                    .values(claimed_by=None, claimed_until=None)
+                )
+                await conn.execute(
+                    sa.update(Reply).where(Reply.status == ReplyStatus.PENDING, Reply.claimed_by.in_(part))
+                    .values(claimed_by=None, claimed_until=None)
+                )
+        if buried:
+            log.warning("worker(s) %s on this host are dead (no such process): their connectors and claims are taken over now",
+                        ", ".join(sorted(buried)))
+        return sorted(buried)
+
     def _rank(self, connector: str) -> str:
         # Stable per worker and connector, so which surplus a worker gives back does not flap between rounds.
         return hashlib.blake2s(f"{self.worker}/{connector}".encode(), digest_size=8).hexdigest()
 
     async def _heartbeat(self, conn: AsyncConnection, now: datetime) -> None:
         insert = insert_for(conn, Worker).values(
-            id=self.worker, host=socket.gethostname()[:255], pid=os.getpid(), started_at=self.started_at, seen_at=now
+            id=self.worker, host=(self.place or socket.gethostname())[:255], pid=os.getpid(), started_at=self.started_at,
+            seen_at=now,
         )
         await conn.execute(insert.on_conflict_do_update(index_elements=["id"], set_={"seen_at": now}))
 
@@ -162,10 +246,13 @@ class Leases:
             )
 
     async def _claim(self, conn: AsyncConnection, now: datetime, until: datetime, wanted: int, mine: set[str]) -> set[str]:
+        # A lease is free once it ran out, or at once when its holder's row is gone (buried as dead, see above).
+        holder_gone = ~sa.exists().where(Worker.id == ConnectorLease.worker)
         taken: set[str] = set()
         for part in chunks(self.connectors):
             result = await conn.execute(
-                sa.select(ConnectorLease.connector).where(ConnectorLease.connector.in_(part), ConnectorLease.expires_at > now)
+                sa.select(ConnectorLease.connector)
+                .where(ConnectorLease.connector.in_(part), ConnectorLease.expires_at > now, ~holder_gone)
             )
             taken.update(result.scalars())
         free = [name for name in self.connectors if name not in taken and name not in mine]
@@ -175,11 +262,11 @@ class Leases:
         won: set[str] = set()
         for part in chunks(picked):
             insert = insert_for(conn, ConnectorLease).values([{"connector": n, "worker": self.worker, "expires_at": until} for n in part])
-            # Only a lease that has run out changes hands; one renewed meanwhile by its holder stays.
+            # Only a free lease changes hands; one renewed meanwhile by its (live) holder stays.
             upsert = insert.on_conflict_do_update(
                 index_elements=["connector"],
                 set_={"worker": insert.excluded.worker, "expires_at": insert.excluded.expires_at},
-                where=ConnectorLease.expires_at <= now,
+                where=sa.or_(ConnectorLease.expires_at <= now, holder_gone),
             )
             won.update((await conn.execute(upsert.returning(ConnectorLease.connector))).scalars())
         return won

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 
@@ -12,7 +19,7 @@ from inbox.connector import TransientError
 from inbox.ingest import load_cursor
 from inbox.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
 from inbox.outbox import Notice, Outbox
-from inbox.workers import LeaseLost, Leases
+from inbox.workers import LeaseLost, Leases, pid_place, process_gone
 from tests.inbox.test_actions import jsonl_connector, replies
 from tests.inbox.test_ingest import SOURCE, item
 from tests.inbox.test_poller import poller_for
@@ -110,6 +117,105 @@ async def test_leases_live_in_the_store(engine, clock):
     async with engine.connect() as conn:
         rows = Counter((await conn.execute(sa.select(ConnectorLease.worker))).scalars())
     assert rows == {"worker-0": 5, "worker-1": 5}
+
+
+linux_only = pytest.mark.skipif(pid_place() is None, reason="needs /proc to tell a dead process from a live one")
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has ended and been reaped: nothing has it now."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def live_pid() -> Iterator[int]:
+    """The pid of a process that runs for the whole test (not an inbox worker: any live process counts)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield child.pid
+    child.kill()
+    child.wait()
+
+
+async def a_worker_died_holding(engine, clock, worker: str, pid: int, place: str | None, names: list[str] = NAMES) -> None:
+    """The rows a worker killed with SIGKILL leaves: its heartbeat and leases, fresh, as if it had just renewed."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(Worker).values(id=worker, host=place, pid=pid, started_at=clock.now, seen_at=clock.now))
+        if names:
+            await conn.execute(sa.insert(ConnectorLease).values(
+                [{"connector": n, "worker": worker, "expires_at": clock.now + timedelta(seconds=LEASE)} for n in names]))
+
+
+def test_a_pid_is_gone_only_when_no_live_process_has_it(dead_pid, live_pid):
+    assert process_gone(dead_pid)
+    assert not process_gone(live_pid) and not process_gone(os.getpid())
+
+
+@linux_only
+def test_a_zombie_is_gone():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        os.kill(child.pid, signal.SIGKILL)
+        # Not reaped yet: the pid still exists, as a zombie, until its parent waits for it.
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+        assert process_gone(child.pid)
+    finally:
+        child.wait()
+
+
+@linux_only
+async def test_a_dead_worker_on_this_host_is_taken_over_at_once(engine, clock, dead_pid):
+    await a_worker_died_holding(engine, clock, "dead:1:aaaaaa", dead_pid, pid_place())
+    [restarted] = workers(engine, clock, 1)
+    change = await restarted.refresh()  # at once: not one lease period later
+    assert restarted.held == NAMES and change.live_workers == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.select(Worker.id))).scalars().all() == ["worker-0"]
+        assert set((await conn.execute(sa.select(ConnectorLease.worker))).scalars()) == {"worker-0"}
+
+
+@linux_only
+async def test_a_dead_workers_claimed_events_and_replies_go_out_at_once(inbox_factory, engine, clock, tmp_path, dead_pid):
+    inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
+    await _pending_replies(inbox, clock, 3)
+    dead = "dead:1:bbbbbb"
+    await a_worker_died_holding(engine, clock, dead, dead_pid, pid_place(), names=[])
+    async with engine.begin() as conn:
+        until = clock.now + timedelta(seconds=inbox.claim_seconds)
+        await conn.execute(sa.update(Event).values(claimed_by=dead, claimed_until=until))
+        await conn.execute(sa.update(Reply).values(claimed_by=dead, claimed_until=until))
+    log: list[tuple[str, int, int | None]] = []
+    box = outbox(inbox, "restarted", log)
+    assert await box.dispatch() == 0 and await inbox.actions.recover() == 0  # claimed by the dead worker
+    assert await Leases(engine, "restarted", [], seconds=LEASE, clock=clock).bury_dead() == [dead]
+    assert await box.dispatch() == 3 and await inbox.actions.recover() == 3  # with no time passed
+    assert sorted(r["in_reply_to"] for r in replies(tmp_path)) == ["0", "1", "2"]
+
+
+@linux_only
+async def test_a_live_process_or_another_place_is_waited_for_as_before(engine, clock, live_pid, dead_pid):
+    # A pid that names a live process (perhaps reused by another program), and a dead pid on another machine.
+    await a_worker_died_holding(engine, clock, "reused:1:cccccc", live_pid, pid_place(), names=NAMES[:5])
+    await a_worker_died_holding(engine, clock, "elsewhere:1:dddddd", dead_pid, "elsewhere boot=x pidns=1", names=NAMES[5:])
+    [survivor] = workers(engine, clock, 1)
+    await survivor.refresh()
+    assert survivor.held == []
+    for _ in range(2):
+        clock.advance(seconds=LEASE / 3)
+        await survivor.refresh()
+        assert survivor.held == []
+    clock.advance(seconds=LEASE / 3)  # one lease period since their last renewal
+    await survivor.refresh()
+    assert survivor.held == NAMES
+
+
+async def test_workers_of_one_process_never_bury_each_other(engine, clock):
+    a, b = workers(engine, clock, 2)
+    await settle(a, b)
+    assert await a.bury_dead() == [] and await b.bury_dead() == []
+    assert len(a.held) == len(b.held) == 5
 
 
 class SlowRecorder:
