@@ -94,7 +94,7 @@ def test_low_accuracy_detection_alone_still_names_the_labelled_languages() -> No
     triager = Triager(low_only)
     rows = _labelled()
     hits = [_classify(triager, row).language == row["language"] for row in rows]
-    assert triager._high is None, "the high-accuracy models were loaded after all"  # noqa: SLF001
+    assert triager.detector._high is None, "the high-accuracy models were loaded after all"  # noqa: SLF001
     print(f"\nlow-accuracy mode only: language right for {sum(hits)} of {len(rows)} ({sum(hits) / len(rows):.1%})")
     assert sum(hits) / len(rows) >= 0.97
 
