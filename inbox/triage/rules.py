@@ -158,7 +158,6 @@ class TriageRules(_Model):
 # --------------------------------------------------------------------------- loading
 
 _DEFAULTS_NAME = "triage.toml"
-_LEXICONS_DIR = ("triage", "lexicons")  # inside inbox.config: one <code>.toml per language
 
 
 def shipped_config() -> Traversable:
@@ -185,22 +184,20 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-def _shipped_data() -> dict[str, Any]:
-    """The shipped rules file with every shipped lexicon file merged in, as parsed TOML."""
-    config = shipped_config()
+def _shipped_data(config: Traversable) -> dict[str, Any]:
+    """The rules file of a config folder with every lexicon file merged in, as parsed TOML."""
     data = _parse_toml(config.joinpath(_DEFAULTS_NAME).read_text(encoding="utf-8"), f"inbox.config/{_DEFAULTS_NAME}")
-    folder = config
-    for part in _LEXICONS_DIR:
-        folder = folder.joinpath(part)
     languages = data.get("languages")
     order = {code: i for i, code in enumerate(languages)} if isinstance(languages, list) else {}
     lexicons = sorted(
-        (entry for entry in folder.iterdir() if entry.name.endswith(".toml")),
-        key=lambda entry: (order.get(entry.name.removesuffix(".toml"), len(order)), entry.name),
+        (entry.name.removesuffix(".toml"), entry)
+        for entry in config.joinpath("triage").joinpath("lexicons").iterdir()
+        if entry.name.endswith(".toml")
     )
-    for entry in lexicons:
-        source = "/".join(("inbox.config", *_LEXICONS_DIR, entry.name))
-        data = _merge(data, _lexicon_file(entry.name.removesuffix(".toml"), entry.read_text(encoding="utf-8"), source))
+    lexicons.sort(key=lambda item: order.get(item[0], len(order)))  # stable: the rest stay by name
+    for code, entry in lexicons:
+        source = f"inbox.config/triage/lexicons/{entry.name}"
+        data = _merge(data, _lexicon_file(code, entry.read_text(encoding="utf-8"), source))
     return data
 
 
@@ -217,7 +214,7 @@ def _lexicon_file(code: str, text: str, source: str) -> dict[str, Any]:
 
 def load_rules(path: Path | None = None) -> TriageRules:
     """Shipped default rules, merged with an admin's file when ``path`` is given."""
-    data = _shipped_data()
+    data = _shipped_data(shipped_config())
     source = f"inbox.config/{_DEFAULTS_NAME}"
     if path is not None:
         source = str(path)
