@@ -1,0 +1,133 @@
+"""Which language a message is in: cheap evidence first, lingua when it is unclear.
+
+URLs, @handles and #tags are stripped first (``text.prepare``). Cheap evidence decides when it
+is clear: stopwords unique to one configured language, and letters only one of them uses (ă ș ț
+are Romanian, ß German, ñ Spanish). Otherwise lingua, restricted to the configured languages and
+built lazily once per detector: its fast low-accuracy mode for longer texts, its high-accuracy
+mode for short texts or when the fast mode is unsure. Nothing detectable (empty, emoji only)
+gives ``default_language``.
+
+The memory knob: lingua's high-accuracy models take hundreds of MB, its low-accuracy ones a
+few tens. With ``[detection] short_text_chars = 0`` and ``low_accuracy_min_confidence = 0`` the
+high-accuracy models are never loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lingua import Language, LanguageDetectorBuilder
+from lingua import LanguageDetector as Lingua
+
+from inbox.triage.rules import TriageRules, iso_language
+from inbox.triage.text import Prepared, both_cases, has_letter, words_of
+
+__all__ = ["Detector"]
+
+
+class Detector:
+    """Names the language of prepared texts with one set of rules; loads lingua's models on first need."""
+
+    def __init__(self, rules: TriageRules) -> None:
+        self.rules = rules
+        self._languages = tuple(rules.languages)
+        self._low: Lingua | None = None
+        self._high: Lingua | None = None
+        self._stopwords = self._stopword_languages()
+        self._hints = {
+            lang: both_cases(chars)
+            for lang, chars in rules.detection.hints.items()
+            if chars and lang in self._languages
+        }
+        self._any_hint = frozenset().union(*self._hints.values())
+
+    def _stopword_languages(self) -> dict[str, str]:
+        """Normalised stopword -> language, keeping only words unique to one detectable language."""
+        owners: dict[str, set[str]] = {}
+        for lang, lex in self.rules.lexicon.items():
+            if lang in self._languages:
+                for word in lex.stopwords:
+                    for token in words_of(word):
+                        owners.setdefault(token, set()).add(lang)
+        return {word: langs.pop() for word, langs in owners.items() if len(langs) == 1}
+
+    def detect(self, prepared: Prepared) -> str:
+        """ISO 639-1 code (lowercase) of the text's language, or the configured default."""
+        if len(self._languages) == 1 or not has_letter(prepared.detect):
+            return self.rules.default_language  # (with one language, it is the default one)
+        cheap = self._cheap_language(prepared)
+        return cheap if cheap is not None else self._lingua_language(prepared.detect)
+
+    def _cheap_language(self, prepared: Prepared) -> str | None:
+        """Stopwords and language-specific letters; decides only when the evidence is clear."""
+        rules = self.rules.detection
+        evidence: dict[str, float] = {}
+        for token in prepared.tokens:
+            lang = self._stopwords.get(token)
+            if lang is not None:
+                evidence[lang] = evidence.get(lang, 0.0) + 1.0
+        if not self._any_hint.isdisjoint(prepared.detect):
+            for lang, chars in self._hints.items():
+                if not chars.isdisjoint(prepared.detect):
+                    evidence[lang] = evidence.get(lang, 0.0) + rules.hint_weight
+        if not evidence:
+            return None
+        ranked = sorted(evidence.items(), key=lambda kv: kv[1], reverse=True)
+        best, score = ranked[0]
+        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+        if score >= rules.evidence_min and score - runner_up >= rules.evidence_margin:
+            return best
+        return None
+
+    def _lingua_language(self, text: str) -> str:
+        """Low-accuracy lingua for longer texts; high accuracy when short or unsure."""
+        rules = self.rules.detection
+        sample = " ".join(text.split())[: rules.max_chars]
+        if len(sample) > rules.short_text_chars:
+            values = self._detector(high=False).compute_language_confidence_values(sample)
+            if values and values[0].value >= rules.low_accuracy_min_confidence:
+                return values[0].language.iso_code_639_1.name.lower()
+        found = self._detector(high=True).detect_language_of(sample)
+        return found.iso_code_639_1.name.lower() if found is not None else self.rules.default_language
+
+    def warm_up(self) -> None:
+        """Load the language models now (about a second of CPU) rather than in the middle of the first poll."""
+        self._detector(high=False)
+        if self._needs_high_accuracy():
+            self._detector(high=True)
+
+    def warm_up_steps(self) -> list[Callable[[], None]]:
+        """`warm_up` in pieces of one language's models each, for a caller that gives the event loop back between them.
+
+        lingua keeps the models it loaded for every detector, so the last piece (building the detectors) is instant.
+        """
+        high = self._needs_high_accuracy()
+
+        def load(language: Language) -> Callable[[], None]:
+            def step() -> None:
+                builder = LanguageDetectorBuilder.from_languages(language)
+                (builder if high else builder.with_low_accuracy_mode()).with_preloaded_language_models().build()
+
+            return step
+
+        return [*(load(language) for language in self._lingua_languages()), self.warm_up]
+
+    def _needs_high_accuracy(self) -> bool:
+        return self.rules.detection.short_text_chars > 0 or self.rules.detection.low_accuracy_min_confidence > 0
+
+    def _lingua_languages(self) -> list[Language]:
+        return [lang for code in self._languages if (lang := iso_language(code)) is not None]
+
+    def _detector(self, *, high: bool) -> Lingua:
+        """Built once per Detector, on first need (loading models takes about a second)."""
+        current = self._high if high else self._low
+        if current is None:
+            builder = LanguageDetectorBuilder.from_languages(*self._lingua_languages())
+            if not high:
+                builder = builder.with_low_accuracy_mode()
+            current = builder.with_preloaded_language_models().build()
+            if high:
+                self._high = current
+            else:
+                self._low = current
+        return current
