@@ -25,7 +25,7 @@ from inbox.connector import (
     SentReply,
     TransientError,
 )
-from inbox.http import close_session, open_session
+from inbox.connectors.kit.http import close_session, open_session
 from inbox.ingest import Skipped
 from inbox.itemformat import parse_item
 

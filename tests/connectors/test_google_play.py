@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inbox.actions import ActionError
 from inbox.connector import AuthError
-from inbox.connectors._reviews import ReviewCursor
+from inbox.connectors.kit.reviews import ReviewCursor
 from inbox.connectors.google_play import GooglePlayConnector, GooglePlaySettings
 from inbox.models import SlaStage, Thread
 from inbox.sla import ClockKind

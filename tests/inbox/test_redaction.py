@@ -22,7 +22,7 @@ from rich.console import Console
 
 from inbox.checks import run_checks
 from inbox.connector import Connector, ConnectorSettings, Page, ReplyTarget, SentReply, TransientError
-from inbox.http import VendorClient
+from inbox.connectors.kit.http import VendorClient
 from inbox.ingest import Source
 from inbox.logs import MAX_RUNTIME_SECRETS, REDACTED, SECRETS, Secrets
 from inbox.actions import ActionError

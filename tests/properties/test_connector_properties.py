@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inbox.connectors._reviews import NewestFirst, each_valid
+from inbox.connectors.kit.parse import each_valid
+from inbox.connectors.kit.reviews import NewestFirst
 from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings, _Review
 from inbox.connectors.mastodon import MastodonConnector, MastodonSettings, _Me, _Skip
 from inbox.connectors.x import XConnector, XSettings

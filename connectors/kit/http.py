@@ -1,4 +1,4 @@
-"""Vendor HTTP, once for every connector: status codes to the three errors, rate budgets, pagination guard."""
+"""Vendor HTTP, once for every connector: one session pool, status codes to the three errors, rate budgets."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from inbox import safejson
-from inbox.connector import AuthError, ConnectorError, PermanentError, RateLimited, TransientError
+from inbox.connector import AuthError, ConnectorError, PermanentError, RateBudget, RateLimited, TransientError
 from inbox.logs import SECRETS, redact
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 USER_AGENT = "cx-inbox/0.1 (+https://github.com/cx-inbox/cx-inbox)"
 # Vendors answer a page in well under this; a hung connection must not hold a poll forever.
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
-MAX_PAGES = 200
 
 
 class _Pool:
@@ -77,7 +76,7 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
                 return max(0.0, _http_date(value) - now)
             except ValueError:
                 pass
-    reset = RateBudget.reset_from(headers, now)
+    reset = reset_from(headers, now)
     return None if reset is None else max(0.0, reset - now)
 
 
@@ -98,16 +97,11 @@ def error_for(status: int, headers: Mapping[str, str], body: str, what: str) -> 
     return PermanentError(message, status=status)
 
 
-@dataclass(slots=True)
-class RateBudget:
-    """Requests left in the vendor's window, kept from its own headers so we stop before a 429."""
+class HeaderBudget(RateBudget):
+    """A rate budget kept from the vendor's own response headers, so we stop before a 429."""
 
-    remaining: float | None = None
-    reset_at: float | None = None
-
-    def update(self, headers: Mapping[str, str], now: float | None = None) -> None:
+    def update(self, headers: Mapping[str, str], now: float) -> None:
         """Read the standard and vendor-specific rate headers of a response."""
-        now = time.time() if now is None else now
         remaining = _first(headers, "x-rate-limit-remaining", "x-ratelimit-remaining", "ratelimit-remaining")
         if remaining is None and (combined := headers.get("X-Rate-Limit")):
             # App Store Connect: "user-hour-lim:3500;user-hour-rem:500;"
@@ -120,51 +114,25 @@ class RateBudget:
                 self.remaining = float(remaining)
             except ValueError:
                 return
-        reset = self.reset_from(headers, now)
+        reset = reset_from(headers, now)
         if reset is not None:
             self.reset_at = reset
 
-    def check(self, now: float | None = None) -> None:
-        """Raise RateLimited (with the wait) when the window is spent, instead of asking for a 429."""
-        now = time.time() if now is None else now
-        if self.remaining is not None and self.remaining <= 0 and self.reset_at and self.reset_at > now:
-            raise RateLimited("rate budget spent until the vendor's reset", self.reset_at - now)
 
-    @staticmethod
-    def reset_from(headers: Mapping[str, str], now: float) -> float | None:
-        """The reset time as epoch seconds: vendors send epoch seconds, seconds from now, or ISO 8601."""
-        value = _first(headers, "x-rate-limit-reset", "x-ratelimit-reset", "ratelimit-reset")
-        if value is None:
-            return None
+def reset_from(headers: Mapping[str, str], now: float) -> float | None:
+    """The reset time as epoch seconds: vendors send epoch seconds, seconds from now, or ISO 8601."""
+    value = _first(headers, "x-rate-limit-reset", "x-ratelimit-reset", "ratelimit-reset")
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
         try:
-            number = float(value)
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
         except ValueError:
-            try:
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                return None
-        # Epoch seconds (X) are large; Reddit and the IETF draft send seconds from now.
-        return number if number > 1_000_000_000 else now + number
-
-
-class PageGuard:
-    """Refuses a page token already seen, and runaway paging."""
-
-    def __init__(self, what: str, max_pages: int = MAX_PAGES) -> None:
-        self.what = what
-        self.max_pages = max_pages
-        self.seen: set[str] = set()
-
-    def next(self, token: str | None) -> str | None:
-        """Accept the next page token (None ends paging)."""
-        if token is None:
             return None
-        if token in self.seen:
-            raise PermanentError(f"{self.what}: loop detected in pagination (token {token[:40]!r} came back)")
-        if len(self.seen) >= self.max_pages:
-            raise PermanentError(f"{self.what}: more than {self.max_pages} pages in one poll")
-        self.seen.add(token)
-        return token
+    # Epoch seconds (X) are large; Reddit and the IETF draft send seconds from now.
+    return number if number > 1_000_000_000 else now + number
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +161,7 @@ class VendorClient:
         self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         self.timeout = timeout
         self.clock = clock
-        self.budget = RateBudget()
+        self.budget = HeaderBudget()
         self._session: aiohttp.ClientSession | None = None
 
     def url(self, path: str) -> str:

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from inbox.connector import PermanentError
-from inbox.http import VendorClient
+from inbox.connectors.kit.http import VendorClient
 
 
 @pytest.fixture

@@ -1,19 +1,18 @@
-"""Shared by the two Google connectors (`google_reviews`, `google_play`): OAuth credentials and token renewal."""
+"""Google OAuth for the two Google connectors (`google_reviews`, `google_play`): credentials and token renewal."""
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Self
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, SecretStr, ValidationError, model_validator
 
-from inbox.connector import AuthError, PermanentError
-from inbox.http import VendorClient
-from inbox.connectors._reviews import BearerToken, ReviewSettings, token_from
+from inbox.connector import AuthError, Clock, PermanentError
+from inbox.connectors.kit.auth import BearerToken, signed_jwt, token_from
+from inbox.connectors.kit.http import VendorClient
+from inbox.connectors.kit.reviews import ReviewSettings
 
 TOKEN_URL = "https://oauth2.googleapis.com/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -63,7 +62,7 @@ def service_account(value: SecretStr) -> ServiceAccountKey:
     return key
 
 
-def google_token(settings: GoogleSettings, client: VendorClient, scope: str) -> BearerToken:
+def google_token(settings: GoogleSettings, client: VendorClient, scope: str, clock: Clock) -> BearerToken:
     """The connector's bearer token: fixed, or renewed before each hourly expiry from a refresh token or service account."""
     if settings.client_id and settings.client_secret and settings.refresh_token:
         refresh = {
@@ -81,10 +80,9 @@ def google_token(settings: GoogleSettings, client: VendorClient, scope: str) -> 
         key = service_account(settings.service_account_key)
 
         async def assertion() -> tuple[str, float]:
-            now = int(time.time())
-            claims = {"iss": key.client_email, "scope": scope, "aud": settings.token_url, "iat": now, "exp": now + ASSERTION_LIFETIME}
+            claims = {"iss": key.client_email, "scope": scope, "aud": settings.token_url}
             headers = {"kid": key.private_key_id} if key.private_key_id else None
-            signed = jwt.encode(claims, key.private_key, algorithm="RS256", headers=headers)
+            signed = signed_jwt(key.private_key, "RS256", claims, ASSERTION_LIFETIME, clock().timestamp(), headers)
             return await _grant(client, settings.token_url, {"grant_type": JWT_BEARER, "assertion": signed})
 
         return BearerToken(renew=assertion)
