@@ -18,7 +18,7 @@ from inbox.connectors.x import XConnector, XSettings
 from inbox.connector import PermanentError, RawItem
 from tests.conftest import FakeClock
 from inbox.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION
-from tests.connectors.fakes.x import DM_PEER, RECORDED_MENTIONS, TWITTER
+from inbox.fakes.x import DM_PEER, RECORDED_MENTIONS, TWITTER
 from tests.connectors.test_google_reviews import SHAPE_PAGE
 from tests.properties import json_values, odd_datetimes
 

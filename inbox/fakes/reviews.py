@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-import pytest
-import sqlalchemy as sa
 from aiohttp import web
 
-from inbox.models import Item
 from inbox.fakes.vendor import SentReply, VendorFake
 
 # The brand's own name on review sites: set as `own_handles` in the tests' configs.
@@ -119,26 +115,3 @@ class ReviewFake(VendorFake, abc.ABC):
         """The request's bearer token."""
         header = request.headers.get("Authorization", "")
         return header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
-
-
-@pytest.fixture
-async def build(inbox_factory: Callable[..., Any], connector_config: dict[str, Any]) -> AsyncIterator[Callable[..., Any]]:
-    """Build an Inbox with the test's connector (keys overridden by keyword); its sessions are closed afterwards."""
-    made: list[Any] = []
-
-    def make(**overrides: Any) -> Any:
-        inbox = inbox_factory(connectors=[{**connector_config, **overrides}])
-        made.append(inbox)
-        return inbox
-
-    yield make
-    for inbox in made:
-        for connector in inbox.connectors.values():
-            await connector.close()
-
-
-async def items_of(engine: Any, connector: str) -> dict[str, Any]:
-    """The connector's stored items by external id."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(Item).where(Item.connector == connector))
-        return {r.external_id: r for r in rows}

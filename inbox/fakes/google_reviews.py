@@ -1,6 +1,6 @@
 """A fake Google Business Profile API v4 (reviews of one location), per the v4 REST reference.
 
-Shapes follow /work/shared/fixtures/google_business_profile/ (SHAPE-ONLY, built from
+Shapes follow inbox/fakes/data/google_reviews/ (SHAPE-ONLY, built from
 https://developers.google.com/my-business/reference/rest/v4/accounts.locations.reviews): ListReviewsResponse
 {reviews[], averageRating, totalReviewCount, nextPageToken}; query pageSize (max 50), pageToken, orderBy;
 PUT .../reviews/{id}/reply with ReviewReply{comment} answers ReviewReply{comment, updateTime}.
@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.connectors.fakes.google import GoogleFake
-from tests.connectors.fakes.reviews import FakeReview
+from inbox.fakes.google import GoogleFake
+from inbox.fakes.reviews import FakeReview
 
 ACCOUNT_ID = "1234567890"
 LOCATION_ID = "9876543210"

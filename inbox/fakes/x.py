@@ -1,6 +1,6 @@
 """A local X API v2: mentions, the brand's timeline, DM events, posting, with X's paging, auth, rate headers and errors.
 
-Shapes follow the recorded tweepy cassettes in ../shared/fixtures/tweepy (named at each constant) and
+Shapes follow the recorded tweepy cassettes in inbox/fakes/data/x (named at each constant) and
 X's API reference: `data` newest first, `includes.users` for expansions, `meta` with result_count,
 newest_id, oldest_id and next_token (no `data` at all on an empty page), error bodies
 {"title", "detail", "type", "status"}, and x-rate-limit-limit/-remaining/-reset (epoch seconds) on

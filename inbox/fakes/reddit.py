@@ -1,6 +1,6 @@
 """A local Reddit: the password-grant token endpoint and the oauth.reddit.com listings, info, comment and user endpoints.
 
-Shapes follow reddit.com/dev/api and the asyncpraw cassettes in /work/shared/fixtures/reddit/ (recorded against
+Shapes follow reddit.com/dev/api and the asyncpraw cassettes in inbox/fakes/data/reddit/ (recorded against
 www.reddit.com and oauth.reddit.com); the templates below name the file they come from.
 """
 

@@ -1,6 +1,6 @@
 """A fake App Store Connect API: customerReviews of one app, customerReviewResponses, ES256 JWTs checked for real.
 
-Shapes follow /work/shared/fixtures/app_store_connect/: the customerReviews list is VERBATIM Apple's documented example
+Shapes follow inbox/fakes/data/app_store/: the customerReviews list is VERBATIM Apple's documented example
 (JSON:API data[], links.self/next with cursor=, meta.paging); the response request body and the 201 SHAPE of
 CustomerReviewResponseV1Response. Errors are Apple's ErrorResponse {"errors": [{id, status, code, title, detail}]};
 every answer carries `X-Rate-Limit: user-hour-lim:3500;user-hour-rem:N;` and a 429 names no reset time
@@ -21,7 +21,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from inbox.fakes.vendor import Fault
-from tests.connectors.fakes.reviews import FakeReview, ReviewFake
+from inbox.fakes.reviews import FakeReview, ReviewFake
 
 # The example key id and issuer id of Apple's "Generating Tokens for API Requests".
 KEY_ID = "2X9R4HXF34"

@@ -1,6 +1,6 @@
 """A fake Google Play Developer API (androidpublisher v3 reviews.list, reviews.get, reviews.reply).
 
-Shapes follow /work/shared/fixtures/google_play/: GET_reviews.documented_excerpt.json (review objects verbatim from
+Shapes follow inbox/fakes/data/google_play/: GET_reviews.documented_excerpt.json (review objects verbatim from
 https://developers.google.com/android-publisher/reply-to-reviews; tokenPagination and developerComment per the REST
 reference) and POST_reviews_id_reply.SHAPE.json. As documented, the list holds only reviews written or changed in
 the last 7 days and only reviews with text; lastModified.seconds is a string; replies over 350 characters are refused.
@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.connectors.fakes.google import GoogleFake
-from tests.connectors.fakes.reviews import FakeReview
+from inbox.fakes.google import GoogleFake
+from inbox.fakes.reviews import FakeReview
 
 PACKAGE = "com.acme.shop"
 BASE = f"/androidpublisher/v3/applications/{PACKAGE}/reviews"

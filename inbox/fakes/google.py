@@ -10,7 +10,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inbox.fakes.vendor import Fault
-from tests.connectors.fakes.reviews import ReviewFake
+from inbox.fakes.reviews import ReviewFake
 
 ACCESS_TOKEN = "ya29.fake-access-token"
 CLIENT_ID = "1234-fake.apps.googleusercontent.com"

@@ -1,6 +1,6 @@
 """A fake Trustpilot API (business units' private reviews, review replies, business-user OAuth).
 
-Shapes follow /work/shared/fixtures/trustpilot/: the private list GET_v1_private_business_units_id_reviews.SHAPE.json
+Shapes follow inbox/fakes/data/trustpilot/: the private list GET_v1_private_business_units_id_reviews.SHAPE.json
 (field set from tap-trustpilot's schema; query page, perPage 1..100, orderBy createdat.desc), the reply body of
 POST_v1_private_reviews_id_reply.request.json (201, no body) and the password grant of POST_oauth_accesstoken.documented.json
 (expires_in is a string). Error bodies are not documented: an Apigee-style {"fault": ...} is assumed; 429 carries
@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from inbox.fakes.vendor import Fault
-from tests.connectors.fakes.reviews import FakeReview, ReviewFake
+from inbox.fakes.reviews import FakeReview, ReviewFake
 
 BUSINESS_UNIT_ID = "507f191e810c19729de860ea"
 BUSINESS_USER_ID = "507f191e810c19729de860eb"
