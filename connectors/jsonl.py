@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from inbox import safejson
-from inbox.connector import Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply, reply_limit
+from inbox.connector import Clock, Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply, reply_limit, wall_clock
 from inbox.itemformat import parse_item
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
     settings_model = JsonlSettings
     cursor_model = JsonlCursor
 
-    def __init__(self, settings: JsonlSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: JsonlSettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
         self.channel = settings.channel
         # The channel's limit, so a file standing in for X refuses a 300-character reply like X would.
         self.max_reply_chars = reply_limit(settings.channel)
