@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -13,30 +10,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from inbox.connector import AuthError, Connector, Kind, Page, PermanentError, RawItem, ReplyTarget, SentReply
-from inbox.http import PageGuard, VendorClient
-from inbox.connectors._reviews import (
-    BearerToken,
-    NewestFirst,
-    ReviewCursor,
-    ReviewSettings,
-    VendorTime,
-    aware,
-    each_valid,
-    join_text,
-    page_of,
-    reviewer,
-    same_text,
-)
-
-log = logging.getLogger(__name__)
+from inbox.connector import AuthError, Kind, PermanentError, RawItem, ReplyTarget, SentReply
+from inbox.connectors.kit.auth import BearerToken, signed_jwt
+from inbox.connectors.kit.parse import VendorTime, aware, page_of
+from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewSettings, join_text, reviewer
 
 API_URL = "https://api.appstoreconnect.apple.com"
 AUDIENCE = "appstoreconnect-v1"
 PAGE_LIMIT = 200  # the API's maximum
 # Apple refuses tokens that live longer than 20 minutes; a shorter life leaves room for clock skew.
 TOKEN_LIFETIME = 15 * 60
-MAX_REPLY_CHARS = 5970
 
 
 class AppStoreSettings(ReviewSettings):
@@ -112,40 +95,34 @@ class _AppDocument(BaseModel):
     data: _App
 
 
-class AppStoreConnector(Connector[AppStoreSettings, ReviewCursor]):
+class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
     """Polls the app's reviews newest first (JSON:API `links.next` paging) with a self-signed ES256 token."""
 
     type = "app_store"
     settings_model = AppStoreSettings
-    cursor_model = ReviewCursor
     channel = "app_store"
-    max_reply_chars = MAX_REPLY_CHARS
+    api_url = API_URL
+    review_model = _Review
+    listing = "customerReviews"
 
-    def __init__(self, settings: AppStoreSettings) -> None:
-        super().__init__(settings)
-        self.client = VendorClient(self.name, settings.api_url or API_URL)
-        self.token = BearerToken(renew=self._sign)
+    def authenticate(self, settings: AppStoreSettings) -> BearerToken:
+        """A token we sign ourselves with the API key, renewed before its 15 minutes are up."""
         self.app_path = f"/v1/apps/{quote(settings.app_id, safe='')}"
+        return BearerToken(renew=self._sign)
 
-    async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
-        """Pages of reviews created since the cursor; the cursor comes last, once every page is stored."""
-        walk = NewestFirst(cursor, self.settings.first_poll_hours)
-        guard = PageGuard(f"{self.name}: customerReviews")
-        path: str | None = f"{self.app_path}/customerReviews"
-        params: dict[str, Any] | None = {"sort": "-createdDate", "limit": PAGE_LIMIT}
-        while path is not None:
-            response = await self.token.request(self.client, "GET", path, params=params)
-            page = page_of(_ReviewsPage, response.data, f"{self.name}: customerReviews")
-            reviews = each_valid(_Review, page.data, self.name)
-            yield Page([self._item(r) for r in reviews if walk.is_new(aware(r.attributes.createdDate), r.id)])
-            if walk.done:
-                break
-            # The next link keeps sort and limit, and carries Apple's opaque cursor.
-            path, params = guard.next(_under_api_url(page.links.next)), None
-        yield Page([], walk.cursor())
+    def first_request(self) -> Request:
+        """Newest first, the most the API gives at once."""
+        return f"{self.app_path}/customerReviews", {"sort": "-createdDate", "limit": PAGE_LIMIT}
 
-    def _item(self, review: _Review) -> RawItem:
+    def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
+        """`data`; the next link keeps sort and limit, and carries Apple's opaque cursor."""
+        page = page_of(_ReviewsPage, data, f"{self.name}: customerReviews")
+        return page.data, None if page.links.next is None else (_under_api_url(page.links.next), None)
+
+    def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
         attributes = review.attributes
+        if not walk.is_new(aware(attributes.createdDate), review.id):
+            return None
         handle, name = reviewer(attributes.reviewerNickname, review.id)
         return RawItem(
             external_id=review.id,
@@ -161,68 +138,45 @@ class AppStoreConnector(Connector[AppStoreSettings, ReviewCursor]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Create the developer response (201); when one already exists (409), it counts if it says `text`."""
-        body = {
-            "data": {
-                "type": "customerReviewResponses",
-                "attributes": {"responseBody": text},
-                "relationships": {"review": {"data": {"type": "customerReviews", "id": _review_id(target)}}},
-            }
-        }
+        review = {"data": {"type": "customerReviews", "id": str(target.reply_to.get("review_id") or target.thread_id)}}
+        body = {"data": {"type": "customerReviewResponses", "attributes": {"responseBody": text}, "relationships": {"review": review}}}
         try:
-            response = await self.token.request(self.client, "POST", "/v1/customerReviewResponses", json_body=body)
+            document = await self.parsed(_ResponseDocument, "POST", "/v1/customerReviewResponses", "customerReviewResponses", json_body=body)
         except PermanentError as exc:
             if exc.status != 409:
                 raise
-            existing = await self.find_reply(target, text)
-            if existing is None:
-                raise PermanentError(
-                    "this review already has a different developer response; edit or delete it in App Store Connect"
-                ) from exc
+            if (existing := await self.find_reply(target, text)) is None:
+                raise PermanentError("this review already has a different developer response; edit or delete it in App Store Connect") from exc
             return existing
-        document = page_of(_ResponseDocument, response.data, f"{self.name}: customerReviewResponses")
         return SentReply(document.data.id if document.data else None)
 
-    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
-        """The review's developer response, when it already says `text`."""
+    async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
+        """The review's developer response (404: none yet)."""
         try:
-            response = await self.token.request(self.client, "GET", f"/v1/customerReviews/{quote(_review_id(target), safe='')}/response")
+            document = await self.parsed(_ResponseDocument, "GET", f"/v1/customerReviews/{self.review_id(target)}/response", "customerReviews/response")
         except PermanentError as exc:
-            if exc.status == 404:  # no response yet
+            if exc.status == 404:
                 return None
             raise
-        document = page_of(_ResponseDocument, response.data, f"{self.name}: customerReviews/response")
-        if document.data is not None and same_text(document.data.attributes.responseBody, text):
-            return SentReply(document.data.id)
-        return None
+        return None if document.data is None else (document.data.attributes.responseBody, document.data.id)
 
     async def check(self) -> str:
         """Read the app's name: proves the key, its role and the app id."""
-        response = await self.token.request(self.client, "GET", self.app_path, params={"fields[apps]": "name,bundleId"})
-        app = page_of(_AppDocument, response.data, f"{self.name}: apps").data.attributes
+        app = (await self.parsed(_AppDocument, "GET", self.app_path, "apps", params={"fields[apps]": "name,bundleId"})).data.attributes
         return f"App Store app {app.name or self.settings.app_id} ({app.bundleId or 'no bundle id'})"
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.client.close()
 
     async def _sign(self) -> tuple[str, float]:
         settings = self.settings
-        now = int(time.time())
-        claims = {"iss": settings.issuer_id, "iat": now, "exp": now + TOKEN_LIFETIME, "aud": AUDIENCE}
+        claims = {"iss": settings.issuer_id, "aud": AUDIENCE}
         try:
-            token = jwt.encode(claims, settings.private_key.get_secret_value(), algorithm="ES256", headers={"kid": settings.key_id, "typ": "JWT"})
+            key, headers = settings.private_key.get_secret_value(), {"kid": settings.key_id, "typ": "JWT"}
+            token = signed_jwt(key, "ES256", claims, TOKEN_LIFETIME, self.clock().timestamp(), headers)
         except (ValueError, TypeError, jwt.PyJWTError) as exc:
             raise AuthError(f"cannot sign the App Store Connect token with private_key: {exc}") from exc
         return token, TOKEN_LIFETIME
 
 
-def _review_id(target: ReplyTarget) -> str:
-    return str(target.reply_to.get("review_id") or target.thread_id)
-
-
-def _under_api_url(link: str | None) -> str | None:
+def _under_api_url(link: str) -> str:
     """A `next` link as a path under our api_url: Apple's links name Apple's host, a proxy or test server is elsewhere."""
-    if link is None:
-        return None
     parts = urlsplit(link)
     return urlunsplit(("", "", parts.path, parts.query, ""))

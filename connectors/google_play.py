@@ -10,17 +10,17 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import Connector, Kind, Page, RawItem, ReplyTarget, SentReply
-from inbox.http import PageGuard, VendorClient
-from inbox.connectors._google import GoogleSettings, google_token
-from inbox.connectors._reviews import NewestFirst, ReviewCursor, each_valid, page_of, reviewer, same_text
+from inbox.connector import Clock, Kind, Page, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connectors.kit.auth import BearerToken
+from inbox.connectors.kit.google import GoogleSettings, google_token
+from inbox.connectors.kit.parse import page_of
+from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewCursor, reviewer, with_token
 
 log = logging.getLogger(__name__)
 
 API_URL = "https://androidpublisher.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 PAGE_SIZE = 100
-MAX_REPLY_CHARS = 350
 # reviews.list only returns reviews created or changed in the last seven days.
 WINDOW = timedelta(days=7)
 # Polling less often than daily leaves too little of the window to notice and fix a failing connector.
@@ -84,44 +84,44 @@ class _ReviewsPage(BaseModel):
     tokenPagination: _TokenPagination | None = None
 
 
-class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
+class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
     """Polls the app's recent reviews newest first; each version of a review is an item in the review's thread."""
 
     type = "google_play"
     settings_model = GooglePlaySettings
-    cursor_model = ReviewCursor
     channel = "google_play"
-    max_reply_chars = MAX_REPLY_CHARS
     history_window = WINDOW
+    api_url = API_URL
+    review_model = _Review
 
-    def __init__(self, settings: GooglePlaySettings) -> None:
-        super().__init__(settings)
-        self.client = VendorClient(self.name, settings.api_url or API_URL)
-        self.token = google_token(settings, self.client, SCOPE)
+    def __init__(self, settings: GooglePlaySettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
         self.reviews_path = f"/androidpublisher/v3/applications/{quote(settings.package_name, safe='')}/reviews"
         if (warning := self._poll_warning()) is not None:
             log.warning("%s: %s", self.name, warning)
 
+    def authenticate(self, settings: GooglePlaySettings) -> BearerToken:
+        """Google OAuth with the androidpublisher scope."""
+        return google_token(settings, self.client, SCOPE, self.clock)
+
     async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
-        """Pages of reviews written or edited since the cursor; the cursor comes last, once every page is stored."""
-        if cursor is not None and cursor.newest < datetime.now(UTC) - WINDOW:
+        """Pages of reviews written or edited since the cursor; says so when the cursor is older than Play's window."""
+        if cursor is not None and cursor.newest < self.clock() - WINDOW:
             log.warning(
                 "%s: the last review seen is from %s; Google Play only lists the last 7 days, so reviews in between may be lost",
                 self.name, cursor.newest.date().isoformat(),
             )
-        walk = NewestFirst(cursor, self.settings.first_poll_hours)
-        guard = PageGuard(f"{self.name}: reviews")
-        params: dict[str, Any] = {"maxResults": PAGE_SIZE}
-        while True:
-            response = await self.token.request(self.client, "GET", self.reviews_path, params=params)
-            page = page_of(_ReviewsPage, response.data, f"{self.name}: reviews")
-            items = [self._item(r, walk) for r in each_valid(_Review, page.reviews, self.name)]
-            yield Page([i for i in items if i is not None])
-            token = page.tokenPagination.nextPageToken if page.tokenPagination else None
-            if walk.done or not token:
-                break
-            params["token"] = guard.next(token)
-        yield Page([], walk.cursor())
+        async for page in super().fetch(cursor):
+            yield page
+
+    def first_request(self) -> Request:
+        """Play lists newest first on its own."""
+        return self.reviews_path, {"maxResults": PAGE_SIZE}
+
+    def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
+        """`reviews`, and `tokenPagination.nextPageToken` as the next `token`."""
+        page = page_of(_ReviewsPage, data, f"{self.name}: reviews")
+        return page.reviews, with_token(request, "token", page.tokenPagination.nextPageToken if page.tokenPagination else None)
 
     def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
         user = review.user
@@ -132,7 +132,6 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
         if not walk.is_new(at, review.reviewId):
             return None
         handle, name = reviewer(review.authorName, review.reviewId)
-        package = self.settings.package_name
         reply_to: dict[str, Any] = {"review_id": review.reviewId, "language": user.reviewerLanguage}
         answered_at = None
         developer = review.developer
@@ -150,7 +149,7 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
             author_handle=handle,
             author_name=name,
             thread_id=review.reviewId,
-            url=f"https://play.google.com/store/apps/details?id={quote(package)}&reviewId={quote(review.reviewId)}",
+            url=f"https://play.google.com/store/apps/details?id={quote(self.settings.package_name)}&reviewId={quote(review.reviewId)}",
             rating=user.starRating,
             reply_to=reply_to,
             answered_at=answered_at,
@@ -158,30 +157,22 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Set the developer reply (replaces an earlier one)."""
-        await self.token.request(self.client, "POST", f"{self._review_path(target)}:reply", json_body={"replyText": text})
+        await self.call("POST", f"{self.reviews_path}/{self.review_id(target)}:reply", json_body={"replyText": text})
         return SentReply(None)
 
-    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
-        """The review's developer reply, when it already says `text`."""
-        response = await self.token.request(self.client, "GET", self._review_path(target))
-        review = page_of(_Review, response.data, f"{self.name}: review")
-        developer = review.developer
-        if developer is not None and same_text(developer.text, text):
-            return SentReply(None)
-        return None
+    async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
+        """The review's developer reply."""
+        developer = (await self.parsed(_Review, "GET", f"{self.reviews_path}/{self.review_id(target)}", "review")).developer
+        return None if developer is None else (developer.text, None)
 
     async def check(self) -> str:
         """List one review: proves the token and the account's access to the app; says how far back Play lists."""
-        await self.token.request(self.client, "GET", self.reviews_path, params={"maxResults": 1})
+        await self.call("GET", self.reviews_path, params={"maxResults": 1})
         hours = self.settings.poll_seconds / 3600
         every = f"{hours:.1f} h" if hours >= 1 else f"{self.settings.poll_seconds / 60:.0f} min"
         line = f"Google Play app {self.settings.package_name}: Play lists only the last 7 days of reviews; polling every {every}"
         warning = self._poll_warning()
         return f"{line}. WARNING: {warning}" if warning else line
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.client.close()
 
     def _poll_warning(self) -> str | None:
         poll = self.settings.poll_seconds
@@ -193,7 +184,3 @@ class GooglePlayConnector(Connector[GooglePlaySettings, ReviewCursor]):
         if poll < FASTEST_POLL_SECONDS:
             return f"poll_seconds = {poll:g} spends most of Play's 200 review requests per hour: poll every {FASTEST_POLL_SECONDS} s or less often"
         return None
-
-    def _review_path(self, target: ReplyTarget) -> str:
-        review_id = str(target.reply_to.get("review_id") or target.thread_id)
-        return f"{self.reviews_path}/{quote(review_id, safe='')}"

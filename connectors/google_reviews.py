@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import Connector, Kind, Page, PermanentError, RawItem, ReplyTarget, SentReply
-from inbox.http import PageGuard, VendorClient
-from inbox.connectors._google import GoogleSettings, google_token
-from inbox.connectors._reviews import NewestFirst, ReviewCursor, VendorTime, aware, each_valid, page_of, reviewer, same_text
-
-log = logging.getLogger(__name__)
+from inbox.connector import Clock, Kind, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connectors.kit.auth import BearerToken
+from inbox.connectors.kit.google import GoogleSettings, google_token
+from inbox.connectors.kit.parse import VendorTime, aware, page_of
+from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, reviewer, with_token
 
 API_URL = "https://mybusiness.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/business.manage"
 PAGE_SIZE = 50  # the API's maximum
-MAX_REPLY_BYTES = 4096  # Google counts the reply in bytes, not characters
 STARS: dict[str, int | None] = {"ONE": 1, "TWO": 2, "THREE": 3, "FOUR": 4, "FIVE": 5, "STAR_RATING_UNSPECIFIED": None}
 
 
@@ -59,37 +55,33 @@ class _ReviewsPage(BaseModel):
     totalReviewCount: int | None = None
 
 
-class GoogleReviewsConnector(Connector[GoogleReviewsSettings, ReviewCursor]):
+class GoogleReviewsConnector(ReviewConnector[GoogleReviewsSettings, _Review]):
     """Polls a location's reviews newest-updated first; an edited review is a follow-up in the review's thread."""
 
     type = "google_reviews"
     settings_model = GoogleReviewsSettings
-    cursor_model = ReviewCursor
     channel = "google_reviews"
-    max_reply_chars = MAX_REPLY_BYTES
+    api_url = API_URL
+    review_model = _Review
 
-    def __init__(self, settings: GoogleReviewsSettings) -> None:
-        super().__init__(settings)
-        self.client = VendorClient(self.name, settings.api_url or API_URL)
-        self.token = google_token(settings, self.client, SCOPE)
+    def __init__(self, settings: GoogleReviewsSettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
         account = settings.account_id.removeprefix("accounts/")
         self.location = settings.location_id.removeprefix("locations/")
         self.reviews_path = f"/v4/accounts/{quote(account, safe='')}/locations/{quote(self.location, safe='')}/reviews"
 
-    async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
-        """Pages of reviews updated since the cursor; the cursor comes last, once every page is stored."""
-        walk = NewestFirst(cursor, self.settings.first_poll_hours)
-        guard = PageGuard(f"{self.name}: reviews")
-        params: dict[str, Any] = {"pageSize": PAGE_SIZE, "orderBy": "updateTime desc"}
-        while True:
-            response = await self.token.request(self.client, "GET", self.reviews_path, params=params)
-            page = page_of(_ReviewsPage, response.data, f"{self.name}: reviews")
-            items = [self._item(r, walk) for r in each_valid(_Review, page.reviews, self.name)]
-            yield Page([i for i in items if i is not None])
-            if walk.done or not page.nextPageToken:
-                break
-            params["pageToken"] = guard.next(page.nextPageToken)
-        yield Page([], walk.cursor())
+    def authenticate(self, settings: GoogleReviewsSettings) -> BearerToken:
+        """Google OAuth with the business.manage scope."""
+        return google_token(settings, self.client, SCOPE, self.clock)
+
+    def first_request(self) -> Request:
+        """Newest change first, so an edited review comes again."""
+        return self.reviews_path, {"pageSize": PAGE_SIZE, "orderBy": "updateTime desc"}
+
+    def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
+        """`reviews`, and `nextPageToken` as the next `pageToken`."""
+        page = page_of(_ReviewsPage, data, f"{self.name}: reviews")
+        return page.reviews, with_token(request, "pageToken", page.nextPageToken)
 
     def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
         updated = aware(review.updateTime)
@@ -110,7 +102,7 @@ class GoogleReviewsConnector(Connector[GoogleReviewsSettings, ReviewCursor]):
                 # Answered outside cx-inbox before we saw it: still the customer's review, kept with a note
                 # because our reply would replace that one (a review has a single owner reply).
                 reply_to["existing_reply"] = reply.comment
-                replied = aware(reply.updateTime) if reply.updateTime else datetime.now(UTC)  # undated: by now at the latest
+                replied = aware(reply.updateTime) if reply.updateTime else self.clock()  # undated: by now at the latest
                 if replied >= updated:  # else the customer changed the review after the reply: it waits again
                     answered_at = replied
         handle, name = reviewer(review.reviewer.displayName, review.reviewId, review.reviewer.isAnonymous)
@@ -129,34 +121,25 @@ class GoogleReviewsConnector(Connector[GoogleReviewsSettings, ReviewCursor]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Set the owner's reply on the review (PUT replaces any earlier reply)."""
-        size = len(text.encode("utf-8"))
-        if size > MAX_REPLY_BYTES:
-            raise PermanentError(f"reply is {size} bytes in UTF-8; Google allows {MAX_REPLY_BYTES}")
-        await self.token.request(self.client, "PUT", f"{self._review_path(target)}/reply", json_body={"comment": text})
+        size, limit = len(text.encode("utf-8")), self.max_reply_chars  # Google counts the reply in bytes, not characters
+        if limit is not None and size > limit:
+            raise PermanentError(f"reply is {size} bytes in UTF-8; Google allows {limit}")
+        await self.call("PUT", f"{self._review_path(target)}/reply", json_body={"comment": text})
         return SentReply(None)
 
-    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
-        """The review's owner reply, when it already says `text`."""
-        response = await self.token.request(self.client, "GET", self._review_path(target))
-        review = page_of(_Review, response.data, f"{self.name}: review")
-        if review.reviewReply is not None and same_text(review.reviewReply.comment, text):
-            return SentReply(None)
-        return None
+    async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
+        """The review's owner reply."""
+        review = await self.parsed(_Review, "GET", self._review_path(target), "review")
+        return (review.reviewReply.comment, None) if review.reviewReply is not None else None
 
     async def check(self) -> str:
         """List one review: proves the token, the scope and access to the location."""
-        response = await self.token.request(self.client, "GET", self.reviews_path, params={"pageSize": 1})
-        page = page_of(_ReviewsPage, response.data, f"{self.name}: reviews")
+        page = await self.parsed(_ReviewsPage, "GET", self.reviews_path, "reviews", params={"pageSize": 1})
         average = f", average {page.averageRating:.1f}" if page.averageRating is not None else ""
         return f"Google location {self.location}: {page.totalReviewCount or 0} review(s){average}"
 
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.client.close()
-
     def _review_path(self, target: ReplyTarget) -> str:
-        review_id = str(target.reply_to.get("review_id") or target.thread_id)
-        return f"{self.reviews_path}/{quote(review_id, safe='')}"
+        return f"{self.reviews_path}/{self.review_id(target)}"
 
 
 def _stamp(at: datetime) -> str:

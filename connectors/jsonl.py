@@ -7,19 +7,16 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from inbox import safejson
-from inbox.connector import Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply
+from inbox.connector import Clock, Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply, reply_limit, wall_clock
 from inbox.itemformat import parse_item
 
 log = logging.getLogger(__name__)
 
-# Replies per channel, so a file standing in for X refuses a 300-character reply like X would.
-CHANNEL_LIMITS = {"x": 280, "mastodon": 500, "google_reviews": 4096, "google_play": 350, "app_store": 5970, "reddit": 10000}
 
 
 class JsonlSettings(ConnectorSettings):
@@ -46,10 +43,11 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
     settings_model = JsonlSettings
     cursor_model = JsonlCursor
 
-    def __init__(self, settings: JsonlSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: JsonlSettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
         self.channel = settings.channel
-        self.max_reply_chars = CHANNEL_LIMITS.get(settings.channel)
+        # The channel's limit, so a file standing in for X refuses a 300-character reply like X would.
+        self.max_reply_chars = reply_limit(settings.channel)
         self.replies_path = settings.replies_path or settings.path.with_name(settings.path.name + ".replies.jsonl")
 
     async def fetch(self, cursor: JsonlCursor | None) -> AsyncIterator[Page[JsonlCursor]]:
@@ -89,7 +87,7 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
             "thread_id": target.thread_id,
             "to": target.author_handle,
             "text": text,
-            "sent_at": datetime.now(UTC).isoformat(),
+            "sent_at": self.clock().isoformat(),
         }
         try:
             await asyncio.to_thread(_append, self.replies_path, json.dumps(record, ensure_ascii=False) + "\n")

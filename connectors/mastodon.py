@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 import logging
-import re
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
 from multidict import MultiDict
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from inbox import safejson
-from inbox.connector import (
-    Connector,
-    ConnectorSettings,
-    Kind,
-    Page,
-    PermanentError,
-    RawItem,
-    ReplyTarget,
-    SentReply,
-    TransientError,
-)
-from inbox.http import PageGuard, VendorClient, error_for
+from inbox.connector import Clock, Connector, ConnectorSettings, Kind, Page, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connectors.kit.http import VendorClient
+from inbox.connectors.kit.paging import PageGuard
+from inbox.connectors.kit.parse import Id, Name, OptionalText, Payload, Text, Timestamp, one_of
+from inbox.connectors.kit.sse import stream
+from inbox.connectors.kit.text import html_to_text, same_reply
+from inbox.connectors.kit.threads import ThreadCache
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +29,6 @@ VERIFY = "/api/v1/accounts/verify_credentials"
 STATUSES = "/api/v1/statuses"
 # The `user:notification` stream: the notification events of `user` without the home-timeline firehose.
 STREAM = "/api/v1/streaming/user/notification"
-# Statuses remembered with their thread, so a reply chain inside one burst costs no extra call.
-THREAD_CACHE = 10_000
-# A stream line this long is not Mastodon talking.
-MAX_SSE_LINE = 1 << 20
 
 
 class MastodonSettings(ConnectorSettings):
@@ -67,7 +52,7 @@ class MastodonSettings(ConnectorSettings):
     page_size: int = Field(default=40, ge=1, le=80)
 
 
-class MastodonCursor(BaseModel):
+class MastodonCursor(Payload):
     """The newest notification id stored."""
 
     notification_id: str
@@ -83,6 +68,38 @@ class _Skip(Exception):
     """One notification or status that cannot be mapped."""
 
 
+class _Account(Payload):
+    id: Id
+    acct: Name
+    display_name: OptionalText = None
+
+
+class _Mention(Payload):
+    id: Id
+
+
+class _Status(Payload):
+    """A status as the API sends it: the fields an item needs."""
+
+    id: Id
+    account: _Account
+    created_at: Timestamp
+    content: Text
+    visibility: Name
+    spoiler_text: OptionalText = None
+    in_reply_to_id: Id | None = None
+    reblog: Any = None
+    url: OptionalText = None
+    uri: OptionalText = None
+    mentions: list[Any] = Field(default_factory=list)
+
+
+class _Notification(Payload):
+    id: OptionalText = None
+    type: OptionalText = None
+    created_at: Timestamp | None = None
+
+
 class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
     """Polls mention notifications (DMs are mentions with direct visibility), optionally streams them, replies in the thread."""
 
@@ -91,15 +108,15 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
     cursor_model = MastodonCursor
     channel = "mastodon"
 
-    def __init__(self, settings: MastodonSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: MastodonSettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
         self.max_reply_chars = settings.max_reply_chars
         self.client = VendorClient(
             settings.name, settings.api_url, headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"}
         )
         self._me: _Me | None = _Me(settings.account_id, "") if settings.account_id else None
         # status id -> thread id, for statuses we mapped and replies we sent.
-        self._threads: OrderedDict[str, str] = OrderedDict()
+        self._threads: ThreadCache[str] = ThreadCache()
 
     @property
     def streaming(self) -> bool:
@@ -132,7 +149,7 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
 
     async def _backfill(self, me: _Me) -> AsyncIterator[Page[MastodonCursor]]:
         # Without a cursor, walk back from the newest page; only the end of the walk is a safe cursor.
-        horizon = datetime.now(UTC) - timedelta(hours=self.settings.first_poll_hours)
+        horizon = self.clock() - timedelta(hours=self.settings.first_poll_hours)
         guard = PageGuard(f"{self.name}: notifications")
         max_id: str | None = None
         newest: int | None = None
@@ -189,50 +206,38 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
                 log.warning("%s: skipped notification %r: %s", self.name, str(notification.get("id"))[:40], exc)
         return items
 
-    async def _item(self, status: Any, me: _Me) -> RawItem:
-        try:
-            status_id = _text(status["id"])
-            account = status["account"]
-            author_id, acct = _text(account["id"]), _text(account["acct"])
-            posted_at = _time(status["created_at"])
-            content = status["content"]
-            visibility = _text(status["visibility"])
-            if not isinstance(content, str):
-                raise TypeError("content is not a string")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _Skip(f"unexpected status shape ({type(exc).__name__}: {exc})") from None
-        text = html_to_text(content)
-        spoiler = status.get("spoiler_text")
-        if isinstance(spoiler, str) and spoiler.strip():
-            text = f"{spoiler.strip()}\n\n{text}"
-        thread = await self._thread_of(status, me)
-        name = account.get("display_name")
-        url = status.get("url") or status.get("uri")
+    async def _item(self, payload: Any, me: _Me) -> RawItem:
+        status = one_of(_Status, payload)
+        if isinstance(status, str):
+            raise _Skip(f"unexpected status shape: {status}")
+        text = html_to_text(status.content)
+        if status.spoiler_text and status.spoiler_text.strip():
+            text = f"{status.spoiler_text.strip()}\n\n{text}"
+        acct = status.account.acct
         return RawItem(
-            external_id=status_id,
+            external_id=status.id,
             text=text,
-            posted_at=posted_at,
-            kind=Kind.DM if visibility == "direct" else Kind.MENTION,
+            posted_at=status.created_at,
+            kind=Kind.DM if status.visibility == "direct" else Kind.MENTION,
             author_handle=acct,
-            author_name=name if isinstance(name, str) and name else None,
-            thread_id=thread,
-            url=url if isinstance(url, str) else None,
-            reply_to={"visibility": visibility, "acct": acct, "account_id": author_id},
-            from_brand=author_id == me.id,
-            is_repost=status.get("reblog") is not None,
+            author_name=status.account.display_name,
+            thread_id=await self._thread_of(status, me),
+            url=status.url or status.uri,
+            reply_to={"visibility": status.visibility, "acct": acct, "account_id": status.account.id},
+            from_brand=status.account.id == me.id,
+            is_repost=status.reblog is not None,
         )
 
-    async def _thread_of(self, status: dict[str, Any], me: _Me) -> str:
+    async def _thread_of(self, status: _Status, me: _Me) -> str:
         """The conversation: the topmost customer status of the unbroken chain of statuses that involve us."""
-        status_id = str(status["id"])
-        parent = status.get("in_reply_to_id")
+        parent = status.in_reply_to_id
         if parent is None:
-            thread = status_id
-        elif str(parent) in self._threads:
-            thread = self._threads[str(parent)]
+            thread = status.id
+        elif parent in self._threads:
+            thread = self._threads[parent]
         else:
-            thread = await self._thread_from_context(status_id, me)
-        self._remember(status_id, thread)
+            thread = await self._thread_from_context(status.id, me)
+        self._threads.remember(status.id, thread)
         return thread
 
     async def _thread_from_context(self, status_id: str, me: _Me) -> str:
@@ -245,24 +250,18 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
         ancestors = response.data.get("ancestors") if isinstance(response.data, dict) else None
         root = status_id
         for ancestor in reversed(ancestors if isinstance(ancestors, list) else []):
-            if not isinstance(ancestor, dict) or not isinstance(ancestor.get("account"), dict):
+            parsed = one_of(_Status, ancestor)
+            if isinstance(parsed, str):
                 break
-            ancestor_id = str(ancestor.get("id"))
-            if ancestor_id in self._threads:
-                return self._threads[ancestor_id]
-            if str(ancestor["account"].get("id")) == me.id:
+            if parsed.id in self._threads:
+                return self._threads[parsed.id]
+            if parsed.account.id == me.id:
                 continue  # our own reply: the conversation goes on above it
-            mentions = ancestor.get("mentions") if isinstance(ancestor.get("mentions"), list) else []
-            if not any(isinstance(m, dict) and str(m.get("id")) == me.id for m in mentions):
+            mentioned = (one_of(_Mention, m) for m in parsed.mentions)
+            if not any(isinstance(m, _Mention) and m.id == me.id for m in mentioned):
                 break  # someone else's talk that never involved us: the conversation with us starts below
-            root = ancestor_id
+            root = parsed.id
         return root
-
-    def _remember(self, status_id: str, thread: str) -> None:
-        self._threads[status_id] = thread
-        self._threads.move_to_end(status_id)
-        while len(self._threads) > THREAD_CACHE:
-            self._threads.popitem(last=False)
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """A status in reply to the customer's, with its visibility (a DM stays direct) and an @mention of them."""
@@ -287,7 +286,7 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
         data = response.data
         if not isinstance(data, dict) or not data.get("id"):
             raise PermanentError(f"{self.name}: the instance accepted the reply but answered no status")
-        self._remember(str(data["id"]), target.thread_id)
+        self._threads.remember(str(data["id"]), target.thread_id)
         return SentReply(str(data["id"]), data.get("url") if isinstance(data.get("url"), str) else None)
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
@@ -297,16 +296,13 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
         descendants = response.data.get("descendants") if isinstance(response.data, dict) else None
         if not isinstance(descendants, list):
             raise PermanentError(f"{self.name}: status context has no descendants list")
-        wanted = _unaddressed(text)
-        for status in descendants:
-            if not isinstance(status, dict) or not isinstance(status.get("account"), dict):
+        for entry in descendants:
+            status = one_of(_Status, entry)
+            if isinstance(status, str) or status.account.id != me.id or status.in_reply_to_id != target.external_id:
                 continue
-            if str(status["account"].get("id")) != me.id or str(status.get("in_reply_to_id")) != target.external_id:
-                continue
-            content = status.get("content")
-            if isinstance(content, str) and _unaddressed(html_to_text(content)) == wanted:
-                self._remember(str(status["id"]), target.thread_id)
-                return SentReply(str(status["id"]), status.get("url") if isinstance(status.get("url"), str) else None)
+            if same_reply(html_to_text(status.content), text):
+                self._threads.remember(status.id, target.thread_id)
+                return SentReply(status.id, status.url)
         return None
 
     async def check(self) -> str:
@@ -318,29 +314,17 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
         """Mentions as the instance pushes them, until the connection ends; pages carry no cursor (polling owns it)."""
         me = await self._account()
         base = (self.settings.streaming_url or self.settings.api_url).rstrip("/")
-        url = f"{base}{STREAM}"
-        what = f"{self.name}: GET {url}"
-        # No total limit on a stream that is meant to stay open; a silent one is dead after stream_idle_seconds.
-        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=self.settings.stream_idle_seconds)
-        headers = {**self.client.headers, "Accept": "text/event-stream"}
-        try:
-            async with self.client.session().get(url, headers=headers, timeout=timeout) as response:
-                if response.status >= 400:
-                    error = error_for(response.status, response.headers, await response.text(errors="replace"), what)
-                    raise error or PermanentError(f"{what} answered HTTP {response.status}")
-                async for event, data in _sse_events(response.content):
-                    if event != "notification":
-                        continue
-                    try:
-                        notification = safejson.loads(data)
-                    except ValueError:
-                        log.warning("%s: skipped a stream event that is not JSON: %r", self.name, data[:80])
-                        continue
-                    items = await self._items([notification], me)
-                    if items:
-                        yield Page(items)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TransientError(f"{what} dropped: {type(exc).__name__}: {exc}") from exc
+        async for event, data in stream(self.client, f"{base}{STREAM}", self.settings.stream_idle_seconds):
+            if event != "notification":
+                continue
+            try:
+                notification = safejson.loads(data)
+            except ValueError:
+                log.warning("%s: skipped a stream event that is not JSON: %r", self.name, data[:80])
+                continue
+            items = await self._items([notification], me)
+            if items:
+                yield Page(items)
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -360,63 +344,6 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             raise PermanentError(f"{self.name}: the token belongs to account {me.id}, not account_id {self.settings.account_id}")
         self._me = me
         return me
-
-
-class _TextExtractor(HTMLParser):
-    """Text of Mastodon's status HTML, keeping paragraphs and line breaks."""
-
-    BLOCKS = frozenset({"p", "div", "blockquote", "pre", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """Line breaks for <br> and block elements."""
-        if tag == "br":
-            self.parts.append("\n")
-        elif tag in self.BLOCKS and self.parts:
-            self.parts.append("\n\n")
-
-    def handle_data(self, data: str) -> None:
-        """Keep text, including the hidden parts of shortened links."""
-        self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """Plain text of a status's `content`: tags dropped, entities unescaped, <br>/<p> kept as line breaks."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    text = "".join(parser.parts)
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-async def _sse_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
-    """(event, data) pairs of a server-sent event stream; comments (heartbeats) skipped."""
-    buffer = b""
-    event, data = "message", []
-    async for chunk in content.iter_any():
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_SSE_LINE:
-            raise TransientError("stream line longer than 1 MiB")
-        for raw in lines:
-            line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
-            if not line:
-                if data:
-                    yield event, "\n".join(data)
-                event, data = "message", []
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                event = value
-            elif field == "data":
-                data.append(value)
 
 
 def _link_param(header: str | None, rel: str, param: str) -> str | None:
@@ -441,28 +368,5 @@ def _id_or_zero(notification: Any) -> int:
 
 
 def _oldest_time(notifications: list[Any]) -> datetime:
-    times = []
-    for notification in notifications:
-        try:
-            times.append(_time(notification["created_at"]))
-        except (KeyError, TypeError, ValueError):
-            continue
+    times = [n.created_at for n in (one_of(_Notification, x) for x in notifications) if isinstance(n, _Notification) and n.created_at]
     return min(times, default=datetime.max.replace(tzinfo=UTC))
-
-
-def _time(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise TypeError("created_at is not a string")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"expected a non-empty string, got {type(value).__name__}")
-    return value
-
-
-def _unaddressed(text: str) -> str:
-    """The words of a status without the leading @mentions that address it."""
-    return re.sub(r"^(?:@\S+\s+)+", "", " ".join(text.split()) + " ").strip()

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 from inbox.connector import (
     AuthError,
+    Clock,
     Connector,
     ConnectorSettings,
     Kind,
@@ -26,20 +24,21 @@ from inbox.connector import (
     RawItem,
     ReplyTarget,
     SentReply,
+    wall_clock,
 )
-from inbox.http import PageGuard, Response, VendorClient
+from inbox.connectors.kit.auth import BearerToken, basic, token_from
+from inbox.connectors.kit.http import Response, VendorClient
+from inbox.connectors.kit.paging import PageGuard
+from inbox.connectors.kit.text import same_reply
+from inbox.connectors.kit.threads import ThreadCache
 
 log = logging.getLogger(__name__)
 
 API_URL = "https://oauth.reddit.com"
 AUTH_URL = "https://www.reddit.com"
 WEB_URL = "https://www.reddit.com"
-# Things remembered with their thread, so follow-ups in a burst cost no extra call.
-THREAD_CACHE = 10_000
 # How far up a comment chain we look for the start of a conversation.
 MAX_THREAD_DEPTH = 8
-# Ask for a new token this long before Reddit says the old one expires.
-TOKEN_MARGIN = 60.0
 
 
 class RedditSettings(ConnectorSettings):
@@ -117,22 +116,21 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
     cursor_model = RedditCursor
     channel = "reddit"
 
-    def __init__(self, settings: RedditSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: RedditSettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
         self.max_reply_chars = settings.max_reply_chars
         api_url = (settings.api_url or API_URL).rstrip("/")
         auth_url = settings.auth_url or (api_url if api_url != API_URL else AUTH_URL)
         agent = {"User-Agent": settings.user_agent}
         self.client = VendorClient(settings.name, api_url, headers=agent)
-        credentials = f"{settings.client_id}:{settings.client_secret.get_secret_value()}".encode()
-        basic = "Basic " + base64.b64encode(credentials).decode()
-        self.auth = VendorClient(settings.name, auth_url, headers={**agent, "Authorization": basic})
-        self._expires_at = 0.0
+        self.auth = VendorClient(settings.name, auth_url, headers={**agent, "Authorization": basic(settings.client_id, settings.client_secret)})
+        # Renewed on the API client's clock (the one its rate budget reads), a minute before Reddit says it expires.
+        self.token = BearerToken(renew=self._password_grant, clock=lambda: self.client.clock(), scheme="bearer")
         self._me = settings.username.lower()
         self._mention = re.compile(rf"(?<![\w/])/?u/{re.escape(settings.username)}\b", re.IGNORECASE)
         terms = [t.strip() for t in settings.brand_terms if t.strip()]
         self._brand = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE) if terms else None
-        self._threads: OrderedDict[str, _Known] = OrderedDict()
+        self._threads: ThreadCache[_Known] = ThreadCache()
 
     # -- fetch ------------------------------------------------------------------------------------------------------
 
@@ -161,7 +159,7 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         """Pages of things newer than `mark` (newest first), each with the newest thing of its page."""
         # Listings are newest first; `after` pages back. `before` would page forward but answers nothing once the
         # thing it names is deleted, so the walk goes back to the mark (by name, or by time if it is gone).
-        horizon = mark.created_utc if mark else time.time() - self.settings.first_poll_hours * 3600
+        horizon = mark.created_utc if mark else self.clock().timestamp() - self.settings.first_poll_hours * 3600
         guard = PageGuard(f"{self.name}: {source.path}")
         after: str | None = None
         while True:
@@ -310,10 +308,7 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         return str(data.get("author", "")).lower() == self._me
 
     def _remember(self, name: str, thread: str, *, ours: bool) -> None:
-        self._threads[name] = _Known(thread, ours)
-        self._threads.move_to_end(name)
-        while len(self._threads) > THREAD_CACHE:
-            self._threads.popitem(last=False)
+        self._threads.remember(name, _Known(thread, ours))
 
     # -- replies ----------------------------------------------------------------------------------------------------
 
@@ -340,12 +335,11 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         path = "/message/sent" if target.external_id.startswith("t4_") else f"/user/{self.settings.username}/comments"
         params = {"limit": "100"} if path == "/message/sent" else {"limit": "100", "sort": "new"}
         children, _ = self._listing((await self._call("GET", path, params=params)).data, path)
-        wanted = " ".join(text.split())
         for child in children:
             data = child.get("data") if isinstance(child, dict) else None
             if not isinstance(data, dict) or data.get("parent_id") != target.external_id or not self._is_me(data):
                 continue
-            if " ".join(_optional(data.get("body")).split()) == wanted and isinstance(data.get("name"), str):
+            if same_reply(data.get("body"), text) and isinstance(data.get("name"), str):
                 self._remember(data["name"], target.thread_id, ours=True)
                 link = data.get("permalink")
                 return SentReply(data["name"], f"{WEB_URL}{link}" if isinstance(link, str) and link else None)
@@ -365,43 +359,27 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
     async def _call(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None
     ) -> Response:
-        await self._authorize()
         query = {**(params or {}), "raw_json": "1"}
+        await self.token.value()  # a refused password grant is the account's problem, whatever the path
         try:
-            return await self.client.request(method, path, params=query, data=data)
+            return await self.token.request(self.client, method, path, params=query, data=data)
         except AuthError:
-            # An expired or revoked token answers 401: ask for a new one once, then believe the answer.
-            await self._authorize(force=True)
+            # An expired or revoked token answers 401: the refused token was dropped; ask for a new one once, then believe the answer.
             try:
-                return await self.client.request(method, path, params=query, data=data)
+                return await self.token.request(self.client, method, path, params=query, data=data)
             except AuthError as exc:
                 if path.startswith("/r/"):
                     # The account itself works (the token was just granted): the subreddit is private or banned.
                     raise PermanentError(f"{self.name}: {path} is not readable by this account: {exc}") from exc
                 raise
 
-    async def _authorize(self, *, force: bool = False) -> None:
-        now = self.client.clock()
-        if not force and "Authorization" in self.client.headers and now < self._expires_at - TOKEN_MARGIN:
-            return
-        self.client.headers.pop("Authorization", None)
-        response = await self.auth.request(
-            "POST",
-            "/api/v1/access_token",
-            data={"grant_type": "password", "username": self.settings.username, "password": self.settings.password.get_secret_value()},
-        )
-        data = response.data
-        if not isinstance(data, dict):
-            raise PermanentError(f"{self.name}: the token endpoint answered {type(data).__name__}, not an object")
-        if "error" in data:
+    async def _password_grant(self) -> tuple[str, float]:
+        form = {"grant_type": "password", "username": self.settings.username, "password": self.settings.password.get_secret_value()}
+        response = await self.auth.request("POST", "/api/v1/access_token", data=form)
+        if isinstance(response.data, dict) and "error" in response.data:
             # A wrong password is HTTP 200 with {"error": "invalid_grant"}; accounts with 2FA cannot use this grant.
-            raise AuthError(f"reddit refused the password grant for u/{self.settings.username}: {data['error']}")
-        token = data.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise PermanentError(f"{self.name}: the token endpoint answered no access_token")
-        expires = data.get("expires_in")
-        self._expires_at = now + (float(expires) if isinstance(expires, int | float) else 3600.0)
-        self.client.headers["Authorization"] = f"bearer {token}"
+            raise AuthError(f"reddit refused the password grant for u/{self.settings.username}: {response.data['error']}")
+        return token_from(response, f"{self.name}: the token endpoint")
 
     async def close(self) -> None:
         """Close both HTTP sessions."""

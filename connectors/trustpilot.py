@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import logging
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from inbox.connector import AuthError, Connector, Kind, Page, PermanentError, RawItem, ReplyTarget, SentReply
-from inbox.http import PageGuard, VendorClient
-from inbox.connectors._reviews import (
-    BearerToken,
-    NewestFirst,
-    ReviewCursor,
-    ReviewSettings,
-    VendorTime,
-    aware,
-    each_valid,
-    join_text,
-    page_of,
-    reviewer,
-    same_text,
-    token_from,
-)
-
-log = logging.getLogger(__name__)
+from inbox.connector import AuthError, Kind, PermanentError, RawItem, ReplyTarget, SentReply
+from inbox.connectors.kit.auth import BearerToken, basic, token_from
+from inbox.connectors.kit.parse import VendorTime, aware, each_valid, page_of
+from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewSettings, join_text, reviewer
 
 API_URL = "https://api.trustpilot.com"
 PER_PAGE = 100  # the API's maximum
@@ -88,46 +70,60 @@ class _ReviewsPage(BaseModel):
     reviews: list[Any]
 
 
-class TrustpilotConnector(Connector[TrustpilotSettings, ReviewCursor]):
+class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
     """Polls the business unit's reviews newest first, page by page, until the cursor."""
 
     type = "trustpilot"
     settings_model = TrustpilotSettings
-    cursor_model = ReviewCursor
     channel = "trustpilot"
+    api_url = API_URL
+    review_model = _Review
 
-    def __init__(self, settings: TrustpilotSettings) -> None:
-        super().__init__(settings)
-        self.client = VendorClient(self.name, settings.api_url or API_URL, headers={"apikey": settings.api_key.get_secret_value()})
-        self.token = self._bearer(settings)
-        self.reviews_path = f"/v1/private/business-units/{quote(settings.business_unit_id, safe='')}/reviews"
+    def headers(self, settings: TrustpilotSettings) -> dict[str, str]:
+        """Every call carries the API key."""
+        return {"apikey": settings.api_key.get_secret_value()}
 
-    async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
-        """Pages of reviews created since the cursor; the cursor comes last, once every page is stored."""
-        walk = NewestFirst(cursor, self.settings.first_poll_hours)
-        guard = PageGuard(f"{self.name}: reviews")
-        number = 1
-        while True:
-            guard.next(str(number))
-            params = {"perPage": PER_PAGE, "page": number, "orderBy": "createdat.desc"}
-            response = await self.token.request(self.client, "GET", self.reviews_path, params=params)
-            page = page_of(_ReviewsPage, response.data, f"{self.name}: reviews")
-            items = [self._item(r) for r in each_valid(_Review, page.reviews, self.name) if walk.is_new(aware(r.createdAt), r.id)]
-            yield Page(items)
-            # Fewer than asked for is the last page (tap-trustpilot stops the same way).
-            if walk.done or len(page.reviews) < PER_PAGE:
-                break
-            number += 1
-        yield Page([], walk.cursor())
+    def authenticate(self, settings: TrustpilotSettings) -> BearerToken:
+        """A configured token, or the password grant renewing the 100-hour tokens."""
+        if settings.api_secret is None or settings.username is None or settings.password is None:
+            return BearerToken(settings.access_token)
+        credentials = {"Authorization": basic(settings.api_key.get_secret_value(), settings.api_secret)}
+        form = {"grant_type": "password", "username": settings.username, "password": settings.password.get_secret_value()}
 
-    def _item(self, review: _Review) -> RawItem:
+        async def password_grant() -> tuple[str, float]:
+            try:
+                response = await self.client.request("POST", TOKEN_PATH, data=form, headers=credentials)
+            except PermanentError as exc:
+                raise AuthError(f"Trustpilot password grant refused: {exc}") from exc
+            return token_from(response, "Trustpilot's token endpoint")
+
+        return BearerToken(renew=password_grant)
+
+    @property
+    def reviews_path(self) -> str:
+        """The business unit's private review listing."""
+        return f"/v1/private/business-units/{quote(self.settings.business_unit_id, safe='')}/reviews"
+
+    def first_request(self) -> Request:
+        """Page 1, newest first."""
+        return self.reviews_path, {"perPage": PER_PAGE, "page": 1, "orderBy": "createdat.desc"}
+
+    def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
+        """Page numbers; fewer reviews than asked for is the last page (tap-trustpilot stops the same way)."""
+        reviews = page_of(_ReviewsPage, data, f"{self.name}: reviews").reviews
+        path, params = request
+        return reviews, None if len(reviews) < PER_PAGE else (path, {**(params or {}), "page": (params or {})["page"] + 1})
+
+    def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
+        if not walk.is_new(aware(review.createdAt), review.id):
+            return None
         handle, name = reviewer(review.consumer.displayName, review.id)
         reply_to: dict[str, Any] = {"review_id": review.id, "language": review.language}
         answered_at = None
         if (reply := review.companyReply) is not None:
             # Answered outside cx-inbox before we saw it: its clock is stopped, and the note kept because our reply would replace it.
             reply_to["existing_reply"] = reply.text
-            answered_at = aware(reply.createdAt) if reply.createdAt else datetime.now(UTC)  # undated: answered by now at the latest
+            answered_at = aware(reply.createdAt) if reply.createdAt else self.clock()  # undated: answered by now at the latest
         return RawItem(
             external_id=review.id,
             text=join_text(review.title, review.text),
@@ -144,48 +140,22 @@ class TrustpilotConnector(Connector[TrustpilotSettings, ReviewCursor]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Post the company reply, signed by the configured business user (201, no body)."""
-        review_id = self._review_id(target)
         body = {"authorBusinessUserId": self.settings.business_user_id, "message": text}
-        await self.token.request(self.client, "POST", f"/v1/private/reviews/{quote(review_id, safe='')}/reply", json_body=body)
-        return SentReply(None, f"https://www.trustpilot.com/reviews/{review_id}")
+        await self.call("POST", f"/v1/private/reviews/{self.review_id(target)}/reply", json_body=body)
+        return SentReply(None, self.reply_url(target))
 
-    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
-        """The review's company reply, when it already says `text`."""
-        review_id = self._review_id(target)
-        response = await self.token.request(self.client, "GET", f"/v1/private/reviews/{quote(review_id, safe='')}")
-        review = page_of(_Review, response.data, f"{self.name}: review")
-        if review.companyReply is not None and same_text(review.companyReply.text, text):
-            return SentReply(None, f"https://www.trustpilot.com/reviews/{review_id}")
-        return None
+    async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
+        """The review's company reply."""
+        review = await self.parsed(_Review, "GET", f"/v1/private/reviews/{self.review_id(target)}", "review")
+        return (review.companyReply.text, None) if review.companyReply is not None else None
+
+    def reply_url(self, target: ReplyTarget) -> str | None:
+        """The review's public page."""
+        return f"https://www.trustpilot.com/reviews/{self.review_id(target)}"
 
     async def check(self) -> str:
         """List one private review: proves the API key, the business user's token and the business unit."""
         params = {"perPage": 1, "page": 1, "orderBy": "createdat.desc"}
-        response = await self.token.request(self.client, "GET", self.reviews_path, params=params)
-        page = page_of(_ReviewsPage, response.data, f"{self.name}: reviews")
+        page = await self.parsed(_ReviewsPage, "GET", self.reviews_path, "reviews", params=params)
         shown = next((r.businessUnit.displayName for r in each_valid(_Review, page.reviews, self.name) if r.businessUnit), None)
         return f"Trustpilot business unit {shown or self.settings.business_unit_id}: token accepted"
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.client.close()
-
-    def _bearer(self, settings: TrustpilotSettings) -> BearerToken:
-        if settings.api_secret is None or settings.username is None or settings.password is None:
-            return BearerToken(settings.access_token)
-        pair = f"{settings.api_key.get_secret_value()}:{settings.api_secret.get_secret_value()}"
-        basic = "Basic " + base64.b64encode(pair.encode()).decode()
-        form = {"grant_type": "password", "username": settings.username, "password": settings.password.get_secret_value()}
-
-        async def password_grant() -> tuple[str, float]:
-            try:
-                response = await self.client.request("POST", TOKEN_PATH, data=form, headers={"Authorization": basic})
-            except PermanentError as exc:
-                raise AuthError(f"Trustpilot password grant refused: {exc}") from exc
-            return token_from(response, "Trustpilot's token endpoint")
-
-        return BearerToken(renew=password_grant)
-
-    @staticmethod
-    def _review_id(target: ReplyTarget) -> str:
-        return str(target.reply_to.get("review_id") or target.thread_id)

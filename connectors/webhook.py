@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from inbox import safejson
 from inbox.connector import (
     AuthError,
+    Clock,
     Connector,
     ConnectorSettings,
     Page,
@@ -24,8 +25,9 @@ from inbox.connector import (
     Secret,
     SentReply,
     TransientError,
+    wall_clock,
 )
-from inbox.http import close_session, open_session
+from inbox.connectors.kit.http import close_session, open_session
 from inbox.ingest import Skipped
 from inbox.itemformat import parse_item
 
@@ -78,8 +80,8 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
     cursor_model = WebhookCursor
     pushes = True
 
-    def __init__(self, settings: WebhookSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: WebhookSettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
         self.channel = settings.channel
         self.max_reply_chars = settings.max_reply_chars
         self._session: aiohttp.ClientSession | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
@@ -17,18 +18,24 @@ from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
 from inbox.connector import (
+    CHANNELS,
     AuthError,
+    Clock,
     Connector,
     ConnectorSettings,
     Kind,
     Page,
     PermanentError,
+    RateBudget,
     RawItem,
     ReplyTarget,
     SentReply,
     TransientError,
+    wall_clock,
 )
-from inbox.http import DEFAULT_TIMEOUT, PageGuard, RateBudget, close_session, error_for, open_session
+from inbox.connectors.kit.http import DEFAULT_TIMEOUT, HeaderBudget, close_session, error_for, open_session
+from inbox.connectors.kit.paging import PageGuard
+from inbox.connectors.kit.text import same_reply
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +54,6 @@ logging.getLogger("tweepy.asynchronous.client").addFilter(_no_request_dumps)
 logging.getLogger("oauthlib.oauth1.rfc5849").addFilter(_no_debug)
 
 API_URL = "https://api.twitter.com"
-DM_MAX_CHARS = 10_000
 # tweepy builds every URL on this host; the transport middleware moves requests to `api_url`.
 TWEEPY_HOST = URL(API_URL)
 
@@ -61,7 +67,6 @@ DM_EXPANSIONS = ["sender_id"]
 _LIGHT_RANGES = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), (0x2032, 0x2037))
 _WEIGHTLESS = {0x200D, 0xFE0E, 0xFE0F} | set(range(0x1F3FB, 0x1F400))  # joiners, variation selectors, skin tones
 _URL = re.compile(r"https?://\S+")
-_LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")
 _ID_SEGMENT = re.compile(r"(?<=.)/\d[\d-]*(?=/|$)")  # not the leading /2 version
 # The endpoints a poll reads (keys of XTransport.budgets): their windows pace polls, the reply endpoints' do not.
 POLL_ENDPOINTS = ("GET /2/users/:id/mentions", "GET /2/dm_events")
@@ -115,8 +120,8 @@ class XConnector(Connector[XSettings, XCursor]):
     cursor_model = XCursor
     channel = "x"
 
-    def __init__(self, settings: XSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: XSettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
         self.max_reply_chars = settings.max_reply_chars
         self._own_id = settings.user_id
         self._transport = XTransport(self.name, settings.api_url or API_URL)
@@ -136,7 +141,7 @@ class XConnector(Connector[XSettings, XCursor]):
     async def fetch(self, cursor: XCursor | None) -> AsyncIterator[Page[XCursor]]:
         """Yield new mentions, then new DMs; each stream's cursor rides on its last page only (X pages newest first)."""
         start = cursor or XCursor(
-            start_time=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=self.settings.first_poll_hours)
+            start_time=self.clock().replace(microsecond=0) - timedelta(hours=self.settings.first_poll_hours)
         )
         own_id = await self._user_id()
         state = start.model_copy()
@@ -148,7 +153,7 @@ class XConnector(Connector[XSettings, XCursor]):
 
     def reply_limit(self, kind: Kind) -> int | None:
         """Posts take 280 (weighted) characters; DMs take 10,000."""
-        return DM_MAX_CHARS if kind == Kind.DM else self.max_reply_chars
+        return CHANNELS["x"].limit(kind) if kind == Kind.DM else self.max_reply_chars
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """A DM answers a DM; anything else gets a reply post under the customer's post."""
@@ -188,7 +193,7 @@ class XConnector(Connector[XSettings, XCursor]):
                 if (
                     isinstance(tweet, dict)
                     and any(r.get("type") == "replied_to" and r.get("id") == target.external_id for r in _references(tweet))
-                    and _same_text(tweet.get("text"), text)
+                    and same_reply(tweet.get("text"), text)
                 ):
                     tweet_id = str(tweet.get("id"))
                     return SentReply(tweet_id, _status_url(None, tweet_id))
@@ -367,7 +372,7 @@ class XConnector(Connector[XSettings, XCursor]):
                     continue
                 if int(event_id) <= int(target.external_id):
                     return None  # older than the DM we answer: our reply cannot be further back
-                if event.get("sender_id") == own_id and _same_text(event.get("text"), text):
+                if event.get("sender_id") == own_id and same_reply(event.get("text"), text):
                     return SentReply(event_id, f"https://x.com/messages/{conversation}")
             token = guard.next(_next_token(body))
             if token is None:
@@ -422,20 +427,20 @@ class XTransport:
         self.name = name
         self.base = URL(api_url.rstrip("/"))
         # X limits each endpoint separately (x-rate-limit-* per endpoint), so one budget each.
-        self.budgets: dict[str, RateBudget] = {}
+        self.budgets: dict[str, HeaderBudget] = {}
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Check the endpoint's budget, redirect, send; raise the connector error for a non-2xx answer."""
         what = f"{self.name}: {request.method} {request.url.path}"
         # X limits each endpoint, not each id: /2/dm_conversations/:id/messages shares one window.
-        budget = self.budgets.setdefault(f"{request.method} {_ID_SEGMENT.sub('/:id', request.url.path)}", RateBudget())
-        budget.check()
+        budget = self.budgets.setdefault(f"{request.method} {_ID_SEGMENT.sub('/:id', request.url.path)}", HeaderBudget())
+        budget.check(time.time())
         self._redirect(request)
         response = await handler(request)
         # The budget learns from answers that got through; a 429 carries its reset to the core
         # with the error, and the core schedules the retry for then.
         if response.status != 429:
-            budget.update(response.headers)
+            budget.update(response.headers, time.time())
         if 200 <= response.status < 300:
             return response
         body = await response.text(errors="replace")
@@ -555,16 +560,6 @@ def _dm_conversation(target: ReplyTarget) -> str:
     if not isinstance(conversation, str) or not conversation:
         raise PermanentError(f"DM {target.external_id} has no dm_conversation_id to answer in")
     return conversation
-
-
-def _same_text(posted: Any, sent: str) -> bool:
-    return isinstance(posted, str) and _comparable(posted) == _comparable(sent)
-
-
-def _comparable(text: str) -> str:
-    # X prefixes a reply with the @handles it answers, wraps links in t.co and escapes &<>.
-    text = _LEADING_MENTIONS.sub("", html.unescape(text).strip())
-    return " ".join(_URL.sub("<link>", text).split())
 
 
 def _describe_id(entry: Any) -> str:

@@ -184,7 +184,7 @@ def triage(
     rating: Annotated[int | None, typer.Option(min=1, max=5, help="Star rating, for reviews.")] = None,
 ) -> None:
     """Print language, sentiment, intent, priority and the suggested reply as JSON (one object per line with -)."""
-    from inbox.connectors.jsonl import CHANNEL_LIMITS
+    from inbox.connector import reply_limit
     from inbox.templates import ReplyTemplates, reply_variables
     from inbox.triage import Triager, load_rules
 
@@ -202,7 +202,7 @@ def triage(
             customer_name=None, channel=channel, kind="review" if rating else "mention", text=line,
             agent_name=settings.triage.agent_name, brand=settings.triage.brand,
         )
-        suggestion = templates.render(result.intent, result.language, variables, CHANNEL_LIMITS.get(channel or ""))
+        suggestion = templates.render(result.intent, result.language, variables, reply_limit(channel))
         return {
             "language": result.language,
             "sentiment": result.sentiment,

@@ -5,17 +5,21 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import AsyncIterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
-
-from typing import Annotated
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
-if TYPE_CHECKING:
-    from inbox.http import RateBudget
+# What a connector reads the time from: injected, so tests can move it.
+Clock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    """The real time, in UTC: every connector's clock unless one is injected."""
+    return datetime.now(UTC)
 
 
 class Kind(StrEnum):
@@ -56,6 +60,64 @@ class AuthError(ConnectorError):
 
 class PermanentError(ConnectorError):
     """The request can never succeed as it is (bad input, refused reply, unknown item)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """What the inbox knows of a channel whatever connector feeds it: its name for people, reply limits, kinds."""
+
+    name: str
+    display: str
+    kinds: frozenset[Kind]
+    reply_limit: int | None = None  # characters (Google reviews: UTF-8 bytes); None: the platform sets none
+    kind_limits: Mapping[Kind, int] = field(default_factory=dict)  # where a kind allows another length (X DMs)
+    # How long after the customer wrote a reply is still accepted; None: no such window on today's channels.
+    reply_window: timedelta | None = None
+
+    def limit(self, kind: Kind | None = None) -> int | None:
+        """The longest reply the platform takes for this kind of item."""
+        return self.kind_limits.get(kind, self.reply_limit) if kind is not None else self.reply_limit
+
+
+_SOCIAL = frozenset({Kind.MENTION, Kind.DM})
+# The channel registry: one entry per platform. `jsonl` and `webhook` items stand for one of these (their `channel`).
+CHANNELS: dict[str, Channel] = {
+    c.name: c
+    for c in (
+        Channel("x", "X", _SOCIAL, 280, {Kind.DM: 10_000}),
+        Channel("mastodon", "Mastodon", _SOCIAL, 500),
+        Channel("reddit", "Reddit", _SOCIAL | {Kind.COMMENT}, 10_000),
+        Channel("google_reviews", "Google", frozenset({Kind.REVIEW}), 4096),
+        Channel("trustpilot", "Trustpilot", frozenset({Kind.REVIEW})),
+        Channel("app_store", "the App Store", frozenset({Kind.REVIEW}), 5970),
+        Channel("google_play", "Google Play", frozenset({Kind.REVIEW}), 350),
+    )
+}
+
+
+def display_name(channel: str | None) -> str | None:
+    """The channel's name for people ("the App Store"); an unknown channel keeps its own name."""
+    known = CHANNELS.get(channel or "")
+    return known.display if known else channel
+
+
+def reply_limit(channel: str | None, kind: Kind | None = None) -> int | None:
+    """The longest reply a channel takes (for this kind of item), or None when unknown or unlimited."""
+    known = CHANNELS.get(channel or "")
+    return known.limit(kind) if known else None
+
+
+@dataclass(slots=True)
+class RateBudget:
+    """Requests left in the vendor's window and when it resets (epoch seconds), as the vendor announced them."""
+
+    remaining: float | None = None
+    reset_at: float | None = None
+
+    def check(self, now: float) -> None:
+        """Raise RateLimited (with the wait) when the window is spent, instead of asking for a 429."""
+        if self.remaining is not None and self.remaining <= 0 and self.reset_at and self.reset_at > now:
+            raise RateLimited("rate budget spent until the vendor's reset", self.reset_at - now)
 
 
 # Shared secrets (webhook secrets, Meta app secrets and verify tokens) shorter than this are refused.
@@ -173,9 +235,10 @@ class Connector(abc.ABC, Generic[S, C]):
     channel: str = ""
     max_reply_chars: int | None = None
 
-    def __init__(self, settings: S) -> None:
+    def __init__(self, settings: S, *, clock: Clock = wall_clock) -> None:
         self.settings = settings
         self.name = settings.name
+        self.clock = clock
 
     @property
     def streaming(self) -> bool:
@@ -207,10 +270,12 @@ class Connector(abc.ABC, Generic[S, C]):
         """Try the credentials with one cheap call; return a short description of the account."""
 
     def poll_budgets(self) -> list[RateBudget]:
-        """The vendor's rate budgets that polls spend, so the poller can pace polls by them; by default each VendorClient's."""
-        from inbox.http import VendorClient  # inbox.http imports this module
+        """The vendor's rate budgets that polls spend, so the poller can pace polls by them; by default each HTTP client's.
 
-        return [value.budget for value in vars(self).values() if isinstance(value, VendorClient)]
+        A client is any attribute with a `budget` (the kit's VendorClient); an authentication client that polls
+        never use is no different: its budget stays unread and paces nothing.
+        """
+        return [budget for value in vars(self).values() if isinstance(budget := getattr(value, "budget", None), RateBudget)]
 
     async def close(self) -> None:
         """Release network resources."""

@@ -19,7 +19,7 @@ from inbox.outbox import Notice
 from inbox.render import clock_text, print_queue
 from inbox.service import Inbox
 from inbox.sla import duration_text
-from inbox.templates import CHANNEL_NAMES
+from inbox.connector import display_name
 from inbox.views import open_queue, thread_view
 
 
@@ -142,7 +142,7 @@ async def _demo(out: Console, folder: Path) -> None:
         again = await inbox.actions.reply(top.thread_id, top.suggestion, "bob")
         replied = await thread_view(inbox.engine, inbox.policies, top.thread_id, utcnow())
         assert replied is not None
-        where = CHANNEL_NAMES.get(top.channel, top.channel)
+        where = display_name(top.channel)
         out.print(Text(f"Reply {outcome.status} on {where} to @{top.author_handle}:"), Text(top.suggestion, style="italic"))
         out.print(Text("SLA for this conversation: ").append(clock_text(replied)))
         out.print(f"A second click by another agent: {again.status} (nothing sent twice).")

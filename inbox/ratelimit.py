@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from inbox.http import RateBudget
+from inbox.connector import RateBudget
 from inbox.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -38,6 +38,7 @@ from pathlib import Path
 from jinja2 import ChainableUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from inbox.connector import display_name
 from inbox.triage import shipped_config
 
 __all__ = ["ReplyTemplateError", "ReplyTemplates", "Suggestion", "find_order_number"]
@@ -209,15 +210,6 @@ _HASH_NUMBER = re.compile(r"(?<![\w#&])#(?P<ref>(?:[A-Z]{1,4}-?)?\d{4,})\b", re.
 _CODE = re.compile(r"(?<![\w-])(?P<ref>[A-Z]{2,4}-\d{4,})\b")
 
 
-CHANNEL_NAMES = {
-    "x": "X",
-    "mastodon": "Mastodon",
-    "reddit": "Reddit",
-    "google_reviews": "Google",
-    "trustpilot": "Trustpilot",
-    "app_store": "the App Store",
-    "google_play": "Google Play",
-}
 
 
 def reply_variables(
@@ -226,7 +218,7 @@ def reply_variables(
     """The variables every reply template gets, built the same way wherever a suggestion is made."""
     return {
         "customer_name": customer_name,
-        "channel": CHANNEL_NAMES.get(channel or "", channel),
+        "channel": display_name(channel),
         "kind": kind,
         "agent_name": agent_name,
         "brand": brand,

@@ -19,9 +19,9 @@ from inbox.models import Cursor, Event, EventKind, Item, SlaStage, Status, Threa
 from inbox.service import Inbox
 from inbox.sweep import SlaSweep
 from tests.conftest import STORES, FakeClock, make_settings, pg_database
-from tests.connectors.fakes.reviews import OWN_NAME
-from tests.connectors.fakes.trustpilot import ACCESS_TOKEN, API_KEY, BUSINESS_UNIT_ID, BUSINESS_USER_ID, TrustpilotFake
-from tests.connectors.fakes.x import TWEEPY_DEV, XFake
+from inbox.fakes.reviews import OWN_NAME
+from inbox.fakes.trustpilot import ACCESS_TOKEN, API_KEY, BUSINESS_UNIT_ID, BUSINESS_USER_ID, TrustpilotFake
+from inbox.fakes.x import TWEEPY_DEV, XFake
 from tests.connectors.test_x import config as x_config
 from tests.test_run_e2e import ROOT, _env, toml_table
 

@@ -35,7 +35,7 @@ from inbox.db import create_engine
 from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
 from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
 from tests.conftest import STORES, pg_database
-from tests.connectors.fakes.x import LIMITS, Window, XFake
+from inbox.fakes.x import LIMITS, Window, XFake
 from tests.connectors.test_x import config as x_config
 from inbox.fakes import slack_payloads as payloads
 from inbox.fakes.slack import TOKEN, FakeSlack

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from inbox.db import create_engine
 from inbox.models import Item
-from tests.connectors.fakes.google_reviews import GoogleReviewsFake
+from inbox.fakes.google_reviews import GoogleReviewsFake
 from inbox.fakes.mastodon import MastodonFake
-from tests.connectors.fakes.x import XFake
+from inbox.fakes.x import XFake
 from tests.connectors.test_google_reviews import connector_config as google_config
 from tests.connectors.test_mastodon import connector_config as mastodon_config
 from tests.connectors.test_x import config as x_config

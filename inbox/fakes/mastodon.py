@@ -1,6 +1,6 @@
 """A local Mastodon instance: notifications with types[]/min_id/max_id/since_id and Link paging, statuses, context, streaming.
 
-Shapes follow docs.joinmastodon.org and the Mastodon.py cassettes in /work/shared/fixtures/mastodon/
+Shapes follow docs.joinmastodon.org and the Mastodon.py cassettes in inbox/fakes/data/mastodon/
 (recorded against a real Mastodon server); the trimmed entities below name the file they come from.
 """
 

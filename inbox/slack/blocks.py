@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inbox.display import shown_name
-from inbox.templates import CHANNEL_NAMES
+from inbox.connector import display_name
 from inbox.models import Status
 from inbox.render import stars
 from inbox.sla import ClockKind, SlaState, clock_label, duration_text
@@ -46,7 +46,7 @@ class Outcome:
 
 def channel_name(channel: str) -> str:
     """'X', 'Google', or the channel key itself."""
-    return CHANNEL_NAMES.get(channel, channel)
+    return display_name(channel) or channel
 
 
 def button_value(view: ThreadView) -> str:

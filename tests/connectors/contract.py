@@ -1,7 +1,10 @@
 """The contract every connector passes, against a local fake of its vendor over real HTTP.
 
-A vendor's test module subclasses `ConnectorContract` and provides two fixtures:
-`fake` (a started `VendorFake`) and `connector_config` (the `[[connectors]]` table pointing at it).
+Two layers: `ConnectorLevel` talks to the connector alone (no store: fetch from a cursor, paging, own posts,
+reply, the three error kinds, rate limits) and runs once per connector; `ConnectorContract` adds the scenarios
+through the store (poller, ingest, actions), once per store. A vendor's test module subclasses
+`ConnectorContract` and provides two fixtures: `fake` (a started `VendorFake`) and `connector_config` (the
+`[[connectors]]` table pointing at it).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any, ClassVar
 import pytest
 import sqlalchemy as sa
 
-from inbox.connector import AuthError
+from inbox import connectors as registry
+from inbox.connector import AuthError, PermanentError, RateLimited, RawItem, ReplyTarget, TransientError
 from inbox.fakes.vendor import Fault, VendorFake
 from inbox.ingest import load_cursor
 from inbox.models import ConnectorHealth, Item, Reply, ReplyStatus, Thread
@@ -31,8 +35,13 @@ async def fetch_all(connector: Any, cursor: Any = None) -> tuple[list[Any], Any]
     return items, last
 
 
-class ConnectorContract:
-    """The shared scenarios; subclass and provide `fake` and `connector_config` fixtures."""
+def target_of(item: RawItem) -> ReplyTarget:
+    """The reply target the core would build from a fetched item."""
+    return ReplyTarget(item.external_id, item.thread_id or item.external_id, item.kind, item.author_handle, item.reply_to)
+
+
+class ConnectorLevel:
+    """The connector alone against its fake, no store: what it fetches, sends and raises."""
 
     name: ClassVar[str] = "vendor"
 
@@ -40,6 +49,80 @@ class ConnectorContract:
     def _vendor_time_is_the_test_clock(self, fake: VendorFake, clock: Any) -> None:
         # Posts are dated by the fake from `fake.now`; the inbox reads the same injected clock.
         fake.now = clock.now
+
+    @pytest.fixture
+    async def connector(self, connector_config: dict[str, Any], clock: Any) -> Any:
+        settings = registry.settings_model_for(connector_config["type"])
+        assert settings is not None
+        connector = registry.connector_class(connector_config["type"])(settings.model_validate(connector_config), clock=clock)
+        yield connector
+        await connector.close()
+
+    async def fetched(self, fake: Any, connector: Any, cursor: Any = None) -> tuple[list[RawItem], Any]:
+        """Everything one fetch yields (the fake publishes what the test added first: a file is written)."""
+        getattr(fake, "flush", lambda: None)()
+        return await fetch_all(connector, cursor)
+
+    async def test_level_a_fetch_from_the_cursor_yields_only_what_is_new(self, fake, connector):
+        first = [fake.add_customer_post(f"where is my order {n}?", author=f"cust{n}", minutes_ago=10 - n) for n in range(2)]
+        items, cursor = await self.fetched(fake, connector)
+        assert set(first) <= {i.external_id for i in items} and cursor is not None
+        later = fake.add_customer_post("and now?", author="late", minutes_ago=0.5)
+        again, _ = await self.fetched(fake, connector, cursor)
+        assert [i.external_id for i in again] == [later]
+
+    async def test_level_pages_end_with_a_safe_cursor(self, fake, connector):
+        ids = [fake.add_customer_post(f"burst {n}", author=f"u{n}", minutes_ago=30 - n / 10) for n in range(fake.page_size * 2 + 3)]
+        getattr(fake, "flush", lambda: None)()
+        pages = [page async for page in connector.fetch(None)]
+        # A cursor comes after the last page with items: resuming from it skips nothing.
+        with_items = [n for n, page in enumerate(pages) if page.items]
+        with_cursor = [n for n, page in enumerate(pages) if page.cursor is not None]
+        assert len(with_items) > 1 and with_cursor and with_cursor[-1] >= with_items[-1]
+        assert sorted({i.external_id for page in pages for i in page.items}) == sorted(ids)
+
+    async def test_level_own_posts_and_reposts_are_marked(self, fake, connector):
+        ignored = set(fake.add_brand_post("Our winter sale starts today!"))
+        items, _ = await self.fetched(fake, connector)
+        own = connector.settings.own_handles
+        # Marked by the connector (from_brand, is_repost) or left out; review sites show the brand by name (own_handles).
+        assert all(i.from_brand or i.is_repost or i.author_handle in own for i in items if i.external_id in ignored)
+
+    async def test_level_reply_lands_and_is_found_again(self, fake, connector):
+        target = fake.add_customer_post("do you ship to Ireland?", author="sean")
+        items, _ = await self.fetched(fake, connector)
+        item = next(i for i in items if i.external_id == target)
+        await connector.reply(target_of(item), "Yes we do!")
+        assert [(r.target, r.text) for r in fake.replies] == [(target, "Yes we do!")]
+        other = fake.add_customer_post("and to Romania?", author="ioana")
+        items, _ = await self.fetched(fake, connector)
+        fake.add_existing_reply(other, "Yes, there too.")
+        assert await connector.find_reply(target_of(next(i for i in items if i.external_id == other)), "Yes, there too.") is not None
+
+    async def test_level_the_three_error_kinds_and_rate_limits(self, fake, connector):
+        fake.add_customer_post("hello", author="a")
+        fake.faults.append(Fault(503, {}, "<html>Service Unavailable</html>"))
+        with pytest.raises(TransientError) as failed:
+            await fetch_all(connector)
+        assert not isinstance(failed.value, RateLimited)
+        fake.faults.append(fake.fault_rate_limited(reset_in=120))
+        with pytest.raises(RateLimited) as limited:
+            await fetch_all(connector)
+        # With the vendor's reset (a rolling window, e.g. Apple's, has none): the wait until then.
+        assert limited.value.retry_after is None or 110 <= limited.value.retry_after <= 130
+        fake.malformed = 1
+        with pytest.raises(PermanentError, match="(?i)malformed"):
+            await fetch_all(connector)
+        fake.wrong_shape = 1
+        with pytest.raises(PermanentError):
+            await fetch_all(connector)
+        fake.faults.append(fake.fault_unauthorized())  # last: some fakes revoke the credentials for good
+        with pytest.raises(AuthError):
+            await fetch_all(connector)
+
+
+class ConnectorContract(ConnectorLevel):
+    """The shared scenarios through the store; subclass and provide `fake` and `connector_config` fixtures."""
 
     @pytest.fixture
     async def inbox(self, inbox_factory: Callable[..., Any], connector_config: dict[str, Any]) -> Any:

@@ -18,12 +18,13 @@ from inbox.connectors.app_store import AppStoreConnector, AppStoreSettings
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
-from tests.connectors.fakes.app_store import APP_ID, ISSUER_ID, KEY_ID, AppStoreFake
-from tests.connectors.fakes.reviews import OWN_NAME, build  # noqa: F401 - build is a fixture
+from inbox.fakes.app_store import APP_ID, ISSUER_ID, KEY_ID, AppStoreFake
+from inbox.fakes.reviews import OWN_NAME
+from tests.connectors.helpers import build  # noqa: F401 - build is a fixture
 
 NAME = "acme-ios"
 
-# /work/shared/fixtures/app_store_connect/GET_v1_appStoreVersions_id_customerReviews.json: VERBATIM Apple's documented
+# inbox/fakes/data/app_store/GET_v1_appStoreVersions_id_customerReviews.json: VERBATIM Apple's documented
 # example; only links.next is dropped, since it points at the appStoreVersions listing this fake does not serve.
 APPLE_EXAMPLE: dict[str, Any] = {
     "data": [

@@ -16,20 +16,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inbox.actions import ActionError
 from inbox.connector import AuthError
-from inbox.connectors._reviews import ReviewCursor
+from inbox.connectors.kit.reviews import ReviewCursor
 from inbox.connectors.google_play import GooglePlayConnector, GooglePlaySettings
 from inbox.models import SlaStage, Thread
 from inbox.sla import ClockKind
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
-from tests.connectors.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SERVICE_ACCOUNT
-from tests.connectors.fakes.google_play import PACKAGE, GooglePlayFake
-from tests.connectors.fakes.reviews import OWN_NAME, build, items_of  # noqa: F401 - build is a fixture
+from inbox.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SERVICE_ACCOUNT
+from inbox.fakes.google_play import PACKAGE, GooglePlayFake
+from inbox.fakes.reviews import OWN_NAME
+from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 
 NAME = "acme-android"
 
-# /work/shared/fixtures/google_play/GET_reviews.documented_excerpt.json: the two reviews are VERBATIM the example of
+# inbox/fakes/data/google_play/GET_reviews.documented_excerpt.json: the two reviews are VERBATIM the example of
 # https://developers.google.com/android-publisher/reply-to-reviews (the developerComment entry is SHAPE-ONLY);
 # tokenPagination is dropped so the listing ends here.
 DOCUMENTED_PAGE: dict[str, Any] = {

@@ -18,37 +18,18 @@ from inbox.settings import ConfigError
 from inbox.sla import ClockKind
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
-from tests.connectors.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
-from tests.connectors.fakes.google_reviews import ACCOUNT_ID, LOCATION_ID, GoogleReviewsFake
-from tests.connectors.fakes.reviews import OWN_NAME, build, items_of  # noqa: F401 - build is a fixture
+from inbox.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
+from inbox.fakes.google_reviews import ACCOUNT_ID, LOCATION_ID, GoogleReviewsFake
+from inbox.fakes.data import payload
+from inbox.fakes.reviews import OWN_NAME
+from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 
 NAME = "acme-google"
 
-# /work/shared/fixtures/google_business_profile/GET_v4_accounts_locations_reviews.SHAPE.json (SHAPE-ONLY: field names
+# inbox/fakes/data/google_reviews/GET_v4_accounts_locations_reviews.SHAPE.json (SHAPE-ONLY: field names
 # from the v4 reference, values made up); nextPageToken dropped so the listing ends after this page.
 SHAPE_PAGE: dict[str, Any] = {
-    "reviews": [
-        {
-            "name": "accounts/SHAPE-ONLY-account/locations/SHAPE-ONLY-location/reviews/SHAPE-ONLY-review-1",
-            "reviewId": "SHAPE-ONLY-review-1",
-            "reviewer": {"profilePhotoUrl": "https://lh3.googleusercontent.com/a-/SHAPE-ONLY", "displayName": "Jane Customer", "isAnonymous": False},
-            "starRating": "TWO",
-            "comment": "Waited 40 minutes and nobody answered the phone.",
-            "createTime": "2014-10-02T15:01:23Z",
-            "updateTime": "2014-10-02T15:01:23Z",
-        },
-        {
-            "name": "accounts/SHAPE-ONLY-account/locations/SHAPE-ONLY-location/reviews/SHAPE-ONLY-review-2",
-            "reviewId": "SHAPE-ONLY-review-2",
-            "reviewer": {"displayName": "A Google user", "isAnonymous": True},
-            "starRating": "FIVE",
-            "createTime": "2014-10-02T15:01:23.045123456Z",
-            "updateTime": "2014-10-03T09:00:00Z",
-            "reviewReply": {"comment": "Thank you for visiting our business!", "updateTime": "2014-10-03T09:00:00Z"},
-        },
-    ],
-    "averageRating": 3.5,
-    "totalReviewCount": 2,
+    key: value for key, value in payload("google_reviews", "GET_v4_accounts_locations_reviews.SHAPE.json").items() if key != "nextPageToken"
 }
 
 

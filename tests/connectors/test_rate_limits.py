@@ -19,7 +19,7 @@ from inbox.poller import Poller
 from inbox.service import Inbox
 from inbox.workers import Leases
 from tests.conftest import FakeClock, Recorder
-from tests.connectors.fakes.x import XFake
+from inbox.fakes.x import XFake
 from tests.connectors.test_x import NAME, config
 from tests.test_server import get
 

@@ -14,7 +14,7 @@ from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, Transi
 from inbox.connectors.reddit import Mark, RedditConnector, RedditSettings
 from inbox.models import Item
 from tests.connectors.contract import ConnectorContract, fetch_all
-from tests.connectors.fakes.reddit import (
+from inbox.fakes.reddit import (
     CLIENT_ID,
     CLIENT_SECRET,
     PASSWORD,

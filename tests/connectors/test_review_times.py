@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from inbox.connectors import app_store, google_play, google_reviews, trustpilot
-from inbox.connectors._reviews import each_valid
+from inbox.connectors.kit.parse import each_valid
 
 FAR = "0001-01-01T00:00:00+01:00"  # no UTC time exists for it
 

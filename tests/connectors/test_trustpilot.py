@@ -16,8 +16,10 @@ from inbox.models import SlaStage, Thread
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
-from tests.connectors.fakes.reviews import OWN_NAME, build, items_of  # noqa: F401 - build is a fixture
-from tests.connectors.fakes.trustpilot import (
+from inbox.fakes.data import payload
+from inbox.fakes.reviews import OWN_NAME
+from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
+from inbox.fakes.trustpilot import (
     ACCESS_TOKEN,
     API_KEY,
     API_SECRET,
@@ -30,43 +32,9 @@ from tests.connectors.fakes.trustpilot import (
 
 NAME = "acme-trustpilot"
 
-# /work/shared/fixtures/trustpilot/GET_v1_private_business_units_id_reviews.SHAPE.json (SHAPE-ONLY: field set from
+# inbox/fakes/data/trustpilot/GET_v1_private_business_units_id_reviews.SHAPE.json (SHAPE-ONLY: field set from
 # tap-trustpilot's schema, values placeholders), verbatim.
-SHAPE_PAGE: dict[str, Any] = {
-    "links": [
-        {"href": "https://api.trustpilot.com/v1/private/business-units/507f191e810c19729de860ea/reviews?page=2&perPage=20", "method": "GET", "rel": "next-page"}
-    ],
-    "reviews": [
-        {
-            "links": [{"href": "https://api.trustpilot.com/v1/reviews/SHAPE-ONLY-review-1", "method": "GET", "rel": "reviews"}],
-            "id": "SHAPE-ONLY-review-1",
-            "consumer": {"id": "SHAPE-ONLY-consumer-1", "displayName": "John Doe", "displayLocation": "Frederiksberg, DK", "numberOfReviews": 1},
-            "businessUnit": {"id": "507f191e810c19729de860ea", "identifyingName": "trustpilot.com", "displayName": "Trustpilot"},
-            "location": None,
-            "stars": 1,
-            "title": "Parcel never arrived",
-            "text": "Ordered two weeks ago, still nothing and no answer from support.",
-            "language": "en",
-            "createdAt": "2013-09-07T13:37:00Z",
-            "updatedAt": None,
-            "referralEmail": "john.doe@example.com",
-            "referenceId": "ORDER-1234",
-            "source": "InvitationApi",
-            "companyReply": None,
-            "tags": [],
-            "findReviewer": {"isEligible": True, "requests": []},
-            "isVerified": True,
-            "numberOfLikes": 0,
-            "status": "active",
-            "reportData": None,
-            "complianceLabels": [],
-            "countsTowardsTrustScore": True,
-            "countsTowardsLocationTrustScore": None,
-            "invitation": {"businessUnitId": "507f191e810c19729de860ea"},
-            "businessUnitHistory": [],
-        }
-    ],
-}
+SHAPE_PAGE: dict[str, Any] = payload("trustpilot", "GET_v1_private_business_units_id_reviews.SHAPE.json")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from inbox.connectors.x import XConnector, XCursor, XSettings, weighted_length
 from inbox.ingest import load_cursor
 from inbox.models import Item, Thread
 from tests.connectors.contract import ConnectorContract
-from tests.connectors.fakes.x import (
+from inbox.fakes.x import (
     ACCESS_TOKEN,
     ACCESS_TOKEN_SECRET,
     BEARER_TOKEN,

@@ -18,10 +18,10 @@ from inbox.models import Cursor, Item, Thread
 from inbox.render import BackfillDisplay, print_backfill
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import Fault
-from tests.connectors.fakes.google import ACCESS_TOKEN
-from tests.connectors.fakes.google_play import PACKAGE, GooglePlayFake
+from inbox.fakes.google import ACCESS_TOKEN
+from inbox.fakes.google_play import PACKAGE, GooglePlayFake
 from inbox.fakes.mastodon import MastodonFake
-from tests.connectors.fakes.x import XFake
+from inbox.fakes.x import XFake
 from tests.connectors.test_mastodon import connector_config as mastodon_config
 from tests.connectors.test_x import NAME as X_NAME, config as x_config
 

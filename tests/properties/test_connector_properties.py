@@ -10,14 +10,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inbox.connectors._reviews import NewestFirst, each_valid
+from inbox.connectors.kit.parse import each_valid
+from inbox.connectors.kit.reviews import NewestFirst
 from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings, _Review
 from inbox.connectors.mastodon import MastodonConnector, MastodonSettings, _Me, _Skip
 from inbox.connectors.x import XConnector, XSettings
 from inbox.connector import PermanentError, RawItem
 from tests.conftest import FakeClock
 from inbox.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION
-from tests.connectors.fakes.x import DM_PEER, RECORDED_MENTIONS, TWITTER
+from inbox.fakes.x import DM_PEER, RECORDED_MENTIONS, TWITTER
 from tests.connectors.test_google_reviews import SHAPE_PAGE
 from tests.properties import json_values, odd_datetimes
 

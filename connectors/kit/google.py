@@ -1,0 +1,98 @@
+"""Google OAuth for the two Google connectors (`google_reviews`, `google_play`): credentials and token renewal."""
+
+from __future__ import annotations
+
+import json
+from typing import Self
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import BaseModel, SecretStr, ValidationError, model_validator
+
+from inbox.connector import AuthError, Clock, PermanentError
+from inbox.connectors.kit.auth import BearerToken, signed_jwt, token_from
+from inbox.connectors.kit.http import VendorClient
+from inbox.connectors.kit.reviews import ReviewSettings
+
+TOKEN_URL = "https://oauth2.googleapis.com/token"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ASSERTION_LIFETIME = 3600  # Google's maximum for a service account's assertion
+
+
+class ServiceAccountKey(BaseModel):
+    """The fields of a service account's JSON key file that the token exchange needs."""
+
+    client_email: str
+    private_key: str
+    private_key_id: str | None = None
+
+
+class GoogleSettings(ReviewSettings):
+    """Google OAuth2, one of: a fixed `access_token`; `client_id` + `client_secret` + `refresh_token`; `service_account_key`."""
+
+    access_token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    service_account_key: SecretStr | None = None  # the JSON key file's content
+    token_url: str = TOKEN_URL
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> Self:
+        refresh = (self.client_id, self.client_secret, self.refresh_token)
+        if any(refresh) and not all(refresh):
+            raise ValueError("client_id, client_secret and refresh_token go together (all three, to refresh the token)")
+        ways = [self.access_token is not None, all(refresh), self.service_account_key is not None]
+        if sum(ways) != 1:
+            raise ValueError("set one of: access_token; client_id, client_secret and refresh_token; service_account_key")
+        if self.service_account_key is not None:
+            service_account(self.service_account_key)
+        return self
+
+
+def service_account(value: SecretStr) -> ServiceAccountKey:
+    """The parsed key file; a ValueError says what is wrong with it (for the config check)."""
+    try:
+        key = ServiceAccountKey.model_validate(json.loads(value.get_secret_value()))
+        private = load_pem_private_key(key.private_key.encode(), password=None)
+    except (ValueError, TypeError, ValidationError) as exc:
+        raise ValueError("service_account_key must be the content of a service account's JSON key file") from exc
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise ValueError("service_account_key's private_key must be an RSA key")
+    return key
+
+
+def google_token(settings: GoogleSettings, client: VendorClient, scope: str, clock: Clock) -> BearerToken:
+    """The connector's bearer token: fixed, or renewed before each hourly expiry from a refresh token or service account."""
+    if settings.client_id and settings.client_secret and settings.refresh_token:
+        refresh = {
+            "grant_type": "refresh_token",
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret.get_secret_value(),
+            "refresh_token": settings.refresh_token.get_secret_value(),
+        }
+
+        async def refreshed() -> tuple[str, float]:
+            return await _grant(client, settings.token_url, refresh)
+
+        return BearerToken(renew=refreshed)
+    if settings.service_account_key is not None:
+        key = service_account(settings.service_account_key)
+
+        async def assertion() -> tuple[str, float]:
+            claims = {"iss": key.client_email, "scope": scope, "aud": settings.token_url}
+            headers = {"kid": key.private_key_id} if key.private_key_id else None
+            signed = signed_jwt(key.private_key, "RS256", claims, ASSERTION_LIFETIME, clock().timestamp(), headers)
+            return await _grant(client, settings.token_url, {"grant_type": JWT_BEARER, "assertion": signed})
+
+        return BearerToken(renew=assertion)
+    return BearerToken(settings.access_token)
+
+
+async def _grant(client: VendorClient, token_url: str, form: dict[str, str]) -> tuple[str, float]:
+    try:
+        response = await client.request("POST", token_url, data=form)
+    except PermanentError as exc:
+        # 400 invalid_grant: a revoked refresh token or a disabled service account; an admin must act.
+        raise AuthError(f"Google token refresh refused: {exc}") from exc
+    return token_from(response, "Google's token endpoint")

@@ -1,0 +1,31 @@
+"""Which conversation a post belongs to, remembered for the posts mapped and the replies sent."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+# Posts remembered with their thread, so a reply chain inside one burst costs no extra call.
+THREAD_CACHE = 10_000
+
+
+class ThreadCache(Generic[V]):
+    """A bounded map from a post's id to what is known of its thread; the least recently remembered go first."""
+
+    def __init__(self, size: int = THREAD_CACHE) -> None:
+        self.size = size
+        self._known: OrderedDict[str, V] = OrderedDict()
+
+    def __contains__(self, post_id: object) -> bool:
+        return post_id in self._known
+
+    def __getitem__(self, post_id: str) -> V:
+        return self._known[post_id]
+
+    def remember(self, post_id: str, known: V) -> None:
+        """Keep what is known of this post's thread."""
+        self._known[post_id] = known
+        self._known.move_to_end(post_id)
+        while len(self._known) > self.size:
+            self._known.popitem(last=False)

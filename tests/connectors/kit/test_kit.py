@@ -1,0 +1,88 @@
+"""The kit's small shared pieces: the reply comparer, the thread cache, tokens, parsing, the channel registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from inbox.connector import CHANNELS, AuthError, Kind, RateBudget, RateLimited, display_name, reply_limit
+from inbox.connectors.kit.auth import BearerToken
+from inbox.connectors.kit.http import HeaderBudget
+from inbox.connectors.kit.parse import Id, Timestamp, ZonedTimestamp, one_of
+from inbox.connectors.kit.text import same_reply
+from inbox.connectors.kit.threads import ThreadCache
+
+
+@pytest.mark.parametrize(
+    ("posted", "sent"),
+    [
+        ("@maria Thanks, it ships today", "Thanks, it ships today"),  # X and Mastodon address the reply
+        ("@ana@mastodon.social  Thanks,\n it ships today", "Thanks, it ships today"),  # re-wrapped, remote handle
+        ("Tracking: https://t.co/abc123 &amp; more", "Tracking: https://example.com/track/1 & more"),  # t.co, entities
+    ],
+)
+def test_a_reply_as_the_platform_shows_it_is_ours(posted: str, sent: str) -> None:
+    assert same_reply(posted, sent)
+
+
+@pytest.mark.parametrize(("posted", "sent"), [("Thanks, it ships tomorrow", "Thanks, it ships today"), (None, "x"), (42, "42")])
+def test_another_text_is_not_ours(posted: Any, sent: str) -> None:
+    assert not same_reply(posted, sent)
+
+
+def test_the_thread_cache_forgets_the_least_recently_remembered() -> None:
+    cache: ThreadCache[str] = ThreadCache(size=2)
+    cache.remember("a", "t1")
+    cache.remember("b", "t1")
+    cache.remember("a", "t1")  # remembered again: now the newest
+    cache.remember("c", "t2")
+    assert "b" not in cache and cache["a"] == "t1" and cache["c"] == "t2"
+
+
+async def test_a_token_is_renewed_a_minute_before_it_expires_and_after_a_refusal() -> None:
+    now = [0.0]
+    granted: list[str] = []
+
+    async def renew() -> tuple[str, float]:
+        granted.append(f"t{len(granted) + 1}")
+        return granted[-1], 3600
+
+    token = BearerToken(renew=renew, clock=lambda: now[0])
+    assert await token.value() == "t1"
+    now[0] = 3539
+    assert await token.value() == "t1"
+    now[0] = 3541
+    assert await token.value() == "t2"
+    assert await BearerToken(SecretStr("fixed")).value() == "fixed"
+    with pytest.raises(AuthError):
+        await BearerToken().value()
+
+
+def test_vendor_payload_types_refuse_what_a_vendor_should_not_send() -> None:
+    class Post(BaseModel):
+        id: Id
+        at: ZonedTimestamp
+        seen: Timestamp | None = None
+
+    assert one_of(Post, {"id": 7, "at": "2026-11-23T09:59:00.000Z"}) == Post(id="7", at="2026-11-23T09:59:00Z")
+    for bad in ({"id": True, "at": "2026-11-23T09:59:00Z"}, {"id": "1", "at": "2026-11-23T09:59:00"}, {"id": "1", "at": 5},
+                {"id": "1", "at": "0001-01-01T00:00:00+01:00"}):
+        assert isinstance(one_of(Post, bad), str)
+
+
+def test_budgets_read_vendor_headers_and_refuse_when_spent() -> None:
+    budget = HeaderBudget()
+    budget.update({"x-ratelimit-remaining": "0.0", "x-ratelimit-reset": "120"}, now=1000.0)
+    assert isinstance(budget, RateBudget) and (budget.remaining, budget.reset_at) == (0.0, 1120.0)
+    with pytest.raises(RateLimited) as limited:
+        budget.check(1000.0)
+    assert limited.value.retry_after == 120.0
+    budget.check(1121.0)  # past the reset: allowed
+
+
+def test_the_channel_registry_answers_for_every_channel() -> None:
+    assert display_name("app_store") == "the App Store" and display_name("shop") == "shop"
+    assert (reply_limit("x"), reply_limit("x", Kind.DM), reply_limit("trustpilot"), reply_limit("nowhere")) == (280, 10_000, None, None)
+    assert set(CHANNELS) == {"x", "mastodon", "reddit", "google_reviews", "trustpilot", "app_store", "google_play"}
