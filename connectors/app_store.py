@@ -99,10 +99,7 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
     """Polls the app's reviews newest first (JSON:API `links.next` paging) with a self-signed ES256 token."""
 
     type = "app_store"
-    settings_model = AppStoreSettings
-    channel = "app_store"
     api_url = API_URL
-    review_model = _Review
     listing = "customerReviews"
 
     def authenticate(self, settings: AppStoreSettings) -> BearerToken:

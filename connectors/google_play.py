@@ -88,11 +88,8 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
     """Polls the app's recent reviews newest first; each version of a review is an item in the review's thread."""
 
     type = "google_play"
-    settings_model = GooglePlaySettings
-    channel = "google_play"
     history_window = WINDOW
     api_url = API_URL
-    review_model = _Review
 
     def __init__(self, settings: GooglePlaySettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)

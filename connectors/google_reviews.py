@@ -59,10 +59,7 @@ class GoogleReviewsConnector(ReviewConnector[GoogleReviewsSettings, _Review]):
     """Polls a location's reviews newest-updated first; an edited review is a follow-up in the review's thread."""
 
     type = "google_reviews"
-    settings_model = GoogleReviewsSettings
-    channel = "google_reviews"
     api_url = API_URL
-    review_model = _Review
 
     def __init__(self, settings: GoogleReviewsSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)

@@ -112,9 +112,6 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
     """Polls the inbox and the watched subreddits with an OAuth2 password-grant token; replies with /api/comment."""
 
     type = "reddit"
-    settings_model = RedditSettings
-    cursor_model = RedditCursor
-    channel = "reddit"
 
     def __init__(self, settings: RedditSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)

@@ -74,10 +74,7 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
     """Polls the business unit's reviews newest first, page by page, until the cursor."""
 
     type = "trustpilot"
-    settings_model = TrustpilotSettings
-    channel = "trustpilot"
     api_url = API_URL
-    review_model = _Review
 
     def headers(self, settings: TrustpilotSettings) -> dict[str, str]:
         """Every call carries the API key."""

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import CHANNELS, Clock, Connector, ConnectorSettings, Page, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connector import CHANNELS, Clock, Connector, ConnectorSettings, Page, RawItem, ReplyTarget, SentReply, generic_arguments, wall_clock
 from inbox.connectors.kit.auth import BearerToken
 from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import PageGuard
@@ -98,10 +98,16 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
     `page`, `_item`, `reply` and `posted_reply`.
     """
 
-    cursor_model = ReviewCursor
     api_url: ClassVar[str]
-    review_model: ClassVar[type[BaseModel]]
+    review_model: ClassVar[type[BaseModel]]  # from the class's second type argument
     listing: ClassVar[str] = "reviews"  # the listing's name in messages
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A review site declares its review payload once, as `ReviewConnector[Settings, Review]`."""
+        super().__init_subclass__(**kwargs)
+        review = dict(enumerate(generic_arguments(cls, ReviewConnector))).get(1)
+        if isinstance(review, type):
+            cls.review_model = review
 
     def __init__(self, settings: RS, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
