@@ -44,12 +44,13 @@ def or_empty(model: type[M], entry: Any) -> M:
     return model() if isinstance(parsed, str) else parsed
 
 
-def valid(model: type[M], entry: Any, name: str, what: str) -> M | None:
+def valid(model: type[M], entry: Any, name: str, what: str, ident: Any = None) -> M | None:
     """The entry as `model`, or None after a log line naming the connector, the entry and what is wrong with it."""
     try:
         return model.model_validate(entry)
     except ValidationError as exc:
-        ident = (entry.get("id") or entry.get("reviewId")) if isinstance(entry, dict) else None
+        if ident is None and isinstance(entry, dict):
+            ident = entry.get("id") or entry.get("reviewId")
         named = repr(str(ident)[:40]) if ident is not None else "without an id"
         log.warning("%s: skipped %s %s: %s", name, what, named, problem(exc))
         return None
@@ -135,6 +136,13 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _epoch(value: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(_number(value), UTC)
+    except (OverflowError, OSError) as exc:
+        raise ValueError(f"time {value!r} is out of range") from exc
+
+
 def _list_or_empty(value: Any) -> Any:
     return value if isinstance(value, list) else []
 
@@ -160,6 +168,8 @@ OptionalId = Annotated[str | None, BeforeValidator(_id_or_none)]
 Digits = Annotated[str, BeforeValidator(_strict_text), BeforeValidator(_id_text), AfterValidator(_digits)]
 # A JSON number (Reddit's created_utc), never text or a boolean.
 Number = Annotated[float, BeforeValidator(_number)]
+# A time as epoch seconds (Reddit's created_utc), in UTC.
+EpochTime = Annotated[datetime, BeforeValidator(_epoch)]
 # A list that only decorates (expansions, references): anything else reads as empty.
 Entries = Annotated[list[Any], BeforeValidator(_list_or_empty)]
 # For an optional object that only decorates (paging metadata): anything but an object reads as absent.

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import CHANNELS, Clock, Connector, ConnectorSettings, Page, RawItem, ReplyTarget, SentReply, generic_arguments, wall_clock
+from inbox.connector import CHANNELS, Clock, Connector, ConnectorSettings, Kind, Page, RawItem, ReplyTarget, SentReply, generic_arguments, wall_clock
 from inbox.connectors.kit.auth import BearerToken
 from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import PageGuard
@@ -79,6 +79,41 @@ def reviewer(name: str | None, review_id: str, anonymous: bool = False) -> tuple
         # One shared "A Google user" customer would merge strangers' histories.
         return f"anonymous:{review_id}", name or None
     return name, name
+
+
+def review_item(
+    review_id: str,
+    text: str,
+    posted_at: datetime,
+    rating: int | None,
+    author: str | None,
+    *,
+    anonymous: bool = False,
+    version: str | None = None,
+    url: str | None = None,
+    details: dict[str, Any] | None = None,
+    existing_reply: str | None = None,
+    answered_at: datetime | None = None,
+) -> RawItem:
+    """A review (or a `version` of it, a follow-up in its thread) as an item; an owner reply already there is noted."""
+    handle, name = reviewer(author, review_id, anonymous)
+    reply_to = {"review_id": review_id, **(details or {})}
+    if existing_reply is not None:
+        # Answered outside cx-inbox before we saw it: kept with a note, because our reply would replace that one.
+        reply_to["existing_reply"] = existing_reply
+    return RawItem(
+        external_id=version or review_id,
+        text=text,
+        posted_at=posted_at,
+        kind=Kind.REVIEW,
+        author_handle=handle,
+        author_name=name,
+        thread_id=review_id,
+        url=url,
+        rating=rating,
+        reply_to=reply_to,
+        answered_at=answered_at,
+    )
 
 
 def with_token(request: Request, name: str, token: str | None) -> Request | None:
