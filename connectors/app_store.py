@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from inbox.connector import AuthError, Kind, PermanentError, RawItem, ReplyTarget, SentReply
+from inbox.connector import AuthError, PermanentError, RawItem, ReplyTarget, SentReply
 from inbox.connectors.kit.auth import BearerToken, signed_jwt
 from inbox.connectors.kit.parse import VendorTime, aware, page_of
-from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewSettings, join_text, reviewer
+from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewSettings, join_text, review_item
 
 API_URL = "https://api.appstoreconnect.apple.com"
 AUDIENCE = "appstoreconnect-v1"
@@ -99,10 +99,7 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
     """Polls the app's reviews newest first (JSON:API `links.next` paging) with a self-signed ES256 token."""
 
     type = "app_store"
-    settings_model = AppStoreSettings
-    channel = "app_store"
     api_url = API_URL
-    review_model = _Review
     listing = "customerReviews"
 
     def authenticate(self, settings: AppStoreSettings) -> BearerToken:
@@ -123,18 +120,8 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
         attributes = review.attributes
         if not walk.is_new(aware(attributes.createdDate), review.id):
             return None
-        handle, name = reviewer(attributes.reviewerNickname, review.id)
-        return RawItem(
-            external_id=review.id,
-            text=join_text(attributes.title, attributes.body),
-            posted_at=aware(attributes.createdDate),
-            kind=Kind.REVIEW,
-            author_handle=handle,
-            author_name=name,
-            thread_id=review.id,
-            rating=attributes.rating,
-            reply_to={"review_id": review.id, "territory": attributes.territory},
-        )
+        text, at = join_text(attributes.title, attributes.body), aware(attributes.createdDate)
+        return review_item(review.id, text, at, attributes.rating, attributes.reviewerNickname, details={"territory": attributes.territory})
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Create the developer response (201); when one already exists (409), it counts if it says `text`."""

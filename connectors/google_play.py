@@ -10,11 +10,11 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import Clock, Kind, Page, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connector import Clock, Page, RawItem, ReplyTarget, SentReply, wall_clock
 from inbox.connectors.kit.auth import BearerToken
 from inbox.connectors.kit.google import GoogleSettings, google_token
 from inbox.connectors.kit.parse import page_of
-from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewCursor, reviewer, with_token
+from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewCursor, review_item, with_token
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,8 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
     """Polls the app's recent reviews newest first; each version of a review is an item in the review's thread."""
 
     type = "google_play"
-    settings_model = GooglePlaySettings
-    channel = "google_play"
     history_window = WINDOW
     api_url = API_URL
-    review_model = _Review
 
     def __init__(self, settings: GooglePlaySettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
@@ -131,28 +128,16 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
         at = user.lastModified.at()
         if not walk.is_new(at, review.reviewId):
             return None
-        handle, name = reviewer(review.authorName, review.reviewId)
-        reply_to: dict[str, Any] = {"review_id": review.reviewId, "language": user.reviewerLanguage}
-        answered_at = None
-        developer = review.developer
+        developer, existing, answered_at = review.developer, None, None
         if developer is not None and developer.lastModified is not None and developer.lastModified.at() >= at:
             # The developer reply is newer than this version of the review: answered (in the Play Console, or by us).
-            reply_to["existing_reply"] = developer.text
-            answered_at = developer.lastModified.at()
-        return RawItem(
-            # Play has no creation time to tell a first sighting from an edit, so every version is its own item;
-            # the first one opens the review's thread and an edit is a follow-up in it.
-            external_id=f"{review.reviewId}@{user.lastModified.seconds}",
-            text=user.text,
-            posted_at=at,
-            kind=Kind.REVIEW,
-            author_handle=handle,
-            author_name=name,
-            thread_id=review.reviewId,
+            existing, answered_at = developer.text, developer.lastModified.at()
+        # Play has no creation time to tell a first sighting from an edit, so every version is its own item;
+        # the first one opens the review's thread and an edit is a follow-up in it.
+        return review_item(
+            review.reviewId, user.text, at, user.starRating, review.authorName, version=f"{review.reviewId}@{user.lastModified.seconds}",
             url=f"https://play.google.com/store/apps/details?id={quote(self.settings.package_name)}&reviewId={quote(review.reviewId)}",
-            rating=user.starRating,
-            reply_to=reply_to,
-            answered_at=answered_at,
+            details={"language": user.reviewerLanguage}, existing_reply=existing, answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:

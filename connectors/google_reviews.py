@@ -8,11 +8,11 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import Clock, Kind, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connector import Clock, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
 from inbox.connectors.kit.auth import BearerToken
 from inbox.connectors.kit.google import GoogleSettings, google_token
 from inbox.connectors.kit.parse import VendorTime, aware, page_of
-from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, reviewer, with_token
+from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, review_item, with_token
 
 API_URL = "https://mybusiness.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/business.manage"
@@ -59,10 +59,7 @@ class GoogleReviewsConnector(ReviewConnector[GoogleReviewsSettings, _Review]):
     """Polls a location's reviews newest-updated first; an edited review is a follow-up in the review's thread."""
 
     type = "google_reviews"
-    settings_model = GoogleReviewsSettings
-    channel = "google_reviews"
     api_url = API_URL
-    review_model = _Review
 
     def __init__(self, settings: GoogleReviewsSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
@@ -87,36 +84,24 @@ class GoogleReviewsConnector(ReviewConnector[GoogleReviewsSettings, _Review]):
         updated = aware(review.updateTime)
         if not walk.is_new(updated, review.reviewId):
             return None
-        reply = review.reviewReply
-        reply_to: dict[str, Any] = {"review_id": review.reviewId}
-        answered_at = None
+        reply, existing, answered_at = review.reviewReply, None, None
         if walk.known(aware(review.createTime), review.reviewId):
             if reply is not None and reply.updateTime is not None and aware(reply.updateTime) >= updated:
                 # The newest change is the owner's reply (ours or a colleague's), not the customer's words.
                 return None
             # The customer edited a review we already have: a follow-up in its thread, not a new review.
-            external_id, posted_at = f"{review.reviewId}@{_stamp(updated)}", updated
+            version, posted_at = f"{review.reviewId}@{_stamp(updated)}", updated
         else:
-            external_id, posted_at = review.reviewId, aware(review.createTime)
+            version, posted_at = None, aware(review.createTime)
             if reply is not None:
-                # Answered outside cx-inbox before we saw it: still the customer's review, kept with a note
-                # because our reply would replace that one (a review has a single owner reply).
-                reply_to["existing_reply"] = reply.comment
+                # Still the customer's review, kept with a note (a review has a single owner reply).
+                existing = reply.comment
                 replied = aware(reply.updateTime) if reply.updateTime else self.clock()  # undated: by now at the latest
                 if replied >= updated:  # else the customer changed the review after the reply: it waits again
                     answered_at = replied
-        handle, name = reviewer(review.reviewer.displayName, review.reviewId, review.reviewer.isAnonymous)
-        return RawItem(
-            external_id=external_id,
-            text=review.comment,
-            posted_at=posted_at,
-            kind=Kind.REVIEW,
-            author_handle=handle,
-            author_name=name,
-            thread_id=review.reviewId,
-            rating=STARS[review.starRating],
-            reply_to=reply_to,
-            answered_at=answered_at,
+        return review_item(
+            review.reviewId, review.comment, posted_at, STARS[review.starRating], review.reviewer.displayName,
+            anonymous=review.reviewer.isAnonymous, version=version, existing_reply=existing, answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:

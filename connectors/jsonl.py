@@ -40,8 +40,6 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
     """Reads complete lines appended since the cursor; writes replies to a sibling file."""
 
     type = "jsonl"
-    settings_model = JsonlSettings
-    cursor_model = JsonlCursor
 
     def __init__(self, settings: JsonlSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)

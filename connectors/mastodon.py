@@ -104,9 +104,6 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
     """Polls mention notifications (DMs are mentions with direct visibility), optionally streams them, replies in the thread."""
 
     type = "mastodon"
-    settings_model = MastodonSettings
-    cursor_model = MastodonCursor
-    channel = "mastodon"
 
     def __init__(self, settings: MastodonSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)

@@ -6,8 +6,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -28,7 +27,8 @@ from inbox.connector import (
 )
 from inbox.connectors.kit.auth import BearerToken, basic, token_from
 from inbox.connectors.kit.http import Response, VendorClient
-from inbox.connectors.kit.paging import PageGuard
+from inbox.connectors.kit.paging import paged
+from inbox.connectors.kit.parse import EpochTime, Name, Number, OptionalText, Payload, Text, one_of, page_of, valid
 from inbox.connectors.kit.text import same_reply
 from inbox.connectors.kit.threads import ThreadCache
 
@@ -104,17 +104,79 @@ class _Known:
     ours: bool
 
 
-class _Skip(Exception):
-    """One thing that cannot be mapped."""
+class _Node(Payload):
+    """What a thread walk or a reply search reads of a comment or message."""
+
+    name: Text
+    author: OptionalText = None
+    body: OptionalText = None
+    parent_id: OptionalText = None
+    permalink: OptionalText = None
+
+
+class _Data(_Node):
+    """A thing as an item needs it."""
+
+    name: Name
+    author: Name
+    created_utc: EpochTime
+    id: OptionalText = None
+    subject: OptionalText = None
+    title: OptionalText = None
+    selftext: OptionalText = None
+    first_message_name: OptionalText = None
+    context: OptionalText = None
+    type: OptionalText = None
+    subreddit: Any = None
+    parent_id: Any = None
+    crosspost_parent: Any = None
+
+
+class _Thing(Payload):
+    kind: Text
+    data: _Data
+
+
+class _Child(Payload):
+    data: _Node
+
+
+class _Stamp(Payload):
+    name: Text
+    created_utc: Number
+
+
+class _Children(Payload):
+    children: list[Any]
+    after: OptionalText = None
+
+
+class _Listing(Payload):
+    kind: Literal["Listing"]
+    data: _Children
+
+
+class _Comment(Payload):
+    errors: Any = None
+    data: Any = None
+
+
+class _CommentAnswer(Payload):
+    json_: _Comment = Field(alias="json")
+
+
+class _Things(Payload):
+    things: list[_Child] = Field(min_length=1)
+
+
+class _Account(Payload):
+    name: Text
 
 
 class RedditConnector(Connector[RedditSettings, RedditCursor]):
     """Polls the inbox and the watched subreddits with an OAuth2 password-grant token; replies with /api/comment."""
 
     type = "reddit"
-    settings_model = RedditSettings
-    cursor_model = RedditCursor
-    channel = "reddit"
 
     def __init__(self, settings: RedditSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
@@ -160,110 +222,80 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         # Listings are newest first; `after` pages back. `before` would page forward but answers nothing once the
         # thing it names is deleted, so the walk goes back to the mark (by name, or by time if it is gone).
         horizon = mark.created_utc if mark else self.clock().timestamp() - self.settings.first_poll_hours * 3600
-        guard = PageGuard(f"{self.name}: {source.path}")
-        after: str | None = None
-        while True:
-            params = {**source.params, "limit": str(self.settings.page_size)}
-            if after:
-                params["after"] = after
-            children, next_after = self._listing((await self._call("GET", source.path, params=params)).data, source.path)
+        limit = {"limit": str(self.settings.page_size)}
+
+        async def page(after: str | None) -> _Children:
+            return await self._listing(source.path, {**source.params, **limit, **({"after": after} if after else {})})
+
+        async for listing, last in paged(f"{self.name}: {source.path}", page, lambda listing: listing.after):
             fresh, reached, passed = [], False, False
-            for child in children:
-                stamp = _mark(child)
+            stamps = [_mark(child) for child in listing.children]
+            for child, stamp in zip(listing.children, stamps, strict=True):
                 if passed or (stamp is not None and mark is not None and stamp.name == mark.name):
                     reached = passed = True  # the mark itself, and everything listed after it, was seen
                 elif stamp is not None and stamp.created_utc < horizon:
                     reached = True  # older than the mark (it may be deleted); the page is scanned in case of disorder
                 else:
                     fresh.append(child)
-            yield fresh, next((m for m in map(_mark, children) if m is not None), None)
-            if reached or not next_after or not children:
+            yield fresh, next((m for m in stamps if m is not None), None)
+            if reached or last or not listing.children:
                 return
-            after = guard.next(next_after)
 
-    def _listing(self, data: Any, path: str) -> tuple[list[Any], str | None]:
-        if not isinstance(data, dict) or data.get("kind") != "Listing" or not isinstance(data.get("data"), dict):
-            raise PermanentError(f"{self.name}: {path}: expected a Listing, got {type(data).__name__}")
-        children = data["data"].get("children")
-        if not isinstance(children, list):
-            raise PermanentError(f"{self.name}: {path}: the Listing has no children list")
-        after = data["data"].get("after")
-        return children, after if isinstance(after, str) and after else None
+    async def _listing(self, path: str, params: Mapping[str, str]) -> _Children:
+        return page_of(_Listing, (await self._call("GET", path, params=params)).data, f"{self.name}: {path}").data
 
     async def _items(self, things: list[Any], source: _Source) -> list[RawItem]:
         items = []
         # Oldest first, so a chain inside one page finds its parent already mapped.
         for thing in reversed(things):
-            try:
-                item = await self._item(thing, source)
-            except _Skip as exc:
-                data = thing.get("data") if isinstance(thing, dict) else None
-                name = data.get("name") if isinstance(data, dict) else None
-                log.warning("%s: skipped %s thing %r: %s", self.name, source.key, str(name)[:40], exc)
-                continue
-            if item is not None:
+            parsed = valid(_Thing, thing, self.name, f"{source.key} thing", _name_of(thing))
+            if parsed is not None and (item := await self._item(parsed, source)) is not None:
                 items.append(item)
         return items
 
-    async def _item(self, thing: Any, source: _Source) -> RawItem | None:
-        try:
-            kind, data = thing["kind"], thing["data"]
-            name, author = _string(data["name"]), _string(data["author"])
-            posted_at = datetime.fromtimestamp(_number(data["created_utc"]), UTC)
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise _Skip(f"unexpected shape ({type(exc).__name__}: {exc})") from None
-        mine = author.lower() == self._me
+    async def _item(self, thing: _Thing, source: _Source) -> RawItem | None:
+        data, kind = thing.data, thing.kind
         if kind == "t4":
-            body = _optional(data.get("body"))
-            first = data.get("first_message_name")
-            subject = _optional(data.get("subject"))
-            text = f"{subject}\n\n{body}" if subject and not first else body
-            thread = first if isinstance(first, str) and first else name
-            url = f"{WEB_URL}/message/messages/{data.get('id') or name[3:]}"
+            body, first = data.body or "", data.first_message_name
+            text = f"{data.subject}\n\n{body}" if data.subject and not first else body
+            thread, url = first or data.name, f"{WEB_URL}/message/messages/{data.id or data.name[3:]}"
             item_kind = Kind.DM
-        elif kind == "t1":
-            text = _optional(data.get("body"))
+        elif kind in ("t1", "t3"):
+            text = (data.body or "") if kind == "t1" else "\n\n".join(p for p in (data.title, data.selftext) if p)
             if source.key != "inbox" and not self._names_brand(text):
                 return None
-            thread = await self._thread_of(data)
-            link = data.get("context") or data.get("permalink")
-            url = f"{WEB_URL}{link}" if isinstance(link, str) and link else None
-            item_kind = Kind.MENTION if data.get("type") == "username_mention" else Kind.COMMENT
-        elif kind == "t3":
-            text = "\n\n".join(p for p in (_optional(data.get("title")), _optional(data.get("selftext"))) if p)
-            if source.key != "inbox" and not self._names_brand(text):
-                return None
-            thread = name
-            link = data.get("permalink")
-            url = f"{WEB_URL}{link}" if isinstance(link, str) and link else None
-            item_kind = Kind.MENTION
+            thread = await self._thread_of(data) if kind == "t1" else data.name
+            link = (data.context or data.permalink) if kind == "t1" else data.permalink
+            url = f"{WEB_URL}{link}" if link else None
+            item_kind = Kind.COMMENT if kind == "t1" and data.type != "username_mention" else Kind.MENTION
         else:
-            raise _Skip(f"unknown kind {kind!r}")
-        self._remember(name, thread, ours=mine)
+            log.warning("%s: skipped %s thing %r: unknown kind %r", self.name, source.key, data.name[:40], kind)
+            return None
+        mine = data.author.lower() == self._me
+        self._remember(data.name, thread, ours=mine)
         return RawItem(
-            external_id=name,
+            external_id=data.name,
             text=text,
-            posted_at=posted_at,
+            posted_at=data.created_utc,
             kind=item_kind,
-            author_handle=author,
+            author_handle=data.author,
             thread_id=thread,
             url=url,
-            reply_to={"thing_id": name, "kind": kind, "subreddit": data.get("subreddit"), "parent_id": data.get("parent_id")},
+            reply_to={"thing_id": data.name, "kind": kind, "subreddit": data.subreddit, "parent_id": data.parent_id},
             from_brand=mine,
-            is_repost=bool(data.get("crosspost_parent")),
+            is_repost=bool(data.crosspost_parent),
         )
 
-    def _names_brand(self, text: str) -> bool:
-        return bool(self._brand and self._brand.search(text)) or bool(self._mention.search(text))
+    def _names_brand(self, text: str | None) -> bool:
+        return bool(self._brand and self._brand.search(text or "")) or bool(self._mention.search(text or ""))
 
     # -- threads ----------------------------------------------------------------------------------------------------
 
-    async def _thread_of(self, data: Mapping[str, Any]) -> str:
+    async def _thread_of(self, data: _Node) -> str:
         """A comment's conversation: the topmost customer comment of the unbroken chain around us."""
-        root = str(data["name"])
-        node: Mapping[str, Any] = data
+        root, node = data.name, data
         for _ in range(MAX_THREAD_DEPTH):
-            parent = _comment_id(node.get("parent_id"))
+            parent = _comment_id(node.parent_id)
             if parent is None:
                 break
             if parent in self._threads:
@@ -274,11 +306,11 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
             if self._is_me(above):
                 node = above  # our comment: the conversation goes on above it
                 continue
-            if self._mention.search(_optional(above.get("body"))) or self._names_brand(_optional(above.get("body"))):
-                root, node = str(above["name"]), above
+            if self._names_brand(above.body):
+                root, node = above.name, above
                 continue
             # A customer comment that does not name us belongs to the conversation only when it answers us.
-            grand = _comment_id(above.get("parent_id"))
+            grand = _comment_id(above.parent_id)
             if grand is None:
                 break
             if grand in self._threads:
@@ -289,23 +321,20 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
             grand_thing = await self._info(grand)
             if grand_thing is None or not self._is_me(grand_thing):
                 break
-            root, node = str(above["name"]), grand_thing
+            root, node = above.name, grand_thing
         return root
 
-    async def _info(self, fullname: str) -> Mapping[str, Any] | None:
+    async def _info(self, fullname: str) -> _Node | None:
         try:
-            response = await self._call("GET", "/api/info", params={"id": fullname})
-            children, _ = self._listing(response.data, "/api/info")
+            children = (await self._listing("/api/info", {"id": fullname})).children
         except PermanentError as exc:
             log.debug("%s: cannot look up %s (%s)", self.name, fullname, exc)
             return None
-        for child in children:
-            if isinstance(child, dict) and isinstance(child.get("data"), dict) and child["data"].get("name") == fullname:
-                return child["data"]
-        return None
+        found = (child.data for child in (one_of(_Child, c) for c in children) if isinstance(child, _Child))
+        return next((data for data in found if data.name == fullname), None)
 
-    def _is_me(self, data: Mapping[str, Any]) -> bool:
-        return str(data.get("author", "")).lower() == self._me
+    def _is_me(self, data: _Node) -> bool:
+        return (data.author or "").lower() == self._me
 
     def _remember(self, name: str, thread: str, *, ours: bool) -> None:
         self._threads.remember(name, _Known(thread, ours))
@@ -314,47 +343,37 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """A comment under the comment or post, or a message in the private conversation (both are /api/comment)."""
-        response = await self._call(
-            "POST", "/api/comment", data={"api_type": "json", "thing_id": target.external_id, "text": text}
-        )
-        payload = response.data.get("json") if isinstance(response.data, dict) else None
-        if not isinstance(payload, dict):
-            raise PermanentError(f"{self.name}: /api/comment answered no json object")
-        _raise_for(payload.get("errors"))
-        try:
-            created = payload["data"]["things"][0]["data"]
-            name = _string(created["name"])
-        except (KeyError, IndexError, TypeError) as exc:
-            raise PermanentError(f"{self.name}: /api/comment answered no new thing ({type(exc).__name__})") from None
-        self._remember(name, target.thread_id, ours=True)
-        link = created.get("permalink")
-        return SentReply(name, f"{WEB_URL}{link}" if isinstance(link, str) and link else None)
+        form = {"api_type": "json", "thing_id": target.external_id, "text": text}
+        answer = page_of(_CommentAnswer, (await self._call("POST", "/api/comment", data=form)).data, f"{self.name}: /api/comment")
+        _raise_for(answer.json_.errors)
+        things = one_of(_Things, answer.json_.data)
+        if isinstance(things, str):
+            raise PermanentError(f"{self.name}: /api/comment answered no new thing ({things})")
+        return self._ours(things.things[0].data, target)
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
         """Our recent comments (or sent messages, for a message) answering the target with this text."""
         path = "/message/sent" if target.external_id.startswith("t4_") else f"/user/{self.settings.username}/comments"
         params = {"limit": "100"} if path == "/message/sent" else {"limit": "100", "sort": "new"}
-        children, _ = self._listing((await self._call("GET", path, params=params)).data, path)
-        for child in children:
-            data = child.get("data") if isinstance(child, dict) else None
-            if not isinstance(data, dict) or data.get("parent_id") != target.external_id or not self._is_me(data):
-                continue
-            if same_reply(data.get("body"), text) and isinstance(data.get("name"), str):
-                self._remember(data["name"], target.thread_id, ours=True)
-                link = data.get("permalink")
-                return SentReply(data["name"], f"{WEB_URL}{link}" if isinstance(link, str) and link else None)
+        for child in (await self._listing(path, params)).children:
+            parsed = one_of(_Child, child)
+            if isinstance(parsed, _Child) and parsed.data.parent_id == target.external_id and self._is_me(parsed.data):
+                if same_reply(parsed.data.body, text):
+                    return self._ours(parsed.data, target)
         return None
+
+    def _ours(self, data: _Node, target: ReplyTarget) -> SentReply:
+        self._remember(data.name, target.thread_id, ours=True)
+        return SentReply(data.name, f"{WEB_URL}{data.permalink}" if data.permalink else None)
 
     # -- auth -------------------------------------------------------------------------------------------------------
 
     async def check(self) -> str:
         """A token from the password grant, then /api/v1/me."""
-        data = (await self._call("GET", "/api/v1/me")).data
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            raise PermanentError(f"{self.name}: /api/v1/me answered no account")
-        if data["name"].lower() != self._me:
-            raise PermanentError(f"{self.name}: the token is for u/{data['name']}, not u/{self.settings.username}")
-        return f"u/{data['name']} via {urlsplit(self.client.base_url).netloc}"
+        me = page_of(_Account, (await self._call("GET", "/api/v1/me")).data, f"{self.name}: /api/v1/me")
+        if me.name.lower() != self._me:
+            raise PermanentError(f"{self.name}: the token is for u/{me.name}, not u/{self.settings.username}")
+        return f"u/{me.name} via {urlsplit(self.client.base_url).netloc}"
 
     async def _call(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None
@@ -412,30 +431,14 @@ def _wait_from(message: str) -> float | None:
 
 
 def _mark(thing: Any) -> Mark | None:
+    stamp = one_of(_Stamp, thing.get("data") if isinstance(thing, dict) else None)
+    return None if isinstance(stamp, str) else Mark(name=stamp.name, created_utc=stamp.created_utc)
+
+
+def _name_of(thing: Any) -> Any:
     data = thing.get("data") if isinstance(thing, dict) else None
-    if not isinstance(data, dict):
-        return None
-    name, created = data.get("name"), data.get("created_utc")
-    if not isinstance(name, str) or not isinstance(created, int | float) or isinstance(created, bool):
-        return None
-    return Mark(name=name, created_utc=float(created))
+    return data.get("name") if isinstance(data, dict) else None
 
 
 def _comment_id(value: Any) -> str | None:
     return value if isinstance(value, str) and value.startswith("t1_") else None
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"expected a non-empty string, got {type(value).__name__}")
-    return value
-
-
-def _number(value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise TypeError(f"expected a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _optional(value: Any) -> str:
-    return value if isinstance(value, str) else ""

@@ -7,10 +7,10 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from inbox.connector import AuthError, Kind, PermanentError, RawItem, ReplyTarget, SentReply
+from inbox.connector import AuthError, PermanentError, RawItem, ReplyTarget, SentReply
 from inbox.connectors.kit.auth import BearerToken, basic, token_from
 from inbox.connectors.kit.parse import VendorTime, aware, each_valid, page_of
-from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewSettings, join_text, reviewer
+from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewSettings, join_text, review_item
 
 API_URL = "https://api.trustpilot.com"
 PER_PAGE = 100  # the API's maximum
@@ -74,10 +74,7 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
     """Polls the business unit's reviews newest first, page by page, until the cursor."""
 
     type = "trustpilot"
-    settings_model = TrustpilotSettings
-    channel = "trustpilot"
     api_url = API_URL
-    review_model = _Review
 
     def headers(self, settings: TrustpilotSettings) -> dict[str, str]:
         """Every call carries the API key."""
@@ -117,25 +114,13 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
     def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
         if not walk.is_new(aware(review.createdAt), review.id):
             return None
-        handle, name = reviewer(review.consumer.displayName, review.id)
-        reply_to: dict[str, Any] = {"review_id": review.id, "language": review.language}
-        answered_at = None
-        if (reply := review.companyReply) is not None:
-            # Answered outside cx-inbox before we saw it: its clock is stopped, and the note kept because our reply would replace it.
-            reply_to["existing_reply"] = reply.text
-            answered_at = aware(reply.createdAt) if reply.createdAt else self.clock()  # undated: answered by now at the latest
-        return RawItem(
-            external_id=review.id,
-            text=join_text(review.title, review.text),
-            posted_at=aware(review.createdAt),
-            kind=Kind.REVIEW,
-            author_handle=handle,
-            author_name=name,
-            thread_id=review.id,
-            url=f"https://www.trustpilot.com/reviews/{review.id}",
-            rating=review.stars,
-            reply_to=reply_to,
-            answered_at=answered_at,
+        reply, answered_at = review.companyReply, None
+        if reply is not None:  # answered before we saw it: its clock is stopped (undated: by now at the latest)
+            answered_at = aware(reply.createdAt) if reply.createdAt else self.clock()
+        return review_item(
+            review.id, join_text(review.title, review.text), aware(review.createdAt), review.stars, review.consumer.displayName,
+            url=f"https://www.trustpilot.com/reviews/{review.id}", details={"language": review.language},
+            existing_reply=reply.text if reply else None, answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:

@@ -76,8 +76,6 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
     """Accepts pushed items after checking their HMAC signature."""
 
     type = "webhook"
-    settings_model = WebhookSettings
-    cursor_model = WebhookCursor
     pushes = True
 
     def __init__(self, settings: WebhookSettings, *, clock: Clock = wall_clock) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
@@ -217,6 +217,20 @@ class SentReply:
     url: str | None = None
 
 
+def generic_arguments(cls: builtins.type, base: builtins.type) -> tuple[Any, ...]:
+    """The type arguments `cls` gives the generic class `base`, through any generic classes between them."""
+    for declared in cls.__dict__.get("__orig_bases__", cls.__bases__):
+        origin = get_origin(declared) or declared
+        if not (isinstance(origin, builtins.type) and issubclass(origin, base)):
+            continue
+        if origin is base:
+            return get_args(declared)
+        # A generic class between them passes its own parameters on: bind them to what `cls` gives it.
+        given = dict(zip(getattr(origin, "__parameters__", ()), get_args(declared)))
+        return tuple(given.get(arg, arg) for arg in generic_arguments(origin, base))
+    return ()
+
+
 class Connector(abc.ABC, Generic[S, C]):
     """Speaks one platform: fetch new items from a cursor, reply to one, check credentials.
 
@@ -235,6 +249,17 @@ class Connector(abc.ABC, Generic[S, C]):
     channel: str = ""
     max_reply_chars: int | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A connector declares its settings and cursor once, as `Connector[Settings, Cursor]`; a platform is its own channel."""
+        super().__init_subclass__(**kwargs)
+        settings, cursor = generic_arguments(cls, Connector) or (None, None)
+        if isinstance(settings, builtins.type) and "settings_model" not in cls.__dict__:
+            cls.settings_model = settings
+        if isinstance(cursor, builtins.type) and "cursor_model" not in cls.__dict__:
+            cls.cursor_model = cursor
+        if isinstance(cls.__dict__.get("type"), str) and cls.type in CHANNELS and not cls.channel:
+            cls.channel = cls.type
+
     def __init__(self, settings: S, *, clock: Clock = wall_clock) -> None:
         self.settings = settings
         self.name = settings.name
@@ -250,8 +275,10 @@ class Connector(abc.ABC, Generic[S, C]):
         raise NotImplementedError(f"{self.type} does not stream")
 
     def reply_limit(self, kind: Kind) -> int | None:
-        """The longest reply the platform takes for this kind of item (DMs often allow more)."""
-        return self.max_reply_chars
+        """The longest reply the platform takes for this kind of item (X's DMs allow more than its posts)."""
+        # A generic connector (jsonl, webhook) standing for a channel keeps its one limit.
+        platform = CHANNELS.get(self.type)
+        return platform.kind_limits.get(kind, self.max_reply_chars) if platform else self.max_reply_chars
 
     @abc.abstractmethod
     def fetch(self, cursor: C | None) -> AsyncIterator[Page[C]]:

@@ -7,13 +7,16 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDictProxy
+from pydantic import AfterValidator
+from yarl import URL
 
 from inbox import safejson
 from inbox.connector import AuthError, ConnectorError, PermanentError, RateBudget, RateLimited, TransientError
@@ -24,6 +27,18 @@ log = logging.getLogger(__name__)
 USER_AGENT = "cx-inbox/0.1 (+https://github.com/cx-inbox/cx-inbox)"
 # Vendors answer a page in well under this; a hung connection must not hold a poll forever.
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith(("https://", "http://")) or not URL(value).host:
+        raise ValueError("must be an absolute http(s) URL, e.g. https://api.twitter.com")
+    return value
+
+
+# A setting naming where the vendor's API is reached (a proxy, a fake): an absolute http(s) URL.
+AbsoluteUrl = Annotated[str, AfterValidator(_absolute)]
+# An id segment of a path (not the leading /2 version): endpoints are rate-limited as one, whatever the id.
+_ID_SEGMENT = re.compile(r"(?<=.)/\d[\d-]*(?=/|$)")
 
 
 class _Pool:
@@ -236,3 +251,75 @@ def _http_date(value: str) -> float:
         return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError) as exc:
         raise ValueError(value) from exc
+
+
+class LibraryTransport:
+    """A vendor's own client library (tweepy) on our pooled session: requests moved to `api_url`, a rate budget per endpoint, errors mapped.
+
+    The library builds every URL on the vendor's host. Signatures (OAuth 1.0a) cover that URL, which is what a proxy
+    at `api_url` forwards to, so moving the request after signing keeps it valid. Used as an aiohttp client middleware.
+    """
+
+    def __init__(self, name: str, vendor_url: str, api_url: str, *, refused_writes: bool = False) -> None:
+        self.name = name
+        self.vendor = URL(vendor_url)
+        self.base = URL(api_url.rstrip("/"))
+        # A vendor that answers 403 to a write it refuses (X: duplicate text, DMs closed); its credentials fail with 401.
+        self.refused_writes = refused_writes
+        # Vendors that limit each endpoint on its own (X's x-rate-limit-* per endpoint) get a budget each.
+        self.budgets: dict[str, HeaderBudget] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session to hand the library, opened on first use (and again after a close)."""
+        if self._session is None or self._session.closed:
+            self._session = open_session(timeout=DEFAULT_TIMEOUT, middlewares=(self,))
+        return self._session
+
+    async def call(self, what: str, request: Awaitable[Any]) -> Any:
+        """Await one library call; non-2xx answers were already raised by the middleware."""
+        try:
+            return await request
+        except aiohttp.ContentTypeError as exc:
+            raise PermanentError(f"{self.name}: {what} answered a body that is not JSON: {exc.message}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"{self.name}: {what} failed: {type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            raise PermanentError(f"{self.name}: {what} returned malformed JSON: {exc}") from exc
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        """Check the endpoint's budget, redirect, send; raise the connector error for a non-2xx answer."""
+        what = f"{self.name}: {request.method} {request.url.path}"
+        budget = self.budgets.setdefault(f"{request.method} {_ID_SEGMENT.sub('/:id', request.url.path)}", HeaderBudget())
+        budget.check(time.time())
+        self._redirect(request)
+        response = await handler(request)
+        # The budget learns from answers that got through; a 429 carries its reset to the core with the error.
+        if response.status != 429:
+            budget.update(response.headers, time.time())
+        if 200 <= response.status < 300:
+            return response
+        error = error_for(response.status, response.headers, await response.text(errors="replace"), what)
+        if self.refused_writes and isinstance(error, AuthError) and response.status == 403 and request.method != "GET":
+            error = PermanentError(str(error))
+        raise error or PermanentError(f"{what} answered HTTP {response.status}")
+
+    def _redirect(self, request: ClientRequest) -> None:
+        url = request.url
+        if self.base == self.vendor or (url.scheme, url.host) != (self.vendor.scheme, self.vendor.host):
+            return
+        request.url = URL.build(
+            scheme=self.base.scheme,
+            user=self.base.raw_user,
+            password=self.base.raw_password,
+            host=self.base.raw_host or "",
+            port=self.base.explicit_port,
+            path=self.base.raw_path.rstrip("/") + url.raw_path,
+            query_string=url.raw_query_string,
+            encoded=True,
+        )
+        request.headers[hdrs.HOST] = request.url.host_port_subcomponent or ""
+
+    async def close(self) -> None:
+        """Close the session."""
+        await close_session(self._session)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
 from inbox.connector import PermanentError
 
 MAX_PAGES = 200
+P = TypeVar("P")
 
 
 class PageGuard:
@@ -25,3 +29,16 @@ class PageGuard:
             raise PermanentError(f"{self.what}: more than {self.max_pages} pages in one poll")
         self.seen.add(token)
         return token
+
+
+async def paged(what: str, request: Callable[[str | None], Awaitable[P]], next_token: Callable[[P], str | None]) -> AsyncIterator[tuple[P, bool]]:
+    """Each page of a token-paged listing with whether it is the last; the caller may stop early, and then asks for no more."""
+    guard = PageGuard(what)
+    token: str | None = None
+    while True:
+        page = await request(token)
+        following = next_token(page)
+        yield page, following is None
+        if following is None:
+            return
+        token = guard.next(following)

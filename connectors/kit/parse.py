@@ -38,14 +38,28 @@ def one_of(model: type[M], entry: Any) -> M | str:
         return first_problem(exc)
 
 
+def or_empty(model: type[M], entry: Any) -> M:
+    """The entry as `model`, or the model with its defaults when it does not fit (for what only decorates an item)."""
+    parsed = one_of(model, entry)
+    return model() if isinstance(parsed, str) else parsed
+
+
+def valid(model: type[M], entry: Any, name: str, what: str, ident: Any = None) -> M | None:
+    """The entry as `model`, or None after a log line naming the connector, the entry and what is wrong with it."""
+    try:
+        return model.model_validate(entry)
+    except ValidationError as exc:
+        if ident is None and isinstance(entry, dict):
+            ident = entry.get("id") or entry.get("reviewId")
+        named = repr(str(ident)[:40]) if ident is not None else "without an id"
+        log.warning("%s: skipped %s %s: %s", name, what, named, problem(exc))
+        return None
+
+
 def each_valid(model: type[M], entries: Iterable[Any], name: str, what: str = "review") -> Iterator[M]:
     """The entries that fit `model`; a misshapen one is logged with the connector's name and skipped."""
     for entry in entries:
-        parsed = one_of(model, entry)
-        if isinstance(parsed, str):
-            ident = (entry.get("id") or entry.get("reviewId")) if isinstance(entry, dict) else None
-            log.warning("%s: skipped %s %r of unexpected shape: %s", name, what, ident, parsed)
-        else:
+        if (parsed := valid(model, entry, name, what)) is not None:
             yield parsed
 
 
@@ -54,6 +68,13 @@ def first_problem(exc: ValidationError) -> str:
     error = exc.errors(include_input=False, include_url=False)[0]
     where = ".".join(str(p) for p in error["loc"]) or "body"
     return f"{where}: {error['msg']} ({exc.error_count()} problem(s))"
+
+
+def problem(exc: ValidationError) -> str:
+    """The first thing wrong with one entry, shortly: `missing author_id`, `created_at: timestamp ... has no zone`."""
+    error = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(p) for p in error["loc"]) or "entry"
+    return f"missing {where}" if error["type"] == "missing" else f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def aware(at: datetime) -> datetime:
@@ -98,6 +119,38 @@ def _id_text(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _id_or_none(value: Any) -> Any:
+    return _text_or_none(_id_text(value))
+
+
+def _digits(value: str) -> str:
+    if not value.isdigit():
+        raise ValueError(f"id {value[:40]!r} is not numeric")
+    return value
+
+
+def _number(value: Any) -> Any:
+    # JSON numbers only: pydantic's lax mode would read "12" or true as a number.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    return value
+
+
+def _epoch(value: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(_number(value), UTC)
+    except (OverflowError, OSError) as exc:
+        raise ValueError(f"time {value!r} is out of range") from exc
+
+
+def _list_or_empty(value: Any) -> Any:
+    return value if isinstance(value, list) else []
+
+
+def _object_or_none(value: Any) -> Any:
+    return value if isinstance(value, dict) else None
+
+
 # A vendor time sent as text: validated into aware UTC (no zone: UTC), or the entry is skipped.
 Timestamp = Annotated[datetime, BeforeValidator(_strict_text), AfterValidator(_in_utc)]
 # The same for vendors that always send a zone (X): a time without one is the wrong shape.
@@ -109,3 +162,15 @@ OptionalText = Annotated[str | None, BeforeValidator(_text_or_none)]
 # An id that may come as a number.
 # (Before validators run last-declared first: the number becomes text before the text check.)
 Id = Annotated[str, BeforeValidator(_strict_text), BeforeValidator(_id_text), Field(min_length=1)]
+# An optional id, text or number on the wire; anything else reads as absent.
+OptionalId = Annotated[str | None, BeforeValidator(_id_or_none)]
+# A numeric id (X's snowflakes, a configured account id), sent as text or as a number.
+Digits = Annotated[str, BeforeValidator(_strict_text), BeforeValidator(_id_text), AfterValidator(_digits)]
+# A JSON number (Reddit's created_utc), never text or a boolean.
+Number = Annotated[float, BeforeValidator(_number)]
+# A time as epoch seconds (Reddit's created_utc), in UTC.
+EpochTime = Annotated[datetime, BeforeValidator(_epoch)]
+# A list that only decorates (expansions, references): anything else reads as empty.
+Entries = Annotated[list[Any], BeforeValidator(_list_or_empty)]
+# For an optional object that only decorates (paging metadata): anything but an object reads as absent.
+IfObject = BeforeValidator(_object_or_none)

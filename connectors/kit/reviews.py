@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import CHANNELS, Clock, Connector, ConnectorSettings, Page, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connector import CHANNELS, Clock, Connector, ConnectorSettings, Kind, Page, RawItem, ReplyTarget, SentReply, generic_arguments, wall_clock
 from inbox.connectors.kit.auth import BearerToken
 from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import PageGuard
@@ -81,6 +81,41 @@ def reviewer(name: str | None, review_id: str, anonymous: bool = False) -> tuple
     return name, name
 
 
+def review_item(
+    review_id: str,
+    text: str,
+    posted_at: datetime,
+    rating: int | None,
+    author: str | None,
+    *,
+    anonymous: bool = False,
+    version: str | None = None,
+    url: str | None = None,
+    details: dict[str, Any] | None = None,
+    existing_reply: str | None = None,
+    answered_at: datetime | None = None,
+) -> RawItem:
+    """A review (or a `version` of it, a follow-up in its thread) as an item; an owner reply already there is noted."""
+    handle, name = reviewer(author, review_id, anonymous)
+    reply_to = {"review_id": review_id, **(details or {})}
+    if existing_reply is not None:
+        # Answered outside cx-inbox before we saw it: kept with a note, because our reply would replace that one.
+        reply_to["existing_reply"] = existing_reply
+    return RawItem(
+        external_id=version or review_id,
+        text=text,
+        posted_at=posted_at,
+        kind=Kind.REVIEW,
+        author_handle=handle,
+        author_name=name,
+        thread_id=review_id,
+        url=url,
+        rating=rating,
+        reply_to=reply_to,
+        answered_at=answered_at,
+    )
+
+
 def with_token(request: Request, name: str, token: str | None) -> Request | None:
     """The same listing request with the vendor's page token parameter set; None when there is no next page."""
     return None if not token else (request[0], {**(request[1] or {}), name: token})
@@ -98,10 +133,16 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
     `page`, `_item`, `reply` and `posted_reply`.
     """
 
-    cursor_model = ReviewCursor
     api_url: ClassVar[str]
-    review_model: ClassVar[type[BaseModel]]
+    review_model: ClassVar[type[BaseModel]]  # from the class's second type argument
     listing: ClassVar[str] = "reviews"  # the listing's name in messages
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A review site declares its review payload once, as `ReviewConnector[Settings, Review]`."""
+        super().__init_subclass__(**kwargs)
+        review = dict(enumerate(generic_arguments(cls, ReviewConnector))).get(1)
+        if isinstance(review, type):
+            cls.review_model = review
 
     def __init__(self, settings: RS, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)

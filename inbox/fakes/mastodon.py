@@ -16,46 +16,15 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from inbox.fakes.data import payload
 from inbox.fakes.vendor import Fault, SentReply, VendorFake
 
 TOKEN = "__MASTODON_PY_TEST_ACCESS_TOKEN"
 BRAND_ID = "117020565693913441"
 BRAND = "acme"
 
-# notification_mention.json (GET /api/v1/notifications?types[]=mention, test_notifications_mentions_only.yaml), verbatim.
-RECORDED_MENTION: dict[str, Any] = {
-    "id": "21",
-    "type": "mention",
-    "created_at": "2026-08-01T13:51:43.458Z",
-    "group_key": "ungrouped-21",
-    "account": {
-        "id": "117020565693913441", "username": "admin", "acct": "admin", "display_name": "", "locked": False,
-        "bot": False, "discoverable": None, "indexable": False, "group": False, "created_at": "2026-08-01T00:00:00.000Z",
-        "note": "", "url": "http://localhost:3000/@admin", "uri": "http://localhost:3000/ap/users/117020565693913441",
-        "avatar": "http://localhost:3000/avatars/original/missing.png", "followers_count": 1, "following_count": 0,
-        "statuses_count": 2, "last_status_at": "2026-08-01", "emojis": [], "fields": [],
-    },
-    "status": {
-        "id": "117020577157693549", "created_at": "2026-08-01T13:51:42.823Z", "in_reply_to_id": None,
-        "in_reply_to_account_id": None, "sensitive": False, "spoiler_text": "", "visibility": "public", "language": "en",
-        "uri": "http://localhost:3000/ap/users/117020565693913441/statuses/117020577157693549",
-        "url": "http://localhost:3000/@admin/117020577157693549", "replies_count": 0, "reblogs_count": 0,
-        "favourites_count": 0, "edited_at": None, "favourited": False, "reblogged": False, "muted": False,
-        "bookmarked": False,
-        "content": "<p><span class=\"h-card\" translate=\"no\"><a href=\"http://localhost:3000/@mastodonpy_test\" "
-                   "class=\"u-url mention\">@<span>mastodonpy_test</span></a></span> hello!</p>",
-        "filtered": [], "reblog": None, "application": {"name": "Mastodon.py test suite", "website": None},
-        "account": {
-            "id": "117020565693913441", "username": "admin", "acct": "admin", "display_name": "", "locked": False,
-            "bot": False, "group": False, "created_at": "2026-08-01T00:00:00.000Z", "note": "",
-            "url": "http://localhost:3000/@admin", "emojis": [], "fields": [],
-        },
-        "media_attachments": [],
-        "mentions": [{"id": "117020565966271181", "username": "mastodonpy_test",
-                      "url": "http://localhost:3000/@mastodonpy_test", "acct": "mastodonpy_test"}],
-        "tags": [], "emojis": [], "card": None, "poll": None,
-    },
-}
+# notification_mention.json (GET /api/v1/notifications?types[]=mention, test_notifications_mentions_only.yaml).
+RECORDED_MENTION: dict[str, Any] = payload("mastodon", "notification_mention.json")
 
 # test_entity_notification.yaml (GET https://mastodon.social/api/v1/notifications), the direct mention, trimmed
 # to the fields a client reads; content verbatim.

@@ -1,7 +1,7 @@
 """A local Reddit: the password-grant token endpoint and the oauth.reddit.com listings, info, comment and user endpoints.
 
 Shapes follow reddit.com/dev/api and the asyncpraw cassettes in inbox/fakes/data/reddit/ (recorded against
-www.reddit.com and oauth.reddit.com); the templates below name the file they come from.
+www.reddit.com and oauth.reddit.com); the recorded things are read from there, the templates below name the file they follow.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from inbox.fakes.data import payload, recorded_body
 from inbox.fakes.vendor import Fault, SentReply, VendorFake
 
 CLIENT_ID = "p-jcoLKBynTLew"
@@ -28,138 +29,15 @@ BRAND_SUB = "acme"
 _ids = itertools.count(0x2_000_000)
 
 
-# GET_message_mentions.body.json (GET /message/mentions, TestInbox.test_mentions.json), children[1], verbatim.
-RECORDED_MENTION: dict[str, Any] = {
-    "kind": "t1",
-    "data": {
-        "first_message": None,
-        "first_message_name": None,
-        "subreddit": "RemovedByBotter",
-        "likes": None,
-        "replies": "",
-        "author_fullname": "t2_3efd9zdo",
-        "id": "ekftage",
-        "subject": "username mention",
-        "associated_awarding_id": None,
-        "score": 1,
-        "author": "2Botter2Loop",
-        "num_comments": 1,
-        "parent_id": "t3_bb24fw",
-        "subreddit_name_prefixed": "r/RemovedByBotter",
-        "new": False,
-        "type": "username_mention",
-        "body": "Hello /u/<USERNAME>,\n\nYour [submission](https://redd.it/bb1sef) was removed from /r/BetterEverLoop for the following reason:\n\n- You did not provide a valid explanation on why you feel this gets better with every loop within 30 minutes of posting.\n\n---\n\n^^If ^^you ^^have ^^any ^^questions, ^^comments, ^^or ^^concerns, ^^don't ^^hesitate ^^to [^^contact ^^the ^^mods](https://www.reddit.com/message/compose?to=%2Fr%2FBetterEveryLoop&subject=Question+about+my+submission+that+was+removed+by+u%2F2Botter2Loop&message=Hello%2C%0A%0A%5BMy+submission%5D%28https%3A%2F%2Fredd.it%2Fbb1sef%29+%3CMESSAGE+GOES+HERE%3E) ^^about ^^your ^^submission ^^removal.",
-        "link_title": "slowly, slowly, *bonk* .. ok, nvm",
-        "dest": "<USERNAME>",
-        "was_comment": True,
-        "body_html": "<!-- SC_OFF --><div class=\"md\"><p>Hello <a href=\"/u/<USERNAME>\">/u/<USERNAME></a>,</p>\n\n<p>Your <a href=\"https://redd.it/bb1sef\">submission</a> was removed from <a href=\"/r/BetterEverLoop\">/r/BetterEverLoop</a> for the following reason:</p>\n\n<ul>\n<li>You did not provide a valid explanation on why you feel this gets better with every loop within 30 minutes of posting.</li>\n</ul>\n\n<hr/>\n\n<p><sup><sup>If</sup></sup> <sup><sup>you</sup></sup> <sup><sup>have</sup></sup> <sup><sup>any</sup></sup> <sup><sup>questions,</sup></sup> <sup><sup>comments,</sup></sup> <sup><sup>or</sup></sup> <sup><sup>concerns,</sup></sup> <sup><sup>don&#39;t</sup></sup> <sup><sup>hesitate</sup></sup> <sup><sup>to</sup></sup> <a href=\"https://www.reddit.com/message/compose?to=%2Fr%2FBetterEveryLoop&amp;subject=Question+about+my+submission+that+was+removed+by+u%2F2Botter2Loop&amp;message=Hello%2C%0A%0A%5BMy+submission%5D%28https%3A%2F%2Fredd.it%2Fbb1sef%29+%3CMESSAGE+GOES+HERE%3E\"><sup><sup>contact</sup></sup> <sup><sup>the</sup></sup> <sup><sup>mods</sup></sup></a> <sup><sup>about</sup></sup> <sup><sup>your</sup></sup> <sup><sup>submission</sup></sup> <sup><sup>removal.</sup></sup></p>\n</div><!-- SC_ON -->",
-        "name": "t1_ekftage",
-        "created": 1554774285.0,
-        "created_utc": 1554774285.0,
-        "context": "/r/RemovedByBotter/comments/bb24fw/slowly_slowly_bonk_ok_nvm/ekftage/?context=3",
-        "distinguished": "moderator"
-    }
-}
-
-
-# TestInbox.test_all.json (GET /message/inbox), the first comment_reply, verbatim.
-RECORDED_COMMENT_REPLY: dict[str, Any] = {
-    "kind": "t1",
-    "data": {
-        "first_message": None,
-        "first_message_name": None,
-        "subreddit": "Lil_SpazJoekp",
-        "likes": None,
-        "replies": "",
-        "author_fullname": "t2_75u2lqkb",
-        "id": "myngt77",
-        "subject": "comment reply",
-        "associated_awarding_id": None,
-        "score": 1,
-        "author": "Lil_SpazTest",
-        "num_comments": 228,
-        "parent_id": "t1_mynfuan",
-        "subreddit_name_prefixed": "r/Lil_SpazJoekp",
-        "new": False,
-        "type": "comment_reply",
-        "body": "Reply",
-        "link_title": "Test post pls ignore",
-        "dest": "<USERNAME>",
-        "was_comment": True,
-        "body_html": "<!-- SC_OFF --><div class=\"md\"><p>Reply</p>\n</div><!-- SC_ON -->",
-        "name": "t1_myngt77",
-        "created": 1750348671.0,
-        "created_utc": 1750348671.0,
-        "context": "/r/Lil_SpazJoekp/comments/1j7g9uj/test_post_pls_ignore/myngt77/?context=3",
-        "distinguished": None
-    }
-}
-
-
-# TestInbox.test_all.json (GET /message/inbox), the first t4 (a reply in a conversation), verbatim.
-RECORDED_MESSAGE_REPLY: dict[str, Any] = {
-    "kind": "t4",
-    "data": {
-        "first_message": 6577106445,
-        "first_message_name": "t4_30ru7t9",
-        "subreddit": None,
-        "likes": None,
-        "replies": "",
-        "author_fullname": "t2_75u2lqkb",
-        "id": "30rw8tw",
-        "subject": "re: this is from pm",
-        "associated_awarding_id": None,
-        "score": 0,
-        "author": "Lil_SpazTest",
-        "num_comments": None,
-        "parent_id": "t4_30rugdg",
-        "subreddit_name_prefixed": None,
-        "new": False,
-        "type": "unknown",
-        "body": "reply",
-        "dest": "<USERNAME>",
-        "was_comment": False,
-        "body_html": "<!-- SC_OFF --><div class=\"md\"><p>reply</p>\n</div><!-- SC_ON -->",
-        "name": "t4_30rw8tw",
-        "created": 1750352881.0,
-        "created_utc": 1750352881.0,
-        "context": "",
-        "distinguished": None
-    }
-}
-
-
-# TestInbox.test_unread.json (GET /message/unread), the new conversation, verbatim.
-RECORDED_MESSAGE: dict[str, Any] = {
-    "kind": "t4",
-    "data": {
-        "first_message": None,
-        "first_message_name": None,
-        "subreddit": None,
-        "likes": None,
-        "replies": "",
-        "author_fullname": "t2_o77bz",
-        "id": "42oz8wy",
-        "subject": "[direct chat room]",
-        "associated_awarding_id": None,
-        "score": 0,
-        "author": "Lil_SpazJoekp",
-        "num_comments": None,
-        "parent_id": None,
-        "subreddit_name_prefixed": None,
-        "new": True,
-        "type": "unknown",
-        "body": "Message",
-        "dest": "<USERNAME>",
-        "was_comment": False,
-        "body_html": "<!-- SC_OFF --><div class=\"md\"><p>Message</p>\n</div><!-- SC_ON -->",
-        "name": "t4_42oz8wy",
-        "created": 1759948311.0,
-        "created_utc": 1759948311.0,
-        "context": "",
-        "distinguished": None
-    }
-}
+# GET_message_mentions.body.json (GET /message/mentions, TestInbox.test_mentions.json), children[1].
+RECORDED_MENTION: dict[str, Any] = payload("reddit", "GET_message_mentions.body.json")["data"]["children"][1]
+_ALL = recorded_body("reddit", "TestInbox.test_all.json", 1)["data"]["children"]  # GET /message/inbox
+# TestInbox.test_all.json (GET /message/inbox), the first comment_reply.
+RECORDED_COMMENT_REPLY: dict[str, Any] = next(c for c in _ALL if c["kind"] == "t1" and c["data"]["type"] == "comment_reply")
+# TestInbox.test_all.json (GET /message/inbox), the first t4 (a reply in a conversation).
+RECORDED_MESSAGE_REPLY: dict[str, Any] = next(c for c in _ALL if c["kind"] == "t4")
+# TestInbox.test_unread.json (GET /message/unread), the new conversation.
+RECORDED_MESSAGE: dict[str, Any] = recorded_body("reddit", "TestInbox.test_unread.json", 1)["data"]["children"][0]
 
 
 def base36(number: int) -> str:

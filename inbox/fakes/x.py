@@ -22,6 +22,7 @@ from aiohttp import web
 from oauthlib.oauth1 import Client as OAuthClient
 from oauthlib.oauth1.rfc5849 import signature, utils
 
+from inbox.fakes.data import payload
 from inbox.fakes.vendor import Fault, SentReply, VendorFake
 
 # GET /2/users/me, verbatim from test_asyncclient_get_me.yaml: the account the tokens belong to.
@@ -31,29 +32,9 @@ TWITTER = {"id": "783214", "name": "Twitter", "username": "Twitter"}
 # The DM peer of TweepyDev in test_asyncclient_manage_and_lookup_direct_messages.yaml (ids verbatim, names made up).
 DM_PEER = {"id": "750362064426721281", "name": "Harmon", "username": "Harmon758"}
 
-# GET /2/users/783214/mentions, verbatim from test_asyncclient_get_users_mentions.yaml (tweepy asked for no
+# GET /2/users/783214/mentions, the body of test_asyncclient_get_users_mentions.yaml (tweepy asked for no
 # fields, so X sent only id, text and edit_history_tweet_ids).
-RECORDED_MENTIONS: dict[str, Any] = {
-    "data": [
-        {
-            "edit_history_tweet_ids": ["1578522401263919106"],
-            "id": "1578522401263919106",
-            "text": "@GerardDalbon @Twitter @dsa_intl_comm What why?",
-        },
-        {
-            "edit_history_tweet_ids": ["1578522395434192896"],
-            "id": "1578522395434192896",
-            "text": ".@Twitter #PBS says we aren\u2019t getting enough #immigrants to fill #jobs, blaming poor "
-            "#economy on this! @TuckerCarlson @FoxNews @NewsHour",
-        },
-    ],
-    "meta": {
-        "next_token": "7140dibdnow9c7btw423i3sy5bxqs2le36uxls6whj6ly",
-        "result_count": 2,
-        "newest_id": "1578522401263919106",
-        "oldest_id": "1578522395434192896",
-    },
-}
+RECORDED_MENTIONS: dict[str, Any] = payload("x", "GET_2_users_783214_mentions.body.json")
 # Rate limits as the cassettes recorded them (x-rate-limit-limit per 15-minute window).
 LIMITS = {"mentions": 450, "users_me": 75, "users_tweets": 1500, "create_tweet": 200, "dm_events": 300, "dm_create": 200}
 

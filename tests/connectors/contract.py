@@ -1,10 +1,11 @@
 """The contract every connector passes, against a local fake of its vendor over real HTTP.
 
-Two layers: `ConnectorLevel` talks to the connector alone (no store: fetch from a cursor, paging, own posts,
-reply, the three error kinds, rate limits) and runs once per connector; `ConnectorContract` adds the scenarios
-through the store (poller, ingest, actions), once per store. A vendor's test module subclasses
-`ConnectorContract` and provides two fixtures: `fake` (a started `VendorFake`) and `connector_config` (the
-`[[connectors]]` table pointing at it).
+Two layers: `ConnectorLevel` talks to the connector alone (no store: fetch from a cursor, paging, the platform's
+time, own posts, a broken entry, threads, reply and find_reply, credentials, the three error kinds, rate limits)
+and every connector's test module subclasses it, so it runs once per connector. `ConnectorContract` adds the
+scenarios through the store (poller, ingest, actions) on both stores; it runs for one connector of each shape:
+social polled (x), streamed (mastodon), review (google_reviews), file (jsonl) and push (webhook). A test module
+provides two fixtures: `fake` (a started `VendorFake`) and `connector_config` (the `[[connectors]]` table pointing at it).
 """
 
 from __future__ import annotations
@@ -99,6 +100,37 @@ class ConnectorLevel:
         fake.add_existing_reply(other, "Yes, there too.")
         assert await connector.find_reply(target_of(next(i for i in items if i.external_id == other)), "Yes, there too.") is not None
 
+    async def test_level_items_carry_the_platforms_time(self, fake, connector):
+        post = fake.add_customer_post("where is my order?", author="cust", minutes_ago=10)
+        items, _ = await self.fetched(fake, connector)
+        item = next(i for i in items if i.external_id == post)
+        # The clock is the customer's: the platform's timestamp, not our poll time.
+        assert "where is my order?" in item.text and item.author_handle
+        assert abs((item.posted_at - (fake.now - timedelta(minutes=10))).total_seconds()) < 2
+
+    async def test_level_a_broken_item_is_logged_and_skipped_the_rest_kept(self, fake, connector, caplog):
+        fake.add_customer_post("first", author="a", minutes_ago=3)
+        fake.add_broken_item()
+        last = fake.add_customer_post("last", author="b", minutes_ago=1)
+        with caplog.at_level(logging.WARNING):
+            items, cursor = await self.fetched(fake, connector)
+        assert last in {i.external_id for i in items} and cursor is not None
+        assert any(r.getMessage().startswith(f"{connector.name}: ") and "skip" in r.getMessage().lower() for r in caplog.records)
+
+    async def test_level_a_follow_up_joins_its_thread(self, fake, connector):
+        first = fake.add_customer_post("my parcel is late", author="maria", minutes_ago=5)
+        items, cursor = await self.fetched(fake, connector)
+        follow = fake.add_customer_post("any news?", author="maria", minutes_ago=1, reply_to=first)
+        later, _ = await self.fetched(fake, connector, cursor)
+        thread = next(i.thread_id or i.external_id for i in items if i.external_id == first)
+        assert [i.thread_id or i.external_id for i in later if i.external_id == follow] == [thread]
+
+    async def test_check_tries_the_credentials(self, fake, connector):
+        assert await connector.check()
+        fake.faults.append(fake.fault_unauthorized())
+        with pytest.raises(AuthError):
+            await connector.check()
+
     async def test_level_the_three_error_kinds_and_rate_limits(self, fake, connector):
         fake.add_customer_post("hello", author="a")
         fake.faults.append(Fault(503, {}, "<html>Service Unavailable</html>"))
@@ -122,7 +154,7 @@ class ConnectorLevel:
 
 
 class ConnectorContract(ConnectorLevel):
-    """The shared scenarios through the store; subclass and provide `fake` and `connector_config` fixtures."""
+    """The scenarios through the store (poller, ingest, actions), for one connector of each shape; subclass and provide `fake` and `connector_config` fixtures."""
 
     @pytest.fixture
     async def inbox(self, inbox_factory: Callable[..., Any], connector_config: dict[str, Any]) -> Any:
@@ -278,13 +310,6 @@ class ConnectorContract(ConnectorLevel):
         await poller.poll_once()
         stored = await self.stored(engine)
         assert customer in stored and not set(ignored) & set(stored)
-
-    async def test_check_tries_the_credentials(self, fake, inbox):
-        connector = inbox.connectors[self.name]
-        assert await connector.check()
-        fake.faults.append(fake.fault_unauthorized())
-        with pytest.raises(AuthError):
-            await connector.check()
 
     async def test_threads_join_follow_ups(self, fake, poller, engine):
         first = fake.add_customer_post("my parcel is late", author="maria", minutes_ago=5)

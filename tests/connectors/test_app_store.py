@@ -17,7 +17,7 @@ from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, Transi
 from inbox.connectors.app_store import AppStoreConnector, AppStoreSettings
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
-from tests.connectors.contract import ConnectorContract
+from tests.connectors.contract import ConnectorContract, ConnectorLevel
 from inbox.fakes.app_store import APP_ID, ISSUER_ID, KEY_ID, AppStoreFake
 from inbox.fakes.reviews import OWN_NAME
 from tests.connectors.helpers import build  # noqa: F401 - build is a fixture
@@ -92,25 +92,32 @@ def target(review_id: str) -> ReplyTarget:
     return ReplyTarget(external_id=review_id, thread_id=review_id, kind=Kind.REVIEW, author_handle="x", reply_to={"review_id": review_id})
 
 
-class TestAppStoreContract(ConnectorContract):
+class TestAppStoreContract(ConnectorLevel):
     name = NAME
 
-    async def test_rate_limit_waits_for_the_vendors_reset(self, fake, poller, engine):
-        # Adapted: Apple's 429 (RATE_LIMIT_EXCEEDED) names no reset time: its window is a rolling hour and
-        # Apple says "wait and try again or slow down". So there is no 120-second reset to wait for; the
-        # poll is refused as rate-limited, the core waits the poll interval (longer with each refusal), and the next poll recovers.
-        # Stopping *before* a 429 is the rate budget's job: see test_a_spent_hourly_budget_holds_requests_back.
+    # Removed, not skipped: customerReviews carry only createdDate, no update time, so a customer's edit cannot be
+    # told from the listing, and a review has no customer follow-ups.
+    test_level_a_follow_up_joins_its_thread = None
+
+
+async def test_rate_limit_waits_for_the_vendors_reset(fake, inbox_factory, connector_config):
+    # Through the store, for the one rate limit without a reset: App Store's.
+    # Adapted: Apple's 429 (RATE_LIMIT_EXCEEDED) names no reset time: its window is a rolling hour and
+    # Apple says "wait and try again or slow down". So there is no 120-second reset to wait for; the
+    # poll is refused as rate-limited, the core waits the poll interval (longer with each refusal), and the next poll recovers.
+    # Stopping *before* a 429 is the rate budget's job: see test_a_spent_hourly_budget_holds_requests_back.
+    inbox = inbox_factory(connectors=[connector_config])
+    poller = inbox.pollers[NAME]
+    try:
         fake.faults.append(fake.fault_rate_limited(reset_in=120))
         fake.add_customer_post("hello", author="a")
         limited = await poller.poll_once()
         assert limited.error is not None and "RATE_LIMIT_EXCEEDED" in limited.error
         assert 0 < limited.delay < 120
-        self.assert_rate_limited_not_failed(poller)
+        ConnectorContract.assert_rate_limited_not_failed(TestAppStoreContract(), poller)
         assert (await poller.poll_once()).stored == 1
-
-    # Removed, not skipped: customerReviews carry only createdDate, no update time, so a customer's edit cannot be
-    # told from the listing, and a review has no customer follow-ups.
-    test_threads_join_follow_ups = None
+    finally:
+        await inbox.connectors[NAME].close()
 
 
 async def test_apples_example_maps_rating_title_body_and_time(fake, connector_config):

@@ -22,7 +22,7 @@ from inbox.models import SlaStage, Thread
 from inbox.sla import ClockKind
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
-from tests.connectors.contract import ConnectorContract
+from tests.connectors.contract import ConnectorLevel
 from inbox.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SERVICE_ACCOUNT
 from inbox.fakes.google_play import PACKAGE, GooglePlayFake
 from inbox.fakes.reviews import OWN_NAME
@@ -90,7 +90,7 @@ def connector(config: dict[str, Any]) -> GooglePlayConnector:
     return GooglePlayConnector(GooglePlaySettings.model_validate(config))
 
 
-class TestGooglePlayContract(ConnectorContract):
+class TestGooglePlayContract(ConnectorLevel):
     name = NAME
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
 from inbox.connectors.reddit import Mark, RedditConnector, RedditSettings
 from inbox.models import Item
-from tests.connectors.contract import ConnectorContract, fetch_all
+from tests.connectors.contract import ConnectorLevel, fetch_all
 from inbox.fakes.reddit import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -51,7 +51,7 @@ def connector_for(fake: RedditFake, **extra: Any) -> RedditConnector:
     return RedditConnector(RedditSettings(**config))
 
 
-class TestRedditContract(ConnectorContract):
+class TestRedditContract(ConnectorLevel):
     """The shared scenarios over the Reddit fake (inbox plus r/acme)."""
 
     name = NAME

@@ -15,7 +15,7 @@ from inbox.connectors.trustpilot import TrustpilotConnector, TrustpilotSettings
 from inbox.models import SlaStage, Thread
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
-from tests.connectors.contract import ConnectorContract
+from tests.connectors.contract import ConnectorLevel
 from inbox.fakes.data import payload
 from inbox.fakes.reviews import OWN_NAME
 from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
@@ -58,12 +58,12 @@ def connector(config: dict[str, Any]) -> TrustpilotConnector:
     return TrustpilotConnector(TrustpilotSettings.model_validate(config))
 
 
-class TestTrustpilotContract(ConnectorContract):
+class TestTrustpilotContract(ConnectorLevel):
     name = NAME
 
     # Removed, not skipped: Trustpilot lists reviews by creation time only (orderBy createdat/stars), so a
     # consumer's later update of a review never comes back in the listing, and a review has no customer follow-ups.
-    test_threads_join_follow_ups = None
+    test_level_a_follow_up_joins_its_thread = None
 
 
 async def test_recorded_shape_maps_stars_title_text_and_language(fake, connector_config):

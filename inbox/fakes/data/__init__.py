@@ -10,3 +10,8 @@ from typing import Any
 def payload(vendor: str, name: str) -> Any:
     """One JSON payload of a vendor's folder, parsed."""
     return json.loads(files(__package__).joinpath(vendor, name).read_text(encoding="utf-8"))
+
+
+def recorded_body(vendor: str, cassette: str, interaction: int) -> Any:
+    """The JSON body of one answer in a vcrpy JSON cassette (asyncpraw's), parsed."""
+    return json.loads(payload(vendor, cassette)["interactions"][interaction]["response"]["body"]["string"])

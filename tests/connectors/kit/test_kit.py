@@ -5,12 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
-from inbox.connector import CHANNELS, AuthError, Kind, RateBudget, RateLimited, display_name, reply_limit
+from inbox.connector import (
+    CHANNELS,
+    AuthError,
+    Connector,
+    ConnectorSettings,
+    Kind,
+    PermanentError,
+    RateBudget,
+    RateLimited,
+    display_name,
+    generic_arguments,
+    reply_limit,
+)
 from inbox.connectors.kit.auth import BearerToken
 from inbox.connectors.kit.http import HeaderBudget
-from inbox.connectors.kit.parse import Id, Timestamp, ZonedTimestamp, one_of
+from inbox.connectors.kit.paging import paged
+from inbox.connectors.kit.parse import Digits, Entries, Id, Number, OptionalText, Text, Timestamp, ZonedTimestamp, one_of, or_empty, valid
 from inbox.connectors.kit.text import same_reply
 from inbox.connectors.kit.threads import ThreadCache
 
@@ -86,3 +99,63 @@ def test_the_channel_registry_answers_for_every_channel() -> None:
     assert display_name("app_store") == "the App Store" and display_name("shop") == "shop"
     assert (reply_limit("x"), reply_limit("x", Kind.DM), reply_limit("trustpilot"), reply_limit("nowhere")) == (280, 10_000, None, None)
     assert set(CHANNELS) == {"x", "mastodon", "reddit", "google_reviews", "trustpilot", "app_store", "google_play"}
+
+
+def test_a_connector_declares_its_settings_and_cursor_once_as_type_arguments() -> None:
+    class Settings(ConnectorSettings):
+        pass
+
+    class Cursor(BaseModel):
+        pass
+
+    class Base(Connector[Settings, Cursor]):
+        type = "mastodon"
+
+    class Later(Base):
+        pass
+
+    assert (Later.settings_model, Later.cursor_model, Base.channel) == (Settings, Cursor, "mastodon")
+    assert generic_arguments(Later, Connector) == (Settings, Cursor)
+
+
+async def test_paging_stops_at_the_last_page_and_refuses_a_token_that_comes_back() -> None:
+    tokens = {None: "a", "a": "b", "b": None}
+    pages = [(page, last) async for page, last in paged("listing", _answer(tokens), lambda page: tokens[page])]
+    assert pages == [(None, False), ("a", False), ("b", True)]
+    looping = {None: "a", "a": "a"}
+    with pytest.raises(PermanentError, match="loop detected"):
+        [page async for page in paged("listing", _answer(looping), lambda page: looping[page])]
+
+
+def _answer(tokens: dict[str | None, str | None]) -> Any:
+    async def request(token: str | None) -> str | None:
+        assert token in tokens
+        return token
+
+    return request
+
+
+def test_an_entry_that_does_not_fit_is_named_by_what_is_wrong(caplog: pytest.LogCaptureFixture) -> None:
+    class Mention(BaseModel):
+        id: Digits
+        author_id: Text
+        created_at: ZonedTimestamp
+
+    assert valid(Mention, {"id": "17", "author_id": "3"}, "acme-x", "mention") is None
+    assert valid(Mention, {"id": "x1", "author_id": 3, "created_at": 1}, "acme-x", "mention") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "acme-x: skipped mention '17': missing created_at",
+        "acme-x: skipped mention 'x1': id: id 'x1' is not numeric",
+    ]
+
+
+def test_what_only_decorates_an_item_reads_as_absent_when_it_does_not_fit() -> None:
+    class User(BaseModel):
+        username: OptionalText = None
+        listed: Entries = Field(default_factory=list)
+        number: Number | None = None
+
+    assert or_empty(User, {"username": 42, "listed": "no"}) == User()
+    assert or_empty(User, "not an object") == User()
+    assert or_empty(User, {"username": "ana", "listed": [1], "number": 2}) == User(username="ana", listed=[1], number=2.0)
+    assert isinstance(one_of(User, {"number": "2"}), str) and isinstance(one_of(User, {"number": True}), str)
