@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from inbox import connectors as registry
 from inbox.settings import Settings
 from inbox.connector import ConnectorError
-from inbox.db import create_engine
+from inbox.store.db import create_engine
 from inbox.logs import SECRETS, log_context, redact
 
 TIMEOUT = 20.0

@@ -13,10 +13,10 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from inbox.connector import PermanentError
-from inbox.db import describe_outage, is_outage, store_wait
-from inbox.ingest import Source
+from inbox.store.db import describe_outage, is_outage, store_wait
+from inbox.pipeline.ingest import Source
 from inbox.logs import log_context
-from inbox.models import ConnectorHealth, ConnectorLease, SlaStage, Thread, Worker, thread_is_open
+from inbox.store.models import ConnectorHealth, ConnectorLease, SlaStage, Thread, Worker, thread_is_open
 
 if TYPE_CHECKING:
     from inbox.service import Inbox

@@ -16,22 +16,22 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import connectors as registry
-from inbox.actions import Actions
+from inbox.pipeline.actions import Actions
 from inbox.settings import Settings
 from inbox.connector import Connector
-from inbox.db import create_engine, migrate
-from inbox.db import is_outage
-from inbox.ingest import Ingestor
-from inbox.liveness import Loops, StoreHealth
+from inbox.store.db import create_engine, migrate
+from inbox.store.db import is_outage
+from inbox.pipeline.ingest import Ingestor
+from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.logs import SECRETS, log_context
 from inbox.metrics import Metrics
-from inbox.models import utcnow
-from inbox.outbox import Bell, LogNotifier, Notifier, Outbox
-from inbox.poller import STORE_RETRY_MAX, Poller
-from inbox.sweep import SlaSweep
+from inbox.store.models import utcnow
+from inbox.pipeline.outbox import Bell, LogNotifier, Notifier, Outbox
+from inbox.pipeline.poller import STORE_RETRY_MAX, Poller
+from inbox.pipeline.sweep import SlaSweep
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
-from inbox.workers import Leases, worker_id
+from inbox.pipeline.workers import Leases, worker_id
 
 if TYPE_CHECKING:
     from inbox.slack import Slack

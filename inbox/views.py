@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.models import Customer, Item, Thread, thread_is_open
-from inbox.sqlutil import chunks
+from inbox.store.models import Customer, Item, Thread, thread_is_open
+from inbox.store.sqlutil import chunks
 from inbox.sla import ClockKind, SlaClock, SlaPolicies, SlaState, evaluate
 from inbox.triage import Priority
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.db import create_engine, migrate
-from inbox.models import Cursor, Event, EventKind, Item, SlaStage, Status, Thread
+from inbox.store.db import create_engine, migrate
+from inbox.store.models import Cursor, Event, EventKind, Item, SlaStage, Status, Thread
 from inbox.service import Inbox
-from inbox.sweep import SlaSweep
+from inbox.pipeline.sweep import SlaSweep
 from tests.conftest import STORES, FakeClock, make_settings, pg_database
 from tests.connectors.fakes.reviews import OWN_NAME
 from tests.connectors.fakes.trustpilot import ACCESS_TOKEN, API_KEY, BUSINESS_UNIT_ID, BUSINESS_USER_ID, TrustpilotFake

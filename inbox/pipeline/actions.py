@@ -14,12 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.connector import Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
-from inbox.db import describe_outage, is_outage
+from inbox.store.db import describe_outage, is_outage
 from inbox.logs import log_context, log_fields
 from inbox.metrics import Metrics
-from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, SlaStage, Status, Thread, utcnow
+from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, SlaStage, Status, Thread, utcnow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.actions")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
 
 class ActionError(Exception):

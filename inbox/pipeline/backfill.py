@@ -23,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import connectors as registry
 from inbox.connector import AuthError, Connector, ConnectorSettings, PermanentError, RateLimited, TransientError
-from inbox.ingest import Ingestor, Source
-from inbox.models import utcnow
-from inbox.poller import backoff
-from inbox.ratelimit import RESET_JITTER
+from inbox.pipeline.ingest import Ingestor, Source
+from inbox.store.models import utcnow
+from inbox.pipeline.poller import backoff
+from inbox.pipeline.ratelimit import RESET_JITTER
 from inbox.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.backfill")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
 # The setting through which a platform connector reaches back when it starts without a cursor.
 REACH = "first_poll_hours"

@@ -16,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_REPLY_TO, MAX_TEXT, MAX_URL, Connector, Kind, RawItem
 from inbox.logs import log_fields
-from inbox.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
+from inbox.store.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
 from inbox.sla import ClockKind, SlaPolicies
-from inbox.sqlutil import chunks, insert_for, one_of
+from inbox.store.sqlutil import chunks, insert_for, one_of
 from inbox.templates import ReplyTemplates, reply_variables
 from inbox.triage import Priority, Triager
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.ingest")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
 # A platform clock a little ahead of ours is normal; a post "from the future" beyond this is clamped.
 _CLOCK_SKEW = timedelta(minutes=5)

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.db import describe_outage, is_outage, probe
-from inbox.models import utcnow
+from inbox.store.db import describe_outage, is_outage, probe
+from inbox.store.models import utcnow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.liveness")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
 # /healthz is polled often: one probe serves every request within this many seconds.
 PROBE_TTL = 1.0

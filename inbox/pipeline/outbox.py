@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.display import shown_name, shown_text
 from inbox.logs import log_context, log_fields
-from inbox.models import Event, EventKind, utcnow
+from inbox.store.models import Event, EventKind, utcnow
 from inbox.sla import SlaPolicies, clock_label, duration_text
-from inbox.sqlutil import chunks
+from inbox.store.sqlutil import chunks
 from inbox.views import ThreadView, thread_views
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.outbox")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
 _MAX_BACKOFF = timedelta(minutes=10)
 

@@ -17,16 +17,16 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import AuthError, Connector, PermanentError, RateLimited, TransientError
-from inbox.db import StoreUnavailable, describe_outage, is_outage
-from inbox.ingest import Ingestor, Source, load_cursor
+from inbox.store.db import StoreUnavailable, describe_outage, is_outage
+from inbox.pipeline.ingest import Ingestor, Source, load_cursor
 from inbox.logs import log_fields, redact
 from inbox.metrics import Metrics
-from inbox.models import ConnectorHealth, Event, EventKind, utcnow
-from inbox.ratelimit import RateLimits
-from inbox.sqlutil import insert_for
-from inbox.workers import LeaseLost, Leases
+from inbox.store.models import ConnectorHealth, Event, EventKind, utcnow
+from inbox.pipeline.ratelimit import RateLimits
+from inbox.store.sqlutil import insert_for
+from inbox.pipeline.workers import LeaseLost, Leases
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.poller")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 _T = TypeVar("_T")
 
 # Failures in a row before a flaky connector is called unhealthy (one blip is not news).

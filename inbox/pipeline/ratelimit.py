@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from inbox.http import RateBudget
 from inbox.metrics import Metrics
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.ratelimit")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
 # A second or two past the vendor's reset: X rounds its reset to the second, and its clock is not ours.
 RESET_JITTER = (1.0, 2.0)

@@ -10,9 +10,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.models import Event, EventKind, SlaStage, Thread, utcnow
+from inbox.store.models import Event, EventKind, SlaStage, Thread, utcnow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.sweep")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
 
 @dataclass(slots=True)

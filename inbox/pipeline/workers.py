@@ -38,10 +38,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.models import ConnectorLease, Event, Reply, ReplyStatus, Worker, utcnow
-from inbox.sqlutil import chunks, insert_for
+from inbox.store.models import ConnectorLease, Event, Reply, ReplyStatus, Worker, utcnow
+from inbox.store.sqlutil import chunks, insert_for
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("inbox.workers")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
 # The workers of this process: alive as long as it is, whatever their pid says (tests run several in one).
 _HERE: set[str] = set()

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Connector
 from inbox.display import shown_name
-from inbox.models import ConnectorHealth, Thread
+from inbox.store.models import ConnectorHealth, Thread
 from inbox.sla import SlaPolicies, SlaState, duration_text
 from inbox.slack.blocks import Block, channel_name, minutes, user, when
 from inbox.slack.text import clip, escape, literal, mrkdwn, plain

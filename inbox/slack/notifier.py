@@ -13,11 +13,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, SlackMessage, Status
-from inbox.outbox import LogNotifier, Notice
+from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, SlackMessage, Status
+from inbox.pipeline.outbox import LogNotifier, Notice
 from inbox.settings import SlackSettings
 from inbox.slack import blocks
-from inbox.slack.store import Ledger, SlackStore
+from inbox.store.slack import Ledger, SlackStore
 from inbox.views import ThreadView
 
 log = logging.getLogger(__name__)

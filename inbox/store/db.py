@@ -140,6 +140,6 @@ def _upgrade(connection: sa.Connection) -> None:
 def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
     """An Alembic config pointing at the shipped migrations, optionally bound to a connection."""
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(files("inbox.migrations")))
+    cfg.set_main_option("script_location", str(files("inbox.store.migrations")))
     cfg.attributes["connection"] = connection
     return cfg

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.models import SlackMessage, SlackPost
-from inbox.sqlutil import insert_for
+from inbox.store.models import SlackMessage, SlackPost
+from inbox.store.sqlutil import insert_for
 
 
 @dataclass(frozen=True, slots=True)

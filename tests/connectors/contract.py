@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError
 from inbox.fakes.vendor import Fault, VendorFake
-from inbox.ingest import load_cursor
-from inbox.models import ConnectorHealth, Item, Reply, ReplyStatus, Thread
+from inbox.pipeline.ingest import load_cursor
+from inbox.store.models import ConnectorHealth, Item, Reply, ReplyStatus, Thread
 from tests.conftest import capture_context
 
 

@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from inbox.actions import ActionError
+from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError
 from inbox.connectors._reviews import ReviewCursor
 from inbox.connectors.google_play import GooglePlayConnector, GooglePlaySettings
-from inbox.models import SlaStage, Thread
+from inbox.store.models import SlaStage, Thread
 from inbox.sla import ClockKind
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings

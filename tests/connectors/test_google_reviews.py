@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.actions import ActionError
+from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget
 from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings
-from inbox.models import SlaStage, Thread
+from inbox.store.models import SlaStage, Thread
 from inbox.settings import ConfigError
 from inbox.sla import ClockKind
 from tests.conftest import FakeClock, make_settings

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError
 from inbox.connectors.trustpilot import TrustpilotConnector, TrustpilotSettings
-from inbox.models import SlaStage, Thread
+from inbox.store.models import SlaStage, Thread
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract

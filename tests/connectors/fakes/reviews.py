@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from inbox.models import Item
+from inbox.store.models import Item
 from inbox.fakes.vendor import SentReply, VendorFake
 
 # The brand's own name on review sites: set as `own_handles` in the tests' configs.

@@ -8,12 +8,12 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from inbox.actions import ActionError
+from inbox.pipeline.actions import ActionError
 from inbox.connector import Kind, ReplyTarget
-from inbox.models import EventKind, Item, Reply, ReplyStatus, Status, Thread
+from inbox.store.models import EventKind, Item, Reply, ReplyStatus, Status, Thread
 from tests.conftest import Recorder
-from tests.inbox.test_ingest import SOURCE, item
-from tests.inbox.test_sweep import thread_of
+from tests.inbox.pipeline.test_ingest import SOURCE, item
+from tests.inbox.pipeline.test_sweep import thread_of
 
 
 def jsonl_connector(tmp_path) -> dict:

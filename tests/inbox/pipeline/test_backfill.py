@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from rich.console import Console
 
-from inbox.backfill import Backfill, BackfillError, BackfillProgress, connector_settings, parse_duration, run_backfill
-from inbox.ingest import load_cursor
-from inbox.models import Cursor, Item, Thread
+from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, connector_settings, parse_duration, run_backfill
+from inbox.pipeline.ingest import load_cursor
+from inbox.store.models import Cursor, Item, Thread
 from inbox.render import BackfillDisplay, print_backfill
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import Fault

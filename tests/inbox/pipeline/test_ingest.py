@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from inbox.connector import Kind, RawItem
-from inbox.ingest import Source, load_cursor
-from inbox.models import Customer, Event, Item, SlaStage, Status, Thread
+from inbox.pipeline.ingest import Source, load_cursor
+from inbox.store.models import Customer, Event, Item, SlaStage, Status, Thread
 from inbox.sla import SlaState
 from inbox.views import open_queue
 from tests.conftest import FakeClock

@@ -22,13 +22,13 @@ from inbox.connector import (
     SentReply,
     TransientError,
 )
-from inbox.ingest import load_cursor
-from inbox.models import ConnectorHealth, EventKind
-from inbox.poller import AUTH_RETRY, UNHEALTHY_AFTER, Poller
+from inbox.pipeline.ingest import load_cursor
+from inbox.store.models import ConnectorHealth, EventKind
+from inbox.pipeline.poller import AUTH_RETRY, UNHEALTHY_AFTER, Poller
 from inbox.service import Runner
 from tests.conftest import Recorder
-from tests.inbox.test_ingest import SOURCE, item
-from tests.inbox.test_sweep import thread_of
+from tests.inbox.pipeline.test_ingest import SOURCE, item
+from tests.inbox.pipeline.test_sweep import thread_of
 
 
 class ScriptCursor(BaseModel):

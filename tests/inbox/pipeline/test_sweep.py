@@ -6,9 +6,9 @@ import asyncio
 
 import sqlalchemy as sa
 
-from inbox.models import Event, EventKind, Item
+from inbox.store.models import Event, EventKind, Item
 from tests.conftest import Recorder
-from tests.inbox.test_ingest import SOURCE, item
+from tests.inbox.pipeline.test_ingest import SOURCE, item
 
 
 async def thread_of(engine, external_id: str) -> int:

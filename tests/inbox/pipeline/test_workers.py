@@ -14,16 +14,16 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from inbox.actions import ActionError, _target
+from inbox.pipeline.actions import ActionError, _target
 from inbox.connector import TransientError
-from inbox.ingest import load_cursor
-from inbox.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
-from inbox.outbox import Notice, Outbox
-from inbox.workers import LeaseLost, Leases, pid_place, process_gone
-from tests.inbox.test_actions import jsonl_connector, replies
-from tests.inbox.test_ingest import SOURCE, item
-from tests.inbox.test_poller import poller_for
-from tests.inbox.test_sweep import thread_of
+from inbox.pipeline.ingest import load_cursor
+from inbox.store.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
+from inbox.pipeline.outbox import Notice, Outbox
+from inbox.pipeline.workers import LeaseLost, Leases, pid_place, process_gone
+from tests.inbox.pipeline.test_actions import jsonl_connector, replies
+from tests.inbox.pipeline.test_ingest import SOURCE, item
+from tests.inbox.pipeline.test_poller import poller_for
+from tests.inbox.pipeline.test_sweep import thread_of
 
 NAMES = [f"conn-{i:02d}" for i in range(10)]
 LEASE = 30.0

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from inbox.db import async_url, migrate
+from inbox.store.db import async_url, migrate
 
 
 async def test_migrations_match_the_models(engine):
@@ -30,7 +30,7 @@ def test_user_urls_map_to_async_drivers():
 async def test_the_sla_sweep_and_the_open_queue_read_their_partial_indexes(engine, clock):
     """The statements the sweep and the queue really send, explained: each reads its index, none scans thread."""
     from inbox.settings import SlaSettings
-    from inbox.sweep import SlaSweep
+    from inbox.pipeline.sweep import SlaSweep
     from inbox.views import open_queue
 
     sent: list[tuple[str, object]] = []
@@ -68,8 +68,8 @@ async def test_the_sla_sweep_and_the_open_queue_read_their_partial_indexes(engin
 async def test_one_of_finds_the_same_rows_with_one_statement_text_for_any_count(engine):
     from datetime import UTC, datetime
 
-    from inbox.models import Customer
-    from inbox.sqlutil import one_of
+    from inbox.store.models import Customer
+    from inbox.store.sqlutil import one_of
 
     now = datetime.now(UTC)
     async with engine.begin() as conn:

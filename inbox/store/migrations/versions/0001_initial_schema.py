@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import inbox.models
+import inbox.store.models
 
 
 revision: str = '0001'
@@ -26,16 +26,16 @@ def upgrade() -> None:
     sa.Column('healthy', sa.Boolean(), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('failures', sa.Integer(), nullable=False),
-    sa.Column('last_poll_at', inbox.models.UTCDateTime(), nullable=True),
-    sa.Column('last_ok_at', inbox.models.UTCDateTime(), nullable=True),
-    sa.Column('last_error_at', inbox.models.UTCDateTime(), nullable=True),
+    sa.Column('last_poll_at', inbox.store.models.UTCDateTime(), nullable=True),
+    sa.Column('last_ok_at', inbox.store.models.UTCDateTime(), nullable=True),
+    sa.Column('last_error_at', inbox.store.models.UTCDateTime(), nullable=True),
     sa.Column('items_total', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('connector')
     )
     op.create_table('cursor',
     sa.Column('connector', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('value', sa.JSON(), nullable=False),
-    sa.Column('updated_at', inbox.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', inbox.store.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('connector')
     )
     op.create_table('customer',
@@ -43,8 +43,8 @@ def upgrade() -> None:
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('handle', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('display_name', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
-    sa.Column('first_seen_at', inbox.models.UTCDateTime(), nullable=False),
-    sa.Column('last_seen_at', inbox.models.UTCDateTime(), nullable=False),
+    sa.Column('first_seen_at', inbox.store.models.UTCDateTime(), nullable=False),
+    sa.Column('last_seen_at', inbox.store.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('channel', 'handle', name='uq_customer_channel_handle')
     )
@@ -58,18 +58,18 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('assignee', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('priority', sa.Integer(), nullable=False),
-    sa.Column('opened_at', inbox.models.UTCDateTime(), nullable=False),
-    sa.Column('last_customer_at', inbox.models.UTCDateTime(), nullable=False),
+    sa.Column('opened_at', inbox.store.models.UTCDateTime(), nullable=False),
+    sa.Column('last_customer_at', inbox.store.models.UTCDateTime(), nullable=False),
     sa.Column('cycle', sa.Integer(), nullable=False),
     sa.Column('clock_kind', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('clock_start', inbox.models.UTCDateTime(), nullable=False),
-    sa.Column('warn_at', inbox.models.UTCDateTime(), nullable=False),
-    sa.Column('due_at', inbox.models.UTCDateTime(), nullable=False),
+    sa.Column('clock_start', inbox.store.models.UTCDateTime(), nullable=False),
+    sa.Column('warn_at', inbox.store.models.UTCDateTime(), nullable=False),
+    sa.Column('due_at', inbox.store.models.UTCDateTime(), nullable=False),
     sa.Column('sla_stage', sa.Integer(), nullable=False),
-    sa.Column('responded_at', inbox.models.UTCDateTime(), nullable=True),
-    sa.Column('first_response_at', inbox.models.UTCDateTime(), nullable=True),
-    sa.Column('resolved_at', inbox.models.UTCDateTime(), nullable=True),
-    sa.Column('updated_at', inbox.models.UTCDateTime(), nullable=False),
+    sa.Column('responded_at', inbox.store.models.UTCDateTime(), nullable=True),
+    sa.Column('first_response_at', inbox.store.models.UTCDateTime(), nullable=True),
+    sa.Column('resolved_at', inbox.store.models.UTCDateTime(), nullable=True),
+    sa.Column('updated_at', inbox.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('connector', 'external_id', name='uq_thread_connector_external')
@@ -91,8 +91,8 @@ def upgrade() -> None:
     sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('url', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('rating', sa.Integer(), nullable=True),
-    sa.Column('posted_at', inbox.models.UTCDateTime(), nullable=False),
-    sa.Column('ingested_at', inbox.models.UTCDateTime(), nullable=False),
+    sa.Column('posted_at', inbox.store.models.UTCDateTime(), nullable=False),
+    sa.Column('ingested_at', inbox.store.models.UTCDateTime(), nullable=False),
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('sentiment', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('intent', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -116,10 +116,10 @@ def upgrade() -> None:
     sa.Column('thread_id', sa.Integer(), nullable=True),
     sa.Column('item_id', sa.Integer(), nullable=True),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('created_at', inbox.models.UTCDateTime(), nullable=False),
-    sa.Column('done_at', inbox.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', inbox.store.models.UTCDateTime(), nullable=False),
+    sa.Column('done_at', inbox.store.models.UTCDateTime(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', inbox.models.UTCDateTime(), nullable=True),
+    sa.Column('next_attempt_at', inbox.store.models.UTCDateTime(), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.ForeignKeyConstraint(['item_id'], ['item.id'], ),
     sa.ForeignKeyConstraint(['thread_id'], ['thread.id'], ),
@@ -139,8 +139,8 @@ def upgrade() -> None:
     sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('url', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('created_at', inbox.models.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', inbox.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', inbox.store.models.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', inbox.store.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['item_id'], ['item.id'], ),
     sa.ForeignKeyConstraint(['thread_id'], ['thread.id'], ),
     sa.PrimaryKeyConstraint('id'),

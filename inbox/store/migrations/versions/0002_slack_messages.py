@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import inbox.models
+import inbox.store.models
 
 
 revision: str = '0002'
@@ -25,8 +25,8 @@ def upgrade() -> None:
     sa.Column('thread_id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('ts', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-    sa.Column('created_at', inbox.models.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', inbox.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', inbox.store.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', inbox.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['thread_id'], ['thread.id'], ),
     sa.PrimaryKeyConstraint('thread_id')
     )
@@ -37,7 +37,7 @@ def upgrade() -> None:
     sa.Column('event_id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('ts', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-    sa.Column('created_at', inbox.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', inbox.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['event_id'], ['event.id'], ),
     sa.PrimaryKeyConstraint('event_id')
     )
