@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
 from inbox.store.db import describe_outage, is_outage
 from inbox.logs import log_context, log_fields
 from inbox.metrics import Metrics
-from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, SlaStage, Status, Thread, utcnow
+from inbox.store import items, replies
+from inbox.store.models import Status, utcnow
 
 log = logging.getLogger("inbox.actions")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
@@ -67,31 +66,21 @@ class Actions:
     @log_fields(thread_id="thread_id")
     async def assign(self, thread_id: int, agent: str) -> None:
         """Give the thread to `agent`."""
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            thread = await _thread(conn, thread_id)
-            if thread.status == Status.RESOLVED:
-                raise ActionError("this conversation is already resolved")
-            status = Status.ASSIGNED if thread.status == Status.NEW else thread.status
-            await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(assignee=agent, status=status, updated_at=now))
-            await _event(conn, EventKind.ASSIGNED, thread_id, {"agent": agent}, now)
+        before = await items.assign(self.engine, thread_id, agent, self.clock())
+        if before is None:
+            raise ActionError(_no_such_thread(thread_id))
+        if before == Status.RESOLVED:
+            raise ActionError("this conversation is already resolved")
         self.on_event()
 
     @log_fields(thread_id="thread_id")
     async def resolve(self, thread_id: int, agent: str) -> None:
         """Close the thread without (another) reply; its clock stops."""
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            thread = await _thread(conn, thread_id)
-            if thread.status == Status.RESOLVED:
-                return
-            await conn.execute(
-                sa.update(Thread)
-                .where(Thread.id == thread_id)
-                .values(status=Status.RESOLVED, resolved_at=now, sla_stage=SlaStage.STOPPED, updated_at=now)
-            )
-            await _event(conn, EventKind.RESOLVED, thread_id, {"agent": agent}, now)
-        self.on_event()
+        before = await items.resolve(self.engine, thread_id, agent, self.clock())
+        if before is None:
+            raise ActionError(_no_such_thread(thread_id))
+        if before != Status.RESOLVED:
+            self.on_event()
 
     @log_fields(thread_id="thread_id")
     async def reply(self, thread_id: int, text: str, agent: str) -> ReplyOutcome:
@@ -101,15 +90,17 @@ class Actions:
             raise ActionError("the reply is empty")
         now = self.clock()
         async with self.engine.begin() as conn:
-            thread = await _thread(conn, thread_id)
+            thread = await items.lock_thread(conn, thread_id)
+            if thread is None:
+                raise ActionError(_no_such_thread(thread_id))
             connector = self._connector(thread.connector)
-            item = await _latest_item(conn, thread_id)
+            item = await items.latest_item(conn, thread_id)
             limit = connector.reply_limit(Kind(item.kind))
             if limit is not None and len(text) > limit:
                 raise ActionError(f"the reply is {len(text)} characters; {thread.channel} allows {limit}")
-            claimed = await _claim(conn, thread, item.id, text, agent, now, self._claim_values(now))
-        if isinstance(claimed, ReplyOutcome):
-            return claimed
+            claimed = await replies.record(conn, thread, item.id, text, agent, now, self._claim_until(now))
+        if isinstance(claimed, replies.Existing):
+            return ReplyOutcome("duplicate", *claimed)
         return await self._send(claimed, thread.connector, _target(item, thread.external_id), text)
 
     async def recover(self, limit: int = 50) -> int:
@@ -148,39 +139,10 @@ class Actions:
 
     async def _claim_leftover(self) -> Any:
         now = self.clock()
-        pending = Reply.__table__.alias("pending")
-        leftover = (
-            sa.select(pending.c.id)
-            .where(
-                pending.c.status == ReplyStatus.PENDING,
-                sa.or_(pending.c.claimed_until.is_(None), pending.c.claimed_until < now),
-            )
-            .order_by(pending.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        async with self.engine.begin() as conn:
-            reply_id = (
-                await conn.execute(
-                    sa.update(Reply)
-                    .where(Reply.id.in_(leftover.scalar_subquery()))
-                    .values(**self._claim_values(now))
-                    .returning(Reply.id)
-                )
-            ).scalar_one_or_none()
-            if reply_id is None:
-                return None
-            return (
-                await conn.execute(
-                    sa.select(Reply.id.label("reply_id"), Reply.text.label("reply_text"), Thread.external_id.label("thread_key"), Item)
-                    .join(Thread, Thread.id == Reply.thread_id)
-                    .join(Item, Item.id == Reply.item_id)
-                    .where(Reply.id == reply_id)
-                )
-            ).one()
+        return await replies.claim_leftover(self.engine, now, self._claim_until(now))
 
-    def _claim_values(self, now: datetime) -> dict[str, Any]:
-        return {"claimed_by": self.worker, "claimed_until": now + self.claim}
+    def _claim_until(self, now: datetime) -> replies.Claim:
+        return replies.Claim(self.worker, now + self.claim)
 
     def _connector(self, name: str) -> Connector[Any, Any]:
         connector = self.connectors.get(name)
@@ -228,99 +190,24 @@ class Actions:
 
     async def _still_ours(self, reply_id: int) -> bool:
         """Renew this worker's claim on a pending reply right before sending it; False if it is no longer ours."""
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            renewed = await conn.execute(
-                sa.update(Reply)
-                .where(Reply.id == reply_id, Reply.status == ReplyStatus.PENDING, Reply.claimed_by == self.worker)
-                .values(claimed_until=now + self.claim)
-            )
-        return bool(renewed.rowcount)
+        return await replies.renew_claim(self.engine, reply_id, self._claim_until(self.clock()))
 
     async def _release(self, reply_id: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                sa.update(Reply).where(Reply.id == reply_id, Reply.status == ReplyStatus.PENDING).values(claimed_by=None, claimed_until=None)
-            )
+        await replies.release(self.engine, reply_id)
 
     async def _mark_sent(self, reply_id: int, sent: SentReply) -> None:
         now = self.clock()
-        async with self.engine.begin() as conn:
-            reply = (await conn.execute(sa.select(Reply).where(Reply.id == reply_id))).one()
-            await conn.execute(
-                sa.update(Reply)
-                .where(Reply.id == reply_id)
-                .values(status=ReplyStatus.SENT, external_id=sent.external_id, url=sent.url, sent_at=now, error=None,
-                        claimed_by=None, claimed_until=None)
-            )
-            answered = await conn.execute(
-                sa.update(Thread)
-                .where(Thread.id == reply.thread_id, Thread.cycle == reply.cycle)
-                .values(
-                    status=Status.REPLIED,
-                    responded_at=now,
-                    first_response_at=sa.func.coalesce(Thread.first_response_at, now),
-                    sla_stage=SlaStage.STOPPED,
-                    updated_at=now,
-                )
-                .returning(Thread.channel, Thread.clock_kind, Thread.clock_start)
-            )
-            clock = answered.one_or_none()
-            await _event(conn, EventKind.REPLIED, reply.thread_id, {"reply_id": reply_id, "agent": reply.agent}, now)
+        clock = await replies.mark_sent(self.engine, reply_id, sent.external_id, sent.url, now)
         self.on_event()
         if self.metrics is not None and clock is not None:
             self.metrics.observe_response(clock.channel, clock.clock_kind, clock.clock_start, now)
 
     async def _mark_failed(self, reply_id: int, error: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                sa.update(Reply)
-                .where(Reply.id == reply_id)
-                .values(status=ReplyStatus.FAILED, error=error[:1000], claimed_by=None, claimed_until=None)
-            )
+        await replies.mark_failed(self.engine, reply_id, error)
 
 
-async def _claim(
-    conn: AsyncConnection, thread: Any, item_id: int, text: str, agent: str, now: datetime, claim: dict[str, Any]
-) -> int | ReplyOutcome:
-    """Record the reply before sending; an earlier pending or sent one for this cycle wins."""
-    existing = (
-        await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))
-    ).one_or_none()
-    if existing is not None and existing.status != ReplyStatus.FAILED:
-        return ReplyOutcome("duplicate", existing.id, existing.external_id, existing.url)
-    if existing is not None:
-        await conn.execute(
-            sa.update(Reply)
-            .where(Reply.id == existing.id, Reply.status == ReplyStatus.FAILED)
-            .values(status=ReplyStatus.PENDING, text=text, agent=agent, item_id=item_id, created_at=now, error=None, **claim)
-        )
-        return int(existing.id)
-    try:
-        async with conn.begin_nested():
-            result = await conn.execute(
-                sa.insert(Reply)
-                .values(thread_id=thread.id, item_id=item_id, cycle=thread.cycle, text=text, agent=agent,
-                        status=ReplyStatus.PENDING, created_at=now, **claim)
-                .returning(Reply.id)
-            )
-            return int(result.scalar_one())
-    except IntegrityError:
-        # Another click won the race for this cycle.
-        winner = (await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))).one()
-        return ReplyOutcome("duplicate", winner.id, winner.external_id, winner.url)
-
-
-async def _thread(conn: AsyncConnection, thread_id: int) -> Any:
-    row = (await conn.execute(sa.select(Thread).where(Thread.id == thread_id).with_for_update())).one_or_none()
-    if row is None:
-        raise ActionError(f"no conversation with id {thread_id}")
-    return row
-
-
-async def _latest_item(conn: AsyncConnection, thread_id: int) -> Any:
-    query = sa.select(Item).where(Item.thread_id == thread_id).order_by(Item.posted_at.desc(), Item.id.desc()).limit(1)
-    return (await conn.execute(query)).one()
+def _no_such_thread(thread_id: int) -> str:
+    return f"no conversation with id {thread_id}"
 
 
 async def _unless_outage(call: Any, what: str) -> None:
@@ -353,6 +240,3 @@ def _target(item: Any, thread_key: str) -> ReplyTarget:
         reply_to=dict(item.reply_to or {}),
     )
 
-
-async def _event(conn: AsyncConnection, kind: EventKind, thread_id: int, payload: dict[str, Any], now: datetime) -> None:
-    await conn.execute(sa.insert(Event).values(kind=kind, thread_id=thread_id, payload=payload, created_at=now, attempts=0))

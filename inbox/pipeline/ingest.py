@@ -10,15 +10,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_REPLY_TO, MAX_TEXT, MAX_URL, Connector, Kind, RawItem
 from inbox.logs import log_fields
-from inbox.store.models import Customer, Cursor, Event, EventKind, Item, SlaStage, Status, Thread, utcnow
-from inbox.sla import ClockKind, SlaPolicies
-from inbox.store.sqlutil import chunks, insert_for, one_of
+from inbox.sla import ClockKind, SlaPolicies, SlaState
+from inbox.store import clocks
+from inbox.store.cursors import save_cursor
+from inbox.store.customers import customer_ids
+from inbox.store.events import NewEvent, add_events
+from inbox.store.items import add_items, known_items, lock_threads, open_threads, update_thread
+from inbox.store.models import EventKind, Status, utcnow
+from inbox.store.sqlutil import plan_lookups_afresh
 from inbox.templates import ReplyTemplates, reply_variables
 from inbox.triage import Priority, Triager
 
@@ -29,8 +33,6 @@ _CLOCK_SKEW = timedelta(minutes=5)
 # The customers' key is the handle lower-cased, which can lengthen it ("İ" is two characters in lower case).
 _MAX_KEY = 255
 _CUT = "… [cut: longer than the inbox stores]"
-# A known customer's last_seen_at is kept to this precision: rewriting it for every message locked the row.
-_SEEN_PRECISION = timedelta(hours=1)
 _TRIAGE_SLICE = 25  # items triaged between two turns of the event loop (a few milliseconds)
 
 # Runs inside ingest's transaction after the items are written and before the cursor; raises to roll it back.
@@ -145,8 +147,8 @@ class Ingestor:
         rows: list[_Row] = []
         if candidates:
             async with self.engine.connect() as conn:
-                await _plan_lookups_afresh(conn, True)
-                known = await _existing(conn, source.name, list(candidates))
+                await plan_lookups_afresh(conn, True)
+                known = await known_items(conn, source.name, list(candidates))
             result.duplicates += len(known)
             # Triage only what is new: a re-poll of known items costs one indexed lookup.
             for key, raw in candidates.items():
@@ -162,12 +164,12 @@ class Ingestor:
             # hourly last_seen_at) commits at once, never locked for a whole page while other workers' pages
             # with the same people wait. Mostly this only reads, and a read-only commit writes nothing.
             async with self.engine.begin() as conn:
-                await _plan_lookups_afresh(conn, True)
-                customers = await _upsert_customers(conn, rows, now)
+                await plan_lookups_afresh(conn, True)
+                customers = await _customers(conn, rows, now)
         if rows or cursor is not None:
             async with self.engine.begin() as conn:
                 if rows:
-                    await _plan_lookups_afresh(conn, True)
+                    await plan_lookups_afresh(conn, True)
                     await self._store(conn, source, rows, customers, now, result, history)
                 if fence is not None:
                     # Last, so the lease row stays locked only from here to the commit.
@@ -250,19 +252,15 @@ class Ingestor:
         now: datetime, result: IngestResult, history: bool,
     ) -> None:
         threads, created, answered = await self._threads(conn, source, rows, customers, now, history, result)
-        await _plan_lookups_afresh(conn, False)
+        await plan_lookups_afresh(conn, False)
         for row in rows:
             row.values["customer_id"] = customers[row.customer_key]
             row.values["thread_id"] = threads[row.thread_key]["id"]
-        insert = insert_for(conn, Item).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-        inserted = {
-            r.external_id: r.id
-            for r in await conn.execute(insert.returning(Item.id, Item.external_id), [r.values for r in rows])
-        }
+        inserted = await add_items(conn, [r.values for r in rows])
         # Another worker may have stored some of them between our check and our insert.
         stored = sorted((r for r in rows if r.raw.external_id in inserted), key=lambda r: r.raw.posted_at)
         result.duplicates += len(rows) - len(stored)
-        events: list[dict[str, Any]] = []
+        events: list[NewEvent] = []
         follow_ups: dict[int, list[_Row]] = {}
         announced: set[int] = set()
         for row in stored:
@@ -279,10 +277,9 @@ class Ingestor:
                 if thread_id not in created:
                     follow_ups.setdefault(thread_id, []).append(row)
             if not (history and thread_id in answered):  # answered long ago: nothing for anyone to do
-                events.append({"kind": kind, "thread_id": thread_id, "item_id": item_id, "payload": {}, "created_at": now, "attempts": 0})
+                events.append(NewEvent(kind, thread_id, item_id))
         await self._reopen(conn, source, follow_ups, threads, now, history)
-        if events:
-            await conn.execute(sa.insert(Event), events)
+        await add_events(conn, now, events)
         result.stored = len(stored)
 
     async def _threads(
@@ -291,7 +288,7 @@ class Ingestor:
     ) -> tuple[dict[str, dict[str, Any]], set[int], set[int]]:
         """Threads of `rows` by key, the ids of those created here, and of those created already answered."""
         keys = sorted({r.thread_key for r in rows})
-        threads = await _load_threads(conn, source.name, keys)
+        threads = await lock_threads(conn, source.name, keys)
         fresh: dict[str, list[_Row]] = {}
         for row in rows:
             if row.thread_key not in threads:
@@ -322,25 +319,24 @@ class Ingestor:
                     "clock_start": start,
                     "warn_at": warn_at,
                     "due_at": due_at,
-                    "sla_stage": SlaStage.STOPPED if waiting is None else _running(due_at, now, history),
+                    "sla_stage": clocks.opened(waiting=waiting is not None, due_at=due_at, now=now, history=history),
                     "responded_at": answer if waiting is None else None,
                     "first_response_at": answer,
                     "updated_at": now,
                 }
-            insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-            for row in await conn.execute(insert.returning(Thread.id, Thread.external_id), list(values.values())):
-                created.add(row.id)
-                threads[row.external_id] = {"id": row.id}
-                stage = values[row.external_id]["sla_stage"]
-                if stage == SlaStage.STOPPED:
-                    answered.add(row.id)
+            for thread_id, key in await open_threads(conn, list(values.values())):
+                created.add(thread_id)
+                threads[key] = {"id": thread_id}
+                stage = values[key]["sla_stage"]
+                if clocks.is_stopped(stage):
+                    answered.add(thread_id)
                     result.answered += 1
-                elif stage == SlaStage.BREACHED:
+                elif stage == SlaState.BREACHED:
                     result.overdue += 1
             # Threads another worker created since our lookup.
             raced = sorted(set(fresh) - set(threads))
             if raced:
-                threads.update(await _load_threads(conn, source.name, raced))
+                threads.update(await lock_threads(conn, source.name, raced))
         return threads, created, answered
 
     async def _reopen(
@@ -357,7 +353,7 @@ class Ingestor:
                 "last_customer_at": max([thread["last_customer_at"], *(r.raw.posted_at for r in group)]),
                 "updated_at": now,
             }
-            stopped = thread["sla_stage"] == SlaStage.STOPPED
+            stopped = clocks.is_stopped(thread["sla_stage"])
             if stopped:
                 since = max((t for t in (thread["responded_at"], thread["resolved_at"]) if t), default=thread["clock_start"])
             else:
@@ -365,52 +361,21 @@ class Ingestor:
             answer, waiting = _answers(group, since)
             earliest = min((r.raw.answered_at for r in group if r.raw.answered_at is not None), default=None)
             if earliest is not None:
-                changes["first_response_at"] = sa.func.coalesce(Thread.first_response_at, earliest)
+                changes.update(clocks.first_response(earliest))
                 if not stopped and earliest < since:
                     # An older part of the conversation, answered: what runs now waits for a next response.
                     changes["clock_kind"] = ClockKind.NEXT_RESPONSE
             if not stopped and answer is not None and waiting is None:
                 # Answered on the platform (outside this inbox) after everything the customer said: the clock stops.
-                changes.update(status=Status.REPLIED, responded_at=answer, sla_stage=SlaStage.STOPPED)
+                changes.update(clocks.answered(answer))
             elif waiting is not None and (stopped or answer is not None):
                 start = max(waiting, since)
                 warn_at, due_at = policy.deadlines(start)
-                changes.update(
-                    cycle=thread["cycle"] + 1,
-                    clock_kind=ClockKind.NEXT_RESPONSE,
-                    clock_start=start,
-                    warn_at=warn_at,
-                    due_at=due_at,
-                    sla_stage=_running(due_at, now, history),
-                    responded_at=None,
-                    resolved_at=None,
-                    status=Status.ASSIGNED if thread["assignee"] else Status.NEW,
-                )
-            await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(**changes))
-
-
-async def save_cursor(conn: AsyncConnection, connector: str, cursor: BaseModel, now: datetime) -> None:
-    """Store a connector's cursor (inside the caller's transaction)."""
-    value = cursor.model_dump(mode="json")
-    insert = insert_for(conn, Cursor).values(connector=connector, value=value, updated_at=now)
-    await conn.execute(insert.on_conflict_do_update(index_elements=["connector"], set_={"value": value, "updated_at": now}))
-
-
-async def load_cursor(engine: AsyncEngine, connector: str) -> dict[str, Any] | None:
-    """A connector's saved cursor as stored, or None before its first page."""
-    async with engine.connect() as conn:
-        row = await conn.execute(sa.select(Cursor.value).where(Cursor.connector == connector))
-        return row.scalar_one_or_none()
-
-
-async def _plan_lookups_afresh(conn: AsyncConnection, on: bool) -> None:
-    """PostgreSQL: plan the IN-list lookups afresh each time, but keep cached plans for the big INSERTs.
-
-    A generic plan for a lookup, cached while a young table's statistics still say "empty", ran 30 times
-    slower than a fresh one in our benchmark; re-planning a 2,000-parameter INSERT costs more than it saves.
-    """
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.text(f"SET LOCAL plan_cache_mode = {'force_custom_plan' if on else 'auto'}"))
+                changes.update(clocks.restarted(
+                    cycle=thread["cycle"] + 1, start=start, warn_at=warn_at, due_at=due_at, now=now, history=history,
+                    assigned=bool(thread["assignee"]),
+                ))
+            await update_thread(conn, thread_id, changes)
 
 
 def _problem(raw: RawItem) -> str | None:
@@ -528,100 +493,10 @@ def _answers(rows: Iterable[_Row], since: datetime) -> tuple[datetime | None, da
     return (answers[0] if answers else None), min(waiting, default=None)
 
 
-def _running(due_at: datetime, now: datetime, history: bool) -> SlaStage:
-    """A new running clock's stage: history whose deadline has passed is breached already, so the sweep says nothing."""
-    return SlaStage.BREACHED if history and due_at <= now else SlaStage.RUNNING
-
-
 def _handle_key(handle: str) -> str:
     return handle.strip().lstrip("@").lower()
 
 
-async def _existing(conn: AsyncConnection, connector: str, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for part in chunks(ids):
-        rows = await conn.execute(
-            sa.select(Item.external_id).where(Item.connector == connector, one_of(conn, Item.external_id, part))
-        )
-        found.update(rows.scalars())
-    return found
-
-
-async def _upsert_customers(conn: AsyncConnection, rows: list[_Row], now: datetime) -> dict[tuple[str, str], int]:
-    """The customers' ids, adding the new ones; known ones are written only when their name or hour changed.
-
-    Most customers of a page are known, and many are shared by other connectors' pages, in other workers too:
-    reading them takes no lock, where an upsert of every one locked them all and made the workers wait on each
-    other in turn. What is written (new customers, and known ones hourly) is locked in key order, so two pages
-    never deadlock.
-    """
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        latest[row.customer_key] = {
-            "channel": row.customer_key[0],
-            "handle": row.customer_key[1],
-            "display_name": row.values["author_name"],
-            "first_seen_at": now,
-            "last_seen_at": now,
-        }
-    # In key order throughout: two transactions locking shared rows in different orders deadlock on PostgreSQL.
-    keys = sorted(latest)
-    known = await _customers(conn, keys)
-    missing = [latest[key] for key in keys if key not in known]
-    if missing:
-        insert = insert_for(conn, Customer).on_conflict_do_nothing(index_elements=["channel", "handle"])
-        result = await conn.execute(insert.returning(Customer.id, Customer.channel, Customer.handle), missing)
-        # As just written: a new customer is neither renamed nor stale.
-        added = {(channel, handle): (id_, latest[(channel, handle)]["display_name"], now) for id_, channel, handle in result}
-        # Another worker may have added some meanwhile: theirs are known now.
-        raced = [key for key in keys if key not in known and key not in added]
-        known |= added | await _customers(conn, raced)
-    stale = [
-        (key, latest[key]) for key in keys
-        if key in known and (_renamed(known[key][1], latest[key]["display_name"]) or known[key][2] <= now - _SEEN_PRECISION)
-    ]
-    if stale:
-        touch = sa.update(Customer).where(Customer.id == sa.bindparam("_id")).values(
-            last_seen_at=sa.bindparam("_seen"),
-            display_name=sa.func.coalesce(sa.bindparam("_name", type_=Customer.display_name.type), Customer.display_name),
-        )
-        await conn.execute(touch, [{"_id": known[key][0], "_seen": now, "_name": values["display_name"]} for key, values in stale])
-    return {key: id_ for key, (id_, _, _) in known.items()}
-
-
-def _renamed(stored: str | None, seen: str | None) -> bool:
-    return seen is not None and seen != stored
-
-
-async def _customers(conn: AsyncConnection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None, datetime]]:
-    """(id, display name, last seen) of the customers with these (channel, handle) keys that exist.
-
-    The keys of one page share its channel.
-    """
-    found: dict[tuple[str, str], tuple[int, str | None, datetime]] = {}
-    if not keys:
-        return found
-    channel = keys[0][0]
-    for part in chunks([handle for _, handle in keys]):
-        result = await conn.execute(
-            sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at)
-            .where(Customer.channel == channel, one_of(conn, Customer.handle, part))
-        )
-        found.update({(channel, handle): (id_, name, seen) for id_, handle, name, seen in result})
-    return found
-
-
-# What a follow-up needs to know about its thread.
-_THREAD_STATE = (
-    Thread.id, Thread.external_id, Thread.priority, Thread.last_customer_at, Thread.sla_stage, Thread.cycle,
-    Thread.clock_start, Thread.responded_at, Thread.resolved_at, Thread.assignee,
-)
-
-
-async def _load_threads(conn: AsyncConnection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
-    threads: dict[str, dict[str, Any]] = {}
-    for part in chunks(keys):
-        query = sa.select(*_THREAD_STATE).where(Thread.connector == connector, one_of(conn, Thread.external_id, part)).with_for_update()
-        for row in await conn.execute(query):
-            threads[row.external_id] = dict(row._mapping)
-    return threads
+async def _customers(conn: AsyncConnection, rows: list[_Row], now: datetime) -> dict[tuple[str, str], int]:
+    """The ids of the rows' customers (added when new), each with the name its latest item shows."""
+    return await customer_ids(conn, {row.customer_key: row.values["author_name"] for row in rows}, now)

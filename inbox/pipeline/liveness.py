@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.store.db import describe_outage, is_outage, probe
+from inbox.store.db import describe_outage, is_outage
+from inbox.store.probes import probe
 from inbox.store.models import utcnow
 
 log = logging.getLogger("inbox.liveness")  # the logger name users filter on, unchanged by the move into inbox.pipeline

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.display import shown_name, shown_text
 from inbox.logs import log_context, log_fields
-from inbox.store.models import Event, EventKind, utcnow
+from inbox.store import events
+from inbox.store.models import EventKind, utcnow
 from inbox.sla import SlaPolicies, clock_label, duration_text
-from inbox.store.sqlutil import chunks
 from inbox.views import ThreadView, thread_views
 
 log = logging.getLogger("inbox.outbox")  # the logger name users filter on, unchanged by the move into inbox.pipeline
@@ -145,39 +144,13 @@ class Outbox:
 
     async def _claim(self, limit: int) -> list[Any]:
         now = self.clock()
-        head = Event.__table__.alias("head")
-        older = Event.__table__.alias("older")
-        earlier_pending = (
-            sa.select(older.c.id)
-            .where(older.c.done_at.is_(None), older.c.thread_id == head.c.thread_id, older.c.id < head.c.id)
-            .exists()
-        )
-        heads = (
-            sa.select(head.c.id)
-            .where(
-                head.c.done_at.is_(None),
-                sa.or_(head.c.next_attempt_at.is_(None), head.c.next_attempt_at <= now),
-                sa.or_(head.c.claimed_until.is_(None), head.c.claimed_until < now),
-                ~earlier_pending,
-            )
-            .order_by(head.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        async with self.engine.begin() as conn:
-            claimed = await conn.execute(
-                sa.update(Event)
-                .where(Event.id.in_(heads.scalar_subquery()))
-                .values(claimed_by=self.worker, claimed_until=now + self.claim)
-                .returning(*Event.__table__.c)
-            )
-            return sorted(claimed.all(), key=lambda e: e.id)
+        return await events.claim(self.engine, self.worker, now, now + self.claim, limit)
 
     @log_fields(event_id="event.id", thread_id="event.thread_id", item_id="event.item_id")
     async def _deliver(self, event: Any, thread: ThreadView | None) -> bool:
         if self.clock() >= event.claimed_until - self.claim / 2:
             # Too little of the claim is left for a slow Slack call: hand the event back untouched.
-            await self._finish(event.id, claimed_by=None, claimed_until=None)
+            await events.hand_back(self.engine, event.id, self.worker)
             return False
         notice = Notice(event.id, EventKind(event.kind), event.payload or {}, event.created_at, thread)
         with log_context(connector=thread.connector if thread else notice.payload.get("connector")):
@@ -191,31 +164,13 @@ class Outbox:
         return True
 
     async def _done(self, event_ids: list[int]) -> None:
-        if not event_ids:
-            return
-        async with self.engine.begin() as conn:
-            for part in chunks(event_ids):
-                await conn.execute(
-                    sa.update(Event)
-                    .where(Event.id.in_(part), Event.claimed_by == self.worker)
-                    .values(done_at=self.clock(), claimed_by=None, claimed_until=None)
-                )
-
-    async def _finish(self, event_id: int, **values: Any) -> None:
-        # Only while this worker's claim holds: after it ran out, the event is another worker's.
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                sa.update(Event).where(Event.id == event_id, Event.claimed_by == self.worker).values(**values)
-            )
+        await events.mark_done(self.engine, event_ids, self.worker, self.clock())
 
     async def _retry_later(self, event_id: int, attempts: int, exc: BaseException) -> None:
         delay = min(_MAX_BACKOFF, timedelta(seconds=2 ** min(attempts, 10))) * random.uniform(0.8, 1.2)
         reason = str(exc) or type(exc).__name__
         log.warning("event %d: delivery failed (attempt %d), retrying in %.0f s: %s", event_id, attempts, delay.total_seconds(), reason)
-        await self._finish(
-            event_id, attempts=attempts, next_attempt_at=self.clock() + delay, last_error=reason[:1000],
-            claimed_by=None, claimed_until=None,
-        )
+        await events.retry_later(self.engine, event_id, self.worker, attempts, self.clock() + delay, reason)
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -12,18 +12,18 @@ from functools import partial
 from datetime import datetime
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import AuthError, Connector, PermanentError, RateLimited, TransientError
 from inbox.store.db import StoreUnavailable, describe_outage, is_outage
-from inbox.pipeline.ingest import Ingestor, Source, load_cursor
+from inbox.pipeline.ingest import Ingestor, Source
 from inbox.logs import log_fields, redact
 from inbox.metrics import Metrics
-from inbox.store.models import ConnectorHealth, Event, EventKind, utcnow
+from inbox.store import health
+from inbox.store.cursors import load_cursor
+from inbox.store.models import utcnow
 from inbox.pipeline.ratelimit import RateLimits
-from inbox.store.sqlutil import insert_for
 from inbox.pipeline.workers import LeaseLost, Leases
 
 log = logging.getLogger("inbox.poller")  # the logger name users filter on, unchanged by the move into inbox.pipeline
@@ -262,44 +262,18 @@ class Poller:
 
     async def _record_rate_limited(self, stored: int) -> None:
         """A refused poll is no failure: its time and what it stored are kept, the health left as it was."""
-        async with self.engine.begin() as conn:
-            insert = insert_for(conn, ConnectorHealth).values(connector=self.name, healthy=True, failures=0, items_total=0)
-            await conn.execute(insert.on_conflict_do_nothing(index_elements=["connector"]))
-            await conn.execute(
-                sa.update(ConnectorHealth)
-                .where(ConnectorHealth.connector == self.name)
-                .values(last_poll_at=self.clock(), items_total=ConnectorHealth.items_total + stored)
-            )
+        await health.record_rate_limited(self.engine, self.name, self.clock(), stored)
 
     async def _record(self, *, healthy: bool, reason: str | None, stored: int, failed: bool = False) -> None:
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            insert = insert_for(conn, ConnectorHealth).values(connector=self.name, healthy=True, failures=0, items_total=0)
-            await conn.execute(insert.on_conflict_do_nothing(index_elements=["connector"]))
-            values: dict[str, Any] = {
-                "last_poll_at": now,
-                "failures": self.failures,
-                "items_total": ConnectorHealth.items_total + stored,
-            }
-            if failed:
-                values.update(last_error_at=now, reason=reason)
-            else:
-                values.update(last_ok_at=now, reason=None)
-            await conn.execute(sa.update(ConnectorHealth).where(ConnectorHealth.connector == self.name).values(**values))
-            # Only the worker whose update flips the flag announces it, so a change is told once.
-            flipped = await conn.execute(
-                sa.update(ConnectorHealth)
-                .where(ConnectorHealth.connector == self.name, ConnectorHealth.healthy.is_not(healthy))
-                .values(healthy=healthy, reason=reason)
-                .returning(ConnectorHealth.connector)
-            )
-            if flipped.first() is not None:
-                payload = {"connector": self.name, "healthy": healthy, "reason": reason}
-                await conn.execute(sa.insert(Event).values(kind=EventKind.CONNECTOR_HEALTH, payload=payload, created_at=now, attempts=0))
-                if healthy:
-                    log.info("connector is healthy again")
-                else:
-                    log.error("connector is unhealthy: %s", reason)
+        flipped = await health.record_poll(
+            self.engine, self.name, self.clock(), healthy=healthy, reason=reason, failures=self.failures, stored=stored,
+            failed=failed,
+        )
+        # Only the worker whose write flipped the health logs it, so a change is told once.
+        if flipped and healthy:
+            log.info("connector is healthy again")
+        elif flipped:
+            log.error("connector is unhealthy: %s", reason)
 
 
 async def _store(call: Awaitable[_T]) -> _T:

@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.store.models import ConnectorLease, Event, Reply, ReplyStatus, Worker, utcnow
-from inbox.store.sqlutil import chunks, insert_for
+from inbox.store import leases
+from inbox.store.models import utcnow
 
 log = logging.getLogger("inbox.workers")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
@@ -138,19 +137,19 @@ class Leases:
         before = set(self.held)
         # The heartbeat commits on its own: a renewal waiting on a lease row must not make this worker look dead.
         async with self.engine.begin() as conn:
-            await self._heartbeat(conn, now)
+            await leases.heartbeat(conn, self.worker, self.place or socket.gethostname(), os.getpid(), self.started_at, now)
         try:
             await self.bury_dead()
         except Exception:  # noqa: BLE001 - only a shortcut: the dead worker's leases and claims still run out
             log.warning("could not look for dead workers on this host; their leases run out instead", exc_info=True)
         async with self.engine.begin() as conn:
-            live = await self._live_workers(conn, now)
-            renewed = await self._renew(conn, until)
+            live = await leases.live_workers(conn, now - self.period)
+            renewed = await leases.renew(conn, self.worker, self.connectors, until)
             share = math.ceil(len(self.connectors) / live) if self.connectors else 0
             if len(renewed) > share:
                 # Give the surplus back so a worker that just joined finds something to take.
                 surplus = sorted(renewed, key=self._rank)[share:]
-                await self._release(conn, surplus)
+                await leases.give_up(conn, self.worker, surplus)
                 renewed -= set(surplus)
             elif len(renewed) < share:
                 renewed |= await self._claim(conn, now, until, share - len(renewed), renewed)
@@ -167,106 +166,36 @@ class Leases:
     async def fence(self, conn: AsyncConnection, connector: str) -> None:
         """Last in a transaction that saves a cursor: renew the lease (locking it until the commit), or raise
         LeaseLost if it moved, which rolls the transaction back."""
-        result = await conn.execute(
-            sa.update(ConnectorLease)
-            .where(ConnectorLease.connector == connector, ConnectorLease.worker == self.worker)
-            .values(expires_at=self.clock() + self.period)
-        )
-        if not result.rowcount:
+        if not await leases.extend(conn, self.worker, connector, self.clock() + self.period):
             self._held.pop(connector, None)
             raise LeaseLost(f"{connector}: another worker holds the lease now")
 
     async def release(self) -> None:
         """On a clean stop: hand every connector back at once and leave the list of live workers."""
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.delete(ConnectorLease).where(ConnectorLease.worker == self.worker))
-            await conn.execute(sa.delete(Worker).where(Worker.id == self.worker))
+        await leases.leave(self.engine, self.worker)
         self._held.clear()
 
     async def bury_dead(self) -> list[str]:
         """Delete the rows of this place's workers whose process is gone, and free their event and reply claims.
 
-        Their leases need nothing more: a lease whose holder has no row is free (see `_claim`).
+        Their leases need nothing more: a lease whose holder has no row is free (see `inbox.store.leases.take`).
         """
         if self.place is None:
             return []
-        async with self.engine.begin() as conn:
-            rows = await conn.execute(sa.select(Worker.id, Worker.pid).where(Worker.host == self.place))
-            dead = [worker for worker, pid in rows if worker not in _HERE and process_gone(pid)]
-            buried: list[str] = []
-            for part in chunks(dead):
-                # Only the worker whose delete took the row frees the claims: two workers burying at once do it once.
-                deleted = await conn.execute(sa.delete(Worker).where(Worker.id.in_(part)).returning(Worker.id))
-                buried.extend(deleted.scalars())
-            for part in chunks(buried):
-                await conn.execute(
-                    sa.update(Event).where(Event.done_at.is_(None), Event.claimed_by.in_(part))
-                    .values(claimed_by=None, claimed_until=None)
-                )
-                await conn.execute(
-                    sa.update(Reply).where(Reply.status == ReplyStatus.PENDING, Reply.claimed_by.in_(part))
-                    .values(claimed_by=None, claimed_until=None)
-                )
+        buried = await leases.bury(self.engine, self.place, lambda worker, pid: worker not in _HERE and process_gone(pid))
         if buried:
             log.warning("worker(s) %s on this host are dead (no such process): their connectors and claims are taken over now",
                         ", ".join(sorted(buried)))
-        return sorted(buried)
+        return buried
 
     def _rank(self, connector: str) -> str:
         # Stable per worker and connector, so which surplus a worker gives back does not flap between rounds.
         return hashlib.blake2s(f"{self.worker}/{connector}".encode(), digest_size=8).hexdigest()
 
-    async def _heartbeat(self, conn: AsyncConnection, now: datetime) -> None:
-        insert = insert_for(conn, Worker).values(
-            id=self.worker, host=(self.place or socket.gethostname())[:255], pid=os.getpid(), started_at=self.started_at,
-            seen_at=now,
-        )
-        await conn.execute(insert.on_conflict_do_update(index_elements=["id"], set_={"seen_at": now}))
-
-    async def _live_workers(self, conn: AsyncConnection, now: datetime) -> int:
-        count = await conn.execute(sa.select(sa.func.count()).select_from(Worker).where(Worker.seen_at > now - self.period))
-        return max(1, int(count.scalar_one()))
-
-    async def _renew(self, conn: AsyncConnection, until: datetime) -> set[str]:
-        renewed: set[str] = set()
-        for part in chunks(self.connectors):
-            result = await conn.execute(
-                sa.update(ConnectorLease)
-                .where(ConnectorLease.worker == self.worker, ConnectorLease.connector.in_(part))
-                .values(expires_at=until)
-                .returning(ConnectorLease.connector)
-            )
-            renewed.update(result.scalars())
-        return renewed
-
-    async def _release(self, conn: AsyncConnection, names: Sequence[str]) -> None:
-        for part in chunks(names):
-            await conn.execute(
-                sa.delete(ConnectorLease).where(ConnectorLease.worker == self.worker, ConnectorLease.connector.in_(part))
-            )
-
     async def _claim(self, conn: AsyncConnection, now: datetime, until: datetime, wanted: int, mine: set[str]) -> set[str]:
-        # A lease is free once it ran out, or at once when its holder's row is gone (buried as dead, see above).
-        holder_gone = ~sa.exists().where(Worker.id == ConnectorLease.worker)
-        taken: set[str] = set()
-        for part in chunks(self.connectors):
-            result = await conn.execute(
-                sa.select(ConnectorLease.connector)
-                .where(ConnectorLease.connector.in_(part), ConnectorLease.expires_at > now, ~holder_gone)
-            )
-            taken.update(result.scalars())
+        taken = await leases.taken(conn, self.connectors, now)
         free = [name for name in self.connectors if name not in taken and name not in mine]
         # A random pick, so workers starting together do not all reach for the same connectors first; locked in
         # name order, like every renewal, so a claim and a renewal crossing each other never deadlock.
         picked = sorted(random.sample(free, min(wanted, len(free))))
-        won: set[str] = set()
-        for part in chunks(picked):
-            insert = insert_for(conn, ConnectorLease).values([{"connector": n, "worker": self.worker, "expires_at": until} for n in part])
-            # Only a free lease changes hands; one renewed meanwhile by its (live) holder stays.
-            upsert = insert.on_conflict_do_update(
-                index_elements=["connector"],
-                set_={"worker": insert.excluded.worker, "expires_at": insert.excluded.expires_at},
-                where=sa.or_(ConnectorLease.expires_at <= now, holder_gone),
-            )
-            won.update((await conn.execute(upsert.returning(ConnectorLease.connector))).scalars())
-        return won
+        return await leases.take(conn, self.worker, picked, now, until)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,33 +103,12 @@ def describe_outage(exc: BaseException) -> str:
     return text[:300]
 
 
-async def probe(engine: AsyncEngine, timeout: float = 1.0) -> None:
-    """Raise unless the store can be read and written within about `timeout` seconds.
-
-    The write changes nothing (an UPDATE that matches no row, rolled back) but needs what a real write
-    needs: SQLite's write lock, and on PostgreSQL a connection, a writable primary and the table's lock.
-    """
-    async with asyncio.timeout(timeout * 3):  # a connection that hangs (a host gone silent) counts as down too
-        with store_wait(timeout):
-            async with engine.connect() as conn:
-                if conn.dialect.name == "postgresql":
-                    ms = max(1, int(timeout * 1000))
-                    await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
-                    await conn.exec_driver_sql(f"SET LOCAL statement_timeout = {2 * ms}")
-                await conn.execute(sa.update(_PROBE).where(_PROBE.c.id == "").values(seen_at=_PROBE.c.seen_at))
-                await conn.rollback()
-
-
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest migration (safe to run from several workers at once)."""
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         await conn.run_sync(_upgrade)
-
-
-# The table the write probe touches: any would do; no row of `worker` has an empty id.
-_PROBE = sa.table("worker", sa.column("id"), sa.column("seen_at"))
 
 
 def _upgrade(connection: sa.Connection) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
+
+from inbox.sla import SlaState
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -42,13 +44,34 @@ class Status(StrEnum):
     RESOLVED = "resolved"
 
 
-class SlaStage(IntEnum):
-    """What the SLA sweep has announced for the thread's running clock."""
+class SlaStageType(sa.types.TypeDecorator[SlaState | None]):
+    """A thread's SLA stage: the state the sweep last announced for its running clock, None when no clock runs.
 
-    RUNNING = 0
-    WARNED = 1
-    BREACHED = 2
-    STOPPED = 3  # answered or resolved: no clock running
+    Stored as a small integer (0 nothing announced, 1 warned, 2 breached, 3 stopped: answered or resolved), so
+    the sweep's partial indexes select the clocks still to announce with `sla_stage < 2` and `sla_stage < 1`.
+    Compare it in SQL with `stage_value`, never with None (SQL would test for NULL, which it never is).
+    """
+
+    impl = sa.Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: SlaState | None, dialect: Dialect) -> int:
+        return stage_value(value)
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> SlaState | None:
+        return _STAGES[value] if value is not None else None
+
+
+# The announced states a running clock moves through, in order; a settled clock (met or missed) has no stage.
+_STAGES: dict[int, SlaState | None] = {0: SlaState.OK, 1: SlaState.WARNING, 2: SlaState.BREACHED, 3: None}
+_VALUES = {stage: value for value, stage in _STAGES.items()}
+
+
+def stage_value(stage: SlaState | None) -> int:
+    """The integer stored for an SLA stage."""
+    if stage not in _VALUES:
+        raise ValueError(f"{stage!r} is not an SLA stage: a running clock is ok, warning or breached, a stopped one None")
+    return _VALUES[stage]
 
 
 class ReplyStatus(StrEnum):
@@ -92,7 +115,7 @@ class Thread(SQLModel, table=True):
     clock_start: datetime = Field(sa_type=UTCDateTime)
     warn_at: datetime = Field(sa_type=UTCDateTime)
     due_at: datetime = Field(sa_type=UTCDateTime)
-    sla_stage: int = Field(default=SlaStage.RUNNING)
+    sla_stage: SlaState | None = Field(default=SlaState.OK, sa_type=SlaStageType, nullable=False)
     responded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     first_response_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

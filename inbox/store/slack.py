@@ -1,4 +1,4 @@
-"""Where Slack messages are: the ts of each thread's triage message and of each event's post."""
+"""Slack messages: the ts of each thread's triage message and of each event's post, and what the Slack app reads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.store.models import SlackMessage, SlackPost
+from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, SlackMessage, SlackPost
 from inbox.store.sqlutil import insert_for
 
 
@@ -86,3 +86,41 @@ class SlackStore:
         async with self.engine.connect() as conn:
             query = sa.select(SlackMessage.thread_id).where(SlackMessage.channel == channel, SlackMessage.ts == ts)
             return (await conn.execute(query)).scalar_one_or_none()
+
+    async def outcome(self, thread_id: int, *, resolved: bool) -> tuple[Any, Any]:
+        """The thread's latest sent reply (text, agent, sent_at) and, if `resolved`, its last resolution event
+        (payload, created_at); each None when there is none."""
+        async with self.engine.connect() as conn:
+            reply = (
+                await conn.execute(
+                    sa.select(Reply.text, Reply.agent, Reply.sent_at)
+                    .where(Reply.thread_id == thread_id, Reply.status == ReplyStatus.SENT)
+                    .order_by(Reply.cycle.desc())
+                    .limit(1)
+                )
+            ).one_or_none()
+            resolution = None
+            if resolved:
+                resolution = (
+                    await conn.execute(
+                        sa.select(Event.payload, Event.created_at)
+                        .where(Event.thread_id == thread_id, Event.kind == EventKind.RESOLVED)
+                        .order_by(Event.id.desc())
+                        .limit(1)
+                    )
+                ).one_or_none()
+        return reply, resolution
+
+    async def item_of(self, event_id: int) -> Any:
+        """The item an event announces (id, author_handle, text, posted_at), or None."""
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(Item.id, Item.author_handle, Item.text, Item.posted_at).join(Event, Event.item_id == Item.id).where(Event.id == event_id)
+                )
+            ).one_or_none()
+
+    async def drop_message(self, thread_id: int) -> None:
+        """Forget a thread's triage message (gone from Slack), so the next change posts a new one."""
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(SlackMessage).where(SlackMessage.thread_id == thread_id))

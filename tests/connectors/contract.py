@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError
 from inbox.fakes.vendor import Fault, VendorFake
-from inbox.pipeline.ingest import load_cursor
+from inbox.store.cursors import load_cursor
 from inbox.store.models import ConnectorHealth, Item, Reply, ReplyStatus, Thread
 from tests.conftest import capture_context
 

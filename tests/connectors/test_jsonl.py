@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from inbox.connectors.jsonl import JsonlConnector, JsonlSettings
-from inbox.pipeline.ingest import load_cursor
+from inbox.store.cursors import load_cursor
 from inbox.store.models import Item
 from tests.connectors.contract import fetch_all
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
 from inbox.connectors.mastodon import MastodonConnector, MastodonCursor, MastodonSettings, html_to_text
-from inbox.pipeline.ingest import Source, load_cursor
+from inbox.pipeline.ingest import Source
+from inbox.store.cursors import load_cursor
 from inbox.store.models import Item
 from inbox.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION, TOKEN, MastodonFake
 from inbox.fakes.vendor import Fault

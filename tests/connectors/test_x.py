@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError, Kind, PermanentError, RawItem, ReplyTarget, TransientError
 from inbox.connectors.x import XConnector, XCursor, XSettings, weighted_length
-from inbox.pipeline.ingest import load_cursor
+from inbox.store.cursors import load_cursor
 from inbox.store.models import Item, Thread
 from tests.connectors.contract import ConnectorContract
 from tests.connectors.fakes.x import (

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from inbox.pipeline.ingest import load_cursor
+from inbox.store.cursors import load_cursor
 from inbox.store.models import Item
 
 ROOT = Path(__file__).resolve().parents[2]

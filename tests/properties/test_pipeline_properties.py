@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_TEXT, MAX_URL, Kind, RawItem
-from inbox.pipeline.ingest import Source, load_cursor
+from inbox.pipeline.ingest import Source
+from inbox.store.cursors import load_cursor
 from inbox.store.models import Item
 from inbox.service import Inbox
 from inbox.templates import ReplyTemplates, reply_variables

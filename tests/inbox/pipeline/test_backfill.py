@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from rich.console import Console
 
 from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, connector_settings, parse_duration, run_backfill
-from inbox.pipeline.ingest import load_cursor
+from inbox.store.cursors import load_cursor
 from inbox.store.models import Cursor, Item, Thread
 from inbox.render import BackfillDisplay, print_backfill
 from tests.conftest import FakeClock, make_settings

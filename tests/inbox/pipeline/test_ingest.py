@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from inbox.connector import Kind, RawItem
-from inbox.pipeline.ingest import Source, load_cursor
-from inbox.store.models import Customer, Event, Item, SlaStage, Status, Thread
+from inbox.pipeline.ingest import Source
+from inbox.store.cursors import load_cursor
+from inbox.store.models import Customer, Event, Item, Status, Thread
+from inbox.store.clocks import STOPPED
 from inbox.sla import SlaState
 from inbox.views import open_queue
 from tests.conftest import FakeClock
@@ -113,7 +115,7 @@ async def test_follow_up_joins_the_thread_and_later_starts_the_next_response_clo
 
     async with engine.begin() as conn:
         await conn.execute(
-            sa.update(Thread).values(status=Status.REPLIED, responded_at=clock.now, sla_stage=SlaStage.STOPPED)
+            sa.update(Thread).values(status=Status.REPLIED, responded_at=clock.now, sla_stage=STOPPED)
         )
     clock.advance(minutes=3)
     await inbox.ingestor.ingest(SOURCE, [item("3", clock, minutes_ago=1, thread_id="conv-1")])
@@ -124,7 +126,7 @@ async def test_follow_up_joins_the_thread_and_later_starts_the_next_response_clo
     assert (thread.cycle, thread.clock_kind, thread.status) == (2, "next_response", Status.NEW)
     assert thread.clock_start == clock.now - timedelta(minutes=1)
     assert thread.due_at == thread.clock_start + timedelta(minutes=30)
-    assert thread.sla_stage == SlaStage.RUNNING
+    assert thread.sla_stage == SlaState.OK
 
 
 async def test_customer_is_one_person_across_connectors(inbox_factory, engine, clock):
@@ -229,9 +231,9 @@ async def test_an_item_the_platform_shows_answered_is_stored_with_its_clock_stop
     assert (result.stored, result.answered, result.overdue) == (2, 1, 0)
     threads = await threads_by_key(engine)
     review = threads["review"]
-    assert (review.status, review.sla_stage, review.clock_kind) == (Status.REPLIED, SlaStage.STOPPED, "first_response")
+    assert (review.status, review.sla_stage, review.clock_kind) == (Status.REPLIED, STOPPED, "first_response")
     assert (review.clock_start, review.responded_at, review.first_response_at) == (posted, answered, answered)
-    assert (threads["open"].status, threads["open"].sla_stage) == (Status.NEW, SlaStage.RUNNING)
+    assert (threads["open"].status, threads["open"].sla_stage) == (Status.NEW, SlaState.OK)
     # A live poll still announces it (every new item reaches the triage channel), but the sweep never warns about it.
     assert await announced(engine) == [("new_thread", "review"), ("new_thread", "open")]
     swept = await inbox.sweep.run()
@@ -249,10 +251,10 @@ async def test_history_past_its_deadline_is_stored_breached_and_answered_history
     assert (result.stored, result.new_threads, result.answered, result.overdue) == (4, 4, 1, 1)
     threads = await threads_by_key(engine)
     assert {k: (t.status, t.sla_stage) for k, t in threads.items()} == {
-        "expired": (Status.NEW, SlaStage.BREACHED),  # open, shown as breached in the queue, nothing left to announce
-        "answered": (Status.REPLIED, SlaStage.STOPPED),
-        "late": (Status.NEW, SlaStage.RUNNING),
-        "recent": (Status.NEW, SlaStage.RUNNING),
+        "expired": (Status.NEW, SlaState.BREACHED),  # open, shown as breached in the queue, nothing left to announce
+        "answered": (Status.REPLIED, STOPPED),
+        "late": (Status.NEW, SlaState.OK),
+        "recent": (Status.NEW, SlaState.OK),
     }
     # Unanswered history still reaches the triage channel (someone has to answer it); answered history does not.
     assert sorted(await announced(engine)) == [("new_thread", "expired"), ("new_thread", "late"), ("new_thread", "recent")]
@@ -271,7 +273,7 @@ async def test_history_past_its_deadline_is_stored_breached_and_answered_history
 async def test_a_live_poll_still_announces_an_expired_clock(inbox_factory, engine, clock):
     inbox = inbox_factory()
     await inbox.ingestor.ingest(SOURCE, [item("expired", clock, minutes_ago=600)])
-    assert (await threads_by_key(engine))["expired"].sla_stage == SlaStage.RUNNING
+    assert (await threads_by_key(engine))["expired"].sla_stage == SlaState.OK
     assert len((await inbox.sweep.run()).breached) == 1
 
 
@@ -282,7 +284,7 @@ async def test_an_answer_seen_with_later_messages_leaves_the_next_response_clock
         item("a2", clock, minutes_ago=10, thread_id="dm-1"),
     ])
     thread = (await threads_by_key(engine))["dm-1"]
-    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (Status.NEW, SlaStage.RUNNING, 1, "next_response")
+    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (Status.NEW, SlaState.OK, 1, "next_response")
     assert (thread.clock_start, thread.first_response_at, thread.responded_at) == (
         clock.now - timedelta(minutes=10), clock.now - timedelta(minutes=45), None,
     )
@@ -294,15 +296,15 @@ async def test_a_follow_up_answered_on_the_platform_stops_the_running_clock(inbo
     answer = clock.now - timedelta(minutes=5)
     await inbox.ingestor.ingest(SOURCE, [item("2", clock, minutes_ago=8, thread_id="dm-1", answered_at=answer)])
     thread = (await threads_by_key(engine))["dm-1"]
-    assert (thread.status, thread.sla_stage, thread.responded_at, thread.first_response_at) == (Status.REPLIED, SlaStage.STOPPED, answer, answer)
+    assert (thread.status, thread.sla_stage, thread.responded_at, thread.first_response_at) == (Status.REPLIED, STOPPED, answer, answer)
     assert (thread.cycle, thread.clock_start) == (1, clock.now - timedelta(minutes=40))
     # Answered after everything, a later item on the platform that is answered too does not reopen it.
     await inbox.ingestor.ingest(SOURCE, [item("3", clock, minutes_ago=2, thread_id="dm-1", answered_at=clock.now - timedelta(minutes=1))])
-    assert (await threads_by_key(engine))["dm-1"].sla_stage == SlaStage.STOPPED
+    assert (await threads_by_key(engine))["dm-1"].sla_stage == STOPPED
     # An unanswered one does: the next-response clock starts at it.
     await inbox.ingestor.ingest(SOURCE, [item("4", clock, minutes_ago=0.5, thread_id="dm-1")])
     thread = (await threads_by_key(engine))["dm-1"]
-    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (Status.NEW, SlaStage.RUNNING, 2, "next_response")
+    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (Status.NEW, SlaState.OK, 2, "next_response")
     assert (thread.clock_start, thread.first_response_at) == (clock.now - timedelta(minutes=0.5), answer)
 
 
@@ -319,5 +321,5 @@ async def test_answer_times_are_read_as_utc_and_kept_between_the_post_and_now(in
     assert threads["naive"].responded_at == clock.now - timedelta(minutes=20)
     assert threads["early"].responded_at == clock.now - timedelta(minutes=30)  # not before the customer wrote
     assert threads["future"].responded_at == clock.now
-    assert (threads["nonsense"].sla_stage, threads["nonsense"].responded_at) == (SlaStage.RUNNING, None)
+    assert (threads["nonsense"].sla_stage, threads["nonsense"].responded_at) == (SlaState.OK, None)
     assert any("answered_at 'yesterday' is not a usable time" in r.getMessage() for r in caplog.records)

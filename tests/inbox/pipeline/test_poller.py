@@ -22,7 +22,7 @@ from inbox.connector import (
     SentReply,
     TransientError,
 )
-from inbox.pipeline.ingest import load_cursor
+from inbox.store.cursors import load_cursor
 from inbox.store.models import ConnectorHealth, EventKind
 from inbox.pipeline.poller import AUTH_RETRY, UNHEALTHY_AFTER, Poller
 from inbox.service import Runner

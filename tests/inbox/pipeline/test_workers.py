@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from inbox.pipeline.actions import ActionError, _target
 from inbox.connector import TransientError
-from inbox.pipeline.ingest import load_cursor
+from inbox.store.cursors import load_cursor
 from inbox.store.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
 from inbox.pipeline.outbox import Notice, Outbox
 from inbox.pipeline.workers import LeaseLost, Leases, pid_place, process_gone
