@@ -7,7 +7,7 @@ import gc
 import logging
 import random
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import connectors as registry
 from inbox.pipeline.actions import Actions
+from inbox.pipeline.backfill import Backfill, BackfillProgress, Report, connector_settings
 from inbox.settings import Settings
 from inbox.connector import Connector
 from inbox.store.db import create_engine, migrate
@@ -350,6 +351,25 @@ def _poll_loop(poller: Poller) -> str:
 def _poll_budget(poller: Poller) -> float:
     # A poll is abandoned after its timeout; beyond that and a margin for a busy loop, the chain is broken.
     return poller.timeout + 60.0
+
+
+async def run_backfill(
+    settings: Settings,
+    name: str,
+    since: timedelta,
+    *,
+    report: Report | None = None,
+    engine: AsyncEngine | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> BackfillProgress:
+    """`inbox backfill`: open the store, backfill connector `name` from `since` ago, close the store."""
+    target = connector_settings(settings, name)
+    inbox = await Inbox.open(settings, notifiers=[], engine=engine, clock=clock)
+    try:
+        return await Backfill(target, inbox.ingestor, since, report=report, sleep=sleep).run()
+    finally:
+        await inbox.close()
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import connectors as registry
 from inbox.connector import AuthError, Connector, ConnectorSettings, PermanentError, RateLimited, TransientError
@@ -204,23 +203,3 @@ class Backfill:
         hours = (self.wall() - self.progress.horizon).total_seconds() / 3600
         return registry.build(self.settings.model_copy(update={REACH: hours}))
 
-
-async def run_backfill(
-    settings: Settings,
-    name: str,
-    since: timedelta,
-    *,
-    report: Report | None = None,
-    engine: AsyncEngine | None = None,
-    clock: Callable[[], datetime] = utcnow,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-) -> BackfillProgress:
-    """`inbox backfill`: open the store, backfill connector `name` from `since` ago, close the store."""
-    from inbox.service import Inbox
-
-    target = connector_settings(settings, name)
-    inbox = await Inbox.open(settings, notifiers=[], engine=engine, clock=clock)
-    try:
-        return await Backfill(target, inbox.ingestor, since, report=report, sleep=sleep).run()
-    finally:
-        await inbox.close()

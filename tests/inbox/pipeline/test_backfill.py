@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 from rich.console import Console
 
-from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, connector_settings, parse_duration, run_backfill
+from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, connector_settings, parse_duration
+from inbox.service import run_backfill
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Cursor, Item, Thread
 from inbox.render import BackfillDisplay, print_backfill
