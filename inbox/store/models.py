@@ -49,13 +49,16 @@ class SlaStageType(sa.types.TypeDecorator[SlaState | None]):
 
     Stored as a small integer (0 nothing announced, 1 warned, 2 breached, 3 stopped: answered or resolved), so
     the sweep's partial indexes select the clocks still to announce with `sla_stage < 2` and `sla_stage < 1`.
-    Compare it in SQL with `stage_value`, never with None (SQL would test for NULL, which it never is).
+    Compare it in SQL with a stage or its stored integer, as the indexes do (`sla_stage < 2`), never with None
+    (SQL would test for NULL, which it never is).
     """
 
     impl = sa.Integer
     cache_ok = True
 
-    def process_bind_param(self, value: SlaState | None, dialect: Dialect) -> int:
+    def process_bind_param(self, value: SlaState | int | None, dialect: Dialect) -> int:
+        if isinstance(value, int) and value in _STAGES:
+            return value  # already the stored form
         return stage_value(value)
 
     def process_result_value(self, value: int | None, dialect: Dialect) -> SlaState | None:
