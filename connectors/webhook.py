@@ -28,7 +28,7 @@ from inbox.connector import (
     wall_clock,
 )
 from inbox.connectors.kit.http import close_session, open_session
-from inbox.ingest import Skipped
+from inbox.pipeline.ingest import Skipped
 from inbox.itemformat import parse_item
 
 SIGNATURE_HEADER = "X-Inbox-Signature"

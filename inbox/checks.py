@@ -7,11 +7,9 @@ import errno
 import re
 import socket
 import sqlite3
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -21,7 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from inbox import connectors as registry
 from inbox.settings import Settings
 from inbox.connector import ConnectorError
-from inbox.db import create_engine
+from inbox.store.db import create_engine
+from inbox.store.probes import ping, read_sqlite_file
 from inbox.logs import SECRETS, log_context, redact
 
 TIMEOUT = 20.0
@@ -45,8 +44,7 @@ async def probe_store(url: str) -> StoreProbe:
     where = engine.url.render_as_string(hide_password=True)
     try:
         async with asyncio.timeout(TIMEOUT):
-            async with engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            await ping(engine)
         return StoreProbe("postgresql", True, where)
     except TimeoutError:
         return StoreProbe("postgresql", False, f"unreachable: no answer within {TIMEOUT:.0f} s from {where}; check database.url and the network")
@@ -73,9 +71,7 @@ def _probe_sqlite(database: str | None) -> StoreProbe:
             return StoreProbe("sqlite", False, f"folder {folder} does not exist: create it (mkdir -p {folder}) or change database.url")
         return StoreProbe("sqlite", True, f"{path} does not exist yet: `inbox run` creates it")
     try:
-        # Read-only: `inbox check` must not create the store, nor write to it (SQLite may still open its WAL index).
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        read_sqlite_file(path)
     except sqlite3.Error as exc:
         return StoreProbe("sqlite", False, f"cannot read {path}: {exc}; is it an inbox database? check database.url")
     return StoreProbe("sqlite", True, str(path))

@@ -125,7 +125,7 @@ def queue(
     setup_logging(logging.WARNING, settings=settings)
 
     async def show() -> None:
-        from inbox.models import utcnow
+        from inbox.store.models import utcnow
         from inbox.views import open_queue
 
         inbox = await Inbox.open(settings, notifiers=[])
@@ -144,7 +144,8 @@ def backfill(
     config: ConfigOption = None,
 ) -> None:
     """Fetch a connector's history from --since ago, stored once, without alerting leads about the past."""
-    from inbox.backfill import BackfillError, connector_settings, parse_duration, run_backfill
+    from inbox.pipeline.backfill import BackfillError, connector_settings, parse_duration
+    from inbox.service import run_backfill
     from inbox.render import BackfillDisplay, print_backfill
 
     try:

@@ -154,7 +154,7 @@ class ConnectorSettings(BaseModel):
 
 
 # The most of each RawItem field the inbox stores (characters; reply_to as JSON), checked once in ingest for every
-# connector and within the store's column sizes (inbox/models.py). An id or handle longer than its limit is no id:
+# connector and within the store's column sizes (inbox/store/models.py). An id or handle longer than its limit is no id:
 # the item is skipped with a problem line. A name or a text is cut with a marker and a URL dropped (a cut one leads
 # nowhere): the item is kept.
 MAX_ID = 255  # external_id, thread_id (VARCHAR(255))

@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from inbox.settings import Settings, parse_config
-from inbox.models import EventKind, utcnow
-from inbox.outbox import Notice
+from inbox.store.models import EventKind, utcnow
+from inbox.pipeline.outbox import Notice
 from inbox.render import clock_text, print_queue
 from inbox.service import Inbox
 from inbox.sla import duration_text

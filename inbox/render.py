@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from inbox.backfill import BackfillProgress, describe
+from inbox.pipeline.backfill import BackfillProgress, describe
 from inbox.display import shown_name, shown_text
 from inbox.sla import SlaState, clock_label
 from inbox.views import ThreadView

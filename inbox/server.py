@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from inbox.connector import PermanentError
-from inbox.db import describe_outage, is_outage, store_wait
-from inbox.ingest import Source
+from inbox.store.db import describe_outage, is_outage, store_wait
+from inbox.pipeline.ingest import Source
 from inbox.logs import log_context
-from inbox.models import ConnectorHealth, ConnectorLease, SlaStage, Thread, Worker, thread_is_open
+from inbox.sla import SlaState
+from inbox.store import clocks, health
 
 if TYPE_CHECKING:
     from inbox.service import Inbox
@@ -113,16 +113,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _health_rows(inbox: Inbox) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    async with inbox.engine.connect() as conn:
-        rows = {r.connector: r for r in await conn.execute(sa.select(ConnectorHealth))}
-        now = inbox.clock()
-        leases = {
-            r.connector: r.worker
-            for r in await conn.execute(sa.select(ConnectorLease.connector, ConnectorLease.worker).where(ConnectorLease.expires_at > now))
-        }
-        alive = now - timedelta(seconds=inbox.settings.workers.lease_seconds)
-        workers = sorted((await conn.execute(sa.select(Worker.id).where(Worker.seen_at > alive))).scalars())
-    return rows, leases, workers
+    now = inbox.clock()
+    seen = await health.overview(inbox.engine, now, now - timedelta(seconds=inbox.settings.workers.lease_seconds))
+    return seen.health, seen.holders, seen.workers
 
 
 def _rate_limit(inbox: Inbox, name: str, polled_here: bool) -> dict[str, str | None]:
@@ -139,21 +132,14 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format, with the queue depth read fresh from the store (kept as last read while it is down)."""
     inbox = _inbox(request)
     try:
-        async with inbox.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(Thread.sla_stage, sa.func.count())
-                .where(thread_is_open())
-                .group_by(Thread.sla_stage)
-            )
-            counts = {stage: n for stage, n in rows}
+        counts = await clocks.open_by_stage(inbox.engine)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("metrics: store unreachable, queue depth not refreshed: %s", exc)
         inbox.metrics.store_up.set(0)
     else:
         inbox.metrics.store_up.set(1)
-        names = {SlaStage.RUNNING: "ok", SlaStage.WARNED: "warning", SlaStage.BREACHED: "breached", SlaStage.STOPPED: "answered"}
-        for stage, name in names.items():
-            inbox.metrics.queue_depth.labels(name).set(counts.get(stage, 0))
+        for stage in (SlaState.OK, SlaState.WARNING, SlaState.BREACHED, clocks.STOPPED):
+            inbox.metrics.queue_depth.labels("answered" if stage is None else stage.value).set(counts.get(stage, 0))
     return web.Response(body=inbox.metrics.render(), content_type="text/plain", charset="utf-8")
 
 

@@ -7,7 +7,7 @@ import gc
 import logging
 import random
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,22 +16,23 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import connectors as registry
-from inbox.actions import Actions
+from inbox.pipeline.actions import Actions
+from inbox.pipeline.backfill import Backfill, BackfillProgress, Report, connector_settings
 from inbox.settings import Settings
 from inbox.connector import Connector
-from inbox.db import create_engine, migrate
-from inbox.db import is_outage
-from inbox.ingest import Ingestor
-from inbox.liveness import Loops, StoreHealth
+from inbox.store.db import create_engine, migrate
+from inbox.store.db import is_outage
+from inbox.pipeline.ingest import Ingestor
+from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.logs import SECRETS, log_context
 from inbox.metrics import Metrics
-from inbox.models import utcnow
-from inbox.outbox import Bell, LogNotifier, Notifier, Outbox
-from inbox.poller import STORE_RETRY_MAX, Poller
-from inbox.sweep import SlaSweep
+from inbox.store.models import utcnow
+from inbox.pipeline.outbox import Bell, LogNotifier, Notifier, Outbox
+from inbox.pipeline.poller import STORE_RETRY_MAX, Poller
+from inbox.pipeline.sweep import SlaSweep
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
-from inbox.workers import Leases, worker_id
+from inbox.pipeline.workers import Leases, worker_id
 
 if TYPE_CHECKING:
     from inbox.slack import Slack
@@ -350,6 +351,25 @@ def _poll_loop(poller: Poller) -> str:
 def _poll_budget(poller: Poller) -> float:
     # A poll is abandoned after its timeout; beyond that and a margin for a busy loop, the chain is broken.
     return poller.timeout + 60.0
+
+
+async def run_backfill(
+    settings: Settings,
+    name: str,
+    since: timedelta,
+    *,
+    report: Report | None = None,
+    engine: AsyncEngine | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> BackfillProgress:
+    """`inbox backfill`: open the store, backfill connector `name` from `since` ago, close the store."""
+    target = connector_settings(settings, name)
+    inbox = await Inbox.open(settings, notifiers=[], engine=engine, clock=clock)
+    try:
+        return await Backfill(target, inbox.ingestor, since, report=report, sleep=sleep).run()
+    finally:
+        await inbox.close()
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:

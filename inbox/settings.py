@@ -32,7 +32,7 @@ from inbox.sla import BusinessHours, SlaPolicies, SlaPolicy
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # ${NAME}, or ${NAME:-fallback} for a value that may stay unset (fallback may be empty).
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-# The drivers `inbox.db.async_url` maps to the async ones the inbox runs on.
+# The drivers `inbox.store.db.async_url` maps to the async ones the inbox runs on.
 SUPPORTED_DATABASES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2")
 DATABASE_FORMS = "sqlite:///path/to/inbox.db or postgresql://user:password@host:5432/dbname"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from inbox.db import create_engine
+from inbox.store.db import create_engine
 from tests.conftest import PG_URL, STORES
 from tests.test_cli import inbox
 

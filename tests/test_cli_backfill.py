@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.db import create_engine, migrate
-from inbox.models import Cursor, Event, EventKind, Item, SlaStage, Status, Thread
+from inbox.store.db import create_engine, migrate
+from inbox.store.models import Cursor, Event, EventKind, Item, Status, Thread
+from inbox.store.clocks import STOPPED
+from inbox.sla import SlaState
 from inbox.service import Inbox
-from inbox.sweep import SlaSweep
+from inbox.pipeline.sweep import SlaSweep
 from tests.conftest import STORES, FakeClock, make_settings, pg_database
 from inbox.fakes.reviews import OWN_NAME
 from inbox.fakes.trustpilot import ACCESS_TOKEN, API_KEY, BUSINESS_UNIT_ID, BUSINESS_USER_ID, TrustpilotFake
@@ -146,8 +148,8 @@ async def test_backfill_stores_history_once_leaves_the_live_cursor_and_alerts_on
         thread_of = {r.item: r for r in await conn.execute(query)}
         announced = set((await conn.execute(sa.select(Event.thread_id).where(Event.kind == EventKind.NEW_THREAD))).scalars())
     for answered in (answered_dm, answered_review.id):
-        assert (thread_of[answered].status, thread_of[answered].sla_stage) == (Status.REPLIED, SlaStage.STOPPED)
-    assert thread_of[expired_review.id].sla_stage == thread_of[expired_mention].sla_stage == SlaStage.BREACHED
+        assert (thread_of[answered].status, thread_of[answered].sla_stage) == (Status.REPLIED, STOPPED)
+    assert thread_of[expired_review.id].sla_stage == thread_of[expired_mention].sla_stage == SlaState.BREACHED
     # Everything unanswered reaches the triage channel; what the platform shows answered does not.
     assert announced == {thread_of[i].id for i in live_ids | recent | {expired_mention, expired_review.id}}
 

@@ -31,8 +31,8 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from inbox.db import create_engine
-from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
+from inbox.store.db import create_engine
+from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
 from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
 from tests.conftest import STORES, pg_database
 from inbox.fakes.x import LIMITS, Window, XFake

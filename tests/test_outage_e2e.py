@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from inbox.connectors.webhook import SIGNATURE_HEADER, sign
-from inbox.db import create_engine
+from inbox.store.db import create_engine
 from inbox.fakes import slack_payloads as payloads
 from inbox.fakes.slack import TOKEN, FakeSlack
 from inbox.slack.blocks import ASSIGN, THREAD_EVENT
@@ -280,7 +280,7 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
     engine = create_engine(outage.url)
     try:
         async with engine.connect() as conn:
-            from inbox.models import Item
+            from inbox.store.models import Item
 
             ids = (await conn.execute(sa.select(Item.external_id))).scalars().all()
     finally:

@@ -14,8 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from inbox.db import create_engine
-from inbox.models import Item
+from inbox.store.db import create_engine
+from inbox.store.models import Item
 from inbox.fakes.google_reviews import GoogleReviewsFake
 from inbox.fakes.mastodon import MastodonFake
 from inbox.fakes.x import XFake

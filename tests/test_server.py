@@ -16,11 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from inbox.connectors.webhook import sign
-from inbox.db import create_engine, migrate
+from inbox.store.db import create_engine, migrate
 from inbox.server import start_server
 from inbox.service import Inbox
 from inbox.views import open_queue
-from inbox.workers import Leases
+from inbox.pipeline.workers import Leases
 from tests.conftest import FakeClock, make_settings
 from tests.inbox.test_logs import Captured, json_log  # noqa: F401 - json_log is a fixture
 

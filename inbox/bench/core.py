@@ -20,7 +20,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.db import create_engine, migrate
+from inbox.store.db import create_engine, migrate
 
 # How a child process finds the scratch store: the environment, so a password never shows in `ps`.
 URL_ENV = "INBOX_BENCH_DATABASE_URL"

@@ -30,7 +30,7 @@ from inbox.fakes import slack_payloads
 from inbox.fakes.mastodon import BRAND_ID, TOKEN, MastodonFake
 from inbox.fakes.slack import TOKEN as SLACK_TOKEN
 from inbox.fakes.slack import FakeSlack
-from inbox.models import Item
+from inbox.store.models import Item
 
 POLL_SECONDS, QUICK_POLL_SECONDS = 10.0, 5.0
 POSTS, QUICK_POSTS = 40, 12

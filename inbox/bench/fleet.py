@@ -286,7 +286,7 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     import sqlalchemy as sa
 
     from inbox.bench.core import open_child_store
-    from inbox.models import ConnectorHealth, Event, Item
+    from inbox.store.models import ConnectorHealth, Event, Item
     from inbox.service import Inbox, Runner
     from inbox.settings import parse_config
 

@@ -13,8 +13,8 @@ from rich.console import Console
 
 from inbox.bench.core import Figure, Report, scratch_store
 from inbox.connector import Kind, RawItem
-from inbox.ingest import Source
-from inbox.models import Customer, Event, Item, Thread
+from inbox.pipeline.ingest import Source
+from inbox.store.models import Customer, Event, Item, Thread
 from inbox.service import Inbox
 from inbox.settings import parse_config
 

@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.bench.core import Figure, Goal, Report, Scratch, percentile, scratch_store, under
-from inbox.models import Thread
-from inbox.sweep import SlaSweep
+from inbox.store.models import Thread
+from inbox.pipeline.sweep import SlaSweep
 
 ITEMS, QUICK_ITEMS = 1_000_000, 100_000
 OPEN_SHARE = 100  # one thread in a hundred is open: 10,000 of 1,000,000

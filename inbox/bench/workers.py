@@ -23,7 +23,7 @@ from rich.console import Console
 from inbox.bench.child import read_when_written, spawn_worker, stop, wait_for
 from inbox.bench.core import Figure, Report, at_least, scratch_store, write_config
 from inbox.bench.ingest import make_items
-from inbox.models import ConnectorLease, Item, Worker
+from inbox.store.models import ConnectorLease, Item, Worker
 
 WORKERS = (1, 2, 4)
 CONNECTORS = 16

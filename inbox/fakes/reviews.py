@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from inbox.store.models import Item
 from inbox.fakes.vendor import SentReply, VendorFake
 
 # The brand's own name on review sites: set as `own_handles` in the tests' configs.

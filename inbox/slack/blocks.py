@@ -12,7 +12,7 @@ from typing import Any
 
 from inbox.display import shown_name
 from inbox.connector import display_name
-from inbox.models import Status
+from inbox.store.models import Status
 from inbox.render import stars
 from inbox.sla import ClockKind, SlaState, clock_label, duration_text
 from inbox.slack.text import clip, escape, link, literal, mrkdwn, plain, safe_url

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Connector
 from inbox.display import shown_name
-from inbox.models import ConnectorHealth, Thread
+from inbox.store import health, items
 from inbox.sla import SlaPolicies, SlaState, duration_text
 from inbox.slack.blocks import Block, channel_name, minutes, user, when
 from inbox.slack.text import clip, escape, literal, mrkdwn, plain
@@ -70,14 +69,7 @@ def percentile(values: Sequence[float], share: float) -> float:
 async def sla_stats(engine: AsyncEngine, policies: SlaPolicies, now: datetime) -> Stats:
     """First responses given today: within target or not, median and p90 time per channel."""
     since = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(Thread.channel, Thread.opened_at, Thread.first_response_at).where(
-                    Thread.first_response_at >= since, Thread.first_response_at <= now
-                )
-            )
-        ).all()
+    rows = await items.first_responses(engine, since, now)
     by_channel: dict[str, list[tuple[float, bool]]] = {}
     for channel, opened_at, responded_at in rows:
         # The first cycle's clock started at the customer's first post, whatever later cycles did.
@@ -99,8 +91,7 @@ async def sla_stats(engine: AsyncEngine, policies: SlaPolicies, now: datetime) -
 
 async def connector_health(engine: AsyncEngine, connectors: Mapping[str, Connector[Any, Any]]) -> list[Health]:
     """Every configured connector with its last known health."""
-    async with engine.connect() as conn:
-        rows = {r.connector: r for r in await conn.execute(sa.select(ConnectorHealth))}
+    rows = await health.all_health(engine)
     result = []
     for name, connector in sorted(connectors.items()):
         row = rows.get(name)

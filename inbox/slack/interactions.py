@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
-from inbox.actions import ActionError, ReplyOutcome
-from inbox.db import describe_outage, is_outage
+from inbox.pipeline.actions import ActionError, ReplyOutcome
+from inbox.store.db import describe_outage, is_outage
 from inbox.logs import log_context
 from inbox.slack import blocks, dashboard, modal
 from inbox.slack.api import NETWORK_ERRORS, describe

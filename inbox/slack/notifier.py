@@ -8,16 +8,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.models import Event, EventKind, Item, Reply, ReplyStatus, SlackMessage, Status
-from inbox.outbox import LogNotifier, Notice
+from inbox.store import replies
+from inbox.store.models import EventKind, Status
+from inbox.pipeline.outbox import LogNotifier, Notice
 from inbox.settings import SlackSettings
 from inbox.slack import blocks
-from inbox.slack.store import Ledger, SlackStore
+from inbox.store.slack import Ledger, SlackStore
 from inbox.views import ThreadView
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class SlackNotifier:
             return
         channel, ts = await self.sync(view)
         if kind == EventKind.FOLLOW_UP:
-            item = await self._item_of(notice.event_id)
+            item = await self.store.item_of(notice.event_id)
             if item is not None:
                 text, body = blocks.follow_up(item.author_handle, item.text, item.posted_at)
                 await self._post_once(notice.event_id, channel, text, body, thread_ts=ts)
@@ -102,7 +102,7 @@ class SlackNotifier:
                     raise
                 # Someone deleted the triage message: the thread gets a new one rather than none.
                 log.warning("Slack: the triage message of thread %d was deleted; posting it again", view.thread_id)
-                await self._drop_message(view.thread_id)
+                await self.store.drop_message(view.thread_id)
         channel = self.settings.triage_channel or ""
         metadata = {"event_type": blocks.THREAD_EVENT, "event_payload": {"thread_id": view.thread_id}}
         return channel, await self._post(ledger, view.thread_id, channel, text, body, metadata=metadata)
@@ -203,25 +203,7 @@ class SlackNotifier:
     async def _outcome(self, view: ThreadView) -> blocks.Outcome:
         if view.status not in (Status.REPLIED, Status.RESOLVED):
             return blocks.Outcome()  # an open conversation shows no outcome yet: nothing to look up
-        async with self.engine.connect() as conn:
-            reply = (
-                await conn.execute(
-                    sa.select(Reply.text, Reply.agent, Reply.sent_at)
-                    .where(Reply.thread_id == view.thread_id, Reply.status == ReplyStatus.SENT)
-                    .order_by(Reply.cycle.desc())
-                    .limit(1)
-                )
-            ).one_or_none()
-            resolved = None
-            if view.status == Status.RESOLVED:
-                resolved = (
-                    await conn.execute(
-                        sa.select(Event.payload, Event.created_at)
-                        .where(Event.thread_id == view.thread_id, Event.kind == EventKind.RESOLVED)
-                        .order_by(Event.id.desc())
-                        .limit(1)
-                    )
-                ).one_or_none()
+        reply, resolved = await self.store.outcome(view.thread_id, resolved=view.status == Status.RESOLVED)
         # A reply from an earlier cycle is history once the customer wrote again.
         current = reply is not None and view.status in (Status.REPLIED, Status.RESOLVED)
         return blocks.Outcome(
@@ -232,23 +214,10 @@ class SlackNotifier:
             resolved_at=resolved.created_at if resolved else None,
         )
 
-    async def _item_of(self, event_id: int) -> Any:
-        async with self.engine.connect() as conn:
-            return (
-                await conn.execute(
-                    sa.select(Item.id, Item.author_handle, Item.text, Item.posted_at).join(Event, Event.item_id == Item.id).where(Event.id == event_id)
-                )
-            ).one_or_none()
-
     async def _reply(self, reply_id: Any) -> Any:
         if not isinstance(reply_id, int):
             return None
-        async with self.engine.connect() as conn:
-            return (await conn.execute(sa.select(Reply.agent, Reply.text, Reply.sent_at).where(Reply.id == reply_id))).one_or_none()
-
-    async def _drop_message(self, thread_id: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.delete(SlackMessage).where(SlackMessage.thread_id == thread_id))
+        return await replies.get(self.engine, reply_id)
 
 
 def _error(exc: SlackApiError) -> str | None:

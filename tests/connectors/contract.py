@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from inbox import connectors as registry
 from inbox.connector import AuthError, PermanentError, RateLimited, RawItem, ReplyTarget, TransientError
 from inbox.fakes.vendor import Fault, VendorFake
-from inbox.ingest import load_cursor
-from inbox.models import ConnectorHealth, Item, Reply, ReplyStatus, Thread
+from inbox.store.cursors import load_cursor
+from inbox.store.models import ConnectorHealth, Item, Reply, ReplyStatus, Thread
 from tests.conftest import capture_context
 
 
@@ -227,7 +227,7 @@ class ConnectorContract(ConnectorLevel):
         assert (await poller.poll_once()).stored == 1
 
     def assert_rate_limited_not_failed(self, poller: Any) -> None:
-        """The 429 went through inbox.http as a rate limit: counted as one, not as a failed poll."""
+        """The 429 went through the kit's HTTP client as a rate limit: counted as one, not as a failed poll."""
         registry = poller.metrics.registry
         assert registry.get_sample_value("inbox_rate_limited_total", {"connector": self.name}) == 1
         assert registry.get_sample_value("inbox_poll_errors_total", {"connector": self.name, "kind": "transient"}) is None

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.models import Item
+from inbox.store.models import Item
 
 
 @pytest.fixture

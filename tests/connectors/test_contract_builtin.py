@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from inbox.connector import PermanentError
 from inbox.connectors.webhook import WebhookSettings, sign
-from inbox.poller import PollResult
+from inbox.pipeline.poller import PollResult
 from inbox.server import build_app
 from inbox.fakes.vendor import SentReply, VendorFake
 from tests.connectors.contract import ConnectorContract

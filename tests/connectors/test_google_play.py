@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from inbox.actions import ActionError
+from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError
 from inbox.connectors.kit.reviews import ReviewCursor
 from inbox.connectors.google_play import GooglePlayConnector, GooglePlaySettings
-from inbox.models import SlaStage, Thread
-from inbox.sla import ClockKind
+from inbox.store.models import Thread
+from inbox.sla import ClockKind, SlaState
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorLevel
@@ -128,7 +128,7 @@ async def test_an_edit_after_our_reply_is_a_follow_up_with_a_next_response_clock
     assert edited != first and items[edited].thread_id == thread_id and items[edited].text == "Still crashes on 2.1.1"
     async with engine.connect() as conn:
         thread = (await conn.execute(sa.select(Thread).where(Thread.id == thread_id))).one()
-    assert (thread.cycle, thread.clock_kind, thread.sla_stage) == (2, ClockKind.NEXT_RESPONSE, SlaStage.RUNNING)
+    assert (thread.cycle, thread.clock_kind, thread.sla_stage) == (2, ClockKind.NEXT_RESPONSE, SlaState.OK)
 
 
 async def test_check_says_play_lists_only_seven_days(fake, connector_config):

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.actions import ActionError
+from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget
 from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings
-from inbox.models import SlaStage, Thread
+from inbox.store.models import Thread
+from inbox.store.clocks import STOPPED
 from inbox.settings import ConfigError
-from inbox.sla import ClockKind
+from inbox.sla import ClockKind, SlaState
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
 from inbox.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
@@ -98,9 +99,9 @@ async def test_a_review_answered_in_google_before_the_poll_is_stored_answered_no
     await inbox.pollers[NAME].poll_once()
     async with engine.connect() as conn:
         threads = {t.external_id: t for t in await conn.execute(sa.select(Thread))}
-    assert (threads[answered.id].status, threads[answered.id].sla_stage) == ("replied", SlaStage.STOPPED)
+    assert (threads[answered.id].status, threads[answered.id].sla_stage) == ("replied", STOPPED)
     assert threads[answered.id].responded_at == clock.now - timedelta(minutes=240)
-    assert (threads[changed.id].status, threads[changed.id].sla_stage) == ("new", SlaStage.RUNNING)
+    assert (threads[changed.id].status, threads[changed.id].sla_stage) == ("new", SlaState.OK)
     items = await items_of(engine, NAME)
     assert items[changed.id].reply_to["existing_reply"] == "Sorry, Jon"  # still noted: a reply from the inbox replaces it
     assert (await inbox.sweep.run()).breached == [threads[changed.id].id]
@@ -147,7 +148,7 @@ async def test_an_edited_review_after_our_reply_restarts_the_clock_in_the_same_t
     assert items[edited].thread_id == thread_id and items[edited].text == "Cold food, and still no refund."
     async with engine.connect() as conn:
         thread = (await conn.execute(sa.select(Thread).where(Thread.id == thread_id))).one()
-    assert (thread.cycle, thread.clock_kind, thread.sla_stage) == (2, ClockKind.NEXT_RESPONSE, SlaStage.RUNNING)
+    assert (thread.cycle, thread.clock_kind, thread.sla_stage) == (2, ClockKind.NEXT_RESPONSE, SlaState.OK)
 
     # The answer to the edit replaces our reply on the same review.
     await inbox.actions.reply(thread_id, "Refund sent today.", "ana")

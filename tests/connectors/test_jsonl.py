@@ -9,8 +9,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from inbox.connectors.jsonl import JsonlConnector, JsonlSettings
-from inbox.ingest import load_cursor
-from inbox.models import Item
+from inbox.store.cursors import load_cursor
+from inbox.store.models import Item
 from tests.connectors.contract import fetch_all
 
 
@@ -59,8 +59,8 @@ async def test_a_replaced_file_is_read_from_the_start(tmp_path: Path):
 
 async def test_missing_file_is_unhealthy_with_its_reason_until_it_appears(inbox_factory, engine, tmp_path: Path):
     # `inbox check` said FAIL for a missing file while `inbox run` polled it as healthy, for ever, without a word.
-    from inbox.models import ConnectorHealth
-    from inbox.poller import UNHEALTHY_AFTER
+    from inbox.store.models import ConnectorHealth
+    from inbox.pipeline.poller import UNHEALTHY_AFTER
 
     path = tmp_path / "nope.jsonl"
     inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(path)}])

@@ -12,8 +12,9 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
 from inbox.connectors.mastodon import MastodonConnector, MastodonCursor, MastodonSettings, html_to_text
-from inbox.ingest import Source, load_cursor
-from inbox.models import Item
+from inbox.pipeline.ingest import Source
+from inbox.store.cursors import load_cursor
+from inbox.store.models import Item
 from inbox.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION, TOKEN, MastodonFake
 from inbox.fakes.vendor import Fault
 from tests.connectors.contract import ConnectorContract, fetch_all

@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from inbox.fakes.mastodon import TOKEN, MastodonFake
-from inbox.models import ConnectorHealth, EventKind
-from inbox.poller import Poller
+from inbox.store.models import ConnectorHealth, EventKind
+from inbox.pipeline.poller import Poller
 from inbox.service import Inbox
-from inbox.workers import Leases
+from inbox.pipeline.workers import Leases
 from tests.conftest import FakeClock, Recorder
 from inbox.fakes.x import XFake
 from tests.connectors.test_x import NAME, config

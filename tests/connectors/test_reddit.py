@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
 from inbox.connectors.reddit import Mark, RedditConnector, RedditSettings
-from inbox.models import Item
+from inbox.store.models import Item
 from tests.connectors.contract import ConnectorLevel, fetch_all
 from inbox.fakes.reddit import (
     CLIENT_ID,

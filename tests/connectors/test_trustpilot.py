@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError
 from inbox.connectors.trustpilot import TrustpilotConnector, TrustpilotSettings
-from inbox.models import SlaStage, Thread
+from inbox.store.models import Thread
+from inbox.store.clocks import STOPPED
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorLevel
@@ -127,7 +128,7 @@ async def test_a_review_answered_elsewhere_is_kept_with_a_note_and_its_clock_sto
     async with engine.connect() as conn:
         threads = {t.id: t for t in await conn.execute(sa.select(Thread))}
     answered = threads[items[review.id].thread_id]
-    assert (answered.status, answered.sla_stage, answered.responded_at) == ("replied", SlaStage.STOPPED, clock.now - timedelta(minutes=90))
+    assert (answered.status, answered.sla_stage, answered.responded_at) == ("replied", STOPPED, clock.now - timedelta(minutes=90))
     # 100 minutes old and unanswered: breached; answered an hour after it was written: no alert, whatever its age.
     assert (await inbox.sweep.run()).breached == [items[waiting.id].thread_id]
 

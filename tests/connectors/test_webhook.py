@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from inbox.connectors.webhook import sign
 from inbox.connector import MAX_NAME, MAX_TEXT
-from inbox.models import Customer, Item
+from inbox.store.models import Customer, Item
 from inbox.server import build_app
 
 SECRET = "s3cret-s3cret-s3cret"

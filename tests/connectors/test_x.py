@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.actions import ActionError
+from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError, Kind, PermanentError, RawItem, ReplyTarget, TransientError
 from inbox.connectors.x import XConnector, XCursor, XSettings, weighted_length
-from inbox.ingest import load_cursor
-from inbox.models import Item, Thread
+from inbox.store.cursors import load_cursor
+from inbox.store.models import Item, Thread
 from tests.connectors.contract import ConnectorContract
 from inbox.fakes.x import (
     ACCESS_TOKEN,

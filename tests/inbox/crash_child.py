@@ -9,7 +9,7 @@ import time
 import sqlalchemy as sa
 
 from inbox.settings import parse_config
-from inbox.db import create_engine
+from inbox.store.db import create_engine
 from inbox.service import Inbox
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from inbox.ingest import load_cursor
-from inbox.models import Item
+from inbox.store.cursors import load_cursor
+from inbox.store.models import Item
 
 ROOT = Path(__file__).resolve().parents[2]
 

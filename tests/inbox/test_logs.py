@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from inbox.logs import current_context, log_context, log_fields, log_handler, setup_logging
-from inbox.models import Item
-from inbox.outbox import Notice
-from tests.inbox.test_actions import jsonl_connector
-from tests.inbox.test_ingest import SOURCE, item
+from inbox.store.models import Item
+from inbox.pipeline.outbox import Notice
+from tests.inbox.pipeline.test_actions import jsonl_connector
+from tests.inbox.pipeline.test_ingest import SOURCE, item
 from tests.inbox.test_metrics import sent_before_a_crash
 
 

@@ -7,12 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Kind, ReplyTarget
 from inbox.metrics import RESPONSE_BUCKETS, Metrics
-from inbox.models import Item, Reply, ReplyStatus
+from inbox.store.models import Item, Reply, ReplyStatus
 from inbox.service import Inbox
 from tests.conftest import FakeClock
-from tests.inbox.test_actions import jsonl_connector
-from tests.inbox.test_ingest import SOURCE, item
-from tests.inbox.test_sweep import thread_of
+from tests.inbox.pipeline.test_actions import jsonl_connector
+from tests.inbox.pipeline.test_ingest import SOURCE, item
+from tests.inbox.pipeline.test_sweep import thread_of
 
 HISTOGRAM = "inbox_response_time_seconds"
 

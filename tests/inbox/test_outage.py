@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import TransientError
 from inbox.connectors.webhook import SIGNATURE_HEADER, sign
-from inbox.db import create_engine, migrate, store_wait
-from inbox.liveness import Loops
-from inbox.models import ConnectorHealth, Item
+from inbox.store.db import create_engine, migrate, store_wait
+from inbox.pipeline.liveness import Loops
+from inbox.store.models import ConnectorHealth, Item
 from inbox.server import start_server
 from inbox.service import Inbox, Runner
 from tests.conftest import FakeClock
-from tests.inbox.test_poller import poller_for
+from tests.inbox.pipeline.test_poller import poller_for
 
 SECRET = "a-webhook-secret-of-32-characters"
 

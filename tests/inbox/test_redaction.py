@@ -23,16 +23,16 @@ from rich.console import Console
 from inbox.checks import run_checks
 from inbox.connector import Connector, ConnectorSettings, Page, ReplyTarget, SentReply, TransientError
 from inbox.connectors.kit.http import VendorClient
-from inbox.ingest import Source
+from inbox.pipeline.ingest import Source
 from inbox.logs import MAX_RUNTIME_SECRETS, REDACTED, SECRETS, Secrets
-from inbox.actions import ActionError
-from inbox.models import ConnectorHealth, Event, Reply, Thread
-from inbox.poller import Poller
+from inbox.pipeline.actions import ActionError
+from inbox.store.models import ConnectorHealth, Event, Reply, Thread
+from inbox.pipeline.poller import Poller
 from inbox.server import start_server
 from tests.conftest import FakeClock, make_settings
 from inbox.fakes.trustpilot import API_KEY, API_SECRET, PASSWORD, USERNAME, TrustpilotFake
 from tests.connectors.test_trustpilot import connector_config
-from tests.inbox.test_ingest import item
+from tests.inbox.pipeline.test_ingest import item
 from tests.inbox.test_logs import Captured, json_log  # noqa: F401 - json_log is a fixture
 
 ROOT = Path(__file__).resolve().parents[2]

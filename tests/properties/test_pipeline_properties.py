@@ -17,8 +17,9 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_TEXT, MAX_URL, Kind, RawItem
-from inbox.ingest import Source, load_cursor
-from inbox.models import Item
+from inbox.pipeline.ingest import Source
+from inbox.store.cursors import load_cursor
+from inbox.store.models import Item
 from inbox.service import Inbox
 from inbox.templates import ReplyTemplates, reply_variables
 from inbox.triage import Intent, Triager
@@ -47,7 +48,7 @@ class Spec:
 
 
 def _valid_shape(raw: RawItem) -> bool:
-    """The documented validity rules, restated independently of inbox.ingest."""
+    """The documented validity rules, restated independently of inbox.pipeline.ingest."""
     return (
         isinstance(raw.external_id, str) and bool(raw.external_id.strip()) and len(raw.external_id) <= 255
         and isinstance(raw.text, str)

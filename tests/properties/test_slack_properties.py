@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inbox.models import Status
+from inbox.store.models import Status
 from inbox.sla import SlaPolicy, evaluate
 from inbox.slack import blocks
 from inbox.slack.text import escape, link, literal, plain, safe_url

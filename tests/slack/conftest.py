@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.models import Item
+from inbox.store.models import Item
 from inbox.server import Site, start_server
 from inbox.service import Inbox
 from inbox.slack import Slack

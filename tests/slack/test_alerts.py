@@ -7,7 +7,7 @@ import logging
 
 import sqlalchemy as sa
 
-from inbox.models import Event, EventKind
+from inbox.store.models import Event, EventKind
 from tests.slack.conftest import ADMIN, AGENT, LEADS, TRIAGE, Harness
 
 

@@ -11,8 +11,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from inbox.connector import Kind, RawItem
-from inbox.ingest import Source
-from inbox.models import SlackMessage, Status, Thread
+from inbox.pipeline.ingest import Source
+from inbox.store.models import SlackMessage, Status, Thread
 from inbox.fakes import slack_payloads as payloads
 from tests.slack.conftest import AGENT, TRIAGE, Harness
 from inbox.fakes.slack import Fault

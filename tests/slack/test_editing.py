@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from inbox.models import Status
+from inbox.store.models import Status
 from inbox.fakes import slack_payloads as payloads
 from tests.slack.conftest import AGENT, TRIAGE, Harness
 from tests.slack.test_buttons import status_of

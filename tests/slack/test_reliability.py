@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from inbox.models import Event, SlackMessage
+from inbox.store.models import Event, SlackMessage
 from tests.slack.conftest import LEADS, TRIAGE, Harness
 from inbox.fakes.slack import Fault
 

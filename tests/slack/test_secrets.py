@@ -8,14 +8,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.ingest import Source
-from inbox.models import Reply, Thread
+from inbox.pipeline.ingest import Source
+from inbox.store.models import Reply, Thread
 from inbox.server import start_server
 from inbox.service import Inbox
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
 from tests.conftest import FakeClock, make_settings
-from tests.inbox.test_ingest import item
+from tests.inbox.pipeline.test_ingest import item
 from tests.inbox.test_redaction import (  # noqa: F401 - echoing and fresh_secrets are fixtures
     EchoingTrustpilot,
     echoing,

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from inbox.checks import run_checks
-from inbox.outbox import LogNotifier
+from inbox.pipeline.outbox import LogNotifier
 from inbox.service import Inbox
 from inbox.settings import ConfigError
 from inbox.slack.notifier import SlackNotifier

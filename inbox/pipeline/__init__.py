@@ -1,0 +1,1 @@
+"""The pipeline: polling, ingest, the SLA sweep, the outbox, agent actions and workers, speaking to the store in domain words."""

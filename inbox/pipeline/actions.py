@@ -1,0 +1,242 @@
+"""What agents do to a thread: assign, resolve, reply (exactly once, surviving a crash mid-send)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inbox.connector import Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
+from inbox.store.db import describe_outage, is_outage
+from inbox.logs import log_context, log_fields
+from inbox.metrics import Metrics
+from inbox.store import items, replies
+from inbox.store.models import Status, utcnow
+
+log = logging.getLogger("inbox.actions")  # the logger name users filter on, unchanged by the move into inbox.pipeline
+
+
+class ActionError(Exception):
+    """An action that cannot be done; the message is for the agent."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    """How a reply ended: `sent`; `duplicate` when one was already sent or on its way; `unknown` when the
+    platform did not answer, so whether it arrived is checked on the platform before it is sent again.
+
+    The store failing half-way leaves no half-done reply: `deferred` when it was recorded but the store failed
+    before sending (reply recovery sends it once the store is back), `unrecorded` when it was sent but the
+    store failed before recording that (reply recovery finds it on the platform and records it)."""
+
+    status: str
+    reply_id: int
+    external_id: str | None = None
+    url: str | None = None
+
+
+class Actions:
+    """Agent actions on threads; each change records an event so Slack and logs show the truth."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        connectors: Mapping[str, Connector[Any, Any]],
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        worker: str = "local",
+        claim_seconds: float = 60.0,
+        metrics: Metrics | None = None,
+        on_event: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.engine = engine
+        self.on_event = on_event  # told after each change is committed with its event, so Slack shows it now
+        self.connectors = connectors
+        self.clock = clock
+        self.worker = worker
+        # A reply being sent is this worker's for this long; a send gets half of it, so it ends before the claim.
+        self.claim = timedelta(seconds=claim_seconds)
+        self.metrics = metrics
+
+    @log_fields(thread_id="thread_id")
+    async def assign(self, thread_id: int, agent: str) -> None:
+        """Give the thread to `agent`."""
+        before = await items.assign(self.engine, thread_id, agent, self.clock())
+        if before is None:
+            raise ActionError(_no_such_thread(thread_id))
+        if before == Status.RESOLVED:
+            raise ActionError("this conversation is already resolved")
+        self.on_event()
+
+    @log_fields(thread_id="thread_id")
+    async def resolve(self, thread_id: int, agent: str) -> None:
+        """Close the thread without (another) reply; its clock stops."""
+        before = await items.resolve(self.engine, thread_id, agent, self.clock())
+        if before is None:
+            raise ActionError(_no_such_thread(thread_id))
+        if before != Status.RESOLVED:
+            self.on_event()
+
+    @log_fields(thread_id="thread_id")
+    async def reply(self, thread_id: int, text: str, agent: str) -> ReplyOutcome:
+        """Send `text` to the customer once per clock cycle, however often this is called."""
+        text = text.strip()
+        if not text:
+            raise ActionError("the reply is empty")
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            thread = await items.lock_thread(conn, thread_id)
+            if thread is None:
+                raise ActionError(_no_such_thread(thread_id))
+            connector = self._connector(thread.connector)
+            item = await items.latest_item(conn, thread_id)
+            limit = connector.reply_limit(Kind(item.kind))
+            if limit is not None and len(text) > limit:
+                raise ActionError(f"the reply is {len(text)} characters; {thread.channel} allows {limit}")
+            claimed = await replies.record(conn, thread, item.id, text, agent, now, self._claim_until(now))
+        if isinstance(claimed, replies.Existing):
+            return ReplyOutcome("duplicate", *claimed)
+        return await self._send(claimed, thread.connector, _target(item, thread.external_id), text)
+
+    async def recover(self, limit: int = 50) -> int:
+        """Finish replies left pending by a crash or an unanswered send: look on the platform, send only if absent.
+
+        Each one is claimed first (`FOR UPDATE SKIP LOCKED`), one at a time so that its claim outlasts the work on
+        it, and of several workers recovering at once only the claimant touches it.
+        """
+        done = 0
+        for _ in range(limit):
+            row = await self._claim_leftover()
+            if row is None:
+                break
+            if row.connector in self.connectors:
+                with log_context(connector=row.connector, thread_id=row.thread_id, item_id=row.id, reply_id=row.reply_id):
+                    done += await self._recover(row)
+        return done
+
+    async def _recover(self, row: Any) -> bool:
+        target = _target(row, row.thread_key)
+        try:
+            async with asyncio.timeout(self.claim.total_seconds() / 4):
+                found = await self.connectors[row.connector].find_reply(target, row.reply_text)
+        except (TimeoutError, ConnectorError) as exc:
+            log.warning("cannot check whether reply %d went out: %s", row.reply_id, _reason(exc))
+            return False
+        if found is not None:
+            await self._mark_sent(row.reply_id, found)
+            log.info("reply %d had been sent before a restart; marked sent", row.reply_id)
+            return True
+        try:
+            outcome = await self._send(row.reply_id, row.connector, target, row.reply_text)
+        except ActionError:
+            return False
+        return outcome.status == "sent"
+
+    async def _claim_leftover(self) -> Any:
+        now = self.clock()
+        return await replies.claim_leftover(self.engine, now, self._claim_until(now))
+
+    def _claim_until(self, now: datetime) -> replies.Claim:
+        return replies.Claim(self.worker, now + self.claim)
+
+    def _connector(self, name: str) -> Connector[Any, Any]:
+        connector = self.connectors.get(name)
+        if connector is None:
+            raise ActionError(f"connector {name!r} is not configured here, so the reply cannot be sent")
+        return connector
+
+    @log_fields(connector="connector_name", reply_id="reply_id")
+    async def _send(self, reply_id: int, connector_name: str, target: ReplyTarget, text: str) -> ReplyOutcome:
+        connector = self._connector(connector_name)
+        try:
+            ours = await self._still_ours(reply_id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("reply %d is recorded but the store failed before it was sent; reply recovery sends it "
+                        "once the store is back: %s", reply_id, describe_outage(exc))
+            return ReplyOutcome("deferred", reply_id)
+        if not ours:
+            # This worker stalled past its claim and another one took the reply over: only the claimant sends.
+            log.warning("reply %d was taken over by another worker; not sent from here", reply_id)
+            return ReplyOutcome("duplicate", reply_id)
+        try:
+            async with asyncio.timeout(self.claim.total_seconds() / 2):
+                sent = await connector.reply(target, text)
+        except (TimeoutError, ConnectorError) as exc:
+            if _may_have_arrived(exc):
+                # No answer is not a refusal: the reply may be on the platform. Recovery looks there before resending.
+                log.warning("no answer to reply %d (%s); it is checked on the platform before any resend", reply_id, _reason(exc))
+                # Not released if the store fails here: the claim then runs out, and recovery looks all the same.
+                await _unless_outage(self._release(reply_id), f"reply {reply_id}: could not release the claim")
+                return ReplyOutcome("unknown", reply_id)
+            await _unless_outage(self._mark_failed(reply_id, str(exc)), f"reply {reply_id}: could not record the refusal")
+            hint = " (try again shortly)" if isinstance(exc, TransientError) else ""
+            raise ActionError(f"{connector.channel} refused the reply: {exc}{hint}") from exc
+        try:
+            await self._mark_sent(reply_id, sent)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("reply %d was sent but the store failed before it was recorded; reply recovery finds it on "
+                        "the platform and records it once the store is back: %s", reply_id, describe_outage(exc))
+            return ReplyOutcome("unrecorded", reply_id, sent.external_id, sent.url)
+        return ReplyOutcome("sent", reply_id, sent.external_id, sent.url)
+
+    async def _still_ours(self, reply_id: int) -> bool:
+        """Renew this worker's claim on a pending reply right before sending it; False if it is no longer ours."""
+        return await replies.renew_claim(self.engine, reply_id, self._claim_until(self.clock()))
+
+    async def _release(self, reply_id: int) -> None:
+        await replies.release(self.engine, reply_id)
+
+    async def _mark_sent(self, reply_id: int, sent: SentReply) -> None:
+        now = self.clock()
+        clock = await replies.mark_sent(self.engine, reply_id, sent.external_id, sent.url, now)
+        self.on_event()
+        if self.metrics is not None and clock is not None:
+            self.metrics.observe_response(clock.channel, clock.clock_kind, clock.clock_start, now)
+
+    async def _mark_failed(self, reply_id: int, error: str) -> None:
+        await replies.mark_failed(self.engine, reply_id, error)
+
+
+def _no_such_thread(thread_id: int) -> str:
+    return f"no conversation with id {thread_id}"
+
+
+async def _unless_outage(call: Any, what: str) -> None:
+    """Await a store write whose loss the claim's expiry repairs: an outage is logged, not raised."""
+    try:
+        await call
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.warning("%s (store unavailable): %s", what, describe_outage(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _may_have_arrived(exc: BaseException) -> bool:
+    """A timeout, a dropped connection or a 5xx leaves a reply's fate unknown; a 4xx (429 too) says it did not land."""
+    if isinstance(exc, TimeoutError):
+        return True
+    return isinstance(exc, TransientError) and (exc.status is None or exc.status >= 500)
+
+
+def _target(item: Any, thread_key: str) -> ReplyTarget:
+    return ReplyTarget(
+        external_id=item.external_id,
+        thread_id=thread_key,
+        kind=Kind(item.kind),
+        author_handle=item.author_handle,
+        reply_to=dict(item.reply_to or {}),
+    )
+

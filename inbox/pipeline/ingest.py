@@ -1,0 +1,502 @@
+"""Ingest: normalise, de-duplicate, triage and store a page of items with its cursor, in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_REPLY_TO, MAX_TEXT, MAX_URL, Connector, Kind, RawItem
+from inbox.logs import log_fields
+from inbox.sla import ClockKind, SlaPolicies, SlaState
+from inbox.store import clocks
+from inbox.store.cursors import save_cursor
+from inbox.store.customers import customer_ids
+from inbox.store.events import NewEvent, add_events
+from inbox.store.items import add_items, known_items, lock_threads, open_threads, update_thread
+from inbox.store.models import EventKind, Status, utcnow
+from inbox.store.sqlutil import plan_lookups_afresh
+from inbox.templates import ReplyTemplates, reply_variables
+from inbox.triage import Priority, Triager
+
+log = logging.getLogger("inbox.ingest")  # the logger name users filter on, unchanged by the move into inbox.pipeline
+
+# A platform clock a little ahead of ours is normal; a post "from the future" beyond this is clamped.
+_CLOCK_SKEW = timedelta(minutes=5)
+# The customers' key is the handle lower-cased, which can lengthen it ("İ" is two characters in lower case).
+_MAX_KEY = 255
+_CUT = "… [cut: longer than the inbox stores]"
+_TRIAGE_SLICE = 25  # items triaged between two turns of the event loop (a few milliseconds)
+
+# Runs inside ingest's transaction after the items are written and before the cursor; raises to roll it back.
+Fence = Callable[[AsyncConnection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The connector a batch came from, as ingest needs to know it."""
+
+    name: str
+    channel: str
+    max_reply_chars: int | None = None
+    own_handles: frozenset[str] = frozenset()
+    reply_limits: Mapping[Kind, int | None] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, connector: Connector[Any, Any]) -> Source:
+        """Describe a configured connector."""
+        return cls(
+            name=connector.name,
+            channel=connector.channel,
+            max_reply_chars=connector.max_reply_chars,
+            own_handles=frozenset(_handle_key(h) for h in connector.settings.own_handles),
+            reply_limits={kind: connector.reply_limit(kind) for kind in Kind},
+        )
+
+    def reply_limit(self, kind: Kind) -> int | None:
+        """The reply length limit for an item of this kind."""
+        return self.reply_limits.get(kind, self.max_reply_chars)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What one ingest call did."""
+
+    stored: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    new_threads: int = 0
+    follow_ups: int = 0
+    answered: int = 0  # new threads the platform shows answered: stored with their clock stopped
+    overdue: int = 0  # history only: new threads already past their deadline, stored as breached without an alert
+    item_ids: list[int] = field(default_factory=list)
+    problems: list[Skipped] = field(default_factory=list)  # one per skipped item, in the order given
+
+    def skip(self, index: int, reason: str) -> None:
+        """Count the item at `index` of the batch as skipped, and say why."""
+        self.skipped += 1
+        self.problems.append(Skipped(index, reason))
+
+
+class Skipped(NamedTuple):
+    """An item ingest did not store: its position in the batch it was given, and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass(slots=True)
+class _Row:
+    raw: RawItem
+    values: dict[str, Any]
+    thread_key: str
+    customer_key: tuple[str, str]
+
+
+class Ingestor:
+    """Turns connector output into stored, triaged items; the only writer of new items."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        triager: Triager,
+        templates: ReplyTemplates,
+        policies: SlaPolicies,
+        *,
+        brand: str = "",
+        agent_name: str = "",
+        clock: Callable[[], datetime] = utcnow,
+        on_event: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.engine = engine
+        self.on_event = on_event  # told after a commit that wrote events, so the outbox delivers them now
+        self.triager = triager
+        self.templates = templates
+        self.policies = policies
+        self.brand = brand
+        self.agent_name = agent_name
+        self.clock = clock
+
+    @log_fields(connector="source.name")
+    async def ingest(
+        self,
+        source: Source,
+        items: Sequence[RawItem],
+        cursor: BaseModel | None = None,
+        *,
+        fence: Fence | None = None,
+        history: bool = False,
+    ) -> IngestResult:
+        """Store the new items among `items` once, and `cursor` with them, in one transaction (their new customers
+        are added just before, in a short one of their own: a customer without items is harmless).
+
+        `fence` runs last inside that transaction and raises to roll it back (a worker that lost its lease).
+        `history` (a backfill): a new clock already past its deadline is stored breached, so the sweep announces
+        nothing about the past, and a new thread the platform shows answered is not announced at all.
+        """
+        now = self.clock()
+        result = IngestResult()
+        candidates = self._normalise(source, items, now, result)
+        rows: list[_Row] = []
+        if candidates:
+            async with self.engine.connect() as conn:
+                await plan_lookups_afresh(conn, True)
+                known = await known_items(conn, source.name, list(candidates))
+            result.duplicates += len(known)
+            # Triage only what is new: a re-poll of known items costs one indexed lookup.
+            for key, raw in candidates.items():
+                if key not in known:
+                    rows.append(self._prepare(source, raw, now))
+                    if len(rows) % _TRIAGE_SLICE == 0:
+                        # Triage is CPU work: other connectors' transactions (and their row locks) and Slack
+                        # acknowledgements on this event loop wait for it, so it gives way now and then.
+                        await asyncio.sleep(0)
+        customers: dict[tuple[str, str], int] = {}
+        if rows:
+            # Customers are shared by every connector's pages: what is written of them (new ones, renamed ones,
+            # hourly last_seen_at) commits at once, never locked for a whole page while other workers' pages
+            # with the same people wait. Mostly this only reads, and a read-only commit writes nothing.
+            async with self.engine.begin() as conn:
+                await plan_lookups_afresh(conn, True)
+                customers = await _customers(conn, rows, now)
+        if rows or cursor is not None:
+            async with self.engine.begin() as conn:
+                if rows:
+                    await plan_lookups_afresh(conn, True)
+                    await self._store(conn, source, rows, customers, now, result, history)
+                if fence is not None:
+                    # Last, so the lease row stays locked only from here to the commit.
+                    await fence(conn)
+                if cursor is not None:
+                    await save_cursor(conn, source.name, cursor, now)
+        if result.stored:
+            self.on_event()
+            log.info(
+                "stored %d item(s) (%d new thread(s), %d follow-up(s)), %d duplicate(s), %d skipped",
+                result.stored, result.new_threads, result.follow_ups, result.duplicates, result.skipped,
+            )
+        return result
+
+    def _normalise(self, source: Source, items: Iterable[RawItem], now: datetime, result: IngestResult) -> dict[str, RawItem]:
+        unique: dict[str, RawItem] = {}
+        for index, raw in enumerate(items):
+            for name in ("external_id", "text", "author_handle", "author_name", "thread_id", "url"):
+                value = getattr(raw, name)
+                if isinstance(value, str):
+                    setattr(raw, name, _storable(value))
+            if isinstance(raw.thread_id, str) and not raw.thread_id.strip():
+                raw.thread_id = None  # no conversation named: the item starts its own
+            problem = _problem(raw)
+            if problem:
+                external_id = str(raw.external_id)[:80]  # the id may not be a str
+                log.warning("skipped item %r: %s", external_id, problem, extra={"external_id": external_id})
+                result.skip(index, problem)
+                continue
+            ignored = _ignored(raw, source)
+            if ignored:
+                # Routine on every platform (retweets, the brand's own replies): not worth a warning.
+                log.debug("skipped item %r: %s", raw.external_id, ignored, extra={"external_id": raw.external_id})
+                result.skip(index, ignored)
+                continue
+            if raw.external_id in unique:
+                result.duplicates += 1
+                continue
+            _bound(raw)
+            raw.posted_at = _clean_time(raw.posted_at, now, raw.external_id)
+            if raw.answered_at is not None:
+                raw.answered_at = _clean_answer(raw, now)
+            unique[raw.external_id] = raw
+        return unique
+
+    def _prepare(self, source: Source, raw: RawItem, now: datetime) -> _Row:
+        age = (now - raw.posted_at).total_seconds() / 60
+        triage = self.triager.classify(raw.text, rating=raw.rating, kind=raw.kind, age_minutes=age)
+        variables = reply_variables(
+            customer_name=raw.author_name or raw.author_handle, channel=source.channel, kind=str(raw.kind),
+            text=raw.text, agent_name=self.agent_name, brand=self.brand,
+        )
+        suggestion = self.templates.render(triage.intent, triage.language, variables, source.reply_limit(raw.kind))
+        values = {
+            "connector": source.name,
+            "channel": source.channel,
+            "external_id": raw.external_id,
+            "kind": str(raw.kind),
+            "author_handle": raw.author_handle,
+            "author_name": raw.author_name,
+            "text": raw.text,
+            "url": raw.url,
+            "rating": raw.rating,
+            "posted_at": raw.posted_at,
+            "ingested_at": now,
+            "language": triage.language,
+            "sentiment": triage.sentiment,
+            "intent": str(triage.intent),
+            "priority": Priority(triage.priority).rank,
+            "suggestion": suggestion.text,
+            "suggestion_template": suggestion.template,
+            "suggestion_truncated": suggestion.truncated,
+            "reply_to": raw.reply_to,
+        }
+        # The key is the handle as stored (cut to the column's size), so the upsert's answer finds it again.
+        return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_KEY]))
+
+    async def _store(
+        self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int],
+        now: datetime, result: IngestResult, history: bool,
+    ) -> None:
+        threads, created, answered = await self._threads(conn, source, rows, customers, now, history, result)
+        await plan_lookups_afresh(conn, False)
+        for row in rows:
+            row.values["customer_id"] = customers[row.customer_key]
+            row.values["thread_id"] = threads[row.thread_key]["id"]
+        inserted = await add_items(conn, [r.values for r in rows])
+        # Another worker may have stored some of them between our check and our insert.
+        stored = sorted((r for r in rows if r.raw.external_id in inserted), key=lambda r: r.raw.posted_at)
+        result.duplicates += len(rows) - len(stored)
+        events: list[NewEvent] = []
+        follow_ups: dict[int, list[_Row]] = {}
+        announced: set[int] = set()
+        for row in stored:
+            item_id = inserted[row.raw.external_id]
+            result.item_ids.append(item_id)
+            thread_id = row.values["thread_id"]
+            if thread_id in created and thread_id not in announced:
+                announced.add(thread_id)
+                kind = EventKind.NEW_THREAD
+                result.new_threads += 1
+            else:
+                kind = EventKind.FOLLOW_UP
+                result.follow_ups += 1
+                if thread_id not in created:
+                    follow_ups.setdefault(thread_id, []).append(row)
+            if not (history and thread_id in answered):  # answered long ago: nothing for anyone to do
+                events.append(NewEvent(kind, thread_id, item_id))
+        await self._reopen(conn, source, follow_ups, threads, now, history)
+        await add_events(conn, now, events)
+        result.stored = len(stored)
+
+    async def _threads(
+        self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int], now: datetime,
+        history: bool, result: IngestResult,
+    ) -> tuple[dict[str, dict[str, Any]], set[int], set[int]]:
+        """Threads of `rows` by key, the ids of those created here, and of those created already answered."""
+        keys = sorted({r.thread_key for r in rows})
+        threads = await lock_threads(conn, source.name, keys)
+        fresh: dict[str, list[_Row]] = {}
+        for row in rows:
+            if row.thread_key not in threads:
+                fresh.setdefault(row.thread_key, []).append(row)
+        created: set[int] = set()
+        answered: set[int] = set()
+        if fresh:
+            policy = self.policies.for_channel(source.channel)
+            values = {}
+            for key, group in fresh.items():
+                first = min(group, key=lambda r: r.raw.posted_at)
+                answer, waiting = _answers(group, first.raw.posted_at)
+                # Answered and nothing since: the first-response clock, settled. Else it runs from what still waits.
+                start = first.raw.posted_at if waiting is None else waiting
+                warn_at, due_at = policy.deadlines(start)
+                values[key] = {
+                    "connector": source.name,
+                    "channel": source.channel,
+                    "external_id": key,
+                    "customer_id": customers[first.customer_key],
+                    "kind": str(first.raw.kind),
+                    "status": Status.NEW if waiting is not None else Status.REPLIED,
+                    "priority": max(r.values["priority"] for r in group),
+                    "opened_at": first.raw.posted_at,
+                    "last_customer_at": max(r.raw.posted_at for r in group),
+                    "cycle": 1,
+                    "clock_kind": ClockKind.FIRST_RESPONSE if answer is None or waiting is None else ClockKind.NEXT_RESPONSE,
+                    "clock_start": start,
+                    "warn_at": warn_at,
+                    "due_at": due_at,
+                    "sla_stage": clocks.opened(waiting=waiting is not None, due_at=due_at, now=now, history=history),
+                    "responded_at": answer if waiting is None else None,
+                    "first_response_at": answer,
+                    "updated_at": now,
+                }
+            for thread_id, key in await open_threads(conn, list(values.values())):
+                created.add(thread_id)
+                threads[key] = {"id": thread_id}
+                stage = values[key]["sla_stage"]
+                if clocks.is_stopped(stage):
+                    answered.add(thread_id)
+                    result.answered += 1
+                elif stage == SlaState.BREACHED:
+                    result.overdue += 1
+            # Threads another worker created since our lookup.
+            raced = sorted(set(fresh) - set(threads))
+            if raced:
+                threads.update(await lock_threads(conn, source.name, raced))
+        return threads, created, answered
+
+    async def _reopen(
+        self, conn: AsyncConnection, source: Source, follow_ups: dict[int, list[_Row]], threads: dict[str, dict[str, Any]],
+        now: datetime, history: bool,
+    ) -> None:
+        """A follow-up joins its thread; after our reply it starts the next-response clock, unless the platform shows it answered."""
+        by_id = {t["id"]: t for t in threads.values()}
+        policy = self.policies.for_channel(source.channel)
+        for thread_id, group in follow_ups.items():
+            thread = by_id[thread_id]
+            changes: dict[str, Any] = {
+                "priority": max([thread["priority"], *(r.values["priority"] for r in group)]),
+                "last_customer_at": max([thread["last_customer_at"], *(r.raw.posted_at for r in group)]),
+                "updated_at": now,
+            }
+            stopped = clocks.is_stopped(thread["sla_stage"])
+            if stopped:
+                since = max((t for t in (thread["responded_at"], thread["resolved_at"]) if t), default=thread["clock_start"])
+            else:
+                since = thread["clock_start"]
+            answer, waiting = _answers(group, since)
+            earliest = min((r.raw.answered_at for r in group if r.raw.answered_at is not None), default=None)
+            if earliest is not None:
+                changes.update(clocks.first_response(earliest))
+                if not stopped and earliest < since:
+                    # An older part of the conversation, answered: what runs now waits for a next response.
+                    changes["clock_kind"] = ClockKind.NEXT_RESPONSE
+            if not stopped and answer is not None and waiting is None:
+                # Answered on the platform (outside this inbox) after everything the customer said: the clock stops.
+                changes.update(clocks.answered(answer))
+            elif waiting is not None and (stopped or answer is not None):
+                start = max(waiting, since)
+                warn_at, due_at = policy.deadlines(start)
+                changes.update(clocks.restarted(
+                    cycle=thread["cycle"] + 1, start=start, warn_at=warn_at, due_at=due_at, now=now, history=history,
+                    assigned=bool(thread["assignee"]),
+                ))
+            await update_thread(conn, thread_id, changes)
+
+
+def _problem(raw: RawItem) -> str | None:
+    """Why the item cannot be stored at all, or None."""
+    if not isinstance(raw.external_id, str) or not raw.external_id.strip():
+        return "missing id (empty once NUL characters are removed)" if raw.external_id == "" else "missing id"
+    if len(raw.external_id) > MAX_ID:
+        return f"id longer than {MAX_ID} characters"
+    if not isinstance(raw.text, str):
+        return "text is not a string"
+    if not isinstance(raw.author_handle, str) or not raw.author_handle.strip():
+        return "missing author handle"
+    if len(raw.author_handle) > MAX_HANDLE:
+        return f"author handle longer than {MAX_HANDLE} characters"
+    if raw.thread_id is not None and not isinstance(raw.thread_id, str):
+        return "thread id is not a string"
+    if raw.thread_id is not None and len(raw.thread_id) > MAX_ID:
+        return f"thread id longer than {MAX_ID} characters"
+    if raw.kind not in set(Kind):
+        return f"unknown kind {str(raw.kind)[:40]!r}"
+    try:
+        reply_to = json.dumps(raw.reply_to)
+    except (TypeError, ValueError):
+        return "reply_to is not JSON"
+    if not isinstance(raw.reply_to, dict) or len(reply_to) > MAX_REPLY_TO:
+        return f"reply_to is not an object of at most {MAX_REPLY_TO} characters"
+    if not isinstance(raw.posted_at, datetime):
+        return "missing timestamp"
+    if raw.posted_at.tzinfo is not None:
+        try:
+            raw.posted_at.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01 at +01:00: no UTC time exists, so no clock can start from it
+            return f"timestamp {raw.posted_at.isoformat()} is out of range"
+    return None
+
+
+def _ignored(raw: RawItem, source: Source) -> str | None:
+    """Why a valid item is still not one for the team (the brand's own words, a repost), or None."""
+    if raw.from_brand:
+        return "the brand's own post"
+    if raw.is_repost:
+        return "a repost"
+    if _handle_key(raw.author_handle) in source.own_handles:
+        return f"written by the brand's own account {raw.author_handle!r}"
+    return None
+
+
+def _bound(raw: RawItem) -> None:
+    """Fit a valid item's free-form fields to what is stored (see the limits beside RawItem): cut, or drop a URL."""
+    raw.text = raw.text.strip()
+    if len(raw.text) > MAX_TEXT:
+        raw.text = raw.text[: MAX_TEXT - len(_CUT)] + _CUT
+    if not isinstance(raw.author_name, str) or not raw.author_name.strip():
+        raw.author_name = None
+    elif len(raw.author_name) > MAX_NAME:
+        raw.author_name = raw.author_name[: MAX_NAME - 1] + "…"
+    if raw.url is not None and (not isinstance(raw.url, str) or len(raw.url) > MAX_URL):
+        log.warning(
+            "item %s: url dropped (not a string of at most %d characters)", raw.external_id, MAX_URL,
+            extra={"external_id": raw.external_id},
+        )
+        raw.url = None
+    if raw.rating is not None and (not isinstance(raw.rating, int) or isinstance(raw.rating, bool) or not 1 <= raw.rating <= 5):
+        raw.rating = None
+
+
+def _storable(value: str) -> str:
+    """Text both stores can hold: NUL removed (PostgreSQL refuses it), lone surrogates replaced (not UTF-8)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _clean_time(posted_at: datetime, now: datetime, external_id: str) -> datetime:
+    if posted_at.tzinfo is None or posted_at.utcoffset() is None:
+        posted_at = posted_at.replace(tzinfo=UTC)  # vendors that omit the zone mean UTC
+    posted_at = posted_at.astimezone(UTC)
+    if posted_at > now + _CLOCK_SKEW:
+        log.warning(
+            "item %s is dated in the future (%s); its clock starts now", external_id, posted_at.isoformat(), extra={"external_id": external_id}
+        )
+        return now
+    return posted_at
+
+
+def _clean_answer(raw: RawItem, now: datetime) -> datetime | None:
+    """The time of the platform's answer in UTC, between the item's time and now; None (logged) when it is not a time."""
+    value = raw.answered_at
+    try:
+        if not isinstance(value, datetime):
+            raise TypeError(type(value).__name__)
+        value = (value.replace(tzinfo=UTC) if value.utcoffset() is None else value).astimezone(UTC)
+    except (TypeError, OverflowError) as exc:
+        log.warning(
+            "item %s: answered_at %r is not a usable time (%s); its clock runs", raw.external_id, value, exc,
+            extra={"external_id": raw.external_id},
+        )
+        return None
+    return min(max(value, raw.posted_at), now)
+
+
+def _answers(rows: Iterable[_Row], since: datetime) -> tuple[datetime | None, datetime | None]:
+    """(the platform's first answer at or after `since`, the oldest customer item after its last answer) of a thread's new items.
+
+    No answer: (None, oldest item). Everything answered: (first answer, None).
+    """
+    rows = list(rows)
+    answers = sorted(r.raw.answered_at for r in rows if r.raw.answered_at is not None and r.raw.answered_at >= since)
+    last = answers[-1] if answers else None
+    waiting = [r.raw.posted_at for r in rows if r.raw.answered_at is None and (last is None or r.raw.posted_at > last)]
+    return (answers[0] if answers else None), min(waiting, default=None)
+
+
+def _handle_key(handle: str) -> str:
+    return handle.strip().lstrip("@").lower()
+
+
+async def _customers(conn: AsyncConnection, rows: list[_Row], now: datetime) -> dict[tuple[str, str], int]:
+    """The ids of the rows' customers (added when new), each with the name its latest item shows."""
+    return await customer_ids(conn, {row.customer_key: row.values["author_name"] for row in rows}, now)

@@ -1,0 +1,78 @@
+"""Customers: a person as one channel knows them, shared by every connector's pages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from inbox.store.models import Customer
+from inbox.store.sqlutil import chunks, insert_for, one_of
+
+# A known customer's last_seen_at is kept to this precision: rewriting it for every message locked the row.
+_SEEN_PRECISION = timedelta(hours=1)
+
+CustomerKey = tuple[str, str]  # (channel, handle as stored)
+
+
+async def customer_ids(conn: AsyncConnection, seen: Mapping[CustomerKey, str | None], now: datetime) -> dict[CustomerKey, int]:
+    """The ids of the customers seen (key: display name shown now), adding the new ones; known ones are written
+    only when their name or hour changed.
+
+    Most customers of a page are known, and many are shared by other connectors' pages, in other workers too:
+    reading them takes no lock, where an upsert of every one locked them all and made the workers wait on each
+    other in turn. What is written (new customers, and known ones hourly) is locked in key order, so two pages
+    never deadlock.
+    """
+    latest: dict[CustomerKey, dict[str, Any]] = {
+        key: {"channel": key[0], "handle": key[1], "display_name": name, "first_seen_at": now, "last_seen_at": now}
+        for key, name in seen.items()
+    }
+    # In key order throughout: two transactions locking shared rows in different orders deadlock on PostgreSQL.
+    keys = sorted(latest)
+    known = await _customers(conn, keys)
+    missing = [latest[key] for key in keys if key not in known]
+    if missing:
+        insert = insert_for(conn, Customer).on_conflict_do_nothing(index_elements=["channel", "handle"])
+        result = await conn.execute(insert.returning(Customer.id, Customer.channel, Customer.handle), missing)
+        # As just written: a new customer is neither renamed nor stale.
+        added = {(channel, handle): (id_, latest[(channel, handle)]["display_name"], now) for id_, channel, handle in result}
+        # Another worker may have added some meanwhile: theirs are known now.
+        raced = [key for key in keys if key not in known and key not in added]
+        known |= added | await _customers(conn, raced)
+    stale = [
+        (key, latest[key]) for key in keys
+        if key in known and (_renamed(known[key][1], latest[key]["display_name"]) or known[key][2] <= now - _SEEN_PRECISION)
+    ]
+    if stale:
+        touch = sa.update(Customer).where(Customer.id == sa.bindparam("_id")).values(
+            last_seen_at=sa.bindparam("_seen"),
+            display_name=sa.func.coalesce(sa.bindparam("_name", type_=Customer.display_name.type), Customer.display_name),
+        )
+        await conn.execute(touch, [{"_id": known[key][0], "_seen": now, "_name": values["display_name"]} for key, values in stale])
+    return {key: id_ for key, (id_, _, _) in known.items()}
+
+
+def _renamed(stored: str | None, seen: str | None) -> bool:
+    return seen is not None and seen != stored
+
+
+async def _customers(conn: AsyncConnection, keys: list[CustomerKey]) -> dict[CustomerKey, tuple[int, str | None, datetime]]:
+    """(id, display name, last seen) of the customers with these (channel, handle) keys that exist.
+
+    The keys of one page share its channel.
+    """
+    found: dict[CustomerKey, tuple[int, str | None, datetime]] = {}
+    if not keys:
+        return found
+    channel = keys[0][0]
+    for part in chunks([handle for _, handle in keys]):
+        result = await conn.execute(
+            sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at)
+            .where(Customer.channel == channel, one_of(conn, Customer.handle, part))
+        )
+        found.update({(channel, handle): (id_, name, seen) for id_, handle, name, seen in result})
+    return found

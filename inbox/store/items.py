@@ -1,0 +1,104 @@
+"""Items and threads: what customers said, stored once per connector and external id, and the conversations they form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from inbox.store import clocks
+from inbox.store.events import NewEvent, add_events
+from inbox.store.models import EventKind, Item, Status, Thread
+from inbox.store.sqlutil import chunks, insert_for, one_of
+
+# What a follow-up needs to know about its thread.
+_THREAD_STATE = (
+    Thread.id, Thread.external_id, Thread.priority, Thread.last_customer_at, Thread.sla_stage, Thread.cycle,
+    Thread.clock_start, Thread.responded_at, Thread.resolved_at, Thread.assignee,
+)
+
+
+async def known_items(conn: AsyncConnection, connector: str, ids: list[str]) -> set[str]:
+    """Which of the external ids `ids` the connector's items already have."""
+    found: set[str] = set()
+    for part in chunks(ids):
+        rows = await conn.execute(
+            sa.select(Item.external_id).where(Item.connector == connector, one_of(conn, Item.external_id, part))
+        )
+        found.update(rows.scalars())
+    return found
+
+
+async def lock_threads(conn: AsyncConnection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The connector's threads with these keys (external ids) as a follow-up needs them, locked until the commit."""
+    threads: dict[str, dict[str, Any]] = {}
+    for part in chunks(keys):
+        query = sa.select(*_THREAD_STATE).where(Thread.connector == connector, one_of(conn, Thread.external_id, part)).with_for_update()
+        for row in await conn.execute(query):
+            threads[row.external_id] = dict(row._mapping)
+    return threads
+
+
+async def open_threads(conn: AsyncConnection, values: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+    """Insert new threads, one statement; (id, key) of those written (another worker may have written some first)."""
+    insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
+    return [(row.id, row.external_id) for row in await conn.execute(insert.returning(Thread.id, Thread.external_id), list(values))]
+
+
+async def add_items(conn: AsyncConnection, values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Insert items, one statement; the ids of those written by external id (another worker may have written some first)."""
+    insert = insert_for(conn, Item).on_conflict_do_nothing(index_elements=["connector", "external_id"])
+    return {r.external_id: r.id for r in await conn.execute(insert.returning(Item.id, Item.external_id), list(values))}
+
+
+async def update_thread(conn: AsyncConnection, thread_id: int, changes: Mapping[str, Any]) -> None:
+    """Write `changes` (column values, see `clocks` for the clock's) to one thread."""
+    await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(**changes))
+
+
+async def lock_thread(conn: AsyncConnection, thread_id: int) -> Any:
+    """One thread, locked until the commit; None if there is no such thread."""
+    return (await conn.execute(sa.select(Thread).where(Thread.id == thread_id).with_for_update())).one_or_none()
+
+
+async def latest_item(conn: AsyncConnection, thread_id: int) -> Any:
+    """The thread's most recent item."""
+    query = sa.select(Item).where(Item.thread_id == thread_id).order_by(Item.posted_at.desc(), Item.id.desc()).limit(1)
+    return (await conn.execute(query)).one()
+
+
+async def assign(engine: AsyncEngine, thread_id: int, agent: str, now: datetime) -> str | None:
+    """Give a thread that is not resolved to `agent`, with its event; the thread's status before (None: no such thread)."""
+    async with engine.begin() as conn:
+        thread = await lock_thread(conn, thread_id)
+        if thread is None or thread.status == Status.RESOLVED:
+            return None if thread is None else str(thread.status)
+        status = Status.ASSIGNED if thread.status == Status.NEW else thread.status
+        await update_thread(conn, thread_id, {"assignee": agent, "status": status, "updated_at": now})
+        await add_events(conn, now, [NewEvent(EventKind.ASSIGNED, thread_id, payload={"agent": agent})])
+    return str(thread.status)
+
+
+async def resolve(engine: AsyncEngine, thread_id: int, agent: str, now: datetime) -> str | None:
+    """Close a thread that is not resolved yet, with its event (its clock stops); its status before (None: no such thread)."""
+    async with engine.begin() as conn:
+        thread = await lock_thread(conn, thread_id)
+        if thread is None or thread.status == Status.RESOLVED:
+            return None if thread is None else str(thread.status)
+        await update_thread(conn, thread_id, {**clocks.resolved(now), "updated_at": now})
+        await add_events(conn, now, [NewEvent(EventKind.RESOLVED, thread_id, payload={"agent": agent})])
+    return str(thread.status)
+
+
+async def first_responses(engine: AsyncEngine, since: datetime, until: datetime) -> list[tuple[str, datetime, datetime]]:
+    """(channel, opened at, first response at) of the threads first answered between `since` and `until`."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(Thread.channel, Thread.opened_at, Thread.first_response_at).where(
+                Thread.first_response_at >= since, Thread.first_response_at <= until
+            )
+        )
+        return [(channel, opened_at, responded_at) for channel, opened_at, responded_at in rows]

@@ -1,0 +1,309 @@
+"""What the inbox stores: customers, threads (the unit of work), items (what customers said), replies, cursors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+from inbox.sla import SlaState
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC out; stored as naive UTC so SQLite and PostgreSQL compare alike."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(UTC)
+
+
+class Status(StrEnum):
+    """Where a thread stands in the team's workflow."""
+
+    NEW = "new"
+    ASSIGNED = "assigned"
+    REPLIED = "replied"
+    RESOLVED = "resolved"
+
+
+class SlaStageType(sa.types.TypeDecorator[SlaState | None]):
+    """A thread's SLA stage: the state the sweep last announced for its running clock, None when no clock runs.
+
+    Stored as a small integer (0 nothing announced, 1 warned, 2 breached, 3 stopped: answered or resolved), so
+    the sweep's partial indexes select the clocks still to announce with `sla_stage < 2` and `sla_stage < 1`.
+    Compare it in SQL with a stage or its stored integer, as the indexes do (`sla_stage < 2`), never with None
+    (SQL would test for NULL, which it never is).
+    """
+
+    impl = sa.Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: SlaState | int | None, dialect: Dialect) -> int:
+        if isinstance(value, int) and value in _STAGES:
+            return value  # already the stored form
+        return stage_value(value)
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> SlaState | None:
+        return _STAGES[value] if value is not None else None
+
+
+# The announced states a running clock moves through, in order; a settled clock (met or missed) has no stage.
+_STAGES: dict[int, SlaState | None] = {0: SlaState.OK, 1: SlaState.WARNING, 2: SlaState.BREACHED, 3: None}
+_VALUES = {stage: value for value, stage in _STAGES.items()}
+
+
+def stage_value(stage: SlaState | None) -> int:
+    """The integer stored for an SLA stage."""
+    if stage not in _VALUES:
+        raise ValueError(f"{stage!r} is not an SLA stage: a running clock is ok, warning or breached, a stopped one None")
+    return _VALUES[stage]
+
+
+class ReplyStatus(StrEnum):
+    """A reply's way out: recorded before sending, marked after."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Customer(SQLModel, table=True):
+    """A person as one channel knows them; their items across connectors join here."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    handle: str = Field(max_length=255)
+    display_name: str | None = Field(default=None, max_length=255)
+    first_seen_at: datetime = Field(sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(sa_type=UTCDateTime)
+
+    __table_args__ = (sa.UniqueConstraint("channel", "handle", name="uq_customer_channel_handle"),)
+
+
+class Thread(SQLModel, table=True):
+    """A conversation with one customer: status, assignee and the SLA clock live here."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=64)
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=255)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    kind: str = Field(max_length=16)
+    status: str = Field(default=Status.NEW, max_length=16)
+    assignee: str | None = Field(default=None, max_length=64)
+    priority: int = 1
+    opened_at: datetime = Field(sa_type=UTCDateTime)
+    last_customer_at: datetime = Field(sa_type=UTCDateTime)
+    # The running clock: started at the platform time of the oldest unanswered customer item.
+    cycle: int = 1
+    clock_kind: str = Field(default="first_response", max_length=16)
+    clock_start: datetime = Field(sa_type=UTCDateTime)
+    warn_at: datetime = Field(sa_type=UTCDateTime)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    sla_stage: SlaState | None = Field(default=SlaState.OK, sa_type=SlaStageType, nullable=False)
+    responded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    first_response_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+    __table_args__ = (
+        sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
+        # The sweep reads only the clocks it has something to announce for: those past their deadline
+        # and not yet breached, and those past their warning and not yet warned.
+        sa.Index("ix_thread_sla_due", "due_at", sqlite_where=sa.text("sla_stage < 2"), postgresql_where=sa.text("sla_stage < 2")),
+        sa.Index("ix_thread_sla_warn", "warn_at", sqlite_where=sa.text("sla_stage < 1"), postgresql_where=sa.text("sla_stage < 1")),
+        # The open queue (inbox queue, /inbox, App Home, the queue-depth metric) out of a store of mostly closed threads.
+        sa.Index(
+            "ix_thread_open",
+            "due_at",
+            sqlite_where=sa.text("status IN ('new', 'assigned')"),
+            postgresql_where=sa.text("status IN ('new', 'assigned')"),
+        ),
+    )
+
+
+def thread_is_open() -> sa.ColumnElement[bool]:
+    """Threads waiting for the team (new or assigned), written so the partial index ix_thread_open matches."""
+    # Constants, not parameters: a query with parameters cannot prove it falls inside a partial index.
+    return sa.text("thread.status IN ('new', 'assigned')")
+
+
+class Item(SQLModel, table=True):
+    """One thing a customer said, stored once per connector and external id."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=64)
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=255)
+    thread_id: int = Field(foreign_key="thread.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    kind: str = Field(max_length=16)
+    author_handle: str = Field(max_length=255)
+    author_name: str | None = Field(default=None, max_length=255)
+    text: str
+    url: str | None = None
+    rating: int | None = None
+    posted_at: datetime = Field(sa_type=UTCDateTime)
+    ingested_at: datetime = Field(sa_type=UTCDateTime)
+    language: str = Field(max_length=8)
+    sentiment: str = Field(max_length=16)
+    intent: str = Field(max_length=16)
+    priority: int = 1
+    suggestion: str = ""
+    suggestion_template: str | None = Field(default=None, max_length=64)
+    suggestion_truncated: bool = False
+    reply_to: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+    __table_args__ = (
+        sa.UniqueConstraint("connector", "external_id", name="uq_item_connector_external"),
+        sa.Index("ix_item_customer_posted", "customer_id", "posted_at"),
+    )
+
+
+class Reply(SQLModel, table=True):
+    """A reply to a thread; one per SLA cycle, so a double click cannot send two."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_id: int = Field(foreign_key="thread.id")
+    item_id: int = Field(foreign_key="item.id")
+    cycle: int
+    text: str
+    agent: str = Field(max_length=64)
+    status: str = Field(default=ReplyStatus.PENDING, max_length=16)
+    external_id: str | None = Field(default=None, max_length=255)
+    url: str | None = None
+    error: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The worker sending it, until when: a pending reply whose claim has run out is left over from a crash.
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    __table_args__ = (sa.UniqueConstraint("thread_id", "cycle", name="uq_reply_thread_cycle"),)
+
+
+class Cursor(SQLModel, table=True):
+    """Where a connector resumes; written in the same transaction as the items it produced."""
+
+    connector: str = Field(primary_key=True, max_length=64)
+    value: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Worker(SQLModel, table=True):
+    """A running `inbox run` process; alive while `seen_at` is younger than one lease period."""
+
+    id: str = Field(primary_key=True, max_length=128)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    seen_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ConnectorLease(SQLModel, table=True):
+    """The one worker that polls a connector, until `expires_at` unless it renews."""
+
+    connector: str = Field(primary_key=True, max_length=64)
+    worker: str = Field(max_length=128)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ConnectorHealth(SQLModel, table=True):
+    """The last known state of a connector, for `inbox check`, /healthz and alerts."""
+
+    connector: str = Field(primary_key=True, max_length=64)
+    healthy: bool = True
+    reason: str | None = None
+    failures: int = 0
+    last_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_ok_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    items_total: int = 0
+
+
+class Event(SQLModel, table=True):
+    """Outbox: something to announce (new item, SLA alert, health change), written with its cause."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    thread_id: int | None = Field(default=None, foreign_key="thread.id")
+    item_id: int | None = Field(default=None, foreign_key="item.id")
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = None
+    # The worker delivering it, until when; another worker may take it over once the claim has run out.
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    __table_args__ = (
+        sa.Index(
+            "ix_event_pending",
+            "id",
+            sqlite_where=sa.text("done_at IS NULL"),
+            postgresql_where=sa.text("done_at IS NULL"),
+        ),
+        # "Is an older event of this thread still pending?": asked for every event an outbox claims.
+        sa.Index(
+            "ix_event_thread_pending",
+            "thread_id",
+            "id",
+            sqlite_where=sa.text("done_at IS NULL"),
+            postgresql_where=sa.text("done_at IS NULL"),
+        ),
+    )
+
+
+class EventKind(StrEnum):
+    """What an Event announces."""
+
+    NEW_THREAD = "new_thread"
+    FOLLOW_UP = "follow_up"
+    SLA_WARNING = "sla_warning"
+    SLA_BREACH = "sla_breach"
+    REPLIED = "replied"
+    ASSIGNED = "assigned"
+    RESOLVED = "resolved"
+    CONNECTOR_HEALTH = "connector_health"
+
+
+class SlackMessage(SQLModel, table=True):
+    """A thread's triage message in Slack, so every later change updates it in place."""
+
+    thread_id: int = Field(primary_key=True, foreign_key="thread.id")
+    channel: str = Field(max_length=32)
+    # None while a post is in flight: after a crash there, Slack is searched before posting again.
+    ts: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+    __table_args__ = (sa.Index("ix_slackmessage_channel_ts", "channel", "ts"),)
+
+
+class SlackPost(SQLModel, table=True):
+    """A Slack message an outbox event posted (alert, follow-up, reply, health): one per event."""
+
+    event_id: int = Field(primary_key=True, foreign_key="event.id")
+    channel: str = Field(max_length=32)
+    ts: str | None = Field(default=None, max_length=32)  # None: in flight, as for SlackMessage
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,0 +1,156 @@
+"""Replies: recorded before sending (one per thread and clock cycle), claimed by the worker sending them, marked after."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from inbox.store import clocks
+from inbox.store.events import NewEvent, add_events
+from inbox.store.models import EventKind, Item, Reply, ReplyStatus, Thread
+
+
+class Claim(NamedTuple):
+    """The worker sending a reply, and until when the reply is its own."""
+
+    worker: str
+    until: datetime
+
+
+class Existing(NamedTuple):
+    """A reply of the same cycle recorded before, pending or sent: it wins over a new one."""
+
+    id: int
+    external_id: str | None
+    url: str | None
+
+
+async def record(conn: AsyncConnection, thread: Any, item_id: int, text: str, agent: str, now: datetime, claim: Claim) -> int | Existing:
+    """Record a reply to the thread's current cycle before sending it (inside the caller's transaction, the thread
+    locked); the earlier one when one is pending or sent already."""
+    values = {"claimed_by": claim.worker, "claimed_until": claim.until}
+    existing = (
+        await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))
+    ).one_or_none()
+    if existing is not None and existing.status != ReplyStatus.FAILED:
+        return Existing(existing.id, existing.external_id, existing.url)
+    if existing is not None:
+        await conn.execute(
+            sa.update(Reply)
+            .where(Reply.id == existing.id, Reply.status == ReplyStatus.FAILED)
+            .values(status=ReplyStatus.PENDING, text=text, agent=agent, item_id=item_id, created_at=now, error=None, **values)
+        )
+        return int(existing.id)
+    try:
+        async with conn.begin_nested():
+            result = await conn.execute(
+                sa.insert(Reply)
+                .values(thread_id=thread.id, item_id=item_id, cycle=thread.cycle, text=text, agent=agent,
+                        status=ReplyStatus.PENDING, created_at=now, **values)
+                .returning(Reply.id)
+            )
+            return int(result.scalar_one())
+    except IntegrityError:
+        # Another click won the race for this cycle.
+        winner = (await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))).one()
+        return Existing(winner.id, winner.external_id, winner.url)
+
+
+async def claim_leftover(engine: AsyncEngine, now: datetime, claim: Claim) -> Any:
+    """Claim the oldest pending reply whose claim ran out (`FOR UPDATE SKIP LOCKED`), with its item and thread key.
+
+    The row has the item's columns, `reply_id`, `reply_text` and `thread_key`; None when there is none.
+    """
+    pending = Reply.__table__.alias("pending")
+    leftover = (
+        sa.select(pending.c.id)
+        .where(
+            pending.c.status == ReplyStatus.PENDING,
+            sa.or_(pending.c.claimed_until.is_(None), pending.c.claimed_until < now),
+        )
+        .order_by(pending.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        reply_id = (
+            await conn.execute(
+                sa.update(Reply)
+                .where(Reply.id.in_(leftover.scalar_subquery()))
+                .values(claimed_by=claim.worker, claimed_until=claim.until)
+                .returning(Reply.id)
+            )
+        ).scalar_one_or_none()
+        if reply_id is None:
+            return None
+        return (
+            await conn.execute(
+                sa.select(Reply.id.label("reply_id"), Reply.text.label("reply_text"), Thread.external_id.label("thread_key"), Item)
+                .join(Thread, Thread.id == Reply.thread_id)
+                .join(Item, Item.id == Reply.item_id)
+                .where(Reply.id == reply_id)
+            )
+        ).one()
+
+
+async def renew_claim(engine: AsyncEngine, reply_id: int, claim: Claim) -> bool:
+    """Extend `claim.worker`'s claim on a pending reply to `claim.until`; False if the reply is no longer its own."""
+    async with engine.begin() as conn:
+        renewed = await conn.execute(
+            sa.update(Reply)
+            .where(Reply.id == reply_id, Reply.status == ReplyStatus.PENDING, Reply.claimed_by == claim.worker)
+            .values(claimed_until=claim.until)
+        )
+    return bool(renewed.rowcount)
+
+
+async def release(engine: AsyncEngine, reply_id: int) -> None:
+    """Free a pending reply's claim, so reply recovery looks at it."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(Reply).where(Reply.id == reply_id, Reply.status == ReplyStatus.PENDING).values(claimed_by=None, claimed_until=None)
+        )
+
+
+async def mark_sent(engine: AsyncEngine, reply_id: int, external_id: str | None, url: str | None, now: datetime) -> Any:
+    """Record a reply as sent; the thread's clock stops if the reply answers its current cycle, with an event.
+
+    Returns the stopped clock (channel, clock_kind, clock_start), or None when the thread moved on to another cycle.
+    """
+    async with engine.begin() as conn:
+        reply = (await conn.execute(sa.select(Reply).where(Reply.id == reply_id))).one()
+        await conn.execute(
+            sa.update(Reply)
+            .where(Reply.id == reply_id)
+            .values(status=ReplyStatus.SENT, external_id=external_id, url=url, sent_at=now, error=None,
+                    claimed_by=None, claimed_until=None)
+        )
+        answered = await conn.execute(
+            sa.update(Thread)
+            .where(Thread.id == reply.thread_id, Thread.cycle == reply.cycle)
+            .values(**clocks.replied(now), updated_at=now)
+            .returning(Thread.channel, Thread.clock_kind, Thread.clock_start)
+        )
+        clock = answered.one_or_none()
+        await add_events(conn, now, [NewEvent(EventKind.REPLIED, reply.thread_id, payload={"reply_id": reply_id, "agent": reply.agent})])
+    return clock
+
+
+async def mark_failed(engine: AsyncEngine, reply_id: int, error: str) -> None:
+    """Record that the platform refused a reply; a later click may send the cycle's reply again."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(Reply)
+            .where(Reply.id == reply_id)
+            .values(status=ReplyStatus.FAILED, error=error[:1000], claimed_by=None, claimed_until=None)
+        )
+
+
+async def get(engine: AsyncEngine, reply_id: int) -> Any:
+    """A reply's agent, text and time sent, or None."""
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(Reply.agent, Reply.text, Reply.sent_at).where(Reply.id == reply_id))).one_or_none()

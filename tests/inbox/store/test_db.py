@@ -1,0 +1,87 @@
+"""The store: migrations match the models, URLs map to the async drivers, the sweep uses its index."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from inbox.store.db import async_url, migrate
+
+
+async def test_migrations_match_the_models(engine):
+    await migrate(engine)  # a second run is a no-op
+
+    def diff(conn: sa.Connection) -> list:
+        return compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+def test_user_urls_map_to_async_drivers():
+    assert async_url("sqlite:///inbox.db") == "sqlite+aiosqlite:///inbox.db"
+    assert async_url("postgresql://u:p@h:5432/db") == "postgresql+asyncpg://u:p@h:5432/db"
+    assert async_url("postgres://h/db") == "postgresql+asyncpg://h/db"
+    assert async_url("postgresql+asyncpg://h/db") == "postgresql+asyncpg://h/db"
+
+
+async def test_the_sla_sweep_and_the_open_queue_read_their_partial_indexes(engine, clock):
+    """The statements the sweep and the queue really send, explained: each reads its index, none scans thread."""
+    from inbox.settings import SlaSettings
+    from inbox.pipeline.sweep import SlaSweep
+    from inbox.views import open_queue
+
+    sent: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, many):  # noqa: ANN001 - SQLAlchemy's event signature
+        if "FROM thread" in statement or statement.lstrip().startswith("UPDATE thread"):
+            sent.append((statement, parameters))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await SlaSweep(engine, clock).run()
+        await open_queue(engine, SlaSettings().policies(), clock.now)
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+    plans = []
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("SET enable_seqscan = off"))
+            # As after a few runs of a cached statement: a plan for any parameter values, which must still
+            # fall inside the partial indexes (it can only if their predicates are constants in the SQL).
+            await conn.execute(sa.text("SET plan_cache_mode = force_generic_plan"))
+        for statement, parameters in sent:
+            if conn.dialect.name == "sqlite":
+                rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                plans.append(" ".join(str(r[-1]) for r in rows))
+            else:
+                rows = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+                plans.append(" ".join(r[0] for r in rows))
+        await conn.rollback()
+    assert len(plans) == 3, sent  # breach, warning, queue
+    breach, warn, queue = plans
+    assert "ix_thread_sla_due" in breach and "ix_thread_sla_warn" in warn and "ix_thread_open" in queue, plans
+
+
+async def test_one_of_finds_the_same_rows_with_one_statement_text_for_any_count(engine):
+    from datetime import UTC, datetime
+
+    from inbox.store.models import Customer
+    from inbox.store.sqlutil import one_of
+
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(Customer), [
+            {"channel": "x", "handle": h, "first_seen_at": now, "last_seen_at": now} for h in ("ana", "bob", "eve")
+        ])
+        texts = set()
+        for handles in (["ana"], ["ana", "eve", "zed"], ["bob", "eve"]):
+            query = sa.select(Customer.handle).where(one_of(conn, Customer.handle, handles)).order_by(Customer.handle)
+            found = (await conn.execute(query)).scalars().all()
+            assert found == sorted(set(handles) & {"ana", "bob", "eve"})
+            # As sent: an IN list is expanded into one parameter per value only when executed.
+            texts.add(str(query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})))
+    # PostgreSQL prepares each text once; SQLite's IN lists do not need to match.
+    assert len(texts) == 1 or conn.dialect.name != "postgresql"
