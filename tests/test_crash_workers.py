@@ -312,8 +312,11 @@ async def run_chaos(store: Store, workers: Workers, x: BusyX, slack: FakeSlack, 
     clicking = asyncio.create_task(agent(slack, workers, engine, rng, chosen, answered))
 
     async def answered_under_fire() -> bool:
-        # A failed agent ends the wait at once: awaiting it below raises its error.
-        return clicking.done() or (answered.is_set() and workers.kills >= 6)
+        # A failed agent ends the wait at once: awaiting it below raises its error. One that finished early still
+        # waits for the sixth kill, so a quick run is no weaker a test than a slow one.
+        if clicking.done() and (clicking.cancelled() or clicking.exception() is not None):
+            return True
+        return answered.is_set() and workers.kills >= 6
 
     await advancing(answered_under_fire, engine, slack, "the agent's replies and 6 kills")
     stop_killing.set()
