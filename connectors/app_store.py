@@ -39,7 +39,9 @@ class AppStoreSettings(ReviewSettings):
         try:
             key = load_pem_private_key(pem.encode(), password=None)
         except (ValueError, TypeError) as exc:
-            raise ValueError("is not a PEM private key (paste the whole .p8 file, BEGIN and END lines included)") from exc
+            raise ValueError(
+                "is not a PEM private key (paste the whole .p8 file, BEGIN and END lines included)"
+            ) from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
             raise ValueError("must be an App Store Connect (.p8, EC P-256) key")
         return SecretStr(pem)
@@ -121,26 +123,48 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
         if not walk.is_new(aware(attributes.createdDate), review.id):
             return None
         text, at = join_text(attributes.title, attributes.body), aware(attributes.createdDate)
-        return review_item(review.id, text, at, attributes.rating, attributes.reviewerNickname, details={"territory": attributes.territory})
+        return review_item(
+            review.id,
+            text,
+            at,
+            attributes.rating,
+            attributes.reviewerNickname,
+            details={"territory": attributes.territory},
+        )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Create the developer response (201); when one already exists (409), it counts if it says `text`."""
         review = {"data": {"type": "customerReviews", "id": str(target.reply_to.get("review_id") or target.thread_id)}}
-        body = {"data": {"type": "customerReviewResponses", "attributes": {"responseBody": text}, "relationships": {"review": review}}}
+        body = {
+            "data": {
+                "type": "customerReviewResponses",
+                "attributes": {"responseBody": text},
+                "relationships": {"review": review},
+            }
+        }
         try:
-            document = await self.parsed(_ResponseDocument, "POST", "/v1/customerReviewResponses", "customerReviewResponses", json_body=body)
+            document = await self.parsed(
+                _ResponseDocument, "POST", "/v1/customerReviewResponses", "customerReviewResponses", json_body=body
+            )
         except PermanentError as exc:
             if exc.status != 409:
                 raise
             if (existing := await self.find_reply(target, text)) is None:
-                raise PermanentError("this review already has a different developer response; edit or delete it in App Store Connect") from exc
+                raise PermanentError(
+                    "this review already has a different developer response; edit or delete it in App Store Connect"
+                ) from exc
             return existing
         return SentReply(document.data.id if document.data else None)
 
     async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
         """The review's developer response (404: none yet)."""
         try:
-            document = await self.parsed(_ResponseDocument, "GET", f"/v1/customerReviews/{self.review_id(target)}/response", "customerReviews/response")
+            document = await self.parsed(
+                _ResponseDocument,
+                "GET",
+                f"/v1/customerReviews/{self.review_id(target)}/response",
+                "customerReviews/response",
+            )
         except PermanentError as exc:
             if exc.status == 404:
                 return None
@@ -149,7 +173,9 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
 
     async def check(self) -> str:
         """Read the app's name: proves the key, its role and the app id."""
-        app = (await self.parsed(_AppDocument, "GET", self.app_path, "apps", params={"fields[apps]": "name,bundleId"})).data.attributes
+        app = (
+            await self.parsed(_AppDocument, "GET", self.app_path, "apps", params={"fields[apps]": "name,bundleId"})
+        ).data.attributes
         return f"App Store app {app.name or self.settings.app_id} ({app.bundleId or 'no bundle id'})"
 
     async def _sign(self) -> tuple[str, float]:

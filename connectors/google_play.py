@@ -106,7 +106,8 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
         if cursor is not None and cursor.newest < self.clock() - WINDOW:
             log.warning(
                 "%s: the last review seen is from %s; Google Play only lists the last 7 days, so reviews in between may be lost",
-                self.name, cursor.newest.date().isoformat(),
+                self.name,
+                cursor.newest.date().isoformat(),
             )
         async for page in super().fetch(cursor):
             yield page
@@ -118,7 +119,9 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
     def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
         """`reviews`, and `tokenPagination.nextPageToken` as the next `token`."""
         page = page_of(_ReviewsPage, data, f"{self.name}: reviews")
-        return page.reviews, with_token(request, "token", page.tokenPagination.nextPageToken if page.tokenPagination else None)
+        return page.reviews, with_token(
+            request, "token", page.tokenPagination.nextPageToken if page.tokenPagination else None
+        )
 
     def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
         user = review.user
@@ -135,9 +138,16 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
         # Play has no creation time to tell a first sighting from an edit, so every version is its own item;
         # the first one opens the review's thread and an edit is a follow-up in it.
         return review_item(
-            review.reviewId, user.text, at, user.starRating, review.authorName, version=f"{review.reviewId}@{user.lastModified.seconds}",
+            review.reviewId,
+            user.text,
+            at,
+            user.starRating,
+            review.authorName,
+            version=f"{review.reviewId}@{user.lastModified.seconds}",
             url=f"https://play.google.com/store/apps/details?id={quote(self.settings.package_name)}&reviewId={quote(review.reviewId)}",
-            details={"language": user.reviewerLanguage}, existing_reply=existing, answered_at=answered_at,
+            details={"language": user.reviewerLanguage},
+            existing_reply=existing,
+            answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
@@ -147,7 +157,9 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
 
     async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
         """The review's developer reply."""
-        developer = (await self.parsed(_Review, "GET", f"{self.reviews_path}/{self.review_id(target)}", "review")).developer
+        developer = (
+            await self.parsed(_Review, "GET", f"{self.reviews_path}/{self.review_id(target)}", "review")
+        ).developer
         return None if developer is None else (developer.text, None)
 
     async def check(self) -> str:

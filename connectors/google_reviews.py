@@ -100,13 +100,23 @@ class GoogleReviewsConnector(ReviewConnector[GoogleReviewsSettings, _Review]):
                 if replied >= updated:  # else the customer changed the review after the reply: it waits again
                     answered_at = replied
         return review_item(
-            review.reviewId, review.comment, posted_at, STARS[review.starRating], review.reviewer.displayName,
-            anonymous=review.reviewer.isAnonymous, version=version, existing_reply=existing, answered_at=answered_at,
+            review.reviewId,
+            review.comment,
+            posted_at,
+            STARS[review.starRating],
+            review.reviewer.displayName,
+            anonymous=review.reviewer.isAnonymous,
+            version=version,
+            existing_reply=existing,
+            answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Set the owner's reply on the review (PUT replaces any earlier reply)."""
-        size, limit = len(text.encode("utf-8")), self.max_reply_chars  # Google counts the reply in bytes, not characters
+        size, limit = (
+            len(text.encode("utf-8")),
+            self.max_reply_chars,
+        )  # Google counts the reply in bytes, not characters
         if limit is not None and size > limit:
             raise PermanentError(f"reply is {size} bytes in UTF-8; Google allows {limit}")
         await self.call("PUT", f"{self._review_path(target)}/reply", json_body={"comment": text})

@@ -12,11 +12,20 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from inbox import safejson
-from inbox.connector import Clock, Connector, ConnectorSettings, Page, PermanentError, ReplyTarget, SentReply, reply_limit, wall_clock
+from inbox.connector import (
+    Clock,
+    Connector,
+    ConnectorSettings,
+    Page,
+    PermanentError,
+    ReplyTarget,
+    SentReply,
+    reply_limit,
+    wall_clock,
+)
 from inbox.itemformat import parse_item
 
 log = logging.getLogger(__name__)
-
 
 
 class JsonlSettings(ConnectorSettings):
@@ -71,7 +80,9 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
                     items.append(parse_item(safejson.loads(text)))
                 except ValueError as exc:
                     # A broken line stays broken: log it and move past it rather than stall the file.
-                    log.warning("%s: skipped line at byte %d of %s: %s", self.name, offset - len(line), path, str(exc)[:300])
+                    log.warning(
+                        "%s: skipped line at byte %d of %s: %s", self.name, offset - len(line), path, str(exc)[:300]
+                    )
             if len(items) >= self.settings.batch_size or number == len(lines):
                 yield Page(items, JsonlCursor(offset=offset, inode=stat.st_ino))
                 items = []

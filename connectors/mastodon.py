@@ -14,7 +14,18 @@ from multidict import MultiDict
 from pydantic import Field, SecretStr
 
 from inbox import safejson
-from inbox.connector import Clock, Connector, ConnectorSettings, Kind, Page, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connector import (
+    Clock,
+    Connector,
+    ConnectorSettings,
+    Kind,
+    Page,
+    PermanentError,
+    RawItem,
+    ReplyTarget,
+    SentReply,
+    wall_clock,
+)
 from inbox.connectors.kit.http import VendorClient
 from inbox.connectors.kit.paging import PageGuard
 from inbox.connectors.kit.parse import Id, Name, OptionalText, Payload, Text, Timestamp, one_of
@@ -109,7 +120,9 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
         super().__init__(settings, clock=clock)
         self.max_reply_chars = settings.max_reply_chars
         self.client = VendorClient(
-            settings.name, settings.api_url, headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"}
+            settings.name,
+            settings.api_url,
+            headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
         )
         self._me: _Me | None = _Me(settings.account_id, "") if settings.account_id else None
         # status id -> thread id, for statuses we mapped and replies we sent.
@@ -338,7 +351,9 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             raise PermanentError(f"{self.name}: verify_credentials answered no account")
         me = _Me(str(data["id"]), str(data["acct"]))
         if self.settings.account_id and self.settings.account_id != me.id:
-            raise PermanentError(f"{self.name}: the token belongs to account {me.id}, not account_id {self.settings.account_id}")
+            raise PermanentError(
+                f"{self.name}: the token belongs to account {me.id}, not account_id {self.settings.account_id}"
+            )
         self._me = me
         return me
 
@@ -365,5 +380,9 @@ def _id_or_zero(notification: Any) -> int:
 
 
 def _oldest_time(notifications: list[Any]) -> datetime:
-    times = [n.created_at for n in (one_of(_Notification, x) for x in notifications) if isinstance(n, _Notification) and n.created_at]
+    times = [
+        n.created_at
+        for n in (one_of(_Notification, x) for x in notifications)
+        if isinstance(n, _Notification) and n.created_at
+    ]
     return min(times, default=datetime.max.replace(tzinfo=UTC))

@@ -185,13 +185,19 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         auth_url = settings.auth_url or (api_url if api_url != API_URL else AUTH_URL)
         agent = {"User-Agent": settings.user_agent}
         self.client = VendorClient(settings.name, api_url, headers=agent)
-        self.auth = VendorClient(settings.name, auth_url, headers={**agent, "Authorization": basic(settings.client_id, settings.client_secret)})
+        self.auth = VendorClient(
+            settings.name,
+            auth_url,
+            headers={**agent, "Authorization": basic(settings.client_id, settings.client_secret)},
+        )
         # Renewed on the API client's clock (the one its rate budget reads), a minute before Reddit says it expires.
         self.token = BearerToken(renew=self._password_grant, clock=lambda: self.client.clock(), scheme="bearer")
         self._me = settings.username.lower()
         self._mention = re.compile(rf"(?<![\w/])/?u/{re.escape(settings.username)}\b", re.IGNORECASE)
         terms = [t.strip() for t in settings.brand_terms if t.strip()]
-        self._brand = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE) if terms else None
+        self._brand = (
+            re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE) if terms else None
+        )
         self._threads: ThreadCache[_Known] = ThreadCache()
 
     # -- fetch ------------------------------------------------------------------------------------------------------
@@ -344,7 +350,9 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """A comment under the comment or post, or a message in the private conversation (both are /api/comment)."""
         form = {"api_type": "json", "thing_id": target.external_id, "text": text}
-        answer = page_of(_CommentAnswer, (await self._call("POST", "/api/comment", data=form)).data, f"{self.name}: /api/comment")
+        answer = page_of(
+            _CommentAnswer, (await self._call("POST", "/api/comment", data=form)).data, f"{self.name}: /api/comment"
+        )
         _raise_for(answer.json_.errors)
         things = one_of(_Things, answer.json_.data)
         if isinstance(things, str):
@@ -357,9 +365,13 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         params = {"limit": "100"} if path == "/message/sent" else {"limit": "100", "sort": "new"}
         for child in (await self._listing(path, params)).children:
             parsed = one_of(_Child, child)
-            if isinstance(parsed, _Child) and parsed.data.parent_id == target.external_id and self._is_me(parsed.data):
-                if same_reply(parsed.data.body, text):
-                    return self._ours(parsed.data, target)
+            if (
+                isinstance(parsed, _Child)
+                and parsed.data.parent_id == target.external_id
+                and self._is_me(parsed.data)
+                and same_reply(parsed.data.body, text)
+            ):
+                return self._ours(parsed.data, target)
         return None
 
     def _ours(self, data: _Node, target: ReplyTarget) -> SentReply:
@@ -393,11 +405,17 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
                 raise
 
     async def _password_grant(self) -> tuple[str, float]:
-        form = {"grant_type": "password", "username": self.settings.username, "password": self.settings.password.get_secret_value()}
+        form = {
+            "grant_type": "password",
+            "username": self.settings.username,
+            "password": self.settings.password.get_secret_value(),
+        }
         response = await self.auth.request("POST", "/api/v1/access_token", data=form)
         if isinstance(response.data, dict) and "error" in response.data:
             # A wrong password is HTTP 200 with {"error": "invalid_grant"}; accounts with 2FA cannot use this grant.
-            raise AuthError(f"reddit refused the password grant for u/{self.settings.username}: {response.data['error']}")
+            raise AuthError(
+                f"reddit refused the password grant for u/{self.settings.username}: {response.data['error']}"
+            )
         return token_from(response, f"{self.name}: the token endpoint")
 
     async def close(self) -> None:

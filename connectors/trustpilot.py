@@ -85,7 +85,11 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
         if settings.api_secret is None or settings.username is None or settings.password is None:
             return BearerToken(settings.access_token)
         credentials = {"Authorization": basic(settings.api_key.get_secret_value(), settings.api_secret)}
-        form = {"grant_type": "password", "username": settings.username, "password": settings.password.get_secret_value()}
+        form = {
+            "grant_type": "password",
+            "username": settings.username,
+            "password": settings.password.get_secret_value(),
+        }
 
         async def password_grant() -> tuple[str, float]:
             try:
@@ -109,7 +113,10 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
         """Page numbers; fewer reviews than asked for is the last page (tap-trustpilot stops the same way)."""
         reviews = page_of(_ReviewsPage, data, f"{self.name}: reviews").reviews
         path, params = request
-        return reviews, None if len(reviews) < PER_PAGE else (path, {**(params or {}), "page": (params or {})["page"] + 1})
+        return reviews, None if len(reviews) < PER_PAGE else (
+            path,
+            {**(params or {}), "page": (params or {})["page"] + 1},
+        )
 
     def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
         if not walk.is_new(aware(review.createdAt), review.id):
@@ -118,9 +125,15 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
         if reply is not None:  # answered before we saw it: its clock is stopped (undated: by now at the latest)
             answered_at = aware(reply.createdAt) if reply.createdAt else self.clock()
         return review_item(
-            review.id, join_text(review.title, review.text), aware(review.createdAt), review.stars, review.consumer.displayName,
-            url=f"https://www.trustpilot.com/reviews/{review.id}", details={"language": review.language},
-            existing_reply=reply.text if reply else None, answered_at=answered_at,
+            review.id,
+            join_text(review.title, review.text),
+            aware(review.createdAt),
+            review.stars,
+            review.consumer.displayName,
+            url=f"https://www.trustpilot.com/reviews/{review.id}",
+            details={"language": review.language},
+            existing_reply=reply.text if reply else None,
+            answered_at=answered_at,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
@@ -142,5 +155,7 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
         """List one private review: proves the API key, the business user's token and the business unit."""
         params = {"perPage": 1, "page": 1, "orderBy": "createdat.desc"}
         page = await self.parsed(_ReviewsPage, "GET", self.reviews_path, "reviews", params=params)
-        shown = next((r.businessUnit.displayName for r in each_valid(_Review, page.reviews, self.name) if r.businessUnit), None)
+        shown = next(
+            (r.businessUnit.displayName for r in each_valid(_Review, page.reviews, self.name) if r.businessUnit), None
+        )
         return f"Trustpilot business unit {shown or self.settings.business_unit_id}: token accepted"

@@ -28,8 +28,8 @@ from inbox.connector import (
     wall_clock,
 )
 from inbox.connectors.kit.http import close_session, open_session
-from inbox.pipeline.ingest import Skipped
 from inbox.itemformat import parse_item
+from inbox.pipeline.ingest import Skipped
 
 SIGNATURE_HEADER = "X-Inbox-Signature"
 
@@ -120,7 +120,12 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
         if not url:
             raise PermanentError("this webhook has no reply_url; answer in the system that sent the item")
         body = json.dumps(
-            {"in_reply_to": target.external_id, "thread_id": target.thread_id, "to": target.author_handle, "text": text},
+            {
+                "in_reply_to": target.external_id,
+                "thread_id": target.thread_id,
+                "to": target.author_handle,
+                "text": text,
+            },
             ensure_ascii=False,
         ).encode()
         headers = {

@@ -13,16 +13,43 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, SecretStr
 from tweepy.asynchronous import AsyncClient
 
-from inbox.connector import Clock, Connector, ConnectorSettings, Kind, Page, PermanentError, RateBudget, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connector import (
+    Clock,
+    Connector,
+    ConnectorSettings,
+    Kind,
+    Page,
+    PermanentError,
+    RateBudget,
+    RawItem,
+    ReplyTarget,
+    SentReply,
+    wall_clock,
+)
 from inbox.connectors.kit.http import AbsoluteUrl, LibraryTransport
 from inbox.connectors.kit.paging import paged
-from inbox.connectors.kit.parse import Digits, Entries, IfObject, OptionalId, OptionalText, Payload, Text, ZonedTimestamp, one_of, or_empty, page_of, valid
+from inbox.connectors.kit.parse import (
+    Digits,
+    Entries,
+    IfObject,
+    OptionalId,
+    OptionalText,
+    Payload,
+    Text,
+    ZonedTimestamp,
+    one_of,
+    or_empty,
+    page_of,
+    valid,
+)
 from inbox.connectors.kit.text import same_reply
 
 log = logging.getLogger(__name__)
 # At DEBUG, tweepy logs each request's headers (the bearer token) and oauthlib each signature's
 # parameters (the access token): secrets never reach a log, whatever the level.
-logging.getLogger("tweepy.asynchronous.client").addFilter(lambda record: not str(record.msg).startswith("Making API request"))
+logging.getLogger("tweepy.asynchronous.client").addFilter(
+    lambda record: not str(record.msg).startswith("Making API request")
+)
 logging.getLogger("oauthlib.oauth1.rfc5849").addFilter(lambda record: record.levelno > logging.DEBUG)
 
 # tweepy builds every URL on this host; the transport moves requests to `api_url`.
@@ -148,7 +175,9 @@ class XConnector(Connector[XSettings, XCursor]):
         self._own_id = settings.user_id
         self._transport = LibraryTransport(self.name, API_URL, settings.api_url or API_URL, refused_writes=True)
         secrets = ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "bearer_token")
-        keys = {key: value.get_secret_value() if (value := getattr(settings, key)) is not None else None for key in secrets}
+        keys = {
+            key: value.get_secret_value() if (value := getattr(settings, key)) is not None else None for key in secrets
+        }
         self._api = AsyncClient(**keys, return_type=dict)
         # Reads go app-only when a bearer token is configured (higher limits), else as the brand's user.
         self._read_as_user = settings.bearer_token is None
@@ -169,7 +198,9 @@ class XConnector(Connector[XSettings, XCursor]):
         """A DM answers a DM; anything else gets a reply post under the customer's post."""
         if target.kind == Kind.DM:
             conversation = _dm_conversation(target)
-            sent = await self._created("POST dm message", self._api.create_direct_message(dm_conversation_id=conversation, text=text))
+            sent = await self._created(
+                "POST dm message", self._api.create_direct_message(dm_conversation_id=conversation, text=text)
+            )
             return SentReply(sent.dm_event_id, f"https://x.com/messages/{conversation}")
         weight = weighted_length(text)
         if weight > self.settings.max_reply_chars:
@@ -177,7 +208,9 @@ class XConnector(Connector[XSettings, XCursor]):
                 f"X counts this reply as {weight} characters (links count 23, most non-Latin "
                 f"characters and emoji count 2); the limit is {self.settings.max_reply_chars}"
             )
-        sent = await self._created("POST tweet", self._api.create_tweet(text=text, in_reply_to_tweet_id=target.external_id))
+        sent = await self._created(
+            "POST tweet", self._api.create_tweet(text=text, in_reply_to_tweet_id=target.external_id)
+        )
         return SentReply(sent.id, _status_url(None, sent.id) if sent.id else None)
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
@@ -186,9 +219,17 @@ class XConnector(Connector[XSettings, XCursor]):
         if target.kind == Kind.DM:
             return await self._find_dm_reply(own_id, target, text)
         # The reply is newer than the post it answers, so since_id bounds the search.
-        fields = {"since_id": target.external_id, "max_results": 100, "tweet_fields": ["referenced_tweets", "created_at"]}
-        timeline = self._pages("brand timeline", lambda token: self._api.get_users_tweets(
-            own_id, **fields, pagination_token=token, user_auth=self._read_as_user))
+        fields = {
+            "since_id": target.external_id,
+            "max_results": 100,
+            "tweet_fields": ["referenced_tweets", "created_at"],
+        }
+        timeline = self._pages(
+            "brand timeline",
+            lambda token: self._api.get_users_tweets(
+                own_id, **fields, pagination_token=token, user_auth=self._read_as_user
+            ),
+        )
         async for page, _ in timeline:
             for tweet in (e for e in map(_entry, page.data) if e is not None):
                 if tweet.refers("replied_to", target.external_id) and same_reply(tweet.text, text):
@@ -199,7 +240,9 @@ class XConnector(Connector[XSettings, XCursor]):
         """GET /2/users/me with the user-context keys: the account replies are sent from."""
         me = await self._me()
         if self.settings.user_id and self.settings.user_id != me.id:
-            raise PermanentError(f"user_id {self.settings.user_id} is not the account these tokens belong to (@{me.username}, id {me.id})")
+            raise PermanentError(
+                f"user_id {self.settings.user_id} is not the account these tokens belong to (@{me.username}, id {me.id})"
+            )
         self._own_id = me.id
         reads = "app bearer token" if self.settings.bearer_token else "user context"
         dms = "mentions and DMs" if self.settings.dms else "mentions"
@@ -215,10 +258,20 @@ class XConnector(Connector[XSettings, XCursor]):
 
     async def _mentions(self, own_id: str, start: XCursor, state: XCursor) -> AsyncIterator[Page[XCursor]]:
         newest = start.since_id
-        mentions = self._pages("mentions", lambda token: self._api.get_users_mentions(
-            own_id, since_id=start.since_id, start_time=start.start_time if start.since_id is None else None,
-            max_results=self.settings.page_size, pagination_token=token, expansions=["author_id"],
-            tweet_fields=TWEET_FIELDS, user_fields=USER_FIELDS, user_auth=self._read_as_user))
+        mentions = self._pages(
+            "mentions",
+            lambda token: self._api.get_users_mentions(
+                own_id,
+                since_id=start.since_id,
+                start_time=start.start_time if start.since_id is None else None,
+                max_results=self.settings.page_size,
+                pagination_token=token,
+                expansions=["author_id"],
+                tweet_fields=TWEET_FIELDS,
+                user_fields=USER_FIELDS,
+                user_auth=self._read_as_user,
+            ),
+        )
         async for page, last in mentions:
             users, items = page.users(), []
             for tweet in page.data:
@@ -238,9 +291,17 @@ class XConnector(Connector[XSettings, XCursor]):
         # Per conversation, the brand's earliest DM seen so far: events come newest first, so it answers what comes next.
         answers: dict[str, datetime] = {}
         # GET /2/dm_events has no since_id: page back (newest first) until the last id we saw.
-        events = self._pages("DM events", lambda token: self._api.get_direct_message_events(
-            event_types="MessageCreate", dm_event_fields=DM_FIELDS, expansions=["sender_id"], user_fields=USER_FIELDS,
-            max_results=self.settings.page_size, pagination_token=token))
+        events = self._pages(
+            "DM events",
+            lambda token: self._api.get_direct_message_events(
+                event_types="MessageCreate",
+                dm_event_fields=DM_FIELDS,
+                expansions=["sender_id"],
+                user_fields=USER_FIELDS,
+                max_results=self.settings.page_size,
+                pagination_token=token,
+            ),
+        )
         async for page, last in events:
             users, items, reached = page.users(), [], False
             for event in page.data:
@@ -283,7 +344,11 @@ class XConnector(Connector[XSettings, XCursor]):
             # must not become one ticket that only the last of them gets a reply to.
             thread_id=f"{conversation}:{mention.author_id}",
             url=_status_url(author.username, mention.id),
-            reply_to={"in_reply_to_tweet_id": mention.id, "author_id": mention.author_id, "conversation_id": conversation},
+            reply_to={
+                "in_reply_to_tweet_id": mention.id,
+                "author_id": mention.author_id,
+                "conversation_id": conversation,
+            },
             from_brand=mention.author_id == own_id,
             is_repost=mention.refers("retweeted"),
         )
@@ -309,8 +374,12 @@ class XConnector(Connector[XSettings, XCursor]):
 
     async def _find_dm_reply(self, own_id: str, target: ReplyTarget, text: str) -> SentReply | None:
         conversation = _dm_conversation(target)
-        events = self._pages("DM conversation", lambda token: self._api.get_direct_message_events(
-            dm_conversation_id=conversation, dm_event_fields=DM_FIELDS, max_results=100, pagination_token=token))
+        events = self._pages(
+            "DM conversation",
+            lambda token: self._api.get_direct_message_events(
+                dm_conversation_id=conversation, dm_event_fields=DM_FIELDS, max_results=100, pagination_token=token
+            ),
+        )
         async for page, _ in events:
             for event in (e for e in map(_entry, page.data) if e is not None):
                 if _older(event.id, target.external_id):
@@ -346,7 +415,10 @@ class XConnector(Connector[XSettings, XCursor]):
 def weighted_length(text: str) -> int:
     """The length X counts for a post: links 23, most non-Latin characters and emoji 2 (twitter-text v3)."""
     text = _URL.sub("x" * 23, unicodedata.normalize("NFC", text))
-    weights = (0 if ord(c) in _WEIGHTLESS else 1 if any(low <= ord(c) <= high for low, high in _LIGHT_RANGES) else 2 for c in text)
+    weights = (
+        0 if ord(c) in _WEIGHTLESS else 1 if any(low <= ord(c) <= high for low, high in _LIGHT_RANGES) else 2
+        for c in text
+    )
     return sum(weights)
 
 

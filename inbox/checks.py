@@ -17,11 +17,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from inbox import connectors as registry
-from inbox.settings import Settings
 from inbox.connector import ConnectorError
+from inbox.logs import SECRETS, log_context, redact
+from inbox.settings import Settings
 from inbox.store.db import create_engine
 from inbox.store.probes import ping, read_sqlite_file
-from inbox.logs import SECRETS, log_context, redact
 
 TIMEOUT = 20.0
 
@@ -47,7 +47,11 @@ async def probe_store(url: str) -> StoreProbe:
             await ping(engine)
         return StoreProbe("postgresql", True, where)
     except TimeoutError:
-        return StoreProbe("postgresql", False, f"unreachable: no answer within {TIMEOUT:.0f} s from {where}; check database.url and the network")
+        return StoreProbe(
+            "postgresql",
+            False,
+            f"unreachable: no answer within {TIMEOUT:.0f} s from {where}; check database.url and the network",
+        )
     except (SQLAlchemyError, OSError) as exc:
         reason = _first_line(exc)
         if "does not exist" in reason and "database" in reason:
@@ -68,7 +72,9 @@ def _probe_sqlite(database: str | None) -> StoreProbe:
     if not path.exists():
         folder = path.parent
         if not folder.is_dir():
-            return StoreProbe("sqlite", False, f"folder {folder} does not exist: create it (mkdir -p {folder}) or change database.url")
+            return StoreProbe(
+                "sqlite", False, f"folder {folder} does not exist: create it (mkdir -p {folder}) or change database.url"
+            )
         return StoreProbe("sqlite", True, f"{path} does not exist yet: `inbox run` creates it")
     try:
         read_sqlite_file(path)
@@ -137,7 +143,8 @@ async def run_checks(settings: Settings, out: Console) -> int:
     else:
         from slack_sdk.errors import SlackApiError
 
-        from inbox.slack.api import NETWORK_ERRORS, check as check_slack, describe
+        from inbox.slack.api import NETWORK_ERRORS, describe
+        from inbox.slack.api import check as check_slack
 
         mode = "socket" if settings.slack.app_token else "http"
         try:

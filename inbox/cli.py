@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from inbox.settings import EVERYTHING, ConfigError, Settings, Uses, find_config_path, load_config
 from inbox.logs import setup_logging
+from inbox.settings import EVERYTHING, ConfigError, Settings, Uses, find_config_path, load_config
 
 T = TypeVar("T")
 
@@ -30,12 +30,16 @@ err = Console(stderr=True, highlight=False)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $INBOX_CONFIG, else ./inbox.toml, else built-in defaults)."),
+    typer.Option(
+        "--config", "-c", help="Config file (default: $INBOX_CONFIG, else ./inbox.toml, else built-in defaults)."
+    ),
 ]
 
 
 # What each command reads of the config: only those parts' ${VAR}s must be set (`run` uses it all).
-STORE_USES = Uses(frozenset({"database", "sla", "triage"}), connectors=False)  # queue: the store and what the queue shows
+STORE_USES = Uses(
+    frozenset({"database", "sla", "triage"}), connectors=False
+)  # queue: the store and what the queue shows
 TRIAGE_USES = Uses(frozenset({"triage"}), connectors=False)
 CHECK_USES = Uses(frozenset({"database", "sla", "slack", "triage"}))  # not the server nor the workers
 BENCH_USES = Uses(frozenset({"database"}), connectors=False)
@@ -92,7 +96,9 @@ def _fail(line: str, code: int = 1) -> NoReturn:
 
 @app.command()
 def demo(
-    keep: Annotated[Path | None, typer.Option(help="Keep the demo's SQLite file and sample files in this folder.")] = None,
+    keep: Annotated[
+        Path | None, typer.Option(help="Keep the demo's SQLite file and sample files in this folder.")
+    ] = None,
 ) -> None:
     """Run sample multilingual traffic through the real pipeline, offline; show the agent's and the lead's view."""
     from inbox.demo import run_demo
@@ -145,8 +151,8 @@ def backfill(
 ) -> None:
     """Fetch a connector's history from --since ago, stored once, without alerting leads about the past."""
     from inbox.pipeline.backfill import BackfillError, connector_settings, parse_duration
-    from inbox.service import run_backfill
     from inbox.render import BackfillDisplay, print_backfill
+    from inbox.service import run_backfill
 
     try:
         duration = parse_duration(since)
@@ -172,7 +178,9 @@ def backfill(
     except KeyboardInterrupt:
         if display.last is not None:
             print_backfill(out, display.last, finished=False)
-        err.print("Interrupted: what is stored stays stored; the same backfill again goes on without storing anything twice.")
+        err.print(
+            "Interrupted: what is stored stays stored; the same backfill again goes on without storing anything twice."
+        )
         raise typer.Exit(130) from None
     print_backfill(out, result)
 
@@ -181,7 +189,9 @@ def backfill(
 def triage(
     text: Annotated[str, typer.Argument(help="The text to triage, or - to read one text per line from stdin.")],
     config: ConfigOption = None,
-    channel: Annotated[str | None, typer.Option(help="Channel whose reply length limit applies (x, mastodon, ...).")] = None,
+    channel: Annotated[
+        str | None, typer.Option(help="Channel whose reply length limit applies (x, mastodon, ...).")
+    ] = None,
     rating: Annotated[int | None, typer.Option(min=1, max=5, help="Star rating, for reviews.")] = None,
 ) -> None:
     """Print language, sentiment, intent, priority and the suggested reply as JSON (one object per line with -)."""
@@ -200,8 +210,12 @@ def triage(
     def one(line: str) -> dict[str, Any]:
         result = triager.classify(line, rating=rating, kind="review" if rating else "mention")
         variables = reply_variables(
-            customer_name=None, channel=channel, kind="review" if rating else "mention", text=line,
-            agent_name=settings.triage.agent_name, brand=settings.triage.brand,
+            customer_name=None,
+            channel=channel,
+            kind="review" if rating else "mention",
+            text=line,
+            agent_name=settings.triage.agent_name,
+            brand=settings.triage.brand,
         )
         suggestion = templates.render(result.intent, result.language, variables, reply_limit(channel))
         return {

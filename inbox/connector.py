@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import AsyncIterator
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -130,7 +129,9 @@ def _strong(value: SecretStr) -> SecretStr:
     length = len(value.get_secret_value())
     if length < MIN_SECRET_CHARS:
         what = "empty" if length == 0 else f"only {length} character(s)"
-        raise ValueError(f"{what}; a shared secret needs at least {MIN_SECRET_CHARS} characters (make one: {MAKE_SECRET})")
+        raise ValueError(
+            f"{what}; a shared secret needs at least {MIN_SECRET_CHARS} characters (make one: {MAKE_SECRET})"
+        )
     return value
 
 
@@ -226,7 +227,7 @@ def generic_arguments(cls: builtins.type, base: builtins.type) -> tuple[Any, ...
         if origin is base:
             return get_args(declared)
         # A generic class between them passes its own parameters on: bind them to what `cls` gives it.
-        given = dict(zip(getattr(origin, "__parameters__", ()), get_args(declared)))
+        given = dict(zip(getattr(origin, "__parameters__", ()), get_args(declared), strict=False))
         return tuple(given.get(arg, arg) for arg in generic_arguments(origin, base))
     return ()
 
@@ -302,7 +303,9 @@ class Connector(abc.ABC, Generic[S, C]):
         A client is any attribute with a `budget` (the kit's VendorClient); an authentication client that polls
         never use is no different: its budget stays unread and paces nothing.
         """
-        return [budget for value in vars(self).values() if isinstance(budget := getattr(value, "budget", None), RateBudget)]
+        return [
+            budget for value in vars(self).values() if isinstance(budget := getattr(value, "budget", None), RateBudget)
+        ]
 
     async def close(self) -> None:
         """Release network resources."""

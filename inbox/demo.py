@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from inbox.settings import Settings, parse_config
-from inbox.store.models import EventKind, utcnow
+from inbox.connector import display_name
 from inbox.pipeline.outbox import Notice
 from inbox.render import clock_text, print_queue
 from inbox.service import Inbox
+from inbox.settings import Settings, parse_config
 from inbox.sla import duration_text
-from inbox.connector import display_name
+from inbox.store.models import EventKind, utcnow
 from inbox.views import open_queue, thread_view
 
 
@@ -38,24 +38,79 @@ class Sample:
 
 
 SAMPLES = [
-    Sample("x", 31, "claire_dpt", "Claire Dupont",
-           "@acme ma commande #48213 n'est toujours pas arrivée après 10 jours. Inadmissible 😡"),
+    Sample(
+        "x",
+        31,
+        "claire_dpt",
+        "Claire Dupont",
+        "@acme ma commande #48213 n'est toujours pas arrivée après 10 jours. Inadmissible 😡",
+    ),
     Sample("x", 3, "sean_obrien", "Seán O'Brien", "@acme do you ship to Ireland? can't find it anywhere on the site"),
-    Sample("x", 22, "andrei.pop", "Andrei Popescu",
-           "@acme mi-ați luat banii de două ori pentru comanda 778812, vreau banii înapoi!"),
+    Sample(
+        "x",
+        22,
+        "andrei.pop",
+        "Andrei Popescu",
+        "@acme mi-ați luat banii de două ori pentru comanda 778812, vreau banii înapoi!",
+    ),
     Sample("x", 1, "cashflow_king", "💸 Easy Money 💸", "🔥 Make $5000/week from home!!! DM me now 👉 bit.ly/3xEasy"),
     Sample("x", 8, "mike_t", "Mike T", "shoutout to @acme support, sorted my issue in 5 min 🙌 thank you"),
-    Sample("x", 2, "<!channel>", "{{ 7*7 }}", "Bonjour {{ 7*7 }}, où est mon colis ? <@U024BE7LH> <https://evil.example|acme.com>"),
-    Sample("mastodon", 12, "lena@mastodon.social", "Lena", "@acme your app keeps crashing on login since the last update, can't use it at all"),
+    Sample(
+        "x",
+        2,
+        "<!channel>",
+        "{{ 7*7 }}",
+        "Bonjour {{ 7*7 }}, où est mon colis ? <@U024BE7LH> <https://evil.example|acme.com>",
+    ),
+    Sample(
+        "mastodon",
+        12,
+        "lena@mastodon.social",
+        "Lena",
+        "@acme your app keeps crashing on login since the last update, can't use it at all",
+    ),
     Sample("mastodon", 4, "julien@piaille.fr", "Julien", "@acme est-ce que la garantie couvre un écran cassé ?"),
-    Sample("google_reviews", 26, "ioana.m", "Ioana M.",
-           "Cel mai prost serviciu. Curierul a lăsat coletul în ploaie și produsul a ajuns distrus.", 1, "review"),
-    Sample("google_reviews", 15, "sophie.b", "Sophie B.", "Très bon accueil en magasin, vendeuse super sympa, merci !", 5, "review"),
-    Sample("google_reviews", 6, "dan_k", "Dan K.", "Waited 40 minutes at the counter and the staff were rude about it.", 2, "review"),
-    Sample("trustpilot", 18, "mark_h", "Mark H.", "Charged twice for order 55120 and still no refund after two weeks.", 1, "review"),
+    Sample(
+        "google_reviews",
+        26,
+        "ioana.m",
+        "Ioana M.",
+        "Cel mai prost serviciu. Curierul a lăsat coletul în ploaie și produsul a ajuns distrus.",
+        1,
+        "review",
+    ),
+    Sample(
+        "google_reviews",
+        15,
+        "sophie.b",
+        "Sophie B.",
+        "Très bon accueil en magasin, vendeuse super sympa, merci !",
+        5,
+        "review",
+    ),
+    Sample(
+        "google_reviews",
+        6,
+        "dan_k",
+        "Dan K.",
+        "Waited 40 minutes at the counter and the staff were rude about it.",
+        2,
+        "review",
+    ),
+    Sample(
+        "trustpilot",
+        18,
+        "mark_h",
+        "Mark H.",
+        "Charged twice for order 55120 and still no refund after two weeks.",
+        1,
+        "review",
+    ),
     Sample("trustpilot", 10, "elena.v", "Elena V.", "Livrare rapidă, totul perfect. Mulțumesc!", 5, "review"),
 ]
-FOLLOW_UP = Sample("x", 0, "sean_obrien", "Seán O'Brien", "@acme brilliant, and how long does it usually take?", thread="x-1")
+FOLLOW_UP = Sample(
+    "x", 0, "sean_obrien", "Seán O'Brien", "@acme brilliant, and how long does it usually take?", thread="x-1"
+)
 CHANNELS = ("x", "mastodon", "google_reviews", "trustpilot")
 
 
@@ -143,11 +198,15 @@ async def _demo(out: Console, folder: Path) -> None:
         replied = await thread_view(inbox.engine, inbox.policies, top.thread_id, utcnow())
         assert replied is not None
         where = display_name(top.channel)
-        out.print(Text(f"Reply {outcome.status} on {where} to @{top.author_handle}:"), Text(top.suggestion, style="italic"))
+        out.print(
+            Text(f"Reply {outcome.status} on {where} to @{top.author_handle}:"), Text(top.suggestion, style="italic")
+        )
         out.print(Text("SLA for this conversation: ").append(clock_text(replied)))
         out.print(f"A second click by another agent: {again.status} (nothing sent twice).")
         replies = (folder / f"{top.channel}.jsonl.replies.jsonl").read_text(encoding="utf-8").strip().splitlines()
-        out.print(f"The demo's {where} connector wrote {len(replies)} reply to its replies file (a real one posts it).\n")
+        out.print(
+            f"The demo's {where} connector wrote {len(replies)} reply to its replies file (a real one posts it).\n"
+        )
 
         spam = next(v for v in views if v.intent == "spam")
         await inbox.actions.resolve(spam.thread_id, "ana")
@@ -161,12 +220,15 @@ async def _demo(out: Console, folder: Path) -> None:
         follow = await thread_view(inbox.engine, inbox.policies, sean.thread_id, utcnow())
         assert follow is not None
         out.print(
-            Text(f"@{follow.author_handle}'s follow-up joined conversation {follow.thread_id} "
-                 f"({follow.messages} messages) and started a {follow.clock.kind.replace('_', ' ')} clock: ")
-            .append(clock_text(follow))
+            Text(
+                f"@{follow.author_handle}'s follow-up joined conversation {follow.thread_id} "
+                f"({follow.messages} messages) and started a {follow.clock.kind.replace('_', ' ')} clock: "
+            ).append(clock_text(follow))
         )
         remaining = await open_queue(inbox.engine, inbox.policies, utcnow())
-        out.print(f"\n{len(remaining)} conversations still open. Next: configure real connectors and Slack (see README).")
+        out.print(
+            f"\n{len(remaining)} conversations still open. Next: configure real connectors and Slack (see README)."
+        )
     finally:
         await inbox.close()
 

@@ -10,9 +10,10 @@ import re
 import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, ParamSpec, TextIO, TypeVar
 from urllib.parse import quote, quote_plus
 
@@ -25,7 +26,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 # The fields the terminal shows after the message, in this order (the connector goes in front).
 CONTEXT_FIELDS = ("thread_id", "item_id", "reply_id", "event_id", "external_id")
 
-_context: ContextVar[Mapping[str, Any]] = ContextVar("inbox_log_context", default={})
+_context: ContextVar[Mapping[str, Any]] = ContextVar("inbox_log_context", default=MappingProxyType({}))
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,7 +65,9 @@ def log_fields(**paths: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P
     return decorate
 
 
-def _argument_getter(signature: inspect.Signature, path: str, func: Callable[..., Any]) -> Callable[[Mapping[str, Any]], Any]:
+def _argument_getter(
+    signature: inspect.Signature, path: str, func: Callable[..., Any]
+) -> Callable[[Mapping[str, Any]], Any]:
     name, *attributes = path.split(".")
     if name not in signature.parameters:
         raise TypeError(f"{func.__qualname__} has no argument {name!r} (from log field path {path!r})")
@@ -96,7 +99,9 @@ REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 6
 # Tokens renewed at run time (hourly OAuth tokens, 20-minute JWTs): the most recently used are kept; expired ones go.
 MAX_RUNTIME_SECRETS = 200
-SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "apikey", "x-api-key", "x-goog-api-key", "cookie"})
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "apikey", "x-api-key", "x-goog-api-key", "cookie"}
+)
 _SENSITIVE_FIELD = re.compile(r"(?i)password|secret|token|assertion|api_?key")
 
 # Credentials that look like credentials, whether or not they were configured.
@@ -158,10 +163,8 @@ class Secrets:
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
 
-            try:
+            with suppress(ArgumentError):
                 self.add(make_url(url).password)
-            except ArgumentError:
-                pass
 
     def add_request(self, headers: Mapping[str, str], form: Any = None) -> None:
         """Credentials a request carries: header values (and, for `Scheme token`, the token) and form fields like `assertion`."""

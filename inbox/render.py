@@ -10,8 +10,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from inbox.pipeline.backfill import BackfillProgress, describe
 from inbox.display import shown_name, shown_text
+from inbox.pipeline.backfill import BackfillProgress, describe
 from inbox.sla import SlaState, clock_label
 from inbox.views import ThreadView
 
@@ -33,7 +33,9 @@ TEXT_LINES = 4
 
 def clock_text(view: ThreadView) -> Text:
     """'12 min left', '3 min late' or '2 d 4 h late', coloured by SLA state."""
-    return Text(f"{view.clock.state} · {clock_label(view.clock.minutes_left)}", style=STATE_STYLE.get(view.clock.state, ""))
+    return Text(
+        f"{view.clock.state} · {clock_label(view.clock.minutes_left)}", style=STATE_STYLE.get(view.clock.state, "")
+    )
 
 
 def stars(rating: int | None) -> str:
@@ -113,7 +115,7 @@ def _clip_lines(text: str, width: int, lines: int) -> str:
         wrapped += wrap(paragraph, width) or [""]
     if len(wrapped) <= lines:
         return "\n".join(wrapped)
-    return "\n".join(wrapped[: lines - 1] + [shorten(" ".join(wrapped[lines - 1:]), width, placeholder=" …")])
+    return "\n".join([*wrapped[: lines - 1], shorten(" ".join(wrapped[lines - 1 :]), width, placeholder=" …")])
 
 
 class BackfillDisplay:
@@ -156,18 +158,38 @@ class BackfillDisplay:
 
 def print_backfill(out: Console, state: BackfillProgress, *, finished: bool = True) -> None:
     """The summary table of a backfill (or of what an interrupted one stored)."""
-    title = f"Backfill of {state.connector} ({state.type}), {describe(state.reach)} back" + ("" if finished else ": stopped early")
+    title = f"Backfill of {state.connector} ({state.type}), {describe(state.reach)} back" + (
+        "" if finished else ": stopped early"
+    )
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_column("meaning", style="dim")
-    table.add_row("reached back to", f"{state.horizon:%Y-%m-%d %H:%M} UTC", "" if finished else "as asked; not every page was read")
+    table.add_row(
+        "reached back to",
+        f"{state.horizon:%Y-%m-%d %H:%M} UTC",
+        "" if finished else "as asked; not every page was read",
+    )
     table.add_row("pages", str(state.pages), "")
     table.add_row("items fetched", str(state.fetched), "")
-    table.add_row("stored", Text(str(state.stored), style="bold green" if state.stored else ""), f"in {state.new_threads} new conversation(s)")
-    table.add_row("  already answered", str(state.answered), "conversations answered on the platform: clock stopped, not posted to Slack")
-    table.add_row("  past their deadline", str(state.overdue), "conversations shown as breached in the queue, without an alert to leads")
-    table.add_row("already known", str(state.known), "stored before (by inbox run or an earlier backfill); not stored again")
+    table.add_row(
+        "stored",
+        Text(str(state.stored), style="bold green" if state.stored else ""),
+        f"in {state.new_threads} new conversation(s)",
+    )
+    table.add_row(
+        "  already answered",
+        str(state.answered),
+        "conversations answered on the platform: clock stopped, not posted to Slack",
+    )
+    table.add_row(
+        "  past their deadline",
+        str(state.overdue),
+        "conversations shown as breached in the queue, without an alert to leads",
+    )
+    table.add_row(
+        "already known", str(state.known), "stored before (by inbox run or an earlier backfill); not stored again"
+    )
     table.add_row("skipped", str(state.skipped), "the brand's own posts, reposts, items that could not be read")
     if state.retries:
         table.add_row("retries", str(state.retries), Text(shorten(state.last_error or "", 160, placeholder="…")))

@@ -12,11 +12,11 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from inbox.connector import PermanentError
-from inbox.store.db import describe_outage, is_outage, store_wait
-from inbox.pipeline.ingest import Source
 from inbox.logs import log_context
+from inbox.pipeline.ingest import Source
 from inbox.sla import SlaState
 from inbox.store import clocks, health
+from inbox.store.db import describe_outage, is_outage, store_wait
 
 if TYPE_CHECKING:
     from inbox.service import Inbox
@@ -82,7 +82,9 @@ async def healthz(request: web.Request) -> web.Response:
             reason = f"store cannot be read: {describe_outage(exc)}"
     if reason is not None:
         # Logged once by store_health when the store goes down, not once per request.
-        return web.json_response({"status": "down", "database": "unreachable", "reason": reason, "loops": loops}, status=503)
+        return web.json_response(
+            {"status": "down", "database": "unreachable", "reason": reason, "loops": loops}, status=503
+        )
     rows, leases, workers = health
     connectors: dict[str, Any] = {}
     for name, connector in inbox.connectors.items():
@@ -102,8 +104,13 @@ async def healthz(request: web.Request) -> web.Response:
     stalled = inbox.loops.stalled()
     failing = any(not loop["ok"] for loop in loops.values())
     body: dict[str, Any] = {
-        "status": "down" if stalled else "degraded" if unhealthy or failing else "ok", "database": "ok",
-        "unhealthy": unhealthy, "worker": inbox.worker, "workers": workers, "connectors": connectors, "loops": loops,
+        "status": "down" if stalled else "degraded" if unhealthy or failing else "ok",
+        "database": "ok",
+        "unhealthy": unhealthy,
+        "worker": inbox.worker,
+        "workers": workers,
+        "connectors": connectors,
+        "loops": loops,
     }
     if stalled:
         # A loop that stopped is a bug, and a restart is what an orchestrator can do about it.
@@ -184,7 +191,12 @@ async def webhook(request: web.Request) -> web.Response:
         push.skipped(result.problems)
         inbox.metrics.items_ingested.labels(connector.name).inc(result.stored)
         return web.json_response(
-            {"stored": result.stored, "duplicates": result.duplicates, "skipped": len(push.refused), "problems": push.problems},
+            {
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "skipped": len(push.refused),
+                "problems": push.problems,
+            },
             status=202,
         )
 
@@ -195,5 +207,6 @@ def _store_down(reason: str) -> web.Response:
     log.debug("refused a push while the store is unavailable: %s", reason)
     return web.json_response(
         {"error": "the inbox cannot store items just now; send them again later", "reason": reason},
-        status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        status=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )

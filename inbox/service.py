@@ -16,23 +16,22 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import connectors as registry
-from inbox.pipeline.actions import Actions
-from inbox.pipeline.backfill import Backfill, BackfillProgress, Report, connector_settings
-from inbox.settings import Settings
 from inbox.connector import Connector
-from inbox.store.db import create_engine, migrate
-from inbox.store.db import is_outage
-from inbox.pipeline.ingest import Ingestor
-from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.logs import SECRETS, log_context
 from inbox.metrics import Metrics
-from inbox.store.models import utcnow
+from inbox.pipeline.actions import Actions
+from inbox.pipeline.backfill import Backfill, BackfillProgress, Report, connector_settings
+from inbox.pipeline.ingest import Ingestor
+from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.outbox import Bell, LogNotifier, Notifier, Outbox
 from inbox.pipeline.poller import STORE_RETRY_MAX, Poller
 from inbox.pipeline.sweep import SlaSweep
+from inbox.pipeline.workers import Leases, worker_id
+from inbox.settings import Settings
+from inbox.store.db import create_engine, is_outage, migrate
+from inbox.store.models import utcnow
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
-from inbox.pipeline.workers import Leases, worker_id
 
 if TYPE_CHECKING:
     from inbox.slack import Slack
@@ -86,7 +85,12 @@ class Inbox:
             if not c.pushes
         }
         self.actions = Actions(
-            engine, self.connectors, clock, worker=self.worker, claim_seconds=self.claim_seconds, metrics=self.metrics,
+            engine,
+            self.connectors,
+            clock,
+            worker=self.worker,
+            claim_seconds=self.claim_seconds,
+            metrics=self.metrics,
             on_event=self.bell.ring,
         )
         self.sweep = SlaSweep(engine, clock, on_event=self.bell.ring)
@@ -97,8 +101,13 @@ class Inbox:
             self.slack = Slack(settings.slack, self)
         default: list[Notifier] = [self.slack.notifier] if self.slack else [LogNotifier()]
         self.outbox = Outbox(
-            engine, list(notifiers) if notifiers is not None else default, self.policies, clock,
-            worker=self.worker, claim_seconds=self.claim_seconds, concurrency=settings.workers.outbox_concurrency,
+            engine,
+            list(notifiers) if notifiers is not None else default,
+            self.policies,
+            clock,
+            worker=self.worker,
+            claim_seconds=self.claim_seconds,
+            concurrency=settings.workers.outbox_concurrency,
         )
 
     @classmethod
@@ -150,7 +159,7 @@ class Runner:
         """Take this worker's share of the connectors, add every job and start the scheduler."""
         try:
             await self._refresh_leases()
-        except Exception:  # noqa: BLE001 - the store may be down at start; the lease job tries again
+        except Exception:
             log.exception("cannot take connector leases yet; retrying every %.0f s", self.leases.refresh_seconds)
         self._first_polls = set(self.leases.held)
         now = utcnow()
@@ -161,7 +170,9 @@ class Runner:
         for name, poller in self.inbox.pollers.items():
             offset = random.uniform(0, min(poller.connector.settings.poll_seconds, spread))
             loops.add(_poll_loop(poller), first_in=offset, budget=_poll_budget(poller))
-            self.scheduler.add_job(self._poll, "date", run_date=now + timedelta(seconds=offset), args=[poller], id=f"poll:{name}")
+            self.scheduler.add_job(
+                self._poll, "date", run_date=now + timedelta(seconds=offset), args=[poller], id=f"poll:{name}"
+            )
         sla = self.inbox.settings.sla
         lease_seconds = self.inbox.settings.workers.lease_seconds
         # Each job: (name, what it runs, interval, seconds a round may take before the loop counts as stalled).
@@ -173,8 +184,15 @@ class Runner:
         for name, job, seconds, budget in jobs:
             first = seconds if name == "leases" else 0.0  # the leases were just taken above
             loops.add(name, first_in=first, budget=budget)
-            self.scheduler.add_job(self._guard(name, job, seconds), "interval", seconds=seconds, id=name,
-                                   next_run_time=now + timedelta(seconds=first), max_instances=1, coalesce=True)
+            self.scheduler.add_job(
+                self._guard(name, job, seconds),
+                "interval",
+                seconds=seconds,
+                id=name,
+                next_run_time=now + timedelta(seconds=first),
+                max_instances=1,
+                coalesce=True,
+            )
         self.scheduler.start()
         self._outbox = asyncio.create_task(self._deliver_forever(), name="outbox")
         loops.add("outbox", first_in=0.0, budget=_OUTBOX_BUDGET, task=self._outbox)
@@ -292,11 +310,14 @@ class Runner:
                 # Quiet: every connector held at start polled once, and no poll or Slack delivery under way; but
                 # 5 s at most, so that a worker that is never quiet still loads them, in small pieces.
                 give_up = loop.time() + 5.0
-                while (self._polling or self._delivering or self._first_polls & set(self.leases.held)) and loop.time() < give_up:
+                # "Quiet" is several conditions, none with an event of its own: looked at ten times a second.
+                while (  # noqa: ASYNC110
+                    self._polling or self._delivering or self._first_polls & set(self.leases.held)
+                ) and loop.time() < give_up:
                     await asyncio.sleep(0.1)
                 step()
                 await asyncio.sleep(0)
-        except Exception:  # noqa: BLE001 - triage then loads the models when it first needs them
+        except Exception:
             log.exception("loading the language models failed; triage loads them when it needs them")
 
     def _schedule(self, poller: Poller, delay: float) -> None:
@@ -304,10 +325,14 @@ class Runner:
             return
         try:
             self.scheduler.add_job(
-                self._poll, "date", run_date=utcnow() + timedelta(seconds=delay), args=[poller],
-                id=f"poll:{poller.name}", replace_existing=True,
+                self._poll,
+                "date",
+                run_date=utcnow() + timedelta(seconds=delay),
+                args=[poller],
+                id=f"poll:{poller.name}",
+                replace_existing=True,
             )
-        except Exception:  # noqa: BLE001 - /healthz shows the chain as stalled; nothing else can be done here
+        except Exception:
             log.exception("could not schedule the next poll of %s", poller.name)
 
     def _guard(self, name: str, job: Callable[[], Any], seconds: float) -> Callable[[], Any]:
@@ -395,8 +420,11 @@ async def _serve(inbox: Inbox, ready: asyncio.Event | None, stop: asyncio.Event)
     await runner.start()
     log.info(
         "inbox running as worker %s: %d connector(s), Slack %s, listening on %s:%d",
-        inbox.worker, len(inbox.connectors), "on" if settings.slack.enabled else "off (escalations go to this log)",
-        settings.server.host, site.port,
+        inbox.worker,
+        len(inbox.connectors),
+        "on" if settings.slack.enabled else "off (escalations go to this log)",
+        settings.server.host,
+        site.port,
     )
     if ready is not None:
         ready.set()

@@ -9,11 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,17 +25,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from inbox.connector import ConnectorSettings
-from inbox.connectors import settings_model_for, known_types
+from inbox.connectors import known_types, settings_model_for
 from inbox.sla import BusinessHours, SlaPolicies, SlaPolicy
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # ${NAME}, or ${NAME:-fallback} for a value that may stay unset (fallback may be empty).
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # The drivers `inbox.store.db.async_url` maps to the async ones the inbox runs on.
-SUPPORTED_DATABASES = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2")
+SUPPORTED_DATABASES = (
+    "sqlite",
+    "sqlite+aiosqlite",
+    "postgresql",
+    "postgres",
+    "postgresql+asyncpg",
+    "postgresql+psycopg2",
+)
 DATABASE_FORMS = "sqlite:///path/to/inbox.db or postgresql://user:password@host:5432/dbname"
-
-
 
 
 class ConfigError(Exception):
@@ -143,7 +147,9 @@ class SlaSettings(Section):
             warn = (channel and channel.warn_after_minutes) or self.warn_after_minutes
             if warn >= due:
                 where = f"channels.{key}." if key else ""
-                raise ValueError(f"{where}warn_after_minutes ({warn:g}) must be less than first_response_minutes ({due:g})")
+                raise ValueError(
+                    f"{where}warn_after_minutes ({warn:g}) must be less than first_response_minutes ({due:g})"
+                )
         return self
 
     def policies(self) -> SlaPolicies:
@@ -288,7 +294,11 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None, *, uses
 
 
 def parse_config(
-    raw: dict[str, Any], *, source: str = "<config>", base_dir: Path = Path("."), env: Mapping[str, str],
+    raw: dict[str, Any],
+    *,
+    source: str = "<config>",
+    base_dir: Path = Path("."),
+    env: Mapping[str, str],
     uses: Uses = EVERYTHING,
 ) -> Settings:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
@@ -298,11 +308,16 @@ def parse_config(
     # Unset variables the command does not use are no error: their keys take their defaults (Slack stays off), and
     # a connector left incomplete by them is left out.
     unused = [where for where, _name in unset if not uses.needs(where, data)]
-    problems += [f"{_path(where)}: environment variable {name} is not set" for where, name in unset if uses.needs(where, data)]
+    problems += [
+        f"{_path(where)}: environment variable {name} is not set" for where, name in unset if uses.needs(where, data)
+    ]
     for where in unused:
         # Slack half-configured is worse than off: a command that does not use it gets it off.
         _drop(data, where[:1] if where[0] == "slack" else where)
-    unused_keys = [_path(where[:2] if where[0] == "connectors" else where[:1] if where[0] == "slack" else where) for where in unused]
+    unused_keys = [
+        _path(where[:2] if where[0] == "connectors" else where[:1] if where[0] == "slack" else where)
+        for where in unused
+    ]
     # A needed one is reported once, as unset, not again as the empty value it left behind.
     quiet = unused_keys + [_path(where) for where, _name in unset]
     connectors_raw = data.pop("connectors", [])
@@ -316,14 +331,16 @@ def parse_config(
     problems += [p for p in found if not any(_under(p, key) for key in quiet)]
     if problems or settings is None:
         raise ConfigError(source, problems or found)
-    settings.connectors = [c for c in connectors if not any(_under(f"connectors[{c.name}]", key) for key in unused_keys)]
+    settings.connectors = [
+        c for c in connectors if not any(_under(f"connectors[{c.name}]", key) for key in unused_keys)
+    ]
     _resolve_paths(settings, base_dir)
     return settings
 
 
 def _under(problem: str, key: str) -> bool:
     """True when `problem` (or a key path) is about `key` or something inside it."""
-    return problem.startswith(key) and problem[len(key):len(key) + 1] in (":", ".", "[", "")
+    return problem.startswith(key) and problem[len(key) : len(key) + 1] in (":", ".", "[", "")
 
 
 def _drop(data: dict[str, Any], where: tuple[str | int, ...]) -> None:
@@ -365,7 +382,9 @@ def _connectors(raw: Any, problems: list[str]) -> list[ConnectorSettings]:
         name, type_ = table.get("name"), table.get("type")
         if isinstance(name, str):
             if name in seen:
-                problems.append(f"connectors[{i}].name: duplicate connector name {name!r} (also connectors[{seen[name]}])")
+                problems.append(
+                    f"connectors[{i}].name: duplicate connector name {name!r} (also connectors[{seen[name]}])"
+                )
             else:
                 where = ("connectors", name)
             seen.setdefault(name, i)
@@ -400,6 +419,7 @@ def _expand(
 ) -> Any:
     """`value` with every ${NAME} replaced; each one unset (without a :- fallback) is added to `unset`."""
     if isinstance(value, str):
+
         def sub(match: re.Match[str]) -> str:
             name, fallback = match.group(1), match.group(2)
             if fallback is not None:

@@ -210,8 +210,6 @@ _HASH_NUMBER = re.compile(r"(?<![\w#&])#(?P<ref>(?:[A-Z]{1,4}-?)?\d{4,})\b", re.
 _CODE = re.compile(r"(?<![\w-])(?P<ref>[A-Z]{2,4}-\d{4,})\b")
 
 
-
-
 def reply_variables(
     *, customer_name: str | None, channel: str | None, kind: str | None, text: str, agent_name: str, brand: str
 ) -> dict[str, str | None]:

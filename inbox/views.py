@@ -72,7 +72,9 @@ async def thread_view(engine: AsyncEngine, policies: SlaPolicies, thread_id: int
     return (await thread_views(engine, policies, [thread_id], now)).get(thread_id)
 
 
-async def thread_views(engine: AsyncEngine, policies: SlaPolicies, thread_ids: Sequence[int], now: datetime) -> dict[int, ThreadView]:
+async def thread_views(
+    engine: AsyncEngine, policies: SlaPolicies, thread_ids: Sequence[int], now: datetime
+) -> dict[int, ThreadView]:
     """Several conversations at once (three queries, however many), each with the customer's earlier ones."""
     return {rows.thread.id: _view(rows, policies, now) for rows in await store_views.threads(engine, thread_ids)}
 

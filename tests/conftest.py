@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.settings import Settings, parse_config
-from inbox.store.db import create_engine, migrate
 from inbox.logs import ContextFilter
 from inbox.pipeline.outbox import Notice
 from inbox.service import Inbox
+from inbox.settings import Settings, parse_config
+from inbox.store.db import create_engine, migrate
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
 

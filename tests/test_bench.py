@@ -35,7 +35,9 @@ def test_bench_quick_sweep_prints_its_table_and_leaves_the_store_as_it_was(tmp_p
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert any("benchmark" in line and "baseline (same run)" in line and "goal" in line for line in lines), run.stdout
-    assert any(line.startswith("│ sweep") and " p95, " in line and "index unusable:" in line for line in lines), run.stdout
+    assert any(line.startswith("│ sweep") and " p95, " in line and "index unusable:" in line for line in lines), (
+        run.stdout
+    )
     # The plan check is a fact, not a timing: the sweep must reach its threads through the partial index.
     plan = next(line for line in lines if line.startswith("│ sweep") and "│ plan" in line)
     assert "ix_thread_sla_due" in plan and plan.rstrip(" │").endswith("yes"), run.stdout

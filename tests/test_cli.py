@@ -13,11 +13,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def inbox(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def inbox(
+    *args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "INBOX_CONFIG": ""}
     return subprocess.run(
-        [sys.executable, "-m", "inbox", *args], capture_output=True, text=True, input=stdin, cwd=cwd or ROOT,
-        env=env, timeout=timeout,
+        [sys.executable, "-m", "inbox", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=timeout,
     )
 
 
@@ -31,7 +38,9 @@ def test_triage_prints_one_json_object():
 
 
 def test_triage_reads_stdin_line_by_line_and_never_evaluates_customer_text():
-    run = inbox("triage", "-", "--channel", "x", stdin="thanks so much, great service!\n\nMulțumesc {{ 7*7 }} pentru ajutor!\n")
+    run = inbox(
+        "triage", "-", "--channel", "x", stdin="thanks so much, great service!\n\nMulțumesc {{ 7*7 }} pentru ajutor!\n"
+    )
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert [r["intent"] for r in lines] == ["praise", "praise"]
@@ -56,10 +65,14 @@ def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
 def test_queue_and_check_on_a_config(tmp_path):
     feed = tmp_path / "feed.jsonl"
     posted = (datetime.now(UTC) - timedelta(minutes=25)).isoformat()
-    feed.write_text(json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n")
+    feed.write_text(
+        json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n"
+    )
     config = tmp_path / "inbox.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "q.db"}"\n[[connectors]]\nname = "feed"\ntype = "jsonl"\npath = "feed.jsonl"\n'
-                      '[[connectors]]\nname = "gone"\ntype = "jsonl"\npath = "missing.jsonl"\n')
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "q.db"}"\n[[connectors]]\nname = "feed"\ntype = "jsonl"\npath = "feed.jsonl"\n'
+        '[[connectors]]\nname = "gone"\ntype = "jsonl"\npath = "missing.jsonl"\n'
+    )
     check = inbox("check", "--config", str(config))
     assert check.returncode == 1
     assert "feed" in check.stdout and "missing.jsonl does not exist" in check.stdout
@@ -72,12 +85,21 @@ def test_run_without_slack_polls_logs_escalations_and_exits_0_on_sigterm(tmp_pat
 
     feed = tmp_path / "feed.jsonl"
     posted = (datetime.now(UTC) - timedelta(minutes=31)).isoformat()
-    feed.write_text(json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n")
+    feed.write_text(
+        json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n"
+    )
     config = tmp_path / "inbox.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "r.db"}"\n[server]\nhost = "127.0.0.1"\nport = 0\n'
-                      '[sla]\ncheck_seconds = 1\n[[connectors]]\nname = "feed"\ntype = "jsonl"\npath = "feed.jsonl"\npoll_seconds = 1\n')
-    process = subprocess.Popen([sys.executable, "-m", "inbox", "run", "--config", str(config)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "r.db"}"\n[server]\nhost = "127.0.0.1"\nport = 0\n'
+        '[sla]\ncheck_seconds = 1\n[[connectors]]\nname = "feed"\ntype = "jsonl"\npath = "feed.jsonl"\npoll_seconds = 1\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inbox", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     try:
         assert process.stdout is not None
@@ -99,7 +121,11 @@ def test_run_without_slack_polls_logs_escalations_and_exits_0_on_sigterm(tmp_pat
     breach = json.loads(next(line for line in lines if "SLA BREACH" in line))
     assert breach["level"] == "warning" and "@bob" in breach["message"] and "assignee: nobody" in breach["message"]
     # Each line names the worker that wrote it (several may share a log shipper) and what it is about.
-    assert breach["worker"].split(":")[1] == str(process.pid) and breach["connector"] == "feed" and breach["thread_id"] == 1
+    assert (
+        breach["worker"].split(":")[1] == str(process.pid)
+        and breach["connector"] == "feed"
+        and breach["thread_id"] == 1
+    )
     assert "stopping: finishing in-flight work" in log
     queue = inbox("queue", "--config", str(config))
     assert "bob" in queue.stdout and "breached" in queue.stdout

@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.store.db import create_engine, migrate
-from inbox.store.models import Cursor, Event, EventKind, Item, Status, Thread
-from inbox.store.clocks import STOPPED
-from inbox.sla import SlaState
-from inbox.service import Inbox
-from inbox.pipeline.sweep import SlaSweep
-from tests.conftest import STORES, FakeClock, make_settings, pg_database
 from inbox.fakes.reviews import OWN_NAME
 from inbox.fakes.trustpilot import ACCESS_TOKEN, API_KEY, BUSINESS_UNIT_ID, BUSINESS_USER_ID, TrustpilotFake
 from inbox.fakes.x import TWEEPY_DEV, XFake
+from inbox.pipeline.sweep import SlaSweep
+from inbox.service import Inbox
+from inbox.sla import SlaState
+from inbox.store.clocks import STOPPED
+from inbox.store.db import create_engine, migrate
+from inbox.store.models import Cursor, Event, EventKind, Item, Status, Thread
+from tests.conftest import STORES, FakeClock, make_settings, pg_database
 from tests.connectors.test_x import config as x_config
 from tests.test_run_e2e import ROOT, _env, toml_table
 
@@ -52,8 +52,14 @@ async def cli_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 async def inbox(*args: str) -> tuple[int, str, str]:
     """Run `inbox ARGS` in a separate process while this event loop keeps serving the fakes."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "inbox", *args, cwd=ROOT, env={"COLUMNS": "200", **_env()},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "inbox",
+        *args,
+        cwd=ROOT,
+        env={"COLUMNS": "200", **_env()},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode is not None
@@ -69,8 +75,15 @@ def count(summary: str, row: str) -> int:
 
 def trustpilot_config(fake: TrustpilotFake, **extra: Any) -> dict[str, Any]:
     return {
-        "name": TRUSTPILOT, "type": "trustpilot", "api_url": fake.base_url, "business_unit_id": BUSINESS_UNIT_ID,
-        "business_user_id": BUSINESS_USER_ID, "api_key": API_KEY, "access_token": ACCESS_TOKEN, "own_handles": [OWN_NAME], **extra,
+        "name": TRUSTPILOT,
+        "type": "trustpilot",
+        "api_url": fake.base_url,
+        "business_unit_id": BUSINESS_UNIT_ID,
+        "business_user_id": BUSINESS_USER_ID,
+        "api_key": API_KEY,
+        "access_token": ACCESS_TOKEN,
+        "own_handles": [OWN_NAME],
+        **extra,
     }
 
 
@@ -85,13 +98,22 @@ async def fakes() -> AsyncIterator[tuple[XFake, TrustpilotFake]]:
     await trustpilot.close()
 
 
-async def test_backfill_stores_history_once_leaves_the_live_cursor_and_alerts_only_about_what_is_recent(cli_store, fakes, tmp_path, triager, templates):
+async def test_backfill_stores_history_once_leaves_the_live_cursor_and_alerts_only_about_what_is_recent(
+    cli_store, fakes, tmp_path, triager, templates
+):
     engine, url = cli_store
     x, trustpilot = fakes
     now = x.now
     # `inbox run` polls with first_poll_hours = 1: its first polls took the last hour and saved the live cursors.
     tables = [x_config(x, first_poll_hours=1), trustpilot_config(trustpilot, first_poll_hours=1)]
-    live = Inbox(make_settings(tmp_path, connectors=tables), engine, clock=FakeClock(now), notifiers=[], triager=triager, templates=templates)
+    live = Inbox(
+        make_settings(tmp_path, connectors=tables),
+        engine,
+        clock=FakeClock(now),
+        notifiers=[],
+        triager=triager,
+        templates=templates,
+    )
     live_ids = {
         x.add_customer_post("is my order shipped?", author="lia", minutes_ago=5),
         trustpilot.add_review("Quick delivery", author="Max", rating=4, minutes_ago=6).id,
@@ -122,16 +144,30 @@ async def test_backfill_stores_history_once_leaves_the_live_cursor_and_alerts_on
         trustpilot.add_review("Where is my refund?", author="Dot", rating=2, minutes_ago=3).id,
     }
     config = tmp_path / "inbox.toml"
-    config.write_text(f"[database]\nurl = {json.dumps(url)}\n" + "".join(f"\n[[connectors]]\n{toml_table(t)}" for t in tables))
+    config.write_text(
+        f"[database]\nurl = {json.dumps(url)}\n" + "".join(f"\n[[connectors]]\n{toml_table(t)}" for t in tables)
+    )
 
-    runs = {name: await inbox("backfill", name, "--since", "2d", "--config", str(config)) for name in ("acme-x", TRUSTPILOT)}
+    runs = {
+        name: await inbox("backfill", name, "--since", "2d", "--config", str(config)) for name in ("acme-x", TRUSTPILOT)
+    }
     for name, (code, out, err) in runs.items():
         assert code == 0, out + err
         assert f"Backfill of {name}" in out and "2d back" in out
     x_out, tp_out = runs["acme-x"][1], runs[TRUSTPILOT][1]
-    assert (count(x_out, "stored"), count(x_out, "already answered"), count(x_out, "past their deadline"), count(x_out, "already known")) == (3, 1, 1, 1)
+    assert (
+        count(x_out, "stored"),
+        count(x_out, "already answered"),
+        count(x_out, "past their deadline"),
+        count(x_out, "already known"),
+    ) == (3, 1, 1, 1)
     assert count(x_out, "skipped") == 1  # the brand's own DM
-    assert (count(tp_out, "stored"), count(tp_out, "already answered"), count(tp_out, "past their deadline"), count(tp_out, "already known")) == (3, 1, 1, 1)
+    assert (
+        count(tp_out, "stored"),
+        count(tp_out, "already answered"),
+        count(tp_out, "past their deadline"),
+        count(tp_out, "already known"),
+    ) == (3, 1, 1, 1)
 
     history = {expired_mention, answered_dm, answered_review.id, expired_review.id}
     async with engine.connect() as conn:
@@ -140,13 +176,22 @@ async def test_backfill_stores_history_once_leaves_the_live_cursor_and_alerts_on
     assert sorted(stored) == sorted(live_ids | history | recent)
     assert after == live_cursors  # never moved, never rewritten
 
-    again = {name: await inbox("backfill", name, "--since", "2d", "--config", str(config)) for name in ("acme-x", TRUSTPILOT)}
-    assert [(count(out, "stored"), count(out, "already known")) for _code, out, _err in again.values()] == [(0, 4), (0, 4)]
+    again = {
+        name: await inbox("backfill", name, "--since", "2d", "--config", str(config)) for name in ("acme-x", TRUSTPILOT)
+    }
+    assert [(count(out, "stored"), count(out, "already known")) for _code, out, _err in again.values()] == [
+        (0, 4),
+        (0, 4),
+    ]
     async with engine.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one() == len(stored)
-        query = sa.select(Item.external_id.label("item"), Thread.id, Thread.status, Thread.sla_stage).join(Thread, Thread.id == Item.thread_id)
+        query = sa.select(Item.external_id.label("item"), Thread.id, Thread.status, Thread.sla_stage).join(
+            Thread, Thread.id == Item.thread_id
+        )
         thread_of = {r.item: r for r in await conn.execute(query)}
-        announced = set((await conn.execute(sa.select(Event.thread_id).where(Event.kind == EventKind.NEW_THREAD))).scalars())
+        announced = set(
+            (await conn.execute(sa.select(Event.thread_id).where(Event.kind == EventKind.NEW_THREAD))).scalars()
+        )
     for answered in (answered_dm, answered_review.id):
         assert (thread_of[answered].status, thread_of[answered].sla_stage) == (Status.REPLIED, STOPPED)
     assert thread_of[expired_review.id].sla_stage == thread_of[expired_mention].sla_stage == SlaState.BREACHED
@@ -178,7 +223,10 @@ async def test_bad_durations_and_connectors_without_history_are_refused_before_a
         '[[connectors]]\nname = "off"\ntype = "mastodon"\napi_url = "https://mastodon.example"\naccess_token = "t"\nenabled = false\n'
     )
     for args, problem in [
-        (("hook", "--since", "2 days"), "--since '2 days' is not a duration: write a number and a unit, e.g. 30m, 12h, 2d or 1w"),
+        (
+            ("hook", "--since", "2 days"),
+            "--since '2 days' is not a duration: write a number and a unit, e.g. 30m, 12h, 2d or 1w",
+        ),
         (("hook", "--since", "0m"), "must be more than 0"),
         (("nope", "--since", "2d"), "no connector named 'nope' in the config; configured: hook, off"),
         (("off", "--since", "2d"), "connector 'off' is disabled"),

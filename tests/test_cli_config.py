@@ -22,15 +22,26 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "inbox.example.toml"
 STRONG = "0123456789abcdef0123456789abcdef"
 # Variables a test's config may use: never inherited from the machine running the suite.
-OURS = ("SHOP_WEBHOOK_SECRET", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "HOOK", "OFF", "SIG", "BOT")
+OURS = (
+    "SHOP_WEBHOOK_SECRET",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "HOOK",
+    "OFF",
+    "SIG",
+    "BOT",
+)
 
 
-def inbox(*args: str, cwd: Path, env: dict[str, str] | None = None, columns: int = 200,
-          timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def inbox(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, columns: int = 200, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in OURS}
     full = {**base, "COLUMNS": str(columns), "INBOX_CONFIG": "", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "inbox", *args], capture_output=True, text=True, cwd=cwd, env=full,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "inbox", *args], capture_output=True, text=True, cwd=cwd, env=full, timeout=timeout
+    )
 
 
 def config(tmp_path: Path, text: str) -> str:
@@ -73,14 +84,19 @@ SERVER = '[server]\nhost = "127.0.0.1"\nport = 0\n'
 
 @pytest.mark.parametrize("command", ["run", "check", "queue"])
 def test_an_empty_webhook_secret_from_the_environment_is_refused_by_every_command(tmp_path, command):
-    path = config(tmp_path, f'[database]\nurl = "sqlite:///{tmp_path / "s.db"}"\n{SERVER}' + WEBHOOK.format(secret="${HOOK}"))
+    path = config(
+        tmp_path, f'[database]\nurl = "sqlite:///{tmp_path / "s.db"}"\n{SERVER}' + WEBHOOK.format(secret="${HOOK}")
+    )
     output = refused(inbox(command, "--config", path, cwd=tmp_path, env={"HOOK": ""}), "connectors[shop].secret", "16")
     assert "token_hex" in output  # how to make a good one
     assert not (tmp_path / "s.db").exists()  # refused before anything starts
 
 
 def test_a_short_webhook_secret_is_refused_and_a_16_character_one_runs(tmp_path):
-    short = config(tmp_path, f'{SERVER}[[connectors]]\ntype = "jsonl"\nname = "f"\npath = "f.jsonl"\n' + WEBHOOK.format(secret="s3cr3"))
+    short = config(
+        tmp_path,
+        f'{SERVER}[[connectors]]\ntype = "jsonl"\nname = "f"\npath = "f.jsonl"\n' + WEBHOOK.format(secret="s3cr3"),
+    )
     output = refused(inbox("run", "--config", short, cwd=tmp_path), "connectors[shop].secret", "at least 16 characters")
     assert "s3cr3" not in output
     good = config(tmp_path, WEBHOOK.format(secret="x" * 16))
@@ -112,8 +128,12 @@ def test_a_malformed_or_unsupported_database_url_is_a_config_error(tmp_path, com
 
 def test_run_says_in_one_line_when_the_store_is_unreachable(tmp_path):
     url = f"postgresql://inbox:pw-not-shown@127.0.0.1:{free_port()}/inbox"
-    line = one_line_exit_1(inbox("run", "--config", config(tmp_path, f'[database]\nurl = "{url}"\n{SERVER}'), cwd=tmp_path),
-                           "unreachable", f"127.0.0.1:{make_url(url).port}", "database.url")
+    line = one_line_exit_1(
+        inbox("run", "--config", config(tmp_path, f'[database]\nurl = "{url}"\n{SERVER}'), cwd=tmp_path),
+        "unreachable",
+        f"127.0.0.1:{make_url(url).port}",
+        "database.url",
+    )
     assert "pw-not-shown" not in line
 
 
@@ -123,7 +143,9 @@ def test_run_says_in_one_line_when_the_database_does_not_exist(tmp_path):
     name = f"inbox_missing_{uuid.uuid4().hex[:8]}"
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     path = config(tmp_path, f'[database]\nurl = "{url}"\n{SERVER}')
-    one_line_exit_1(inbox("run", "--config", path, cwd=tmp_path), f'database "{name}" does not exist', f"createdb {name}")
+    one_line_exit_1(
+        inbox("run", "--config", path, cwd=tmp_path), f'database "{name}" does not exist', f"createdb {name}"
+    )
 
 
 def test_run_says_in_one_line_when_the_sqlite_folder_does_not_exist(tmp_path):
@@ -138,8 +160,13 @@ def test_run_says_in_one_line_when_the_port_is_in_use(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        path = config(tmp_path, f'[database]\nurl = "sqlite:///{tmp_path / "p.db"}"\n[server]\nhost = "127.0.0.1"\nport = {port}\n')
-        one_line_exit_1(inbox("run", "--config", path, cwd=tmp_path), f"127.0.0.1:{port}", "already in use", "server.port")
+        path = config(
+            tmp_path,
+            f'[database]\nurl = "sqlite:///{tmp_path / "p.db"}"\n[server]\nhost = "127.0.0.1"\nport = {port}\n',
+        )
+        one_line_exit_1(
+            inbox("run", "--config", path, cwd=tmp_path), f"127.0.0.1:{port}", "already in use", "server.port"
+        )
 
 
 def test_check_does_not_create_the_sqlite_store(tmp_path):
@@ -186,13 +213,17 @@ def test_each_command_needs_only_the_variables_of_what_it_uses(tmp_path):
     assert triage.returncode == 0 and '"intent": "delivery"' in triage.stdout, triage.stderr
     assert inbox("queue", "--config", path, cwd=tmp_path).returncode == 0
     # check uses the enabled webhook: its variable is needed, and named with its key; the disabled one's is not.
-    output = refused(inbox("check", "--config", path, cwd=tmp_path), "connectors[shop].secret: environment variable HOOK is not set")
+    output = refused(
+        inbox("check", "--config", path, cwd=tmp_path), "connectors[shop].secret: environment variable HOOK is not set"
+    )
     assert "OFF" not in output and "SIG" not in output  # Slack is off (BOT unset): its signing secret is not needed
     check = inbox("check", "--config", path, cwd=tmp_path, env={"HOOK": STRONG})
     assert check.returncode == 0, check.stdout + check.stderr
     # Slack on: now its signing secret is needed.
-    refused(inbox("check", "--config", path, cwd=tmp_path, env={"HOOK": STRONG, "BOT": "xoxb-1-2"}),
-            "slack.signing_secret: environment variable SIG is not set")
+    refused(
+        inbox("check", "--config", path, cwd=tmp_path, env={"HOOK": STRONG, "BOT": "xoxb-1-2"}),
+        "slack.signing_secret: environment variable SIG is not set",
+    )
 
 
 def test_the_shipped_example_needs_no_variable_for_triage_and_queue_and_one_for_check(tmp_path):
@@ -211,7 +242,9 @@ def test_triage_refuses_an_unknown_channel_and_says_which_exist(tmp_path):
     run = inbox("triage", "--channel", "bogus", "where is my parcel", cwd=tmp_path)
     output = refused(run, "bogus", "x", "mastodon", "google_reviews")
     assert run.stdout == "", output
-    path = config(tmp_path, '[[connectors]]\nname = "shop"\ntype = "webhook"\nchannel = "myshop"\nsecret = "' + STRONG + '"\n')
+    path = config(
+        tmp_path, '[[connectors]]\nname = "shop"\ntype = "webhook"\nchannel = "myshop"\nsecret = "' + STRONG + '"\n'
+    )
     assert inbox("triage", "--config", path, "--channel", "myshop", "hello", cwd=tmp_path).returncode == 0
 
 

@@ -31,14 +31,14 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from inbox.store.db import create_engine
-from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
-from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
-from tests.conftest import STORES, pg_database
-from inbox.fakes.x import LIMITS, Window, XFake
-from tests.connectors.test_x import config as x_config
 from inbox.fakes import slack_payloads as payloads
 from inbox.fakes.slack import TOKEN, FakeSlack
+from inbox.fakes.x import LIMITS, Window, XFake
+from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
+from inbox.store.db import create_engine
+from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
+from tests.conftest import STORES, pg_database
+from tests.connectors.test_x import config as x_config
 from tests.test_run_e2e import toml_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +107,16 @@ class Workers:
     async def start(self, index: int) -> None:
         log = (self.logs / f"worker-{index}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "inbox", "run", "--config", str(self.configs[index]), cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=log, env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
+            sys.executable,
+            "-m",
+            "inbox",
+            "run",
+            "--config",
+            str(self.configs[index]),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+            env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
         )
         log.close()
         while len(self.processes) <= index:
@@ -149,10 +157,16 @@ def write_configs(folder: Path, store: Store, x: XFake, slack: FakeSlack) -> tup
             f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
             f"[sla]\ncheck_seconds = 1\n"
             f"[workers]\nlease_seconds = {LEASE_SECONDS}\n"
-            "[slack]\n" + toml_table({
-                "bot_token": TOKEN, "signing_secret": payloads.SECRET, "api_url": f"{slack.url}api/",
-                "triage_channel": TRIAGE, "leads_channel": LEADS,
-            })
+            "[slack]\n"
+            + toml_table(
+                {
+                    "bot_token": TOKEN,
+                    "signing_secret": payloads.SECRET,
+                    "api_url": f"{slack.url}api/",
+                    "triage_channel": TRIAGE,
+                    "leads_channel": LEADS,
+                }
+            )
             + f"\n[[connectors]]\n{toml_table(connector)}"
         )
         path = folder / f"worker-{index}.toml"
@@ -163,7 +177,9 @@ def write_configs(folder: Path, store: Store, x: XFake, slack: FakeSlack) -> tup
 
 
 def triage_messages(slack: FakeSlack) -> list[dict[str, Any]]:
-    return [m for m in slack.posted(TRIAGE, in_thread=False) if (m.get("metadata") or {}).get("event_type") == THREAD_EVENT]
+    return [
+        m for m in slack.posted(TRIAGE, in_thread=False) if (m.get("metadata") or {}).get("event_type") == THREAD_EVENT
+    ]
 
 
 def send_value(message: dict[str, Any]) -> str | None:
@@ -178,7 +194,7 @@ async def flow_in(x: XFake, backlog: list[str]) -> list[str]:
     """The rest of the 10,000 mentions over about ten seconds, each posted as it is written (ids grow with time)."""
     posted = list(backlog)
     batches = 20
-    for batch in range(batches):
+    for _batch in range(batches):
         x.now = datetime.now(UTC)
         for _ in range((ITEMS - len(backlog)) // batches):
             i = len(posted)
@@ -200,16 +216,22 @@ async def click_send(http: aiohttp.ClientSession, port: int, message: dict[str, 
     value = send_value(message)
     if value is None:
         return
-    payload = payloads.block_action(SEND, value, user="UAGENT001", channel=TRIAGE, message_ts=message["ts"], response_url=slack.response_url())
+    payload = payloads.block_action(
+        SEND, value, user="UAGENT001", channel=TRIAGE, message_ts=message["ts"], response_url=slack.response_url()
+    )
     body = payloads.form(payload)
     try:
-        async with http.post(f"http://127.0.0.1:{port}/slack/events", data=body.encode(), headers=payloads.signed(body)) as response:
+        async with http.post(
+            f"http://127.0.0.1:{port}/slack/events", data=body.encode(), headers=payloads.signed(body)
+        ) as response:
             await response.read()
     except (aiohttp.ClientError, TimeoutError):
         pass  # a worker killed or not up yet: the agent clicks again if nothing happens
 
 
-async def agent(slack: FakeSlack, workers: Workers, engine: Any, rng: random.Random, chosen: set[int], done: asyncio.Event) -> None:
+async def agent(
+    slack: FakeSlack, workers: Workers, engine: Any, rng: random.Random, chosen: set[int], done: asyncio.Event
+) -> None:
     """Picks CHOSEN conversations as they appear in Slack and clicks Send, again if no reply shows up."""
     clicked_at: dict[int, float] = {}
     considered: set[int] = set()
@@ -224,11 +246,17 @@ async def agent(slack: FakeSlack, workers: Workers, engine: Any, rng: random.Ran
                     chosen.add(thread)
             try:
                 async with engine.connect() as conn:
-                    sent = set((await conn.execute(sa.select(Reply.thread_id).where(Reply.status == ReplyStatus.SENT))).scalars())
+                    sent = set(
+                        (
+                            await conn.execute(sa.select(Reply.thread_id).where(Reply.status == ReplyStatus.SENT))
+                        ).scalars()
+                    )
             except sa.exc.DBAPIError:  # the first worker is still creating the schema
                 await asyncio.sleep(0.3)
                 continue
-            waiting = [t for t in chosen if t not in sent and t in by_thread and time.monotonic() - clicked_at.get(t, 0) > 3]
+            waiting = [
+                t for t in chosen if t not in sent and t in by_thread and time.monotonic() - clicked_at.get(t, 0) > 3
+            ]
             if len(chosen) == CHOSEN and not (chosen - sent):
                 done.set()
                 return
@@ -261,13 +289,27 @@ async def settled(engine: Any, slack: FakeSlack) -> bool:
     async with engine.connect() as conn:
         items = (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one()
         threads = (await conn.execute(sa.select(sa.func.count()).select_from(Thread))).scalar_one()
-        pending_events = (await conn.execute(sa.select(sa.func.count()).select_from(Event).where(Event.done_at.is_(None)))).scalar_one()
-        pending_replies = (await conn.execute(sa.select(sa.func.count()).select_from(Reply).where(Reply.status != ReplyStatus.SENT))).scalar_one()
+        pending_events = (
+            await conn.execute(sa.select(sa.func.count()).select_from(Event).where(Event.done_at.is_(None)))
+        ).scalar_one()
+        pending_replies = (
+            await conn.execute(sa.select(sa.func.count()).select_from(Reply).where(Reply.status != ReplyStatus.SENT))
+        ).scalar_one()
         # The sweep has caught up with every clock that ran out (each gets its alert event).
-        unswept = (await conn.execute(
-            sa.select(sa.func.count()).select_from(Thread).where(Thread.sla_stage < 2, Thread.due_at <= datetime.now(UTC))
-        )).scalar_one()
-    return items == ITEMS and pending_events == 0 and pending_replies == 0 and unswept == 0 and len(triage_messages(slack)) == threads
+        unswept = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(Thread)
+                .where(Thread.sla_stage < 2, Thread.due_at <= datetime.now(UTC))
+            )
+        ).scalar_one()
+    return (
+        items == ITEMS
+        and pending_events == 0
+        and pending_replies == 0
+        and unswept == 0
+        and len(triage_messages(slack)) == threads
+    )
 
 
 async def progress(engine: Any, slack: FakeSlack) -> tuple[int, ...]:
@@ -276,7 +318,10 @@ async def progress(engine: Any, slack: FakeSlack) -> tuple[int, ...]:
         counts = [
             (await conn.execute(sa.select(sa.func.count()).select_from(table).where(*where))).scalar_one()
             for table, where in (
-                (Item, ()), (Event, ()), (Event, (Event.done_at.is_not(None),)), (Reply, (Reply.status == ReplyStatus.SENT,)),
+                (Item, ()),
+                (Event, ()),
+                (Event, (Event.done_at.is_not(None),)),
+                (Reply, (Reply.status == ReplyStatus.SENT,)),
             )
         ]
     return (*counts, sum(len(messages) for messages in slack.messages.values()))
@@ -296,12 +341,16 @@ async def advancing(done: Callable[[], Awaitable[bool]], engine: Any, slack: Fak
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since > STALL_SECONDS:
-            raise AssertionError(f"no progress for {STALL_SECONDS} s while waiting for {what}: "
-                                 f"(items, events, delivered, replies sent, Slack messages) = {now}")
+            raise AssertionError(
+                f"no progress for {STALL_SECONDS} s while waiting for {what}: "
+                f"(items, events, delivered, replies sent, Slack messages) = {now}"
+            )
         await asyncio.sleep(0.5)
 
 
-async def run_chaos(store: Store, workers: Workers, x: BusyX, slack: FakeSlack, engine: Any, rng: random.Random, chosen: set[int]) -> list[str]:
+async def run_chaos(
+    store: Store, workers: Workers, x: BusyX, slack: FakeSlack, engine: Any, rng: random.Random, chosen: set[int]
+) -> list[str]:
     """Items flow in and the agent answers while workers are killed; then every worker runs until all is done."""
     backlog = old_backlog(x)
     for index in range(store.workers):
@@ -329,7 +378,9 @@ async def run_chaos(store: Store, workers: Workers, x: BusyX, slack: FakeSlack, 
     return posted
 
 
-async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(crash_store: Store, tmp_path: Path) -> None:
+async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
+    crash_store: Store, tmp_path: Path
+) -> None:
     store = crash_store
     seed = int(os.environ.get("INBOX_CRASH_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
@@ -350,19 +401,41 @@ async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(cra
             stored = (await conn.execute(sa.select(Item.external_id))).scalars().all()
             events = (await conn.execute(sa.select(Event.id, Event.kind, Event.thread_id))).all()
             thread_ids = set((await conn.execute(sa.select(Thread.id))).scalars())
-            replied = (await conn.execute(sa.select(Item.external_id).join(Reply, Reply.item_id == Item.id))).scalars().all()
+            replied = (
+                (await conn.execute(sa.select(Item.external_id).join(Reply, Reply.item_id == Item.id))).scalars().all()
+            )
             clocks = {t.id: t for t in (await conn.execute(sa.select(Thread.id, Thread.warn_at, Thread.due_at))).all()}
-            backlog = (await conn.execute(sa.select(Item.thread_id, Item.text).where(Item.text.like("%still waiting on order %")))).all()
+            backlog = (
+                await conn.execute(
+                    sa.select(Item.thread_id, Item.text).where(Item.text.like("%still waiting on order %"))
+                )
+            ).all()
         # Every item stored, once.
         assert len(stored) == ITEMS and set(stored) == set(posted)
         # Every conversation has one triage message; every alert, reply note and health notice one post.
         messages = [m for channel in (TRIAGE, LEADS) for m in slack.posted(channel)]
-        triage = Counter(m["metadata"]["event_payload"]["thread_id"] for m in messages if m.get("metadata", {}).get("event_type") == THREAD_EVENT)
+        triage = Counter(
+            m["metadata"]["event_payload"]["thread_id"]
+            for m in messages
+            if m.get("metadata", {}).get("event_type") == THREAD_EVENT
+        )
         assert set(triage) == thread_ids and set(triage.values()) == {1}
-        posts = Counter(m["metadata"]["event_payload"]["event_id"] for m in messages if m.get("metadata", {}).get("event_type") == POST_EVENT)
-        announced = {EventKind.SLA_WARNING, EventKind.SLA_BREACH, EventKind.REPLIED, EventKind.CONNECTOR_HEALTH, EventKind.FOLLOW_UP}
+        posts = Counter(
+            m["metadata"]["event_payload"]["event_id"]
+            for m in messages
+            if m.get("metadata", {}).get("event_type") == POST_EVENT
+        )
+        announced = {
+            EventKind.SLA_WARNING,
+            EventKind.SLA_BREACH,
+            EventKind.REPLIED,
+            EventKind.CONNECTOR_HEALTH,
+            EventKind.FOLLOW_UP,
+        }
         assert set(posts) == {e.id for e in events if e.kind in announced} and set(posts.values()) <= {1}
-        alerts = Counter((e.kind, e.thread_id) for e in events if e.kind in (EventKind.SLA_WARNING, EventKind.SLA_BREACH))
+        alerts = Counter(
+            (e.kind, e.thread_id) for e in events if e.kind in (EventKind.SLA_WARNING, EventKind.SLA_BREACH)
+        )
         assert set(alerts.values()) == {1}, "an SLA alert was recorded twice"
         # The backlog: 200 clocks past their deadline, 300 past their warning, which pass their deadline five
         # minutes into the run: on a busy machine they may be stored (or swept) only after that, and then go

@@ -28,11 +28,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from inbox.connectors.webhook import SIGNATURE_HEADER, sign
-from inbox.store.db import create_engine
 from inbox.fakes import slack_payloads as payloads
 from inbox.fakes.slack import TOKEN, FakeSlack
 from inbox.slack.blocks import ASSIGN, THREAD_EVENT
 from inbox.slack.interactions import STORE_DOWN
+from inbox.store.db import create_engine
 from tests.conftest import PG_URL, STORES, pg_database
 from tests.test_crash_workers import free_port
 from tests.test_run_e2e import toml_table
@@ -86,7 +86,8 @@ async def outage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
                 await conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
                 if not allowed:
                     await conn.execute(
-                        sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+                        sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                        {"name": name},
                     )
 
         try:
@@ -102,19 +103,34 @@ def write_config(folder: Path, url: str, slack: FakeSlack, port: int) -> Path:
         f'[database]\nurl = "{url}"\n'
         f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
         "[sla]\ncheck_seconds = 1\n"
-        "[slack]\n" + toml_table({
-            "bot_token": TOKEN, "signing_secret": payloads.SECRET, "api_url": f"{slack.url}api/",
-            "triage_channel": TRIAGE, "leads_channel": LEADS,
-        })
-        + "\n[[connectors]]\n" + toml_table({"name": "feed", "type": "jsonl", "path": str(folder / "feed.jsonl"), "poll_seconds": POLL_SECONDS})
-        + "\n[[connectors]]\n" + toml_table({"name": "shop", "type": "webhook", "secret": SECRET})
+        "[slack]\n"
+        + toml_table(
+            {
+                "bot_token": TOKEN,
+                "signing_secret": payloads.SECRET,
+                "api_url": f"{slack.url}api/",
+                "triage_channel": TRIAGE,
+                "leads_channel": LEADS,
+            }
+        )
+        + "\n[[connectors]]\n"
+        + toml_table(
+            {"name": "feed", "type": "jsonl", "path": str(folder / "feed.jsonl"), "poll_seconds": POLL_SECONDS}
+        )
+        + "\n[[connectors]]\n"
+        + toml_table({"name": "shop", "type": "webhook", "secret": SECRET})
     )
     return config
 
 
 def item(external_id: str) -> dict[str, Any]:
     posted = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    return {"id": external_id, "text": f"where is parcel {external_id}?", "posted_at": posted, "author": {"handle": f"c{external_id}"}}
+    return {
+        "id": external_id,
+        "text": f"where is parcel {external_id}?",
+        "posted_at": posted,
+        "author": {"handle": f"c{external_id}"},
+    }
 
 
 def append(feed: Path, external_id: str) -> None:
@@ -126,7 +142,8 @@ def in_slack(slack: FakeSlack, external_id: str) -> list[dict[str, Any]]:
     """Triage messages showing this item (each conversation's message is posted once, then updated)."""
     needle = f"parcel {external_id}?"
     return [
-        m for m in slack.posted(TRIAGE, in_thread=False)
+        m
+        for m in slack.posted(TRIAGE, in_thread=False)
         if (m.get("metadata") or {}).get("event_type") == THREAD_EVENT and needle in json.dumps(m["blocks"])
     ]
 
@@ -154,7 +171,12 @@ class Service:
         script = Path(sys.executable).with_name("inbox")
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                str(script), "run", "--config", str(self.config), stdout=log, stderr=log,
+                str(script),
+                "run",
+                "--config",
+                str(self.config),
+                stdout=log,
+                stderr=log,
                 env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
             )
 
@@ -180,10 +202,16 @@ class Service:
             return response.status, answer, dict(response.headers), time.monotonic() - started
 
     async def click(self, message: dict[str, Any], action_id: str) -> int:
-        value = next(e["value"] for b in message["blocks"] for e in b.get("elements", []) if e.get("action_id") == action_id)
-        payload = payloads.block_action(action_id, value, user=AGENT, channel=TRIAGE, message_ts=message["ts"], response_url="http://127.0.0.1:9/")
+        value = next(
+            e["value"] for b in message["blocks"] for e in b.get("elements", []) if e.get("action_id") == action_id
+        )
+        payload = payloads.block_action(
+            action_id, value, user=AGENT, channel=TRIAGE, message_ts=message["ts"], response_url="http://127.0.0.1:9/"
+        )
         body = payloads.form(payload)
-        async with self.http.post(f"http://127.0.0.1:{self.port}/slack/events", data=body.encode(), headers=payloads.signed(body)) as response:
+        async with self.http.post(
+            f"http://127.0.0.1:{self.port}/slack/events", data=body.encode(), headers=payloads.signed(body)
+        ) as response:
             await response.read()
             return response.status
 
@@ -225,7 +253,11 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
     append(feed, "before-poll")
     status, *_ = await service.push("before-push")
     assert status == 202
-    before = await until("the first items in Slack", lambda: _async(in_slack(slack, "before-poll") and in_slack(slack, "before-push")), 30)
+    before = await until(
+        "the first items in Slack",
+        lambda: _async(in_slack(slack, "before-poll") and in_slack(slack, "before-push")),
+        30,
+    )
     [message] = in_slack(slack, "before-poll")
     assert before
 
@@ -258,7 +290,9 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
     async def told() -> bool:
         return any(STORE_DOWN in c["text"] for c in slack.called("chat.postEphemeral") if c.get("user") == AGENT)
 
-    await until("the agent told in Slack that the click was not done", told, outage.seconds - (time.monotonic() - cut_at))
+    await until(
+        "the agent told in Slack that the click was not done", told, outage.seconds - (time.monotonic() - cut_at)
+    )
     assert time.monotonic() - cut_at < outage.seconds, "the outage ended before everything was checked in it"
     await asyncio.sleep(max(0.0, outage.seconds - (time.monotonic() - cut_at)))
     await outage.restore()
@@ -268,14 +302,22 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
     for external_id in refused:
         status, *_ = await service.push(external_id)
         assert status == 202
-    await until("the item written during the outage in Slack", lambda: _async(in_slack(slack, "during-poll")), RECOVERY_SECONDS)
+    await until(
+        "the item written during the outage in Slack", lambda: _async(in_slack(slack, "during-poll")), RECOVERY_SECONDS
+    )
     append(feed, "after-poll")
     await until("a new item in Slack after the outage", lambda: _async(in_slack(slack, "after-poll")), RECOVERY_SECONDS)
-    await until("every accepted push in Slack", lambda: _async(all(in_slack(slack, p) for p in accepted + refused)), RECOVERY_SECONDS)
+    await until(
+        "every accepted push in Slack",
+        lambda: _async(all(in_slack(slack, p) for p in accepted + refused)),
+        RECOVERY_SECONDS,
+    )
     await until("/healthz 200 again", healthy, RECOVERY_SECONDS)
     assert time.monotonic() - restored_at < RECOVERY_SECONDS + 5
     for external_id in ["before-poll", "before-push", "during-poll", "after-poll", *accepted, *refused]:
-        assert len(in_slack(slack, external_id)) == 1, f"{external_id} is in Slack {len(in_slack(slack, external_id))} times"
+        assert len(in_slack(slack, external_id)) == 1, (
+            f"{external_id} is in Slack {len(in_slack(slack, external_id))} times"
+        )
     # Polling resumed from its cursor: nothing read twice, nothing skipped.
     engine = create_engine(outage.url)
     try:
@@ -286,7 +328,6 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
     finally:
         await engine.dispose()
     assert sorted(ids) == sorted(["before-poll", "before-push", "during-poll", "after-poll", *accepted, *refused])
-
 
     async def every_loop_ok() -> bool:
         status, body, _ = await service.healthz()

@@ -49,12 +49,20 @@ def write_config(folder: Path, url: str, slack: FakeSlack, feed: Path, port: int
     text = (
         f'[database]\nurl = "{url}"\n'
         f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
-        "[slack]\n" + toml_table({
-            "bot_token": TOKEN, "signing_secret": payloads.SECRET, "api_url": f"{slack.url}api/",
-            "triage_channel": TRIAGE, "leads_channel": LEADS,
-        })
-        + "\n[[connectors]]\n" + toml_table({"name": "feed", "type": "jsonl", "path": str(feed), "poll_seconds": 5})
-        + "\n[[connectors]]\n" + toml_table({"name": "shop", "type": "webhook", "secret": SECRET})
+        "[slack]\n"
+        + toml_table(
+            {
+                "bot_token": TOKEN,
+                "signing_secret": payloads.SECRET,
+                "api_url": f"{slack.url}api/",
+                "triage_channel": TRIAGE,
+                "leads_channel": LEADS,
+            }
+        )
+        + "\n[[connectors]]\n"
+        + toml_table({"name": "feed", "type": "jsonl", "path": str(feed), "poll_seconds": 5})
+        + "\n[[connectors]]\n"
+        + toml_table({"name": "shop", "type": "webhook", "secret": SECRET})
     )
     path = folder / "inbox.toml"
     path.write_text(text)
@@ -62,8 +70,12 @@ def write_config(folder: Path, url: str, slack: FakeSlack, feed: Path, port: int
 
 
 def mention(item_id: str) -> dict[str, object]:
-    return {"id": item_id, "text": f"where is my order? ({item_id})", "posted_at": datetime.now(UTC).isoformat(),
-            "author": {"handle": f"customer-{item_id}"}}
+    return {
+        "id": item_id,
+        "text": f"where is my order? ({item_id})",
+        "posted_at": datetime.now(UTC).isoformat(),
+        "author": {"handle": f"customer-{item_id}"},
+    }
 
 
 def append(feed: Path, item_id: str) -> None:
@@ -75,7 +87,12 @@ def posted_at(slack: FakeSlack, item_id: str) -> float | None:
     """When the triage post naming `item_id` reached Slack (wall clock, as the fake recorded it)."""
     marker = f"({item_id})"
     for call in slack.calls:
-        if call.method == "chat.postMessage" and call.ok and call.args.get("channel") == TRIAGE and marker in json.dumps(call.args):
+        if (
+            call.method == "chat.postMessage"
+            and call.ok
+            and call.args.get("channel") == TRIAGE
+            and marker in json.dumps(call.args)
+        ):
             return call.at
     return None
 
@@ -86,8 +103,11 @@ async def push(port: int, item_id: str, until: float) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         while True:
             try:
-                async with http.post(f"http://127.0.0.1:{port}/webhooks/shop", data=data,
-                                     headers={"X-Inbox-Signature": sign(SECRET, data)}) as response:
+                async with http.post(
+                    f"http://127.0.0.1:{port}/webhooks/shop",
+                    data=data,
+                    headers={"X-Inbox-Signature": sign(SECRET, data)},
+                ) as response:
                     assert response.status == 202, await response.text()
                     return
             except aiohttp.ClientConnectionError:
@@ -99,8 +119,16 @@ async def push(port: int, item_id: str, until: float) -> None:
 async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as sink:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "inbox", "run", "--config", str(config), cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL, stderr=sink, env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
+            sys.executable,
+            "-m",
+            "inbox",
+            "run",
+            "--config",
+            str(config),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=sink,
+            env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
         )
 
 

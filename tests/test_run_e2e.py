@@ -14,11 +14,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from inbox.store.db import create_engine
-from inbox.store.models import Item
 from inbox.fakes.google_reviews import GoogleReviewsFake
 from inbox.fakes.mastodon import MastodonFake
 from inbox.fakes.x import XFake
+from inbox.store.db import create_engine
+from inbox.store.models import Item
 from tests.connectors.test_google_reviews import connector_config as google_config
 from tests.connectors.test_mastodon import connector_config as mastodon_config
 from tests.connectors.test_x import config as x_config
@@ -61,8 +61,15 @@ async def test_run_shows_items_from_three_platforms_within_one_poll_interval(tmp
         + "".join(f"\n[[connectors]]\n{toml_table(t)}" for t in tables)
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "inbox", "run", "--config", str(config), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "inbox",
+        "run",
+        "--config",
+        str(config),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     log: list[str] = []
     engine = create_engine(f"sqlite:///{database}")
@@ -87,8 +94,16 @@ async def test_run_shows_items_from_three_platforms_within_one_poll_interval(tmp
         latest = max(items[k][1] for k in expected)
         assert (latest - started).total_seconds() <= POLL_SECONDS + 2, f"items took {latest - started} after start"
         queue = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "inbox", "queue", "--config", str(config), cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={"COLUMNS": "200", **_env()},
+            sys.executable,
+            "-m",
+            "inbox",
+            "queue",
+            "--config",
+            str(config),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={"COLUMNS": "200", **_env()},
         )
         shown = (await queue.communicate())[0].decode()
         assert all(name in shown for name in ("@ana", "ben", "Cora")), shown

@@ -16,11 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from inbox.connectors.webhook import sign
-from inbox.store.db import create_engine, migrate
+from inbox.pipeline.workers import Leases
 from inbox.server import start_server
 from inbox.service import Inbox
+from inbox.store.db import create_engine, migrate
 from inbox.views import open_queue
-from inbox.pipeline.workers import Leases
 from tests.conftest import FakeClock, make_settings
 from tests.inbox.test_logs import Captured, json_log  # noqa: F401 - json_log is a fixture
 
@@ -35,7 +35,10 @@ def closed_port() -> int:
 async def get(inbox: Inbox, path: str, **kwargs: Any) -> tuple[int, str]:
     site = await start_server(inbox, "127.0.0.1", 0)
     try:
-        async with aiohttp.ClientSession() as http, http.request(kwargs.pop("method", "GET"), f"http://127.0.0.1:{site.port}{path}", **kwargs) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(kwargs.pop("method", "GET"), f"http://127.0.0.1:{site.port}{path}", **kwargs) as response,
+        ):
             return response.status, await response.text()
     finally:
         await site.runner.cleanup()
@@ -45,7 +48,12 @@ def connectors(tmp_path: Path) -> list[dict[str, Any]]:
     """A feed that works, an instance that cannot be reached, and a webhook (pushed, never polled)."""
     return [
         {"name": "feed", "type": "jsonl", "path": str(tmp_path / "feed.jsonl"), "channel": "x"},
-        {"name": "acme-mastodon", "type": "mastodon", "api_url": f"http://127.0.0.1:{closed_port()}", "access_token": "mastodon-access-token"},
+        {
+            "name": "acme-mastodon",
+            "type": "mastodon",
+            "api_url": f"http://127.0.0.1:{closed_port()}",
+            "access_token": "mastodon-access-token",
+        },
         {"name": "shop", "type": "webhook", "secret": "shop-secret-123456", "channel": "shop"},
     ]
 
@@ -62,7 +70,17 @@ def write_feed(tmp_path: Path, clock: FakeClock, *ids: str) -> None:
     posted = (clock.now - timedelta(minutes=5)).isoformat()
     with (tmp_path / "feed.jsonl").open("a") as feed:
         for external_id in ids:
-            feed.write(json.dumps({"id": external_id, "text": "where is my parcel?", "posted_at": posted, "author": {"handle": f"c{external_id}"}}) + "\n")
+            feed.write(
+                json.dumps(
+                    {
+                        "id": external_id,
+                        "text": "where is my parcel?",
+                        "posted_at": posted,
+                        "author": {"handle": f"c{external_id}"},
+                    }
+                )
+                + "\n"
+            )
 
 
 async def test_healthz_lists_the_unhealthy_connectors_and_why(inbox: Inbox, tmp_path: Path, clock: FakeClock):
@@ -92,7 +110,7 @@ async def test_healthz_says_which_worker_polls_each_connector(inbox: Inbox, cloc
     for _ in range(2):
         await mine.refresh()
         await other.refresh()
-    status, body = await get(inbox, "/healthz")
+    _status, body = await get(inbox, "/healthz")
     health = json.loads(body)
     assert health["worker"] == inbox.worker and health["workers"] == sorted([inbox.worker, "other-host:1:abcdef"])
     holders = {name: health["connectors"][name]["polled_by"] for name in ("feed", "acme-mastodon")}
@@ -104,7 +122,9 @@ async def test_healthz_says_which_worker_polls_each_connector(inbox: Inbox, cloc
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_healthz_answers_503_when_the_store_is_unreachable(kind: str, tmp_path: Path, clock: FakeClock, json_log: Captured):
+async def test_healthz_answers_503_when_the_store_is_unreachable(
+    kind: str, tmp_path: Path, clock: FakeClock, json_log: Captured
+):
     if kind == "sqlite":
         folder = tmp_path / "data"
         folder.mkdir()
@@ -148,12 +168,22 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-async def test_metrics_exposes_ingest_polls_queue_depth_and_response_times(inbox: Inbox, tmp_path: Path, clock: FakeClock):
+async def test_metrics_exposes_ingest_polls_queue_depth_and_response_times(
+    inbox: Inbox, tmp_path: Path, clock: FakeClock
+):
     write_feed(tmp_path, clock, "1", "2", "3")
     assert (await inbox.pollers["feed"].poll_once()).stored == 3
     await inbox.pollers["acme-mastodon"].poll_once()
-    data = json.dumps([{"id": "w1", "text": "refund please", "posted_at": clock.now.isoformat(), "author": {"handle": "dora"}}]).encode()
-    status, _ = await get(inbox, "/webhooks/shop", method="POST", data=data, headers={"X-Inbox-Signature": sign("shop-secret-123456", data)})
+    data = json.dumps(
+        [{"id": "w1", "text": "refund please", "posted_at": clock.now.isoformat(), "author": {"handle": "dora"}}]
+    ).encode()
+    status, _ = await get(
+        inbox,
+        "/webhooks/shop",
+        method="POST",
+        data=data,
+        headers={"X-Inbox-Signature": sign("shop-secret-123456", data)},
+    )
     assert status == 202
     queue = await open_queue(inbox.engine, inbox.policies, clock.now)
     first = min(t.thread_id for t in queue if t.connector == "feed")
@@ -170,16 +200,22 @@ async def test_metrics_exposes_ingest_polls_queue_depth_and_response_times(inbox
     assert found[("inbox_poll_errors_total", (("connector", "acme-mastodon"), ("kind", "transient")))] == 1
     assert found[("inbox_poll_duration_seconds_count", (("connector", "feed"),))] == 1
     assert found[("inbox_poll_duration_seconds_count", (("connector", "acme-mastodon"),))] == 1
-    depth = {state: found[("inbox_queue_depth", (("state", state),))] for state in ("ok", "warning", "breached", "answered")}
+    depth = {
+        state: found[("inbox_queue_depth", (("state", state),))] for state in ("ok", "warning", "breached", "answered")
+    }
     assert depth == {"ok": 0, "warning": 1, "breached": 2, "answered": 0}
     assert found[("inbox_store_up", ())] == 1
     assert found[("inbox_response_time_seconds_count", (("channel", "x"), ("clock_kind", "first_response")))] == 1
     assert found[("inbox_response_time_seconds_sum", (("channel", "x"), ("clock_kind", "first_response")))] == 15 * 60
-    assert "# TYPE inbox_slack_api_errors_total counter" in text and "# TYPE inbox_slack_api_retries_total counter" in text
+    assert (
+        "# TYPE inbox_slack_api_errors_total counter" in text and "# TYPE inbox_slack_api_retries_total counter" in text
+    )
 
 
 async def test_a_webhook_call_logs_with_its_connector(inbox: Inbox, json_log: Captured):
-    status, _ = await get(inbox, "/webhooks/shop", method="POST", data=b"{}", headers={"X-Inbox-Signature": "sha256=00"})
+    status, _ = await get(
+        inbox, "/webhooks/shop", method="POST", data=b"{}", headers={"X-Inbox-Signature": "sha256=00"}
+    )
     assert status == 401
     line = json_log.about("refused a webhook call")
     assert line["connector"] == "shop" and line["level"] == "warning"

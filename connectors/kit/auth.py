@@ -43,7 +43,14 @@ def basic(user: str, password: SecretStr) -> str:
     return "Basic " + base64.b64encode(pair).decode()
 
 
-def signed_jwt(key: str, algorithm: str, claims: Mapping[str, Any], lifetime: int, now: float, headers: dict[str, Any] | None = None) -> str:
+def signed_jwt(
+    key: str,
+    algorithm: str,
+    claims: Mapping[str, Any],
+    lifetime: int,
+    now: float,
+    headers: dict[str, Any] | None = None,
+) -> str:
     """A JWT issued now and valid for `lifetime` seconds (a Google service account's assertion, App Store Connect's token)."""
     issued = int(now)
     return jwt.encode({**claims, "iat": issued, "exp": issued + lifetime}, key, algorithm=algorithm, headers=headers)

@@ -44,7 +44,9 @@ class GoogleSettings(ReviewSettings):
             raise ValueError("client_id, client_secret and refresh_token go together (all three, to refresh the token)")
         ways = [self.access_token is not None, all(refresh), self.service_account_key is not None]
         if sum(ways) != 1:
-            raise ValueError("set one of: access_token; client_id, client_secret and refresh_token; service_account_key")
+            raise ValueError(
+                "set one of: access_token; client_id, client_secret and refresh_token; service_account_key"
+            )
         if self.service_account_key is not None:
             service_account(self.service_account_key)
         return self

@@ -200,7 +200,9 @@ class VendorClient:
         sent = {**self.headers, **(headers or {})}
         SECRETS.add_request(sent, data)  # tokens granted at run time are as secret as configured ones
         try:
-            async with self.session().request(method, url, params=params, json=json_body, data=data, headers=sent) as response:
+            async with self.session().request(
+                method, url, params=params, json=json_body, data=data, headers=sent
+            ) as response:
                 body = await response.text(errors="replace")
                 if response.status != 429:
                     # A 429's reset already travels with the TransientError to the poller, which waits it out.
@@ -209,7 +211,7 @@ class VendorClient:
                 if error is not None:
                     raise error
                 return Response(response.status, response.headers, _parse(body, what))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientError(redact(f"{what} failed: {type(exc).__name__}: {exc}")) from exc
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
@@ -290,7 +292,9 @@ class LibraryTransport:
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Check the endpoint's budget, redirect, send; raise the connector error for a non-2xx answer."""
         what = f"{self.name}: {request.method} {request.url.path}"
-        budget = self.budgets.setdefault(f"{request.method} {_ID_SEGMENT.sub('/:id', request.url.path)}", HeaderBudget())
+        budget = self.budgets.setdefault(
+            f"{request.method} {_ID_SEGMENT.sub('/:id', request.url.path)}", HeaderBudget()
+        )
         budget.check(time.time())
         self._redirect(request)
         response = await handler(request)

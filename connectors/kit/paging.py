@@ -31,7 +31,9 @@ class PageGuard:
         return token
 
 
-async def paged(what: str, request: Callable[[str | None], Awaitable[P]], next_token: Callable[[P], str | None]) -> AsyncIterator[tuple[P, bool]]:
+async def paged(
+    what: str, request: Callable[[str | None], Awaitable[P]], next_token: Callable[[P], str | None]
+) -> AsyncIterator[tuple[P, bool]]:
     """Each page of a token-paged listing with whether it is the last; the caller may stop early, and then asks for no more."""
     guard = PageGuard(what)
     token: str | None = None

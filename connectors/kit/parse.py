@@ -74,7 +74,9 @@ def problem(exc: ValidationError) -> str:
     """The first thing wrong with one entry, shortly: `missing author_id`, `created_at: timestamp ... has no zone`."""
     error = exc.errors(include_input=False, include_url=False)[0]
     where = ".".join(str(p) for p in error["loc"]) or "entry"
-    return f"missing {where}" if error["type"] == "missing" else f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    return (
+        f"missing {where}" if error["type"] == "missing" else f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    )
 
 
 def aware(at: datetime) -> datetime:

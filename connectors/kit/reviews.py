@@ -10,7 +10,19 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import CHANNELS, Clock, Connector, ConnectorSettings, Kind, Page, RawItem, ReplyTarget, SentReply, generic_arguments, wall_clock
+from inbox.connector import (
+    CHANNELS,
+    Clock,
+    Connector,
+    ConnectorSettings,
+    Kind,
+    Page,
+    RawItem,
+    ReplyTarget,
+    SentReply,
+    generic_arguments,
+    wall_clock,
+)
 from inbox.connectors.kit.auth import BearerToken
 from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import PageGuard

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -53,5 +52,5 @@ async def stream(client: VendorClient, url: str, idle_seconds: float) -> AsyncIt
                 raise error or PermanentError(f"{what} answered HTTP {response.status}")
             async for event in sse_events(response.content):
                 yield event
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise TransientError(f"{what} dropped: {type(exc).__name__}: {exc}") from exc

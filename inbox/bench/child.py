@@ -25,9 +25,20 @@ from inbox.bench.core import Scratch
 T = TypeVar("T")
 
 
-def spawn_service(config: Path, ready: Path, scratch: Scratch, log: Path, *, outbox_seconds: float = 1.0) -> subprocess.Popen[bytes]:
+def spawn_service(
+    config: Path, ready: Path, scratch: Scratch, log: Path, *, outbox_seconds: float = 1.0
+) -> subprocess.Popen[bytes]:
     """Start the service in its own process; its log goes to `log`."""
-    command = [sys.executable, "-m", "inbox.bench.child", "service", str(config), str(ready), "--outbox-seconds", str(outbox_seconds)]
+    command = [
+        sys.executable,
+        "-m",
+        "inbox.bench.child",
+        "service",
+        str(config),
+        str(ready),
+        "--outbox-seconds",
+        str(outbox_seconds),
+    ]
     with log.open("wb") as stderr:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=scratch.child_env())
 
@@ -41,7 +52,9 @@ def spawn_worker(config: Path, ready: Path, scratch: Scratch, log: Path) -> subp
 
 def spawn_fake_slack(url_file: Path) -> subprocess.Popen[bytes]:
     """Start the fake Slack in its own process."""
-    return subprocess.Popen([sys.executable, "-m", "inbox.bench.child", "fake-slack", str(url_file)], stdout=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "inbox.bench.child", "fake-slack", str(url_file)], stdout=subprocess.DEVNULL
+    )
 
 
 def stop(*processes: subprocess.Popen[bytes] | None) -> None:
@@ -71,6 +84,7 @@ async def wait_for(check: Callable[[], Awaitable[T | None]], what: str, timeout:
 
 async def read_when_written(path: Path, process: subprocess.Popen[bytes], what: str, timeout: float = 120) -> str:
     """The text a child writes to `path` once ready; fails early if the child dies."""
+
     async def check() -> str | None:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with status {process.returncode} before it was ready")

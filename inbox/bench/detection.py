@@ -14,6 +14,7 @@ import json
 import random
 import tempfile
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,8 +72,15 @@ class Channel:
         return values
 
 
-async def run(url: str, *, quick: bool, console: Console, poll_seconds: float | None = None, posts: int | None = None,
-              outbox_seconds: float = 1.0) -> Report:
+async def run(
+    url: str,
+    *,
+    quick: bool,
+    console: Console,
+    poll_seconds: float | None = None,
+    posts: int | None = None,
+    outbox_seconds: float = 1.0,
+) -> Report:
     """Benchmark 4 on the store at `url`."""
     poll = poll_seconds or (QUICK_POLL_SECONDS if quick else POLL_SECONDS)
     count = posts or (QUICK_POSTS if quick else POSTS)
@@ -81,7 +89,9 @@ async def run(url: str, *, quick: bool, console: Console, poll_seconds: float | 
     return _report(channels, poll, count, outbox_seconds)
 
 
-async def measure(scratch: Scratch, poll: float, count: int, outbox_seconds: float, console: Console) -> dict[str, Channel]:
+async def measure(
+    scratch: Scratch, poll: float, count: int, outbox_seconds: float, console: Console
+) -> dict[str, Channel]:
     """Run the service against the fakes and time `count` posts per channel."""
     slack = FakeSlack()
     await slack.start()
@@ -92,25 +102,51 @@ async def measure(scratch: Scratch, poll: float, count: int, outbox_seconds: flo
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         try:
-            config = write_config(folder / "inbox.toml", {
-                "slack": {"bot_token": SLACK_TOKEN, "signing_secret": slack_payloads.SECRET, "api_url": f"{slack.url}api/",
-                          "triage_channel": TRIAGE, "leads_channel": LEADS},
-                "server": {"host": "127.0.0.1", "port": 0},
-                "connectors": [
-                    {"name": "polled", "type": "mastodon", "api_url": polled.base_url, "access_token": TOKEN,
-                     "account_id": BRAND_ID, "poll_seconds": poll},
-                    # Polled rarely, so what it stores came over the stream.
-                    {"name": "streamed", "type": "mastodon", "api_url": streamed.base_url, "access_token": TOKEN,
-                     "account_id": BRAND_ID, "stream": True, "poll_seconds": 3600},
-                    {"name": "webhook", "type": "webhook", "secret": WEBHOOK_SECRET},
-                ],
-            })
-            service = child.spawn_service(config, folder / "ready", scratch, folder / "service.log", outbox_seconds=outbox_seconds)
+            config = write_config(
+                folder / "inbox.toml",
+                {
+                    "slack": {
+                        "bot_token": SLACK_TOKEN,
+                        "signing_secret": slack_payloads.SECRET,
+                        "api_url": f"{slack.url}api/",
+                        "triage_channel": TRIAGE,
+                        "leads_channel": LEADS,
+                    },
+                    "server": {"host": "127.0.0.1", "port": 0},
+                    "connectors": [
+                        {
+                            "name": "polled",
+                            "type": "mastodon",
+                            "api_url": polled.base_url,
+                            "access_token": TOKEN,
+                            "account_id": BRAND_ID,
+                            "poll_seconds": poll,
+                        },
+                        # Polled rarely, so what it stores came over the stream.
+                        {
+                            "name": "streamed",
+                            "type": "mastodon",
+                            "api_url": streamed.base_url,
+                            "access_token": TOKEN,
+                            "account_id": BRAND_ID,
+                            "stream": True,
+                            "poll_seconds": 3600,
+                        },
+                        {"name": "webhook", "type": "webhook", "secret": WEBHOOK_SECRET},
+                    ],
+                },
+            )
+            service = child.spawn_service(
+                config, folder / "ready", scratch, folder / "service.log", outbox_seconds=outbox_seconds
+            )
             port = int(await child.read_when_written(folder / "ready", service, "the service"))
 
             async def started() -> bool:
-                return bool(polled.fetch_requests() and streamed.fetch_requests()
-                            and any(r.path.startswith("/api/v1/streaming") for r in streamed.requests))
+                return bool(
+                    polled.fetch_requests()
+                    and streamed.fetch_requests()
+                    and any(r.path.startswith("/api/v1/streaming") for r in streamed.requests)
+                )
 
             with console.status("detection: waiting for the first polls and the stream…"):
                 await child.wait_for(started, "the first polls and the stream")
@@ -132,7 +168,9 @@ async def measure(scratch: Scratch, poll: float, count: int, outbox_seconds: flo
     return channels
 
 
-async def _post_all(polled: MastodonFake, streamed: MastodonFake, base: str, count: int, window: float) -> dict[str, Channel]:
+async def _post_all(
+    polled: MastodonFake, streamed: MastodonFake, base: str, count: int, window: float
+) -> dict[str, Channel]:
     """Every channel's posts, each at a random moment of the window."""
     rng = random.Random(11)
     channels = {name: Channel(name) for name in CHANNELS}
@@ -160,8 +198,15 @@ async def _post_all(polled: MastodonFake, streamed: MastodonFake, base: str, cou
 
 async def _push(http: aiohttp.ClientSession, base: str, post: Post, text: str) -> None:
     post.external_id = post.token
-    body = json.dumps({"id": post.token, "text": text, "author": {"handle": f"user-{post.token}"},
-                       "posted_at": datetime.now(UTC).isoformat(), "kind": "mention"}).encode()
+    body = json.dumps(
+        {
+            "id": post.token,
+            "text": text,
+            "author": {"handle": f"user-{post.token}"},
+            "posted_at": datetime.now(UTC).isoformat(),
+            "kind": "mention",
+        }
+    ).encode()
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(WEBHOOK_SECRET, body)}
     post.appeared = time.time()
     async with http.post(f"{base}/webhooks/webhook", data=body, headers=headers) as response:
@@ -182,10 +227,8 @@ async def _wait_for_slack(slack: FakeSlack, channels: dict[str, Channel], timeou
         texts = " ".join(text for _, text in _posted_texts(slack))
         return all(token in texts for token in tokens)
 
-    try:
+    with suppress(TimeoutError):  # the missing ones are reported as missing
         await child.wait_for(all_posted, "every post to reach Slack", timeout=timeout)
-    except TimeoutError:
-        pass  # the missing ones are reported as missing
 
 
 def _match_slack(slack: FakeSlack, channels: dict[str, Channel]) -> None:
@@ -211,10 +254,23 @@ def _report(channels: dict[str, Channel], poll: float, count: int, outbox_second
     p95 = percentile(total, 95)
     wait = polled.seconds("appeared", "ingested")
     report.add(
-        Figure("detection", f"mastodon polled every {poll:g} s, p50", percentile(total, 50), "s",
-               percentile(wait, 50), "post to ingest"),
-        Figure("detection", f"mastodon polled every {poll:g} s, p95", p95, "s", percentile(wait, 95), "post to ingest",
-               under(p95, poll + 1, "s")),
+        Figure(
+            "detection",
+            f"mastodon polled every {poll:g} s, p50",
+            percentile(total, 50),
+            "s",
+            percentile(wait, 50),
+            "post to ingest",
+        ),
+        Figure(
+            "detection",
+            f"mastodon polled every {poll:g} s, p95",
+            p95,
+            "s",
+            percentile(wait, 95),
+            "post to ingest",
+            under(p95, poll + 1, "s"),
+        ),
     )
     for channel, label, baseline, baseline_name in (
         (streamed, "mastodon streaming", streamed.seconds("appeared", "ingested"), "post to ingest"),
@@ -224,11 +280,20 @@ def _report(channels: dict[str, Channel], poll: float, count: int, outbox_second
         base = [s * 1000 for s in baseline]
         report.add(
             Figure("detection", f"{label}, p50", percentile(ms, 50), "ms", percentile(base, 50), baseline_name),
-            Figure("detection", f"{label}, p95", percentile(ms, 95), "ms", percentile(base, 95), baseline_name,
-                   under(percentile(ms, 95), PUSH_GOAL_S * 1000, "ms")),
+            Figure(
+                "detection",
+                f"{label}, p95",
+                percentile(ms, 95),
+                "ms",
+                percentile(base, 95),
+                baseline_name,
+                under(percentile(ms, 95), PUSH_GOAL_S * 1000, "ms"),
+            ),
         )
-    report.note(f"detection: {count} posts per channel at random over {WINDOW_POLLS} poll intervals; outbox every "
-                f"{outbox_seconds:g} s (Runner outbox_seconds; `inbox run` uses 1 s)")
+    report.note(
+        f"detection: {count} posts per channel at random over {WINDOW_POLLS} poll intervals; outbox every "
+        f"{outbox_seconds:g} s (Runner outbox_seconds; `inbox run` uses 1 s)"
+    )
     for channel in channels.values():
         missing = sum(1 for p in channel.posts if p.in_slack is None)
         detect, rest = channel.seconds("appeared", "ingested"), channel.seconds("ingested", "in_slack")
@@ -245,10 +310,15 @@ def main(argv: list[str] | None = None) -> None:
     from inbox.bench.runner import script
 
     def options(parser: Any) -> Any:
-        parser.add_argument("--poll-seconds", type=float,
-                            help=f"the polled connector's interval (default {POLL_SECONDS:g}; --quick {QUICK_POLL_SECONDS:g})")
+        parser.add_argument(
+            "--poll-seconds",
+            type=float,
+            help=f"the polled connector's interval (default {POLL_SECONDS:g}; --quick {QUICK_POLL_SECONDS:g})",
+        )
         parser.add_argument("--posts", type=int, help=f"posts per channel (default {POSTS}; --quick {QUICK_POSTS})")
-        parser.add_argument("--outbox-seconds", type=float, default=1.0, help="the Runner's outbox interval (inbox run: 1)")
+        parser.add_argument(
+            "--outbox-seconds", type=float, default=1.0, help="the Runner's outbox interval (inbox run: 1)"
+        )
         return lambda a: {"poll_seconds": a.poll_seconds, "posts": a.posts, "outbox_seconds": a.outbox_seconds}
 
     script(run, __doc__ or "", options, argv)

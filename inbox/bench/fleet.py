@@ -74,7 +74,9 @@ class Fleet:
             await self._runner.cleanup()
 
     @web.middleware
-    async def _count(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _count(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if request.path.endswith("/api/v1/notifications"):
             self.polls += 1
             if request.transport is not None:
@@ -87,8 +89,11 @@ class Fleet:
             await asyncio.sleep(rng.expovariate(rate))
             fake = rng.choice(self.fakes)
             fake.now = datetime.now(UTC)
-            fake.add_customer_post(f"Where is my order #{10000 + self.posts}? Still not here.", author=f"customer{self.posts % 5000}",
-                                   minutes_ago=0)
+            fake.add_customer_post(
+                f"Where is my order #{10000 + self.posts}? Still not here.",
+                author=f"customer{self.posts % 5000}",
+                minutes_ago=0,
+            )
             self.posts += 1
 
 
@@ -114,8 +119,16 @@ class ChildResult:
     build_seconds: float = 0.0
 
 
-async def run(url: str, *, quick: bool, console: Console, connectors: int | None = None, seconds: float | None = None,
-              poll_seconds: float = POLL_SECONDS, low_accuracy: bool = False) -> Report:
+async def run(
+    url: str,
+    *,
+    quick: bool,
+    console: Console,
+    connectors: int | None = None,
+    seconds: float | None = None,
+    poll_seconds: float = POLL_SECONDS,
+    low_accuracy: bool = False,
+) -> Report:
     """Benchmark 3 on the store at `url`; `low_accuracy`: with triage rules that use lingua's low-accuracy mode only."""
     count = connectors or (QUICK_CONNECTORS if quick else CONNECTORS)
     seconds = seconds or (QUICK_SECONDS if quick else SECONDS)
@@ -123,16 +136,27 @@ async def run(url: str, *, quick: bool, console: Console, connectors: int | None
     async with scratch_store(url, "fleet") as scratch:
         await fleet.start()
         poster = asyncio.create_task(fleet.post_all_along(POSTS_PER_SECOND * count / CONNECTORS, random.Random(5)))
-        params = {"fleet": fleet.url, "connectors": count, "seconds": seconds, "poll_seconds": poll_seconds,
-                  "low_accuracy": low_accuracy}
-        with tempfile.TemporaryDirectory() as tmp, console.status(
-            f"connectors: {count:,} connectors polling every {poll_seconds:g} s for {seconds:g} s…"
+        params = {
+            "fleet": fleet.url,
+            "connectors": count,
+            "seconds": seconds,
+            "poll_seconds": poll_seconds,
+            "low_accuracy": low_accuracy,
+        }
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            console.status(f"connectors: {count:,} connectors polling every {poll_seconds:g} s for {seconds:g} s…"),
         ):
             log = Path(tmp) / "child.log"
             with log.open("wb") as stderr:
                 process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "inbox.bench.fleet", json.dumps(params),
-                    stdout=asyncio.subprocess.PIPE, stderr=stderr, env=scratch.child_env(),
+                    sys.executable,
+                    "-m",
+                    "inbox.bench.fleet",
+                    json.dumps(params),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=stderr,
+                    env=scratch.child_env(),
                 )
                 out, _ = await process.communicate()
             poster.cancel()
@@ -148,46 +172,95 @@ async def run(url: str, *, quick: bool, console: Console, connectors: int | None
 
 async def _models_mb(mode: str) -> float:
     """Resident memory triage's language models add to a fresh process, with the shipped rules or low accuracy only."""
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "inbox.bench.fleet", "models", mode,
-                                                   stdout=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "inbox.bench.fleet", "models", mode, stdout=asyncio.subprocess.PIPE
+    )
     out, _ = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"measuring the language models ({mode}) failed ({process.returncode})")
     return float(out.decode().strip().splitlines()[-1])
 
 
-def _report(r: ChildResult, count: int, seconds: float, poll_seconds: float, fleet: Fleet, problems: list[str],
-            at_stop: list[str], models: dict[str, float], low_accuracy: bool = False) -> Report:
+def _report(
+    r: ChildResult,
+    count: int,
+    seconds: float,
+    poll_seconds: float,
+    fleet: Fleet,
+    problems: list[str],
+    at_stop: list[str],
+    models: dict[str, float],
+    low_accuracy: bool = False,
+) -> Report:
     p99 = percentile(r.lags, 99)
     what = f"{count:,} connectors" + (", low-accuracy languages" if low_accuracy else "")
     report = Report()
     report.add(
-        Figure("connectors", f"{what}: loop lag p50", percentile(r.lags, 50), "ms", percentile(r.idle_lags, 50), "idle, before start"),
-        Figure("connectors", f"{what}: loop lag p99", p99, "ms", percentile(r.idle_lags, 99), "idle, before start",
-               under(p99, LAG_GOAL_MS, "ms")),
-        Figure("connectors", f"{what}: loop lag max", max(r.lags, default=0.0), "ms", max(r.idle_lags, default=0.0), "idle, before start"),
-        Figure("connectors", f"{what}: peak resident memory", r.peak_rss, "MB", r.idle_rss, "idle, before start",
-               under(r.peak_rss, RSS_GOAL_MB, "MB")),
+        Figure(
+            "connectors",
+            f"{what}: loop lag p50",
+            percentile(r.lags, 50),
+            "ms",
+            percentile(r.idle_lags, 50),
+            "idle, before start",
+        ),
+        Figure(
+            "connectors",
+            f"{what}: loop lag p99",
+            p99,
+            "ms",
+            percentile(r.idle_lags, 99),
+            "idle, before start",
+            under(p99, LAG_GOAL_MS, "ms"),
+        ),
+        Figure(
+            "connectors",
+            f"{what}: loop lag max",
+            max(r.lags, default=0.0),
+            "ms",
+            max(r.idle_lags, default=0.0),
+            "idle, before start",
+        ),
+        Figure(
+            "connectors",
+            f"{what}: peak resident memory",
+            r.peak_rss,
+            "MB",
+            r.idle_rss,
+            "idle, before start",
+            under(r.peak_rss, RSS_GOAL_MB, "MB"),
+        ),
     )
-    report.note(f"connectors: {count:,} mastodon connectors, poll_seconds {poll_seconds:g}, for {seconds:g} s after a "
-                f"{IDLE_SECONDS:g} s idle baseline; {fleet.polls:,} polls answered over {len(fleet.peers):,} TCP connections, "
-                f"{fleet.posts:,} mentions appeared, "
-                f"{r.items:,} items stored, {r.unhealthy} connector(s) unhealthy at the end, "
-                f"{len(problems)} warning/error log line(s)")
-    report.note(f"connectors: {r.pending_events:,} outbox event(s) still undelivered when the Runner stopped; lag p99 during "
-                f"the first poll round ({poll_seconds:g} s) {percentile(r.first_round_lags, 99):.1f} ms; up to {r.peak_fds:,} open "
-                f"file descriptors; building the inbox took {r.build_seconds:.1f} s")
-    report.note(f"connectors: Runner.start() held the event loop {r.start_ms:.0f} ms (adding {count:,} poll jobs); "
-                f"the longest lag after that was {r.max_lag_after_start:.0f} ms; the five longest: "
-                + ", ".join(f"{lag:.0f} ms at {at:.1f} s" for lag, at in r.worst)
-                + f"; {len(r.gc_pauses)} full garbage collection(s) while polling, the longest "
-                + (", ".join(f"{pause:.0f}" for pause in r.gc_pauses[:5]) or "-") + " ms")
-    report.note(f"connectors: resident memory {r.start_rss:.0f} MB with Python and the code loaded, {r.built_rss:.0f} MB with the "
-                f"inbox built, {r.idle_rss:.0f} MB once triage has loaded its language models (the baseline), "
-                f"peak {r.peak_rss:.0f} MB while polling")
-    report.note(f"connectors: the language models alone add {models['default']:.0f} MB to a fresh process with the shipped "
-                f"triage rules (lingua's high- and low-accuracy modes), {models['low']:.0f} MB with its low-accuracy mode only "
-                "(triage rules [detection] short_text_chars = 0, low_accuracy_min_confidence = 0)")
+    report.note(
+        f"connectors: {count:,} mastodon connectors, poll_seconds {poll_seconds:g}, for {seconds:g} s after a "
+        f"{IDLE_SECONDS:g} s idle baseline; {fleet.polls:,} polls answered over {len(fleet.peers):,} TCP connections, "
+        f"{fleet.posts:,} mentions appeared, "
+        f"{r.items:,} items stored, {r.unhealthy} connector(s) unhealthy at the end, "
+        f"{len(problems)} warning/error log line(s)"
+    )
+    report.note(
+        f"connectors: {r.pending_events:,} outbox event(s) still undelivered when the Runner stopped; lag p99 during "
+        f"the first poll round ({poll_seconds:g} s) {percentile(r.first_round_lags, 99):.1f} ms; up to {r.peak_fds:,} open "
+        f"file descriptors; building the inbox took {r.build_seconds:.1f} s"
+    )
+    report.note(
+        f"connectors: Runner.start() held the event loop {r.start_ms:.0f} ms (adding {count:,} poll jobs); "
+        f"the longest lag after that was {r.max_lag_after_start:.0f} ms; the five longest: "
+        + ", ".join(f"{lag:.0f} ms at {at:.1f} s" for lag, at in r.worst)
+        + f"; {len(r.gc_pauses)} full garbage collection(s) while polling, the longest "
+        + (", ".join(f"{pause:.0f}" for pause in r.gc_pauses[:5]) or "-")
+        + " ms"
+    )
+    report.note(
+        f"connectors: resident memory {r.start_rss:.0f} MB with Python and the code loaded, {r.built_rss:.0f} MB with the "
+        f"inbox built, {r.idle_rss:.0f} MB once triage has loaded its language models (the baseline), "
+        f"peak {r.peak_rss:.0f} MB while polling"
+    )
+    report.note(
+        f"connectors: the language models alone add {models['default']:.0f} MB to a fresh process with the shipped "
+        f"triage rules (lingua's high- and low-accuracy modes), {models['low']:.0f} MB with its low-accuracy mode only "
+        "(triage rules [detection] short_text_chars = 0, low_accuracy_min_confidence = 0)"
+    )
     for line, times in _kinds(problems).most_common(3):
         report.note(f"connectors: {times} log line(s) like: {line[:300]}")
     for line, times in _kinds(at_stop).most_common(2):
@@ -286,16 +359,22 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     import sqlalchemy as sa
 
     from inbox.bench.core import open_child_store
-    from inbox.store.models import ConnectorHealth, Event, Item
     from inbox.service import Inbox, Runner
     from inbox.settings import parse_config
+    from inbox.store.models import ConnectorHealth, Event, Item
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = ChildResult(start_rss=_rss_mb())
     started = time.perf_counter()
     connectors = [
-        {"name": f"m{i:04d}", "type": "mastodon", "api_url": f"{params['fleet']}/{i}", "access_token": TOKEN,
-         "account_id": BRAND_ID, "poll_seconds": params["poll_seconds"]}
+        {
+            "name": f"m{i:04d}",
+            "type": "mastodon",
+            "api_url": f"{params['fleet']}/{i}",
+            "access_token": TOKEN,
+            "account_id": BRAND_ID,
+            "poll_seconds": params["poll_seconds"],
+        }
         for i in range(params["connectors"])
     ]
     config: dict[str, Any] = {"connectors": connectors}
@@ -342,12 +421,14 @@ async def _child(params: dict[str, Any]) -> ChildResult:
     await runner.stop(grace=30)
     async with inbox.engine.connect() as conn:
         result.items = (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one()
-        result.pending_events = (await conn.execute(
-            sa.select(sa.func.count()).select_from(Event).where(Event.done_at.is_(None))
-        )).scalar_one()
-        result.unhealthy = (await conn.execute(
-            sa.select(sa.func.count()).select_from(ConnectorHealth).where(ConnectorHealth.healthy.is_(False))
-        )).scalar_one()
+        result.pending_events = (
+            await conn.execute(sa.select(sa.func.count()).select_from(Event).where(Event.done_at.is_(None)))
+        ).scalar_one()
+        result.unhealthy = (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(ConnectorHealth).where(ConnectorHealth.healthy.is_(False))
+            )
+        ).scalar_one()
     await inbox.close()
     return result
 
@@ -358,8 +439,13 @@ def _models_child(mode: str) -> float:
 
     rules = load_rules()
     if mode == "low":
-        rules = rules.model_copy(update={"detection": rules.detection.model_copy(
-            update={"short_text_chars": 0, "low_accuracy_min_confidence": 0.0})})
+        rules = rules.model_copy(
+            update={
+                "detection": rules.detection.model_copy(
+                    update={"short_text_chars": 0, "low_accuracy_min_confidence": 0.0}
+                )
+            }
+        )
     triager = Triager(rules)
     before = _rss_mb()
     triager.warm_up()
@@ -378,13 +464,24 @@ def main(argv: list[str] | None = None) -> None:
     from inbox.bench.runner import script
 
     def options(parser: Any) -> Any:
-        parser.add_argument("--connectors", type=int, help=f"connectors (default {CONNECTORS:,}; --quick {QUICK_CONNECTORS})")
-        parser.add_argument("--seconds", type=float, help=f"how long they poll (default {SECONDS:g}; --quick {QUICK_SECONDS:g})")
+        parser.add_argument(
+            "--connectors", type=int, help=f"connectors (default {CONNECTORS:,}; --quick {QUICK_CONNECTORS})"
+        )
+        parser.add_argument(
+            "--seconds", type=float, help=f"how long they poll (default {SECONDS:g}; --quick {QUICK_SECONDS:g})"
+        )
         parser.add_argument("--poll-seconds", type=float, default=POLL_SECONDS, help="each connector's poll_seconds")
-        parser.add_argument("--low-accuracy", action="store_true",
-                            help="triage rules with lingua's low-accuracy mode only (the memory knob)")
-        return lambda a: {"connectors": a.connectors, "seconds": a.seconds, "poll_seconds": a.poll_seconds,
-                          "low_accuracy": a.low_accuracy}
+        parser.add_argument(
+            "--low-accuracy",
+            action="store_true",
+            help="triage rules with lingua's low-accuracy mode only (the memory knob)",
+        )
+        return lambda a: {
+            "connectors": a.connectors,
+            "seconds": a.seconds,
+            "poll_seconds": a.poll_seconds,
+            "low_accuracy": a.low_accuracy,
+        }
 
     script(run, __doc__ or "", options, args)
 

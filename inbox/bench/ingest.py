@@ -14,9 +14,9 @@ from rich.console import Console
 from inbox.bench.core import Figure, Report, scratch_store
 from inbox.connector import Kind, RawItem
 from inbox.pipeline.ingest import Source
-from inbox.store.models import Customer, Event, Item, Thread
 from inbox.service import Inbox
 from inbox.settings import parse_config
+from inbox.store.models import Customer, Event, Item, Thread
 
 ITEMS, QUICK_ITEMS, PAGE = 20_000, 2_000, 100
 
@@ -99,7 +99,8 @@ async def _rows(engine: sa.ext.asyncio.AsyncEngine) -> dict[Any, list[dict[str, 
     async with engine.connect() as conn:
         for table in (Customer, Thread, Item, Event):
             key = next(iter(table.__table__.primary_key.columns))
-            tables[table] = [dict(r._mapping) for r in await conn.execute(sa.select(table).order_by(key))]
+            rows = await conn.execute(sa.select(table).order_by(key))
+            tables[table] = [dict(r._mapping) for r in rows]  # noqa: SLF001 - SQLAlchemy's public mapping view of a Row
     return tables
 
 
@@ -124,10 +125,17 @@ def figures(store: str, times: IngestTimes, count: int) -> list[Figure]:
     """The table rows for one store."""
     pipeline = times.items / times.pipeline
     return [
-        Figure("ingest", f"{store}: pipeline, {count:,} items", pipeline, "items/s",
-               times.items / times.raw, "raw insert of the same rows"),
-        Figure("ingest", f"{store}: re-poll, all duplicates", count / times.duplicates, "items/s",
-               pipeline, "first pass"),
+        Figure(
+            "ingest",
+            f"{store}: pipeline, {count:,} items",
+            pipeline,
+            "items/s",
+            times.items / times.raw,
+            "raw insert of the same rows",
+        ),
+        Figure(
+            "ingest", f"{store}: re-poll, all duplicates", count / times.duplicates, "items/s", pipeline, "first pass"
+        ),
     ]
 
 
@@ -139,8 +147,10 @@ async def run(url: str, *, quick: bool, console: Console, items: int | None = No
     with console.status(f"ingest: {count:,} items through the pipeline on {store}, then the raw insert…"):
         times = await measure(url, count, page)
     report.add(*figures(store, times, count))
-    report.note(f"ingest: pages of {page} items, one transaction each; the raw insert writes the rows the pipeline "
-                "stored (customers, threads, items, events) with no lookup, triage or rendering.")
+    report.note(
+        f"ingest: pages of {page} items, one transaction each; the raw insert writes the rows the pipeline "
+        "stored (customers, threads, items, events) with no lookup, triage or rendering."
+    )
     return report
 
 

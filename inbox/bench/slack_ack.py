@@ -36,16 +36,34 @@ def write_setup(folder: Path, clicks: int, slack_url: str) -> Path:
     now = datetime.now(UTC)
     with (folder / "feed.jsonl").open("w") as feed:
         for i in range(clicks):
-            feed.write(json.dumps({
-                "id": f"b{i}", "text": f"Where is my order #{10000 + i}? It is late!", "author": {"handle": f"user{i}"},
-                "posted_at": (now - timedelta(minutes=2)).isoformat(), "kind": "mention",
-            }) + "\n")
-    return write_config(folder / "inbox.toml", {
-        "slack": {"bot_token": TOKEN, "signing_secret": payloads.SECRET, "api_url": f"{slack_url}api/",
-                  "triage_channel": TRIAGE, "leads_channel": LEADS},
-        "server": {"host": "127.0.0.1", "port": 0},
-        "connectors": [{"name": "feed", "type": "jsonl", "path": str(folder / "feed.jsonl"), "channel": "x", "poll_seconds": 1}],
-    })
+            feed.write(
+                json.dumps(
+                    {
+                        "id": f"b{i}",
+                        "text": f"Where is my order #{10000 + i}? It is late!",
+                        "author": {"handle": f"user{i}"},
+                        "posted_at": (now - timedelta(minutes=2)).isoformat(),
+                        "kind": "mention",
+                    }
+                )
+                + "\n"
+            )
+    return write_config(
+        folder / "inbox.toml",
+        {
+            "slack": {
+                "bot_token": TOKEN,
+                "signing_secret": payloads.SECRET,
+                "api_url": f"{slack_url}api/",
+                "triage_channel": TRIAGE,
+                "leads_channel": LEADS,
+            },
+            "server": {"host": "127.0.0.1", "port": 0},
+            "connectors": [
+                {"name": "feed", "type": "jsonl", "path": str(folder / "feed.jsonl"), "channel": "x", "poll_seconds": 1}
+            ],
+        },
+    )
 
 
 async def timed(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> tuple[int, float]:
@@ -65,9 +83,21 @@ def clicks_for(messages: list[dict[str, Any]], action_id: str, base: str, fake_u
     """One signed click of `action_id` on each triage message."""
     requests = []
     for i, message in enumerate(messages):
-        value = next(e["value"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"] if e["action_id"] == action_id)
-        payload = payloads.block_action(action_id, value, user=f"UAGENT{i % 7:03d}", channel=TRIAGE, message_ts=message["ts"],
-                                        response_url=f"{fake_url}respond/bench")
+        value = next(
+            e["value"]
+            for b in message["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == action_id
+        )
+        payload = payloads.block_action(
+            action_id,
+            value,
+            user=f"UAGENT{i % 7:03d}",
+            channel=TRIAGE,
+            message_ts=message["ts"],
+            response_url=f"{fake_url}respond/bench",
+        )
         body = payloads.form(payload)
         requests.append(("POST", f"{base}/slack/events", {"data": body.encode(), "headers": payloads.signed(body)}))
     return requests
@@ -84,8 +114,10 @@ class Round:
     def line(self) -> str:
         """p50/p95/p99/max/mean in ms."""
         t = self.times
-        return (f"{self.name}: {self.answered}/{len(t)} answered; p50 {percentile(t, 50):.1f}, p95 {percentile(t, 95):.1f}, "
-                f"p99 {percentile(t, 99):.1f}, max {max(t):.1f}, mean {statistics.mean(t):.1f} ms")
+        return (
+            f"{self.name}: {self.answered}/{len(t)} answered; p50 {percentile(t, 50):.1f}, p95 {percentile(t, 95):.1f}, "
+            f"p99 {percentile(t, 99):.1f}, max {max(t):.1f}, mean {statistics.mean(t):.1f} ms"
+        )
 
 
 async def measure(url: str, clicks: int, console: Console) -> tuple[list[Round], dict[str, int], int]:
@@ -107,12 +139,17 @@ async def measure(url: str, clicks: int, console: Console) -> tuple[list[Round],
                 raise
             finally:
                 child.stop(service, fake)
-            replies = sum(1 for _ in (folder / "feed.jsonl.replies.jsonl").open()) if (folder / "feed.jsonl.replies.jsonl").exists() else 0
+            replies = (
+                sum(1 for _ in (folder / "feed.jsonl.replies.jsonl").open())
+                if (folder / "feed.jsonl.replies.jsonl").exists()
+                else 0
+            )
     return rounds, calls, replies
 
 
 async def _rounds(base: str, fake_url: str, clicks: int, console: Console) -> tuple[list[Round], dict[str, int]]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
         async def state() -> dict[str, Any]:
             async with http.get(f"{fake_url}_state") as response:
                 return await response.json()  # type: ignore[no-any-return]
@@ -132,6 +169,7 @@ async def _rounds(base: str, fake_url: str, clicks: int, console: Console) -> tu
             # The next round starts once the last one's work has reached Slack, so rounds do not overlap.
             async def done() -> bool:
                 return (await state())["calls"].get("chat.update", 0) >= updates
+
             await child.wait_for(done, "the clicks' work to reach Slack", timeout=180)
 
         async def click_round(name: str, action_id: str) -> Round:
@@ -143,7 +181,11 @@ async def _rounds(base: str, fake_url: str, clicks: int, console: Console) -> tu
         await settled(5)
         with console.status(f"slack: rounds of {clicks} concurrent requests…"):
             # Two baselines: a 404 (aiohttp and the client only) and /healthz (one store query).
-            rounds = [Round("GET /nothing (404, the HTTP floor)", await burst(http, [("GET", f"{base}/nothing", {})] * clicks))]
+            rounds = [
+                Round(
+                    "GET /nothing (404, the HTTP floor)", await burst(http, [("GET", f"{base}/nothing", {})] * clicks)
+                )
+            ]
             rounds.append(Round("GET /healthz", await burst(http, [("GET", f"{base}/healthz", {})] * clicks)))
             rounds.append(await click_round("inbox_assign clicks", "inbox_assign"))
             rounds.append(Round("GET /healthz, again", await burst(http, [("GET", f"{base}/healthz", {})] * clicks)))
@@ -160,16 +202,31 @@ async def run(url: str, *, quick: bool, console: Console, clicks: int | None = N
     for name, clicked, baseline in (("assign", assign, health), ("send", send, health_again)):
         p99 = percentile(clicked.times, 99)
         report.add(
-            Figure("slack ack", f"{clicks} concurrent {name} clicks, p50", percentile(clicked.times, 50), "ms",
-                   percentile(baseline.times, 50), "GET /healthz"),
-            Figure("slack ack", f"{clicks} concurrent {name} clicks, p99", p99, "ms",
-                   percentile(baseline.times, 99), "GET /healthz", under(p99, GOAL_MS, "ms")),
+            Figure(
+                "slack ack",
+                f"{clicks} concurrent {name} clicks, p50",
+                percentile(clicked.times, 50),
+                "ms",
+                percentile(baseline.times, 50),
+                "GET /healthz",
+            ),
+            Figure(
+                "slack ack",
+                f"{clicks} concurrent {name} clicks, p99",
+                p99,
+                "ms",
+                percentile(baseline.times, 99),
+                "GET /healthz",
+                under(p99, GOAL_MS, "ms"),
+            ),
         )
     for r in rounds:
         report.note(f"slack ack: {r.line()}")
-    report.note(f"slack ack: after the acks, {replies} replies sent, {calls.get('chat.update', 0)} chat.update and "
-                f"{calls.get('chat.postMessage', 0)} chat.postMessage at the fake Slack; answer times are client side, "
-                f"{floor.name} shows what HTTP alone costs")
+    report.note(
+        f"slack ack: after the acks, {replies} replies sent, {calls.get('chat.update', 0)} chat.update and "
+        f"{calls.get('chat.postMessage', 0)} chat.postMessage at the fake Slack; answer times are client side, "
+        f"{floor.name} shows what HTTP alone costs"
+    )
     return report
 
 
@@ -178,7 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     from inbox.bench.runner import script
 
     def options(parser: Any) -> Any:
-        parser.add_argument("--clicks", type=int, help=f"concurrent clicks per round (default {CLICKS}; --quick {QUICK_CLICKS})")
+        parser.add_argument(
+            "--clicks", type=int, help=f"concurrent clicks per round (default {CLICKS}; --quick {QUICK_CLICKS})"
+        )
         return lambda args: {"clicks": args.clicks}
 
     script(run, __doc__ or "", options, argv)

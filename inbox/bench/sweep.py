@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.bench.core import Figure, Goal, Report, Scratch, percentile, scratch_store, under
-from inbox.store.models import Thread
 from inbox.pipeline.sweep import SlaSweep
+from inbox.store.models import Thread
 
 ITEMS, QUICK_ITEMS = 1_000_000, 100_000
 OPEN_SHARE = 100  # one thread in a hundred is open: 10,000 of 1,000,000
@@ -63,15 +63,29 @@ async def run(url: str, *, quick: bool, console: Console, items: int | None = No
     # Either index may serve either step (PostgreSQL may read the warning step through ix_thread_sla_due too).
     uses_index = any(name in indexed.plan for name in INDEXES) and not _scans(indexed.plan)
     report.add(
-        Figure("sweep", f"p50, {what}", percentile(indexed.times, 50), "ms",
-               percentile(scanned.times, 50), "index unusable"),
+        Figure(
+            "sweep",
+            f"p50, {what}",
+            percentile(indexed.times, 50),
+            "ms",
+            percentile(scanned.times, 50),
+            "index unusable",
+        ),
         Figure("sweep", f"p95, {what}", p95, "ms", p95_scan, "index unusable", under(p95, GOAL_MS, "ms")),
-        Figure("sweep", "plan", _short(indexed.plan), baseline=_short(scanned.plan), baseline_name="index unusable",
-               goal=Goal("partial indexes, no scan", uses_index)),
+        Figure(
+            "sweep",
+            "plan",
+            _short(indexed.plan),
+            baseline=_short(scanned.plan),
+            baseline_name="index unusable",
+            goal=Goal("partial indexes, no scan", uses_index),
+        ),
     )
-    report.note(f"sweep: {runs} timed sweeps each way, the clock {STEP.seconds} s further each time (the default check "
-                f"interval); per sweep {indexed.warned / runs:.0f} warning(s) and {indexed.breached / runs:.0f} breach(es) "
-                f"recorded with the index, {scanned.warned / runs:.0f} and {scanned.breached / runs:.0f} without.")
+    report.note(
+        f"sweep: {runs} timed sweeps each way, the clock {STEP.seconds} s further each time (the default check "
+        f"interval); per sweep {indexed.warned / runs:.0f} warning(s) and {indexed.breached / runs:.0f} breach(es) "
+        f"recorded with the index, {scanned.warned / runs:.0f} and {scanned.breached / runs:.0f} without."
+    )
     report.note(f"sweep: the scratch store held {size:,.0f} MB with the {count:,} items, their threads and customers")
     report.note(f"sweep plan with the index: {indexed.plan}")
     report.note(f"sweep plan without it: {scanned.plan}")
@@ -110,6 +124,7 @@ async def _sweeps(engine: AsyncEngine, clock: _Clock, runs: int) -> Sweeps:
 @contextmanager
 def _recorded(engine: AsyncEngine, into: list[tuple[str, Any]]) -> Iterator[None]:
     """Record the SQL an engine sends while inside, as the driver receives it."""
+
     def listen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         into.append((statement, parameters))
 
@@ -150,9 +165,15 @@ async def _index_unusable(scratch: Scratch) -> AsyncIterator[AsyncEngine]:
     """An engine on the same store whose sweep cannot use the partial index (PostgreSQL: planner settings;
     SQLite, which has no such switch: the index dropped, and made again on the way out)."""
     if scratch.dialect == "postgresql":
-        yield scratch.engine(connect_args={"server_settings": {
-            "enable_indexscan": "off", "enable_bitmapscan": "off", "enable_indexonlyscan": "off",
-        }})
+        yield scratch.engine(
+            connect_args={
+                "server_settings": {
+                    "enable_indexscan": "off",
+                    "enable_bitmapscan": "off",
+                    "enable_indexonlyscan": "off",
+                }
+            }
+        )
         return
     indexes = [i for i in Thread.__table__.indexes if i.name in INDEXES]
     engine = scratch.engine()
@@ -179,7 +200,9 @@ async def generate(engine: AsyncEngine, count: int, start: datetime, console: Co
     base = base if dialect == "postgresql" else base.strftime("%Y-%m-%d %H:%M:%S")
     opened = count // OPEN_SHARE
     # Seconds before `start` that each thread's clock started.
-    back = f"(CASE WHEN i % {OPEN_SHARE} = 0 THEN ((i / {OPEN_SHARE} - 1) * {DUE_S - 1}) / {opened} ELSE i * 7 + 3600 END)"
+    back = (
+        f"(CASE WHEN i % {OPEN_SHARE} = 0 THEN ((i / {OPEN_SHARE} - 1) * {DUE_S - 1}) / {opened} ELSE i * 7 + 3600 END)"
+    )
     is_open = f"i % {OPEN_SHARE} = 0"
 
     def at(offset: str) -> str:
@@ -189,34 +212,78 @@ async def generate(engine: AsyncEngine, count: int, start: datetime, console: Co
         return f"(strftime('%Y-%m-%d %H:%M:%S', :base, (({offset}) - {back}) || ' seconds') || '.000000')"
 
     tables: list[tuple[str, int, dict[str, str]]] = [
-        ("customer", customers, {
-            "id": "i", "channel": "'x'", "handle": "'user' || i", "display_name": "NULL",
-            "first_seen_at": at("0"), "last_seen_at": at("0"),
-        }),
-        ("thread", count, {
-            "id": "i", "connector": "'bench-' || (i % 10)", "channel": "'x'", "external_id": "'t' || i",
-            "customer_id": f"1 + i % {customers}", "kind": "'mention'",
-            "status": f"CASE WHEN {is_open} THEN 'new' ELSE 'replied' END", "assignee": "NULL", "priority": "1",
-            "opened_at": at("0"), "last_customer_at": at("0"), "cycle": "1", "clock_kind": "'first_response'",
-            "clock_start": at("0"), "warn_at": at(str(WARN_S)), "due_at": at(str(DUE_S)),
-            "sla_stage": f"CASE WHEN {is_open} THEN (CASE WHEN {back} >= {WARN_S} THEN 1 ELSE 0 END) ELSE 3 END",
-            "responded_at": f"CASE WHEN {is_open} THEN NULL ELSE {at('600')} END",
-            "first_response_at": f"CASE WHEN {is_open} THEN NULL ELSE {at('600')} END",
-            "resolved_at": "NULL", "updated_at": at("0"),
-        }),
-        ("item", count, {
-            "id": "i", "connector": "'bench-' || (i % 10)", "channel": "'x'", "external_id": "'i' || i",
-            "thread_id": "i", "customer_id": f"1 + i % {customers}", "kind": "'mention'",
-            "author_handle": f"'user' || (1 + i % {customers})", "author_name": "NULL",
-            "text": "'Where is my order ' || i || '? It should have been here on Monday.'", "url": "NULL",
-            "rating": "NULL", "posted_at": at("0"), "ingested_at": at("5"), "language": "'en'",
-            "sentiment": "'negative'", "intent": "'delivery'", "priority": "1", "suggestion": "''",
-            "suggestion_template": "NULL", "suggestion_truncated": "false",
-            "reply_to": "CAST('{}' AS json)" if dialect == "postgresql" else "'{}'",
-        }),
+        (
+            "customer",
+            customers,
+            {
+                "id": "i",
+                "channel": "'x'",
+                "handle": "'user' || i",
+                "display_name": "NULL",
+                "first_seen_at": at("0"),
+                "last_seen_at": at("0"),
+            },
+        ),
+        (
+            "thread",
+            count,
+            {
+                "id": "i",
+                "connector": "'bench-' || (i % 10)",
+                "channel": "'x'",
+                "external_id": "'t' || i",
+                "customer_id": f"1 + i % {customers}",
+                "kind": "'mention'",
+                "status": f"CASE WHEN {is_open} THEN 'new' ELSE 'replied' END",
+                "assignee": "NULL",
+                "priority": "1",
+                "opened_at": at("0"),
+                "last_customer_at": at("0"),
+                "cycle": "1",
+                "clock_kind": "'first_response'",
+                "clock_start": at("0"),
+                "warn_at": at(str(WARN_S)),
+                "due_at": at(str(DUE_S)),
+                "sla_stage": f"CASE WHEN {is_open} THEN (CASE WHEN {back} >= {WARN_S} THEN 1 ELSE 0 END) ELSE 3 END",
+                "responded_at": f"CASE WHEN {is_open} THEN NULL ELSE {at('600')} END",
+                "first_response_at": f"CASE WHEN {is_open} THEN NULL ELSE {at('600')} END",
+                "resolved_at": "NULL",
+                "updated_at": at("0"),
+            },
+        ),
+        (
+            "item",
+            count,
+            {
+                "id": "i",
+                "connector": "'bench-' || (i % 10)",
+                "channel": "'x'",
+                "external_id": "'i' || i",
+                "thread_id": "i",
+                "customer_id": f"1 + i % {customers}",
+                "kind": "'mention'",
+                "author_handle": f"'user' || (1 + i % {customers})",
+                "author_name": "NULL",
+                "text": "'Where is my order ' || i || '? It should have been here on Monday.'",
+                "url": "NULL",
+                "rating": "NULL",
+                "posted_at": at("0"),
+                "ingested_at": at("5"),
+                "language": "'en'",
+                "sentiment": "'negative'",
+                "intent": "'delivery'",
+                "priority": "1",
+                "suggestion": "''",
+                "suggestion_template": "NULL",
+                "suggestion_truncated": "false",
+                "reply_to": "CAST('{}' AS json)" if dialect == "postgresql" else "'{}'",
+            },
+        ),
     ]
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"sweep: writing {count:,} items, their threads and customers", total=count * 2 + customers)
+        task = progress.add_task(
+            f"sweep: writing {count:,} items, their threads and customers", total=count * 2 + customers
+        )
         for table, rows, columns in tables:
             for low in range(1, rows + 1, CHUNK):
                 high = min(rows, low + CHUNK - 1)
@@ -226,7 +293,9 @@ async def generate(engine: AsyncEngine, count: int, start: datetime, console: Co
     if dialect == "postgresql":
         async with engine.begin() as conn:
             for table in ("customer", "thread", "item"):
-                await conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+                await conn.execute(
+                    sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                )
             # Autovacuum gathers these statistics soon after a load like this; the planner needs them.
             await conn.execute(sa.text("ANALYZE customer, thread, item"))
 
@@ -237,10 +306,12 @@ async def _size_mb(scratch: Scratch, engine: AsyncEngine) -> float:
         path = Path(make_url(scratch.url).database or "")
         return sum(f.stat().st_size for f in path.parent.glob(f"{path.name}*")) / 1e6
     async with engine.connect() as conn:
-        total = await conn.execute(sa.text(
-            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
-        ))
+        total = await conn.execute(
+            sa.text(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            )
+        )
         return float(total.scalar_one() or 0) / 1e6
 
 

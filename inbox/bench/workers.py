@@ -54,8 +54,10 @@ async def run(url: str, *, quick: bool, console: Console, items: int | None = No
     """Benchmark 1, several workers: PostgreSQL only (SQLite serves one process)."""
     report = Report()
     if not url.startswith("postgres"):
-        report.note("workers: several workers need a shared PostgreSQL store; run `inbox bench` with a PostgreSQL "
-                    "[database] url (or tests/bench/bench_workers.py --postgresql URL) to measure them.")
+        report.note(
+            "workers: several workers need a shared PostgreSQL store; run `inbox bench` with a PostgreSQL "
+            "[database] url (or tests/bench/bench_workers.py --postgresql URL) to measure them."
+        )
         return report
     count = items or (QUICK_ITEMS if quick else ITEMS)
     rounds = []
@@ -65,22 +67,37 @@ async def run(url: str, *, quick: bool, console: Console, items: int | None = No
     one = rounds[0]
     for result in rounds[1:]:
         goal = at_least(result.rate / one.rate, GOAL, "x one worker") if result.workers == 2 else None
-        report.add(Figure("workers", f"PostgreSQL: {result.workers} workers, {count:,} items", result.rate, "items/s",
-                          one.rate, "1 worker", goal))
+        report.add(
+            Figure(
+                "workers",
+                f"PostgreSQL: {result.workers} workers, {count:,} items",
+                result.rate,
+                "items/s",
+                one.rate,
+                "1 worker",
+                goal,
+            )
+        )
     for result in rounds:
         if result.worker_cpu is not None and result.database_cpu is not None:
-            report.note(f"workers: {result.workers} worker(s) kept {(result.worker_cpu + result.database_cpu) / result.seconds:.2f} "
-                        f"of this machine's {os.cpu_count()} cores busy ({result.worker_cpu / result.seconds:.2f} the workers, "
-                        f"{result.database_cpu / result.seconds:.2f} PostgreSQL)")
+            report.note(
+                f"workers: {result.workers} worker(s) kept {(result.worker_cpu + result.database_cpu) / result.seconds:.2f} "
+                f"of this machine's {os.cpu_count()} cores busy ({result.worker_cpu / result.seconds:.2f} the workers, "
+                f"{result.database_cpu / result.seconds:.2f} PostgreSQL)"
+            )
     if one.worker_cpu is not None and one.database_cpu is not None and os.cpu_count():
         busy = (one.worker_cpu + one.database_cpu) / one.seconds
-        report.note(f"workers: one worker and PostgreSQL already kept {busy:.2f} cores busy, so on this machine's "
-                    f"{os.cpu_count()} cores more workers can hardly do more than about {os.cpu_count() / busy:.2f}x one "
-                    "worker; the goal needs more cores (or PostgreSQL on another machine)")
-    report.note(f"workers: {CONNECTORS} jsonl connectors shared out by leases; each round a fresh schema; the time runs "
-                f"from the moment every worker holds its share and the files are filled to the last item stored "
-                f"(1 worker: {one.rate:,.0f} items/s, {one.seconds:.1f} s). Every worker, PostgreSQL and this "
-                "process share this machine's cores.")
+        report.note(
+            f"workers: one worker and PostgreSQL already kept {busy:.2f} cores busy, so on this machine's "
+            f"{os.cpu_count()} cores more workers can hardly do more than about {os.cpu_count() / busy:.2f}x one "
+            "worker; the goal needs more cores (or PostgreSQL on another machine)"
+        )
+    report.note(
+        f"workers: {CONNECTORS} jsonl connectors shared out by leases; each round a fresh schema; the time runs "
+        f"from the moment every worker holds its share and the files are filled to the last item stored "
+        f"(1 worker: {one.rate:,.0f} items/s, {one.seconds:.1f} s). Every worker, PostgreSQL and this "
+        "process share this machine's cores."
+    )
     return report
 
 
@@ -88,14 +105,23 @@ async def _round(url: str, workers: int, count: int) -> Round:
     async with scratch_store(url, f"workers{workers}") as scratch:
         folder = Path(tempfile.mkdtemp(prefix="inbox-bench-workers-"))
         feeds = [folder / f"feed-{n:02d}.jsonl" for n in range(CONNECTORS)]
-        config = write_config(folder / "inbox.toml", {
-            "workers": {"lease_seconds": LEASE_SECONDS},
-            "sla": {"check_seconds": 15},
-            "connectors": [
-                {"name": f"feed-{n:02d}", "type": "jsonl", "path": str(feed), "channel": "x", "poll_seconds": POLL_SECONDS}
-                for n, feed in enumerate(feeds)
-            ],
-        })
+        config = write_config(
+            folder / "inbox.toml",
+            {
+                "workers": {"lease_seconds": LEASE_SECONDS},
+                "sla": {"check_seconds": 15},
+                "connectors": [
+                    {
+                        "name": f"feed-{n:02d}",
+                        "type": "jsonl",
+                        "path": str(feed),
+                        "channel": "x",
+                        "poll_seconds": POLL_SECONDS,
+                    }
+                    for n, feed in enumerate(feeds)
+                ],
+            },
+        )
         processes = []
         try:
             for n in range(workers):
@@ -103,18 +129,24 @@ async def _round(url: str, workers: int, count: int) -> Round:
                 processes.append(spawn_worker(config, ready, scratch, folder / f"worker-{n}.log"))
                 await read_when_written(ready, processes[-1], f"worker {n}")
             engine = scratch.engine()
-            await wait_for(lambda: _shared_out(engine, workers), f"{workers} workers to share the connectors", timeout=120)
+            await wait_for(
+                lambda: _shared_out(engine, workers), f"{workers} workers to share the connectors", timeout=120
+            )
             lines = _lines(count)
             pids = [p.pid for p in processes]
             cpu_before = _cpu(pids), _cpu(_postgres_pids())
             started = time.perf_counter()
             for n, feed in enumerate(feeds):
                 _fill(feed, lines[n::CONNECTORS])
-            stored = await wait_for(lambda: _all_stored(engine, count), f"{count:,} items stored", timeout=600, every=0.05)
+            stored = await wait_for(
+                lambda: _all_stored(engine, count), f"{count:,} items stored", timeout=600, every=0.05
+            )
             seconds = time.perf_counter() - started
             cpu_after = _cpu(pids), _cpu(_postgres_pids())
-            used = [after - before if after is not None and before is not None else None
-                    for before, after in zip(cpu_before, cpu_after, strict=True)]
+            used = [
+                after - before if after is not None and before is not None else None
+                for before, after in zip(cpu_before, cpu_after, strict=True)
+            ]
             return Round(workers, stored, seconds, *used)
         finally:
             stop(*processes)
@@ -125,10 +157,18 @@ async def _shared_out(engine: Any, workers: int) -> bool:
     now = datetime.now(UTC)
     async with engine.connect() as conn:
         since = now - timedelta(seconds=LEASE_SECONDS)
-        alive = (await conn.execute(sa.select(sa.func.count()).select_from(Worker).where(Worker.seen_at > since))).scalar_one()
-        held = [n for (n,) in await conn.execute(
-            sa.select(sa.func.count()).select_from(ConnectorLease).where(ConnectorLease.expires_at > now).group_by(ConnectorLease.worker)
-        )]
+        alive = (
+            await conn.execute(sa.select(sa.func.count()).select_from(Worker).where(Worker.seen_at > since))
+        ).scalar_one()
+        held = [
+            n
+            for (n,) in await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(ConnectorLease)
+                .where(ConnectorLease.expires_at > now)
+                .group_by(ConnectorLease.worker)
+            )
+        ]
     share = -(-CONNECTORS // workers)
     return alive == workers and len(held) == workers and sum(held) == CONNECTORS and max(held) <= share
 
@@ -144,8 +184,12 @@ def _lines(count: int) -> list[str]:
     lines = []
     for raw in make_items(count, datetime.now(UTC)):
         record = {
-            "id": raw.external_id, "text": raw.text, "posted_at": raw.posted_at.isoformat(), "kind": str(raw.kind),
-            "author": {"handle": raw.author_handle, "name": raw.author_name}, "thread_id": raw.thread_id,
+            "id": raw.external_id,
+            "text": raw.text,
+            "posted_at": raw.posted_at.isoformat(),
+            "kind": str(raw.kind),
+            "author": {"handle": raw.author_handle, "name": raw.author_name},
+            "thread_id": raw.thread_id,
         }
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     return lines

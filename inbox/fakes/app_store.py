@@ -20,8 +20,8 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from inbox.fakes.vendor import Fault
 from inbox.fakes.reviews import FakeReview, ReviewFake
+from inbox.fakes.vendor import Fault
 
 # The example key id and issuer id of Apple's "Generating Tokens for API Requests".
 KEY_ID = "2X9R4HXF34"
@@ -39,7 +39,9 @@ NOT_AUTHORIZED = (
 
 def apple_error(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
     """Apple's ErrorResponse."""
-    return {"errors": [{"id": str(uuid.uuid4()), "status": str(status), "code": code, "title": title, "detail": detail}]}
+    return {
+        "errors": [{"id": str(uuid.uuid4()), "status": str(status), "code": code, "title": title, "detail": detail}]
+    }
 
 
 class AppStoreFake(ReviewFake):
@@ -81,14 +83,18 @@ class AppStoreFake(ReviewFake):
             "type": "customerReviews",
             "id": review.id,
             "attributes": attributes,
-            "relationships": {"response": {"links": {"self": f"{related}/relationships/response", "related": f"{related}/response"}}},
+            "relationships": {
+                "response": {"links": {"self": f"{related}/relationships/response", "related": f"{related}/response"}}
+            },
             "links": {"self": related},
         }
 
     def respond(self, body: Any, status: int = 200) -> web.Response:
         """An answer with the rate-limit header Apple puts on every response."""
         self.remaining = max(0, self.remaining - 1)
-        return web.json_response(body, status=status, headers={"X-Rate-Limit": f"user-hour-lim:3500;user-hour-rem:{self.remaining};"})
+        return web.json_response(
+            body, status=status, headers={"X-Rate-Limit": f"user-hour-lim:3500;user-hour-rem:{self.remaining};"}
+        )
 
     def error(self, status: int, message: str, code: str = "") -> web.Response:
         """Apple's ErrorResponse."""
@@ -102,13 +108,22 @@ class AppStoreFake(ReviewFake):
             if header.get("kid") != KEY_ID or header.get("alg") != "ES256":
                 raise jwt.InvalidTokenError(f"wrong header {header}")
             claims = jwt.decode(
-                token, self.public_key, algorithms=["ES256"], audience="appstoreconnect-v1", issuer=ISSUER_ID,
+                token,
+                self.public_key,
+                algorithms=["ES256"],
+                audience="appstoreconnect-v1",
+                issuer=ISSUER_ID,
                 options={"require": ["exp", "iss", "aud"]},
             )
             if claims["exp"] - claims.get("iat", time.time()) > 1200 or claims["exp"] - time.time() > 1200:
                 raise jwt.InvalidTokenError("a token may live 20 minutes at most")
         except jwt.PyJWTError:
-            return self.respond(apple_error(401, "NOT_AUTHORIZED", "Authentication credentials are missing or invalid.", NOT_AUTHORIZED), 401)
+            return self.respond(
+                apple_error(
+                    401, "NOT_AUTHORIZED", "Authentication credentials are missing or invalid.", NOT_AUTHORIZED
+                ),
+                401,
+            )
         self.tokens.append(token)
         return None
 
@@ -116,10 +131,17 @@ class AppStoreFake(ReviewFake):
         """GET /v1/apps/{id}."""
         if (refused := self.verify(request)) is not None:
             return refused
-        return self.respond({
-            "data": {"type": "apps", "id": APP_ID, "attributes": {"name": "Acme Shop", "bundleId": "com.acme.shop"}, "links": {"self": f"{APPLE}/v1/apps/{APP_ID}"}},
-            "links": {"self": f"{APPLE}/v1/apps/{APP_ID}"},
-        })
+        return self.respond(
+            {
+                "data": {
+                    "type": "apps",
+                    "id": APP_ID,
+                    "attributes": {"name": "Acme Shop", "bundleId": "com.acme.shop"},
+                    "links": {"self": f"{APPLE}/v1/apps/{APP_ID}"},
+                },
+                "links": {"self": f"{APPLE}/v1/apps/{APP_ID}"},
+            }
+        )
 
     async def list_reviews(self, request: web.Request) -> web.Response:
         """GET /v1/apps/{id}/customerReviews?sort=-createdDate&limit=N[&cursor=...]."""
@@ -152,7 +174,11 @@ class AppStoreFake(ReviewFake):
                 "type": "customerReviewResponses",
                 "id": response_id,
                 "attributes": {"responseBody": review.reply, "lastModifiedDate": modified, "state": "PENDING_PUBLISH"},
-                "relationships": {"review": {"links": {"self": f"{APPLE}/v1/customerReviewResponses/{response_id}/relationships/review"}}},
+                "relationships": {
+                    "review": {
+                        "links": {"self": f"{APPLE}/v1/customerReviewResponses/{response_id}/relationships/review"}
+                    }
+                },
                 "links": {"self": f"{APPLE}/v1/customerReviewResponses/{response_id}"},
             },
             "links": {"self": f"{APPLE}/v1/customerReviewResponses/{response_id}"},
@@ -191,8 +217,12 @@ class AppStoreFake(ReviewFake):
 
     def fault_rate_limited(self, reset_in: float) -> Fault:
         """Apple's 429: RATE_LIMIT_EXCEEDED with the budget at zero, and no reset time (a rolling hour)."""
-        body = apple_error(429, "RATE_LIMIT_EXCEEDED", "The request rate limit has been reached.",
-                           "We've received too many requests for this API. Please wait and try again or slow down your request rate.")
+        body = apple_error(
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            "The request rate limit has been reached.",
+            "We've received too many requests for this API. Please wait and try again or slow down your request rate.",
+        )
         return Fault(429, {"X-Rate-Limit": "user-hour-lim:3500;user-hour-rem:0;"}, json.dumps(body))
 
     def fault_unauthorized(self) -> Fault:

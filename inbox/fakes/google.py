@@ -9,8 +9,8 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from inbox.fakes.vendor import Fault
 from inbox.fakes.reviews import ReviewFake
+from inbox.fakes.vendor import Fault
 
 ACCESS_TOKEN = "ya29.fake-access-token"
 CLIENT_ID = "1234-fake.apps.googleusercontent.com"
@@ -20,7 +20,13 @@ TOKEN_PATH = "/token"
 SERVICE_ACCOUNT = "inbox@acme-project.iam.gserviceaccount.com"
 
 # Google's error model (https://cloud.google.com/apis/design/errors): {"error": {code, message, status}}.
-STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED"}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+}
 UNAUTHENTICATED = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid "
     "authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
@@ -60,12 +66,16 @@ class GoogleFake(ReviewFake):
         form = await request.post()
         if form.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             if not self.valid_assertion(str(form.get("assertion", ""))):
-                return web.json_response({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, status=400)
+                return web.json_response(
+                    {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, status=400
+                )
             return self.grant()
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             return web.json_response({"error": "invalid_client", "error_description": "Unauthorized"}, status=401)
         if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != self.refresh_token:
-            return web.json_response({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, status=400)
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, status=400
+            )
         return self.grant()
 
     def valid_assertion(self, assertion: str) -> bool:
@@ -73,8 +83,14 @@ class GoogleFake(ReviewFake):
         if self.service_account_public_key is None:
             return False
         try:
-            claims = jwt.decode(assertion, self.service_account_public_key, algorithms=["RS256"], audience=self.token_url,
-                                issuer=SERVICE_ACCOUNT, options={"require": ["exp", "iat", "iss", "aud"]})
+            claims = jwt.decode(
+                assertion,
+                self.service_account_public_key,
+                algorithms=["RS256"],
+                audience=self.token_url,
+                issuer=SERVICE_ACCOUNT,
+                options={"require": ["exp", "iat", "iss", "aud"]},
+            )
         except jwt.PyJWTError:
             return False
         return claims.get("scope") == self.scope and claims["exp"] - claims["iat"] <= 3600
@@ -84,7 +100,9 @@ class GoogleFake(ReviewFake):
         self.token_grants += 1
         token = f"ya29.refreshed-{self.token_grants}"
         self.access_tokens.add(token)
-        return web.json_response({"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer", "scope": self.scope})
+        return web.json_response(
+            {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer", "scope": self.scope}
+        )
 
     def authorized(self, request: web.Request) -> bool:
         """Whether the request carries a token this fake issued."""
@@ -119,4 +137,3 @@ class GoogleFake(ReviewFake):
     def fault_unauthorized(self) -> Fault:
         """401 UNAUTHENTICATED."""
         return Fault(401, {}, json.dumps(google_error(401, UNAUTHENTICATED)))
-

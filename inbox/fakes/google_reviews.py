@@ -66,7 +66,11 @@ class GoogleReviewsFake(GoogleFake):
             "reviewer": (
                 {"displayName": "A Google user", "isAnonymous": True}
                 if review.anonymous
-                else {"profilePhotoUrl": f"https://lh3.googleusercontent.com/a-/{review.id}", "displayName": review.author, "isAnonymous": False}
+                else {
+                    "profilePhotoUrl": f"https://lh3.googleusercontent.com/a-/{review.id}",
+                    "displayName": review.author,
+                    "isAnonymous": False,
+                }
             ),
             "starRating": STAR_WORDS[review.rating],
             "createTime": rfc3339(review.created),
@@ -88,7 +92,11 @@ class GoogleReviewsFake(GoogleFake):
             return web.json_response(self.verbatim.pop(0))
         try:
             size = int(request.query.get("pageSize", "50"))
-            offset = int(base64.urlsafe_b64decode(request.query["pageToken"]).decode()) if "pageToken" in request.query else 0
+            offset = (
+                int(base64.urlsafe_b64decode(request.query["pageToken"]).decode())
+                if "pageToken" in request.query
+                else 0
+            )
         except ValueError:
             return self.error(400, "Request contains an invalid argument.")
         if not 1 <= size <= MAX_PAGE_SIZE or request.query.get("orderBy", "updateTime desc") != "updateTime desc":

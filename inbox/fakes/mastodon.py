@@ -32,23 +32,38 @@ RECORDED_DIRECT: dict[str, Any] = {
     "id": "547915300",
     "type": "mention",
     "created_at": "2026-03-22T23:05:55.000Z",
-    "account": {"id": "109446733121874654", "username": "latencyobs", "acct": "latencyobs@icosahedron.website",
-                "display_name": "latency observer", "url": "https://icosahedron.website/@latencyobs"},
+    "account": {
+        "id": "109446733121874654",
+        "username": "latencyobs",
+        "acct": "latencyobs@icosahedron.website",
+        "display_name": "latency observer",
+        "url": "https://icosahedron.website/@latencyobs",
+    },
     "status": {
-        "id": "116275331587890092", "created_at": "2026-03-22T23:05:54.682Z", "in_reply_to_id": None,
-        "in_reply_to_account_id": None, "sensitive": False, "spoiler_text": "", "visibility": "direct",
+        "id": "116275331587890092",
+        "created_at": "2026-03-22T23:05:54.682Z",
+        "in_reply_to_id": None,
+        "in_reply_to_account_id": None,
+        "sensitive": False,
+        "spoiler_text": "",
+        "visibility": "direct",
         "uri": "https://icosahedron.website/users/latencyobs/statuses/116275331587890092",
         "url": "https://icosahedron.website/@latencyobs/116275331587890092",
-        "content": "<p><span class=\"h-card\" translate=\"no\"><a href=\"https://mastodon.social/@halcy\" class=\"u-url mention\" "
-                   "rel=\"nofollow noopener\" target=\"_blank\">@<span>halcy@mastodon.social</span></a></span> <span class=\"h-card\" "
-                   "translate=\"no\"><a href=\"https://glitch.social/@halcy\" class=\"u-url mention\" rel=\"nofollow noopener\" "
-                   "target=\"_blank\">@<span>halcy@glitch.social</span></a></span> <span class=\"h-card\" translate=\"no\"><a "
-                   "href=\"https://hachyderm.io/@halcy\" class=\"u-url mention\" rel=\"nofollow noopener\" target=\"_blank\">@<span>"
-                   "halcy@hachyderm.io</span></a></span> ____________LATENCYPING____________1774220754.2367332____________"
-                   "LATENCYPING____________</p>",
+        "content": '<p><span class="h-card" translate="no"><a href="https://mastodon.social/@halcy" class="u-url mention" '
+        'rel="nofollow noopener" target="_blank">@<span>halcy@mastodon.social</span></a></span> <span class="h-card" '
+        'translate="no"><a href="https://glitch.social/@halcy" class="u-url mention" rel="nofollow noopener" '
+        'target="_blank">@<span>halcy@glitch.social</span></a></span> <span class="h-card" translate="no"><a '
+        'href="https://hachyderm.io/@halcy" class="u-url mention" rel="nofollow noopener" target="_blank">@<span>'
+        "halcy@hachyderm.io</span></a></span> ____________LATENCYPING____________1774220754.2367332____________"
+        "LATENCYPING____________</p>",
         "reblog": None,
-        "account": {"id": "109446733121874654", "username": "latencyobs", "acct": "latencyobs@icosahedron.website",
-                    "display_name": "latency observer", "url": "https://icosahedron.website/@latencyobs"},
+        "account": {
+            "id": "109446733121874654",
+            "username": "latencyobs",
+            "acct": "latencyobs@icosahedron.website",
+            "display_name": "latency observer",
+            "url": "https://icosahedron.website/@latencyobs",
+        },
         "mentions": [
             {"id": "43", "username": "halcy", "url": "https://mastodon.social/@halcy", "acct": "halcy"},
             {"id": "261937", "username": "halcy", "url": "https://glitch.social/@halcy", "acct": "halcy@glitch.social"},
@@ -79,7 +94,9 @@ class MastodonFake(VendorFake):
         self.stream_queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.stream_failure: Fault | None = None
         self.max_characters = 500
-        self.rate_remaining: int | None = None  # what every answer announces as left, when set (else 300 less the requests so far)
+        self.rate_remaining: int | None = (
+            None  # what every answer announces as left, when set (else 300 less the requests so far)
+        )
         self._next_notification = 100
         self._sequence = 0
         self.brand = self._account(BRAND_ID, BRAND, "Acme Support")
@@ -143,7 +160,9 @@ class MastodonFake(VendorFake):
         """The brand's CredentialAccount."""
         if (denied := self._unauthorized(request)) is not None:
             return denied
-        return web.json_response({**self.brand, "source": {"privacy": "public", "note": "", "fields": []}}, headers=self._rate())
+        return web.json_response(
+            {**self.brand, "source": {"privacy": "public", "note": "", "fields": []}}, headers=self._rate()
+        )
 
     async def get_status(self, request: web.Request) -> web.Response:
         """One status."""
@@ -189,7 +208,9 @@ class MastodonFake(VendorFake):
         if not text.strip():
             return web.json_response({"error": "Validation failed: Text can't be blank"}, status=422)
         if len(text) > self.max_characters:
-            return web.json_response({"error": f"Validation failed: Text character limit of {self.max_characters} exceeded"}, status=422)
+            return web.json_response(
+                {"error": f"Validation failed: Text character limit of {self.max_characters} exceeded"}, status=422
+            )
         parent = form.get("in_reply_to_id")
         if parent and parent not in self.statuses:
             return web.json_response({"error": "Record not found"}, status=404)
@@ -198,17 +219,28 @@ class MastodonFake(VendorFake):
         if key:
             self.idempotent[key] = status
         # The contract compares the agent's text; the leading @mention is how Mastodon addresses the customer.
-        self.replies.append(SentReply(str(parent), re.sub(r"^(@\S+\s+)+", "", text), {
-            "status": text, "visibility": visibility, "idempotency_key": key, "content_type": request.content_type,
-            "id": status["id"],
-        }))
+        self.replies.append(
+            SentReply(
+                str(parent),
+                re.sub(r"^(@\S+\s+)+", "", text),
+                {
+                    "status": text,
+                    "visibility": visibility,
+                    "idempotency_key": key,
+                    "content_type": request.content_type,
+                    "id": status["id"],
+                },
+            )
+        )
         return web.json_response(status, headers=self._rate())
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: whatever the test queued, until it queues None."""
         if self.stream_failure is not None:
             fault = self.stream_failure
-            return web.Response(status=fault.status, text=fault.body, headers=fault.headers, content_type="application/json")
+            return web.Response(
+                status=fault.status, text=fault.body, headers=fault.headers, content_type="application/json"
+            )
         if (denied := self._unauthorized(request)) is not None:
             return denied
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -225,8 +257,15 @@ class MastodonFake(VendorFake):
 
     # -- knobs ----------------------------------------------------------------------------------------------------
 
-    def add_customer_post(self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None,
-                          visibility: str = "public") -> str:
+    def add_customer_post(
+        self,
+        text: str,
+        *,
+        author: str = "customer1",
+        minutes_ago: float = 1.0,
+        reply_to: str | None = None,
+        visibility: str = "public",
+    ) -> str:
         """A customer's status mentioning @acme, and its mention notification; returns the status id."""
         account = self._customer(author)
         when = self.now - timedelta(minutes=minutes_ago)
@@ -246,8 +285,13 @@ class MastodonFake(VendorFake):
     def add_existing_reply(self, target: str, text: str) -> None:
         """Our reply already in the thread, as if posted before a crash."""
         parent = self.statuses[target]
-        self._status(self.brand, f"@{parent['account']['acct']} {text}", datetime.now(UTC), parent=target,
-                     visibility=parent["visibility"])
+        self._status(
+            self.brand,
+            f"@{parent['account']['acct']} {text}",
+            datetime.now(UTC),
+            parent=target,
+            visibility=parent["visibility"],
+        )
 
     def add_broken_item(self) -> None:
         """A mention notification whose status has lost its timestamp and whose account is not an object."""
@@ -266,7 +310,9 @@ class MastodonFake(VendorFake):
 
     def notification_for(self, status_id: str) -> dict[str, Any]:
         """The mention notification of a status."""
-        return next(n for n in self.notifications if isinstance(n.get("status"), dict) and n["status"].get("id") == status_id)
+        return next(
+            n for n in self.notifications if isinstance(n.get("status"), dict) and n["status"].get("id") == status_id
+        )
 
     def push(self, chunk: str | bytes | None) -> None:
         """Queue raw bytes for the open stream (None ends it)."""
@@ -296,11 +342,23 @@ class MastodonFake(VendorFake):
     def _account(self, account_id: str, username: str, display_name: str = "") -> dict[str, Any]:
         # Account shape from test_status_reply.yaml (verify_credentials), trimmed.
         account = {
-            "id": account_id, "username": username, "acct": username, "display_name": display_name, "locked": False,
-            "bot": False, "group": False, "created_at": "2026-08-01T00:00:00.000Z", "note": "",
-            "url": f"{self.origin}/@{username}", "uri": f"{self.origin}/ap/users/{account_id}",
-            "avatar": f"{self.origin}/avatars/original/missing.png", "followers_count": 0, "following_count": 0,
-            "statuses_count": 0, "emojis": [], "fields": [],
+            "id": account_id,
+            "username": username,
+            "acct": username,
+            "display_name": display_name,
+            "locked": False,
+            "bot": False,
+            "group": False,
+            "created_at": "2026-08-01T00:00:00.000Z",
+            "note": "",
+            "url": f"{self.origin}/@{username}",
+            "uri": f"{self.origin}/ap/users/{account_id}",
+            "avatar": f"{self.origin}/avatars/original/missing.png",
+            "followers_count": 0,
+            "following_count": 0,
+            "statuses_count": 0,
+            "emojis": [],
+            "fields": [],
         }
         self.accounts[username] = account
         return account
@@ -310,38 +368,69 @@ class MastodonFake(VendorFake):
             self._account(str(117020566092212359 + len(self.accounts)), handle, handle.title())
         return self.accounts[handle]
 
-    def _status(self, account: dict[str, Any], text: str, when: datetime, *, parent: str | None = None,
-                visibility: str = "public", reblog: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _status(
+        self,
+        account: dict[str, Any],
+        text: str,
+        when: datetime,
+        *,
+        parent: str | None = None,
+        visibility: str = "public",
+        reblog: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         # Snowflake-like ids: milliseconds << 16 plus a sequence, as Mastodon's are.
         self._sequence += 1
         status_id = str((int(when.timestamp() * 1000) << 16) + self._sequence)
         mentions = [self.accounts[m] for m in re.findall(r"(?:^|\s)@(\w+)", text) if m in self.accounts]
-        body = re.sub(r"(^|\s)@(\w+)", lambda m: m.group(1) + self._mention_html(m.group(2)), html.escape(text, quote=False))
+        body = re.sub(
+            r"(^|\s)@(\w+)", lambda m: m.group(1) + self._mention_html(m.group(2)), html.escape(text, quote=False)
+        )
         parent_status = self.statuses.get(parent) if parent else None
         status = {
-            "id": status_id, "created_at": iso(when), "in_reply_to_id": parent,
+            "id": status_id,
+            "created_at": iso(when),
+            "in_reply_to_id": parent,
             "in_reply_to_account_id": parent_status["account"]["id"] if parent_status else None,
-            "sensitive": False, "spoiler_text": "", "visibility": visibility, "language": "en",
+            "sensitive": False,
+            "spoiler_text": "",
+            "visibility": visibility,
+            "language": "en",
             "uri": f"{self.origin}/ap/users/{account['id']}/statuses/{status_id}",
             "url": f"{self.origin}/@{account['username']}/{status_id}",
-            "replies_count": 0, "reblogs_count": 0, "favourites_count": 0, "edited_at": None,
+            "replies_count": 0,
+            "reblogs_count": 0,
+            "favourites_count": 0,
+            "edited_at": None,
             "content": "" if reblog else "<p>" + body.replace("\n", "<br />") + "</p>",
-            "reblog": reblog, "account": account, "media_attachments": [],
-            "mentions": [{"id": m["id"], "username": m["username"], "url": m["url"], "acct": m["acct"]} for m in mentions],
-            "tags": [], "emojis": [], "card": None, "poll": None,
+            "reblog": reblog,
+            "account": account,
+            "media_attachments": [],
+            "mentions": [
+                {"id": m["id"], "username": m["username"], "url": m["url"], "acct": m["acct"]} for m in mentions
+            ],
+            "tags": [],
+            "emojis": [],
+            "card": None,
+            "poll": None,
         }
         self.statuses[status_id] = status
         return status
 
     def _mention_html(self, username: str) -> str:
-        return (f'<span class="h-card" translate="no"><a href="{self.origin}/@{username}" class="u-url mention">'
-                f"@<span>{username}</span></a></span>")
+        return (
+            f'<span class="h-card" translate="no"><a href="{self.origin}/@{username}" class="u-url mention">'
+            f"@<span>{username}</span></a></span>"
+        )
 
     def _notify(self, type_: str, account: dict[str, Any], status: dict[str, Any], when: datetime) -> dict[str, Any]:
         self._next_notification += 1
         notification = {
-            "id": str(self._next_notification), "type": type_, "created_at": iso(when + timedelta(milliseconds=600)),
-            "group_key": f"ungrouped-{self._next_notification}", "account": account, "status": status,
+            "id": str(self._next_notification),
+            "type": type_,
+            "created_at": iso(when + timedelta(milliseconds=600)),
+            "group_key": f"ungrouped-{self._next_notification}",
+            "account": account,
+            "status": status,
         }
         self.notifications.append(notification)
         return notification

@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from inbox.store.models import Item
 from inbox.fakes.vendor import SentReply, VendorFake
 
 # The brand's own name on review sites: set as `own_handles` in the tests' configs.
@@ -64,7 +63,7 @@ class ReviewFake(VendorFake, abc.ABC):
 
     def window(self, reviews: list[FakeReview], offset: int, size: int) -> list[FakeReview]:
         """One page from `offset`; with `duplicating`, it starts with the previous page's last review again."""
-        page = reviews[offset:offset + size]
+        page = reviews[offset : offset + size]
         if self.duplicating and offset > 0:
             page = [reviews[offset - 1], *page]
         return page
@@ -73,11 +72,15 @@ class ReviewFake(VendorFake, abc.ABC):
         """The review an external id (or a version's external id, `id@time`) names."""
         return self.reviews[external_id.split("@")[0]]
 
-    def add_review(self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, rating: int = 2, **fields: Any) -> FakeReview:
+    def add_review(
+        self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, rating: int = 2, **fields: Any
+    ) -> FakeReview:
         """Store a new review and return it."""
         self._serial += 1
         at = self.now - timedelta(minutes=minutes_ago)
-        review = FakeReview(id=f"rev{self._serial:05d}", author=author, text=text, rating=rating, created=at, updated=at, **fields)
+        review = FakeReview(
+            id=f"rev{self._serial:05d}", author=author, text=text, rating=rating, created=at, updated=at, **fields
+        )
         self.reviews[review.id] = review
         return review
 
@@ -88,7 +91,9 @@ class ReviewFake(VendorFake, abc.ABC):
         review.updated = self.now - timedelta(minutes=minutes_ago)
         return review
 
-    def add_customer_post(self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None) -> str:
+    def add_customer_post(
+        self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None
+    ) -> str:
         """A new review, or with `reply_to` the customer's edit of that review."""
         if reply_to is not None:
             return self.external_id(self.edit(reply_to, text, minutes_ago=minutes_ago))

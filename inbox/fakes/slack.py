@@ -194,8 +194,13 @@ class FakeSlack:
         if not channel or str(channel).startswith("CMISSING"):
             return fixture("chat.postMessage.error")
         message = {
-            "type": "message", "subtype": "bot_message", "ts": self._next_ts(), "text": args.get("text", ""),
-            "blocks": args.get("blocks") or [], "bot_id": BOT_ID, "user": BOT_USER,
+            "type": "message",
+            "subtype": "bot_message",
+            "ts": self._next_ts(),
+            "text": args.get("text", ""),
+            "blocks": args.get("blocks") or [],
+            "bot_id": BOT_ID,
+            "user": BOT_USER,
         }
         if args.get("thread_ts"):
             message["thread_ts"] = args["thread_ts"]
@@ -212,7 +217,12 @@ class FakeSlack:
             return {"ok": False, "error": "message_not_found"}
         message.update(text=args.get("text", ""), blocks=args.get("blocks") or [])
         answer = fixture("chat.update")
-        answer.update(channel=args["channel"], ts=message["ts"], text=message["text"], message={"text": message["text"], "user": BOT_USER})
+        answer.update(
+            channel=args["channel"],
+            ts=message["ts"],
+            text=message["text"],
+            message={"text": message["text"], "user": BOT_USER},
+        )
         return answer
 
     def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +253,12 @@ class FakeSlack:
 
     def _store_view(self, view: dict[str, Any], view_id: str | None = None) -> dict[str, Any]:
         answer = fixture("views.open")
-        stored = {**answer["view"], **copy.deepcopy(view), "id": view_id or f"V{len(self.views) + 1:08d}", "hash": self._next_ts()}
+        stored = {
+            **answer["view"],
+            **copy.deepcopy(view),
+            "id": view_id or f"V{len(self.views) + 1:08d}",
+            "hash": self._next_ts(),
+        }
         self.views[stored["id"]] = stored
         answer["view"] = stored
         return answer
@@ -264,7 +279,11 @@ class FakeSlack:
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         parent = args.get("ts", "")
-        found = [m for m in self.messages.get(args.get("channel", ""), []) if m["ts"] == parent or m.get("thread_ts") == parent]
+        found = [
+            m
+            for m in self.messages.get(args.get("channel", ""), [])
+            if m["ts"] == parent or m.get("thread_ts") == parent
+        ]
         if not found:
             return fixture("conversations.replies.error")
         return self._window(found, args)
@@ -274,12 +293,13 @@ class FakeSlack:
         inclusive = str(args.get("inclusive")).lower() in ("1", "true")
         oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
         inside = [
-            m for m in messages
+            m
+            for m in messages
             if ((oldest <= float(m["ts"]) <= latest) if inclusive else (oldest < float(m["ts"]) < latest))
         ]
         start = int(str(args.get("cursor") or "0").removeprefix("page:") or 0)
         limit = min(int(args.get("limit") or 100), 999)
-        page = inside[start:start + limit]
+        page = inside[start : start + limit]
         more = start + limit < len(inside)
         answer: dict[str, Any] = {"ok": True, "messages": [self._shown(m, args) for m in page], "has_more": more}
         answer["response_metadata"] = {"next_cursor": f"page:{start + limit}" if more else ""}

@@ -26,14 +26,22 @@ def form(payload: dict[str, Any]) -> str:
     return "payload=" + quote(json.dumps(payload))
 
 
-def signed(body: str, *, secret: str = SECRET, timestamp: int | None = None, content_type: str = "application/x-www-form-urlencoded") -> dict[str, str]:
+def signed(
+    body: str,
+    *,
+    secret: str = SECRET,
+    timestamp: int | None = None,
+    content_type: str = "application/x-www-form-urlencoded",
+) -> dict[str, str]:
     """Headers Slack sends with `body`: X-Slack-Request-Timestamp and X-Slack-Signature."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature, "Content-Type": content_type}
 
 
-def block_action(action_id: str, value: str, *, user: str, channel: str, message_ts: str, response_url: str) -> dict[str, Any]:
+def block_action(
+    action_id: str, value: str, *, user: str, channel: str, message_ts: str, response_url: str
+) -> dict[str, Any]:
     """A button click on a message (slack-bolt's block_actions payload, retargeted)."""
     n = next(_ids)
     payload = _fixture("block_actions")
@@ -58,10 +66,15 @@ def modal_action(view: dict[str, Any], action_id: str, selected: str, *, user: s
     payload["container"] = {"type": "view", "view_id": view["id"]}
     payload["trigger_id"] = f"{n}.{n}.trigger{n}"
     payload["view"] = copy.deepcopy(view)
-    payload["actions"] = [{
-        "type": "static_select", "action_id": action_id, "block_id": "template",
-        "selected_option": {"text": {"type": "plain_text", "text": selected}, "value": selected}, "action_ts": f"{time.time():.6f}",
-    }]
+    payload["actions"] = [
+        {
+            "type": "static_select",
+            "action_id": action_id,
+            "block_id": "template",
+            "selected_option": {"text": {"type": "plain_text", "text": selected}, "value": selected},
+            "action_ts": f"{time.time():.6f}",
+        }
+    ]
     return payload
 
 
@@ -81,18 +94,36 @@ def view_submission(view: dict[str, Any], values: dict[str, dict[str, Any]], *, 
 def slash(text: str, *, user: str, response_url: str) -> str:
     """The form body of `/inbox TEXT`."""
     n = next(_ids)
-    return urlencode({
-        "token": "verification_token", "team_id": TEAM, "team_domain": "acme", "channel_id": "CLEADS", "channel_name": "leads",
-        "user_id": user, "user_name": user.lower(), "command": "/inbox", "text": text, "api_app_id": "A111",
-        "response_url": response_url, "trigger_id": f"{n}.{n}.trigger{n}",
-    })
+    return urlencode(
+        {
+            "token": "verification_token",
+            "team_id": TEAM,
+            "team_domain": "acme",
+            "channel_id": "CLEADS",
+            "channel_name": "leads",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/inbox",
+            "text": text,
+            "api_app_id": "A111",
+            "response_url": response_url,
+            "trigger_id": f"{n}.{n}.trigger{n}",
+        }
+    )
 
 
 def event(inner: dict[str, Any], *, event_id: str | None = None) -> str:
     """An Events API envelope around `inner`, as JSON."""
     n = next(_ids)
-    return json.dumps({
-        "token": "verification_token", "team_id": TEAM, "api_app_id": "A111", "type": "event_callback",
-        "event_id": event_id or f"Ev{n:08d}", "event_time": int(time.time()), "event": inner,
-        "authorizations": [{"team_id": TEAM, "user_id": "UBOT0001", "is_bot": True}],
-    })
+    return json.dumps(
+        {
+            "token": "verification_token",
+            "team_id": TEAM,
+            "api_app_id": "A111",
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{n:08d}",
+            "event_time": int(time.time()),
+            "event": inner,
+            "authorizations": [{"team_id": TEAM, "user_id": "UBOT0001", "is_bot": True}],
+        }
+    )

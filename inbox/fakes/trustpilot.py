@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from inbox.fakes.vendor import Fault
 from inbox.fakes.reviews import FakeReview, ReviewFake
+from inbox.fakes.vendor import Fault
 
 BUSINESS_UNIT_ID = "507f191e810c19729de860ea"
 BUSINESS_USER_ID = "507f191e810c19729de860eb"
@@ -64,9 +64,16 @@ class TrustpilotFake(ReviewFake):
     def render(self, review: FakeReview) -> dict[str, Any]:
         """A private review, per the SHAPE fixture's field set."""
         body: dict[str, Any] = {
-            "links": [{"href": f"https://api.trustpilot.com/v1/reviews/{review.id}", "method": "GET", "rel": "reviews"}],
+            "links": [
+                {"href": f"https://api.trustpilot.com/v1/reviews/{review.id}", "method": "GET", "rel": "reviews"}
+            ],
             "id": review.id,
-            "consumer": {"id": f"consumer-{review.author}", "displayName": review.author, "displayLocation": None, "numberOfReviews": 1},
+            "consumer": {
+                "id": f"consumer-{review.author}",
+                "displayName": review.author,
+                "displayLocation": None,
+                "numberOfReviews": 1,
+            },
             "businessUnit": {"id": BUSINESS_UNIT_ID, "identifyingName": "acme.example", "displayName": "Acme"},
             "stars": review.rating,
             "title": review.title,
@@ -74,7 +81,9 @@ class TrustpilotFake(ReviewFake):
             "language": review.language,
             "createdAt": stamp(review.created),
             "updatedAt": None if review.updated == review.created else stamp(review.updated),
-            "companyReply": None if review.reply is None else {"text": review.reply, "createdAt": stamp(review.reply_at)},
+            "companyReply": None
+            if review.reply is None
+            else {"text": review.reply, "createdAt": stamp(review.reply_at)},
             "status": "active",
         }
         if review.broken:
@@ -103,14 +112,25 @@ class TrustpilotFake(ReviewFake):
             per_page, page = int(request.query.get("perPage", "20")), int(request.query.get("page", "1"))
         except ValueError:
             return self.error(400, "Invalid paging")
-        if not (1 <= per_page <= MAX_PER_PAGE and page >= 1) or request.query.get("orderBy", "createdat.desc") != "createdat.desc":
+        if (
+            not (1 <= per_page <= MAX_PER_PAGE and page >= 1)
+            or request.query.get("orderBy", "createdat.desc") != "createdat.desc"
+        ):
             return self.error(400, "Invalid paging or order")
         reviews = self.listing()
         offset = (page - 1) * per_page
         links = []
         if offset + per_page < len(reviews):
-            links.append({"href": f"https://api.trustpilot.com{LIST}?page={page + 1}&perPage={per_page}", "method": "GET", "rel": "next-page"})
-        return web.json_response({"links": links, "reviews": [self.render(r) for r in self.window(reviews, offset, per_page)]})
+            links.append(
+                {
+                    "href": f"https://api.trustpilot.com{LIST}?page={page + 1}&perPage={per_page}",
+                    "method": "GET",
+                    "rel": "next-page",
+                }
+            )
+        return web.json_response(
+            {"links": links, "reviews": [self.render(r) for r in self.window(reviews, offset, per_page)]}
+        )
 
     async def get_review(self, request: web.Request) -> web.Response:
         """GET /v1/private/reviews/{id}."""
@@ -129,7 +149,11 @@ class TrustpilotFake(ReviewFake):
         if review is None:
             return self.error(404, "Review not found")
         body = await request.json()
-        if not isinstance(body, dict) or body.get("authorBusinessUserId") != BUSINESS_USER_ID or not body.get("message"):
+        if (
+            not isinstance(body, dict)
+            or body.get("authorBusinessUserId") != BUSINESS_USER_ID
+            or not body.get("message")
+        ):
             return self.error(400, "authorBusinessUserId and message are required")
         self.record_reply(review, body["message"], author=body["authorBusinessUserId"])
         return web.Response(status=201)
@@ -145,11 +169,17 @@ class TrustpilotFake(ReviewFake):
         self.token_grants += 1
         token = f"granted-token-{self.token_grants}"
         self.access_tokens.add(token)
-        return web.json_response({"access_token": token, "refresh_token": f"refresh-{self.token_grants}", "expires_in": "359999"})
+        return web.json_response(
+            {"access_token": token, "refresh_token": f"refresh-{self.token_grants}", "expires_in": "359999"}
+        )
 
     def fault_rate_limited(self, reset_in: float) -> Fault:
         """429 with Retry-After (assumed)."""
-        return Fault(429, {"Retry-After": str(int(reset_in))}, json.dumps(fault("Rate limit quota violation", "policies.ratelimit.QuotaViolation")))
+        return Fault(
+            429,
+            {"Retry-After": str(int(reset_in))},
+            json.dumps(fault("Rate limit quota violation", "policies.ratelimit.QuotaViolation")),
+        )
 
     def fault_unauthorized(self) -> Fault:
         """401 for an expired business-user token."""

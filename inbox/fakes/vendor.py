@@ -53,7 +53,9 @@ class VendorFake(abc.ABC):
         """Add the vendor's routes."""
 
     @abc.abstractmethod
-    def add_customer_post(self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None) -> str:
+    def add_customer_post(
+        self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None
+    ) -> str:
         """A customer's post/mention/review/DM; returns the external id the connector will give the item."""
 
     @abc.abstractmethod
@@ -98,11 +100,15 @@ class VendorFake(abc.ABC):
             await self.server.close()
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         self.requests.append(request)
         if request.method == "GET" and request.path.startswith(self.fetch_paths + self.check_paths) and self.faults:
             fault = self.faults.popleft()
-            return web.Response(status=fault.status, headers=fault.headers, text=fault.body, content_type="application/json")
+            return web.Response(
+                status=fault.status, headers=fault.headers, text=fault.body, content_type="application/json"
+            )
         if request.method == "GET" and request.path.startswith(self.fetch_paths):
             if self.malformed:
                 self.malformed -= 1

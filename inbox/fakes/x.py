@@ -36,7 +36,14 @@ DM_PEER = {"id": "750362064426721281", "name": "Harmon", "username": "Harmon758"
 # fields, so X sent only id, text and edit_history_tweet_ids).
 RECORDED_MENTIONS: dict[str, Any] = payload("x", "GET_2_users_783214_mentions.body.json")
 # Rate limits as the cassettes recorded them (x-rate-limit-limit per 15-minute window).
-LIMITS = {"mentions": 450, "users_me": 75, "users_tweets": 1500, "create_tweet": 200, "dm_events": 300, "dm_create": 200}
+LIMITS = {
+    "mentions": 450,
+    "users_me": 75,
+    "users_tweets": 1500,
+    "create_tweet": 200,
+    "dm_events": 300,
+    "dm_create": 200,
+}
 
 CONSUMER_KEY, CONSUMER_SECRET = "fake-consumer-key", "fake-consumer-secret"
 ACCESS_TOKEN, ACCESS_TOKEN_SECRET = f"{TWEEPY_DEV['id']}-fake-access-token", "fake-access-token-secret"
@@ -67,12 +74,15 @@ def problem(status: int, title: str, detail: str, type_: str = "about:blank", **
 
 def invalid_request(parameter: str, value: str, message: str) -> web.Response:
     """X's 400 for a bad query parameter."""
-    return web.json_response({
-        "errors": [{"parameters": {parameter: [value]}, "message": message}],
-        "title": "Invalid Request",
-        "detail": "One or more parameters to your request was invalid.",
-        "type": "https://api.twitter.com/2/problems/invalid-request",
-    }, status=400)
+    return web.json_response(
+        {
+            "errors": [{"parameters": {parameter: [value]}, "message": message}],
+            "title": "Invalid Request",
+            "detail": "One or more parameters to your request was invalid.",
+            "type": "https://api.twitter.com/2/problems/invalid-request",
+        },
+        status=400,
+    )
 
 
 @dataclass(slots=True)
@@ -116,7 +126,9 @@ class XFake(VendorFake):
 
     # --- the contract's knobs ---
 
-    def add_customer_post(self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None) -> str:
+    def add_customer_post(
+        self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None
+    ) -> str:
         """A customer's post naming the brand, optionally replying in an existing conversation."""
         user = self.user(author)
         fields: dict[str, Any] = {"author_id": user["id"], "text": f"@{self.brand['username']} {text}"}
@@ -131,11 +143,16 @@ class XFake(VendorFake):
 
     def add_brand_post(self, text: str) -> list[str]:
         """The brand's own post naming itself, and a customer's retweet of it (both reach the mentions timeline)."""
-        own = self.post({"author_id": self.brand["id"], "text": f"{text} Questions? Ask @{self.brand['username']}"}, self.now)
+        own = self.post(
+            {"author_id": self.brand["id"], "text": f"{text} Questions? Ask @{self.brand['username']}"}, self.now
+        )
         fan = self.user("fan_of_sales")
         # Retweet text as X truncates it, cf. the "RT @t6dr1ve: ..." post in test_asyncclient_search_recent_tweets.yaml.
         retweet_text = f"RT @{self.brand['username']}: {text} Questions? Ask @{self.brand['username']}"[:140]
-        retweet = self.post({"author_id": fan["id"], "text": retweet_text, "referenced_tweets": [{"type": "retweeted", "id": own}]}, self.now)
+        retweet = self.post(
+            {"author_id": fan["id"], "text": retweet_text, "referenced_tweets": [{"type": "retweeted", "id": own}]},
+            self.now,
+        )
         return [own, retweet]
 
     def add_existing_reply(self, target: str, text: str) -> None:
@@ -149,7 +166,9 @@ class XFake(VendorFake):
     def add_broken_item(self) -> None:
         """A mention with no created_at and a numeric text."""
         user = self.user("broken_shape")
-        tweet_id = self.post({"author_id": user["id"], "text": f"@{self.brand['username']} soon broken"}, self.now - timedelta(minutes=2))
+        tweet_id = self.post(
+            {"author_id": user["id"], "text": f"@{self.brand['username']} soon broken"}, self.now - timedelta(minutes=2)
+        )
         fields = self.tweets[int(tweet_id)].fields
         fields["text"] = 12345
         fields["created_at"] = None
@@ -166,7 +185,11 @@ class XFake(VendorFake):
 
     def fault_unauthorized(self) -> Fault:
         """X's 401 for a revoked or wrong token."""
-        return Fault(401, {}, json.dumps({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}))
+        return Fault(
+            401,
+            {},
+            json.dumps({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}),
+        )
 
     # --- building the platform's state ---
 
@@ -202,13 +225,16 @@ class XFake(VendorFake):
         """The brand's reply; X shows it with the @handle it answers in front."""
         parent = self.tweets[int(target)].fields
         handle = self.users[parent["author_id"]]["username"]
-        return self.post({
-            "author_id": self.brand["id"],
-            "text": f"@{handle} {text}",
-            "conversation_id": parent["conversation_id"],
-            "in_reply_to_user_id": parent["author_id"],
-            "referenced_tweets": [{"type": "replied_to", "id": target}],
-        }, datetime.now(UTC))
+        return self.post(
+            {
+                "author_id": self.brand["id"],
+                "text": f"@{handle} {text}",
+                "conversation_id": parent["conversation_id"],
+                "in_reply_to_user_id": parent["author_id"],
+                "referenced_tweets": [{"type": "replied_to", "id": target}],
+            },
+            datetime.now(UTC),
+        )
 
     def add_dm(self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0) -> str:
         """A customer's DM to the brand in their one-to-one conversation; returns the DM event id."""
@@ -235,14 +261,20 @@ class XFake(VendorFake):
         id and text are verbatim; created_at is what each id's snowflake says; author ids,
         usernames and conversation ids were not recorded and are made up.
         """
-        authors = [("1463276403553046530", "dsa_member", "DSA member"), ("1296179286101311489", "newswatcher", "News Watcher")]
+        authors = [
+            ("1463276403553046530", "dsa_member", "DSA member"),
+            ("1296179286101311489", "newswatcher", "News Watcher"),
+        ]
         for post, (author_id, username, name) in zip(RECORDED_MENTIONS["data"], authors, strict=True):
             self.users[author_id] = {"id": author_id, "name": name, "username": username}
             moment = snowflake_time(post["id"])
             fields = {"author_id": author_id, "text": post["text"]}
             if post["text"].startswith("@GerardDalbon"):
-                fields.update(conversation_id="1578519883393372160", in_reply_to_user_id="1171554398",
-                              referenced_tweets=[{"type": "replied_to", "id": "1578519883393372160"}])
+                fields.update(
+                    conversation_id="1578519883393372160",
+                    in_reply_to_user_id="1171554398",
+                    referenced_tweets=[{"type": "replied_to", "id": "1578519883393372160"}],
+                )
             self.post(fields, moment, tweet_id=post["id"])
 
     def exhaust(self, endpoint: str, reset_in: float) -> None:
@@ -280,7 +312,9 @@ class XFake(VendorFake):
             return denied
         if self.html_pages:
             self.html_pages -= 1
-            return web.Response(text="<html><body>Please sign in to the network</body></html>", content_type="text/html")
+            return web.Response(
+                text="<html><body>Please sign in to the network</body></html>", content_type="text/html"
+            )
         user_id = request.match_info["id"]
         if user_id != self.brand["id"]:
             return problem(403, "Forbidden", "This fake only knows the brand's own mentions.")
@@ -306,7 +340,11 @@ class XFake(VendorFake):
             return problem(400, "Invalid Request", "This fake only takes replies to posts it knows.")
         for tweet in self.tweets.values():
             refs = tweet.fields.get("referenced_tweets") or []
-            if tweet.fields["author_id"] == self.brand["id"] and {"type": "replied_to", "id": target} in refs and tweet.fields["text"].endswith(text):
+            if (
+                tweet.fields["author_id"] == self.brand["id"]
+                and {"type": "replied_to", "id": target} in refs
+                and tweet.fields["text"].endswith(text)
+            ):
                 return problem(403, "Forbidden", "You are not allowed to create a Tweet with duplicate content.")
         tweet_id = self.reply_tweet(target, text)
         self.replies.append(SentReply(target, text, {"kind": "tweet", "id": tweet_id}))
@@ -345,7 +383,9 @@ class XFake(VendorFake):
         if denied:
             return denied
         conversation = request.match_info["conversation"]
-        if self.brand["id"] not in conversation.split("-") and not any(e["dm_conversation_id"] == conversation for e in self.dm_events):
+        if self.brand["id"] not in conversation.split("-") and not any(
+            e["dm_conversation_id"] == conversation for e in self.dm_events
+        ):
             return problem(403, "Forbidden", "You are not a participant of this conversation.")
         text = (await request.json()).get("text")
         if not isinstance(text, str) or not text:
@@ -353,7 +393,9 @@ class XFake(VendorFake):
         event_id = self.dm(self.brand["id"], conversation, text, datetime.now(UTC))
         self.replies.append(SentReply(conversation, text, {"kind": "dm", "id": event_id}))
         # POST /2/dm_conversations/:id/messages answer, verbatim shape of the DM cassette.
-        return self._answer("dm_create", {"data": {"dm_conversation_id": conversation, "dm_event_id": event_id}}, status=201)
+        return self._answer(
+            "dm_create", {"data": {"dm_conversation_id": conversation, "dm_event_id": event_id}}, status=201
+        )
 
     def _timeline(self, request: web.Request, endpoint: str, posts: list[Tweet]) -> web.StreamResponse:
         query = request.rel_url.query
@@ -367,7 +409,12 @@ class XFake(VendorFake):
             posts = [t for t in posts if t.id > int(since)]
         if start := query.get("start_time"):
             cutoff = datetime.fromisoformat(start.replace("Z", "+00:00"))
-            posts = [t for t in posts if not isinstance(t.fields["created_at"], str) or datetime.fromisoformat(t.fields["created_at"].replace("Z", "+00:00")) >= cutoff]
+            posts = [
+                t
+                for t in posts
+                if not isinstance(t.fields["created_at"], str)
+                or datetime.fromisoformat(t.fields["created_at"].replace("Z", "+00:00")) >= cutoff
+            ]
         ordered = sorted(posts, key=lambda t: t.id, reverse=True)
         page, token, error = self._page(query, ordered, limit)
         if error:
@@ -394,14 +441,22 @@ class XFake(VendorFake):
             try:
                 before = int(base64.b32decode(raw.upper() + "=" * (-len(raw) % 8)).decode())
             except ValueError:
-                return [], None, invalid_request("pagination_token", raw, f"The `pagination_token` query parameter value [{raw}] is not valid")
+                return (
+                    [],
+                    None,
+                    invalid_request(
+                        "pagination_token", raw, f"The `pagination_token` query parameter value [{raw}] is not valid"
+                    ),
+                )
             ids = [self._id(x) for x in ordered]
             start = next((i for i, value in enumerate(ids) if value < before), len(ids))
             if self.duplicating and start > 0:
                 start -= 1  # the previous page's last item again
-        page = ordered[start:start + limit]
+        page = ordered[start : start + limit]
         more = start + limit < len(ordered)
-        token = base64.b32encode(str(self._id(page[-1])).encode()).decode().rstrip("=").lower() if page and more else None
+        token = (
+            base64.b32encode(str(self._id(page[-1])).encode()).decode().rstrip("=").lower() if page and more else None
+        )
         return page, token, None
 
     @staticmethod
@@ -414,7 +469,9 @@ class XFake(VendorFake):
         if raw is None:
             return default
         if not raw.isdigit() or not low <= int(raw) <= high:
-            return invalid_request("max_results", raw, f"The `max_results` query parameter value [{raw}] is not between {low} and {high}")
+            return invalid_request(
+                "max_results", raw, f"The `max_results` query parameter value [{raw}] is not between {low} and {high}"
+            )
         return int(raw)
 
     def _users(self, query: Any, ids: set[str]) -> list[dict[str, str]]:
@@ -430,11 +487,13 @@ class XFake(VendorFake):
         else:
             window.remaining -= 1
             response = web.json_response(body, status=status)
-        response.headers.update({
-            "x-rate-limit-limit": str(window.limit),
-            "x-rate-limit-remaining": str(window.remaining),
-            "x-rate-limit-reset": str(window.reset),
-        })
+        response.headers.update(
+            {
+                "x-rate-limit-limit": str(window.limit),
+                "x-rate-limit-remaining": str(window.remaining),
+                "x-rate-limit-reset": str(window.reset),
+            }
+        )
         return response
 
     def _auth(self, request: web.Request, *, user_only: bool) -> web.Response | None:
@@ -446,7 +505,8 @@ class XFake(VendorFake):
                 return unauthorized
             if user_only:
                 return problem(
-                    403, "Unsupported Authentication",
+                    403,
+                    "Unsupported Authentication",
                     "Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint.  Supported "
                     "authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context].",
                     "https://api.twitter.com/2/problems/unsupported-authentication",
@@ -462,7 +522,9 @@ class XFake(VendorFake):
             uri_query=request.rel_url.raw_query_string, headers={"Authorization": header}, exclude_oauth_signature=True
         )
         base = signature.signature_base_string(
-            request.method, signature.base_string_uri(X_HOST + request.rel_url.raw_path), signature.normalize_parameters(params)
+            request.method,
+            signature.base_string_uri(X_HOST + request.rel_url.raw_path),
+            signature.normalize_parameters(params),
         )
         client = OAuthClient(CONSUMER_KEY, client_secret=CONSUMER_SECRET, resource_owner_secret=ACCESS_TOKEN_SECRET)
         if signature.sign_hmac_sha1_with_client(base, client) != oauth.get("oauth_signature"):

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
-from inbox.store.db import describe_outage, is_outage
 from inbox.logs import log_context, log_fields
 from inbox.metrics import Metrics
 from inbox.store import items, replies
+from inbox.store.db import describe_outage, is_outage
 from inbox.store.models import Status, utcnow
 
 log = logging.getLogger("inbox.actions")  # the logger name users filter on, unchanged by the move into inbox.pipeline
@@ -115,7 +115,9 @@ class Actions:
             if row is None:
                 break
             if row.connector in self.connectors:
-                with log_context(connector=row.connector, thread_id=row.thread_id, item_id=row.id, reply_id=row.reply_id):
+                with log_context(
+                    connector=row.connector, thread_id=row.thread_id, item_id=row.id, reply_id=row.reply_id
+                ):
                     done += await self._recover(row)
         return done
 
@@ -158,8 +160,12 @@ class Actions:
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            log.warning("reply %d is recorded but the store failed before it was sent; reply recovery sends it "
-                        "once the store is back: %s", reply_id, describe_outage(exc))
+            log.warning(
+                "reply %d is recorded but the store failed before it was sent; reply recovery sends it "
+                "once the store is back: %s",
+                reply_id,
+                describe_outage(exc),
+            )
             return ReplyOutcome("deferred", reply_id)
         if not ours:
             # This worker stalled past its claim and another one took the reply over: only the claimant sends.
@@ -171,11 +177,17 @@ class Actions:
         except (TimeoutError, ConnectorError) as exc:
             if _may_have_arrived(exc):
                 # No answer is not a refusal: the reply may be on the platform. Recovery looks there before resending.
-                log.warning("no answer to reply %d (%s); it is checked on the platform before any resend", reply_id, _reason(exc))
+                log.warning(
+                    "no answer to reply %d (%s); it is checked on the platform before any resend",
+                    reply_id,
+                    _reason(exc),
+                )
                 # Not released if the store fails here: the claim then runs out, and recovery looks all the same.
                 await _unless_outage(self._release(reply_id), f"reply {reply_id}: could not release the claim")
                 return ReplyOutcome("unknown", reply_id)
-            await _unless_outage(self._mark_failed(reply_id, str(exc)), f"reply {reply_id}: could not record the refusal")
+            await _unless_outage(
+                self._mark_failed(reply_id, str(exc)), f"reply {reply_id}: could not record the refusal"
+            )
             hint = " (try again shortly)" if isinstance(exc, TransientError) else ""
             raise ActionError(f"{connector.channel} refused the reply: {exc}{hint}") from exc
         try:
@@ -183,8 +195,12 @@ class Actions:
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            log.warning("reply %d was sent but the store failed before it was recorded; reply recovery finds it on "
-                        "the platform and records it once the store is back: %s", reply_id, describe_outage(exc))
+            log.warning(
+                "reply %d was sent but the store failed before it was recorded; reply recovery finds it on "
+                "the platform and records it once the store is back: %s",
+                reply_id,
+                describe_outage(exc),
+            )
             return ReplyOutcome("unrecorded", reply_id, sent.external_id, sent.url)
         return ReplyOutcome("sent", reply_id, sent.external_id, sent.url)
 
@@ -239,4 +255,3 @@ def _target(item: Any, thread_key: str) -> ReplyTarget:
         author_handle=item.author_handle,
         reply_to=dict(item.reply_to or {}),
     )
-

@@ -23,10 +23,10 @@ from pydantic import BaseModel
 from inbox import connectors as registry
 from inbox.connector import AuthError, Connector, ConnectorSettings, PermanentError, RateLimited, TransientError
 from inbox.pipeline.ingest import Ingestor, Source
-from inbox.store.models import utcnow
 from inbox.pipeline.poller import backoff
 from inbox.pipeline.ratelimit import RESET_JITTER
 from inbox.settings import Settings
+from inbox.store.models import utcnow
 
 log = logging.getLogger("inbox.backfill")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
@@ -68,13 +68,18 @@ def connector_settings(settings: Settings, name: str) -> ConnectorSettings:
     found = next((c for c in settings.connectors if c.name == name), None)
     if found is None:
         names = ", ".join(c.name for c in settings.connectors)
-        raise BackfillError(f"no connector named {name!r} in the config" + (f"; configured: {names}" if names else " (it has no connectors)"))
+        raise BackfillError(
+            f"no connector named {name!r} in the config"
+            + (f"; configured: {names}" if names else " (it has no connectors)")
+        )
     if not found.enabled:
         raise BackfillError(f"connector {name!r} is disabled (enabled = false): enable it before backfilling it")
     if registry.connector_class(found.type).pushes:
         raise BackfillError(f"connector {name!r} ({found.type}) receives pushed items: it has no history to fetch")
     if REACH not in type(found).model_fields:
-        raise BackfillError(f"connector {name!r} ({found.type}) cannot reach back in time (no {REACH} setting): it has no history to fetch")
+        raise BackfillError(
+            f"connector {name!r} ({found.type}) cannot reach back in time (no {REACH} setting): it has no history to fetch"
+        )
     return found
 
 
@@ -202,4 +207,3 @@ class Backfill:
         # Reach back to the same horizon on every attempt, however long a retry waited.
         hours = (self.wall() - self.progress.horizon).total_seconds() / 3600
         return registry.build(self.settings.model_copy(update={REACH: hours}))
-

@@ -180,11 +180,17 @@ class Ingestor:
             self.on_event()
             log.info(
                 "stored %d item(s) (%d new thread(s), %d follow-up(s)), %d duplicate(s), %d skipped",
-                result.stored, result.new_threads, result.follow_ups, result.duplicates, result.skipped,
+                result.stored,
+                result.new_threads,
+                result.follow_ups,
+                result.duplicates,
+                result.skipped,
             )
         return result
 
-    def _normalise(self, source: Source, items: Iterable[RawItem], now: datetime, result: IngestResult) -> dict[str, RawItem]:
+    def _normalise(
+        self, source: Source, items: Iterable[RawItem], now: datetime, result: IngestResult
+    ) -> dict[str, RawItem]:
         unique: dict[str, RawItem] = {}
         for index, raw in enumerate(items):
             for name in ("external_id", "text", "author_handle", "author_name", "thread_id", "url"):
@@ -219,8 +225,12 @@ class Ingestor:
         age = (now - raw.posted_at).total_seconds() / 60
         triage = self.triager.classify(raw.text, rating=raw.rating, kind=raw.kind, age_minutes=age)
         variables = reply_variables(
-            customer_name=raw.author_name or raw.author_handle, channel=source.channel, kind=str(raw.kind),
-            text=raw.text, agent_name=self.agent_name, brand=self.brand,
+            customer_name=raw.author_name or raw.author_handle,
+            channel=source.channel,
+            kind=str(raw.kind),
+            text=raw.text,
+            agent_name=self.agent_name,
+            brand=self.brand,
         )
         suggestion = self.templates.render(triage.intent, triage.language, variables, source.reply_limit(raw.kind))
         values = {
@@ -245,11 +255,19 @@ class Ingestor:
             "reply_to": raw.reply_to,
         }
         # The key is the handle as stored (cut to the column's size), so the upsert's answer finds it again.
-        return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_KEY]))
+        return _Row(
+            raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_KEY])
+        )
 
     async def _store(
-        self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int],
-        now: datetime, result: IngestResult, history: bool,
+        self,
+        conn: AsyncConnection,
+        source: Source,
+        rows: list[_Row],
+        customers: dict[tuple[str, str], int],
+        now: datetime,
+        result: IngestResult,
+        history: bool,
     ) -> None:
         threads, created, answered = await self._threads(conn, source, rows, customers, now, history, result)
         await plan_lookups_afresh(conn, False)
@@ -283,8 +301,14 @@ class Ingestor:
         result.stored = len(stored)
 
     async def _threads(
-        self, conn: AsyncConnection, source: Source, rows: list[_Row], customers: dict[tuple[str, str], int], now: datetime,
-        history: bool, result: IngestResult,
+        self,
+        conn: AsyncConnection,
+        source: Source,
+        rows: list[_Row],
+        customers: dict[tuple[str, str], int],
+        now: datetime,
+        history: bool,
+        result: IngestResult,
     ) -> tuple[dict[str, dict[str, Any]], set[int], set[int]]:
         """Threads of `rows` by key, the ids of those created here, and of those created already answered."""
         keys = sorted({r.thread_key for r in rows})
@@ -315,7 +339,9 @@ class Ingestor:
                     "opened_at": first.raw.posted_at,
                     "last_customer_at": max(r.raw.posted_at for r in group),
                     "cycle": 1,
-                    "clock_kind": ClockKind.FIRST_RESPONSE if answer is None or waiting is None else ClockKind.NEXT_RESPONSE,
+                    "clock_kind": ClockKind.FIRST_RESPONSE
+                    if answer is None or waiting is None
+                    else ClockKind.NEXT_RESPONSE,
                     "clock_start": start,
                     "warn_at": warn_at,
                     "due_at": due_at,
@@ -340,8 +366,13 @@ class Ingestor:
         return threads, created, answered
 
     async def _reopen(
-        self, conn: AsyncConnection, source: Source, follow_ups: dict[int, list[_Row]], threads: dict[str, dict[str, Any]],
-        now: datetime, history: bool,
+        self,
+        conn: AsyncConnection,
+        source: Source,
+        follow_ups: dict[int, list[_Row]],
+        threads: dict[str, dict[str, Any]],
+        now: datetime,
+        history: bool,
     ) -> None:
         """A follow-up joins its thread; after our reply it starts the next-response clock, unless the platform shows it answered."""
         by_id = {t["id"]: t for t in threads.values()}
@@ -355,7 +386,9 @@ class Ingestor:
             }
             stopped = clocks.is_stopped(thread["sla_stage"])
             if stopped:
-                since = max((t for t in (thread["responded_at"], thread["resolved_at"]) if t), default=thread["clock_start"])
+                since = max(
+                    (t for t in (thread["responded_at"], thread["resolved_at"]) if t), default=thread["clock_start"]
+                )
             else:
                 since = thread["clock_start"]
             answer, waiting = _answers(group, since)
@@ -371,10 +404,17 @@ class Ingestor:
             elif waiting is not None and (stopped or answer is not None):
                 start = max(waiting, since)
                 warn_at, due_at = policy.deadlines(start)
-                changes.update(clocks.restarted(
-                    cycle=thread["cycle"] + 1, start=start, warn_at=warn_at, due_at=due_at, now=now, history=history,
-                    assigned=bool(thread["assignee"]),
-                ))
+                changes.update(
+                    clocks.restarted(
+                        cycle=thread["cycle"] + 1,
+                        start=start,
+                        warn_at=warn_at,
+                        due_at=due_at,
+                        now=now,
+                        history=history,
+                        assigned=bool(thread["assignee"]),
+                    )
+                )
             await update_thread(conn, thread_id, changes)
 
 
@@ -434,11 +474,15 @@ def _bound(raw: RawItem) -> None:
         raw.author_name = raw.author_name[: MAX_NAME - 1] + "…"
     if raw.url is not None and (not isinstance(raw.url, str) or len(raw.url) > MAX_URL):
         log.warning(
-            "item %s: url dropped (not a string of at most %d characters)", raw.external_id, MAX_URL,
+            "item %s: url dropped (not a string of at most %d characters)",
+            raw.external_id,
+            MAX_URL,
             extra={"external_id": raw.external_id},
         )
         raw.url = None
-    if raw.rating is not None and (not isinstance(raw.rating, int) or isinstance(raw.rating, bool) or not 1 <= raw.rating <= 5):
+    if raw.rating is not None and (
+        not isinstance(raw.rating, int) or isinstance(raw.rating, bool) or not 1 <= raw.rating <= 5
+    ):
         raw.rating = None
 
 
@@ -459,7 +503,10 @@ def _clean_time(posted_at: datetime, now: datetime, external_id: str) -> datetim
     posted_at = posted_at.astimezone(UTC)
     if posted_at > now + _CLOCK_SKEW:
         log.warning(
-            "item %s is dated in the future (%s); its clock starts now", external_id, posted_at.isoformat(), extra={"external_id": external_id}
+            "item %s is dated in the future (%s); its clock starts now",
+            external_id,
+            posted_at.isoformat(),
+            extra={"external_id": external_id},
         )
         return now
     return posted_at
@@ -474,7 +521,10 @@ def _clean_answer(raw: RawItem, now: datetime) -> datetime | None:
         value = (value.replace(tzinfo=UTC) if value.utcoffset() is None else value).astimezone(UTC)
     except (TypeError, OverflowError) as exc:
         log.warning(
-            "item %s: answered_at %r is not a usable time (%s); its clock runs", raw.external_id, value, exc,
+            "item %s: answered_at %r is not a usable time (%s); its clock runs",
+            raw.external_id,
+            value,
+            exc,
             extra={"external_id": raw.external_id},
         )
         return None

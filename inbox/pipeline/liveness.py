@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.store.db import describe_outage, is_outage
-from inbox.store.probes import probe
 from inbox.store.models import utcnow
+from inbox.store.probes import probe
 
 log = logging.getLogger("inbox.liveness")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
@@ -32,7 +32,9 @@ DEFAULT_BUDGET = 300.0
 class StoreHealth:
     """Whether the store can be read and written now: a shared, cached probe, and what the service's own work saw."""
 
-    def __init__(self, engine: AsyncEngine, *, monotonic: Callable[[], float] = time.monotonic, wait: float = PROBE_WAIT) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, monotonic: Callable[[], float] = time.monotonic, wait: float = PROBE_WAIT
+    ) -> None:
         self.engine = engine
         self.monotonic = monotonic
         self.wait = wait
@@ -117,7 +119,9 @@ class Loop:
 class Loops:
     """Every loop of `inbox run`: each round reports here; `/healthz` shows them and calls a stalled one a bug."""
 
-    def __init__(self, *, clock: Callable[[], datetime] = utcnow, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, clock: Callable[[], datetime] = utcnow, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.clock = clock
         self.monotonic = monotonic
         self.loops: dict[str, Loop] = {}
@@ -144,13 +148,19 @@ class Loops:
         loop.due = self.monotonic() + next_in + loop.budget
         loop.failures += 1
         store = not isinstance(exc, str) and is_outage(exc)
-        loop.reason = exc if isinstance(exc, str) else (f"store error: {describe_outage(exc)}" if store else f"{type(exc).__name__}: {exc}")
+        loop.reason = (
+            exc
+            if isinstance(exc, str)
+            else (f"store error: {describe_outage(exc)}" if store else f"{type(exc).__name__}: {exc}")
+        )
         if loop.failing_since is None:
             loop.failing_since = self.clock()
             if quiet:
                 pass
             elif store or isinstance(exc, str):
-                log.warning("%s failed (%s); it retries in %.0f s and logs again when it works", name, loop.reason, next_in)
+                log.warning(
+                    "%s failed (%s); it retries in %.0f s and logs again when it works", name, loop.reason, next_in
+                )
             else:
                 log.error("%s failed; it retries in %.0f s and logs again when it works", name, next_in, exc_info=exc)
 
@@ -168,8 +178,7 @@ class Loops:
             return []
         now = self.monotonic()
         return sorted(
-            name for name, loop in self.loops.items()
-            if (loop.task is not None and loop.task.done()) or now > loop.due
+            name for name, loop in self.loops.items() if (loop.task is not None and loop.task.done()) or now > loop.due
         )
 
     def report(self) -> dict[str, dict[str, Any]]:

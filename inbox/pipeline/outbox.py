@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.display import shown_name, shown_text
 from inbox.logs import log_context, log_fields
+from inbox.sla import SlaPolicies, clock_label, duration_text
 from inbox.store import events
 from inbox.store.models import EventKind, utcnow
-from inbox.sla import SlaPolicies, clock_label, duration_text
 from inbox.views import ThreadView, thread_views
 
 log = logging.getLogger("inbox.outbox")  # the logger name users filter on, unchanged by the move into inbox.pipeline
@@ -59,18 +59,31 @@ class LogNotifier:
         if notice.kind == EventKind.SLA_BREACH:
             self.log.warning(
                 "SLA BREACH: thread %d (%s) has waited %s for a reply, due %s; assignee: %s",
-                t.thread_id, who, duration_text(t.clock.minutes_waited), t.clock.due_at.strftime("%H:%M UTC"), t.assignee or "nobody",
+                t.thread_id,
+                who,
+                duration_text(t.clock.minutes_waited),
+                t.clock.due_at.strftime("%H:%M UTC"),
+                t.assignee or "nobody",
             )
         elif notice.kind == EventKind.SLA_WARNING:
             self.log.warning(
                 "SLA warning: thread %d (%s) has waited %s; %s; assignee: %s",
-                t.thread_id, who, duration_text(t.clock.minutes_waited), clock_label(t.clock.minutes_left), t.assignee or "nobody",
+                t.thread_id,
+                who,
+                duration_text(t.clock.minutes_waited),
+                clock_label(t.clock.minutes_left),
+                t.assignee or "nobody",
             )
         elif notice.kind in (EventKind.NEW_THREAD, EventKind.FOLLOW_UP):
             self.log.info(
                 "%s: thread %d (%s, %s/%s/%s priority): %s",
                 "new" if notice.kind == EventKind.NEW_THREAD else "follow-up",
-                t.thread_id, who, t.language, t.intent, t.priority, _short(shown_text(t.text)),
+                t.thread_id,
+                who,
+                t.language,
+                t.intent,
+                t.priority,
+                _short(shown_text(t.text)),
             )
         else:
             self.log.info("%s: thread %d (%s) %s", notice.kind, t.thread_id, who, notice.payload)
@@ -128,12 +141,15 @@ class Outbox:
             batch = await self._claim(limit)
             if not batch:
                 break
-            views = await thread_views(self.engine, self.policies, [e.thread_id for e in batch if e.thread_id], self.clock())
+            views = await thread_views(
+                self.engine, self.policies, [e.thread_id for e in batch if e.thread_id], self.clock()
+            )
             slots = asyncio.Semaphore(self.concurrency)
 
             async def deliver(event: Any) -> bool:
-                async with slots:
-                    return await self._deliver(event, views.get(event.thread_id) if event.thread_id else None)
+                # Bound to this round's `slots` and `views` on purpose: awaited within the round (gather below).
+                async with slots:  # noqa: B023
+                    return await self._deliver(event, views.get(event.thread_id) if event.thread_id else None)  # noqa: B023
 
             # The batch holds at most one event per conversation, so they may go out side by side.
             delivered = await asyncio.gather(*(deliver(e) for e in batch))
@@ -169,7 +185,13 @@ class Outbox:
     async def _retry_later(self, event_id: int, attempts: int, exc: BaseException) -> None:
         delay = min(_MAX_BACKOFF, timedelta(seconds=2 ** min(attempts, 10))) * random.uniform(0.8, 1.2)
         reason = str(exc) or type(exc).__name__
-        log.warning("event %d: delivery failed (attempt %d), retrying in %.0f s: %s", event_id, attempts, delay.total_seconds(), reason)
+        log.warning(
+            "event %d: delivery failed (attempt %d), retrying in %.0f s: %s",
+            event_id,
+            attempts,
+            delay.total_seconds(),
+            reason,
+        )
         await events.retry_later(self.engine, event_id, self.worker, attempts, self.clock() + delay, reason)
 
 

@@ -8,23 +8,23 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import AuthError, Connector, PermanentError, RateLimited, TransientError
-from inbox.store.db import StoreUnavailable, describe_outage, is_outage
-from inbox.pipeline.ingest import Ingestor, Source
 from inbox.logs import log_fields, redact
 from inbox.metrics import Metrics
-from inbox.store import health
-from inbox.store.cursors import load_cursor
-from inbox.store.models import utcnow
+from inbox.pipeline.ingest import Ingestor, Source
 from inbox.pipeline.ratelimit import RateLimits
 from inbox.pipeline.workers import LeaseLost, Leases
+from inbox.store import health
+from inbox.store.cursors import load_cursor
+from inbox.store.db import StoreUnavailable, describe_outage, is_outage
+from inbox.store.models import utcnow
 
 log = logging.getLogger("inbox.poller")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 _T = TypeVar("_T")
@@ -41,14 +41,18 @@ POLL_TIMEOUT = 300.0
 STORE_RETRY_MAX = 30.0
 
 
-def backoff(failures: int, retry_after: float | None, jitter: Callable[[float, float], float] = random.uniform) -> float:
+def backoff(
+    failures: int, retry_after: float | None, jitter: Callable[[float, float], float] = random.uniform
+) -> float:
     """Seconds to wait after `failures` transient failures in a row: exponential with jitter, never before the vendor's retry-after."""
     # Jitter so many workers recovering from one outage do not retry in step.
     ceiling = min(MAX_BACKOFF, 5.0 * 2 ** min(failures, 10))
     return max(jitter(ceiling / 2, ceiling), retry_after or 0.0)
 
 
-def store_backoff(failures: int, poll_seconds: float, jitter: Callable[[float, float], float] = random.uniform) -> float:
+def store_backoff(
+    failures: int, poll_seconds: float, jitter: Callable[[float, float], float] = random.uniform
+) -> float:
     """Seconds to wait after `failures` store errors in a row: from 2 s, doubling, never past the poll interval or 30 s."""
     ceiling = min(STORE_RETRY_MAX, poll_seconds, 2.0 * 2 ** min(failures, 10))
     return jitter(ceiling / 2, ceiling)
@@ -130,7 +134,7 @@ class Poller:
             return await self._failed("auth", f"credentials refused: {exc}", stored, pages, auth=True)
         except PermanentError as exc:
             return await self._failed("permanent", str(exc), stored, pages)
-        except Exception as exc:  # noqa: BLE001 - a bug in one connector must not stop the others
+        except Exception as exc:
             log.exception("poll crashed")
             return await self._failed("crash", f"{type(exc).__name__}: {exc}", stored, pages)
         finally:
@@ -173,17 +177,22 @@ class Poller:
                 failures += 1
                 if failures == 1:
                     log.warning("stream dropped (%s); polling covers the gap while it reconnects", exc)
-            except Exception as exc:  # noqa: BLE001 - the store's outage or a bug: the stream must not die of it
+            except Exception as exc:
                 failures += 1
                 if is_outage(exc):
                     cap = STORE_RETRY_MAX  # back as soon as the store is
                 if failures == 1:
-                    reason = f"store error: {describe_outage(exc)}" if is_outage(exc) else f"{type(exc).__name__}: {exc}"
-                    log.warning("stream stopped (%s); it reconnects, and polling covers the gap", reason,
-                                exc_info=None if is_outage(exc) else exc)
+                    reason = (
+                        f"store error: {describe_outage(exc)}" if is_outage(exc) else f"{type(exc).__name__}: {exc}"
+                    )
+                    log.warning(
+                        "stream stopped (%s); it reconnects, and polling covers the gap",
+                        reason,
+                        exc_info=None if is_outage(exc) else exc,
+                    )
             try:
                 await self.poll_once()
-            except Exception:  # noqa: BLE001 - poll_once contains its errors; this is the stream's last guard
+            except Exception:
                 log.exception("catch-up poll after the stream stopped failed")
             await asyncio.sleep(self.jitter(0.5, 1.0) * min(cap, 2.0 ** min(failures, 10)))
 
@@ -238,7 +247,10 @@ class Poller:
 
     def _store_back(self) -> None:
         if self.store_failures:
-            log.info("the store answers again after %d stopped poll(s); polling resumed from the saved cursor", self.store_failures)
+            log.info(
+                "the store answers again after %d stopped poll(s); polling resumed from the saved cursor",
+                self.store_failures,
+            )
         self.store_failures = 0
 
     async def _rate_limited(self, reason: str, retry_after: float | None, stored: int, pages: int) -> PollResult:
@@ -266,7 +278,13 @@ class Poller:
 
     async def _record(self, *, healthy: bool, reason: str | None, stored: int, failed: bool = False) -> None:
         flipped = await health.record_poll(
-            self.engine, self.name, self.clock(), healthy=healthy, reason=reason, failures=self.failures, stored=stored,
+            self.engine,
+            self.name,
+            self.clock(),
+            healthy=healthy,
+            reason=reason,
+            failures=self.failures,
+            stored=stored,
             failed=failed,
         )
         # Only the worker whose write flipped the health logs it, so a change is told once.

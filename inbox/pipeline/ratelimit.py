@@ -114,7 +114,10 @@ class RateLimits:
                 paced = (wait, budget.remaining, window)
         if paced is None:
             if self.paced:
-                log.info("the vendor's rate budget lasts at the configured interval again: polling every %.0f s", self.poll_seconds)
+                log.info(
+                    "the vendor's rate budget lasts at the configured interval again: polling every %.0f s",
+                    self.poll_seconds,
+                )
             self.paced = False
             return delay
         wait, remaining, window = paced
@@ -123,7 +126,10 @@ class RateLimits:
             log.info(
                 "the vendor allows %.0f more request(s) until its reset in %.0f s: polls spaced to every %.0f s "
                 "(configured: %.0f s) until the budget lasts again",
-                remaining, window, wait, self.poll_seconds,
+                remaining,
+                window,
+                wait,
+                self.poll_seconds,
             )
         self.paced = True
         return wait

@@ -27,7 +27,11 @@ class SlaSweep:
     """Moves running clocks to warned or breached and records one event per step."""
 
     def __init__(
-        self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow, *, on_event: Callable[[], None] = lambda: None
+        self,
+        engine: AsyncEngine,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        on_event: Callable[[], None] = lambda: None,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -42,4 +46,3 @@ class SlaSweep:
             self.on_event()
             log.info("SLA sweep: %d warning(s), %d breach(es)", len(result.warned), len(result.breached))
         return result
-

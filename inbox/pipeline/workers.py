@@ -137,10 +137,12 @@ class Leases:
         before = set(self.held)
         # The heartbeat commits on its own: a renewal waiting on a lease row must not make this worker look dead.
         async with self.engine.begin() as conn:
-            await leases.heartbeat(conn, self.worker, self.place or socket.gethostname(), os.getpid(), self.started_at, now)
+            await leases.heartbeat(
+                conn, self.worker, self.place or socket.gethostname(), os.getpid(), self.started_at, now
+            )
         try:
             await self.bury_dead()
-        except Exception:  # noqa: BLE001 - only a shortcut: the dead worker's leases and claims still run out
+        except Exception:
             log.warning("could not look for dead workers on this host; their leases run out instead", exc_info=True)
         async with self.engine.begin() as conn:
             live = await leases.live_workers(conn, now - self.period)
@@ -158,8 +160,12 @@ class Leases:
         if change.gained or change.lost:
             log.info(
                 "worker %s now polls %d of %d connector(s) (%d worker(s) alive): +%s -%s",
-                self.worker, len(renewed), len(self.connectors), live,
-                ",".join(change.gained) or "none", ",".join(change.lost) or "none",
+                self.worker,
+                len(renewed),
+                len(self.connectors),
+                live,
+                ",".join(change.gained) or "none",
+                ",".join(change.lost) or "none",
             )
         return change
 
@@ -182,17 +188,23 @@ class Leases:
         """
         if self.place is None:
             return []
-        buried = await leases.bury(self.engine, self.place, lambda worker, pid: worker not in _HERE and process_gone(pid))
+        buried = await leases.bury(
+            self.engine, self.place, lambda worker, pid: worker not in _HERE and process_gone(pid)
+        )
         if buried:
-            log.warning("worker(s) %s on this host are dead (no such process): their connectors and claims are taken over now",
-                        ", ".join(sorted(buried)))
+            log.warning(
+                "worker(s) %s on this host are dead (no such process): their connectors and claims are taken over now",
+                ", ".join(sorted(buried)),
+            )
         return buried
 
     def _rank(self, connector: str) -> str:
         # Stable per worker and connector, so which surplus a worker gives back does not flap between rounds.
         return hashlib.blake2s(f"{self.worker}/{connector}".encode(), digest_size=8).hexdigest()
 
-    async def _claim(self, conn: AsyncConnection, now: datetime, until: datetime, wanted: int, mine: set[str]) -> set[str]:
+    async def _claim(
+        self, conn: AsyncConnection, now: datetime, until: datetime, wanted: int, mine: set[str]
+    ) -> set[str]:
         taken = await leases.taken(conn, self.connectors, now)
         free = [name for name in self.connectors if name not in taken and name not in mine]
         # A random pick, so workers starting together do not all reach for the same connectors first; locked in

@@ -9,7 +9,10 @@ from typing import Any
 from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler, AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
@@ -45,13 +48,23 @@ class CountedRetries(AsyncRetryHandler):
         self.metrics = metrics
 
     async def can_retry_async(
-        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None, error: Exception | None = None
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
     ) -> bool:
         """The wrapped handler decides."""
         return await self.inner.can_retry_async(state=state, request=request, response=response, error=error)
 
     async def prepare_for_next_attempt_async(
-        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None, error: Exception | None = None
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
     ) -> None:
         """Count the retry, then wait as the wrapped handler does."""
         self.metrics.slack_retry(request.url.rstrip("/").rsplit("/", 1)[-1].split("?")[0], self.reason)
@@ -87,13 +100,17 @@ def error_code(exc: SlackApiError) -> str:
     return f"http_{status}" if status else "unknown"
 
 
-def make_client(settings: SlackSettings, *, with_token: bool = True, timeout: int = 10, metrics: Metrics | None = None) -> AsyncWebClient:
+def make_client(
+    settings: SlackSettings, *, with_token: bool = True, timeout: int = 10, metrics: Metrics | None = None
+) -> AsyncWebClient:
     """A Web API client for the configured workspace (and `api_url`, for proxies and tests); `metrics` counts its failures."""
     token = settings.bot_token.get_secret_value() if with_token and settings.bot_token else None
     base_url = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
     if metrics is None:
         return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=retry_handlers())
-    return CountedWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=retry_handlers(metrics), metrics=metrics)
+    return CountedWebClient(
+        token=token, base_url=base_url, timeout=timeout, retry_handlers=retry_handlers(metrics), metrics=metrics
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from inbox.display import shown_name
 from inbox.connector import display_name
-from inbox.store.models import Status
+from inbox.display import shown_name
 from inbox.render import stars
 from inbox.sla import ClockKind, SlaState, clock_label, duration_text
 from inbox.slack.text import clip, escape, link, literal, mrkdwn, plain, safe_url
+from inbox.store.models import Status
 from inbox.views import ThreadView
 
 Block = dict[str, Any]
@@ -91,7 +91,10 @@ def triage_message(view: ThreadView, outcome: Outcome) -> list[Block]:
         {"type": "section", "text": mrkdwn(_clock_line(view))},
     ]
     if view.earlier:
-        items = [plain(f"{e.posted_at:%d %b} · {channel_name(e.channel)} · {e.status}: {clip(e.text, 120)}", 200) for e in view.earlier[:4]]
+        items = [
+            plain(f"{e.posted_at:%d %b} · {channel_name(e.channel)} · {e.status}: {clip(e.text, 120)}", 200)
+            for e in view.earlier[:4]
+        ]
         blocks.append({"type": "context", "elements": [mrkdwn("*Earlier from this customer:*"), *items]})
     is_open = view.status in (Status.NEW, Status.ASSIGNED)
     if is_open:
@@ -155,7 +158,9 @@ def _status(view: ThreadView, outcome: Outcome) -> list[Block]:
         lines.append(f":outbox_tray: Replied by {user(outcome.reply_agent)} at {when(outcome.reply_at)}:")
     elif view.status == Status.REPLIED and view.clock.responded_at is not None:
         # No reply of ours: the platform showed the brand's answer (a reply from the vendor's dashboard).
-        lines.append(f":outbox_tray: Answered on {escape(channel_name(view.channel))} at {when(view.clock.responded_at)}, outside this inbox.")
+        lines.append(
+            f":outbox_tray: Answered on {escape(channel_name(view.channel))} at {when(view.clock.responded_at)}, outside this inbox."
+        )
     if lines:
         blocks.append({"type": "section", "text": mrkdwn("\n".join(lines))})
     if outcome.reply_text is not None and outcome.reply_at is not None:
@@ -174,11 +179,21 @@ def _buttons(view: ThreadView) -> Block:
         "type": "actions",
         "block_id": "inbox_actions",
         "elements": [
-            {"type": "button", "action_id": SEND, "style": "primary", "text": plain("Send suggestion", 75), "value": value},
+            {
+                "type": "button",
+                "action_id": SEND,
+                "style": "primary",
+                "text": plain("Send suggestion", 75),
+                "value": value,
+            },
             {"type": "button", "action_id": EDIT, "text": plain("Edit, then send", 75), "value": value},
             {"type": "button", "action_id": ASSIGN, "text": plain(assign_label, 75), "value": value},
             {
-                "type": "button", "action_id": RESOLVE, "style": "danger", "text": plain("Resolve", 75), "value": value,
+                "type": "button",
+                "action_id": RESOLVE,
+                "style": "danger",
+                "text": plain("Resolve", 75),
+                "value": value,
                 "confirm": {
                     "title": plain("Close without a reply?", 100),
                     "text": plain("The customer gets no answer and the SLA clock stops.", 300),
@@ -194,7 +209,10 @@ def follow_up(author_handle: str, text: str, posted_at: datetime) -> tuple[str, 
     """A customer's later message, posted in the triage message's thread."""
     who = literal(author_handle, 80)
     return f"Follow-up from @{who}", [
-        {"type": "context", "elements": [mrkdwn(f":speech_balloon: Follow-up from @{who} · {when(posted_at, '{date_short} {time}')}")]},
+        {
+            "type": "context",
+            "elements": [mrkdwn(f":speech_balloon: Follow-up from @{who} · {when(posted_at, '{date_short} {time}')}")],
+        },
         {"type": "section", "text": plain(text or "(no text)")},
     ]
 
@@ -202,7 +220,10 @@ def follow_up(author_handle: str, text: str, posted_at: datetime) -> tuple[str, 
 def reply_note(view: ThreadView, agent: str, text: str, at: datetime) -> tuple[str, list[Block]]:
     """Our reply, kept in the thread beside the customer's messages."""
     return "Reply sent", [
-        {"type": "context", "elements": [mrkdwn(f":outbox_tray: {user(agent)} replied on {channel_name(view.channel)} at {when(at)}")]},
+        {
+            "type": "context",
+            "elements": [mrkdwn(f":outbox_tray: {user(agent)} replied on {channel_name(view.channel)} at {when(at)}")],
+        },
         {"type": "section", "text": plain(text)},
     ]
 
@@ -220,7 +241,10 @@ def sla_alert(view: ThreadView, *, breach: bool, permalink: str | None, group: s
     text = f"SLA {'breach' if breach else 'warning'}: {literal(what)} waited {duration_text(clock.minutes_waited)}"
     return text, [
         {"type": "section", "text": mrkdwn(line)},
-        {"type": "context", "elements": [plain(f"{view.priority} priority · {view.intent} · “{clip(view.text, 150)}”", 300)]},
+        {
+            "type": "context",
+            "elements": [plain(f"{view.priority} priority · {view.intent} · “{clip(view.text, 150)}”", 300)],
+        },
     ]
 
 

@@ -13,14 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Connector
 from inbox.display import shown_name
-from inbox.store import health, items
 from inbox.sla import SlaPolicies, SlaState, duration_text
 from inbox.slack.blocks import Block, channel_name, minutes, user, when
 from inbox.slack.text import clip, escape, literal, mrkdwn, plain
+from inbox.store import health, items
 from inbox.views import ThreadView
 
 QUEUE_ROWS = 15
-_STATE_DOT = {SlaState.OK: ":large_green_circle:", SlaState.WARNING: ":large_yellow_circle:", SlaState.BREACHED: ":red_circle:"}
+_STATE_DOT = {
+    SlaState.OK: ":large_green_circle:",
+    SlaState.WARNING: ":large_yellow_circle:",
+    SlaState.BREACHED: ":red_circle:",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,15 @@ async def connector_health(engine: AsyncEngine, connectors: Mapping[str, Connect
     result = []
     for name, connector in sorted(connectors.items()):
         row = rows.get(name)
-        result.append(Health(name, connector.type, row.healthy if row else True, row.reason if row else None, row.last_ok_at if row else None))
+        result.append(
+            Health(
+                name,
+                connector.type,
+                row.healthy if row else True,
+                row.reason if row else None,
+                row.last_ok_at if row else None,
+            )
+        )
     return result
 
 
@@ -103,7 +115,7 @@ def queue_blocks(queue: Sequence[ThreadView]) -> list[Block]:
     """The open queue, most urgent first."""
     blocks: list[Block] = [{"type": "header", "text": plain(f"Open queue ({len(queue)})", 150)}]
     if not queue:
-        return blocks + [{"type": "section", "text": mrkdwn("Nothing waits for a reply. :tada:")}]
+        return [*blocks, {"type": "section", "text": mrkdwn("Nothing waits for a reply. :tada:")}]
     for view in queue[:QUEUE_ROWS]:
         dot = _STATE_DOT.get(view.clock.state, ":white_circle:")
         line = (
@@ -111,9 +123,21 @@ def queue_blocks(queue: Sequence[ThreadView]) -> list[Block]:
             f"{minutes(view.clock.minutes_left)} (due {when(view.clock.due_at)}) · {user(view.assignee) if view.assignee else 'unassigned'}"
         )
         blocks.append({"type": "section", "text": mrkdwn(line)})
-        blocks.append({"type": "context", "elements": [plain(f"@{shown_name(view.author_handle)}: {clip(' '.join(view.text.split()), 150)}", 300)]})
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    plain(f"@{shown_name(view.author_handle)}: {clip(' '.join(view.text.split()), 150)}", 300)
+                ],
+            }
+        )
     if len(queue) > QUEUE_ROWS:
-        blocks.append({"type": "context", "elements": [mrkdwn(f"…and {len(queue) - QUEUE_ROWS} more; `inbox queue` lists them all.")]})
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [mrkdwn(f"…and {len(queue) - QUEUE_ROWS} more; `inbox queue` lists them all.")],
+            }
+        )
     return blocks
 
 
@@ -121,10 +145,15 @@ def stats_blocks(stats: Stats) -> list[Block]:
     """Today's SLA attainment overall and per channel."""
     blocks: list[Block] = [{"type": "header", "text": plain("SLA today (UTC)", 150)}]
     if stats.attainment is None:
-        return blocks + [{"type": "section", "text": mrkdwn("No first response yet today.")}]
-    blocks.append({"type": "section", "text": mrkdwn(
-        f"*{stats.attainment:.0%}* of first responses within target ({stats.within_target} of {stats.responses})"
-    )})
+        return [*blocks, {"type": "section", "text": mrkdwn("No first response yet today.")}]
+    blocks.append(
+        {
+            "type": "section",
+            "text": mrkdwn(
+                f"*{stats.attainment:.0%}* of first responses within target ({stats.within_target} of {stats.responses})"
+            ),
+        }
+    )
     lines = [
         f"• *{escape(channel_name(c.channel))}*: {c.within_target}/{c.responses} within target · "
         f"median {duration_text(c.median_minutes)} · p90 {duration_text(c.p90_minutes)}"
@@ -138,14 +167,14 @@ def health_blocks(health: Sequence[Health]) -> list[Block]:
     """Each connector's health with its reason."""
     blocks: list[Block] = [{"type": "header", "text": plain("Connectors", 150)}]
     if not health:
-        return blocks + [{"type": "section", "text": mrkdwn("No connector is configured.")}]
+        return [*blocks, {"type": "section", "text": mrkdwn("No connector is configured.")}]
     lines = []
     for h in health:
         dot = ":large_green_circle:" if h.healthy else ":red_circle:"
         ok = f" · last ok {when(h.last_ok_at, '{date_short} {time}')}" if h.last_ok_at else ""
         reason = f" · {literal(h.reason, 300)}" if h.reason and not h.healthy else ""
         lines.append(f"{dot} *{literal(h.name, 64)}* ({literal(h.type, 32)}){ok}{reason}")
-    return blocks + [{"type": "section", "text": mrkdwn("\n".join(lines))}]
+    return [*blocks, {"type": "section", "text": mrkdwn("\n".join(lines))}]
 
 
 def home_view(queue: Sequence[ThreadView], stats: Stats, health: Sequence[Health]) -> dict[str, Any]:

@@ -69,8 +69,17 @@ class _Interaction(_Shape):
     """The `payload` field of a form-encoded interaction."""
 
     type: Literal[
-        "block_actions", "block_suggestion", "view_submission", "view_closed", "shortcut", "message_action",
-        "interactive_message", "dialog_submission", "dialog_cancellation", "dialog_suggestion", "workflow_step_edit",
+        "block_actions",
+        "block_suggestion",
+        "view_submission",
+        "view_closed",
+        "shortcut",
+        "message_action",
+        "interactive_message",
+        "dialog_submission",
+        "dialog_cancellation",
+        "dialog_suggestion",
+        "workflow_step_edit",
     ]
     user: _Who = None
     team: _Who = None

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
-from inbox.pipeline.actions import ActionError, ReplyOutcome
-from inbox.store.db import describe_outage, is_outage
 from inbox.logs import log_context
+from inbox.pipeline.actions import ActionError, ReplyOutcome
 from inbox.slack import blocks, dashboard, modal
 from inbox.slack.api import NETWORK_ERRORS, describe
 from inbox.slack.tasks import bolt_listener
 from inbox.slack.text import clip, escape, from_slack, literal
+from inbox.store.db import describe_outage, is_outage
 from inbox.templates import ReplyTemplateError, reply_variables
 from inbox.views import ThreadView, open_queue, thread_view
 
@@ -64,7 +64,9 @@ class Interactions:
         if work is not None:  # the link button (inbox_open_post) only needs the acknowledgement
             # A modal must open within Slack's 3 s trigger window, whatever queue a burst of clicks built.
             with log_context(**_about(body)):  # the task, and its log lines, carry the conversation's ids
-                self.slack.tasks.spawn(self._guarded(_Where.of(body), work(body)), action_id, urgent=action_id == blocks.EDIT)
+                self.slack.tasks.spawn(
+                    self._guarded(_Where.of(body), work(body)), action_id, urgent=action_id == blocks.EDIT
+                )
 
     def _later(self, work: Callable[[Body], Awaitable[None]], name: str) -> Callable[..., Awaitable[None]]:
         async def listener(ack: AsyncAck, body: Body) -> None:
@@ -84,7 +86,10 @@ class Interactions:
             return
         view, current = target
         if not current:
-            await self.tell(where, "The customer wrote again since this message was drawn; nothing was sent. Look at the updated message and choose again.")
+            await self.tell(
+                where,
+                "The customer wrote again since this message was drawn; nothing was sent. Look at the updated message and choose again.",
+            )
             return
         await self._reply(where, view.thread_id, view.suggestion)
 
@@ -110,12 +115,19 @@ class Interactions:
             return
         view = target[0]
         meta = modal.EditMeta(
-            thread=view.thread_id, item=view.item_id, channel=where.channel, platform=view.channel,
+            thread=view.thread_id,
+            item=view.item_id,
+            channel=where.channel,
+            platform=view.channel,
             limit=self._limit(view),
         )
         form = modal.edit_modal(
-            meta, customer=view.author_handle, customer_text=view.text, text=view.suggestion,
-            templates=self.inbox.templates.available(), selected=(view.intent, view.language),
+            meta,
+            customer=view.author_handle,
+            customer_text=view.text,
+            text=view.suggestion,
+            templates=self.inbox.templates.available(),
+            selected=(view.intent, view.language),
         )
         await self.slack.client.views_open(trigger_id=body["trigger_id"], view=form)
 
@@ -133,8 +145,12 @@ class Interactions:
         triage = self.inbox.settings.triage
         try:
             variables = reply_variables(
-                customer_name=view.author_name or view.author_handle, channel=view.channel, kind=view.kind,
-                text=view.text, agent_name=triage.agent_name, brand=triage.brand,
+                customer_name=view.author_name or view.author_handle,
+                channel=view.channel,
+                kind=view.kind,
+                text=view.text,
+                agent_name=triage.agent_name,
+                brand=triage.brand,
             )
             suggestion = self.inbox.templates.render(intent, lang, variables, max_chars=meta.limit)
         except ReplyTemplateError as exc:
@@ -142,8 +158,12 @@ class Interactions:
             return
         meta = dataclasses.replace(meta, revision=meta.revision + 1)
         new = modal.edit_modal(
-            meta, customer=view.author_handle, customer_text=view.text, text=suggestion.text,
-            templates=self.inbox.templates.available(), selected=(intent, lang),
+            meta,
+            customer=view.author_handle,
+            customer_text=view.text,
+            text=suggestion.text,
+            templates=self.inbox.templates.available(),
+            selected=(intent, lang),
         )
         await self.slack.client.views_update(view_id=form["id"], hash=form.get("hash"), view=new)
 
@@ -181,7 +201,7 @@ class Interactions:
         if not stripped.lower().startswith(prefix.lower()):
             return
         where = _Where(user=event["user"], channel=event["channel"], thread_ts=thread_ts)
-        await self._guarded(where, self._thread_reply(where, from_slack(stripped[len(prefix):]).strip()))
+        await self._guarded(where, self._thread_reply(where, from_slack(stripped[len(prefix) :]).strip()))
 
     async def _thread_reply(self, where: _Where, text: str) -> None:
         assert where.thread_ts is not None
@@ -220,7 +240,9 @@ class Interactions:
         elif what == "stats":
             content = dashboard.stats_blocks(await dashboard.sla_stats(self.inbox.engine, self.inbox.policies, now))
         elif what in ("connectors", "health"):
-            content = dashboard.health_blocks(await dashboard.connector_health(self.inbox.engine, self.inbox.connectors))
+            content = dashboard.health_blocks(
+                await dashboard.connector_health(self.inbox.engine, self.inbox.connectors)
+            )
         else:
             await respond(text=dashboard.HELP, response_type="ephemeral")
             return
@@ -233,7 +255,10 @@ class Interactions:
             return
         refusal = await self.slack.access.refusal(event["user"], acting=False)
         if refusal:
-            home = {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": literal(refusal, 300)}}]}
+            home = {
+                "type": "home",
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": literal(refusal, 300)}}],
+            }
         else:
             now = self.inbox.clock()
             try:
@@ -289,16 +314,27 @@ class Interactions:
             await self.tell(where, f"Not sent: {exc}. The conversation stays open.")
             return
         if outcome.status == "deferred":
-            await self.tell(where, "The inbox cannot reach its database just now. Your reply is saved and goes out once "
-                                   "the database is back, once only; nothing more to do.")
+            await self.tell(
+                where,
+                "The inbox cannot reach its database just now. Your reply is saved and goes out once "
+                "the database is back, once only; nothing more to do.",
+            )
         elif outcome.status == "unrecorded":
-            await self.tell(where, "Sent to the customer. The inbox cannot reach its database just now, so this "
-                                   "conversation shows as answered once it is back; do not send it again.")
+            await self.tell(
+                where,
+                "Sent to the customer. The inbox cannot reach its database just now, so this "
+                "conversation shows as answered once it is back; do not send it again.",
+            )
         elif outcome.status == "duplicate":
-            await self.tell(where, "This message was already answered (one reply per customer message); nothing more was sent.")
+            await self.tell(
+                where, "This message was already answered (one reply per customer message); nothing more was sent."
+            )
         elif outcome.status == "unknown":
-            await self.tell(where, "The platform did not answer in time. cx-inbox checks whether the reply arrived and sends it "
-                                   "if it did not; nothing is sent twice.")
+            await self.tell(
+                where,
+                "The platform did not answer in time. cx-inbox checks whether the reply arrived and sends it "
+                "if it did not; nothing is sent twice.",
+            )
 
     async def _act(self, where: _Where, change: Awaitable[None]) -> None:
         try:
@@ -313,7 +349,9 @@ class Interactions:
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            log.warning("Slack: an action by %s was not done, the store is unavailable: %s", where.user, describe_outage(exc))
+            log.warning(
+                "Slack: an action by %s was not done, the store is unavailable: %s", where.user, describe_outage(exc)
+            )
             if where.channel:  # a choice inside a modal has no channel to answer in: the modal simply stays as it was
                 await self.tell(where, STORE_DOWN)
 
@@ -321,7 +359,10 @@ class Interactions:
         """An ephemeral message only the agent sees, where they acted."""
         try:
             await self.slack.client.chat_postEphemeral(
-                channel=where.channel, user=where.user, text=escape(clip(text, 1000)), thread_ts=where.thread_ts,
+                channel=where.channel,
+                user=where.user,
+                text=escape(clip(text, 1000)),
+                thread_ts=where.thread_ts,
             )
         except (SlackApiError, *NETWORK_ERRORS) as exc:
             log.warning("Slack: could not tell %s %r: %s", where.user, text, describe(exc))
@@ -343,7 +384,7 @@ def _about(body: Body) -> dict[str, int | None]:
 class _Where:
     """Who acted and where to answer them."""
 
-    __slots__ = ("user", "channel", "thread_ts")
+    __slots__ = ("channel", "thread_ts", "user")
 
     def __init__(self, user: str, channel: str, thread_ts: str | None = None) -> None:
         self.user = user

@@ -52,18 +52,39 @@ def edit_modal(
 ) -> dict[str, Any]:
     """The modal, prefilled with `text`; a new revision replaces the text box's content."""
     options = [_option(intent, lang) for intent, lang in templates][:100]
-    picker: Block = {"type": "static_select", "action_id": TEMPLATE, "placeholder": plain("Start from a template", 150), "options": options}
+    picker: Block = {
+        "type": "static_select",
+        "action_id": TEMPLATE,
+        "placeholder": plain("Start from a template", 150),
+        "options": options,
+    }
     if selected and selected in templates:
         picker["initial_option"] = _option(*selected)
     box: Block = {"type": "plain_text_input", "action_id": REPLY_TEXT, "multiline": True, "initial_value": text}
     if meta.limit:
         box["max_length"] = min(meta.limit, _INPUT_LIMIT)
     blocks: list[Block] = [
-        {"type": "context", "elements": [plain(f"Replying to @{shown_name(customer)} on {channel_name(meta.platform)}: “{clip(customer_text, 200)}”", 400)]},
+        {
+            "type": "context",
+            "elements": [
+                plain(
+                    f"Replying to @{shown_name(customer)} on {channel_name(meta.platform)}: “{clip(customer_text, 200)}”",
+                    400,
+                )
+            ],
+        },
     ]
     if options:
-        blocks.append({"type": "input", "block_id": "template", "dispatch_action": True, "optional": True,
-                       "label": plain("Template", 50), "element": picker})
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": "template",
+                "dispatch_action": True,
+                "optional": True,
+                "label": plain("Template", 50),
+                "element": picker,
+            }
+        )
     blocks += [
         # The block id changes with each revision, or Slack would keep the old text in the box.
         {"type": "input", "block_id": f"{_REPLY_BLOCK}{meta.revision}", "label": plain("Reply", 50), "element": box},

@@ -12,11 +12,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.store import replies
-from inbox.store.models import EventKind, Status
 from inbox.pipeline.outbox import LogNotifier, Notice
 from inbox.settings import SlackSettings
 from inbox.slack import blocks
+from inbox.store import replies
+from inbox.store.models import EventKind, Status
 from inbox.store.slack import Ledger, SlackStore
 from inbox.views import ThreadView
 
@@ -107,7 +107,9 @@ class SlackNotifier:
         metadata = {"event_type": blocks.THREAD_EVENT, "event_payload": {"thread_id": view.thread_id}}
         return channel, await self._post(ledger, view.thread_id, channel, text, body, metadata=metadata)
 
-    async def _existing(self, ledger: Ledger, key: int, event_type: str, field: str, thread_ts: str | None = None) -> tuple[str, str] | None:
+    async def _existing(
+        self, ledger: Ledger, key: int, event_type: str, field: str, thread_ts: str | None = None
+    ) -> tuple[str, str] | None:
         """(channel, ts) already recorded for `key`, looking in Slack when an earlier attempt left it unknown."""
         record = await ledger.get(key)
         if record is None:
@@ -125,14 +127,27 @@ class SlackNotifier:
         return None
 
     async def _post(
-        self, ledger: Ledger, key: int, channel: str, text: str, body: list[dict[str, Any]],
-        *, metadata: dict[str, Any], thread_ts: str | None = None,
+        self,
+        ledger: Ledger,
+        key: int,
+        channel: str,
+        text: str,
+        body: list[dict[str, Any]],
+        *,
+        metadata: dict[str, Any],
+        thread_ts: str | None = None,
     ) -> str:
         if not await ledger.begin(key, channel, self.clock()):
             raise InFlight(f"a Slack post for {key} is in flight")
         try:
             answer = await self.client.chat_postMessage(
-                channel=channel, text=text, blocks=body, metadata=metadata, thread_ts=thread_ts, unfurl_links=False, unfurl_media=False,
+                channel=channel,
+                text=text,
+                blocks=body,
+                metadata=metadata,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
             )
         except SlackApiError as exc:
             if exc.response is not None and exc.response.status_code in _CERTAIN:
@@ -142,14 +157,18 @@ class SlackNotifier:
         await ledger.done(key, ts, self.clock())
         return ts
 
-    async def _post_once(self, event_id: int, channel: str, text: str, body: list[dict[str, Any]], *, thread_ts: str | None = None) -> None:
+    async def _post_once(
+        self, event_id: int, channel: str, text: str, body: list[dict[str, Any]], *, thread_ts: str | None = None
+    ) -> None:
         ledger = self.store.posts
         if await self._existing(ledger, event_id, blocks.POST_EVENT, "event_id", thread_ts) is not None:
             return
         metadata = {"event_type": blocks.POST_EVENT, "event_payload": {"event_id": event_id}}
         await self._post(ledger, event_id, channel, text, body, metadata=metadata, thread_ts=thread_ts)
 
-    async def _find(self, channel: str, since: datetime, event_type: str, field: str, key: int, thread_ts: str | None) -> str | None:
+    async def _find(
+        self, channel: str, since: datetime, event_type: str, field: str, key: int, thread_ts: str | None
+    ) -> str | None:
         """A message we posted but never heard back about, found by its metadata.
 
         Only the window in which the post can have happened is read, page by page: in a busy channel more
@@ -181,7 +200,9 @@ class SlackNotifier:
     async def _health(self, notice: Notice) -> None:
         payload = notice.payload
         channel = self.settings.admin_channel or self.settings.leads_channel or self.settings.triage_channel or ""
-        text, body = blocks.health_notice(str(payload.get("connector", "?")), bool(payload.get("healthy")), payload.get("reason"))
+        text, body = blocks.health_notice(
+            str(payload.get("connector", "?")), bool(payload.get("healthy")), payload.get("reason")
+        )
         await self._post_once(notice.event_id, channel, text, body)
 
     async def _permalink(self, channel: str, ts: str) -> str | None:

@@ -123,16 +123,28 @@ class Slack:
             return web.json_response({"error": f"not a valid Slack payload: {problem[:300]}"}, status=400)
         with self.tasks.answering():
             # Bolt checks the signature again (its own safety middleware stays on) and routes the request.
-            bolt_request = AsyncBoltRequest(body=body.decode("utf-8"), query=request.query_string, headers=dict(request.headers))
+            bolt_request = AsyncBoltRequest(
+                body=body.decode("utf-8"), query=request.query_string, headers=dict(request.headers)
+            )
             response = await self.app.async_dispatch(bolt_request)
             return await to_aiohttp_response(response)
 
     async def _authorize(self, team_id: str | None = None) -> AuthorizeResult:
         me = await self.identity()
         token = self.settings.bot_token.get_secret_value() if self.settings.bot_token else None
-        return AuthorizeResult(enterprise_id=None, team_id=me.team_id, team=me.team, url=me.url, bot_user_id=me.bot_user_id, bot_id=me.bot_id, bot_token=token)
+        return AuthorizeResult(
+            enterprise_id=None,
+            team_id=me.team_id,
+            team=me.team,
+            url=me.url,
+            bot_user_id=me.bot_user_id,
+            bot_id=me.bot_id,
+            bot_token=token,
+        )
 
-    async def _drop_retries(self, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]) -> BoltResponse:
+    async def _drop_retries(
+        self, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse:
         """Acknowledge a request Slack sends again (X-Slack-Retry-Num) without doing its work twice."""
         key = _request_key(req.body)
         now = time.monotonic()

@@ -69,7 +69,7 @@ class Background:
     async def _run(work: Coroutine[Any, Any, None], name: str) -> None:
         try:
             await work
-        except Exception:  # noqa: BLE001 - top-level guard: an interaction's failure must not vanish
+        except Exception:
             log.exception("Slack: %s failed", name)
 
     def __len__(self) -> int:

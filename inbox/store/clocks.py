@@ -89,7 +89,9 @@ async def announce_due(engine: AsyncEngine, now: datetime) -> tuple[list[int], l
             .returning(Thread.id, Thread.cycle)
         )
         breached_rows = breached.all()
-        await add_events(conn, now, (NewEvent(EventKind.SLA_BREACH, r.id, payload={"cycle": r.cycle}) for r in breached_rows))
+        await add_events(
+            conn, now, (NewEvent(EventKind.SLA_BREACH, r.id, payload={"cycle": r.cycle}) for r in breached_rows)
+        )
         warned = await conn.execute(
             sa.update(Thread)
             .where(Thread.sla_stage < _const(SlaState.WARNING), Thread.warn_at <= now, Thread.due_at > now)
@@ -97,7 +99,9 @@ async def announce_due(engine: AsyncEngine, now: datetime) -> tuple[list[int], l
             .returning(Thread.id, Thread.cycle)
         )
         warned_rows = warned.all()
-        await add_events(conn, now, (NewEvent(EventKind.SLA_WARNING, r.id, payload={"cycle": r.cycle}) for r in warned_rows))
+        await add_events(
+            conn, now, (NewEvent(EventKind.SLA_WARNING, r.id, payload={"cycle": r.cycle}) for r in warned_rows)
+        )
     return sorted(r.id for r in warned_rows), sorted(r.id for r in breached_rows)
 
 
@@ -105,9 +109,7 @@ async def open_by_stage(engine: AsyncEngine) -> dict[SlaState | None, int]:
     """How many open threads (new or assigned) are at each stage; stages with none are left out."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(Thread.sla_stage, sa.func.count())
-            .where(thread_is_open())
-            .group_by(Thread.sla_stage)
+            sa.select(Thread.sla_stage, sa.func.count()).where(thread_is_open()).group_by(Thread.sla_stage)
         )
         return {stage: n for stage, n in rows}
 

@@ -17,7 +17,9 @@ async def save_cursor(conn: AsyncConnection, connector: str, cursor: BaseModel, 
     """Store a connector's cursor (inside the caller's transaction)."""
     value = cursor.model_dump(mode="json")
     insert = insert_for(conn, Cursor).values(connector=connector, value=value, updated_at=now)
-    await conn.execute(insert.on_conflict_do_update(index_elements=["connector"], set_={"value": value, "updated_at": now}))
+    await conn.execute(
+        insert.on_conflict_do_update(index_elements=["connector"], set_={"value": value, "updated_at": now})
+    )
 
 
 async def load_cursor(engine: AsyncEngine, connector: str) -> dict[str, Any] | None:

@@ -18,7 +18,9 @@ _SEEN_PRECISION = timedelta(hours=1)
 CustomerKey = tuple[str, str]  # (channel, handle as stored)
 
 
-async def customer_ids(conn: AsyncConnection, seen: Mapping[CustomerKey, str | None], now: datetime) -> dict[CustomerKey, int]:
+async def customer_ids(
+    conn: AsyncConnection, seen: Mapping[CustomerKey, str | None], now: datetime
+) -> dict[CustomerKey, int]:
     """The ids of the customers seen (key: display name shown now), adding the new ones; known ones are written
     only when their name or hour changed.
 
@@ -39,20 +41,32 @@ async def customer_ids(conn: AsyncConnection, seen: Mapping[CustomerKey, str | N
         insert = insert_for(conn, Customer).on_conflict_do_nothing(index_elements=["channel", "handle"])
         result = await conn.execute(insert.returning(Customer.id, Customer.channel, Customer.handle), missing)
         # As just written: a new customer is neither renamed nor stale.
-        added = {(channel, handle): (id_, latest[(channel, handle)]["display_name"], now) for id_, channel, handle in result}
+        added = {
+            (channel, handle): (id_, latest[(channel, handle)]["display_name"], now) for id_, channel, handle in result
+        }
         # Another worker may have added some meanwhile: theirs are known now.
         raced = [key for key in keys if key not in known and key not in added]
         known |= added | await _customers(conn, raced)
     stale = [
-        (key, latest[key]) for key in keys
-        if key in known and (_renamed(known[key][1], latest[key]["display_name"]) or known[key][2] <= now - _SEEN_PRECISION)
+        (key, latest[key])
+        for key in keys
+        if key in known
+        and (_renamed(known[key][1], latest[key]["display_name"]) or known[key][2] <= now - _SEEN_PRECISION)
     ]
     if stale:
-        touch = sa.update(Customer).where(Customer.id == sa.bindparam("_id")).values(
-            last_seen_at=sa.bindparam("_seen"),
-            display_name=sa.func.coalesce(sa.bindparam("_name", type_=Customer.display_name.type), Customer.display_name),
+        touch = (
+            sa.update(Customer)
+            .where(Customer.id == sa.bindparam("_id"))
+            .values(
+                last_seen_at=sa.bindparam("_seen"),
+                display_name=sa.func.coalesce(
+                    sa.bindparam("_name", type_=Customer.display_name.type), Customer.display_name
+                ),
+            )
         )
-        await conn.execute(touch, [{"_id": known[key][0], "_seen": now, "_name": values["display_name"]} for key, values in stale])
+        await conn.execute(
+            touch, [{"_id": known[key][0], "_seen": now, "_name": values["display_name"]} for key, values in stale]
+        )
     return {key: id_ for key, (id_, _, _) in known.items()}
 
 
@@ -60,7 +74,9 @@ def _renamed(stored: str | None, seen: str | None) -> bool:
     return seen is not None and seen != stored
 
 
-async def _customers(conn: AsyncConnection, keys: list[CustomerKey]) -> dict[CustomerKey, tuple[int, str | None, datetime]]:
+async def _customers(
+    conn: AsyncConnection, keys: list[CustomerKey]
+) -> dict[CustomerKey, tuple[int, str | None, datetime]]:
     """(id, display name, last seen) of the customers with these (channel, handle) keys that exist.
 
     The keys of one page share its channel.
@@ -71,8 +87,9 @@ async def _customers(conn: AsyncConnection, keys: list[CustomerKey]) -> dict[Cus
     channel = keys[0][0]
     for part in chunks([handle for _, handle in keys]):
         result = await conn.execute(
-            sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at)
-            .where(Customer.channel == channel, one_of(conn, Customer.handle, part))
+            sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at).where(
+                Customer.channel == channel, one_of(conn, Customer.handle, part)
+            )
         )
         found.update({(channel, handle): (id_, name, seen) for id_, handle, name, seen in result})
     return found

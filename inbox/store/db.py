@@ -91,8 +91,15 @@ def is_outage(exc: BaseException) -> bool:
         return False  # the store answered: the query or the data is wrong, and retrying will not help
     return isinstance(
         exc,
-        (sa.exc.DBAPIError, sa.exc.DisconnectionError, sa.exc.TimeoutError, sa.exc.PendingRollbackError,
-         StoreUnavailable, ConnectionError, socket.gaierror),
+        (
+            sa.exc.DBAPIError,
+            sa.exc.DisconnectionError,
+            sa.exc.TimeoutError,
+            sa.exc.PendingRollbackError,
+            StoreUnavailable,
+            ConnectionError,
+            socket.gaierror,
+        ),
     )
 
 

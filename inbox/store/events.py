@@ -25,7 +25,14 @@ class NewEvent(NamedTuple):
 async def add_events(conn: AsyncConnection, now: datetime, events: Iterable[NewEvent]) -> None:
     """Record events (inside the caller's transaction), in one statement."""
     rows = [
-        {"kind": e.kind, "thread_id": e.thread_id, "item_id": e.item_id, "payload": e.payload or {}, "created_at": now, "attempts": 0}
+        {
+            "kind": e.kind,
+            "thread_id": e.thread_id,
+            "item_id": e.item_id,
+            "payload": e.payload or {},
+            "created_at": now,
+            "attempts": 0,
+        }
         for e in events
     ]
     if rows:
@@ -87,7 +94,14 @@ async def hand_back(engine: AsyncEngine, event_id: int, worker: str) -> None:
 async def retry_later(engine: AsyncEngine, event_id: int, worker: str, attempts: int, at: datetime, error: str) -> None:
     """Record a failed delivery and free the event for another try at `at`."""
     await _finish(
-        engine, event_id, worker, attempts=attempts, next_attempt_at=at, last_error=error[:1000], claimed_by=None, claimed_until=None
+        engine,
+        event_id,
+        worker,
+        attempts=attempts,
+        next_attempt_at=at,
+        last_error=error[:1000],
+        claimed_by=None,
+        claimed_until=None,
     )
 
 

@@ -16,7 +16,14 @@ from inbox.store.sqlutil import insert_for
 
 
 async def record_poll(
-    engine: AsyncEngine, connector: str, now: datetime, *, healthy: bool, reason: str | None, failures: int, stored: int,
+    engine: AsyncEngine,
+    connector: str,
+    now: datetime,
+    *,
+    healthy: bool,
+    reason: str | None,
+    failures: int,
+    stored: int,
     failed: bool,
 ) -> bool:
     """Record a poll's outcome; True when it changed the connector's health (announced by an event, once)."""
@@ -75,7 +82,9 @@ class Overview:
 async def overview(engine: AsyncEngine, now: datetime, alive_after: datetime) -> Overview:
     """Health rows, current lease holders and the workers seen after `alive_after`, read on one connection."""
     async with engine.connect() as conn:
-        return Overview(await _rows(conn), await leases.holders(conn, now), await leases.live_worker_ids(conn, alive_after))
+        return Overview(
+            await _rows(conn), await leases.holders(conn, now), await leases.live_worker_ids(conn, alive_after)
+        )
 
 
 async def _rows(conn: AsyncConnection) -> dict[str, Any]:

@@ -16,8 +16,16 @@ from inbox.store.sqlutil import chunks, insert_for, one_of
 
 # What a follow-up needs to know about its thread.
 _THREAD_STATE = (
-    Thread.id, Thread.external_id, Thread.priority, Thread.last_customer_at, Thread.sla_stage, Thread.cycle,
-    Thread.clock_start, Thread.responded_at, Thread.resolved_at, Thread.assignee,
+    Thread.id,
+    Thread.external_id,
+    Thread.priority,
+    Thread.last_customer_at,
+    Thread.sla_stage,
+    Thread.cycle,
+    Thread.clock_start,
+    Thread.responded_at,
+    Thread.resolved_at,
+    Thread.assignee,
 )
 
 
@@ -36,16 +44,23 @@ async def lock_threads(conn: AsyncConnection, connector: str, keys: list[str]) -
     """The connector's threads with these keys (external ids) as a follow-up needs them, locked until the commit."""
     threads: dict[str, dict[str, Any]] = {}
     for part in chunks(keys):
-        query = sa.select(*_THREAD_STATE).where(Thread.connector == connector, one_of(conn, Thread.external_id, part)).with_for_update()
+        query = (
+            sa.select(*_THREAD_STATE)
+            .where(Thread.connector == connector, one_of(conn, Thread.external_id, part))
+            .with_for_update()
+        )
         for row in await conn.execute(query):
-            threads[row.external_id] = dict(row._mapping)
+            threads[row.external_id] = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public mapping view of a Row
     return threads
 
 
 async def open_threads(conn: AsyncConnection, values: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
     """Insert new threads, one statement; (id, key) of those written (another worker may have written some first)."""
     insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-    return [(row.id, row.external_id) for row in await conn.execute(insert.returning(Thread.id, Thread.external_id), list(values))]
+    return [
+        (row.id, row.external_id)
+        for row in await conn.execute(insert.returning(Thread.id, Thread.external_id), list(values))
+    ]
 
 
 async def add_items(conn: AsyncConnection, values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -93,7 +108,9 @@ async def resolve(engine: AsyncEngine, thread_id: int, agent: str, now: datetime
     return str(thread.status)
 
 
-async def first_responses(engine: AsyncEngine, since: datetime, until: datetime) -> list[tuple[str, datetime, datetime]]:
+async def first_responses(
+    engine: AsyncEngine, since: datetime, until: datetime
+) -> list[tuple[str, datetime, datetime]]:
     """(channel, opened at, first response at) of the threads first answered between `since` and `until`."""
     async with engine.connect() as conn:
         rows = await conn.execute(

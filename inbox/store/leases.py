@@ -12,7 +12,9 @@ from inbox.store.models import ConnectorLease, Event, Reply, ReplyStatus, Worker
 from inbox.store.sqlutil import chunks, insert_for
 
 
-async def heartbeat(conn: AsyncConnection, worker: str, host: str, pid: int, started_at: datetime, now: datetime) -> None:
+async def heartbeat(
+    conn: AsyncConnection, worker: str, host: str, pid: int, started_at: datetime, now: datetime
+) -> None:
     """Say that `worker` is alive at `now` (adding its row the first time)."""
     insert = insert_for(conn, Worker).values(id=worker, host=host[:255], pid=pid, started_at=started_at, seen_at=now)
     await conn.execute(insert.on_conflict_do_update(index_elements=["id"], set_={"seen_at": now}))
@@ -31,7 +33,9 @@ async def live_worker_ids(conn: AsyncConnection, seen_after: datetime) -> list[s
 
 async def holders(conn: AsyncConnection, now: datetime) -> dict[str, str]:
     """The worker holding each connector whose lease has not run out at `now`."""
-    rows = await conn.execute(sa.select(ConnectorLease.connector, ConnectorLease.worker).where(ConnectorLease.expires_at > now))
+    rows = await conn.execute(
+        sa.select(ConnectorLease.connector, ConnectorLease.worker).where(ConnectorLease.expires_at > now)
+    )
     return {r.connector: r.worker for r in rows}
 
 
@@ -52,7 +56,9 @@ async def renew(conn: AsyncConnection, worker: str, connectors: Sequence[str], u
 async def give_up(conn: AsyncConnection, worker: str, connectors: Sequence[str]) -> None:
     """Hand `worker`'s leases on `connectors` back, free for any worker."""
     for part in chunks(connectors):
-        await conn.execute(sa.delete(ConnectorLease).where(ConnectorLease.worker == worker, ConnectorLease.connector.in_(part)))
+        await conn.execute(
+            sa.delete(ConnectorLease).where(ConnectorLease.worker == worker, ConnectorLease.connector.in_(part))
+        )
 
 
 async def taken(conn: AsyncConnection, connectors: Sequence[str], now: datetime) -> set[str]:
@@ -60,18 +66,23 @@ async def taken(conn: AsyncConnection, connectors: Sequence[str], now: datetime)
     found: set[str] = set()
     for part in chunks(connectors):
         result = await conn.execute(
-            sa.select(ConnectorLease.connector)
-            .where(ConnectorLease.connector.in_(part), ConnectorLease.expires_at > now, ~_holder_gone())
+            sa.select(ConnectorLease.connector).where(
+                ConnectorLease.connector.in_(part), ConnectorLease.expires_at > now, ~_holder_gone()
+            )
         )
         found.update(result.scalars())
     return found
 
 
-async def take(conn: AsyncConnection, worker: str, connectors: Sequence[str], now: datetime, until: datetime) -> set[str]:
+async def take(
+    conn: AsyncConnection, worker: str, connectors: Sequence[str], now: datetime, until: datetime
+) -> set[str]:
     """Lease to `worker` until `until` those of `connectors` that are free at `now` (locked in the order given)."""
     won: set[str] = set()
     for part in chunks(connectors):
-        insert = insert_for(conn, ConnectorLease).values([{"connector": n, "worker": worker, "expires_at": until} for n in part])
+        insert = insert_for(conn, ConnectorLease).values(
+            [{"connector": n, "worker": worker, "expires_at": until} for n in part]
+        )
         # Only a free lease changes hands; one renewed meanwhile by its (live) holder stays.
         upsert = insert.on_conflict_do_update(
             index_elements=["connector"],
@@ -115,11 +126,13 @@ async def bury(engine: AsyncEngine, place: str, dead: Callable[[str, int], bool]
             buried.extend(deleted.scalars())
         for part in chunks(buried):
             await conn.execute(
-                sa.update(Event).where(Event.done_at.is_(None), Event.claimed_by.in_(part))
+                sa.update(Event)
+                .where(Event.done_at.is_(None), Event.claimed_by.in_(part))
                 .values(claimed_by=None, claimed_until=None)
             )
             await conn.execute(
-                sa.update(Reply).where(Reply.status == ReplyStatus.PENDING, Reply.claimed_by.in_(part))
+                sa.update(Reply)
+                .where(Reply.status == ReplyStatus.PENDING, Reply.claimed_by.in_(part))
                 .values(claimed_by=None, claimed_until=None)
             )
     return sorted(buried)

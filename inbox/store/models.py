@@ -73,7 +73,9 @@ _VALUES = {stage: value for value, stage in _STAGES.items()}
 def stage_value(stage: SlaState | None) -> int:
     """The integer stored for an SLA stage."""
     if stage not in _VALUES:
-        raise ValueError(f"{stage!r} is not an SLA stage: a running clock is ok, warning or breached, a stopped one None")
+        raise ValueError(
+            f"{stage!r} is not an SLA stage: a running clock is ok, warning or breached, a stopped one None"
+        )
     return _VALUES[stage]
 
 
@@ -128,8 +130,18 @@ class Thread(SQLModel, table=True):
         sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
         # The sweep reads only the clocks it has something to announce for: those past their deadline
         # and not yet breached, and those past their warning and not yet warned.
-        sa.Index("ix_thread_sla_due", "due_at", sqlite_where=sa.text("sla_stage < 2"), postgresql_where=sa.text("sla_stage < 2")),
-        sa.Index("ix_thread_sla_warn", "warn_at", sqlite_where=sa.text("sla_stage < 1"), postgresql_where=sa.text("sla_stage < 1")),
+        sa.Index(
+            "ix_thread_sla_due",
+            "due_at",
+            sqlite_where=sa.text("sla_stage < 2"),
+            postgresql_where=sa.text("sla_stage < 2"),
+        ),
+        sa.Index(
+            "ix_thread_sla_warn",
+            "warn_at",
+            sqlite_where=sa.text("sla_stage < 1"),
+            postgresql_where=sa.text("sla_stage < 1"),
+        ),
         # The open queue (inbox queue, /inbox, App Home, the queue-depth metric) out of a store of mostly closed threads.
         sa.Index(
             "ix_thread_open",

@@ -29,7 +29,9 @@ class Existing(NamedTuple):
     url: str | None
 
 
-async def record(conn: AsyncConnection, thread: Any, item_id: int, text: str, agent: str, now: datetime, claim: Claim) -> int | Existing:
+async def record(
+    conn: AsyncConnection, thread: Any, item_id: int, text: str, agent: str, now: datetime, claim: Claim
+) -> int | Existing:
     """Record a reply to the thread's current cycle before sending it (inside the caller's transaction, the thread
     locked); the earlier one when one is pending or sent already."""
     values = {"claimed_by": claim.worker, "claimed_until": claim.until}
@@ -42,21 +44,39 @@ async def record(conn: AsyncConnection, thread: Any, item_id: int, text: str, ag
         await conn.execute(
             sa.update(Reply)
             .where(Reply.id == existing.id, Reply.status == ReplyStatus.FAILED)
-            .values(status=ReplyStatus.PENDING, text=text, agent=agent, item_id=item_id, created_at=now, error=None, **values)
+            .values(
+                status=ReplyStatus.PENDING,
+                text=text,
+                agent=agent,
+                item_id=item_id,
+                created_at=now,
+                error=None,
+                **values,
+            )
         )
         return int(existing.id)
     try:
         async with conn.begin_nested():
             result = await conn.execute(
                 sa.insert(Reply)
-                .values(thread_id=thread.id, item_id=item_id, cycle=thread.cycle, text=text, agent=agent,
-                        status=ReplyStatus.PENDING, created_at=now, **values)
+                .values(
+                    thread_id=thread.id,
+                    item_id=item_id,
+                    cycle=thread.cycle,
+                    text=text,
+                    agent=agent,
+                    status=ReplyStatus.PENDING,
+                    created_at=now,
+                    **values,
+                )
                 .returning(Reply.id)
             )
             return int(result.scalar_one())
     except IntegrityError:
         # Another click won the race for this cycle.
-        winner = (await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))).one()
+        winner = (
+            await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))
+        ).one()
         return Existing(winner.id, winner.external_id, winner.url)
 
 
@@ -89,7 +109,12 @@ async def claim_leftover(engine: AsyncEngine, now: datetime, claim: Claim) -> An
             return None
         return (
             await conn.execute(
-                sa.select(Reply.id.label("reply_id"), Reply.text.label("reply_text"), Thread.external_id.label("thread_key"), Item)
+                sa.select(
+                    Reply.id.label("reply_id"),
+                    Reply.text.label("reply_text"),
+                    Thread.external_id.label("thread_key"),
+                    Item,
+                )
                 .join(Thread, Thread.id == Reply.thread_id)
                 .join(Item, Item.id == Reply.item_id)
                 .where(Reply.id == reply_id)
@@ -112,7 +137,9 @@ async def release(engine: AsyncEngine, reply_id: int) -> None:
     """Free a pending reply's claim, so reply recovery looks at it."""
     async with engine.begin() as conn:
         await conn.execute(
-            sa.update(Reply).where(Reply.id == reply_id, Reply.status == ReplyStatus.PENDING).values(claimed_by=None, claimed_until=None)
+            sa.update(Reply)
+            .where(Reply.id == reply_id, Reply.status == ReplyStatus.PENDING)
+            .values(claimed_by=None, claimed_until=None)
         )
 
 
@@ -126,8 +153,15 @@ async def mark_sent(engine: AsyncEngine, reply_id: int, external_id: str | None,
         await conn.execute(
             sa.update(Reply)
             .where(Reply.id == reply_id)
-            .values(status=ReplyStatus.SENT, external_id=external_id, url=url, sent_at=now, error=None,
-                    claimed_by=None, claimed_until=None)
+            .values(
+                status=ReplyStatus.SENT,
+                external_id=external_id,
+                url=url,
+                sent_at=now,
+                error=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
         )
         answered = await conn.execute(
             sa.update(Thread)
@@ -136,7 +170,11 @@ async def mark_sent(engine: AsyncEngine, reply_id: int, external_id: str | None,
             .returning(Thread.channel, Thread.clock_kind, Thread.clock_start)
         )
         clock = answered.one_or_none()
-        await add_events(conn, now, [NewEvent(EventKind.REPLIED, reply.thread_id, payload={"reply_id": reply_id, "agent": reply.agent})])
+        await add_events(
+            conn,
+            now,
+            [NewEvent(EventKind.REPLIED, reply.thread_id, payload={"reply_id": reply_id, "agent": reply.agent})],
+        )
     return clock
 
 
@@ -153,4 +191,6 @@ async def mark_failed(engine: AsyncEngine, reply_id: int, error: str) -> None:
 async def get(engine: AsyncEngine, reply_id: int) -> Any:
     """A reply's agent, text and time sent, or None."""
     async with engine.connect() as conn:
-        return (await conn.execute(sa.select(Reply.agent, Reply.text, Reply.sent_at).where(Reply.id == reply_id))).one_or_none()
+        return (
+            await conn.execute(sa.select(Reply.agent, Reply.text, Reply.sent_at).where(Reply.id == reply_id))
+        ).one_or_none()

@@ -39,7 +39,9 @@ class Ledger:
         """The recorded message for `key`, if any."""
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(sa.select(self.table.channel, self.table.ts, self.table.created_at).where(self.key == key))
+                await conn.execute(
+                    sa.select(self.table.channel, self.table.ts, self.table.created_at).where(self.key == key)
+                )
             ).one_or_none()
         return None if row is None else Posted(row.channel, row.ts, row.created_at)
 
@@ -49,7 +51,9 @@ class Ledger:
         if self.table is SlackMessage:
             values["updated_at"] = now
         async with self.engine.begin() as conn:
-            insert = insert_for(conn, self.table).values(**values).on_conflict_do_nothing(index_elements=[self.key_name])
+            insert = (
+                insert_for(conn, self.table).values(**values).on_conflict_do_nothing(index_elements=[self.key_name])
+            )
             result = await conn.execute(insert)
         return bool(result.rowcount)
 
@@ -116,7 +120,9 @@ class SlackStore:
         async with self.engine.connect() as conn:
             return (
                 await conn.execute(
-                    sa.select(Item.id, Item.author_handle, Item.text, Item.posted_at).join(Event, Event.item_id == Item.id).where(Event.id == event_id)
+                    sa.select(Item.id, Item.author_handle, Item.text, Item.posted_at)
+                    .join(Event, Event.item_id == Item.id)
+                    .where(Event.id == event_id)
                 )
             ).one_or_none()
 

@@ -12,7 +12,9 @@ from inbox.store.models import Customer, Item, Thread, thread_is_open
 from inbox.store.sqlutil import chunks
 
 # A thread with the name its customer last showed, in one query.
-_WITH_CUSTOMER = sa.select(Thread, Customer.display_name.label("customer_display_name")).join(Customer, Customer.id == Thread.customer_id)
+_WITH_CUSTOMER = sa.select(Thread, Customer.display_name.label("customer_display_name")).join(
+    Customer, Customer.id == Thread.customer_id
+)
 HISTORY = 5  # earlier conversations shown with a thread
 
 
@@ -28,14 +30,7 @@ class ThreadRows(NamedTuple):
 async def open_threads(engine: AsyncEngine, limit: int) -> list[ThreadRows]:
     """Open threads (new or assigned), nearest deadline first, at most `limit`; without their earlier items."""
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                _WITH_CUSTOMER
-                .where(thread_is_open())
-                .order_by(Thread.due_at)
-                .limit(limit)
-            )
-        ).all()
+        rows = (await conn.execute(_WITH_CUSTOMER.where(thread_is_open()).order_by(Thread.due_at).limit(limit))).all()
         return await _with_items(conn, rows, with_history=False)
 
 
@@ -54,11 +49,17 @@ async def _with_items(conn: AsyncConnection, threads: Sequence[Any], *, with_his
         return []
     ids = [t.id for t in threads]
     # Each thread's latest item and how many it has, without reading every item of a long conversation.
-    ranked = sa.select(
-        Item,
-        sa.func.row_number().over(partition_by=Item.thread_id, order_by=(Item.posted_at.desc(), Item.id.desc())).label("rank"),
-        sa.func.count().over(partition_by=Item.thread_id).label("messages"),
-    ).where(Item.thread_id.in_(ids)).subquery()
+    ranked = (
+        sa.select(
+            Item,
+            sa.func.row_number()
+            .over(partition_by=Item.thread_id, order_by=(Item.posted_at.desc(), Item.id.desc()))
+            .label("rank"),
+            sa.func.count().over(partition_by=Item.thread_id).label("messages"),
+        )
+        .where(Item.thread_id.in_(ids))
+        .subquery()
+    )
     latest = {row.thread_id: row for row in await conn.execute(sa.select(ranked).where(ranked.c.rank == 1))}
     history: dict[int, list[Any]] = {}
     if with_history:
@@ -83,15 +84,24 @@ async def _history(conn: AsyncConnection, threads: Sequence[Any], latest: dict[i
         return {}
     ranked = (
         sa.select(
-            Item.customer_id, Item.thread_id, Item.channel, Item.text, Item.posted_at, Thread.status,
-            sa.func.row_number().over(partition_by=Item.customer_id, order_by=(Item.posted_at.desc(), Item.id.desc())).label("rank"),
+            Item.customer_id,
+            Item.thread_id,
+            Item.channel,
+            Item.text,
+            Item.posted_at,
+            Thread.status,
+            sa.func.row_number()
+            .over(partition_by=Item.customer_id, order_by=(Item.posted_at.desc(), Item.id.desc()))
+            .label("rank"),
         )
         .join(Thread, Thread.id == Item.thread_id)
         .where(Item.customer_id.in_(list(own)))
         .subquery()
     )
     rows = await conn.execute(
-        sa.select(ranked).where(ranked.c.rank <= HISTORY + max(own.values())).order_by(ranked.c.customer_id, ranked.c.rank)
+        sa.select(ranked)
+        .where(ranked.c.rank <= HISTORY + max(own.values()))
+        .order_by(ranked.c.customer_id, ranked.c.rank)
     )
     found: dict[int, list[Any]] = {}
     for row in rows:

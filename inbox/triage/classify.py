@@ -230,8 +230,14 @@ class Triager:
         return best[2] if best is not None else Intent.OTHER
 
     def _priority(
-        self, intent: Intent, sentiment: Sentiment, furious: bool,
-        escalation: float, rating: int | None, kind: str, age_minutes: float,
+        self,
+        intent: Intent,
+        sentiment: Sentiment,
+        furious: bool,
+        escalation: float,
+        rating: int | None,
+        kind: str,
+        age_minutes: float,
     ) -> Priority:
         rules = self.rules.priority
         if intent is Intent.SPAM:

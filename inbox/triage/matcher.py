@@ -76,7 +76,7 @@ class Matcher:
             level = [
                 entry
                 for start in range(len(words) - size + 1)
-                for entry in self._static(" ".join(words[start:start + size]), own)
+                for entry in self._static(" ".join(words[start : start + size]), own)
                 if _group(entry[0]) not in groups
             ]
             inherited.extend(level)
@@ -118,7 +118,7 @@ class Matcher:
         room = len(tokens) - start
         for size in sizes:
             if size <= room:
-                key = " ".join(tokens[start:start + size])
+                key = " ".join(tokens[start : start + size])
                 entries = self._exact.get(key)
                 if entries:
                     return key, entries, size

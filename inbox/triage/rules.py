@@ -46,7 +46,7 @@ __all__ = [
     "TriageRules",
     "iso_language",
     "load_rules",
-        "shipped_config",
+    "shipped_config",
     "validate_rules",
 ]
 
@@ -105,8 +105,13 @@ class IntentRules(_Model):
     """How intent scores become one intent."""
 
     precedence: list[Intent] = [
-        Intent.SPAM, Intent.BILLING, Intent.DELIVERY, Intent.COMPLAINT,
-        Intent.QUESTION, Intent.PRAISE, Intent.OTHER,
+        Intent.SPAM,
+        Intent.BILLING,
+        Intent.DELIVERY,
+        Intent.COMPLAINT,
+        Intent.QUESTION,
+        Intent.PRAISE,
+        Intent.OTHER,
     ]
     foreign_weight: float = Field(0.5, ge=0.0, le=1.0)
     default_min_score: float = Field(1.0, gt=0.0)
@@ -208,7 +213,9 @@ def _lexicon_file(code: str, text: str, source: str) -> dict[str, Any]:
     stray = [(key,) for key in data if key != "lexicon"]
     stray += [("lexicon", key) for key in lexicon if key != code] if isinstance(lexicon, Mapping) else []
     if stray:
-        raise RulesError(source, [f"{_key_path(loc)}: a lexicon file holds only [lexicon.{code}] tables" for loc in stray])
+        raise RulesError(
+            source, [f"{_key_path(loc)}: a lexicon file holds only [lexicon.{code}] tables" for loc in stray]
+        )
     return data
 
 

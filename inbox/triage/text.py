@@ -31,8 +31,9 @@ _NOISE_RE = re.compile(f"{_URL_RE.pattern}|{_HANDLE_RE.pattern}", re.IGNORECASE)
 _DETECT_NOISE_RE = re.compile(f"{_URL_RE.pattern}|{_HANDLE_RE.pattern}|{_TAG_RE.pattern}", re.IGNORECASE)
 # Combining marks, zero-width joiner, emoji variation selector and skin tones: all noise here.
 _MARKS_RE = re.compile("[\u0300-\u036f\u200d\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
-_SPECIAL = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ı": "i",
-                          "’": "'", "‘": "'", "`": "'", "´": "'"})
+_SPECIAL = str.maketrans(
+    {"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ı": "i", "’": "'", "‘": "'", "`": "'", "´": "'"}
+)
 _TOKEN_RE = re.compile(r"\w+|[^\w\s'\-‐‑–]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 # Runs of capital letters (Latin scripts); isupper() then confirms the whole word is capitals.
@@ -75,9 +76,9 @@ def has_letter(text: str) -> bool:
 class Prepared:
     """One message prepared once for every step."""
 
-    detect: str           # original text without URLs, handles, hashtags (for the detector)
-    full: str             # normalised, URLs included (for patterns)
-    tokens: list[str]     # normalised words/emoji/punctuation without URLs and handles
+    detect: str  # original text without URLs, handles, hashtags (for the detector)
+    full: str  # normalised, URLs included (for patterns)
+    tokens: list[str]  # normalised words/emoji/punctuation without URLs and handles
 
 
 def prepare(text: str, max_chars: int) -> Prepared:

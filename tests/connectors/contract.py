@@ -38,7 +38,9 @@ async def fetch_all(connector: Any, cursor: Any = None) -> tuple[list[Any], Any]
 
 def target_of(item: RawItem) -> ReplyTarget:
     """The reply target the core would build from a fetched item."""
-    return ReplyTarget(item.external_id, item.thread_id or item.external_id, item.kind, item.author_handle, item.reply_to)
+    return ReplyTarget(
+        item.external_id, item.thread_id or item.external_id, item.kind, item.author_handle, item.reply_to
+    )
 
 
 class ConnectorLevel:
@@ -55,7 +57,9 @@ class ConnectorLevel:
     async def connector(self, connector_config: dict[str, Any], clock: Any) -> Any:
         settings = registry.settings_model_for(connector_config["type"])
         assert settings is not None
-        connector = registry.connector_class(connector_config["type"])(settings.model_validate(connector_config), clock=clock)
+        connector = registry.connector_class(connector_config["type"])(
+            settings.model_validate(connector_config), clock=clock
+        )
         yield connector
         await connector.close()
 
@@ -65,7 +69,9 @@ class ConnectorLevel:
         return await fetch_all(connector, cursor)
 
     async def test_level_a_fetch_from_the_cursor_yields_only_what_is_new(self, fake, connector):
-        first = [fake.add_customer_post(f"where is my order {n}?", author=f"cust{n}", minutes_ago=10 - n) for n in range(2)]
+        first = [
+            fake.add_customer_post(f"where is my order {n}?", author=f"cust{n}", minutes_ago=10 - n) for n in range(2)
+        ]
         items, cursor = await self.fetched(fake, connector)
         assert set(first) <= {i.external_id for i in items} and cursor is not None
         later = fake.add_customer_post("and now?", author="late", minutes_ago=0.5)
@@ -73,7 +79,10 @@ class ConnectorLevel:
         assert [i.external_id for i in again] == [later]
 
     async def test_level_pages_end_with_a_safe_cursor(self, fake, connector):
-        ids = [fake.add_customer_post(f"burst {n}", author=f"u{n}", minutes_ago=30 - n / 10) for n in range(fake.page_size * 2 + 3)]
+        ids = [
+            fake.add_customer_post(f"burst {n}", author=f"u{n}", minutes_ago=30 - n / 10)
+            for n in range(fake.page_size * 2 + 3)
+        ]
         getattr(fake, "flush", lambda: None)()
         pages = [page async for page in connector.fetch(None)]
         # A cursor comes after the last page with items: resuming from it skips nothing.
@@ -98,7 +107,10 @@ class ConnectorLevel:
         other = fake.add_customer_post("and to Romania?", author="ioana")
         items, _ = await self.fetched(fake, connector)
         fake.add_existing_reply(other, "Yes, there too.")
-        assert await connector.find_reply(target_of(next(i for i in items if i.external_id == other)), "Yes, there too.") is not None
+        assert (
+            await connector.find_reply(target_of(next(i for i in items if i.external_id == other)), "Yes, there too.")
+            is not None
+        )
 
     async def test_level_items_carry_the_platforms_time(self, fake, connector):
         post = fake.add_customer_post("where is my order?", author="cust", minutes_ago=10)
@@ -115,7 +127,10 @@ class ConnectorLevel:
         with caplog.at_level(logging.WARNING):
             items, cursor = await self.fetched(fake, connector)
         assert last in {i.external_id for i in items} and cursor is not None
-        assert any(r.getMessage().startswith(f"{connector.name}: ") and "skip" in r.getMessage().lower() for r in caplog.records)
+        assert any(
+            r.getMessage().startswith(f"{connector.name}: ") and "skip" in r.getMessage().lower()
+            for r in caplog.records
+        )
 
     async def test_level_a_follow_up_joins_its_thread(self, fake, connector):
         first = fake.add_customer_post("my parcel is late", author="maria", minutes_ago=5)
@@ -143,7 +158,7 @@ class ConnectorLevel:
         # With the vendor's reset (a rolling window, e.g. Apple's, has none): the wait until then.
         assert limited.value.retry_after is None or 110 <= limited.value.retry_after <= 130
         fake.malformed = 1
-        with pytest.raises(PermanentError, match="(?i)malformed"):
+        with pytest.raises(PermanentError, match=r"(?i)malformed"):
             await fetch_all(connector)
         fake.wrong_shape = 1
         with pytest.raises(PermanentError):
@@ -169,7 +184,9 @@ class ConnectorContract(ConnectorLevel):
 
     async def stored(self, engine: Any) -> list[str]:
         async with engine.connect() as conn:
-            return sorted((await conn.execute(sa.select(Item.external_id).where(Item.connector == self.name))).scalars())
+            return sorted(
+                (await conn.execute(sa.select(Item.external_id).where(Item.connector == self.name))).scalars()
+            )
 
     async def health(self, engine: Any) -> Any:
         async with engine.connect() as conn:
@@ -180,7 +197,9 @@ class ConnectorContract(ConnectorLevel):
             return (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == external_id))).scalar_one()
 
     async def test_first_poll_stores_customer_items(self, fake, poller, engine):
-        ids = [fake.add_customer_post(f"where is my order {n}?", author=f"cust{n}", minutes_ago=10 - n) for n in range(3)]
+        ids = [
+            fake.add_customer_post(f"where is my order {n}?", author=f"cust{n}", minutes_ago=10 - n) for n in range(3)
+        ]
         result = await poller.poll_once()
         assert result.error is None and result.stored == 3
         assert await self.stored(engine) == sorted(ids)
@@ -212,7 +231,10 @@ class ConnectorContract(ConnectorLevel):
 
     async def test_an_item_on_two_pages_is_stored_once(self, fake, poller, engine):
         fake.duplicate_across_pages()
-        ids = [fake.add_customer_post(f"dup {n}", author=f"u{n}", minutes_ago=10 - n / 10) for n in range(fake.page_size * 2 + 3)]
+        ids = [
+            fake.add_customer_post(f"dup {n}", author=f"u{n}", minutes_ago=10 - n / 10)
+            for n in range(fake.page_size * 2 + 3)
+        ]
         await poller.poll_once()
         await poller.poll_once()
         assert await self.stored(engine) == sorted(ids)
@@ -230,7 +252,9 @@ class ConnectorContract(ConnectorLevel):
         """The 429 went through the kit's HTTP client as a rate limit: counted as one, not as a failed poll."""
         registry = poller.metrics.registry
         assert registry.get_sample_value("inbox_rate_limited_total", {"connector": self.name}) == 1
-        assert registry.get_sample_value("inbox_poll_errors_total", {"connector": self.name, "kind": "transient"}) is None
+        assert (
+            registry.get_sample_value("inbox_poll_errors_total", {"connector": self.name, "kind": "transient"}) is None
+        )
 
     async def test_server_error_then_recovery(self, fake, poller, engine):
         fake.add_customer_post("hello", author="a")
@@ -278,7 +302,9 @@ class ConnectorContract(ConnectorLevel):
             result = await poller.poll_once()
         assert result.error is None and last in await self.stored(engine)
         # The line names the connector: as its `connector` field (JSON key; the terminal shows it in front).
-        assert any(getattr(r, "connector", None) == self.name and "skip" in r.getMessage().lower() for r in caplog.records)
+        assert any(
+            getattr(r, "connector", None) == self.name and "skip" in r.getMessage().lower() for r in caplog.records
+        )
 
     async def test_reply_lands_where_the_customer_wrote(self, fake, inbox, poller, engine):
         target = fake.add_customer_post("do you ship to Ireland?", author="sean")
@@ -292,10 +318,20 @@ class ConnectorContract(ConnectorLevel):
         await poller.poll_once()
         async with engine.begin() as conn:
             for external_id in (sent, unsent):
-                row = (await conn.execute(sa.select(Item.id, Item.thread_id).where(Item.external_id == external_id))).one()
-                await conn.execute(sa.insert(Reply).values(
-                    thread_id=row.thread_id, item_id=row.id, cycle=1, text=f"Thanks {external_id}", agent="ana",
-                    status=ReplyStatus.PENDING, created_at=clock.now))
+                row = (
+                    await conn.execute(sa.select(Item.id, Item.thread_id).where(Item.external_id == external_id))
+                ).one()
+                await conn.execute(
+                    sa.insert(Reply).values(
+                        thread_id=row.thread_id,
+                        item_id=row.id,
+                        cycle=1,
+                        text=f"Thanks {external_id}",
+                        agent="ana",
+                        status=ReplyStatus.PENDING,
+                        created_at=clock.now,
+                    )
+                )
         fake.add_existing_reply(sent, f"Thanks {sent}")
         before = len(fake.replies)
         clock.advance(minutes=2)

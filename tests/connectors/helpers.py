@@ -12,7 +12,9 @@ from inbox.store.models import Item
 
 
 @pytest.fixture
-async def build(inbox_factory: Callable[..., Any], connector_config: dict[str, Any]) -> AsyncIterator[Callable[..., Any]]:
+async def build(
+    inbox_factory: Callable[..., Any], connector_config: dict[str, Any]
+) -> AsyncIterator[Callable[..., Any]]:
     """Build an Inbox with the test's connector (keys overridden by keyword); its sessions are closed afterwards."""
     made: list[Any] = []
 

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
 from inbox.connectors.app_store import AppStoreConnector, AppStoreSettings
+from inbox.fakes.app_store import APP_ID, ISSUER_ID, KEY_ID, AppStoreFake
+from inbox.fakes.reviews import OWN_NAME
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract, ConnectorLevel
-from inbox.fakes.app_store import APP_ID, ISSUER_ID, KEY_ID, AppStoreFake
-from inbox.fakes.reviews import OWN_NAME
 from tests.connectors.helpers import build  # noqa: F401 - build is a fixture
 
 NAME = "acme-ios"
@@ -47,7 +47,9 @@ APPLE_EXAMPLE: dict[str, Any] = {
                     }
                 }
             },
-            "links": {"self": "https://api.appstoreconnect.apple.com/v1/customerReviews/00000028-b08c-0014-9674-c54800000000"},
+            "links": {
+                "self": "https://api.appstoreconnect.apple.com/v1/customerReviews/00000028-b08c-0014-9674-c54800000000"
+            },
         }
     ],
     "links": {
@@ -59,7 +61,9 @@ APPLE_EXAMPLE: dict[str, Any] = {
 
 def pem(key: ec.EllipticCurvePrivateKey) -> str:
     """The key as the .p8 file App Store Connect hands out (PKCS#8 PEM)."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +83,14 @@ async def fake(clock: FakeClock, private_key: ec.EllipticCurvePrivateKey) -> Asy
 @pytest.fixture
 def connector_config(fake: AppStoreFake, private_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
     return {
-        "name": NAME, "type": "app_store", "api_url": fake.base_url, "key_id": KEY_ID, "issuer_id": ISSUER_ID,
-        "private_key": pem(private_key), "app_id": APP_ID, "own_handles": [OWN_NAME],
+        "name": NAME,
+        "type": "app_store",
+        "api_url": fake.base_url,
+        "key_id": KEY_ID,
+        "issuer_id": ISSUER_ID,
+        "private_key": pem(private_key),
+        "app_id": APP_ID,
+        "own_handles": [OWN_NAME],
     }
 
 
@@ -89,7 +99,13 @@ def connector(config: dict[str, Any]) -> AppStoreConnector:
 
 
 def target(review_id: str) -> ReplyTarget:
-    return ReplyTarget(external_id=review_id, thread_id=review_id, kind=Kind.REVIEW, author_handle="x", reply_to={"review_id": review_id})
+    return ReplyTarget(
+        external_id=review_id,
+        thread_id=review_id,
+        kind=Kind.REVIEW,
+        author_handle="x",
+        reply_to={"review_id": review_id},
+    )
 
 
 class TestAppStoreContract(ConnectorLevel):
@@ -128,9 +144,15 @@ async def test_apples_example_maps_rating_title_body_and_time(fake, connector_co
     finally:
         await store.close()
     assert (item.external_id, item.thread_id, item.rating, item.kind) == (
-        "00000028-b08c-0014-9674-c54800000000", "00000028-b08c-0014-9674-c54800000000", 5, "review",
+        "00000028-b08c-0014-9674-c54800000000",
+        "00000028-b08c-0014-9674-c54800000000",
+        5,
+        "review",
     )
-    assert item.text == "Pretty Stellar\n\nI love how creative I can be when I use this app. I can really explore the depths of my imagination!"
+    assert (
+        item.text
+        == "Pretty Stellar\n\nI love how creative I can be when I use this app. I can really explore the depths of my imagination!"
+    )
     assert (item.author_handle, item.author_name) == ("Juan Chavez", "Juan Chavez")
     assert item.posted_at == datetime(2024, 1, 2, 18, 19, 36, tzinfo=UTC)
     assert item.reply_to == {"review_id": "00000028-b08c-0014-9674-c54800000000", "territory": "USA"}
@@ -236,4 +258,3 @@ def test_the_private_key_is_checked_when_the_config_is_read(tmp_path, connector_
     flattened = connector_config["private_key"].replace("\n", "\\n")
     settings = make_settings(tmp_path, connectors=[{**connector_config, "private_key": flattened}])
     assert settings.connectors[0].private_key.get_secret_value().startswith("-----BEGIN PRIVATE KEY-----\n")
-

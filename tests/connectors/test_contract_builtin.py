@@ -20,9 +20,9 @@ from pydantic import ValidationError
 
 from inbox.connector import PermanentError
 from inbox.connectors.webhook import WebhookSettings, sign
+from inbox.fakes.vendor import SentReply, VendorFake
 from inbox.pipeline.poller import PollResult
 from inbox.server import build_app
-from inbox.fakes.vendor import SentReply, VendorFake
 from tests.connectors.contract import ConnectorContract
 
 SECRET = "contract-secret-0123456789"
@@ -34,6 +34,7 @@ class ItemSource(VendorFake):
     def __init__(self) -> None:
         super().__init__()
         self.pending: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
         self.counter = 0
 
     def routes(self, app: web.Application) -> None:
@@ -41,24 +42,31 @@ class ItemSource(VendorFake):
 
     async def _reply(self, request: web.Request) -> web.Response:
         body = json.loads(await request.read())
-        self.replies.append(SentReply(body["in_reply_to"], body["text"], {"key": request.headers.get("Idempotency-Key")}))
+        self.replies.append(
+            SentReply(body["in_reply_to"], body["text"], {"key": request.headers.get("Idempotency-Key")})
+        )
         return web.json_response({"id": f"r-{len(self.replies)}"})
 
     def _item(self, text: str, author: str, minutes_ago: float, **extra: Any) -> dict[str, Any]:
         self.counter += 1
-        item = {"id": f"i{self.counter}", "text": text, "author": {"handle": author},
-                "posted_at": (self.now - timedelta(minutes=minutes_ago)).isoformat(), **extra}
+        item = {
+            "id": f"i{self.counter}",
+            "text": text,
+            "author": {"handle": author},
+            "posted_at": (self.now - timedelta(minutes=minutes_ago)).isoformat(),
+            **extra,
+        }
         self.pending.append(item)
         return item
 
-    def add_customer_post(self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None) -> str:
+    def add_customer_post(
+        self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0, reply_to: str | None = None
+    ) -> str:
         thread = next((i.get("thread_id") or i["id"] for i in self.sent + self.pending if i["id"] == reply_to), None)
         return self._item(text, author, minutes_ago, thread_id=thread)["id"]
 
     def add_brand_post(self, text: str) -> list[str]:
         return [self._item(text, "acme", 1, from_brand=True)["id"]]
-
-    sent: list[dict[str, Any]] = []
 
 
 class FileSource(ItemSource):
@@ -203,7 +211,9 @@ class Pusher:
             if self.source.duplicating and start:
                 chunk = [self.source.pending[start - 1], *chunk]
             body = json.dumps({"items": chunk}).encode()
-            response = await self.client.post("/webhooks/shop", data=body, headers={"X-Inbox-Signature": sign(SECRET, body)})
+            response = await self.client.post(
+                "/webhooks/shop", data=body, headers={"X-Inbox-Signature": sign(SECRET, body)}
+            )
             answer = await response.json()
             stored += answer.get("stored", 0)
             duplicates += answer.get("duplicates", 0)
@@ -224,8 +234,13 @@ class TestWebhookContract(ConnectorContract):
 
     @pytest.fixture
     def connector_config(self, fake: PushSource) -> dict[str, Any]:
-        return {"name": "shop", "type": "webhook", "secret": SECRET, "reply_url": f"{fake.base_url}/replies",
-                "max_reply_chars": 1000}
+        return {
+            "name": "shop",
+            "type": "webhook",
+            "secret": SECRET,
+            "reply_url": f"{fake.base_url}/replies",
+            "max_reply_chars": 1000,
+        }
 
     @pytest.fixture
     async def poller(self, inbox: Any, fake: PushSource):

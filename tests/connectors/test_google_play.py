@@ -14,18 +14,18 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError
-from inbox.connectors.kit.reviews import ReviewCursor
 from inbox.connectors.google_play import GooglePlayConnector, GooglePlaySettings
-from inbox.store.models import Thread
-from inbox.sla import ClockKind, SlaState
-from inbox.settings import ConfigError
-from tests.conftest import FakeClock, make_settings
-from tests.connectors.contract import ConnectorLevel
+from inbox.connectors.kit.reviews import ReviewCursor
 from inbox.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SERVICE_ACCOUNT
 from inbox.fakes.google_play import PACKAGE, GooglePlayFake
 from inbox.fakes.reviews import OWN_NAME
+from inbox.pipeline.actions import ActionError
+from inbox.settings import ConfigError
+from inbox.sla import ClockKind, SlaState
+from inbox.store.models import Thread
+from tests.conftest import FakeClock, make_settings
+from tests.connectors.contract import ConnectorLevel
 from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 
 NAME = "acme-android"
@@ -39,7 +39,13 @@ DOCUMENTED_PAGE: dict[str, Any] = {
             "reviewId": "12345678",
             "authorName": "Jane Bloggs",
             "comments": [
-                {"userComment": {"text": "This is the best app ever!", "lastModified": {"seconds": "1443676826", "nanos": 713000000}, "starRating": 5}}
+                {
+                    "userComment": {
+                        "text": "This is the best app ever!",
+                        "lastModified": {"seconds": "1443676826", "nanos": 713000000},
+                        "starRating": 5,
+                    }
+                }
             ],
         },
         {
@@ -58,10 +64,20 @@ DOCUMENTED_PAGE: dict[str, Any] = {
                         "appVersionName": "1.2.3",
                         "thumbsUpCount": 10,
                         "thumbsDownCount": 3,
-                        "deviceMetadata": {"productName": "E5333 (Xperia™ C4 Dual)", "manufacturer": "Sony", "deviceClass": "phone", "screenWidthPx": 1080},
+                        "deviceMetadata": {
+                            "productName": "E5333 (Xperia™ C4 Dual)",
+                            "manufacturer": "Sony",
+                            "deviceClass": "phone",
+                            "screenWidthPx": 1080,
+                        },
                     }
                 },
-                {"developerComment": {"text": "SHAPE-ONLY developer reply text", "lastModified": {"seconds": "1423101467", "nanos": 813000000}}},
+                {
+                    "developerComment": {
+                        "text": "SHAPE-ONLY developer reply text",
+                        "lastModified": {"seconds": "1423101467", "nanos": 813000000},
+                    }
+                },
             ],
         },
     ],
@@ -81,8 +97,12 @@ async def fake(clock: FakeClock) -> AsyncIterator[GooglePlayFake]:
 @pytest.fixture
 def connector_config(fake: GooglePlayFake) -> dict[str, Any]:
     return {
-        "name": NAME, "type": "google_play", "api_url": fake.base_url, "package_name": PACKAGE,
-        "access_token": ACCESS_TOKEN, "own_handles": [OWN_NAME],
+        "name": NAME,
+        "type": "google_play",
+        "api_url": fake.base_url,
+        "package_name": PACKAGE,
+        "access_token": ACCESS_TOKEN,
+        "own_handles": [OWN_NAME],
     }
 
 
@@ -101,13 +121,25 @@ async def test_the_documented_reviews_map_to_items(fake, connector_config):
         jane, john = [i async for page in play.fetch(None) for i in page.items]
     finally:
         await play.close()
-    assert (jane.external_id, jane.thread_id, jane.rating, jane.kind) == ("12345678@1443676826", "12345678", 5, "review")
-    assert jane.text == "This is the best app ever!" and (jane.author_handle, jane.author_name) == ("Jane Bloggs", "Jane Bloggs")
+    assert (jane.external_id, jane.thread_id, jane.rating, jane.kind) == (
+        "12345678@1443676826",
+        "12345678",
+        5,
+        "review",
+    )
+    assert jane.text == "This is the best app ever!" and (jane.author_handle, jane.author_name) == (
+        "Jane Bloggs",
+        "Jane Bloggs",
+    )
     assert jane.posted_at == datetime(2015, 10, 1, 5, 20, 26, 713000, tzinfo=UTC)
     assert jane.url == "https://play.google.com/store/apps/details?id=com.acme.shop&reviewId=12345678"
     assert john.posted_at == datetime.fromtimestamp(141582134, UTC) + timedelta(microseconds=213000)
     # The developer replied after John's (only) version: answered, with the reply kept because ours would replace it.
-    assert john.reply_to == {"review_id": "11223344", "language": "en", "existing_reply": "SHAPE-ONLY developer reply text"}
+    assert john.reply_to == {
+        "review_id": "11223344",
+        "language": "en",
+        "existing_reply": "SHAPE-ONLY developer reply text",
+    }
     assert john.answered_at == datetime.fromtimestamp(1423101467, UTC) + timedelta(microseconds=813000)
     assert jane.answered_at is None and "existing_reply" not in jane.reply_to
 
@@ -195,7 +227,15 @@ async def test_an_anonymous_author_gets_a_handle_of_their_own(fake, build, engin
 
 async def test_the_refresh_token_flow_is_shared_with_google_reviews(fake, connector_config):
     config = {k: v for k, v in connector_config.items() if k != "access_token"}
-    play = connector({**config, "token_url": fake.token_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN})
+    play = connector(
+        {
+            **config,
+            "token_url": fake.token_url,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "refresh_token": REFRESH_TOKEN,
+        }
+    )
     try:
         await play.check()
     finally:
@@ -205,11 +245,19 @@ async def test_the_refresh_token_flow_is_shared_with_google_reviews(fake, connec
 
 def key_file(key: rsa.RSAPrivateKey) -> str:
     """A service account's JSON key file, as the Cloud console downloads it (the fields that matter)."""
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    return json.dumps({
-        "type": "service_account", "project_id": "acme-project", "private_key_id": "0123abcd", "private_key": pem,
-        "client_email": SERVICE_ACCOUNT, "token_uri": "https://oauth2.googleapis.com/token",
-    })
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "acme-project",
+            "private_key_id": "0123abcd",
+            "private_key": pem,
+            "client_email": SERVICE_ACCOUNT,
+            "token_uri": "https://oauth2.googleapis.com/token",
+        }
+    )
 
 
 async def test_a_service_account_signs_its_way_to_a_token(fake, connector_config):

@@ -10,19 +10,19 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget
 from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings
-from inbox.store.models import Thread
-from inbox.store.clocks import STOPPED
-from inbox.settings import ConfigError
-from inbox.sla import ClockKind, SlaState
-from tests.conftest import FakeClock, make_settings
-from tests.connectors.contract import ConnectorContract
+from inbox.fakes.data import payload
 from inbox.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
 from inbox.fakes.google_reviews import ACCOUNT_ID, LOCATION_ID, GoogleReviewsFake
-from inbox.fakes.data import payload
 from inbox.fakes.reviews import OWN_NAME
+from inbox.pipeline.actions import ActionError
+from inbox.settings import ConfigError
+from inbox.sla import ClockKind, SlaState
+from inbox.store.clocks import STOPPED
+from inbox.store.models import Thread
+from tests.conftest import FakeClock, make_settings
+from tests.connectors.contract import ConnectorContract
 from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 
 NAME = "acme-google"
@@ -30,7 +30,9 @@ NAME = "acme-google"
 # inbox/fakes/data/google_reviews/GET_v4_accounts_locations_reviews.SHAPE.json (SHAPE-ONLY: field names
 # from the v4 reference, values made up); nextPageToken dropped so the listing ends after this page.
 SHAPE_PAGE: dict[str, Any] = {
-    key: value for key, value in payload("google_reviews", "GET_v4_accounts_locations_reviews.SHAPE.json").items() if key != "nextPageToken"
+    key: value
+    for key, value in payload("google_reviews", "GET_v4_accounts_locations_reviews.SHAPE.json").items()
+    if key != "nextPageToken"
 }
 
 
@@ -46,16 +48,28 @@ async def fake(clock: FakeClock) -> AsyncIterator[GoogleReviewsFake]:
 @pytest.fixture
 def connector_config(fake: GoogleReviewsFake) -> dict[str, Any]:
     return {
-        "name": NAME, "type": "google_reviews", "api_url": fake.base_url,
-        "account_id": ACCOUNT_ID, "location_id": LOCATION_ID, "access_token": ACCESS_TOKEN, "own_handles": [OWN_NAME],
+        "name": NAME,
+        "type": "google_reviews",
+        "api_url": fake.base_url,
+        "account_id": ACCOUNT_ID,
+        "location_id": LOCATION_ID,
+        "access_token": ACCESS_TOKEN,
+        "own_handles": [OWN_NAME],
     }
 
 
 def refresh_config(fake: GoogleReviewsFake, **extra: Any) -> dict[str, Any]:
     return {
-        "name": NAME, "type": "google_reviews", "api_url": fake.base_url, "token_url": fake.token_url,
-        "account_id": ACCOUNT_ID, "location_id": LOCATION_ID,
-        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN, **extra,
+        "name": NAME,
+        "type": "google_reviews",
+        "api_url": fake.base_url,
+        "token_url": fake.token_url,
+        "account_id": ACCOUNT_ID,
+        "location_id": LOCATION_ID,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": REFRESH_TOKEN,
+        **extra,
     }
 
 
@@ -75,7 +89,12 @@ async def test_recorded_shape_maps_stars_rating_only_and_anonymous(fake, connect
     finally:
         await google.close()
     jane, anonymous = items
-    assert (jane.external_id, jane.thread_id, jane.rating, jane.kind) == ("SHAPE-ONLY-review-1", "SHAPE-ONLY-review-1", 2, "review")
+    assert (jane.external_id, jane.thread_id, jane.rating, jane.kind) == (
+        "SHAPE-ONLY-review-1",
+        "SHAPE-ONLY-review-1",
+        2,
+        "review",
+    )
     assert jane.text == "Waited 40 minutes and nobody answered the phone."
     assert (jane.author_handle, jane.author_name) == ("Jane Customer", "Jane Customer")
     assert jane.posted_at == datetime(2014, 10, 2, 15, 1, 23, tzinfo=UTC)
@@ -83,7 +102,10 @@ async def test_recorded_shape_maps_stars_rating_only_and_anonymous(fake, connect
     assert (anonymous.text, anonymous.rating) == ("", 5)
     assert anonymous.author_handle == "anonymous:SHAPE-ONLY-review-2" and anonymous.author_name == "A Google user"
     assert anonymous.posted_at == datetime(2014, 10, 2, 15, 1, 23, 45123, tzinfo=UTC)  # created, not updated
-    assert anonymous.reply_to == {"review_id": "SHAPE-ONLY-review-2", "existing_reply": "Thank you for visiting our business!"}
+    assert anonymous.reply_to == {
+        "review_id": "SHAPE-ONLY-review-2",
+        "existing_reply": "Thank you for visiting our business!",
+    }
     assert anonymous.answered_at == datetime(2014, 10, 3, 9, 0, tzinfo=UTC) and jane.answered_at is None
 
 
@@ -94,7 +116,9 @@ async def test_a_review_answered_in_google_before_the_poll_is_stored_answered_no
     changed = fake.add_review("Slow service", author="jon", rating=2, minutes_ago=200)
     fake.add_existing_reply(changed.id, "Sorry, Jon")
     fake.reviews[changed.id].reply_at = clock.now - timedelta(minutes=190)
-    fake.edit(changed.id, "Slow service, and the reply did not help", minutes_ago=100)  # the customer wrote after the reply
+    fake.edit(
+        changed.id, "Slow service, and the reply did not help", minutes_ago=100
+    )  # the customer wrote after the reply
     inbox = build()
     await inbox.pollers[NAME].poll_once()
     async with engine.connect() as conn:
@@ -103,7 +127,9 @@ async def test_a_review_answered_in_google_before_the_poll_is_stored_answered_no
     assert threads[answered.id].responded_at == clock.now - timedelta(minutes=240)
     assert (threads[changed.id].status, threads[changed.id].sla_stage) == ("new", SlaState.OK)
     items = await items_of(engine, NAME)
-    assert items[changed.id].reply_to["existing_reply"] == "Sorry, Jon"  # still noted: a reply from the inbox replaces it
+    assert (
+        items[changed.id].reply_to["existing_reply"] == "Sorry, Jon"
+    )  # still noted: a reply from the inbox replaces it
     assert (await inbox.sweep.run()).breached == [threads[changed.id].id]
 
 
@@ -191,7 +217,10 @@ async def test_a_refresh_token_gets_and_renews_access_tokens(fake):
     finally:
         await google.close()
     assert fake.token_grants == 2
-    assert {r.headers["Authorization"] for r in fake.fetch_requests()} == {"Bearer ya29.refreshed-1", "Bearer ya29.refreshed-2"}
+    assert {r.headers["Authorization"] for r in fake.fetch_requests()} == {
+        "Bearer ya29.refreshed-1",
+        "Bearer ya29.refreshed-2",
+    }
 
 
 async def test_a_long_lived_token_is_reused(fake):
@@ -208,7 +237,7 @@ async def test_a_revoked_refresh_token_is_an_auth_error(fake):
     fake.refresh_token = "something-else"
     google = connector(refresh_config(fake))
     try:
-        with pytest.raises(AuthError, match="token refresh refused.*invalid_grant"):
+        with pytest.raises(AuthError, match=r"token refresh refused.*invalid_grant"):
             await google.check()
     finally:
         await google.close()
@@ -229,12 +258,17 @@ async def test_a_refused_access_token_is_renewed_on_the_next_call(fake):
 
 def test_credentials_are_required_and_go_together(tmp_path):
     base = {"name": NAME, "type": "google_reviews", "account_id": "1", "location_id": "2"}
-    with pytest.raises(ConfigError, match="set one of: access_token; client_id, client_secret and refresh_token; service_account_key"):
+    with pytest.raises(
+        ConfigError, match="set one of: access_token; client_id, client_secret and refresh_token; service_account_key"
+    ):
         make_settings(tmp_path, connectors=[base])
     with pytest.raises(ConfigError, match="go together"):
         make_settings(tmp_path, connectors=[{**base, "access_token": "t", "refresh_token": "r"}])
     with pytest.raises(ConfigError, match="set one of"):
-        make_settings(tmp_path, connectors=[{**base, "access_token": "t", "client_id": "c", "client_secret": "s", "refresh_token": "r"}])
+        make_settings(
+            tmp_path,
+            connectors=[{**base, "access_token": "t", "client_id": "c", "client_secret": "s", "refresh_token": "r"}],
+        )
 
 
 async def test_a_reply_over_4096_bytes_is_refused_before_sending(fake, connector_config):
@@ -258,5 +292,10 @@ async def test_a_too_long_reply_is_refused_by_the_core(fake, build, engine):
 
 
 def _target(review_id: str) -> ReplyTarget:
-    return ReplyTarget(external_id=review_id, thread_id=review_id, kind=Kind.REVIEW, author_handle="x", reply_to={"review_id": review_id})
-
+    return ReplyTarget(
+        external_id=review_id,
+        thread_id=review_id,
+        kind=Kind.REVIEW,
+        author_handle="x",
+        reply_to={"review_id": review_id},
+    )

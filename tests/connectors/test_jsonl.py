@@ -15,7 +15,12 @@ from tests.connectors.contract import fetch_all
 
 
 def line(i: int, **extra: object) -> str:
-    record = {"id": str(i), "text": f"message {i}", "posted_at": "2026-11-23T09:00:00+01:00", "author": {"handle": f"u{i}"}}
+    record = {
+        "id": str(i),
+        "text": f"message {i}",
+        "posted_at": "2026-11-23T09:00:00+01:00",
+        "author": {"handle": f"u{i}"},
+    }
     record.update(extra)
     return json.dumps(record) + "\n"
 
@@ -59,8 +64,8 @@ async def test_a_replaced_file_is_read_from_the_start(tmp_path: Path):
 
 async def test_missing_file_is_unhealthy_with_its_reason_until_it_appears(inbox_factory, engine, tmp_path: Path):
     # `inbox check` said FAIL for a missing file while `inbox run` polled it as healthy, for ever, without a word.
-    from inbox.store.models import ConnectorHealth
     from inbox.pipeline.poller import UNHEALTHY_AFTER
+    from inbox.store.models import ConnectorHealth
 
     path = tmp_path / "nope.jsonl"
     inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(path)}])

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
 from inbox.connectors.mastodon import MastodonConnector, MastodonCursor, MastodonSettings, html_to_text
+from inbox.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION, TOKEN, MastodonFake
+from inbox.fakes.vendor import Fault
 from inbox.pipeline.ingest import Source
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Item
-from inbox.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION, TOKEN, MastodonFake
-from inbox.fakes.vendor import Fault
 from tests.connectors.contract import ConnectorContract, fetch_all
 
 NAME = "mastodon-test"
@@ -44,8 +44,6 @@ class TestMastodonContract(ConnectorContract):
     name = NAME
 
 
-
-
 # -- mapping of recorded payloads -----------------------------------------------------------------------------------
 
 
@@ -54,8 +52,10 @@ def test_html_is_stripped_to_text_with_line_breaks():
     content = "<p>Order <b>#123</b> &amp; &lt;box&gt;<br>still late<br/>help</p><p>second &#39;para&#39;</p>"
     assert html_to_text(content) == "Order #123 & <box>\nstill late\nhelp\n\nsecond 'para'"
     # Mastodon hides parts of long links in spans; the text keeps the whole link.
-    link = ('<p><a href="https://example.com/a/very/long/path"><span class="invisible">https://</span>'
-            '<span class="ellipsis">example.com/a/very</span><span class="invisible">/long/path</span></a></p>')
+    link = (
+        '<p><a href="https://example.com/a/very/long/path"><span class="invisible">https://</span>'
+        '<span class="ellipsis">example.com/a/very</span><span class="invisible">/long/path</span></a></p>'
+    )
     assert html_to_text(link) == "https://example.com/a/very/long/path"
 
 
@@ -69,15 +69,24 @@ async def test_recorded_mention_and_direct_message_map_to_items(fake):
         await connector.close()
     by_id = {i.external_id: i for i in items}
     mention = by_id["117020577157693549"]
-    assert (mention.kind, mention.author_handle, mention.author_name, mention.text) == (Kind.MENTION, "admin", None, "@mastodonpy_test hello!")
-    assert mention.posted_at == datetime(2026, 8, 1, 13, 51, 42, 823000, tzinfo=UTC)  # the status's time, not the notification's
+    assert (mention.kind, mention.author_handle, mention.author_name, mention.text) == (
+        Kind.MENTION,
+        "admin",
+        None,
+        "@mastodonpy_test hello!",
+    )
+    assert mention.posted_at == datetime(
+        2026, 8, 1, 13, 51, 42, 823000, tzinfo=UTC
+    )  # the status's time, not the notification's
     assert mention.url == "http://localhost:3000/@admin/117020577157693549"
     assert mention.thread_id == "117020577157693549"
     assert mention.reply_to == {"visibility": "public", "acct": "admin", "account_id": "117020565693913441"}
     direct = by_id["116275331587890092"]
     assert direct.kind == Kind.DM and direct.author_handle == "latencyobs@icosahedron.website"
     assert direct.author_name == "latency observer" and direct.reply_to["visibility"] == "direct"
-    assert direct.text.startswith("@halcy@mastodon.social @halcy@glitch.social @halcy@hachyderm.io ____________LATENCYPING")
+    assert direct.text.startswith(
+        "@halcy@mastodon.social @halcy@glitch.social @halcy@hachyderm.io ____________LATENCYPING"
+    )
     assert cursor == MastodonCursor(notification_id="547915300")
 
 
@@ -114,7 +123,7 @@ async def test_incremental_polls_page_forward_with_min_id_from_the_cursor(fake):
     finally:
         await connector.close()
     queries = [r.query for r in fake.fetch_requests()]
-    assert [q.get("min_id") for q in queries][0] == start and all("since_id" not in q for q in queries)
+    assert next(q.get("min_id") for q in queries) == start and all("since_id" not in q for q in queries)
     assert all(q.getall("types[]") == ["mention"] and q["limit"] == "40" for q in queries)
     # Every page is the block right after the previous one, so each carries a cursor the next request starts from.
     assert [len(p.items) for p in pages] == [40, 40, 15]
@@ -134,7 +143,7 @@ async def test_first_poll_walks_back_only_as_far_as_the_backfill_window(fake):
     assert sorted(i.external_id for p in pages for i in p.items) == sorted(recent)
     assert [p.cursor for p in pages[:-1]] == [None] * (len(pages) - 1)  # only the end of a backward walk is safe
     assert pages[-1].cursor == MastodonCursor(notification_id=fake.notifications[-1]["id"])
-    assert [r.query.get("max_id") for r in fake.fetch_requests()][0] is None
+    assert next(r.query.get("max_id") for r in fake.fetch_requests()) is None
 
 
 async def test_a_page_of_the_wrong_shape_keeps_the_cursor(fake):
@@ -267,7 +276,9 @@ async def test_check_names_the_account(fake):
 # -- streaming --------------------------------------------------------------------------------------------------------
 
 
-async def test_the_stream_hands_mentions_over_and_polling_catches_what_it_missed(fake, inbox_factory, connector_config, engine):
+async def test_the_stream_hands_mentions_over_and_polling_catches_what_it_missed(
+    fake, inbox_factory, connector_config, engine
+):
     inbox = inbox_factory(connectors=[{**connector_config, "stream": True}])
     connector = inbox.connectors[NAME]
     assert connector.streaming
@@ -315,7 +326,9 @@ async def test_a_refused_or_silent_stream_raises_for_the_core_to_reconnect(fake)
 
 
 def target_of(item: Any) -> ReplyTarget:
-    return ReplyTarget(item.external_id, item.thread_id or item.external_id, item.kind, item.author_handle, item.reply_to)
+    return ReplyTarget(
+        item.external_id, item.thread_id or item.external_id, item.kind, item.author_handle, item.reply_to
+    )
 
 
 async def stored(engine: Any) -> list[str]:

@@ -14,12 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from inbox.fakes.mastodon import TOKEN, MastodonFake
-from inbox.store.models import ConnectorHealth, EventKind
-from inbox.pipeline.poller import Poller
-from inbox.service import Inbox
-from inbox.pipeline.workers import Leases
-from tests.conftest import FakeClock, Recorder
 from inbox.fakes.x import XFake
+from inbox.pipeline.poller import Poller
+from inbox.pipeline.workers import Leases
+from inbox.service import Inbox
+from inbox.store.models import ConnectorHealth, EventKind
+from tests.conftest import FakeClock, Recorder
 from tests.connectors.test_x import NAME, config
 from tests.test_server import get
 
@@ -54,7 +54,13 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 async def inbox(inbox_factory: Any, fake: XFake, mastodon: MastodonFake, recorder: Recorder) -> AsyncIterator[Inbox]:
-    masto = {"name": MASTODON, "type": "mastodon", "api_url": mastodon.base_url, "access_token": TOKEN, "poll_seconds": 30}
+    masto = {
+        "name": MASTODON,
+        "type": "mastodon",
+        "api_url": mastodon.base_url,
+        "access_token": TOKEN,
+        "poll_seconds": 30,
+    }
     inbox = inbox_factory(recorder, connectors=[config(fake), masto])
     yield inbox
     for connector in inbox.connectors.values():
@@ -106,7 +112,9 @@ async def test_a_429_with_a_reset_2_s_ahead_is_retried_just_after_the_reset(inbo
     assert await health_changes(inbox, recorder) == []
 
 
-async def test_429s_for_under_10_minutes_keep_the_connector_healthy_counted_and_shown_on_healthz(inbox, fake, clock, recorder):
+async def test_429s_for_under_10_minutes_keep_the_connector_healthy_counted_and_shown_on_healthz(
+    inbox, fake, clock, recorder
+):
     x = poller(inbox, NAME, clock)
     first = clock.now
     for _ in range(9):  # a refusal a minute, for 8 minutes
@@ -116,14 +124,16 @@ async def test_429s_for_under_10_minutes_keep_the_connector_healthy_counted_and_
     row = await health(inbox, NAME)
     assert (row.healthy, row.failures) == (True, 0) and row.last_poll_at == last
     assert sample(inbox, "inbox_rate_limited_total", NAME) == 9
-    assert sample(inbox, "inbox_rate_limited_until_seconds", NAME) == pytest.approx((last.timestamp() + result.delay))
+    assert sample(inbox, "inbox_rate_limited_until_seconds", NAME) == pytest.approx(last.timestamp() + result.delay)
     status, body = await get(inbox, "/healthz")
     shown = json.loads(body)
     assert status == 200 and shown["status"] == "ok" and shown["unhealthy"] == []
     entry = shown["connectors"][NAME]
     assert entry["healthy"] is True
     assert datetime.fromisoformat(entry["rate_limited_since"]) == first
-    assert datetime.fromisoformat(entry["rate_limited_until"]).timestamp() == pytest.approx(last.timestamp() + result.delay)
+    assert datetime.fromisoformat(entry["rate_limited_until"]).timestamp() == pytest.approx(
+        last.timestamp() + result.delay
+    )
     assert shown["connectors"][MASTODON]["rate_limited_until"] is None
     assert await health_changes(inbox, recorder) == []
 
@@ -134,7 +144,9 @@ async def test_429s_for_under_10_minutes_keep_the_connector_healthy_counted_and_
     assert sample(inbox, "inbox_rate_limited_until_seconds", NAME) == 0
 
 
-async def test_rate_limited_for_over_10_minutes_is_unhealthy_once_and_admins_are_told_once(inbox, fake, clock, recorder):
+async def test_rate_limited_for_over_10_minutes_is_unhealthy_once_and_admins_are_told_once(
+    inbox, fake, clock, recorder
+):
     x = poller(inbox, NAME, clock)
     healthy = []
     for _ in range(14):  # a refusal a minute, for 13 minutes
@@ -154,7 +166,9 @@ async def test_rate_limited_for_over_10_minutes_is_unhealthy_once_and_admins_are
     assert [c["healthy"] for c in await health_changes(inbox, recorder)] == [False, True]
 
 
-async def test_polls_are_spaced_out_when_the_announced_budget_would_not_last_until_the_reset(inbox, fake, clock, caplog):
+async def test_polls_are_spaced_out_when_the_announced_budget_would_not_last_until_the_reset(
+    inbox, fake, clock, caplog
+):
     caplog.set_level(logging.INFO, logger="inbox.ratelimit")
     x = poller(inbox, NAME, clock)
     mentions = fake.windows["mentions"]

@@ -12,8 +12,6 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
 from inbox.connectors.reddit import Mark, RedditConnector, RedditSettings
-from inbox.store.models import Item
-from tests.connectors.contract import ConnectorLevel, fetch_all
 from inbox.fakes.reddit import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -26,6 +24,8 @@ from inbox.fakes.reddit import (
     USERNAME,
     RedditFake,
 )
+from inbox.store.models import Item
+from tests.connectors.contract import ConnectorLevel, fetch_all
 
 NAME = "reddit-test"
 
@@ -40,14 +40,30 @@ async def fake() -> AsyncIterator[RedditFake]:
 @pytest.fixture
 def connector_config(fake: RedditFake) -> dict[str, Any]:
     return {
-        "name": NAME, "type": "reddit", "api_url": fake.base_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "username": USERNAME, "password": PASSWORD, "user_agent": USER_AGENT, "subreddits": ["acme"], "brand_terms": ["Acme"],
+        "name": NAME,
+        "type": "reddit",
+        "api_url": fake.base_url,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "user_agent": USER_AGENT,
+        "subreddits": ["acme"],
+        "brand_terms": ["Acme"],
     }
 
 
 def connector_for(fake: RedditFake, **extra: Any) -> RedditConnector:
-    config = {"name": NAME, "api_url": fake.base_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-              "username": USERNAME, "password": PASSWORD, "user_agent": USER_AGENT, **extra}
+    config = {
+        "name": NAME,
+        "api_url": fake.base_url,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "user_agent": USER_AGENT,
+        **extra,
+    }
     return RedditConnector(RedditSettings(**config))
 
 
@@ -55,8 +71,6 @@ class TestRedditContract(ConnectorLevel):
     """The shared scenarios over the Reddit fake (inbox plus r/acme)."""
 
     name = NAME
-
-
 
 
 # -- OAuth ------------------------------------------------------------------------------------------------------------
@@ -84,8 +98,13 @@ async def test_an_expired_token_is_replaced_once_on_401(fake):
     finally:
         await connector.close()
     assert len(fake.token_requests) == 2
-    assert [r.path for r in fake.requests] == ["/api/v1/access_token", "/api/v1/me", "/api/v1/me",
-                                               "/api/v1/access_token", "/api/v1/me"]
+    assert [r.path for r in fake.requests] == [
+        "/api/v1/access_token",
+        "/api/v1/me",
+        "/api/v1/me",
+        "/api/v1/access_token",
+        "/api/v1/me",
+    ]
 
 
 async def test_a_token_is_renewed_before_it_expires(fake):
@@ -97,7 +116,9 @@ async def test_a_token_is_renewed_before_it_expires(fake):
         await connector.check()
     finally:
         await connector.close()
-    assert len(fake.token_requests) == 2 and all(r.path != "/api/v1/me" or r.headers["Authorization"] for r in fake.requests)
+    assert len(fake.token_requests) == 2 and all(
+        r.path != "/api/v1/me" or r.headers["Authorization"] for r in fake.requests
+    )
 
 
 async def test_wrong_password_and_revoked_app_are_auth_errors(fake):
@@ -126,7 +147,10 @@ def test_hosts_default_to_reddit_and_follow_api_url_or_auth_url():
     assert (split.client.base_url, split.auth.base_url) == ("http://api.local", "http://auth.local")
     with pytest.raises(ValueError, match="brand_terms"):
         RedditSettings(**base, subreddits=["acme"])
-    assert RedditSettings(**base, subreddits=["r/acme", "/r/AcmeHelp"], brand_terms=["Acme"]).subreddits == ["acme", "AcmeHelp"]
+    assert RedditSettings(**base, subreddits=["r/acme", "/r/AcmeHelp"], brand_terms=["Acme"]).subreddits == [
+        "acme",
+        "AcmeHelp",
+    ]
 
 
 # -- mapping ----------------------------------------------------------------------------------------------------------
@@ -145,7 +169,10 @@ async def test_recorded_inbox_things_map_to_items(fake):
     assert (mention.kind, mention.author_handle, mention.thread_id) == (Kind.MENTION, "2Botter2Loop", "t1_ekftage")
     assert mention.text.startswith("Hello /u/<USERNAME>,\n\nYour [submission](https://redd.it/bb1sef)")
     assert mention.posted_at == datetime.fromtimestamp(RECORDED_MENTION["data"]["created_utc"], UTC)
-    assert mention.url == "https://www.reddit.com/r/RemovedByBotter/comments/bb24fw/slowly_slowly_bonk_ok_nvm/ekftage/?context=3"
+    assert (
+        mention.url
+        == "https://www.reddit.com/r/RemovedByBotter/comments/bb24fw/slowly_slowly_bonk_ok_nvm/ekftage/?context=3"
+    )
     reply = by_id["t1_myngt77"]
     # Its parent (our comment) is unknown to this fake, so it starts its own conversation.
     assert (reply.kind, reply.text, reply.thread_id) == (Kind.COMMENT, "Reply", "t1_myngt77")
@@ -265,7 +292,8 @@ async def test_private_message_conversations_are_one_thread_and_replies_go_back_
         await connector.close()
     assert items[0].kind == Kind.DM and items[0].text == "order problem\n\nI was charged twice"
     assert [(r.target, r.text, r.details["kind"], r.details["api_type"]) for r in fake.replies] == [
-        (first, "Sorry Zoe, refunding now.", "t4", "json")]
+        (first, "Sorry Zoe, refunding now.", "t4", "json")
+    ]
     assert [(i.external_id, i.thread_id) for i in more] == [(follow, first)]
     assert found == sent and missing is None
 
@@ -295,7 +323,9 @@ async def test_reply_refusals_map_to_errors(fake):
 
 
 def target_of(item: Any) -> ReplyTarget:
-    return ReplyTarget(item.external_id, item.thread_id or item.external_id, item.kind, item.author_handle, item.reply_to)
+    return ReplyTarget(
+        item.external_id, item.thread_id or item.external_id, item.kind, item.author_handle, item.reply_to
+    )
 
 
 async def thread_of(engine: Any, external_id: str) -> int:

@@ -15,10 +15,22 @@ FAR = "0001-01-01T00:00:00+01:00"  # no UTC time exists for it
 @pytest.mark.parametrize(
     ("model", "bad", "good"),
     [
-        (trustpilot._Review, {"id": "r1", "stars": 1, "createdAt": FAR}, {"id": "r2", "stars": 1, "createdAt": "2026-11-23T09:00:00Z"}),
-        (app_store._Attributes, {"rating": 1, "createdDate": FAR}, {"rating": 1, "createdDate": "2026-11-23T09:00:00-07:00"}),
+        (
+            trustpilot._Review,
+            {"id": "r1", "stars": 1, "createdAt": FAR},
+            {"id": "r2", "stars": 1, "createdAt": "2026-11-23T09:00:00Z"},
+        ),
+        (
+            app_store._Attributes,
+            {"rating": 1, "createdDate": FAR},
+            {"rating": 1, "createdDate": "2026-11-23T09:00:00-07:00"},
+        ),
         (google_play._Timestamp, {"seconds": "99999999999999"}, {"seconds": "1763888400"}),
-        (google_reviews._ReviewReply, {"comment": "x", "updateTime": FAR}, {"comment": "x", "updateTime": "2026-11-23T09:00:00Z"}),
+        (
+            google_reviews._ReviewReply,
+            {"comment": "x", "updateTime": FAR},
+            {"comment": "x", "updateTime": "2026-11-23T09:00:00Z"},
+        ),
     ],
 )
 def test_an_impossible_time_skips_that_review_only(model, bad, good, caplog):

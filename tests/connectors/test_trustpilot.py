@@ -12,14 +12,8 @@ import sqlalchemy as sa
 
 from inbox.connector import AuthError
 from inbox.connectors.trustpilot import TrustpilotConnector, TrustpilotSettings
-from inbox.store.models import Thread
-from inbox.store.clocks import STOPPED
-from inbox.settings import ConfigError
-from tests.conftest import FakeClock, make_settings
-from tests.connectors.contract import ConnectorLevel
 from inbox.fakes.data import payload
 from inbox.fakes.reviews import OWN_NAME
-from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 from inbox.fakes.trustpilot import (
     ACCESS_TOKEN,
     API_KEY,
@@ -30,6 +24,12 @@ from inbox.fakes.trustpilot import (
     USERNAME,
     TrustpilotFake,
 )
+from inbox.settings import ConfigError
+from inbox.store.clocks import STOPPED
+from inbox.store.models import Thread
+from tests.conftest import FakeClock, make_settings
+from tests.connectors.contract import ConnectorLevel
+from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 
 NAME = "acme-trustpilot"
 
@@ -50,8 +50,14 @@ async def fake(clock: FakeClock) -> AsyncIterator[TrustpilotFake]:
 @pytest.fixture
 def connector_config(fake: TrustpilotFake) -> dict[str, Any]:
     return {
-        "name": NAME, "type": "trustpilot", "api_url": fake.base_url, "business_unit_id": BUSINESS_UNIT_ID,
-        "business_user_id": BUSINESS_USER_ID, "api_key": API_KEY, "access_token": ACCESS_TOKEN, "own_handles": [OWN_NAME],
+        "name": NAME,
+        "type": "trustpilot",
+        "api_url": fake.base_url,
+        "business_unit_id": BUSINESS_UNIT_ID,
+        "business_user_id": BUSINESS_USER_ID,
+        "api_key": API_KEY,
+        "access_token": ACCESS_TOKEN,
+        "own_handles": [OWN_NAME],
     }
 
 
@@ -74,7 +80,12 @@ async def test_recorded_shape_maps_stars_title_text_and_language(fake, connector
         [item] = [i async for page in trustpilot.fetch(None) for i in page.items]
     finally:
         await trustpilot.close()
-    assert (item.external_id, item.thread_id, item.rating, item.kind) == ("SHAPE-ONLY-review-1", "SHAPE-ONLY-review-1", 1, "review")
+    assert (item.external_id, item.thread_id, item.rating, item.kind) == (
+        "SHAPE-ONLY-review-1",
+        "SHAPE-ONLY-review-1",
+        1,
+        "review",
+    )
     assert item.text == "Parcel never arrived\n\nOrdered two weeks ago, still nothing and no answer from support."
     assert (item.author_handle, item.author_name) == ("John Doe", "John Doe")
     assert item.posted_at == datetime(2013, 9, 7, 13, 37, tzinfo=UTC)
@@ -90,7 +101,8 @@ async def test_pages_by_number_until_a_short_page(fake, build, engine):
     result = await build().pollers[NAME].poll_once()
     assert result.stored == 150
     assert [(r.query["page"], r.query["perPage"], r.query["orderBy"]) for r in fake.fetch_requests()] == [
-        ("1", "100", "createdat.desc"), ("2", "100", "createdat.desc"),
+        ("1", "100", "createdat.desc"),
+        ("2", "100", "createdat.desc"),
     ]
 
 
@@ -128,7 +140,11 @@ async def test_a_review_answered_elsewhere_is_kept_with_a_note_and_its_clock_sto
     async with engine.connect() as conn:
         threads = {t.id: t for t in await conn.execute(sa.select(Thread))}
     answered = threads[items[review.id].thread_id]
-    assert (answered.status, answered.sla_stage, answered.responded_at) == ("replied", STOPPED, clock.now - timedelta(minutes=90))
+    assert (answered.status, answered.sla_stage, answered.responded_at) == (
+        "replied",
+        STOPPED,
+        clock.now - timedelta(minutes=90),
+    )
     # 100 minutes old and unanswered: breached; answered an hour after it was written: no alert, whatever its age.
     assert (await inbox.sweep.run()).breached == [items[waiting.id].thread_id]
 
@@ -174,4 +190,6 @@ def test_credentials_are_required(tmp_path):
     with pytest.raises(ConfigError, match="set access_token, or api_secret, username and password"):
         make_settings(tmp_path, connectors=[base])
     with pytest.raises(ConfigError, match="business_user_id"):
-        make_settings(tmp_path, connectors=[{k: v for k, v in base.items() if k != "business_user_id"} | {"access_token": "t"}])
+        make_settings(
+            tmp_path, connectors=[{k: v for k, v in base.items() if k != "business_user_id"} | {"access_token": "t"}]
+        )

@@ -10,16 +10,19 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from inbox.connectors.webhook import sign
 from inbox.connector import MAX_NAME, MAX_TEXT
-from inbox.store.models import Customer, Item
+from inbox.connectors.webhook import sign
 from inbox.server import build_app
+from inbox.store.models import Customer, Item
 
 SECRET = "s3cret-s3cret-s3cret"
 
 
 def body(*ids: str, **extra: object) -> bytes:
-    items = [{"id": i, "text": f"hello {i}", "posted_at": "2026-11-23T09:59:00Z", "author": {"handle": "bob"}, **extra} for i in ids]
+    items = [
+        {"id": i, "text": f"hello {i}", "posted_at": "2026-11-23T09:59:00Z", "author": {"handle": "bob"}, **extra}
+        for i in ids
+    ]
     return json.dumps({"items": items}).encode()
 
 
@@ -53,8 +56,12 @@ async def test_unsigned_or_forged_bodies_get_401_and_are_not_stored(client, engi
 
 
 async def test_bad_items_are_reported_good_ones_kept(client, engine):
-    data = json.dumps([{"id": "ok", "text": "hi", "posted_at": "2026-11-23T09:00:00Z", "author": {"handle": "x"}},
-                       {"id": "bad", "text": "no author"}]).encode()
+    data = json.dumps(
+        [
+            {"id": "ok", "text": "hi", "posted_at": "2026-11-23T09:00:00Z", "author": {"handle": "x"}},
+            {"id": "bad", "text": "no author"},
+        ]
+    ).encode()
     response = await client.post("/webhooks/shop", data=data, headers={"X-Inbox-Signature": sign(SECRET, data)})
     answer = await response.json()
     assert response.status == 202 and answer["stored"] == 1
@@ -79,8 +86,11 @@ async def test_reply_is_posted_signed_to_reply_url(inbox_factory, engine):
     app = web.Application()
     app.router.add_post("/replies", receive)
     async with TestServer(app) as server:
-        inbox = inbox_factory(connectors=[{"name": "shop", "type": "webhook", "secret": SECRET,
-                                           "reply_url": str(server.make_url("/replies"))}])
+        inbox = inbox_factory(
+            connectors=[
+                {"name": "shop", "type": "webhook", "secret": SECRET, "reply_url": str(server.make_url("/replies"))}
+            ]
+        )
         async with TestClient(TestServer(build_app(inbox))) as client:
             data = body("a")
             await client.post("/webhooks/shop", data=data, headers={"X-Inbox-Signature": sign(SECRET, data)})
@@ -99,7 +109,13 @@ def signed_post(client, data: bytes):
 @pytest.mark.parametrize("where", ["body", "item field"])
 async def test_json_nested_100000_deep_is_400_with_a_clear_error(client, engine, where):
     deep = "[" * 100_000 + "]" * 100_000
-    data = (deep if where == "body" else '{"id": "a", "text": "hi", "posted_at": "2026-11-23T09:59:00Z", "author": {"handle": "bob"}, "x": ' + deep + "}").encode()
+    data = (
+        deep
+        if where == "body"
+        else '{"id": "a", "text": "hi", "posted_at": "2026-11-23T09:59:00Z", "author": {"handle": "bob"}, "x": '
+        + deep
+        + "}"
+    ).encode()
     response = await signed_post(client, data)
     assert response.status == 400
     assert "nested deeper than 100 levels" in (await response.json())["error"]
@@ -108,7 +124,13 @@ async def test_json_nested_100000_deep_is_400_with_a_clear_error(client, engine,
 
 async def test_every_item_skipped_at_any_stage_has_a_problem_line_and_one_log_line(client, engine, caplog):
     def entry(i: str, **extra: object) -> dict:
-        return {"id": i, "text": f"hello {i}", "posted_at": "2026-11-23T09:59:00Z", "author": {"handle": "bob"}, **extra}
+        return {
+            "id": i,
+            "text": f"hello {i}",
+            "posted_at": "2026-11-23T09:59:00Z",
+            "author": {"handle": "bob"},
+            **extra,
+        }
 
     items = [
         entry("ok"),
@@ -138,10 +160,17 @@ async def test_every_item_skipped_at_any_stage_has_a_problem_line_and_one_log_li
 
 
 async def test_every_stored_field_is_bounded(client, engine):
-    data = json.dumps([
-        {"id": "a", "text": "t" * 150_000, "posted_at": "2026-11-23T09:59:00Z", "author": {"handle": "bob", "name": "N" * 300},
-         "url": "https://shop.example/" + "u" * 1_900_000},
-    ]).encode()
+    data = json.dumps(
+        [
+            {
+                "id": "a",
+                "text": "t" * 150_000,
+                "posted_at": "2026-11-23T09:59:00Z",
+                "author": {"handle": "bob", "name": "N" * 300},
+                "url": "https://shop.example/" + "u" * 1_900_000,
+            },
+        ]
+    ).encode()
     response = await signed_post(client, data)
     assert response.status == 202 and (await response.json())["stored"] == 1
     async with engine.connect() as conn:

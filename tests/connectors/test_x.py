@@ -11,12 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.pipeline.actions import ActionError
 from inbox.connector import AuthError, Kind, PermanentError, RawItem, ReplyTarget, TransientError
 from inbox.connectors.x import XConnector, XCursor, XSettings, weighted_length
-from inbox.store.cursors import load_cursor
-from inbox.store.models import Item, Thread
-from tests.connectors.contract import ConnectorContract
 from inbox.fakes.x import (
     ACCESS_TOKEN,
     ACCESS_TOKEN_SECRET,
@@ -29,6 +25,10 @@ from inbox.fakes.x import (
     XFake,
     snowflake_time,
 )
+from inbox.pipeline.actions import ActionError
+from inbox.store.cursors import load_cursor
+from inbox.store.models import Item, Thread
+from tests.connectors.contract import ConnectorContract
 
 NAME = "acme-x"
 
@@ -88,12 +88,13 @@ class TestXContract(ConnectorContract):
     name = NAME
 
 
-
 async def test_recorded_mentions_page_maps_to_raw_items() -> None:
     fake = XFake(brand=TWITTER)
     fake.load_recorded_mentions()
     await fake.start()
-    connector = XConnector(XSettings.model_validate({**config(fake), "user_id": TWITTER["id"], "first_poll_hours": 24 * 365 * 10}))
+    connector = XConnector(
+        XSettings.model_validate({**config(fake), "user_id": TWITTER["id"], "first_poll_hours": 24 * 365 * 10})
+    )
     try:
         items, cursor, _ = await fetch_all(connector)
     finally:
@@ -116,7 +117,9 @@ async def test_recorded_mentions_page_maps_to_raw_items() -> None:
     assert cursor is not None and cursor.since_id == RECORDED_MENTIONS["meta"]["newest_id"]
 
 
-async def test_the_recorded_page_as_is_lacks_the_fields_we_ask_for_and_is_skipped_item_by_item(connector: XConnector, caplog: Any) -> None:
+async def test_the_recorded_page_as_is_lacks_the_fields_we_ask_for_and_is_skipped_item_by_item(
+    connector: XConnector, caplog: Any
+) -> None:
     # The cassette's request asked for no fields: each post lacks author and time, so each is skipped, loudly.
     with caplog.at_level(logging.WARNING):
         items = [connector._tweet_item(post, {}, TWEEPY_DEV["id"]) for post in RECORDED_MENTIONS["data"]]
@@ -140,7 +143,11 @@ async def test_a_dm_arrives_and_is_answered_by_dm(fake: XFake, inbox_factory: An
     assert outcome.status == "sent" and outcome.url == f"https://x.com/messages/{conversation}"
     assert fake.replies_by_kind["tweet"] == []
     [sent] = fake.replies_by_kind["dm"]
-    assert (sent.target, sent.text, outcome.external_id) == (conversation, "So sorry, Dana: the second charge is refunded.", sent.details["id"])
+    assert (sent.target, sent.text, outcome.external_id) == (
+        conversation,
+        "So sorry, Dana: the second charge is refunded.",
+        sent.details["id"],
+    )
     # Our DM now sits in the DM events too: it is the brand's, not a new item.
     result = await inbox.pollers[NAME].poll_once()
     assert (result.error, result.stored) == (None, 0)
@@ -148,7 +155,9 @@ async def test_a_dm_arrives_and_is_answered_by_dm(fake: XFake, inbox_factory: An
         await connector.close()
 
 
-async def test_a_dm_the_brand_answered_on_x_is_marked_answered_even_across_pages(fake: XFake, inbox_factory: Any, engine: Any) -> None:
+async def test_a_dm_the_brand_answered_on_x_is_marked_answered_even_across_pages(
+    fake: XFake, inbox_factory: Any, engine: Any
+) -> None:
     dana = fake.user("dana")
     conversation = "-".join(sorted((TWEEPY_DEV["id"], dana["id"]), key=int))
     answered = fake.add_dm("is the shop open on Sunday?", author="dana", minutes_ago=50)
@@ -161,7 +170,9 @@ async def test_a_dm_the_brand_answered_on_x_is_marked_answered_even_across_pages
     finally:
         await connector.close()
     by_id = {i.external_id: i for i in items}
-    assert pages == 3  # mentions, then DMs over two pages: the brand's DM on the first, the one it answers on the second
+    assert (
+        pages == 3
+    )  # mentions, then DMs over two pages: the brand's DM on the first, the one it answers on the second
     assert by_id[answered].answered_at == fake.now.replace(microsecond=0) - timedelta(minutes=45)
     assert [by_id[i].answered_at for i in (waiting, *others)] == [None] * 5
 
@@ -210,16 +221,22 @@ async def test_retweets_and_the_brands_own_posts_are_flagged_not_items(fake: XFa
     assert flags == {own: (True, False), retweet: (False, True), customer: (False, False)}
 
 
-async def test_a_reply_we_sent_that_names_the_brand_comes_back_flagged_from_brand(fake: XFake, connector: XConnector) -> None:
+async def test_a_reply_we_sent_that_names_the_brand_comes_back_flagged_from_brand(
+    fake: XFake, connector: XConnector
+) -> None:
     target = fake.add_customer_post("hello?", author="lee")
     items, cursor, _ = await fetch_all(connector)
     [item] = items
-    sent = await connector.reply(ReplyTarget(target, item.thread_id or "", Kind.MENTION, "lee", item.reply_to), "Hi Lee, @TweepyDev here!")
+    sent = await connector.reply(
+        ReplyTarget(target, item.thread_id or "", Kind.MENTION, "lee", item.reply_to), "Hi Lee, @TweepyDev here!"
+    )
     items, _, _ = await fetch_all(connector, cursor)
     assert [(i.external_id, i.from_brand) for i in items] == [(sent.external_id, True)]
 
 
-async def test_conversation_id_joins_a_follow_up_and_other_customers_get_their_own_thread(fake: XFake, inbox_factory: Any, engine: Any) -> None:
+async def test_conversation_id_joins_a_follow_up_and_other_customers_get_their_own_thread(
+    fake: XFake, inbox_factory: Any, engine: Any
+) -> None:
     inbox = inbox_factory(connectors=[config(fake)])
     first = fake.add_customer_post("my parcel is late", author="maria", minutes_ago=9)
     await inbox.pollers[NAME].poll_once()
@@ -261,7 +278,9 @@ async def test_a_spent_window_stops_before_asking_for_a_429(fake: XFake, connect
     assert caught.value.retry_after is not None and 290 <= caught.value.retry_after <= 300
 
 
-async def test_a_burst_over_many_pages_commits_the_cursor_only_on_the_last_page(fake: XFake, connector: XConnector) -> None:
+async def test_a_burst_over_many_pages_commits_the_cursor_only_on_the_last_page(
+    fake: XFake, connector: XConnector
+) -> None:
     ids = [fake.add_customer_post(f"burst {n}", author=f"u{n}", minutes_ago=30 - n / 10) for n in range(250)]
     cursors = [page.cursor async for page in connector.fetch(None)]
     assert len(cursors) == 4  # 3 pages of mentions, 1 of DMs
@@ -271,7 +290,9 @@ async def test_a_burst_over_many_pages_commits_the_cursor_only_on_the_last_page(
     assert "pagination_token" not in requests[0].query and all("pagination_token" in r.query for r in requests[1:])
 
 
-async def test_the_first_poll_reaches_back_first_poll_hours_and_later_polls_keep_that_bound(fake: XFake, connector: XConnector) -> None:
+async def test_the_first_poll_reaches_back_first_poll_hours_and_later_polls_keep_that_bound(
+    fake: XFake, connector: XConnector
+) -> None:
     old = fake.add_customer_post("from last week", author="old", minutes_ago=7 * 24 * 60)
     old_dm = fake.add_dm("old DM", author="old", minutes_ago=7 * 24 * 60)
     items, cursor, _ = await fetch_all(connector)
@@ -351,7 +372,9 @@ async def test_a_wrong_consumer_secret_fails_the_signature_and_is_an_auth_error(
         await connector.close()
 
 
-async def test_check_names_the_account_and_refuses_a_user_id_of_another_account(fake: XFake, connector: XConnector) -> None:
+async def test_check_names_the_account_and_refuses_a_user_id_of_another_account(
+    fake: XFake, connector: XConnector
+) -> None:
     assert await connector.check() == (
         "@TweepyDev (Tweepy Testing), user id 1072250532645998596; reading mentions and DMs with the app bearer token"
     )
@@ -369,12 +392,16 @@ async def test_a_reply_x_would_count_too_long_is_refused_before_sending(fake: XF
     text = "はい、発送します。" * 16  # 144 characters, 288 as X counts them
     assert len(text) <= 280 and weighted_length(text) == 288
     with pytest.raises(PermanentError, match="X counts this reply as 288 characters"):
-        await connector.reply(ReplyTarget(target, items[0].thread_id or "", Kind.MENTION, "yuki", items[0].reply_to), text)
+        await connector.reply(
+            ReplyTarget(target, items[0].thread_id or "", Kind.MENTION, "yuki", items[0].reply_to), text
+        )
     assert fake.replies == []
 
 
 def test_weighted_length_counts_links_as_23_and_emoji_as_2() -> None:
-    assert weighted_length("Track it at https://example.com/orders/12345678901234567890 thanks") == len("Track it at ") + 23 + len(" thanks")
+    assert weighted_length("Track it at https://example.com/orders/12345678901234567890 thanks") == len(
+        "Track it at "
+    ) + 23 + len(" thanks")
     assert weighted_length("Merci ❤️") == 6 + 2
     assert weighted_length("’quotes’ and “these”") == len("’quotes’ and “these”")
 

@@ -8,9 +8,9 @@ import time
 
 import sqlalchemy as sa
 
+from inbox.service import Inbox
 from inbox.settings import parse_config
 from inbox.store.db import create_engine
-from inbox.service import Inbox
 
 
 async def main(url: str, schema: str, path: str, point: str) -> None:

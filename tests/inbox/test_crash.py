@@ -23,8 +23,12 @@ def write_items(path: Path, count: int) -> None:
     start = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     with path.open("w") as handle:
         for i in range(count):
-            record = {"id": str(i), "text": f"where is my order {i}?", "posted_at": (start + timedelta(seconds=i)).isoformat(),
-                      "author": {"handle": f"user{i % 13}"}}
+            record = {
+                "id": str(i),
+                "text": f"where is my order {i}?",
+                "posted_at": (start + timedelta(seconds=i)).isoformat(),
+                "author": {"handle": f"user{i % 13}"},
+            }
             handle.write(json.dumps(record) + "\n")
 
 
@@ -32,7 +36,10 @@ def run_until(store, path: Path, point: str, marker: str) -> None:
     _engine, url, schema = store
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("crash_child.py")), url, schema or "", str(path), point],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         line = child.stdout.readline() if child.stdout else ""

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from inbox.logs import current_context, log_context, log_fields, log_handler, setup_logging
-from inbox.store.models import Item
 from inbox.pipeline.outbox import Notice
+from inbox.store.models import Item
 from tests.inbox.pipeline.test_actions import jsonl_connector
 from tests.inbox.pipeline.test_ingest import SOURCE, item
 from tests.inbox.test_metrics import sent_before_a_crash
@@ -110,13 +110,25 @@ async def test_log_fields_reads_fields_from_the_arguments(json_log: Captured):
         log_fields(connector="sorce.name")(ingest)
 
 
-async def test_every_line_of_a_poll_names_its_connector_and_item_lines_their_item(inbox_factory, clock, tmp_path, json_log: Captured):
+async def test_every_line_of_a_poll_names_its_connector_and_item_lines_their_item(
+    inbox_factory, clock, tmp_path, json_log: Captured
+):
     feed = tmp_path / "x.jsonl"
     future = (clock.now + timedelta(hours=2)).isoformat()
     feed.write_text(
-        json.dumps({"id": "ok-1", "text": "where is my parcel?", "posted_at": clock.now.isoformat(), "author": {"handle": "bob"}}) + "\n"
-        + json.dumps({"id": "broken", "text": "no author"}) + "\n"
-        + json.dumps({"id": "later", "text": "from the future", "posted_at": future, "author": {"handle": "eve"}}) + "\n"
+        json.dumps(
+            {
+                "id": "ok-1",
+                "text": "where is my parcel?",
+                "posted_at": clock.now.isoformat(),
+                "author": {"handle": "bob"},
+            }
+        )
+        + "\n"
+        + json.dumps({"id": "broken", "text": "no author"})
+        + "\n"
+        + json.dumps({"id": "later", "text": "from the future", "posted_at": future, "author": {"handle": "eve"}})
+        + "\n"
     )
     inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
     result = await inbox.pollers["acme-x"].poll_once()
@@ -129,7 +141,9 @@ async def test_every_line_of_a_poll_names_its_connector_and_item_lines_their_ite
     assert not stored["message"].startswith("acme-x")  # the field says it; the terminal puts it in front
 
 
-async def test_a_failing_delivery_names_its_event_thread_item_and_connector(inbox_factory, engine, clock, json_log: Captured):
+async def test_a_failing_delivery_names_its_event_thread_item_and_connector(
+    inbox_factory, engine, clock, json_log: Captured
+):
     class Down:
         async def notify(self, notice: Notice) -> None:
             logging.getLogger("inbox.slack.notifier").info("posting")
@@ -146,14 +160,21 @@ async def test_a_failing_delivery_names_its_event_thread_item_and_connector(inbo
         assert isinstance(line["event_id"], int)
 
 
-async def test_an_agent_action_finished_after_a_crash_names_its_reply_thread_and_item(inbox_factory, engine, clock, tmp_path, json_log: Captured):
+async def test_an_agent_action_finished_after_a_crash_names_its_reply_thread_and_item(
+    inbox_factory, engine, clock, tmp_path, json_log: Captured
+):
     inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
     await inbox.ingestor.ingest(SOURCE, [item("1", clock)])
     thread, item_id, reply_id = await sent_before_a_crash(inbox, engine, clock, "1")
     clock.advance(minutes=2)
     assert await inbox.actions.recover() == 1
     line = json_log.about("had been sent before a restart")
-    assert (line["connector"], line["thread_id"], line["item_id"], line["reply_id"]) == ("acme-x", thread, item_id, reply_id)
+    assert (line["connector"], line["thread_id"], line["item_id"], line["reply_id"]) == (
+        "acme-x",
+        thread,
+        item_id,
+        reply_id,
+    )
 
 
 def test_the_terminal_shows_the_connector_in_front_once_and_the_ids_after():

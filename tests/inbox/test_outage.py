@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import TransientError
 from inbox.connectors.webhook import SIGNATURE_HEADER, sign
-from inbox.store.db import create_engine, migrate, store_wait
 from inbox.pipeline.liveness import Loops
-from inbox.store.models import ConnectorHealth, Item
 from inbox.server import start_server
-from inbox.service import Inbox, Runner
+from inbox.service import Runner
+from inbox.store.db import create_engine, migrate, store_wait
+from inbox.store.models import ConnectorHealth, Item
 from tests.conftest import FakeClock
 from tests.inbox.pipeline.test_poller import poller_for
 
@@ -67,7 +67,9 @@ async def health_row(engine: AsyncEngine) -> tuple[bool, int]:
     return row.healthy, row.failures
 
 
-async def test_a_poll_whose_health_write_fails_is_still_rescheduled(inbox_factory, engine, clock: FakeClock, tmp_path: Path, request):
+async def test_a_poll_whose_health_write_fails_is_still_rescheduled(
+    inbox_factory, engine, clock: FakeClock, tmp_path: Path, request
+):
     inbox = inbox_factory()
     poller = poller_for(inbox, [TransientError("vendor down"), TransientError("vendor down"), 1], clock)
     inbox.pollers = {poller.name: poller}
@@ -109,12 +111,18 @@ async def test_the_sweep_outbox_and_lease_loops_survive_a_store_error_and_log_on
             await wait_for(lambda: all(not inbox.loops.report()[n]["ok"] for n in names), "every loop failing")
             # Several rounds later, each loop has logged its failure once, and none has stopped.
             failures = {n: inbox.loops.loops[n].failures for n in names}
-            await wait_for(lambda: all(inbox.loops.loops[n].failures > failures[n] for n in names if n != "reply-recovery"), "more rounds")
+            await wait_for(
+                lambda: all(inbox.loops.loops[n].failures > failures[n] for n in names if n != "reply-recovery"),
+                "more rounds",
+            )
             assert inbox.loops.stalled() == []
             for name in names:
                 assert sum(f"{name} failed" in r.getMessage() for r in caplog.records) == 1, name
             holder.execute("ROLLBACK")
-            await wait_for(lambda: all(inbox.loops.report()[n]["ok"] for n in names if n != "reply-recovery"), "every loop working again")
+            await wait_for(
+                lambda: all(inbox.loops.report()[n]["ok"] for n in names if n != "reply-recovery"),
+                "every loop working again",
+            )
             for name in ("leases", "sla-sweep", "outbox"):
                 assert sum(f"{name} works again" in r.getMessage() for r in caplog.records) == 1, name
         finally:
@@ -141,7 +149,11 @@ async def test_a_loop_that_stalls_or_dies_makes_healthz_503(inbox_factory, engin
             monotonic.now += 300  # within the interval plus the round's budget: alive
             async with http.get(url) as response:
                 body = await response.json()
-                assert response.status == 200 and body["loops"]["sla-sweep"]["ok"] and body["loops"]["sla-sweep"]["last_ok_at"]
+                assert (
+                    response.status == 200
+                    and body["loops"]["sla-sweep"]["ok"]
+                    and body["loops"]["sla-sweep"]["last_ok_at"]
+                )
             monotonic.now += 60  # no round finished for far longer than its interval
             async with http.get(url) as response:
                 body = await response.json()
@@ -186,7 +198,9 @@ async def test_a_push_during_an_outage_gets_503_with_retry_after_in_time_and_is_
 ):
     inbox = inbox_factory(connectors=[{"name": "shop", "type": "webhook", "secret": SECRET}])
     site = await start_server(inbox, "127.0.0.1", 0)
-    body = json.dumps({"id": "p1", "text": "where is my parcel?", "posted_at": clock.now.isoformat(), "author": {"handle": "bob"}}).encode()
+    body = json.dumps(
+        {"id": "p1", "text": "where is my parcel?", "posted_at": clock.now.isoformat(), "author": {"handle": "bob"}}
+    ).encode()
     headers = {SIGNATURE_HEADER: sign(SECRET, body)}
     try:
         async with aiohttp.ClientSession() as http:

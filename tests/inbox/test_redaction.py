@@ -23,14 +23,14 @@ from rich.console import Console
 from inbox.checks import run_checks
 from inbox.connector import Connector, ConnectorSettings, Page, ReplyTarget, SentReply, TransientError
 from inbox.connectors.kit.http import VendorClient
-from inbox.pipeline.ingest import Source
+from inbox.fakes.trustpilot import API_KEY, API_SECRET, PASSWORD, USERNAME, TrustpilotFake
 from inbox.logs import MAX_RUNTIME_SECRETS, REDACTED, SECRETS, Secrets
 from inbox.pipeline.actions import ActionError
-from inbox.store.models import ConnectorHealth, Event, Reply, Thread
+from inbox.pipeline.ingest import Source
 from inbox.pipeline.poller import Poller
 from inbox.server import start_server
+from inbox.store.models import ConnectorHealth, Event, Reply, Thread
 from tests.conftest import FakeClock, make_settings
-from inbox.fakes.trustpilot import API_KEY, API_SECRET, PASSWORD, USERNAME, TrustpilotFake
 from tests.connectors.test_trustpilot import connector_config
 from tests.inbox.pipeline.test_ingest import item
 from tests.inbox.test_logs import Captured, json_log  # noqa: F401 - json_log is a fixture
@@ -44,7 +44,9 @@ class EchoingTrustpilot(TrustpilotFake):
 
     def authorized(self, request: web.Request) -> web.Response:
         """401 naming the token it refused, with every request header (the token again, the API key)."""
-        return self.error(401, f"Invalid access token {self.bearer(request)}; request headers: {json.dumps(dict(request.headers))}")
+        return self.error(
+            401, f"Invalid access token {self.bearer(request)}; request headers: {json.dumps(dict(request.headers))}"
+        )
 
 
 def trustpilot_config(fake: TrustpilotFake) -> dict[str, Any]:
@@ -83,25 +85,53 @@ async def echoing(clock: FakeClock) -> AsyncIterator[EchoingTrustpilot]:
 # ------------------------------------------------------------------------------------------------ the filter
 
 
-def test_every_configured_secret_is_redacted_from_message_arguments_exception_and_fields(tmp_path: Path, json_log: Captured):
+def test_every_configured_secret_is_redacted_from_message_arguments_exception_and_fields(
+    tmp_path: Path, json_log: Captured
+):
     settings = make_settings(
         tmp_path,
         database={"url": "postgresql+asyncpg://inbox:db-Passw0rd@db.internal:5432/inbox"},
-        slack={"bot_token": "xoxb-1111-2222-abcdef", "signing_secret": "0123456789abcdef0123", "app_token": "xapp-1-A1-2-ffff",
-               "triage_channel": "C1", "leads_channel": "C2"},
+        slack={
+            "bot_token": "xoxb-1111-2222-abcdef",
+            "signing_secret": "0123456789abcdef0123",
+            "app_token": "xapp-1-A1-2-ffff",
+            "triage_channel": "C1",
+            "leads_channel": "C2",
+        },
         connectors=[
-            {"name": "acme-mastodon", "type": "mastodon", "api_url": "https://mastodon.example", "access_token": "mastodon-T0KEN-value"},
-            {"name": "acme-trustpilot", "type": "trustpilot", "business_unit_id": "b", "business_user_id": "u",
-             "api_key": "tp-key-123456", "access_token": "tp-token-abcdef"},
+            {
+                "name": "acme-mastodon",
+                "type": "mastodon",
+                "api_url": "https://mastodon.example",
+                "access_token": "mastodon-T0KEN-value",
+            },
+            {
+                "name": "acme-trustpilot",
+                "type": "trustpilot",
+                "business_unit_id": "b",
+                "business_user_id": "u",
+                "api_key": "tp-key-123456",
+                "access_token": "tp-token-abcdef",
+            },
         ],
     )
     SECRETS.add_settings(settings)
-    secrets = ["db-Passw0rd", "xoxb-1111-2222-abcdef", "0123456789abcdef0123", "xapp-1-A1-2-ffff", "mastodon-T0KEN-value",
-               "tp-key-123456", "tp-token-abcdef"]
+    secrets = [
+        "db-Passw0rd",
+        "xoxb-1111-2222-abcdef",
+        "0123456789abcdef0123",
+        "xapp-1-A1-2-ffff",
+        "mastodon-T0KEN-value",
+        "tp-key-123456",
+        "tp-token-abcdef",
+    ]
     log = logging.getLogger("inbox.test")
     log.warning("vendor said: %s", "bad token mastodon-T0KEN-value")
     log.warning(f"signing with 0123456789abcdef0123 and {'tp-key-123456'}")
-    log.warning("failed", extra={"reason": "token tp-token-abcdef refused", "attempts": 3, "sent": {"headers": ["apikey tp-key-123456"]}})
+    log.warning(
+        "failed",
+        extra={"reason": "token tp-token-abcdef refused", "attempts": 3, "sent": {"headers": ["apikey tp-key-123456"]}},
+    )
     try:
         raise RuntimeError("cannot connect with xoxb-1111-2222-abcdef to postgresql://inbox:db-Passw0rd@db.internal")
     except RuntimeError:
@@ -110,7 +140,11 @@ def test_every_configured_secret_is_redacted_from_message_arguments_exception_an
     args, fstring, extra, crashed = json_log.lines()
     assert args["message"] == f"vendor said: bad token {REDACTED}"
     assert fstring["message"] == f"signing with {REDACTED} and {REDACTED}"
-    assert (extra["reason"], extra["attempts"], extra["sent"]) == (f"token {REDACTED} refused", 3, {"headers": [f"apikey {REDACTED}"]})
+    assert (extra["reason"], extra["attempts"], extra["sent"]) == (
+        f"token {REDACTED} refused",
+        3,
+        {"headers": [f"apikey {REDACTED}"]},
+    )
     assert "RuntimeError: cannot connect with" in crashed["exception"] and "db.internal" in crashed["exception"]
 
 
@@ -126,7 +160,11 @@ def test_credential_shapes_are_redacted_even_when_nobody_configured_them():
     }
     for text, expected in cases.items():
         assert secrets.redact(text) == expected
-    for ordinary in ("Basic information about the bearer of good news", "page=2&per_page=100", "https://mastodon.example/@bob"):
+    for ordinary in (
+        "Basic information about the bearer of good news",
+        "page=2&per_page=100",
+        "https://mastodon.example/@bob",
+    ):
         assert secrets.redact(ordinary) == ordinary
 
 
@@ -135,7 +173,9 @@ def test_escaped_forms_are_redacted_and_short_values_ignored():
     secrets.add("p@ss/word+1", "abc", None, "")
     assert secrets.redact("password=p%40ss%2Fword%2B1&x=1") == f"password={REDACTED}&x=1"
     assert secrets.redact('{"password": "p@ss/word+1"}') == f'{{"password": "{REDACTED}"}}'
-    assert secrets.redact("grant_type=password&password=p%40ss%2Fword%2B1") == f"grant_type=password&password={REDACTED}"
+    assert (
+        secrets.redact("grant_type=password&password=p%40ss%2Fword%2B1") == f"grant_type=password&password={REDACTED}"
+    )
     assert secrets.redact("abc is not worth hiding") == "abc is not worth hiding"
 
 
@@ -145,14 +185,21 @@ def test_tokens_granted_at_run_time_are_kept_to_the_newest_configured_ones_alway
     for n in range(MAX_RUNTIME_SECRETS + 50):
         secrets.add_request({"Authorization": f"Bearer jwt-{n:06d}", "User-Agent": "cx-inbox/0.1"})
     newest, oldest = f"jwt-{MAX_RUNTIME_SECRETS + 49:06d}", "jwt-000000"
-    assert secrets.redact(f"{newest} {oldest} configured-secret-1 cx-inbox/0.1") == f"{REDACTED} {oldest} {REDACTED} cx-inbox/0.1"
+    assert (
+        secrets.redact(f"{newest} {oldest} configured-secret-1 cx-inbox/0.1")
+        == f"{REDACTED} {oldest} {REDACTED} cx-inbox/0.1"
+    )
 
 
 def test_credentials_in_a_token_request_form_are_learnt():
     secrets = Secrets()
-    secrets.add_request({}, {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": "eyJhbGciOi.signed.jwt"})
+    secrets.add_request(
+        {}, {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": "eyJhbGciOi.signed.jwt"}
+    )
     assert secrets.redact("invalid_grant for eyJhbGciOi.signed.jwt") == f"invalid_grant for {REDACTED}"
-    assert secrets.redact("urn:ietf:params:oauth:grant-type:jwt-bearer") == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    assert (
+        secrets.redact("urn:ietf:params:oauth:grant-type:jwt-bearer") == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ real failures
@@ -162,7 +209,9 @@ async def test_a_vendor_echoing_the_credentials_leaks_them_nowhere(
     echoing: EchoingTrustpilot, inbox_factory: Any, engine: Any, clock: FakeClock, tmp_path: Path, json_log: Captured
 ):
     # `inbox check` below opens the configured store: one in the test's folder, not the working directory.
-    inbox = inbox_factory(connectors=[trustpilot_config(echoing)], database={"url": f"sqlite:///{tmp_path / 'check.db'}"})
+    inbox = inbox_factory(
+        connectors=[trustpilot_config(echoing)], database={"url": f"sqlite:///{tmp_path / 'check.db'}"}
+    )
     poller = inbox.pollers["acme-trustpilot"]
     for _ in range(2):
         result = await poller.poll_once()
@@ -208,7 +257,9 @@ async def test_a_reply_refused_with_the_credentials_echoed_tells_the_agent_witho
     with pytest.raises(ActionError) as refused:
         await inbox.actions.reply(thread, "Sorry, Ann! It ships today.", "ana")
     secrets = trustpilot_secrets(echoing)
-    assert "refused the reply" in str(refused.value) and "Invalid access token" in str(refused.value)  # what the agent sees in Slack
+    assert "refused the reply" in str(refused.value) and "Invalid access token" in str(
+        refused.value
+    )  # what the agent sees in Slack
     assert leaked(str(refused.value), secrets) == []
     async with engine.connect() as conn:
         error = (await conn.execute(sa.select(Reply.error))).scalar_one()
@@ -261,7 +312,9 @@ class BuggyConnector(Connector[_Settings, _Cursor]):
         return ""
 
 
-async def test_a_connector_crash_whose_exception_holds_a_token_is_logged_and_stored_without_it(inbox_factory: Any, engine: Any, json_log: Captured):
+async def test_a_connector_crash_whose_exception_holds_a_token_is_logged_and_stored_without_it(
+    inbox_factory: Any, engine: Any, json_log: Captured
+):
     inbox = inbox_factory()
     poller = Poller(BuggyConnector(_Settings(name="buggy")), inbox.ingestor)  # a bug: no registered type needed
     result = await poller.poll_once()
@@ -278,7 +331,13 @@ async def test_a_connector_crash_whose_exception_holds_a_token_is_logged_and_sto
 
 async def run_inbox(*args: str, cwd: Path) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "inbox", *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "inbox",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "300", "INBOX_CONFIG": "", "PYTHONPATH": str(ROOT)},
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
@@ -286,7 +345,9 @@ async def run_inbox(*args: str, cwd: Path) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
-async def test_inbox_check_against_an_echoing_vendor_prints_the_failure_without_the_credentials(echoing: EchoingTrustpilot, tmp_path: Path):
+async def test_inbox_check_against_an_echoing_vendor_prints_the_failure_without_the_credentials(
+    echoing: EchoingTrustpilot, tmp_path: Path
+):
     config = tmp_path / "inbox.toml"
     table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in trustpilot_config(echoing).items())
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "check.db"}"\n\n[[connectors]]\n{table}')
@@ -306,7 +367,20 @@ async def test_a_bad_config_is_refused_without_showing_its_secrets(tmp_path: Pat
     )
     for command in ("run", "check"):
         code, output = await run_inbox(command, "--config", str(config), cwd=tmp_path)
-        assert code == 2 and "connectors[acme-mastodon].unknown_key: unknown key" in output and "Traceback" not in output
+        assert (
+            code == 2 and "connectors[acme-mastodon].unknown_key: unknown key" in output and "Traceback" not in output
+        )
         assert "slack.app_token: Input should be a valid string" in output
-        assert leaked(output, ["db-Passw0rd", "xoxb-9999-8888-secretvalue", "12345678901234", "mastodon-secret-token", "tp-secret-key-42"]) == []
-
+        assert (
+            leaked(
+                output,
+                [
+                    "db-Passw0rd",
+                    "xoxb-9999-8888-secretvalue",
+                    "12345678901234",
+                    "mastodon-secret-token",
+                    "tp-secret-key-42",
+                ],
+            )
+            == []
+        )

@@ -38,7 +38,11 @@ name = "shop"
 type = "webhook"
 secret = "${SHOP_WEBHOOK_SECRET}"
 """
-ENV = {"SLACK_BOT_TOKEN": "xoxb-secret-token", "SLACK_SIGNING_SECRET": "sig-secret", "SHOP_WEBHOOK_SECRET": "0123456789abcdef"}
+ENV = {
+    "SLACK_BOT_TOKEN": "xoxb-secret-token",
+    "SLACK_SIGNING_SECRET": "sig-secret",
+    "SHOP_WEBHOOK_SECRET": "0123456789abcdef",
+}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -63,9 +67,12 @@ def test_good_config_loads_with_variables_and_relative_paths(tmp_path):
 
 
 def test_every_problem_is_listed_by_key_path(tmp_path):
-    text = GOOD.replace('first_response_minutes = 30', 'first_response_minutes = "thirty"').replace(
-        'leads_channel = "C0123LEADS"', 'leads_channel = "C0123LEADS"\ncolour = "red"'
-    ) + '\n[[connectors]]\nname = "imports"\ntype = "jsonl"\npath = "b.jsonl"\n\n[[connectors]]\nname = "tw"\ntype = "twitter"\n'
+    text = (
+        GOOD.replace("first_response_minutes = 30", 'first_response_minutes = "thirty"').replace(
+            'leads_channel = "C0123LEADS"', 'leads_channel = "C0123LEADS"\ncolour = "red"'
+        )
+        + '\n[[connectors]]\nname = "imports"\ntype = "jsonl"\npath = "b.jsonl"\n\n[[connectors]]\nname = "tw"\ntype = "twitter"\n'
+    )
     found = problems(tmp_path, text, {k: v for k, v in ENV.items() if k != "SHOP_WEBHOOK_SECRET"})
     assert "sla.first_response_minutes: Input should be a valid number, unable to parse string as a number" in found
     assert "slack.colour: unknown key" in found
@@ -76,7 +83,9 @@ def test_every_problem_is_listed_by_key_path(tmp_path):
 
 
 def test_connector_specific_keys_are_checked(tmp_path):
-    found = problems(tmp_path, '[[connectors]]\nname = "imports"\ntype = "jsonl"\nbearer_token = "x"\npoll_seconds = -1\n')
+    found = problems(
+        tmp_path, '[[connectors]]\nname = "imports"\ntype = "jsonl"\nbearer_token = "x"\npoll_seconds = -1\n'
+    )
     assert sorted(found) == [
         "connectors[imports].bearer_token: unknown key",
         "connectors[imports].path: Field required",
@@ -125,24 +134,36 @@ def test_the_shipped_example_config_is_valid(monkeypatch):
     from importlib.resources import files
 
     example = Path(str(files("inbox.config") / "inbox.example.toml"))
-    env = {name: "x" * 20 for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SHOP_WEBHOOK_SECRET")}
+    env = {
+        name: "x" * 20 for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SHOP_WEBHOOK_SECRET")
+    }
     settings = load_config(example, env=env)
     assert settings.connectors
 
 
 def test_cli_prints_problems_without_a_traceback(tmp_path):
-    path = write(tmp_path, '[sla]\nfirst_response_minutes = "x"\n[slack]\nbot_token = "xoxb-very-secret"\nsigning_secret = "${NOPE}"\n')
-    run = subprocess.run([sys.executable, "-m", "inbox", "check", "--config", str(path)], capture_output=True, text=True)
+    path = write(
+        tmp_path,
+        '[sla]\nfirst_response_minutes = "x"\n[slack]\nbot_token = "xoxb-very-secret"\nsigning_secret = "${NOPE}"\n',
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "inbox", "check", "--config", str(path)], capture_output=True, text=True
+    )
     assert run.returncode == 2
     output = run.stdout + run.stderr
-    assert "sla.first_response_minutes" in output and "slack.signing_secret: environment variable NOPE is not set" in output
+    assert (
+        "sla.first_response_minutes" in output
+        and "slack.signing_secret: environment variable NOPE is not set" in output
+    )
     assert "Traceback" not in output and "xoxb-very-secret" not in output
 
 
 def test_names_and_channels_fit_the_store(tmp_path):
     # The store's connector columns hold 64 characters and its channel columns 32 (PostgreSQL would refuse more).
     name = "n" * 65
-    found = problems(tmp_path, f'[[connectors]]\nname = "{name}"\ntype = "jsonl"\npath = "x.jsonl"\nchannel = "{"c" * 33}"\n')
+    found = problems(
+        tmp_path, f'[[connectors]]\nname = "{name}"\ntype = "jsonl"\npath = "x.jsonl"\nchannel = "{"c" * 33}"\n'
+    )
     assert sorted(found) == [
         f"connectors[{name}].channel: String should have at most 32 characters",
         f"connectors[{name}].name: String should have at most 64 characters",
@@ -187,5 +208,10 @@ def test_database_urls_other_than_sqlite_and_postgresql_are_refused_without_the_
             parse_config({"database": {"url": url}}, env={})
         [problem] = info.value.problems
         assert problem.startswith("database.url: ") and "postgresql://" in problem and "pa55word-x" not in problem
-    for url in ("sqlite:///inbox.db", "sqlite:////var/lib/inbox.db", "postgresql://u@h/db", "postgresql+asyncpg://u@h:5/db"):
+    for url in (
+        "sqlite:///inbox.db",
+        "sqlite:////var/lib/inbox.db",
+        "postgresql://u@h/db",
+        "postgresql+asyncpg://u@h:5/db",
+    ):
         assert parse_config({"database": {"url": url}}, env={}).database.url == url

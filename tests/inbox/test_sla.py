@@ -331,7 +331,9 @@ def test_per_channel_override_and_fallback() -> None:
     assert policies.for_channel("x") is policies.default
     assert policies.for_channel("x").first_response_minutes == 30
     post = paris(2024, 6, 4, 12, 0)
-    assert evaluate(post, None, policies.for_channel("google_reviews"), post + timedelta(minutes=31)).state is SlaState.OK
+    assert (
+        evaluate(post, None, policies.for_channel("google_reviews"), post + timedelta(minutes=31)).state is SlaState.OK
+    )
     assert evaluate(post, None, policies.for_channel("x"), post + timedelta(minutes=31)).state is SlaState.BREACHED
 
 

@@ -198,7 +198,7 @@ def test_templates_are_sandboxed(tmp_path: Path) -> None:
 
 def test_broken_template_names_its_file(tmp_path: Path) -> None:
     _write(tmp_path, {"generic.en.j2": "{% if %}"})
-    with pytest.raises(ReplyTemplateError, match="generic.en.j2"):
+    with pytest.raises(ReplyTemplateError, match=r"generic\.en\.j2"):
         ReplyTemplates(tmp_path).render("praise", "en", {})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator
 from datetime import datetime
@@ -10,25 +11,35 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inbox.connector import PermanentError, RawItem
+from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings, _Review
 from inbox.connectors.kit.parse import each_valid
 from inbox.connectors.kit.reviews import NewestFirst
-from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings, _Review
 from inbox.connectors.mastodon import MastodonConnector, MastodonSettings, _Me, _Skip
 from inbox.connectors.x import XConnector, XSettings
-from inbox.connector import PermanentError, RawItem
-from tests.conftest import FakeClock
 from inbox.fakes.mastodon import BRAND_ID, RECORDED_DIRECT, RECORDED_MENTION
 from inbox.fakes.x import DM_PEER, RECORDED_MENTIONS, TWITTER
+from tests.conftest import FakeClock
 from tests.connectors.test_google_reviews import SHAPE_PAGE
 from tests.properties import json_values, odd_datetimes
 
 NOW = FakeClock().now
 PROPS = settings(max_examples=25, deadline=None)
 # The recorded mention lacks author_id and created_at (tweepy asked for no fields); a real poll asks for both.
-RECORDED_TWEET = {**RECORDED_MENTIONS["data"][0], "author_id": DM_PEER["id"], "created_at": "2026-11-23T09:59:00.000Z",
-                  "conversation_id": RECORDED_MENTIONS["data"][0]["id"]}
-RECORDED_DM = {"id": "1580705921830768647", "event_type": "MessageCreate", "text": "Hello", "sender_id": DM_PEER["id"],
-               "dm_conversation_id": f"{DM_PEER['id']}-{TWITTER['id']}", "created_at": "2026-11-23T09:59:00.000Z"}
+RECORDED_TWEET = {
+    **RECORDED_MENTIONS["data"][0],
+    "author_id": DM_PEER["id"],
+    "created_at": "2026-11-23T09:59:00.000Z",
+    "conversation_id": RECORDED_MENTIONS["data"][0]["id"],
+}
+RECORDED_DM = {
+    "id": "1580705921830768647",
+    "event_type": "MessageCreate",
+    "text": "Hello",
+    "sender_id": DM_PEER["id"],
+    "dm_conversation_id": f"{DM_PEER['id']}-{TWITTER['id']}",
+    "created_at": "2026-11-23T09:59:00.000Z",
+}
 
 
 def paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -41,7 +52,9 @@ def paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
 
 def timestamp_text() -> st.SearchStrategy[str]:
     """ISO timestamps as vendors might send them: any zone, none, year 1 or 9999, or not a time at all."""
-    return st.one_of(odd_datetimes(NOW).map(lambda at: at.isoformat()), st.sampled_from(["", "yesterday", "2026-13-45T99:00Z"]))
+    return st.one_of(
+        odd_datetimes(NOW).map(lambda at: at.isoformat()), st.sampled_from(["", "yesterday", "2026-13-45T99:00Z"])
+    )
 
 
 @st.composite
@@ -78,7 +91,9 @@ def assert_item(item: RawItem) -> None:
 
 def x_connector() -> XConnector:
     """An X connector that is never asked to reach the network."""
-    return XConnector(XSettings(name="props-x", consumer_key="k", consumer_secret="s", access_token="t", access_token_secret="u"))
+    return XConnector(
+        XSettings(name="props-x", consumer_key="k", consumer_secret="s", access_token="t", access_token_secret="u")
+    )
 
 
 @PROPS
@@ -106,9 +121,15 @@ class _NoContext:
 
 
 @PROPS
-@given(st.one_of(payloads(RECORDED_MENTION["status"], ("created_at",)), payloads(RECORDED_DIRECT["status"], ("created_at",))))
+@given(
+    st.one_of(
+        payloads(RECORDED_MENTION["status"], ("created_at",)), payloads(RECORDED_DIRECT["status"], ("created_at",))
+    )
+)
 async def test_mastodon_status_mapping_returns_an_item_or_skips(status: Any) -> None:
-    connector = MastodonConnector(MastodonSettings(name="props-m", api_url="https://mastodon.example", access_token="t"))
+    connector = MastodonConnector(
+        MastodonSettings(name="props-m", api_url="https://mastodon.example", access_token="t")
+    )
     connector.client = _NoContext()  # type: ignore[assignment]
     try:
         item = await connector._item(status, _Me(id=BRAND_ID, acct="acme"))
@@ -140,13 +161,17 @@ async def test_odd_vendor_timestamps_map_or_skip(first: str, second: str) -> Non
     ):
         if item is not None:
             assert_item(item)
-    connector = MastodonConnector(MastodonSettings(name="props-m", api_url="https://mastodon.example", access_token="t"))
+    connector = MastodonConnector(
+        MastodonSettings(name="props-m", api_url="https://mastodon.example", access_token="t")
+    )
     connector.client = _NoContext()  # type: ignore[assignment]
-    try:
-        assert_item(await connector._item({**RECORDED_MENTION["status"], "created_at": first}, _Me(id=BRAND_ID, acct="acme")))
-    except _Skip:
-        pass
-    google = GoogleReviewsConnector(GoogleReviewsSettings(name="props-g", account_id="1", location_id="2", access_token="t"))
+    with contextlib.suppress(_Skip):
+        assert_item(
+            await connector._item({**RECORDED_MENTION["status"], "created_at": first}, _Me(id=BRAND_ID, acct="acme"))
+        )
+    google = GoogleReviewsConnector(
+        GoogleReviewsSettings(name="props-g", account_id="1", location_id="2", access_token="t")
+    )
     entry = {**SHAPE_PAGE["reviews"][0], "createTime": first, "updateTime": second}
     for review in each_valid(_Review, [entry], google.name):
         item = google._item(review, NewestFirst(None, 24 * 365 * 100, now=NOW))

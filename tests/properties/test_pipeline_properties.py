@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_TEXT, MAX_URL, Kind, RawItem
 from inbox.pipeline.ingest import Source
+from inbox.service import Inbox
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Item
-from inbox.service import Inbox
 from inbox.templates import ReplyTemplates, reply_variables
 from inbox.triage import Intent, Triager
 from tests.conftest import FakeClock, capture_context
@@ -50,11 +50,16 @@ class Spec:
 def _valid_shape(raw: RawItem) -> bool:
     """The documented validity rules, restated independently of inbox.pipeline.ingest."""
     return (
-        isinstance(raw.external_id, str) and bool(raw.external_id.strip()) and len(raw.external_id) <= 255
+        isinstance(raw.external_id, str)
+        and bool(raw.external_id.strip())
+        and len(raw.external_id) <= 255
         and isinstance(raw.text, str)
-        and isinstance(raw.author_handle, str) and bool(raw.author_handle.strip()) and len(raw.author_handle) <= 255
+        and isinstance(raw.author_handle, str)
+        and bool(raw.author_handle.strip())
+        and len(raw.author_handle) <= 255
         and (raw.thread_id is None or (isinstance(raw.thread_id, str) and len(raw.thread_id) <= 255))
-        and isinstance(raw.posted_at, datetime) and representable(raw.posted_at)
+        and isinstance(raw.posted_at, datetime)
+        and representable(raw.posted_at)
     )
 
 
@@ -62,7 +67,9 @@ def _valid_shape(raw: RawItem) -> bool:
 def raw_items(draw: st.DrawFn, serial: int, index: int) -> Spec:
     """A RawItem with hostile text and author, an odd timestamp, and sometimes a broken field."""
     external_id: Any = f"p{serial}-{index}-" + draw(hostile_text(2))[:40]
-    broken = draw(st.sampled_from([None, None, None, "id", "long_id", "text", "author", "long_author", "thread", "time"]))
+    broken = draw(
+        st.sampled_from([None, None, None, "id", "long_id", "text", "author", "long_author", "thread", "time"])
+    )
     text: Any = draw(any_text())
     author: Any = draw(st.one_of(st.sampled_from(["bob", "@Bob", "ana"]), any_text()))
     thread: Any = draw(st.one_of(st.none(), st.just(f"t{serial}-" + draw(hostile_text(2))[:40])))
@@ -82,13 +89,31 @@ def raw_items(draw: st.DrawFn, serial: int, index: int) -> Spec:
     elif broken == "time":
         posted_at = draw(st.sampled_from([None, "2026-11-23T10:00:00Z", 1700000000]))
     raw = RawItem(
-        external_id=external_id, text=text, posted_at=posted_at, kind=draw(st.sampled_from(list(Kind))),
-        author_handle=author, author_name=draw(st.one_of(st.none(), any_text())), thread_id=thread,
-        url=draw(st.one_of(st.none(), hostile_text(2), st.integers(2000, 2_000_000).map(lambda n: ("https://x.example/" + "a" * n)[:n]))), rating=draw(st.one_of(st.none(), st.integers(-10, 10))),
+        external_id=external_id,
+        text=text,
+        posted_at=posted_at,
+        kind=draw(st.sampled_from(list(Kind))),
+        author_handle=author,
+        author_name=draw(st.one_of(st.none(), any_text())),
+        thread_id=thread,
+        url=draw(
+            st.one_of(
+                st.none(),
+                hostile_text(2),
+                st.integers(2000, 2_000_000).map(lambda n: ("https://x.example/" + "a" * n)[:n]),
+            )
+        ),
+        rating=draw(st.one_of(st.none(), st.integers(-10, 10))),
     )
     # NUL is dropped from every string (PostgreSQL cannot store it); validity is judged after that.
-    clean = replace(raw, **{k: v.replace("\x00", "") for k in ("external_id", "author_handle", "thread_id")
-                            if isinstance(v := getattr(raw, k), str)})
+    clean = replace(
+        raw,
+        **{
+            k: v.replace("\x00", "")
+            for k in ("external_id", "author_handle", "thread_id")
+            if isinstance(v := getattr(raw, k), str)
+        },
+    )
     valid = _valid_shape(clean) and not _is_brand(clean)
     return Spec(raw, valid, text.replace("\x00", "").strip() if valid else None)
 
@@ -147,7 +172,9 @@ async def test_ingest_never_raises_stores_valid_items_once_and_saves_the_cursor(
         if len(expected) <= MAX_TEXT:
             assert row.text == expected
         else:
-            assert len(row.text) == MAX_TEXT and row.text.startswith(expected[: MAX_TEXT - 100]) and row.text.endswith("]")
+            assert (
+                len(row.text) == MAX_TEXT and row.text.startswith(expected[: MAX_TEXT - 100]) and row.text.endswith("]")
+            )
         assert len(row.author_handle) <= MAX_HANDLE and len(row.external_id) <= MAX_ID
         assert row.author_name is None or len(row.author_name) <= MAX_NAME
         url = spec.raw.url.replace("\x00", "") if spec.raw.url is not None else None
@@ -159,15 +186,29 @@ async def test_ingest_never_raises_stores_valid_items_once_and_saves_the_cursor(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=any_text(), name=st.one_of(st.none(), any_text()), rating=st.one_of(st.none(), st.integers(1, 5)),
-       kind=st.sampled_from(list(Kind)), age=st.floats(-1e6, 1e7), max_chars=st.one_of(st.none(), st.integers(1, 5000)))
+@given(
+    text=any_text(),
+    name=st.one_of(st.none(), any_text()),
+    rating=st.one_of(st.none(), st.integers(1, 5)),
+    kind=st.sampled_from(list(Kind)),
+    age=st.floats(-1e6, 1e7),
+    max_chars=st.one_of(st.none(), st.integers(1, 5000)),
+)
 def test_triage_and_suggestion_never_raise_never_evaluate_customer_data_and_fit(
-    text: str, name: str | None, rating: int | None, kind: Kind, age: float, max_chars: int | None,
-    triager: Triager, templates: ReplyTemplates,
+    text: str,
+    name: str | None,
+    rating: int | None,
+    kind: Kind,
+    age: float,
+    max_chars: int | None,
+    triager: Triager,
+    templates: ReplyTemplates,
 ) -> None:
     result = triager.classify(text, rating=rating, kind=str(kind), age_minutes=age)
     assert result.intent in set(Intent)
-    variables = reply_variables(customer_name=name, channel="x", kind=str(kind), text=text, agent_name="Ana", brand="Acme")
+    variables = reply_variables(
+        customer_name=name, channel="x", kind=str(kind), text=text, agent_name="Ana", brand="Acme"
+    )
     suggestion = templates.render(result.intent, result.language, variables, max_chars)
     if max_chars is not None:
         assert len(suggestion.text) <= max_chars
@@ -177,9 +218,16 @@ def test_triage_and_suggestion_never_raise_never_evaluate_customer_data_and_fit(
 
 
 @settings(max_examples=25, deadline=None)
-@given(name=st.sampled_from(["{{ 7*7 }}", "{% for x in range(10**9) %}x{% endfor %}", "{{ ''.__class__.__mro__ }}"]),
-       intent=st.sampled_from(list(Intent)), language=st.sampled_from(["en", "fr", "ro", "xx"]))
-def test_template_code_in_customer_name_is_printed_literally(name: str, intent: Intent, language: str, templates: ReplyTemplates) -> None:
-    variables = reply_variables(customer_name=name, channel="x", kind="mention", text=name, agent_name="Ana", brand="Acme")
+@given(
+    name=st.sampled_from(["{{ 7*7 }}", "{% for x in range(10**9) %}x{% endfor %}", "{{ ''.__class__.__mro__ }}"]),
+    intent=st.sampled_from(list(Intent)),
+    language=st.sampled_from(["en", "fr", "ro", "xx"]),
+)
+def test_template_code_in_customer_name_is_printed_literally(
+    name: str, intent: Intent, language: str, templates: ReplyTemplates
+) -> None:
+    variables = reply_variables(
+        customer_name=name, channel="x", kind="mention", text=name, agent_name="Ana", brand="Acme"
+    )
     text = templates.render(intent, language, variables).text
     assert "49" not in text and "<class" not in text and "xxxx" not in text

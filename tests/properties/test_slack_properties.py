@@ -11,10 +11,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inbox.store.models import Status
 from inbox.sla import SlaPolicy, evaluate
 from inbox.slack import blocks
 from inbox.slack.text import escape, link, literal, plain, safe_url
+from inbox.store.models import Status
 from inbox.triage import Priority
 from inbox.views import EarlierItem, ThreadView
 from tests.properties import FRAGMENTS, any_text, hostile_text
@@ -31,8 +31,19 @@ _OWN_MARKUP = re.compile(
     rf"|<@{AGENT}>|<!subteam\^{GROUP}>|<{re.escape(PERMALINK)}\|[^<>|]*>"
 )
 # Slack's documented maxima for what the builders produce.
-LIMITS = {"header": 150, "section": 3000, "field": 2000, "context": 3000, "button": 75, "title": 100,
-          "confirm_text": 300, "confirm": 30, "deny": 30, "url": 3000, "value": 2000}
+LIMITS = {
+    "header": 150,
+    "section": 3000,
+    "field": 2000,
+    "context": 3000,
+    "button": 75,
+    "title": 100,
+    "confirm_text": 300,
+    "confirm": 30,
+    "deny": 30,
+    "url": 3000,
+    "value": 2000,
+}
 
 PROPS = settings(max_examples=25, deadline=None)
 
@@ -127,30 +138,45 @@ def thread_views(draw: st.DrawFn) -> ThreadView:
     started = NOW - timedelta(minutes=draw(st.integers(0, 600)))
     responded = draw(st.one_of(st.none(), st.just(started + timedelta(minutes=7))))
     clock = evaluate(started, responded, SlaPolicy(), NOW)
-    url = draw(st.one_of(st.none(), hostile_text(3), any_text().map(lambda s: "https://x.com/" + s),
-                         near_limit_urls()))
+    url = draw(st.one_of(st.none(), hostile_text(3), any_text().map(lambda s: "https://x.com/" + s), near_limit_urls()))
     earlier = [
         EarlierItem(thread_id=i, channel="x", text=draw(any_text()), posted_at=started, status=Status.RESOLVED)
         for i in range(draw(st.integers(0, 5)))
     ]
     return ThreadView(
-        thread_id=draw(st.integers(1, 2**31)), item_id=draw(st.integers(1, 2**31)), connector="acme-x",
+        thread_id=draw(st.integers(1, 2**31)),
+        item_id=draw(st.integers(1, 2**31)),
+        connector="acme-x",
         channel=draw(st.sampled_from(["x", "mastodon", "google_reviews", "webhook"])),
         kind=draw(st.sampled_from(["mention", "dm", "review"])),
         status=draw(st.sampled_from([Status.NEW, Status.ASSIGNED, Status.REPLIED, Status.RESOLVED])),
-        assignee=draw(st.sampled_from([None, AGENT])), priority=draw(st.sampled_from(list(Priority))),
-        author_handle=draw(any_text()), author_name=draw(st.one_of(st.none(), any_text())), text=draw(any_text()),
-        url=url, rating=draw(st.one_of(st.none(), st.integers(1, 5))),
-        language=draw(st.sampled_from(["en", "fr", "ro"])), sentiment="negative", intent="complaint",
-        suggestion=draw(any_text()), suggestion_truncated=draw(st.booleans()), posted_at=started,
-        messages=draw(st.integers(1, 50)), clock=clock, earlier=earlier,
+        assignee=draw(st.sampled_from([None, AGENT])),
+        priority=draw(st.sampled_from(list(Priority))),
+        author_handle=draw(any_text()),
+        author_name=draw(st.one_of(st.none(), any_text())),
+        text=draw(any_text()),
+        url=url,
+        rating=draw(st.one_of(st.none(), st.integers(1, 5))),
+        language=draw(st.sampled_from(["en", "fr", "ro"])),
+        sentiment="negative",
+        intent="complaint",
+        suggestion=draw(any_text()),
+        suggestion_truncated=draw(st.booleans()),
+        posted_at=started,
+        messages=draw(st.integers(1, 50)),
+        clock=clock,
+        earlier=earlier,
     )
 
 
 def neutral(view: ThreadView) -> ThreadView:
     """The same view with every hostile string replaced by a harmless word, for a differential check."""
     return replace(
-        view, author_handle="x", author_name=None if view.author_name is None else "x", text="x", suggestion="x",
+        view,
+        author_handle="x",
+        author_name=None if view.author_name is None else "x",
+        text="x",
+        suggestion="x",
         url=None if safe_url(view.url) is None else "https://x.com/x",
         earlier=[replace(e, text="x") for e in view.earlier],
     )
@@ -179,14 +205,21 @@ def test_literal_is_one_inert_line(text: str, limit: int) -> None:
 
 
 @PROPS
-@given(st.one_of(st.none(), any_text(), any_text().map(lambda s: "https://evil.example/" + s),
-                 near_limit_urls(), any_text().map(lambda s: "http://" + s)))
+@given(
+    st.one_of(
+        st.none(),
+        any_text(),
+        any_text().map(lambda s: "https://evil.example/" + s),
+        near_limit_urls(),
+        any_text().map(lambda s: "http://" + s),
+    )
+)
 def test_safe_url_is_http_and_cannot_break_out(url: str | None) -> None:
     safe = safe_url(url)
     if safe is None:
         return
     assert safe.lower().startswith(("http://", "https://"))
-    assert not any(c in safe for c in "<>| \"\n\t"), safe[:200]
+    assert not any(c in safe for c in '<>| "\n\t'), safe[:200]
     assert len(safe) <= LIMITS["url"], len(safe)  # Slack refuses a button or link URL over 3,000
     label = link(url, "label <!channel>")
     assert label.startswith(f"<{safe}|") and label.count("<") == 1 and label.count(">") == 1
@@ -196,8 +229,11 @@ def test_safe_url_is_http_and_cannot_break_out(url: str | None) -> None:
 @given(thread_views(), st.one_of(st.none(), any_text()), st.booleans())
 def test_triage_message_is_inert_and_within_limits(view: ThreadView, reply: str | None, resolved: bool) -> None:
     outcome = blocks.Outcome(
-        reply_text=reply, reply_agent=AGENT, reply_at=NOW if reply is not None else None,
-        resolved_by=AGENT if resolved else None, resolved_at=NOW if resolved else None,
+        reply_text=reply,
+        reply_agent=AGENT,
+        reply_at=NOW if reply is not None else None,
+        resolved_by=AGENT if resolved else None,
+        resolved_at=NOW if resolved else None,
     )
     body = blocks.triage_message(view, outcome)
     assert_safe_message(blocks.fallback(view), body)
@@ -210,8 +246,15 @@ def test_triage_message_is_inert_and_within_limits(view: ThreadView, reply: str 
 
 
 @PROPS
-@given(thread_views(), st.booleans(), st.sampled_from([None, PERMALINK, "javascript:alert(1)"]), st.sampled_from([None, GROUP]))
-def test_sla_alert_is_inert_and_within_limits(view: ThreadView, breach: bool, permalink: str | None, group: str | None) -> None:
+@given(
+    thread_views(),
+    st.booleans(),
+    st.sampled_from([None, PERMALINK, "javascript:alert(1)"]),
+    st.sampled_from([None, GROUP]),
+)
+def test_sla_alert_is_inert_and_within_limits(
+    view: ThreadView, breach: bool, permalink: str | None, group: str | None
+) -> None:
     text, body = blocks.sla_alert(view, breach=breach, permalink=permalink, group=group)
     assert_safe_message(text, body)
     calm_text, calm_body = blocks.sla_alert(neutral(view), breach=breach, permalink=permalink, group=group)

@@ -15,15 +15,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.store.models import Item
+from inbox.fakes import slack_payloads as payloads
+from inbox.fakes.slack import TOKEN, FakeSlack
 from inbox.server import Site, start_server
 from inbox.service import Inbox
 from inbox.slack import Slack
+from inbox.store.models import Item
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
 from tests.conftest import FakeClock, make_settings
-from inbox.fakes import slack_payloads as payloads
-from inbox.fakes.slack import TOKEN, FakeSlack
 
 TRIAGE, LEADS, ADMIN = "CTRIAGE01", "CLEADS001", "CADMIN001"
 AGENT = "UAGENT001"
@@ -78,7 +78,14 @@ class Harness:
 
     # ------------------------------------------------------------------ customers
 
-    async def customer_says(self, external_id: str, text: str = "Where is my order #12345? It is late!", *, minutes_ago: float = 1, **extra: Any) -> int:
+    async def customer_says(
+        self,
+        external_id: str,
+        text: str = "Where is my order #12345? It is late!",
+        *,
+        minutes_ago: float = 1,
+        **extra: Any,
+    ) -> int:
         """A customer item through the jsonl connector and the poller; returns its thread id."""
         record = {
             "id": external_id,
@@ -134,17 +141,25 @@ class Harness:
             text = await response.text()
             return response.status, text, time.perf_counter() - started
 
-    async def click(self, thread_id: int, action_id: str, *, user: str = AGENT, value: str | None = None) -> tuple[int, str, float]:
+    async def click(
+        self, thread_id: int, action_id: str, *, user: str = AGENT, value: str | None = None
+    ) -> tuple[int, str, float]:
         """A signed button click on the thread's triage message."""
         message = self.triage_message(thread_id)
         payload = payloads.block_action(
-            action_id, value or self.value_of(thread_id, action_id), user=user, channel=TRIAGE,
-            message_ts=message["ts"], response_url=self.fake.response_url(),
+            action_id,
+            value or self.value_of(thread_id, action_id),
+            user=user,
+            channel=TRIAGE,
+            message_ts=message["ts"],
+            response_url=self.fake.response_url(),
         )
         body = payloads.form(payload)
         return await self.post(body, payloads.signed(body))
 
-    async def send_event(self, inner: dict[str, Any], *, event_id: str | None = None, retry: int | None = None) -> tuple[int, str, float]:
+    async def send_event(
+        self, inner: dict[str, Any], *, event_id: str | None = None, retry: int | None = None
+    ) -> tuple[int, str, float]:
         """A signed Events API request."""
         body = payloads.event(inner, event_id=event_id)
         headers = payloads.signed(body, content_type="application/json")
@@ -161,8 +176,12 @@ def slack_config(fake: FakeSlack, folder: Path, **slack: Any) -> dict[str, Any]:
     """Config tables for an inbox with Slack on, pointed at the fake, and one jsonl connector standing in for X."""
     return {
         "slack": {
-            "bot_token": TOKEN, "signing_secret": payloads.SECRET, "api_url": f"{fake.url}api/",
-            "triage_channel": TRIAGE, "leads_channel": LEADS, **slack,
+            "bot_token": TOKEN,
+            "signing_secret": payloads.SECRET,
+            "api_url": f"{fake.url}api/",
+            "triage_channel": TRIAGE,
+            "leads_channel": LEADS,
+            **slack,
         },
         "server": {"host": "127.0.0.1", "port": 0},
         "connectors": [{"name": "acme-x", "type": "jsonl", "path": str(folder / "x.jsonl"), "channel": "x"}],
@@ -174,7 +193,12 @@ HarnessFactory = Callable[..., Awaitable[Harness]]
 
 @pytest.fixture
 async def harness_factory(
-    engine: AsyncEngine, clock: FakeClock, triager: Triager, templates: ReplyTemplates, tmp_path: Path, fake_slack: FakeSlack
+    engine: AsyncEngine,
+    clock: FakeClock,
+    triager: Triager,
+    templates: ReplyTemplates,
+    tmp_path: Path,
+    fake_slack: FakeSlack,
 ) -> AsyncIterator[HarnessFactory]:
     """Build (and later close) running inboxes with Slack on; keyword arguments go to the [slack] table."""
     built: list[Harness] = []

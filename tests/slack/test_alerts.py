@@ -45,16 +45,23 @@ async def test_a_breach_for_an_unassigned_thread_says_nobody(harness: Harness):
     await harness.inbox.sweep.run()
     await harness.dispatch()
     [breach] = harness.fake.posted(LEADS)
-    assert "Assignee: nobody" in breach["blocks"][0]["text"]["text"] and "waited *31 min*" in breach["blocks"][0]["text"]["text"]
+    assert (
+        "Assignee: nobody" in breach["blocks"][0]["text"]["text"]
+        and "waited *31 min*" in breach["blocks"][0]["text"]["text"]
+    )
     assert "breached" in json.dumps(harness.triage_message(thread)["blocks"])
 
 
 async def health_event(harness: Harness, healthy: bool, reason: str | None) -> None:
     async with harness.inbox.engine.begin() as conn:
-        await conn.execute(sa.insert(Event).values(
-            kind=EventKind.CONNECTOR_HEALTH, payload={"connector": "acme-x", "healthy": healthy, "reason": reason},
-            created_at=harness.clock.now, attempts=0,
-        ))
+        await conn.execute(
+            sa.insert(Event).values(
+                kind=EventKind.CONNECTOR_HEALTH,
+                payload={"connector": "acme-x", "healthy": healthy, "reason": reason},
+                created_at=harness.clock.now,
+                attempts=0,
+            )
+        )
 
 
 async def test_connector_health_changes_are_announced_once_in_the_admin_channel(harness_factory):

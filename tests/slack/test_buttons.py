@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from inbox.connector import Kind, RawItem
+from inbox.fakes import slack_payloads as payloads
+from inbox.fakes.slack import Fault
 from inbox.pipeline.ingest import Source
 from inbox.store.models import SlackMessage, Status, Thread
-from inbox.fakes import slack_payloads as payloads
 from tests.slack.conftest import AGENT, TRIAGE, Harness
-from inbox.fakes.slack import Fault
 
 
 def texts(message: dict) -> str:
@@ -40,7 +39,9 @@ async def test_a_new_thread_is_posted_once_with_its_triage_and_four_buttons(harn
     assert "Hi Bob" in shown  # the suggestion
     buttons = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert [b["action_id"] for b in buttons] == ["inbox_send", "inbox_edit", "inbox_assign", "inbox_resolve"]
-    assert {b["value"] for b in buttons} == {harness.value_of(thread)} and harness.value_of(thread).startswith(f"{thread}:")
+    assert {b["value"] for b in buttons} == {harness.value_of(thread)} and harness.value_of(thread).startswith(
+        f"{thread}:"
+    )
     assert "Where is my order" not in message["text"]  # the notification never carries the customer's words
     async with harness.inbox.engine.connect() as conn:
         assert (await conn.execute(sa.select(SlackMessage.ts))).scalar_one() == message["ts"]
@@ -48,8 +49,15 @@ async def test_a_new_thread_is_posted_once_with_its_triage_and_four_buttons(harn
 
 async def test_a_conversation_answered_on_the_platform_is_shown_answered_without_buttons(harness: Harness):
     clock = harness.clock
-    review = RawItem("r1", "Lovely shop", clock.now - timedelta(hours=3), Kind.REVIEW, "Ann", rating=5,
-                     answered_at=clock.now - timedelta(hours=2))
+    review = RawItem(
+        "r1",
+        "Lovely shop",
+        clock.now - timedelta(hours=3),
+        Kind.REVIEW,
+        "Ann",
+        rating=5,
+        answered_at=clock.now - timedelta(hours=2),
+    )
     await harness.inbox.ingestor.ingest(Source.of(harness.inbox.connectors["acme-x"]), [review])
     await harness.dispatch()
     [message] = harness.fake.posted(TRIAGE)
@@ -60,7 +68,7 @@ async def test_a_conversation_answered_on_the_platform_is_shown_answered_without
 async def test_click_to_reply_end_to_end(harness: Harness):
     thread = await harness.customer_says("1")
     await harness.dispatch()
-    status, body, seconds = await harness.click(thread, "inbox_send")
+    status, body, _seconds = await harness.click(thread, "inbox_send")
     assert status == 200 and body == ""
     await harness.settle()
     [reply] = harness.replies()
@@ -78,7 +86,9 @@ async def test_a_double_click_and_a_second_agent_send_one_reply(harness: Harness
     thread = await harness.customer_says("1")
     await harness.dispatch()
     results = await asyncio.gather(
-        harness.click(thread, "inbox_send"), harness.click(thread, "inbox_send"), harness.click(thread, "inbox_send", user="UAGENT002"),
+        harness.click(thread, "inbox_send"),
+        harness.click(thread, "inbox_send"),
+        harness.click(thread, "inbox_send", user="UAGENT002"),
     )
     assert [r[0] for r in results] == [200, 200, 200]
     await harness.settle()
@@ -145,15 +155,26 @@ async def test_missing_forged_and_stale_signatures_get_401_and_do_nothing(harnes
     thread = await harness.customer_says("1")
     await harness.dispatch()
     message = harness.triage_message(thread)
-    payload = payloads.block_action("inbox_send", harness.value_of(thread), user=AGENT, channel=TRIAGE,
-                                    message_ts=message["ts"], response_url=harness.fake.response_url())
+    payload = payloads.block_action(
+        "inbox_send",
+        harness.value_of(thread),
+        user=AGENT,
+        channel=TRIAGE,
+        message_ts=message["ts"],
+        response_url=harness.fake.response_url(),
+    )
     body = payloads.form(payload)
     calls_before = len(harness.fake.calls)
     unsigned = {"Content-Type": "application/x-www-form-urlencoded"}
     forged = payloads.signed(body, secret="not-the-secret")
     stale = payloads.signed(body, timestamp=int(time.time()) - 6 * 60)
     tampered = payloads.signed(body)
-    for headers, sent in [(unsigned, body), (forged, body), (stale, body), (tampered, body.replace("inbox_send", "inbox_resolve"))]:
+    for headers, sent in [
+        (unsigned, body),
+        (forged, body),
+        (stale, body),
+        (tampered, body.replace("inbox_send", "inbox_resolve")),
+    ]:
         status, _, _ = await harness.post(sent, headers)
         assert status == 401
     await harness.settle()
@@ -165,8 +186,14 @@ async def test_a_request_slack_retries_is_done_once(harness: Harness):
     thread = await harness.customer_says("1")
     await harness.dispatch()
     message = harness.triage_message(thread)
-    payload = payloads.block_action("inbox_assign", harness.value_of(thread), user=AGENT, channel=TRIAGE,
-                                    message_ts=message["ts"], response_url=harness.fake.response_url())
+    payload = payloads.block_action(
+        "inbox_assign",
+        harness.value_of(thread),
+        user=AGENT,
+        channel=TRIAGE,
+        message_ts=message["ts"],
+        response_url=harness.fake.response_url(),
+    )
     body = payloads.form(payload)
     assert (await harness.post(body, payloads.signed(body)))[0] == 200
     retry = {**payloads.signed(body), "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from inbox.slack.dashboard import percentile, sla_stats
 from inbox.fakes import slack_payloads as payloads
+from inbox.slack.dashboard import percentile, sla_stats
 from tests.slack.conftest import AGENT, Harness
 
 
@@ -42,7 +42,11 @@ async def test_stats_give_todays_attainment_median_and_p90_per_channel(harness: 
     answer = await command(harness, "stats")
     shown = json.dumps(answer["blocks"])
     assert answer["response_type"] == "ephemeral"
-    assert "*75%* of first responses within target (3 of 4)" in shown and "median 15 min" in shown and "p90 45 min" in shown
+    assert (
+        "*75%* of first responses within target (3 of 4)" in shown
+        and "median 15 min" in shown
+        and "p90 45 min" in shown
+    )
 
 
 async def test_queue_lists_open_conversations_most_urgent_first(harness: Harness):
@@ -65,7 +69,9 @@ async def test_connectors_and_help(harness: Harness):
 async def test_the_app_home_shows_the_dashboard(harness: Harness):
     await answered(harness, "1", 5)
     await harness.customer_says("2", handle="waiting")
-    status, _, _ = await harness.send_event({"type": "app_home_opened", "user": AGENT, "channel": "D0001", "tab": "home"})
+    status, _, _ = await harness.send_event(
+        {"type": "app_home_opened", "user": AGENT, "channel": "D0001", "tab": "home"}
+    )
     assert status == 200
     await harness.slack.tasks.drain(5)
     [published] = harness.fake.called("views.publish")

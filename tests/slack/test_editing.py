@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from inbox.store.models import Status
 from inbox.fakes import slack_payloads as payloads
+from inbox.store.models import Status
 from tests.slack.conftest import AGENT, TRIAGE, Harness
 from tests.slack.test_buttons import status_of
 
@@ -86,7 +86,15 @@ async def test_a_submission_by_someone_not_allowed_sends_nothing(harness_factory
 
 
 def thread_message(harness: Harness, thread_ts: str, text: str, *, user: str = AGENT) -> dict[str, Any]:
-    return {"type": "message", "channel": TRIAGE, "user": user, "text": text, "ts": f"{thread_ts}1", "thread_ts": thread_ts, "channel_type": "channel"}
+    return {
+        "type": "message",
+        "channel": TRIAGE,
+        "user": user,
+        "text": text,
+        "ts": f"{thread_ts}1",
+        "thread_ts": thread_ts,
+        "channel_type": "channel",
+    }
 
 
 async def test_reply_prefix_in_the_slack_thread_sends_to_the_customer(harness: Harness):
@@ -94,7 +102,9 @@ async def test_reply_prefix_in_the_slack_thread_sends_to_the_customer(harness: H
     await harness.dispatch()
     parent = harness.triage_message(thread)["ts"]
     await harness.send_event(thread_message(harness, parent, "just a note for colleagues"))
-    await harness.send_event(thread_message(harness, parent, "Reply: Sorry &amp; thanks, see <https://acme.example/track|tracking> &lt;3"))
+    await harness.send_event(
+        thread_message(harness, parent, "Reply: Sorry &amp; thanks, see <https://acme.example/track|tracking> &lt;3")
+    )
     await harness.settle()
     [reply] = harness.replies()
     assert reply["text"] == "Sorry & thanks, see tracking (https://acme.example/track) <3"

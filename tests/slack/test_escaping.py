@@ -40,7 +40,9 @@ def assert_harmless(message: dict[str, Any]) -> None:
 
 def test_escape_replaces_exactly_slacks_three_control_characters():
     assert escape("a & b < c > d \"q\" 'x'") == "a &amp; b &lt; c &gt; d \"q\" 'x'"
-    assert plain(HOSTILE)["text"].startswith("&lt;!channel&gt; hey &lt;@U123&gt; see &lt;https://evil.example|ok&gt; *bold*")
+    assert plain(HOSTILE)["text"].startswith(
+        "&lt;!channel&gt; hey &lt;@U123&gt; see &lt;https://evil.example|ok&gt; *bold*"
+    )
     assert plain(HOSTILE)["emoji"] is False
     assert literal("*Boss* <!here>\n_x_") == "∗Boss∗ &lt;!here&gt; ˍxˍ"
 
@@ -84,7 +86,14 @@ def test_an_agents_slack_text_becomes_plain_text_for_the_customer():
 
 async def test_a_hostile_item_cannot_ping_mention_or_hide_a_link_anywhere(harness: Harness):
     thread = await harness.customer_says(
-        "1", HOSTILE, minutes_ago=31, handle="<!here>", name="*Boss*", url="javascript:alert(1)", rating=1, kind="review",
+        "1",
+        HOSTILE,
+        minutes_ago=31,
+        handle="<!here>",
+        name="*Boss*",
+        url="javascript:alert(1)",
+        rating=1,
+        kind="review",
     )
     await harness.dispatch()
     message = harness.triage_message(thread)
@@ -111,8 +120,8 @@ async def test_bidi_and_control_characters_are_shown_neutralised_and_stored_as_r
     import sqlalchemy as sa
     from rich.console import Console
 
-    from inbox.store.models import Item
     from inbox.render import print_queue
+    from inbox.store.models import Item
     from inbox.views import open_queue
 
     handle, name = "\u202eevil", "Bob\u2066\u200bsmith\u2069"
@@ -122,7 +131,9 @@ async def test_bidi_and_control_characters_are_shown_neutralised_and_stored_as_r
     message = harness.triage_message(thread)
     shown = json.dumps(message["blocks"], ensure_ascii=False) + message["text"]
     assert not set(DISGUISES) & set(shown), [c for c in DISGUISES if c in shown]
-    assert "@\ufffdevil" in shown and "Bob\ufffd\ufffdsmith\ufffd" in shown  # marked, so an agent sees something was there
+    assert (
+        "@\ufffdevil" in shown and "Bob\ufffd\ufffdsmith\ufffd" in shown
+    )  # marked, so an agent sees something was there
     assert "refund \ufffdDEVORPPA\ufffd ok \ufffd[31mred\ufffd" in shown
     # The store keeps what the customer sent: it is data (an export returns it as it was).
     async with harness.inbox.engine.connect() as conn:

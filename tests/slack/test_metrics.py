@@ -10,10 +10,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
+from inbox.fakes.slack import TOKEN, Fault
 from inbox.metrics import Metrics
 from inbox.slack.api import CountedRetries, CountedWebClient
 from tests.slack.conftest import TRIAGE, Harness
-from inbox.fakes.slack import TOKEN, Fault
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:
@@ -32,7 +32,10 @@ async def test_a_rate_limit_waited_out_is_a_retry_and_one_beyond_the_retries_an_
     harness.fake.fail("chat.postMessage")  # once: the client waits and posts
     thread = await harness.customer_says("1")
     assert await harness.dispatch() == 1
-    assert (retries(harness, "chat.postMessage", "ratelimited"), errors(harness, "chat.postMessage", "ratelimited")) == (1, 0)
+    assert (
+        retries(harness, "chat.postMessage", "ratelimited"),
+        errors(harness, "chat.postMessage", "ratelimited"),
+    ) == (1, 0)
 
     harness.fake.fail("chat.update", times=3)  # more than the client's two retries: the outbox keeps the event
     await harness.inbox.actions.assign(thread, "UAGENT001")
@@ -55,7 +58,9 @@ async def test_slack_error_codes_and_outages_are_counted_by_method(harness: Harn
         text = await response.text()
     shown = {
         (s.name, s.labels.get("method"), s.labels.get("error")): s.value
-        for family in text_string_to_metric_families(text) for s in family.samples if s.name == "inbox_slack_api_errors_total"
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "inbox_slack_api_errors_total"
     }
     assert shown == {
         ("inbox_slack_api_errors_total", "chat.postMessage", "channel_not_found"): 1,
@@ -68,9 +73,13 @@ async def test_network_errors_are_counted_with_their_retries():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     metrics = Metrics()
-    quick = AsyncConnectionErrorRetryHandler(max_retry_count=2, interval_calculator=FixedValueRetryIntervalCalculator(0.01))
+    quick = AsyncConnectionErrorRetryHandler(
+        max_retry_count=2, interval_calculator=FixedValueRetryIntervalCalculator(0.01)
+    )
     client = CountedWebClient(
-        token=TOKEN, base_url=f"http://127.0.0.1:{port}/api/", retry_handlers=[CountedRetries(quick, "connection_error", metrics)],
+        token=TOKEN,
+        base_url=f"http://127.0.0.1:{port}/api/",
+        retry_handlers=[CountedRetries(quick, "connection_error", metrics)],
         metrics=metrics,
     )
     with pytest.raises(OSError):

@@ -20,7 +20,9 @@ FORM = "application/x-www-form-urlencoded"
 def signed_at(body: str | bytes, timestamp: str, content_type: str = FORM) -> dict[str, str]:
     """Headers whose signature is right for `body` at `timestamp`, whatever that string is (Slack's v0 HMAC of the bytes)."""
     raw = body.encode() if isinstance(body, str) else body
-    signature = "v0=" + hmac.new(payloads.SECRET.encode(), b"v0:" + timestamp.encode() + b":" + raw, hashlib.sha256).hexdigest()
+    signature = (
+        "v0=" + hmac.new(payloads.SECRET.encode(), b"v0:" + timestamp.encode() + b":" + raw, hashlib.sha256).hexdigest()
+    )
     return {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature, "Content-Type": content_type}
 
 
@@ -29,8 +31,14 @@ async def a_click(harness: Harness) -> tuple[int, str]:
     thread = await harness.customer_says("1")
     await harness.dispatch()
     message = harness.triage_message(thread)
-    payload = payloads.block_action("inbox_send", harness.value_of(thread), user=AGENT, channel=TRIAGE,
-                                    message_ts=message["ts"], response_url=harness.fake.response_url())
+    payload = payloads.block_action(
+        "inbox_send",
+        harness.value_of(thread),
+        user=AGENT,
+        channel=TRIAGE,
+        message_ts=message["ts"],
+        response_url=harness.fake.response_url(),
+    )
     return thread, payloads.form(payload)
 
 
@@ -60,15 +68,30 @@ BAD_PAYLOADS = {
     "payload without type": ("payload=" + quote(json.dumps({"user": {"id": AGENT}})), FORM),
     "payload of unknown type": ("payload=" + quote(json.dumps({"type": "no_such_thing", "user": {"id": AGENT}})), FORM),
     "payload type not a string": ("payload=" + quote(json.dumps({"type": ["block_actions"]})), FORM),
-    "actions not a list": ("payload=" + quote(json.dumps({"type": "block_actions", "user": {"id": AGENT}, "actions": "inbox_send"})), FORM),
-    "action not an object": ("payload=" + quote(json.dumps({"type": "block_actions", "user": {"id": AGENT}, "actions": ["inbox_send"]})), FORM),
-    "user not an object": ("payload=" + quote(json.dumps({"type": "block_actions", "user": "U1", "actions": []})), FORM),
-    "view not an object": ("payload=" + quote(json.dumps({"type": "view_submission", "user": {"id": AGENT}, "view": "v"})), FORM),
-    "payload twice": ("payload=" + quote('{"type":"block_actions"}') + "&payload=" + quote('{"type":"shortcut"}'), FORM),
+    "actions not a list": (
+        "payload=" + quote(json.dumps({"type": "block_actions", "user": {"id": AGENT}, "actions": "inbox_send"})),
+        FORM,
+    ),
+    "action not an object": (
+        "payload=" + quote(json.dumps({"type": "block_actions", "user": {"id": AGENT}, "actions": ["inbox_send"]})),
+        FORM,
+    ),
+    "user not an object": (
+        "payload=" + quote(json.dumps({"type": "block_actions", "user": "U1", "actions": []})),
+        FORM,
+    ),
+    "view not an object": (
+        "payload=" + quote(json.dumps({"type": "view_submission", "user": {"id": AGENT}, "view": "v"})),
+        FORM,
+    ),
+    "payload twice": (
+        "payload=" + quote('{"type":"block_actions"}') + "&payload=" + quote('{"type":"shortcut"}'),
+        FORM,
+    ),
     "payload nested 100,000 deep": ("payload=" + quote(nested(100_000)), FORM),
     "JSON not JSON": ("{not json", "application/json"),
     "JSON a list": ("[]", "application/json"),
-    "JSON nested 100,000 deep": ("{\"a\": " + nested(100_000) + "}", "application/json"),
+    "JSON nested 100,000 deep": ('{"a": ' + nested(100_000) + "}", "application/json"),
     "event of unknown type": (json.dumps({"type": "no_such_envelope", "event": {}}), "application/json"),
     "event not an object": (json.dumps({"type": "event_callback", "event": "message"}), "application/json"),
     "command without a slash": ("command=inbox&text=report&user_id=" + AGENT, FORM),
@@ -89,7 +112,9 @@ async def test_a_signed_body_that_is_no_payload_is_400_and_does_nothing(harness:
 
 async def test_a_signed_body_that_is_not_utf8_is_400(harness: Harness):
     body = b"payload=\xff\xfe"
-    async with harness.http.post(f"{harness.url}/slack/events", data=body, headers=signed_at(body, str(int(time.time())))) as response:
+    async with harness.http.post(
+        f"{harness.url}/slack/events", data=body, headers=signed_at(body, str(int(time.time())))
+    ) as response:
         assert response.status == 400
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from inbox.fakes.slack import Fault
 from inbox.store.models import Event, SlackMessage
 from tests.slack.conftest import LEADS, TRIAGE, Harness
-from inbox.fakes.slack import Fault
 
 
 async def pending(harness: Harness) -> int:
     async with harness.inbox.engine.connect() as conn:
-        return (await conn.execute(sa.select(sa.func.count()).select_from(Event).where(Event.done_at.is_(None)))).scalar_one()
+        return (
+            await conn.execute(sa.select(sa.func.count()).select_from(Event).where(Event.done_at.is_(None)))
+        ).scalar_one()
 
 
 def statuses(harness: Harness, method: str) -> list[int]:

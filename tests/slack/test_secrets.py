@@ -8,10 +8,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox.fakes.slack import FakeSlack
 from inbox.pipeline.ingest import Source
-from inbox.store.models import Reply, Thread
 from inbox.server import start_server
 from inbox.service import Inbox
+from inbox.store.models import Reply, Thread
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
 from tests.conftest import FakeClock, make_settings
@@ -25,12 +26,16 @@ from tests.inbox.test_redaction import (  # noqa: F401 - echoing and fresh_secre
     trustpilot_secrets,
 )
 from tests.slack.conftest import ADMIN, Harness, slack_config
-from inbox.fakes.slack import FakeSlack
 
 
 async def test_slack_never_shows_the_credentials_a_vendor_echoed(
-    engine: AsyncEngine, clock: FakeClock, triager: Triager, templates: ReplyTemplates, tmp_path: Path,
-    fake_slack: FakeSlack, echoing: EchoingTrustpilot,
+    engine: AsyncEngine,
+    clock: FakeClock,
+    triager: Triager,
+    templates: ReplyTemplates,
+    tmp_path: Path,
+    fake_slack: FakeSlack,
+    echoing: EchoingTrustpilot,
 ):
     fake_slack.now = lambda: clock.now.timestamp()
     config = slack_config(fake_slack, tmp_path, admin_channel=ADMIN)
@@ -49,7 +54,9 @@ async def test_slack_never_shows_the_credentials_a_vendor_echoed(
         await harness.dispatch()
         [notice] = fake_slack.posted(ADMIN)
         async with engine.connect() as conn:
-            thread = (await conn.execute(sa.select(Thread.id).where(Thread.connector == "acme-trustpilot"))).scalar_one()
+            thread = (
+                await conn.execute(sa.select(Thread.id).where(Thread.connector == "acme-trustpilot"))
+            ).scalar_one()
 
         status, _, _ = await harness.click(thread, "inbox_send")
         await harness.settle()
@@ -65,4 +72,6 @@ async def test_slack_never_shows_the_credentials_a_vendor_echoed(
     secrets = trustpilot_secrets(echoing)
     assert "Invalid access token" in json.dumps(notice) and "Invalid access token" in told  # the reasons are shown...
     assert leaked(json.dumps(notice), secrets) == [] and leaked(told, secrets) == []  # ...without the credentials
-    assert leaked(json.dumps([call.args for call in fake_slack.calls]), secrets) == []  # nor anywhere else sent to Slack
+    assert (
+        leaked(json.dumps([call.args for call in fake_slack.calls]), secrets) == []
+    )  # nor anywhere else sent to Slack

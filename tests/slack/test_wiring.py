@@ -11,13 +11,13 @@ import pytest
 from rich.console import Console
 
 from inbox.checks import run_checks
+from inbox.fakes.slack import FakeSlack
 from inbox.pipeline.outbox import LogNotifier
 from inbox.service import Inbox
 from inbox.settings import ConfigError
 from inbox.slack.notifier import SlackNotifier
 from tests.conftest import make_settings
 from tests.slack.conftest import Harness, slack_config
-from inbox.fakes.slack import FakeSlack
 
 MANIFEST = Path(__file__).resolve().parents[2] / "config" / "slack-manifest.yml"
 INTERACTIONS = Path(__file__).resolve().parents[2] / "inbox" / "slack" / "interactions.py"
@@ -39,7 +39,14 @@ def manifest_list(key: str) -> set[str]:
 def test_the_manifest_asks_for_exactly_what_the_app_uses():
     # chat.postMessage/update/postEphemeral, conversations.history/replies (public and private
     # triage channels), /inbox, users.info (who may act), usergroups.users.list (allowed_group).
-    assert manifest_list("bot") == {"chat:write", "channels:history", "groups:history", "commands", "users:read", "usergroups:read"}
+    assert manifest_list("bot") == {
+        "chat:write",
+        "channels:history",
+        "groups:history",
+        "commands",
+        "users:read",
+        "usergroups:read",
+    }
     events = set(re.findall(r'app\.event\("([a-z_]+)"\)', INTERACTIONS.read_text()))
     assert events == {"app_home_opened", "message"}
     assert manifest_list("bot_events") == {"app_home_opened", "message.channels", "message.groups"}
@@ -50,15 +57,28 @@ def test_the_manifest_asks_for_exactly_what_the_app_uses():
 
 def test_slack_keys_are_validated(tmp_path: Path):
     with pytest.raises(ConfigError) as caught:
-        make_settings(tmp_path, slack={"bot_token": "xoxb-1", "triage_channel": "C1", "leads_channel": "C2", "signing_secret": "s",
-                                       "leads_group": "not-a-group", "reply_prefix": ""})
+        make_settings(
+            tmp_path,
+            slack={
+                "bot_token": "xoxb-1",
+                "triage_channel": "C1",
+                "leads_channel": "C2",
+                "signing_secret": "s",
+                "leads_group": "not-a-group",
+                "reply_prefix": "",
+            },
+        )
     problems = "\n".join(caught.value.problems)
     assert "slack.leads_group" in problems and "slack.reply_prefix" in problems
-    settings = make_settings(tmp_path, slack={"bot_token": "xoxb-1", "triage_channel": "C1", "leads_channel": "C2", "signing_secret": "s"})
+    settings = make_settings(
+        tmp_path, slack={"bot_token": "xoxb-1", "triage_channel": "C1", "leads_channel": "C2", "signing_secret": "s"}
+    )
     assert settings.slack.reply_prefix == "reply:" and settings.slack.allowed_group is None
 
 
-async def test_with_slack_on_the_outbox_notifies_slack_and_without_it_the_log(engine, tmp_path: Path, fake_slack: FakeSlack):
+async def test_with_slack_on_the_outbox_notifies_slack_and_without_it_the_log(
+    engine, tmp_path: Path, fake_slack: FakeSlack
+):
     on = Inbox(make_settings(tmp_path, **slack_config(fake_slack, tmp_path)), engine)
     assert [type(n) for n in on.outbox.notifiers] == [SlackNotifier]
     await on.slack.close()  # type: ignore[union-attr]
@@ -84,7 +104,9 @@ async def test_slack_events_route_answers_url_verification_and_healthz_still_wor
 
     from inbox.fakes import slack_payloads as payloads
 
-    body = json.dumps({"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"})
+    body = json.dumps(
+        {"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}
+    )
     status, answer, _ = await harness.post(body, payloads.signed(body, content_type="application/json"))
     assert status == 200 and "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in answer
     async with harness.http.get(f"{harness.url}/healthz") as response:
@@ -97,9 +119,11 @@ async def test_without_slack_there_is_no_slack_route(engine, tmp_path: Path):
     inbox = Inbox(make_settings(tmp_path), engine)
     site = await start_server(inbox, "127.0.0.1", 0)
     try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"http://127.0.0.1:{site.port}/slack/events", data=b"x") as response:
-                assert response.status in (404, 405)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{site.port}/slack/events", data=b"x") as response,
+        ):
+            assert response.status in (404, 405)
     finally:
         await site.runner.cleanup()
 
@@ -116,10 +140,24 @@ async def test_socket_mode_takes_interactions_over_a_websocket(harness_factory):
     from tests.slack.conftest import AGENT, TRIAGE
 
     message = harness.triage_message(thread)
-    payload = payloads.block_action("inbox_assign", harness.value_of(thread, "inbox_assign"), user=AGENT, channel=TRIAGE,
-                                    message_ts=message["ts"], response_url=harness.fake.response_url())
-    await harness.fake.send_envelope({"envelope_id": "env-1", "type": "interactive", "accepts_response_payload": True,
-                                      "payload": payload, "retry_attempt": 0, "retry_reason": ""})
+    payload = payloads.block_action(
+        "inbox_assign",
+        harness.value_of(thread, "inbox_assign"),
+        user=AGENT,
+        channel=TRIAGE,
+        message_ts=message["ts"],
+        response_url=harness.fake.response_url(),
+    )
+    await harness.fake.send_envelope(
+        {
+            "envelope_id": "env-1",
+            "type": "interactive",
+            "accepts_response_payload": True,
+            "payload": payload,
+            "retry_attempt": 0,
+            "retry_reason": "",
+        }
+    )
     deadline = asyncio.get_running_loop().time() + 10
     while not harness.fake.socket_acks and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)

@@ -23,7 +23,19 @@ from inbox.connector import (
 from inbox.connectors.kit.auth import BearerToken
 from inbox.connectors.kit.http import HeaderBudget
 from inbox.connectors.kit.paging import paged
-from inbox.connectors.kit.parse import Digits, Entries, Id, Number, OptionalText, Text, Timestamp, ZonedTimestamp, one_of, or_empty, valid
+from inbox.connectors.kit.parse import (
+    Digits,
+    Entries,
+    Id,
+    Number,
+    OptionalText,
+    Text,
+    Timestamp,
+    ZonedTimestamp,
+    one_of,
+    or_empty,
+    valid,
+)
 from inbox.connectors.kit.text import same_reply
 from inbox.connectors.kit.threads import ThreadCache
 
@@ -40,7 +52,9 @@ def test_a_reply_as_the_platform_shows_it_is_ours(posted: str, sent: str) -> Non
     assert same_reply(posted, sent)
 
 
-@pytest.mark.parametrize(("posted", "sent"), [("Thanks, it ships tomorrow", "Thanks, it ships today"), (None, "x"), (42, "42")])
+@pytest.mark.parametrize(
+    ("posted", "sent"), [("Thanks, it ships tomorrow", "Thanks, it ships today"), (None, "x"), (42, "42")]
+)
 def test_another_text_is_not_ours(posted: Any, sent: str) -> None:
     assert not same_reply(posted, sent)
 
@@ -80,8 +94,12 @@ def test_vendor_payload_types_refuse_what_a_vendor_should_not_send() -> None:
         seen: Timestamp | None = None
 
     assert one_of(Post, {"id": 7, "at": "2026-11-23T09:59:00.000Z"}) == Post(id="7", at="2026-11-23T09:59:00Z")
-    for bad in ({"id": True, "at": "2026-11-23T09:59:00Z"}, {"id": "1", "at": "2026-11-23T09:59:00"}, {"id": "1", "at": 5},
-                {"id": "1", "at": "0001-01-01T00:00:00+01:00"}):
+    for bad in (
+        {"id": True, "at": "2026-11-23T09:59:00Z"},
+        {"id": "1", "at": "2026-11-23T09:59:00"},
+        {"id": "1", "at": 5},
+        {"id": "1", "at": "0001-01-01T00:00:00+01:00"},
+    ):
         assert isinstance(one_of(Post, bad), str)
 
 
@@ -97,7 +115,12 @@ def test_budgets_read_vendor_headers_and_refuse_when_spent() -> None:
 
 def test_the_channel_registry_answers_for_every_channel() -> None:
     assert display_name("app_store") == "the App Store" and display_name("shop") == "shop"
-    assert (reply_limit("x"), reply_limit("x", Kind.DM), reply_limit("trustpilot"), reply_limit("nowhere")) == (280, 10_000, None, None)
+    assert (reply_limit("x"), reply_limit("x", Kind.DM), reply_limit("trustpilot"), reply_limit("nowhere")) == (
+        280,
+        10_000,
+        None,
+        None,
+    )
     assert set(CHANNELS) == {"x", "mastodon", "reddit", "google_reviews", "trustpilot", "app_store", "google_play"}
 
 
@@ -157,5 +180,7 @@ def test_what_only_decorates_an_item_reads_as_absent_when_it_does_not_fit() -> N
 
     assert or_empty(User, {"username": 42, "listed": "no"}) == User()
     assert or_empty(User, "not an object") == User()
-    assert or_empty(User, {"username": "ana", "listed": [1], "number": 2}) == User(username="ana", listed=[1], number=2.0)
+    assert or_empty(User, {"username": "ana", "listed": [1], "number": 2}) == User(
+        username="ana", listed=[1], number=2.0
+    )
     assert isinstance(one_of(User, {"number": "2"}), str) and isinstance(one_of(User, {"number": True}), str)

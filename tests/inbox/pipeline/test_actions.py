@@ -8,8 +8,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from inbox.pipeline.actions import ActionError
 from inbox.connector import Kind, ReplyTarget
+from inbox.pipeline.actions import ActionError
 from inbox.store.models import EventKind, Item, Reply, ReplyStatus, Status, Thread
 from tests.conftest import Recorder
 from tests.inbox.pipeline.test_ingest import SOURCE, item
@@ -30,7 +30,9 @@ async def test_reply_goes_out_once_however_often_it_is_clicked(inbox_factory, en
     inbox = inbox_factory(recorder, connectors=[jsonl_connector(tmp_path)])
     await inbox.ingestor.ingest(SOURCE, [item("1", clock, minutes_ago=5)])
     thread = await thread_of(engine, "1")
-    outcomes = await asyncio.gather(*(inbox.actions.reply(thread, "Sorry! Checking now.", f"agent{i}") for i in range(5)))
+    outcomes = await asyncio.gather(
+        *(inbox.actions.reply(thread, "Sorry! Checking now.", f"agent{i}") for i in range(5))
+    )
     assert sorted(o.status for o in outcomes) == ["duplicate"] * 4 + ["sent"]
     assert [r["in_reply_to"] for r in replies(tmp_path)] == ["1"]
     async with engine.connect() as conn:
@@ -64,12 +66,22 @@ async def test_after_a_crash_between_record_and_send_the_reply_is_sent_once(inbo
     inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
     await inbox.ingestor.ingest(SOURCE, [item("1", clock), item("2", clock, author_handle="eve")])
     async with engine.begin() as conn:
-        rows = (await conn.execute(sa.select(Item.id, Item.thread_id, Item.external_id).order_by(Item.external_id))).all()
+        rows = (
+            await conn.execute(sa.select(Item.id, Item.thread_id, Item.external_id).order_by(Item.external_id))
+        ).all()
         # Both replies were recorded; the process died before sending the first, and after sending the second.
         for item_id, thread_id, external_id in rows:
-            await conn.execute(sa.insert(Reply).values(
-                thread_id=thread_id, item_id=item_id, cycle=1, text=f"reply to {external_id}", agent="ana",
-                status=ReplyStatus.PENDING, created_at=clock.now))
+            await conn.execute(
+                sa.insert(Reply).values(
+                    thread_id=thread_id,
+                    item_id=item_id,
+                    cycle=1,
+                    text=f"reply to {external_id}",
+                    agent="ana",
+                    status=ReplyStatus.PENDING,
+                    created_at=clock.now,
+                )
+            )
     sent_before_crash = ReplyTarget(external_id="2", thread_id="2", kind=Kind.MENTION, author_handle="eve", reply_to={})
     await inbox.connectors["acme-x"].reply(sent_before_crash, "reply to 2")
     clock.advance(minutes=2)

@@ -12,19 +12,20 @@ import pytest
 import sqlalchemy as sa
 from rich.console import Console
 
-from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, connector_settings, parse_duration
-from inbox.service import run_backfill
-from inbox.store.cursors import load_cursor
-from inbox.store.models import Cursor, Item, Thread
-from inbox.render import BackfillDisplay, print_backfill
-from tests.conftest import FakeClock, make_settings
-from tests.connectors.contract import Fault
 from inbox.fakes.google import ACCESS_TOKEN
 from inbox.fakes.google_play import PACKAGE, GooglePlayFake
 from inbox.fakes.mastodon import MastodonFake
 from inbox.fakes.x import XFake
+from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, connector_settings, parse_duration
+from inbox.render import BackfillDisplay, print_backfill
+from inbox.service import run_backfill
+from inbox.store.cursors import load_cursor
+from inbox.store.models import Cursor, Item, Thread
+from tests.conftest import FakeClock, make_settings
+from tests.connectors.contract import Fault
 from tests.connectors.test_mastodon import connector_config as mastodon_config
-from tests.connectors.test_x import NAME as X_NAME, config as x_config
+from tests.connectors.test_x import NAME as X_NAME
+from tests.connectors.test_x import config as x_config
 
 DAY = timedelta(days=1)
 
@@ -64,17 +65,32 @@ async def cursors(engine: Any) -> list[tuple[str, Any, datetime]]:
         return [tuple(r) for r in await conn.execute(sa.select(Cursor.connector, Cursor.value, Cursor.updated_at))]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("30m", timedelta(minutes=30)), ("12h", timedelta(hours=12)), ("2d", timedelta(days=2)), (" 1W ", timedelta(weeks=1)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", timedelta(minutes=30)),
+        ("12h", timedelta(hours=12)),
+        ("2d", timedelta(days=2)),
+        (" 1W ", timedelta(weeks=1)),
+    ],
+)
 def test_durations_in_minutes_hours_days_and_weeks(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("2", "not a duration"), ("two days", "not a duration"), ("1.5d", "not a duration"), ("-2d", "not a duration"),
-    ("2y", "not a duration"), ("", "not a duration"), ("0h", "more than 0"), ("99999w", "at most 3650 days"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("2", "not a duration"),
+        ("two days", "not a duration"),
+        ("1.5d", "not a duration"),
+        ("-2d", "not a duration"),
+        ("2y", "not a duration"),
+        ("", "not a duration"),
+        ("0h", "more than 0"),
+        ("99999w", "at most 3650 days"),
+    ],
+)
 def test_other_durations_are_refused_saying_what_is_accepted(text: str, problem: str) -> None:
     with pytest.raises(BackfillError, match=problem) as refused:
         parse_duration(text)
@@ -82,12 +98,15 @@ def test_other_durations_are_refused_saying_what_is_accepted(text: str, problem:
 
 
 def test_unknown_disabled_and_historyless_connectors_are_refused(tmp_path, x) -> None:
-    settings = make_settings(tmp_path, connectors=[
-        x_config(x),
-        {**x_config(x), "name": "old-x", "enabled": False},
-        {"name": "hook", "type": "webhook", "secret": "0123456789abcdef0123"},
-        {"name": "feed", "type": "jsonl", "path": "feed.jsonl"},
-    ])
+    settings = make_settings(
+        tmp_path,
+        connectors=[
+            x_config(x),
+            {**x_config(x), "name": "old-x", "enabled": False},
+            {"name": "hook", "type": "webhook", "secret": "0123456789abcdef0123"},
+            {"name": "feed", "type": "jsonl", "path": "feed.jsonl"},
+        ],
+    )
     assert connector_settings(settings, X_NAME).name == X_NAME
     for name, problem in [
         ("nope", "no connector named 'nope' in the config; configured: acme-x, old-x, hook, feed"),
@@ -99,7 +118,9 @@ def test_unknown_disabled_and_historyless_connectors_are_refused(tmp_path, x) ->
             connector_settings(settings, name)
 
 
-async def test_a_transient_error_mid_backfill_waits_as_a_poll_would_and_resumes_after_the_last_safe_page(tmp_path, x, engine, clock):
+async def test_a_transient_error_mid_backfill_waits_as_a_poll_would_and_resumes_after_the_last_safe_page(
+    tmp_path, x, engine, clock
+):
     old = [x.add_customer_post(f"old question {n}", author=f"c{n}", minutes_ago=600 + n) for n in range(3)]
     dm = x.add_dm("my refund?", author="dana", minutes_ago=300)
     settings = make_settings(tmp_path, connectors=[x_config(x)])
@@ -116,7 +137,9 @@ async def test_a_transient_error_mid_backfill_waits_as_a_poll_would_and_resumes_
             x.faults.append(Fault(503, {}, '{"title": "Service Unavailable"}'))
 
     with display:
-        result = await run_backfill(settings, X_NAME, timedelta(days=2), report=report, engine=engine, clock=clock, sleep=sleeps)
+        result = await run_backfill(
+            settings, X_NAME, timedelta(days=2), report=report, engine=engine, clock=clock, sleep=sleeps
+        )
     print_backfill(out, result)
     assert await stored_ids(engine) == sorted([*old, dm])
     assert (result.stored, result.retries, result.overdue) == (4, 1, 4)
@@ -157,12 +180,12 @@ async def test_an_auth_error_stops_with_a_clear_message_and_repeated_errors_give
     ingestor = (await _inbox(tmp_path, engine, clock, x)).ingestor
     x.faults.append(x.fault_unauthorized())
     sleeps = Sleeps()
-    with pytest.raises(BackfillError, match="credentials refused.*inbox check"):
+    with pytest.raises(BackfillError, match=r"credentials refused.*inbox check"):
         await Backfill(target, ingestor, 2 * DAY, sleep=sleeps).run()
     assert sleeps.delays == []  # credentials do not fix themselves by waiting
 
     x.faults.extend(Fault(502, {}, "Bad Gateway") for _ in range(3))
-    with pytest.raises(BackfillError, match="gave up after 3 failed attempts in a row.*run the same backfill again"):
+    with pytest.raises(BackfillError, match=r"gave up after 3 failed attempts in a row.*run the same backfill again"):
         await Backfill(target, ingestor, 2 * DAY, sleep=sleeps, max_attempts=3, jitter=lambda low, high: high).run()
     assert sleeps.delays == [10.0, 20.0]  # the poller's exponential backoff
     assert await stored_ids(engine) == []
@@ -175,8 +198,16 @@ async def test_google_play_says_it_reaches_back_only_seven_days(tmp_path, engine
     try:
         recent = play.add_review("crashes on start", author="ola", minutes_ago=3 * 24 * 60)
         play.add_review("too old for Play to list", author="per", minutes_ago=9 * 24 * 60)
-        config = {"name": "acme-android", "type": "google_play", "api_url": play.base_url, "package_name": PACKAGE, "access_token": ACCESS_TOKEN}
-        result = await run_backfill(make_settings(tmp_path, connectors=[config]), "acme-android", timedelta(days=30), engine=engine, clock=clock)
+        config = {
+            "name": "acme-android",
+            "type": "google_play",
+            "api_url": play.base_url,
+            "package_name": PACKAGE,
+            "access_token": ACCESS_TOKEN,
+        }
+        result = await run_backfill(
+            make_settings(tmp_path, connectors=[config]), "acme-android", timedelta(days=30), engine=engine, clock=clock
+        )
     finally:
         await play.close()
     assert result.note == "google_play lists only the last 1w: the backfill reaches back 1w, not 30d"
@@ -184,11 +215,15 @@ async def test_google_play_says_it_reaches_back_only_seven_days(tmp_path, engine
     assert await stored_ids(engine) == [play.external_id(recent)]
 
 
-async def test_a_backfill_beside_a_live_poll_stores_everything_once_and_leaves_the_cursor_to_the_poll(tmp_path, engine, clock):
+async def test_a_backfill_beside_a_live_poll_stores_everything_once_and_leaves_the_cursor_to_the_poll(
+    tmp_path, engine, clock
+):
     mastodon = await MastodonFake().start()
     mastodon.now = clock.now
     try:
-        old = [mastodon.add_customer_post(f"old {n}", author=f"o{n}", minutes_ago=600 - n) for n in range(45)]  # two pages
+        old = [
+            mastodon.add_customer_post(f"old {n}", author=f"o{n}", minutes_ago=600 - n) for n in range(45)
+        ]  # two pages
         new = [mastodon.add_customer_post(f"new {n}", author=f"n{n}", minutes_ago=5 - n) for n in range(3)]
         config = {**mastodon_config.__wrapped__(mastodon), "first_poll_hours": 1}  # type: ignore[attr-defined]
         inbox = await _inbox(tmp_path, engine, clock, config=config)
@@ -210,7 +245,9 @@ async def test_a_backfill_beside_a_live_poll_stores_everything_once_and_leaves_t
         assert (await conn.execute(sa.select(sa.func.count()).select_from(Thread))).scalar_one() == 48
 
 
-async def _inbox(tmp_path: Any, engine: Any, clock: FakeClock, x: XFake | None = None, *, config: dict[str, Any] | None = None) -> Any:
+async def _inbox(
+    tmp_path: Any, engine: Any, clock: FakeClock, x: XFake | None = None, *, config: dict[str, Any] | None = None
+) -> Any:
     from inbox.service import Inbox
 
     table = config if config is not None else x_config(x)

@@ -11,10 +11,10 @@ from pydantic import BaseModel
 
 from inbox.connector import Kind, RawItem
 from inbox.pipeline.ingest import Source
+from inbox.sla import SlaState
+from inbox.store.clocks import STOPPED
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Customer, Event, Item, Status, Thread
-from inbox.store.clocks import STOPPED
-from inbox.sla import SlaState
 from inbox.views import open_queue
 from tests.conftest import FakeClock
 
@@ -114,9 +114,7 @@ async def test_follow_up_joins_the_thread_and_later_starts_the_next_response_clo
     assert thread.cycle == 1
 
     async with engine.begin() as conn:
-        await conn.execute(
-            sa.update(Thread).values(status=Status.REPLIED, responded_at=clock.now, sla_stage=STOPPED)
-        )
+        await conn.execute(sa.update(Thread).values(status=Status.REPLIED, responded_at=clock.now, sla_stage=STOPPED))
     clock.advance(minutes=3)
     await inbox.ingestor.ingest(SOURCE, [item("3", clock, minutes_ago=1, thread_id="conv-1")])
     async with engine.connect() as conn:
@@ -177,7 +175,8 @@ async def test_clock_starts_at_the_platform_time_and_future_times_are_clamped(in
 async def test_item_is_triaged_with_a_suggestion_that_fits_the_channel(inbox_factory, engine, clock):
     inbox = inbox_factory()
     await inbox.ingestor.ingest(
-        SOURCE, [item("1", clock, text="Ma commande n'est toujours pas arrivée, je suis furieux !", author_name="Claire")]
+        SOURCE,
+        [item("1", clock, text="Ma commande n'est toujours pas arrivée, je suis furieux !", author_name="Claire")],
     )
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(Item))).one()
@@ -198,11 +197,21 @@ async def test_null_bytes_and_huge_text_are_stored(inbox_factory, engine, clock)
 async def test_null_bytes_and_lone_surrogates_in_any_field_never_fail_the_page(inbox_factory, engine, clock):
     inbox = inbox_factory()
     hostile = "a\x00b\ud800c"
-    result = await inbox.ingestor.ingest(SOURCE, [
-        item(f"id{hostile}", clock, text=hostile, author_handle=f"h{hostile}", author_name=hostile,
-             thread_id=f"t{hostile}", url=f"https://x.com/{hostile}"),
-        item("plain", clock, author_handle="eve"),
-    ])
+    result = await inbox.ingestor.ingest(
+        SOURCE,
+        [
+            item(
+                f"id{hostile}",
+                clock,
+                text=hostile,
+                author_handle=f"h{hostile}",
+                author_name=hostile,
+                thread_id=f"t{hostile}",
+                url=f"https://x.com/{hostile}",
+            ),
+            item("plain", clock, author_handle="eve"),
+        ],
+    )
     assert (result.stored, result.skipped) == (2, 0)
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(Item).where(Item.external_id != "plain"))).one()
@@ -217,17 +226,22 @@ async def threads_by_key(engine) -> dict[str, Any]:
 async def announced(engine) -> list[tuple[str, str]]:
     """(event kind, thread key) of every event, oldest first."""
     async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(Event.kind, Thread.external_id).join(Thread, Thread.id == Event.thread_id).order_by(Event.id))
+        rows = await conn.execute(
+            sa.select(Event.kind, Thread.external_id).join(Thread, Thread.id == Event.thread_id).order_by(Event.id)
+        )
         return [(kind, key) for kind, key in rows]
 
 
 async def test_an_item_the_platform_shows_answered_is_stored_with_its_clock_stopped(inbox_factory, engine, clock):
     inbox = inbox_factory()
     posted, answered = clock.now - timedelta(hours=3), clock.now - timedelta(hours=2)
-    result = await inbox.ingestor.ingest(SOURCE, [
-        item("review", clock, minutes_ago=180, answered_at=answered, author_handle="ann"),
-        item("open", clock, minutes_ago=180, author_handle="ben"),
-    ])
+    result = await inbox.ingestor.ingest(
+        SOURCE,
+        [
+            item("review", clock, minutes_ago=180, answered_at=answered, author_handle="ann"),
+            item("open", clock, minutes_ago=180, author_handle="ben"),
+        ],
+    )
     assert (result.stored, result.answered, result.overdue) == (2, 1, 0)
     threads = await threads_by_key(engine)
     review = threads["review"]
@@ -240,14 +254,22 @@ async def test_an_item_the_platform_shows_answered_is_stored_with_its_clock_stop
     assert (swept.warned, swept.breached) == ([], [threads["open"].id])
 
 
-async def test_history_past_its_deadline_is_stored_breached_and_answered_history_is_not_announced(inbox_factory, engine, clock):
+async def test_history_past_its_deadline_is_stored_breached_and_answered_history_is_not_announced(
+    inbox_factory, engine, clock
+):
     inbox = inbox_factory()
-    result = await inbox.ingestor.ingest(SOURCE, [
-        item("expired", clock, minutes_ago=600, author_handle="ann"),
-        item("answered", clock, minutes_ago=700, answered_at=clock.now - timedelta(minutes=650), author_handle="ben"),
-        item("late", clock, minutes_ago=25, author_handle="cat"),  # past its warning, not yet due
-        item("recent", clock, minutes_ago=2, author_handle="dan"),
-    ], history=True)
+    result = await inbox.ingestor.ingest(
+        SOURCE,
+        [
+            item("expired", clock, minutes_ago=600, author_handle="ann"),
+            item(
+                "answered", clock, minutes_ago=700, answered_at=clock.now - timedelta(minutes=650), author_handle="ben"
+            ),
+            item("late", clock, minutes_ago=25, author_handle="cat"),  # past its warning, not yet due
+            item("recent", clock, minutes_ago=2, author_handle="dan"),
+        ],
+        history=True,
+    )
     assert (result.stored, result.new_threads, result.answered, result.overdue) == (4, 4, 1, 1)
     threads = await threads_by_key(engine)
     assert {k: (t.status, t.sla_stage) for k, t in threads.items()} == {
@@ -257,7 +279,11 @@ async def test_history_past_its_deadline_is_stored_breached_and_answered_history
         "recent": (Status.NEW, SlaState.OK),
     }
     # Unanswered history still reaches the triage channel (someone has to answer it); answered history does not.
-    assert sorted(await announced(engine)) == [("new_thread", "expired"), ("new_thread", "late"), ("new_thread", "recent")]
+    assert sorted(await announced(engine)) == [
+        ("new_thread", "expired"),
+        ("new_thread", "late"),
+        ("new_thread", "recent"),
+    ]
     views = {v.thread_id: v for v in await open_queue(engine, inbox.policies, clock.now)}
     assert views[threads["expired"].id].clock.state == SlaState.BREACHED and threads["answered"].id not in views
 
@@ -279,14 +305,24 @@ async def test_a_live_poll_still_announces_an_expired_clock(inbox_factory, engin
 
 async def test_an_answer_seen_with_later_messages_leaves_the_next_response_clock_running(inbox_factory, engine, clock):
     inbox = inbox_factory()
-    await inbox.ingestor.ingest(SOURCE, [
-        item("a1", clock, minutes_ago=50, thread_id="dm-1", answered_at=clock.now - timedelta(minutes=45)),
-        item("a2", clock, minutes_ago=10, thread_id="dm-1"),
-    ])
+    await inbox.ingestor.ingest(
+        SOURCE,
+        [
+            item("a1", clock, minutes_ago=50, thread_id="dm-1", answered_at=clock.now - timedelta(minutes=45)),
+            item("a2", clock, minutes_ago=10, thread_id="dm-1"),
+        ],
+    )
     thread = (await threads_by_key(engine))["dm-1"]
-    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (Status.NEW, SlaState.OK, 1, "next_response")
+    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (
+        Status.NEW,
+        SlaState.OK,
+        1,
+        "next_response",
+    )
     assert (thread.clock_start, thread.first_response_at, thread.responded_at) == (
-        clock.now - timedelta(minutes=10), clock.now - timedelta(minutes=45), None,
+        clock.now - timedelta(minutes=10),
+        clock.now - timedelta(minutes=45),
+        None,
     )
 
 
@@ -296,27 +332,42 @@ async def test_a_follow_up_answered_on_the_platform_stops_the_running_clock(inbo
     answer = clock.now - timedelta(minutes=5)
     await inbox.ingestor.ingest(SOURCE, [item("2", clock, minutes_ago=8, thread_id="dm-1", answered_at=answer)])
     thread = (await threads_by_key(engine))["dm-1"]
-    assert (thread.status, thread.sla_stage, thread.responded_at, thread.first_response_at) == (Status.REPLIED, STOPPED, answer, answer)
+    assert (thread.status, thread.sla_stage, thread.responded_at, thread.first_response_at) == (
+        Status.REPLIED,
+        STOPPED,
+        answer,
+        answer,
+    )
     assert (thread.cycle, thread.clock_start) == (1, clock.now - timedelta(minutes=40))
     # Answered after everything, a later item on the platform that is answered too does not reopen it.
-    await inbox.ingestor.ingest(SOURCE, [item("3", clock, minutes_ago=2, thread_id="dm-1", answered_at=clock.now - timedelta(minutes=1))])
+    await inbox.ingestor.ingest(
+        SOURCE, [item("3", clock, minutes_ago=2, thread_id="dm-1", answered_at=clock.now - timedelta(minutes=1))]
+    )
     assert (await threads_by_key(engine))["dm-1"].sla_stage == STOPPED
     # An unanswered one does: the next-response clock starts at it.
     await inbox.ingestor.ingest(SOURCE, [item("4", clock, minutes_ago=0.5, thread_id="dm-1")])
     thread = (await threads_by_key(engine))["dm-1"]
-    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (Status.NEW, SlaState.OK, 2, "next_response")
+    assert (thread.status, thread.sla_stage, thread.cycle, thread.clock_kind) == (
+        Status.NEW,
+        SlaState.OK,
+        2,
+        "next_response",
+    )
     assert (thread.clock_start, thread.first_response_at) == (clock.now - timedelta(minutes=0.5), answer)
 
 
 async def test_answer_times_are_read_as_utc_and_kept_between_the_post_and_now(inbox_factory, engine, clock, caplog):
     inbox = inbox_factory()
     naive = (clock.now - timedelta(minutes=20)).replace(tzinfo=None)
-    await inbox.ingestor.ingest(SOURCE, [
-        item("naive", clock, minutes_ago=30, answered_at=naive, author_handle="a"),
-        item("early", clock, minutes_ago=30, answered_at=clock.now - timedelta(days=1), author_handle="b"),
-        item("future", clock, minutes_ago=30, answered_at=clock.now + timedelta(days=1), author_handle="c"),
-        item("nonsense", clock, minutes_ago=30, answered_at="yesterday", author_handle="d"),
-    ])
+    await inbox.ingestor.ingest(
+        SOURCE,
+        [
+            item("naive", clock, minutes_ago=30, answered_at=naive, author_handle="a"),
+            item("early", clock, minutes_ago=30, answered_at=clock.now - timedelta(days=1), author_handle="b"),
+            item("future", clock, minutes_ago=30, answered_at=clock.now + timedelta(days=1), author_handle="c"),
+            item("nonsense", clock, minutes_ago=30, answered_at="yesterday", author_handle="d"),
+        ],
+    )
     threads = await threads_by_key(engine)
     assert threads["naive"].responded_at == clock.now - timedelta(minutes=20)
     assert threads["early"].responded_at == clock.now - timedelta(minutes=30)  # not before the customer wrote

@@ -22,10 +22,10 @@ from inbox.connector import (
     SentReply,
     TransientError,
 )
-from inbox.store.cursors import load_cursor
-from inbox.store.models import ConnectorHealth, EventKind
 from inbox.pipeline.poller import AUTH_RETRY, UNHEALTHY_AFTER, Poller
 from inbox.service import Runner
+from inbox.store.cursors import load_cursor
+from inbox.store.models import ConnectorHealth, EventKind
 from tests.conftest import Recorder
 from tests.inbox.pipeline.test_ingest import SOURCE, item
 from tests.inbox.pipeline.test_sweep import thread_of
@@ -164,7 +164,9 @@ async def test_one_hung_connector_never_delays_another(inbox_factory, engine, tm
             while not await load_cursor(engine, "feed"):
                 await asyncio.sleep(0.05)
         with feed.open("a") as handle:
-            handle.write('{"id": "2", "text": "again", "posted_at": "2026-11-23T09:01:00Z", "author": {"handle": "b"}}\n')
+            handle.write(
+                '{"id": "2", "text": "again", "posted_at": "2026-11-23T09:01:00Z", "author": {"handle": "b"}}\n'
+            )
         async with asyncio.timeout(20):
             while (await load_cursor(engine, "feed"))["offset"] < feed.stat().st_size:
                 await asyncio.sleep(0.05)

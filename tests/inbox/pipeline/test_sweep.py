@@ -77,12 +77,14 @@ async def test_an_item_ingested_late_is_breached_at_once_without_a_warning_first
     result = await inbox.sweep.run()
     assert (result.warned, len(result.breached)) == ([], 1)
     await inbox.outbox.dispatch()
-    breach = [n for n in recorder.notices if n.kind == EventKind.SLA_BREACH][0]
+    breach = next(n for n in recorder.notices if n.kind == EventKind.SLA_BREACH)
     assert breach.thread is not None and round(breach.thread.clock.minutes_waited) == 31
 
 
 async def test_a_reply_stops_the_clock(inbox_factory, engine, clock, tmp_path):
-    inbox = inbox_factory(connectors=[{"name": "acme-x", "type": "jsonl", "path": str(tmp_path / "x.jsonl"), "channel": "x"}])
+    inbox = inbox_factory(
+        connectors=[{"name": "acme-x", "type": "jsonl", "path": str(tmp_path / "x.jsonl"), "channel": "x"}]
+    )
     await inbox.ingestor.ingest(SOURCE, [item("1", clock, minutes_ago=10)])
     await inbox.actions.reply(await thread_of(engine, "1"), "On it!", "ana")
     clock.advance(minutes=60)

@@ -14,12 +14,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from inbox.pipeline.actions import ActionError, _target
 from inbox.connector import TransientError
-from inbox.store.cursors import load_cursor
-from inbox.store.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
+from inbox.pipeline.actions import ActionError, _target
 from inbox.pipeline.outbox import Notice, Outbox
 from inbox.pipeline.workers import LeaseLost, Leases, pid_place, process_gone
+from inbox.store.cursors import load_cursor
+from inbox.store.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
 from tests.inbox.pipeline.test_actions import jsonl_connector, replies
 from tests.inbox.pipeline.test_ingest import SOURCE, item
 from tests.inbox.pipeline.test_poller import poller_for
@@ -92,7 +92,10 @@ async def test_a_worker_past_its_lease_cannot_save_a_cursor_over_its_successor(i
     inbox = inbox_factory()
     stale = poller_for(inbox, [2, 3], clock)
     fresh = poller_for(inbox, [3], clock)
-    old, new = Leases(engine, "old", ["scripted"], seconds=LEASE, clock=clock), Leases(engine, "new", ["scripted"], seconds=LEASE, clock=clock)
+    old, new = (
+        Leases(engine, "old", ["scripted"], seconds=LEASE, clock=clock),
+        Leases(engine, "new", ["scripted"], seconds=LEASE, clock=clock),
+    )
     stale.leases, fresh.leases = old, new
     await old.refresh()
     assert (await stale.poll_once()).stored == 2
@@ -139,13 +142,23 @@ def live_pid() -> Iterator[int]:
     child.wait()
 
 
-async def a_worker_died_holding(engine, clock, worker: str, pid: int, place: str | None, names: list[str] = NAMES) -> None:
+async def a_worker_died_holding(
+    engine, clock, worker: str, pid: int, place: str | None, names: list[str] = NAMES
+) -> None:
     """The rows a worker killed with SIGKILL leaves: its heartbeat and leases, fresh, as if it had just renewed."""
     async with engine.begin() as conn:
-        await conn.execute(sa.insert(Worker).values(id=worker, host=place, pid=pid, started_at=clock.now, seen_at=clock.now))
+        await conn.execute(
+            sa.insert(Worker).values(id=worker, host=place, pid=pid, started_at=clock.now, seen_at=clock.now)
+        )
         if names:
-            await conn.execute(sa.insert(ConnectorLease).values(
-                [{"connector": n, "worker": worker, "expires_at": clock.now + timedelta(seconds=LEASE)} for n in names]))
+            await conn.execute(
+                sa.insert(ConnectorLease).values(
+                    [
+                        {"connector": n, "worker": worker, "expires_at": clock.now + timedelta(seconds=LEASE)}
+                        for n in names
+                    ]
+                )
+            )
 
 
 def test_a_pid_is_gone_only_when_no_live_process_has_it(dead_pid, live_pid):
@@ -177,7 +190,9 @@ async def test_a_dead_worker_on_this_host_is_taken_over_at_once(engine, clock, d
 
 
 @linux_only
-async def test_a_dead_workers_claimed_events_and_replies_go_out_at_once(inbox_factory, engine, clock, tmp_path, dead_pid):
+async def test_a_dead_workers_claimed_events_and_replies_go_out_at_once(
+    inbox_factory, engine, clock, tmp_path, dead_pid
+):
     inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
     await _pending_replies(inbox, clock, 3)
     dead = "dead:1:bbbbbb"
@@ -198,7 +213,9 @@ async def test_a_dead_workers_claimed_events_and_replies_go_out_at_once(inbox_fa
 async def test_a_live_process_or_another_place_is_waited_for_as_before(engine, clock, live_pid, dead_pid):
     # A pid that names a live process (perhaps reused by another program), and a dead pid on another machine.
     await a_worker_died_holding(engine, clock, "reused:1:cccccc", live_pid, pid_place(), names=NAMES[:5])
-    await a_worker_died_holding(engine, clock, "elsewhere:1:dddddd", dead_pid, "elsewhere boot=x pidns=1", names=NAMES[5:])
+    await a_worker_died_holding(
+        engine, clock, "elsewhere:1:dddddd", dead_pid, "elsewhere boot=x pidns=1", names=NAMES[5:]
+    )
     [survivor] = workers(engine, clock, 1)
     await survivor.refresh()
     assert survivor.held == []
@@ -294,7 +311,11 @@ async def test_a_failed_event_holds_back_its_conversation_but_not_others(inbox_f
     assert [kind for _, kind in seen] == [EventKind.NEW_THREAD, EventKind.ASSIGNED, EventKind.RESOLVED]
     assert {thread for thread, _ in seen} != {first}
     async with engine.connect() as conn:
-        pending = (await conn.execute(sa.select(Event.attempts).where(Event.done_at.is_(None)).order_by(Event.id))).scalars().all()
+        pending = (
+            (await conn.execute(sa.select(Event.attempts).where(Event.done_at.is_(None)).order_by(Event.id)))
+            .scalars()
+            .all()
+        )
     assert pending == [1, 0, 0]  # only the head was tried; the two behind it wait
 
 
@@ -303,10 +324,20 @@ async def _pending_replies(inbox, clock, count: int) -> list[int]:
     async with inbox.engine.begin() as conn:
         for i in range(count):
             thread = await thread_of(inbox.engine, str(i))
-            item_id = (await conn.execute(sa.text("SELECT id FROM item WHERE thread_id = :t"), {"t": thread})).scalar_one()
-            await conn.execute(sa.insert(Reply).values(
-                thread_id=thread, item_id=item_id, cycle=1, text=f"reply {i}", agent="ana",
-                status=ReplyStatus.PENDING, created_at=clock.now))
+            item_id = (
+                await conn.execute(sa.text("SELECT id FROM item WHERE thread_id = :t"), {"t": thread})
+            ).scalar_one()
+            await conn.execute(
+                sa.insert(Reply).values(
+                    thread_id=thread,
+                    item_id=item_id,
+                    cycle=1,
+                    text=f"reply {i}",
+                    agent="ana",
+                    status=ReplyStatus.PENDING,
+                    created_at=clock.now,
+                )
+            )
     return list(range(count))
 
 
@@ -315,12 +346,16 @@ async def test_workers_recovering_at_once_send_each_left_over_reply_once(inbox_f
     one, two = inbox_factory(**config), inbox_factory(**config)
     one.actions.worker, two.actions.worker = "one", "two"
     await _pending_replies(one, clock, 12)
-    recovered = await asyncio.gather(one.actions.recover(limit=4), two.actions.recover(limit=4), one.actions.recover(), two.actions.recover())
+    recovered = await asyncio.gather(
+        one.actions.recover(limit=4), two.actions.recover(limit=4), one.actions.recover(), two.actions.recover()
+    )
     assert sum(recovered) == 12
     assert Counter(r["in_reply_to"] for r in replies(tmp_path)) == {str(i): 1 for i in range(12)}
 
 
-async def test_a_worker_that_stalled_past_its_claim_does_not_send_what_another_took_over(inbox_factory, engine, clock, tmp_path):
+async def test_a_worker_that_stalled_past_its_claim_does_not_send_what_another_took_over(
+    inbox_factory, engine, clock, tmp_path
+):
     config = {"connectors": [jsonl_connector(tmp_path)]}
     stalled, other = inbox_factory(**config), inbox_factory(**config)
     stalled.actions.worker, other.actions.worker = "stalled", "other"
@@ -361,7 +396,9 @@ class Unanswered(TransientError):
     """What VendorClient raises when the vendor's 503 or a dropped connection leaves the outcome unknown."""
 
 
-async def test_a_reply_the_platform_never_answered_is_checked_before_it_is_sent_again(inbox_factory, engine, clock, tmp_path):
+async def test_a_reply_the_platform_never_answered_is_checked_before_it_is_sent_again(
+    inbox_factory, engine, clock, tmp_path
+):
     inbox = inbox_factory(connectors=[jsonl_connector(tmp_path)])
     await inbox.ingestor.ingest(SOURCE, [item("1", clock)])
     thread = await thread_of(engine, "1")

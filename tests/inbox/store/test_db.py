@@ -29,13 +29,13 @@ def test_user_urls_map_to_async_drivers():
 
 async def test_the_sla_sweep_and_the_open_queue_read_their_partial_indexes(engine, clock):
     """The statements the sweep and the queue really send, explained: each reads its index, none scans thread."""
-    from inbox.settings import SlaSettings
     from inbox.pipeline.sweep import SlaSweep
+    from inbox.settings import SlaSettings
     from inbox.views import open_queue
 
     sent: list[tuple[str, object]] = []
 
-    def record(conn, cursor, statement, parameters, context, many):  # noqa: ANN001 - SQLAlchemy's event signature
+    def record(conn, cursor, statement, parameters, context, many):
         if "FROM thread" in statement or statement.lstrip().startswith("UPDATE thread"):
             sent.append((statement, parameters))
 
@@ -73,9 +73,10 @@ async def test_one_of_finds_the_same_rows_with_one_statement_text_for_any_count(
 
     now = datetime.now(UTC)
     async with engine.begin() as conn:
-        await conn.execute(sa.insert(Customer), [
-            {"channel": "x", "handle": h, "first_seen_at": now, "last_seen_at": now} for h in ("ana", "bob", "eve")
-        ])
+        await conn.execute(
+            sa.insert(Customer),
+            [{"channel": "x", "handle": h, "first_seen_at": now, "last_seen_at": now} for h in ("ana", "bob", "eve")],
+        )
         texts = set()
         for handles in (["ana"], ["ana", "eve", "zed"], ["bob", "eve"]):
             query = sa.select(Customer.handle).where(one_of(conn, Customer.handle, handles)).order_by(Customer.handle)

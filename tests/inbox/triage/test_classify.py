@@ -9,7 +9,6 @@ import pytest
 from inbox.triage import Intent, Priority, Triager
 from tests.inbox.triage.conftest import CORE_LANGUAGES, EXTRA_LANGUAGES, classify_row, labelled_rows
 
-
 # --------------------------------------------------------------------------- labelled set
 
 
@@ -79,7 +78,8 @@ def test_sentiment_agrees_with_labels_mostly(triager: Triager) -> None:
 def test_furious_one_star_beats_old_complaint_beats_thank_you(triager: Triager) -> None:
     furious = triager.classify(
         "WORST STORE EVER!!! The manager laughed at me and refused to help. Never again.",
-        rating=1, kind="review",
+        rating=1,
+        kind="review",
     )
     complaint = triager.classify(
         "The staff at the Leeds store were rude to me this afternoon.", kind="mention", age_minutes=31

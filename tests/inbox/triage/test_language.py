@@ -13,12 +13,15 @@ from tests.inbox.triage.conftest import classify_row, labelled_rows
 def test_low_accuracy_detection_alone_still_names_the_labelled_languages() -> None:
     """The memory knob (lingua's low-accuracy mode only, a small part of the models' memory) costs little accuracy."""
     rules = load_rules()
-    low_only = rules.model_copy(update={"detection": rules.detection.model_copy(
-        update={"short_text_chars": 0, "low_accuracy_min_confidence": 0.0})})
+    low_only = rules.model_copy(
+        update={
+            "detection": rules.detection.model_copy(update={"short_text_chars": 0, "low_accuracy_min_confidence": 0.0})
+        }
+    )
     triager = Triager(low_only)
     rows = labelled_rows()
     hits = [classify_row(triager, row).language == row["language"] for row in rows]
-    assert triager.detector._high is None, "the high-accuracy models were loaded after all"  # noqa: SLF001
+    assert triager.detector._high is None, "the high-accuracy models were loaded after all"
     print(f"\nlow-accuracy mode only: language right for {sum(hits)} of {len(rows)} ({sum(hits) / len(rows):.1%})")
     assert sum(hits) / len(rows) >= 0.97
 

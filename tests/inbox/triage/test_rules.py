@@ -18,7 +18,12 @@ def test_shipped_rules_cover_the_core_languages() -> None:
         lexicon = rules.lexicon[language]
         assert lexicon.positive and lexicon.negative and lexicon.negations and lexicon.stopwords
         assert {intent for intent in lexicon.intents} >= {
-            Intent.DELIVERY, Intent.BILLING, Intent.QUESTION, Intent.COMPLAINT, Intent.PRAISE, Intent.SPAM,
+            Intent.DELIVERY,
+            Intent.BILLING,
+            Intent.QUESTION,
+            Intent.COMPLAINT,
+            Intent.PRAISE,
+            Intent.SPAM,
         }
 
 
@@ -40,7 +45,10 @@ languages = ["fr", "en"]          # arrays replace
     assert rules.languages == ["fr", "en"]
     assert rules.lexicon["fr"].intents[Intent.COMPLAINT]["chronopizza"] == 9
     shipped = load_rules()
-    assert rules.lexicon["fr"].intents[Intent.DELIVERY]["livreur"] == shipped.lexicon["fr"].intents[Intent.DELIVERY]["livreur"]
+    assert (
+        rules.lexicon["fr"].intents[Intent.DELIVERY]["livreur"]
+        == shipped.lexicon["fr"].intents[Intent.DELIVERY]["livreur"]
+    )
     assert rules.lexicon["ro"] == load_rules().lexicon["ro"]  # untouched languages stay
     assert before.classify(text).intent is Intent.DELIVERY
     assert Triager(rules).classify(text).intent is Intent.COMPLAINT
@@ -132,20 +140,30 @@ def _config_folder(root: Path, rules: str, lexicons: dict[str, str]) -> Path:
 
 
 def test_lexicon_files_merge_in_the_order_of_languages_then_by_name(tmp_path: Path) -> None:
-    folder = _config_folder(tmp_path, 'languages = ["ro", "de"]\n[lexicon.common]\nstopwords = ["x"]\n', {
-        name: f'[lexicon.{name[:2]}]\nstopwords = ["{name[:2]}"]\n' for name in ("de.toml", "en.toml", "fr.toml", "ro.toml")
-    } | {"README.txt": "not a lexicon"})
-    data = rules_module._shipped_data(folder)  # noqa: SLF001
+    folder = _config_folder(
+        tmp_path,
+        'languages = ["ro", "de"]\n[lexicon.common]\nstopwords = ["x"]\n',
+        {
+            name: f'[lexicon.{name[:2]}]\nstopwords = ["{name[:2]}"]\n'
+            for name in ("de.toml", "en.toml", "fr.toml", "ro.toml")
+        }
+        | {"README.txt": "not a lexicon"},
+    )
+    data = rules_module._shipped_data(folder)
     assert list(data["lexicon"]) == ["common", "ro", "de", "en", "fr"]
     assert data["lexicon"]["fr"] == {"stopwords": ["fr"]}
 
 
 def test_a_lexicon_file_holds_only_its_own_language(tmp_path: Path) -> None:
-    folder = _config_folder(tmp_path, 'languages = ["fr"]\n', {
-        "fr.toml": 'languages = ["fr", "en"]\n[lexicon.fr.positive]\n"merci" = 1\n[lexicon.en.positive]\n"thanks" = 1\n',
-    })
+    folder = _config_folder(
+        tmp_path,
+        'languages = ["fr"]\n',
+        {
+            "fr.toml": 'languages = ["fr", "en"]\n[lexicon.fr.positive]\n"merci" = 1\n[lexicon.en.positive]\n"thanks" = 1\n',
+        },
+    )
     with pytest.raises(RulesError) as caught:
-        rules_module._shipped_data(folder)  # noqa: SLF001
+        rules_module._shipped_data(folder)
     assert caught.value.source == "inbox.config/triage/lexicons/fr.toml"
     assert [problem.split(":")[0] for problem in caught.value.problems] == ["languages", "lexicon.en"]
 

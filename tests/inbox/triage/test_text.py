@@ -24,11 +24,11 @@ def test_prepare_keeps_links_for_patterns_and_words_for_matching() -> None:
 @pytest.mark.parametrize(
     ("text", "shouted"),
     [
-        ("my parcel is late!!", True),           # a run of two "!"
+        ("my parcel is late!!", True),  # a run of two "!"
         ("my parcel is late!", False),
-        ("MY PARCEL IS LATE", True),             # two capital words of 4+ letters (PARCEL, LATE)
-        ("MY PARCEL is late", False),            # MY is too short to count
-        ("ÎNTÂRZIERE INACCEPTABILĂ", True),      # Latin letters beyond ASCII count too
+        ("MY PARCEL IS LATE", True),  # two capital words of 4+ letters (PARCEL, LATE)
+        ("MY PARCEL is late", False),  # MY is too short to count
+        ("ÎNTÂRZIERE INACCEPTABILĂ", True),  # Latin letters beyond ASCII count too
         ("UPS and DHL", False),
     ],
 )
