@@ -21,6 +21,10 @@ TOLERATED = timedelta(minutes=10)
 # With no reset from the vendor: the poll interval, doubling from 30 s after a few refusals, up to X's 15-minute window.
 NO_RESET_FIRST = 30.0
 NO_RESET_MAX = 900.0
+# No wait is longer than this, whatever the vendor says (a reset in milliseconds read as seconds would be centuries;
+# a day's Retry-After would hide the connector for a day): the poll after it asks again, and a vendor that still
+# refuses then has refused for longer than is tolerated, which makes the connector unhealthy.
+MAX_WAIT = NO_RESET_MAX
 
 
 class RateLimits:
@@ -66,7 +70,7 @@ class RateLimits:
             self.since = now
         self.last = now
         if retry_after is not None and retry_after > 0:
-            wait = retry_after + self.jitter(*RESET_JITTER)
+            wait = min(MAX_WAIT, retry_after) + self.jitter(*RESET_JITTER)
         else:
             # No reset (or one already past, which says nothing): a modest backoff, never sooner than a normal poll.
             wait = max(self.poll_seconds, min(NO_RESET_MAX, NO_RESET_FIRST * 2 ** (self.refusals - 1)))
@@ -109,7 +113,10 @@ class RateLimits:
             window = budget.reset_at - now
             # One request per poll and budget (a poll from the cursor reads one page): the remaining
             # requests spread evenly over the window; none left: wait for the reset.
-            wait = window / budget.remaining if budget.remaining >= 1 else window + self.jitter(*RESET_JITTER)
+            if budget.remaining >= 1:
+                wait = min(MAX_WAIT, window / budget.remaining)
+            else:
+                wait = min(MAX_WAIT, window) + self.jitter(*RESET_JITTER)
             if wait > delay and (paced is None or wait > paced[0]):
                 paced = (wait, budget.remaining, window)
         if paced is None:

@@ -69,7 +69,8 @@ def process_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        pass  # another user's process: it exists
+        # Another user's process: it exists, and /proc may hide it (hidepid), so it is not looked up there.
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:

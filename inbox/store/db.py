@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -89,6 +88,11 @@ def is_outage(exc: BaseException) -> bool:
         return False  # a vendor's or Slack's network, never the store's
     if isinstance(exc, (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.DataError, sa.exc.NotSupportedError)):
         return False  # the store answered: the query or the data is wrong, and retrying will not help
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+        # A connection that cannot be opened reaches us as the socket's own error: refused, no route to the host,
+        # a name that does not resolve, or asyncio's "Multiple exceptions" when every address of a name failed.
+        # (A bare TimeoutError may be anyone's, Slack's among them: it is not taken for the store's.)
+        return True
     return isinstance(
         exc,
         (
@@ -97,8 +101,6 @@ def is_outage(exc: BaseException) -> bool:
             sa.exc.TimeoutError,
             sa.exc.PendingRollbackError,
             StoreUnavailable,
-            ConnectionError,
-            socket.gaierror,
         ),
     )
 
