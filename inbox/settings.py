@@ -269,8 +269,14 @@ class Uses:
                 return False
             return self.connectors is True or table.get("name") == self.connectors
         if top == "slack":
-            bot_token = raw.get("slack", {}).get("bot_token") if isinstance(raw.get("slack"), dict) else None
-            return "slack" in self.sections and (where[1:2] == ("bot_token",) or bool(bot_token))
+            slack = raw.get("slack") if isinstance(raw.get("slack"), dict) else {}
+            if "slack" not in self.sections:
+                return False
+            if where[1:2] == ("bot_token",):
+                return True
+            # Socket Mode needs no signing secret: Slack's requests come over the app's own connection.
+            socket_mode = bool(slack.get("app_token")) and where[1:2] == ("signing_secret",)
+            return bool(slack.get("bot_token")) and not socket_mode
         return top in self.sections or top not in Settings.model_fields
 
 
@@ -311,13 +317,14 @@ def parse_config(
     problems += [
         f"{_path(where)}: environment variable {name} is not set" for where, name in unset if uses.needs(where, data)
     ]
-    for where in unused:
-        # Slack half-configured is worse than off: a command that does not use it gets it off.
-        _drop(data, where[:1] if where[0] == "slack" else where)
-    unused_keys = [
-        _path(where[:2] if where[0] == "connectors" else where[:1] if where[0] == "slack" else where)
-        for where in unused
+    # Slack half-configured is worse than off: a command that does not use it gets it off. Slack on (in Socket
+    # Mode) leaves out only the key it does not need.
+    unused = [
+        where[:1] if where[0] == "slack" and not uses.needs(("slack", "app_token"), data) else where for where in unused
     ]
+    for where in unused:
+        _drop(data, where)
+    unused_keys = [_path(where[:2] if where[0] == "connectors" else where) for where in unused]
     # A needed one is reported once, as unset, not again as the empty value it left behind.
     quiet = unused_keys + [_path(where) for where, _name in unset]
     connectors_raw = data.pop("connectors", [])

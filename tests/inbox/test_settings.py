@@ -215,3 +215,15 @@ def test_database_urls_other_than_sqlite_and_postgresql_are_refused_without_the_
         "postgresql+asyncpg://u@h:5/db",
     ):
         assert parse_config({"database": {"url": url}}, env={}).database.url == url
+
+
+def test_socket_mode_needs_no_signing_secret_variable():
+    channels = {"triage_channel": "C1", "leads_channel": "C2"}
+    raw = {"slack": {"bot_token": "${BOT}", "app_token": "${APP}", "signing_secret": "${SIGNING}", **channels}}
+    settings = parse_config(raw, env={"BOT": "xoxb-token", "APP": "xapp-token"})
+    assert settings.slack.enabled and settings.slack.signing_secret is None
+    with pytest.raises(ConfigError) as info:  # over HTTP it is needed, and said so by key
+        parse_config(
+            {"slack": {"bot_token": "${BOT}", "signing_secret": "${SIGNING}", **channels}}, env={"BOT": "xoxb-token"}
+        )
+    assert "slack.signing_secret: environment variable SIGNING is not set" in info.value.problems
