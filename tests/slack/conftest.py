@@ -145,17 +145,20 @@ class Harness:
         self, thread_id: int, action_id: str, *, user: str = AGENT, value: str | None = None
     ) -> tuple[int, str, float]:
         """A signed button click on the thread's triage message."""
-        message = self.triage_message(thread_id)
+        body = self.click_body(thread_id, action_id, user=user, value=value)
+        return await self.post(body, payloads.signed(body))
+
+    def click_body(self, thread_id: int, action_id: str, *, user: str = AGENT, value: str | None = None) -> str:
+        """The form body Slack sends for a click on the thread's triage message (unsigned)."""
         payload = payloads.block_action(
             action_id,
             value or self.value_of(thread_id, action_id),
             user=user,
             channel=TRIAGE,
-            message_ts=message["ts"],
+            message_ts=self.triage_message(thread_id)["ts"],
             response_url=self.fake.response_url(),
         )
-        body = payloads.form(payload)
-        return await self.post(body, payloads.signed(body))
+        return payloads.form(payload)
 
     async def send_event(
         self, inner: dict[str, Any], *, event_id: str | None = None, retry: int | None = None

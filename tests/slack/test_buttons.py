@@ -154,16 +154,7 @@ async def test_guests_and_other_workspaces_are_refused_when_anyone_may_act(harne
 async def test_missing_forged_and_stale_signatures_get_401_and_do_nothing(harness: Harness):
     thread = await harness.customer_says("1")
     await harness.dispatch()
-    message = harness.triage_message(thread)
-    payload = payloads.block_action(
-        "inbox_send",
-        harness.value_of(thread),
-        user=AGENT,
-        channel=TRIAGE,
-        message_ts=message["ts"],
-        response_url=harness.fake.response_url(),
-    )
-    body = payloads.form(payload)
+    body = harness.click_body(thread, "inbox_send")
     calls_before = len(harness.fake.calls)
     unsigned = {"Content-Type": "application/x-www-form-urlencoded"}
     forged = payloads.signed(body, secret="not-the-secret")

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from inbox.fakes import slack_payloads as payloads
-from tests.slack.conftest import AGENT, TRIAGE, Harness
+from tests.slack.conftest import AGENT, Harness
 from tests.slack.test_buttons import status_of
 
 FORM = "application/x-www-form-urlencoded"
@@ -30,16 +30,7 @@ async def a_click(harness: Harness) -> tuple[int, str]:
     """A thread posted to Slack, and the form body of a click on its send button."""
     thread = await harness.customer_says("1")
     await harness.dispatch()
-    message = harness.triage_message(thread)
-    payload = payloads.block_action(
-        "inbox_send",
-        harness.value_of(thread),
-        user=AGENT,
-        channel=TRIAGE,
-        message_ts=message["ts"],
-        response_url=harness.fake.response_url(),
-    )
-    return thread, payloads.form(payload)
+    return thread, harness.click_body(thread, "inbox_send")
 
 
 @pytest.mark.parametrize(
