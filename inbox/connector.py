@@ -224,7 +224,8 @@ class RawItem:
     answered_at: datetime | None = None
     # When the platform stops taking the ordinary reply to this item and, with the connector's extension (a tag),
     # the latest it can still take one. None: from the channel registry's window for the kind, counted from
-    # `posted_at` (or no window). A later customer item on the thread moves the thread's window to its own.
+    # `posted_at` (or no window). Given `reply_window_closes_at`, the window is the connector's alone: no extension
+    # unless it gives one too. A later customer item on the thread moves the thread's window to its own.
     reply_window_closes_at: datetime | None = None
     extended_window_closes_at: datetime | None = None
     # Other ways to answer this item (a private reply to a comment), each offered once in Slack.

@@ -93,14 +93,20 @@ def of_row(row: Any) -> ItemWindow:
 
 
 def for_raw(raw: RawItem, channel: str) -> tuple[datetime | None, datetime | None]:
-    """(ordinary, extended) closing times of a new item: the connector's own, else the channel's window from posting."""
-    window = reply_window(channel, Kind(raw.kind))
+    """(ordinary, extended) closing times of a new item: the connector's own, else the channel's window from posting.
+
+    A connector that gives `reply_window_closes_at` gives the whole window: no extension unless it gives one too
+    (a Messenger Page not approved for the human-agent tag has none).
+    """
     closes = _utc(raw.reply_window_closes_at)
-    extended = _utc(raw.extended_window_closes_at)
-    if closes is None and window is not None:
+    if closes is not None:
+        extended = _utc(raw.extended_window_closes_at)
+    else:
+        window = reply_window(channel, Kind(raw.kind))
+        if window is None:
+            return None, None
         closes = raw.posted_at + window.standard
-    if extended is None and window is not None and window.extended is not None:
-        extended = raw.posted_at + window.extended
+        extended = raw.posted_at + window.extended if window.extended is not None else None
     if closes is not None and extended is not None and extended <= closes:
         extended = None  # no longer than the ordinary one: nothing to extend
     return closes, extended
