@@ -121,3 +121,16 @@ async def test_a_modal_submission_carries_the_mode_it_was_opened_for(harness: Ha
     assert (await submit(harness, view, "Hello Bob"))[0] == 200
     await harness.settle()
     assert [r["mode"] for r in harness.replies()] == ["reply"]
+
+
+async def test_inbox_queue_in_slack_shows_the_window_when_nearer(harness: Harness):
+    from tests.slack.test_dashboard import command
+
+    await harness.customer_says(
+        "1", handle="soon", reply_window_closes_at=(harness.clock.now + timedelta(minutes=9)).isoformat()
+    )
+    await harness.customer_says(
+        "2", handle="later", reply_window_closes_at=(harness.clock.now + timedelta(hours=9)).isoformat()
+    )
+    shown = json.dumps((await command(harness, "queue"))["blocks"])
+    assert shown.count("reply window closes in") == 1 and "X's reply window closes in 9 min" in shown
