@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from inbox import safejson
 from inbox.connector import (
+    STANDARD_MODE,
     Clock,
     Connector,
     ConnectorSettings,
@@ -89,9 +90,10 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Append the reply to the replies file."""
-        reply_id = f"reply-{target.external_id}"
+        reply_id = f"reply-{target.external_id}" + ("" if target.mode == STANDARD_MODE else f"-{target.mode}")
         record = {
             "id": reply_id,
+            "mode": target.mode,
             "in_reply_to": target.external_id,
             "thread_id": target.thread_id,
             "to": target.author_handle,
@@ -115,7 +117,11 @@ class JsonlConnector(Connector[JsonlSettings, JsonlCursor]):
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("in_reply_to") == target.external_id:
+            if (
+                isinstance(record, dict)
+                and record.get("in_reply_to") == target.external_id
+                and record.get("mode", STANDARD_MODE) == target.mode
+            ):
                 return SentReply(str(record.get("id")))
         return None
 

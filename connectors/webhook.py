@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from inbox import safejson
 from inbox.connector import (
+    STANDARD_MODE,
     AuthError,
     Clock,
     Connector,
@@ -125,6 +126,8 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
                 "thread_id": target.thread_id,
                 "to": target.author_handle,
                 "text": text,
+                # Only for another mode (a private reply), so receivers of ordinary replies see what they always saw.
+                **({} if target.mode == STANDARD_MODE else {"mode": target.mode}),
             },
             ensure_ascii=False,
         ).encode()
@@ -132,7 +135,7 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self.settings.secret.get_secret_value(), body),
             # The same reply to the same item has the same key, so a resend after a crash can be ignored.
-            "Idempotency-Key": hashlib.sha256(f"{target.external_id}\n{text}".encode()).hexdigest(),
+            "Idempotency-Key": hashlib.sha256(f"{target.external_id}\n{text}{_mode_key(target)}".encode()).hexdigest(),
         }
         try:
             async with self._client().post(url, data=body, headers=headers) as response:
@@ -169,3 +172,8 @@ def _retry_after(response: aiohttp.ClientResponse) -> float | None:
         return float(response.headers.get("Retry-After", ""))
     except ValueError:
         return None
+
+
+def _mode_key(target: ReplyTarget) -> str:
+    # The ordinary reply keeps the key it always had; a reply in another mode is another request.
+    return "" if target.mode == STANDARD_MODE else f"\n{target.mode}"

@@ -62,6 +62,36 @@ class PermanentError(ConnectorError):
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyWindow:
+    """How long after the customer's last message a platform takes the ordinary reply (Messenger: 24 h).
+
+    `extended`: the longer window the connector can still use by adding something to the send (Messenger's
+    `HUMAN_AGENT` tag: 7 days); the connector decides at send time which one applies (see ReplyTarget).
+    """
+
+    standard: timedelta
+    extended: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyMode:
+    """Another way to answer one item besides the ordinary reply (Meta's private reply to a comment).
+
+    Declared per item by the connector on `RawItem.reply_modes`; Slack offers it as a button with the action id
+    `inbox_send_<name>`, and `Connector.reply()` gets `name` as `ReplyTarget.mode`. The inbox sends each mode
+    at most once per item, and refuses it from `closes_at` on (None: no window).
+    """
+
+    name: str  # lower-case letters, digits and `_`, at most 32 characters; not STANDARD_MODE
+    label: str  # the button's text, e.g. "Send privately"
+    closes_at: datetime | None = None
+
+
+# ReplyTarget.mode of the ordinary reply (a comment reply, a reply tweet, a DM in a DM conversation).
+STANDARD_MODE = "reply"
+
+
+@dataclass(frozen=True, slots=True)
 class Channel:
     """What the inbox knows of a channel whatever connector feeds it: its name for people, reply limits, kinds."""
 
@@ -70,8 +100,9 @@ class Channel:
     kinds: frozenset[Kind]
     reply_limit: int | None = None  # characters (Google reviews: UTF-8 bytes); None: the platform sets none
     kind_limits: Mapping[Kind, int] = field(default_factory=dict)  # where a kind allows another length (X DMs)
-    # How long after the customer wrote a reply is still accepted; None: no such window on today's channels.
-    reply_window: timedelta | None = None
+    # How long after the customer's last message the platform takes a reply, per kind of item; a kind left out
+    # has no window. A connector may give an item its own closing time instead (RawItem.reply_window_closes_at).
+    reply_windows: Mapping[Kind, ReplyWindow] = field(default_factory=dict)
 
     def limit(self, kind: Kind | None = None) -> int | None:
         """The longest reply the platform takes for this kind of item."""
@@ -98,6 +129,12 @@ def display_name(channel: str | None) -> str | None:
     """The channel's name for people ("the App Store"); an unknown channel keeps its own name."""
     known = CHANNELS.get(channel or "")
     return known.display if known else channel
+
+
+def reply_window(channel: str | None, kind: Kind) -> ReplyWindow | None:
+    """The channel's reply window for this kind of item, or None when the platform sets none (or is unknown)."""
+    known = CHANNELS.get(channel or "")
+    return known.reply_windows.get(kind) if known else None
 
 
 def reply_limit(channel: str | None, kind: Kind | None = None) -> int | None:
@@ -185,6 +222,14 @@ class RawItem:
     is_repost: bool = False  # retweets, boosts: not an item
     # When the platform shows the brand's answer to it (a review's owner reply): stored with its clock stopped.
     answered_at: datetime | None = None
+    # When the platform stops taking the ordinary reply to this item and, with the connector's extension (a tag),
+    # the latest it can still take one. None: from the channel registry's window for the kind, counted from
+    # `posted_at` (or no window). Given `reply_window_closes_at`, the window is the connector's alone: no extension
+    # unless it gives one too. A later customer item on the thread moves the thread's window to its own.
+    reply_window_closes_at: datetime | None = None
+    extended_window_closes_at: datetime | None = None
+    # Other ways to answer this item (a private reply to a comment), each offered once in Slack.
+    reply_modes: list[ReplyMode] = field(default_factory=list)
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -201,13 +246,31 @@ class Page(Generic[C]):
 
 @dataclass(frozen=True, slots=True)
 class ReplyTarget:
-    """The item a reply answers, as the platform knows it."""
+    """The item a reply answers, as the platform knows it, and what the inbox knows of the platform's window.
+
+    The core refuses a send once every window has closed and the connector's `after_window` offers nothing, so a
+    connector is called past `window_closes_at` only when its extension or its fallback applies: it decides which
+    (`in_window`, `in_extended_window`) and sends accordingly (a `HUMAN_AGENT` tag, an approved template).
+    """
 
     external_id: str
     thread_id: str
     kind: Kind
     author_handle: str
     reply_to: dict[str, Any]
+    mode: str = STANDARD_MODE  # or the name of one of the item's ReplyModes (e.g. "private")
+    language: str = ""  # the item's language as triage found it (ISO 639-1), e.g. to pick a template
+    # The ordinary reply's window (for another mode: that mode's `closes_at`); None: no window.
+    window_closes_at: datetime | None = None
+    extended_window_closes_at: datetime | None = None
+
+    def in_window(self, now: datetime) -> bool:
+        """True while the platform takes this reply as it is (no window, or not yet closed)."""
+        return self.window_closes_at is None or now < self.window_closes_at
+
+    def in_extended_window(self, now: datetime) -> bool:
+        """True while the platform takes it with the connector's extension (e.g. Messenger's HUMAN_AGENT tag)."""
+        return self.extended_window_closes_at is not None and now < self.extended_window_closes_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +351,14 @@ class Connector(abc.ABC, Generic[S, C]):
     @abc.abstractmethod
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Send `text` where the customer wrote."""
+
+    def after_window(self, kind: Kind, language: str) -> str | None:
+        """What a send still does once every reply window has closed, said to the agent before they click.
+
+        E.g. WhatsApp: "Send will use the approved template `order_update` (fr)"; `reply()` then gets a target past
+        its window and sends that instead. None (the default): nothing can be sent, and the inbox refuses the send.
+        """
+        return None
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
         """Look on the platform for a reply we may have sent before a crash."""

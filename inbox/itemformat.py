@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from inbox.connector import Kind, RawItem
+from inbox.connector import Kind, RawItem, ReplyMode
 
 
 class Author(BaseModel):
@@ -18,6 +18,16 @@ class Author(BaseModel):
     # Lengths are bounded once, in ingest, for every connector (see the limits beside RawItem).
     handle: str = Field(min_length=1)
     name: str | None = None
+
+
+class ModePayload(BaseModel):
+    """Another way to answer the item (e.g. `{"name": "private", "label": "Send privately", "closes_at": ...}`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    label: str = Field(min_length=1, max_length=75)
+    closes_at: AwareDatetime | None = None
 
 
 class ItemPayload(BaseModel):
@@ -34,6 +44,10 @@ class ItemPayload(BaseModel):
     url: str | None = None
     rating: int | None = Field(default=None, ge=1, le=5)
     from_brand: bool = False
+    # The platform's reply window for this item, when the system that sends it knows one (see docs/sla.md).
+    reply_window_closes_at: AwareDatetime | None = None
+    extended_window_closes_at: AwareDatetime | None = None
+    reply_modes: list[ModePayload] = Field(default_factory=list, max_length=8)
 
     @model_validator(mode="before")
     @classmethod
@@ -56,6 +70,9 @@ class ItemPayload(BaseModel):
             url=self.url,
             rating=self.rating,
             from_brand=self.from_brand,
+            reply_window_closes_at=self.reply_window_closes_at,
+            extended_window_closes_at=self.extended_window_closes_at,
+            reply_modes=[ReplyMode(m.name, m.label, m.closes_at) for m in self.reply_modes],
         )
 
 

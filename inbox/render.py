@@ -32,10 +32,14 @@ TEXT_LINES = 4
 
 
 def clock_text(view: ThreadView) -> Text:
-    """'12 min left', '3 min late' or '2 d 4 h late', coloured by SLA state."""
-    return Text(
+    """'12 min left', '3 min late' or '2 d 4 h late', coloured by SLA state; and the platform's reply window when nearer."""
+    text = Text(
         f"{view.clock.state} · {clock_label(view.clock.minutes_left)}", style=STATE_STYLE.get(view.clock.state, "")
     )
+    window = view.window_note()
+    if window is not None:
+        text.append(f"\n{shown_text(window)}", style="bold magenta")
+    return text
 
 
 def stars(rating: int | None) -> str:

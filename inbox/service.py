@@ -93,7 +93,12 @@ class Inbox:
             metrics=self.metrics,
             on_event=self.bell.ring,
         )
-        self.sweep = SlaSweep(engine, clock, on_event=self.bell.ring)
+        self.sweep = SlaSweep(
+            engine,
+            clock,
+            on_event=self.bell.ring,
+            window_lead=timedelta(minutes=settings.sla.reply_window_warn_minutes),
+        )
         self.slack: Slack | None = None
         if settings.slack.enabled:
             from inbox.slack import Slack  # only an installation with Slack on loads Bolt

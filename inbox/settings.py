@@ -137,6 +137,8 @@ class SlaSettings(Section):
     first_response_minutes: float = Field(default=30, gt=0)
     warn_after_minutes: float = Field(default=20, gt=0)
     check_seconds: float = Field(default=15, gt=0)
+    # Leads are warned this long before a platform's reply window closes (Messenger and WhatsApp: 24 h).
+    reply_window_warn_minutes: float = Field(default=120, gt=0)
     business_hours: BusinessHoursSettings | None = None
     channels: dict[str, ChannelSlaSettings] = Field(default_factory=dict)
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inbox.sla import ClockKind, SlaClock, SlaPolicies, SlaState, evaluate
 from inbox.store import views as store_views
 from inbox.triage import Priority
+from inbox.windows import ItemWindow, of_row
 
 _PRIORITIES = {p.rank: p for p in Priority}
 # Breached clocks first, then warnings, then the rest; priority decides inside each group.
@@ -54,6 +55,14 @@ class ThreadView:
     messages: int
     clock: SlaClock
     earlier: list[EarlierItem] = field(default_factory=list)
+    window: ItemWindow = field(default_factory=ItemWindow)  # the platform's reply window of the latest item
+    as_of: datetime | None = None  # when the view was drawn
+
+    def window_note(self) -> str | None:
+        """The reply window's line (plain text) when it matters more than the SLA deadline, or None."""
+        if self.as_of is None or self.status not in ("new", "assigned"):
+            return None
+        return self.window.note(self.channel, self.as_of, self.clock.due_at)
 
     @property
     def sort_key(self) -> tuple[int, int, datetime]:
@@ -111,4 +120,6 @@ def _view(rows: store_views.ThreadRows, policies: SlaPolicies, now: datetime) ->
         messages=latest.messages,
         clock=clock,
         earlier=[EarlierItem(r.thread_id, r.channel, r.text, r.posted_at, r.status) for r in rows.earlier],
+        window=of_row(latest),
+        as_of=now,
     )

@@ -11,12 +11,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.connector import Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
+from inbox import windows
+from inbox.connector import STANDARD_MODE, Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
 from inbox.logs import log_context, log_fields
 from inbox.metrics import Metrics
 from inbox.store import items, replies
 from inbox.store.db import describe_outage, is_outage
 from inbox.store.models import Status, utcnow
+from inbox.views import ThreadView
 
 log = logging.getLogger("inbox.actions")  # the logger name users filter on, unchanged by the move into inbox.pipeline
 
@@ -83,8 +85,12 @@ class Actions:
             self.on_event()
 
     @log_fields(thread_id="thread_id")
-    async def reply(self, thread_id: int, text: str, agent: str) -> ReplyOutcome:
-        """Send `text` to the customer once per clock cycle, however often this is called."""
+    async def reply(self, thread_id: int, text: str, agent: str, mode: str = STANDARD_MODE) -> ReplyOutcome:
+        """Send `text` to the customer once per clock cycle and reply mode, however often this is called.
+
+        Refused, before anything is recorded or sent, when the platform would refuse it: its reply window has
+        closed (and the connector has nothing it may send instead), or the item offers no such mode, or no longer.
+        """
         text = text.strip()
         if not text:
             raise ActionError("the reply is empty")
@@ -95,13 +101,24 @@ class Actions:
                 raise ActionError(_no_such_thread(thread_id))
             connector = self._connector(thread.connector)
             item = await items.latest_item(conn, thread_id)
+            problem = refusal(connector, thread.channel, item.kind, item.language, windows.of_row(item), mode, now)
+            if problem:
+                raise ActionError(problem)
             limit = connector.reply_limit(Kind(item.kind))
             if limit is not None and len(text) > limit:
                 raise ActionError(f"the reply is {len(text)} characters; {thread.channel} allows {limit}")
-            claimed = await replies.record(conn, thread, item.id, text, agent, now, self._claim_until(now))
+            claim = self._claim_until(now)
+            claimed = await replies.record(conn, thread, item.id, text, agent, now, claim, mode=mode)
         if isinstance(claimed, replies.Existing):
             return ReplyOutcome("duplicate", *claimed)
-        return await self._send(claimed, thread.connector, _target(item, thread.external_id), text)
+        return await self._send(claimed, thread.connector, _target(item, thread.external_id, mode), text)
+
+    def refusal(self, view: ThreadView, mode: str = STANDARD_MODE) -> str | None:
+        """Why a reply in `mode` to the conversation as drawn would be refused now (to say so before the editor opens)."""
+        connector = self.connectors.get(view.connector)
+        if connector is None:
+            return None  # reply() says so, with the reason
+        return refusal(connector, view.channel, view.kind, view.language, view.window, mode, self.clock())
 
     async def recover(self, limit: int = 50) -> int:
         """Finish replies left pending by a crash or an unanswered send: look on the platform, send only if absent.
@@ -122,7 +139,7 @@ class Actions:
         return done
 
     async def _recover(self, row: Any) -> bool:
-        target = _target(row, row.thread_key)
+        target = _target(row, row.thread_key, row.reply_mode)
         try:
             async with asyncio.timeout(self.claim.total_seconds() / 4):
                 found = await self.connectors[row.connector].find_reply(target, row.reply_text)
@@ -247,11 +264,41 @@ def _may_have_arrived(exc: BaseException) -> bool:
     return isinstance(exc, TransientError) and (exc.status is None or exc.status >= 500)
 
 
-def _target(item: Any, thread_key: str) -> ReplyTarget:
+def refusal(
+    connector: Connector[Any, Any],
+    channel: str,
+    kind: str,
+    language: str,
+    window: windows.ItemWindow,
+    mode: str,
+    now: datetime,
+) -> str | None:
+    """Why the platform would refuse a reply in `mode` to an item with this window now, for the agent; None if it would not."""
+    if mode == STANDARD_MODE:
+        # What the connector can still send after the window is asked now: its templates may have changed since ingest.
+        live = windows.after_window_text(connector.after_window(Kind(kind), language))
+        return windows.ItemWindow(window.closes_at, window.extended_until, live).refusal(channel, now)
+    offered = window.mode(mode)
+    if offered is None:
+        return f"this {kind} offers no {mode!r} reply"
+    if offered.closes_at is not None and now >= offered.closes_at:
+        return (
+            f"“{offered.label}” was possible until {offered.closes_at:%d %b %H:%M} UTC; the platform no longer takes it"
+        )
+    return None
+
+
+def _target(item: Any, thread_key: str, mode: str = STANDARD_MODE) -> ReplyTarget:
+    window = windows.of_row(item)
+    offered = window.mode(mode) if mode != STANDARD_MODE else None
     return ReplyTarget(
         external_id=item.external_id,
         thread_id=thread_key,
         kind=Kind(item.kind),
         author_handle=item.author_handle,
         reply_to=dict(item.reply_to or {}),
+        mode=mode,
+        language=item.language,
+        window_closes_at=offered.closes_at if offered else window.closes_at,
+        extended_window_closes_at=None if offered else window.extended_until,
     )

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from inbox import windows
 from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_REPLY_TO, MAX_TEXT, MAX_URL, Connector, Kind, RawItem
 from inbox.logs import log_fields
 from inbox.sla import ClockKind, SlaPolicies, SlaState
@@ -48,6 +49,8 @@ class Source:
     max_reply_chars: int | None = None
     own_handles: frozenset[str] = frozenset()
     reply_limits: Mapping[Kind, int | None] = field(default_factory=dict)
+    # What a send still does after the reply window (Connector.after_window), by kind and language.
+    after_window: Callable[[Kind, str], str | None] | None = None
 
     @classmethod
     def of(cls, connector: Connector[Any, Any]) -> Source:
@@ -58,6 +61,7 @@ class Source:
             max_reply_chars=connector.max_reply_chars,
             own_handles=frozenset(_handle_key(h) for h in connector.settings.own_handles),
             reply_limits={kind: connector.reply_limit(kind) for kind in Kind},
+            after_window=connector.after_window,
         )
 
     def reply_limit(self, kind: Kind) -> int | None:
@@ -233,6 +237,13 @@ class Ingestor:
             brand=self.brand,
         )
         suggestion = self.templates.render(triage.intent, triage.language, variables, source.reply_limit(raw.kind))
+        closes_at, extended = windows.for_raw(raw, source.channel)
+        modes, problems = windows.dump_modes(raw.reply_modes)
+        for problem in problems:
+            log.warning("item %s: %s; left out", raw.external_id, problem, extra={"external_id": raw.external_id})
+        after = None
+        if source.after_window is not None and windows.door(closes_at, extended) is not None:
+            after = windows.after_window_text(source.after_window(raw.kind, triage.language))
         values = {
             "connector": source.name,
             "channel": source.channel,
@@ -253,6 +264,10 @@ class Ingestor:
             "suggestion_template": suggestion.template,
             "suggestion_truncated": suggestion.truncated,
             "reply_to": raw.reply_to,
+            "reply_window_closes_at": closes_at,
+            "extended_window_closes_at": extended,
+            "reply_modes": modes,
+            "after_window": after,
         }
         # The key is the handle as stored (cut to the column's size), so the upsert's answer finds it again.
         return _Row(
@@ -328,6 +343,7 @@ class Ingestor:
                 # Answered and nothing since: the first-response clock, settled. Else it runs from what still waits.
                 start = first.raw.posted_at if waiting is None else waiting
                 warn_at, due_at = policy.deadlines(start)
+                door = _door(max(group, key=lambda r: r.raw.posted_at))
                 values[key] = {
                     "connector": source.name,
                     "channel": source.channel,
@@ -349,6 +365,8 @@ class Ingestor:
                     "responded_at": answer if waiting is None else None,
                     "first_response_at": answer,
                     "updated_at": now,
+                    "reply_window_closes_at": door,
+                    "window_stage": clocks.window_stage(door, now),
                 }
             for thread_id, key in await open_threads(conn, list(values.values())):
                 created.add(thread_id)
@@ -384,6 +402,11 @@ class Ingestor:
                 "last_customer_at": max([thread["last_customer_at"], *(r.raw.posted_at for r in group)]),
                 "updated_at": now,
             }
+            latest = max(group, key=lambda r: r.raw.posted_at)
+            if latest.raw.posted_at >= thread["last_customer_at"]:
+                # The customer's latest message sets the platform's window (Messenger: 24 h from it).
+                door = _door(latest)
+                changes.update(reply_window_closes_at=door, window_stage=clocks.window_stage(door, now))
             stopped = clocks.is_stopped(thread["sla_stage"])
             if stopped:
                 since = max(
@@ -416,6 +439,10 @@ class Ingestor:
                     )
                 )
             await update_thread(conn, thread_id, changes)
+
+
+def _door(row: _Row) -> datetime | None:
+    return windows.door(row.values["reply_window_closes_at"], row.values["extended_window_closes_at"])
 
 
 def _problem(raw: RawItem) -> str | None:

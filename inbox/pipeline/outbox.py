@@ -74,6 +74,14 @@ class LogNotifier:
                 clock_label(t.clock.minutes_left),
                 t.assignee or "nobody",
             )
+        elif notice.kind == EventKind.WINDOW_WARNING:
+            self.log.warning(
+                "reply window closing: thread %d (%s): %s; assignee: %s",
+                t.thread_id,
+                who,
+                t.window_note() or f"closes {notice.payload.get('closes_at')}",
+                t.assignee or "nobody",
+            )
         elif notice.kind in (EventKind.NEW_THREAD, EventKind.FOLLOW_UP):
             self.log.info(
                 "%s: thread %d (%s, %s/%s/%s priority): %s",

@@ -21,6 +21,8 @@ from inbox.views import ThreadView
 Block = dict[str, Any]
 
 SEND, EDIT, ASSIGN, RESOLVE, OPEN_POST = "inbox_send", "inbox_edit", "inbox_assign", "inbox_resolve", "inbox_open_post"
+# A button per reply mode the item offers besides the ordinary reply: `inbox_send_private` opens the editor for it.
+SEND_MODE = "inbox_send_"
 # Message metadata lets a retry find a post whose answer was lost, instead of posting twice.
 THREAD_EVENT, POST_EVENT = "inbox_thread", "inbox_event"
 
@@ -90,6 +92,11 @@ def triage_message(view: ThreadView, outcome: Outcome) -> list[Block]:
         {"type": "context", "elements": _about(view)},
         {"type": "section", "text": mrkdwn(_clock_line(view))},
     ]
+    window = view.window_note()
+    if window is not None:
+        closed = view.as_of is not None and view.window.closed(view.as_of)
+        icon = ":no_entry:" if closed and not view.window.after_window else ":hourglass_flowing_sand:"
+        blocks.append({"type": "section", "block_id": "reply_window", "text": mrkdwn(f"{icon} {escape(window)}")})
     if view.earlier:
         items = [
             plain(f"{e.posted_at:%d %b} · {channel_name(e.channel)} · {e.status}: {clip(e.text, 120)}", 200)
@@ -187,6 +194,15 @@ def _buttons(view: ThreadView) -> Block:
                 "value": value,
             },
             {"type": "button", "action_id": EDIT, "text": plain("Edit, then send", 75), "value": value},
+            *(
+                {
+                    "type": "button",
+                    "action_id": f"{SEND_MODE}{mode.name}",
+                    "text": plain(mode.label, 75),
+                    "value": value,
+                }
+                for mode in (view.window.open_modes(view.as_of) if view.as_of else ())
+            ),
             {"type": "button", "action_id": ASSIGN, "text": plain(assign_label, 75), "value": value},
             {
                 "type": "button",
@@ -245,6 +261,22 @@ def sla_alert(view: ThreadView, *, breach: bool, permalink: str | None, group: s
             "type": "context",
             "elements": [plain(f"{view.priority} priority · {view.intent} · “{clip(view.text, 150)}”", 300)],
         },
+    ]
+
+
+def window_alert(view: ThreadView, *, permalink: str | None) -> tuple[str, list[Block]]:
+    """The platform's reply window of an open conversation closes soon: for the leads, once."""
+    what = f"{channel_name(view.channel)} {view.kind} from @{view.author_handle}"
+    door = view.window.door
+    closes = f"closes {when(door)}" if door else "closes soon"
+    note = view.window_note() or ""
+    line = (
+        f":hourglass_flowing_sand: *Reply window closing* · {link(permalink, what)}: {escape(channel_name(view.channel))}'s "
+        f"reply window {closes}. Assignee: {user(view.assignee)}."
+    )
+    return f"Reply window closing: {literal(what)}", [
+        {"type": "section", "text": mrkdwn(line)},
+        {"type": "context", "elements": [plain(note or f"{view.priority} priority · {view.intent}", 300)]},
     ]
 
 

@@ -122,6 +122,9 @@ def queue_blocks(queue: Sequence[ThreadView]) -> list[Block]:
             f"{dot} *#{view.thread_id}* · {escape(channel_name(view.channel))} · *{view.priority}* · "
             f"{minutes(view.clock.minutes_left)} (due {when(view.clock.due_at)}) · {user(view.assignee) if view.assignee else 'unassigned'}"
         )
+        window = view.window_note()
+        if window is not None:
+            line += f"\n:hourglass_flowing_sand: {escape(window)}"
         blocks.append({"type": "section", "text": mrkdwn(line)})
         blocks.append(
             {

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
+from inbox.connector import STANDARD_MODE
 from inbox.logs import log_context
 from inbox.pipeline.actions import ActionError, ReplyOutcome
 from inbox.slack import blocks, dashboard, modal
@@ -60,12 +61,14 @@ class Interactions:
         """Acknowledge a button or a choice at once; its work runs after."""
         await ack()
         action_id = (body.get("actions") or [{}])[0].get("action_id", "")
-        work = self.work.get(action_id)
+        work = self.work.get(action_id) or (self.open_editor if action_id.startswith(blocks.SEND_MODE) else None)
         if work is not None:  # the link button (inbox_open_post) only needs the acknowledgement
             # A modal must open within Slack's 3 s trigger window, whatever queue a burst of clicks built.
             with log_context(**_about(body)):  # the task, and its log lines, carry the conversation's ids
                 self.slack.tasks.spawn(
-                    self._guarded(_Where.of(body), work(body)), action_id, urgent=action_id == blocks.EDIT
+                    self._guarded(_Where.of(body), work(body)),
+                    action_id,
+                    urgent=action_id == blocks.EDIT or action_id.startswith(blocks.SEND_MODE),
                 )
 
     def _later(self, work: Callable[[Body], Awaitable[None]], name: str) -> Callable[..., Awaitable[None]]:
@@ -108,18 +111,28 @@ class Interactions:
             await self._act(where, self.inbox.actions.resolve(target[0].thread_id, where.user))
 
     async def open_editor(self, body: Body) -> None:
-        """`inbox_edit`: the modal, prefilled with the suggestion."""
+        """`inbox_edit` (or `inbox_send_<mode>`, for one of the item's other reply modes): the modal, prefilled."""
         where = _Where.of(body)
         target = await self._target(body, where)
         if target is None:
             return
         view = target[0]
+        action_id = str((body.get("actions") or [{}])[0].get("action_id", ""))
+        mode = action_id.removeprefix(blocks.SEND_MODE) if action_id.startswith(blocks.SEND_MODE) else STANDARD_MODE
+        offered = view.window.mode(mode)
+        refusal = self.inbox.actions.refusal(view, mode)
+        if refusal:
+            # Said before the agent writes anything: the platform would refuse it.
+            await self.tell(where, f"Not sent: {refusal}.")
+            return
         meta = modal.EditMeta(
             thread=view.thread_id,
             item=view.item_id,
             channel=where.channel,
             platform=view.channel,
             limit=self._limit(view),
+            mode=mode,
+            mode_label=offered.label if offered else "",
         )
         form = modal.edit_modal(
             meta,
@@ -184,7 +197,7 @@ class Interactions:
     async def _send_edited(self, where: _Where, meta: modal.EditMeta, text: str) -> None:
         if await self._refused(where):
             return
-        await self._reply(where, meta.thread, text)
+        await self._reply(where, meta.thread, text, meta.mode)
 
     # ------------------------------------------------------------------ thread replies
 
@@ -307,9 +320,9 @@ class Interactions:
             await self.tell(where, refusal)
         return bool(refusal)
 
-    async def _reply(self, where: _Where, thread_id: int, text: str) -> None:
+    async def _reply(self, where: _Where, thread_id: int, text: str, mode: str = STANDARD_MODE) -> None:
         try:
-            outcome: ReplyOutcome = await self.inbox.actions.reply(thread_id, text, where.user)
+            outcome: ReplyOutcome = await self.inbox.actions.reply(thread_id, text, where.user, mode)
         except ActionError as exc:
             await self.tell(where, f"Not sent: {exc}. The conversation stays open.")
             return
@@ -324,6 +337,11 @@ class Interactions:
                 where,
                 "Sent to the customer. The inbox cannot reach its database just now, so this "
                 "conversation shows as answered once it is back; do not send it again.",
+            )
+        elif outcome.status == "duplicate" and mode != STANDARD_MODE:
+            await self.tell(
+                where,
+                "This reply was already sent to this customer message (the platform takes one); nothing more was sent.",
             )
         elif outcome.status == "duplicate":
             await self.tell(

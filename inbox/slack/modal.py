@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from inbox.connector import STANDARD_MODE
 from inbox.display import shown_name
 from inbox.slack.blocks import Block, channel_name
 from inbox.slack.text import clip, plain
@@ -27,6 +28,8 @@ class EditMeta:
     platform: str  # the customer's channel, e.g. "x"
     limit: int | None
     revision: int = 0
+    mode: str = STANDARD_MODE  # how the reply goes out: the ordinary reply, or one of the item's reply modes
+    mode_label: str = ""  # that mode's button text, the modal's title
 
     def dump(self) -> str:
         """As private_metadata."""
@@ -94,7 +97,7 @@ def edit_modal(
         "type": "modal",
         "callback_id": CALLBACK,
         "private_metadata": meta.dump(),
-        "title": plain("Reply to the customer", 24),
+        "title": plain(meta.mode_label or "Reply to the customer", 24),
         "submit": plain("Send", 24),
         "close": plain("Cancel", 24),
         "blocks": blocks,

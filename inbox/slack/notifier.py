@@ -83,6 +83,10 @@ class SlackNotifier:
             permalink = await self._permalink(channel, ts)
             text, body = blocks.sla_alert(view, breach=breach, permalink=permalink, group=self.settings.leads_group)
             await self._post_once(notice.event_id, self.settings.leads_channel or channel, text, body)
+        elif kind == EventKind.WINDOW_WARNING:
+            permalink = await self._permalink(channel, ts)
+            text, body = blocks.window_alert(view, permalink=permalink)
+            await self._post_once(notice.event_id, self.settings.leads_channel or channel, text, body)
 
     async def sync(self, view: ThreadView) -> tuple[str, str]:
         """Post the thread's triage message, or update it in place if it exists; return (channel, ts)."""

@@ -7,7 +7,7 @@ written into the statements of the thread's other changes, in the same transacti
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.sla import ClockKind, SlaState
 from inbox.store.events import NewEvent, add_events
-from inbox.store.models import EventKind, Status, Thread, stage_value, thread_is_open
+from inbox.store.models import EventKind, Status, Thread, WindowStage, stage_value, thread_is_open
 
 # The stage of a thread whose clock is stopped: answered or resolved, nothing left to announce.
 STOPPED: SlaState | None = None
@@ -73,6 +73,11 @@ def restarted(
     }
 
 
+def window_stage(door: datetime | None, now: datetime) -> int:
+    """A newly set reply window's stage: one already closed is not announced, else nothing is announced yet."""
+    return WindowStage.CLOSED if door is not None and door <= now else WindowStage.NONE
+
+
 async def announce_due(engine: AsyncEngine, now: datetime) -> tuple[list[int], list[int]]:
     """Move running clocks past their warning or deadline to warned or breached, with one event each.
 
@@ -105,6 +110,59 @@ async def announce_due(engine: AsyncEngine, now: datetime) -> tuple[list[int], l
     return sorted(r.id for r in warned_rows), sorted(r.id for r in breached_rows)
 
 
+async def announce_windows(engine: AsyncEngine, now: datetime, lead: timedelta) -> tuple[list[int], list[int]]:
+    """Move open threads' reply windows to warned (closing within `lead`) or closed, with one event each.
+
+    Returns the ids of the threads (warned, closed). As for the SLA stages, the conditional UPDATE is the claim.
+    A window that closed between two sweeps is announced closed, without a warning it could no longer act on.
+    """
+    async with engine.begin() as conn:
+        closed = (
+            await conn.execute(
+                sa.update(Thread)
+                .where(
+                    Thread.window_stage < _literal(WindowStage.CLOSED),
+                    Thread.reply_window_closes_at <= now,
+                    thread_is_open(),
+                )
+                .values(window_stage=WindowStage.CLOSED, updated_at=now)
+                .returning(Thread.id, Thread.reply_window_closes_at)
+            )
+        ).all()
+        await add_events(
+            conn,
+            now,
+            (
+                NewEvent(EventKind.WINDOW_CLOSED, r.id, payload={"closes_at": r.reply_window_closes_at.isoformat()})
+                for r in closed
+            ),
+        )
+        warned = (
+            await conn.execute(
+                sa.update(Thread)
+                .where(
+                    # The first term, implied by the second, lets SQLite see that ix_thread_window holds these rows.
+                    Thread.window_stage < _literal(WindowStage.CLOSED),
+                    Thread.window_stage < _literal(WindowStage.WARNED),
+                    Thread.reply_window_closes_at <= now + lead,
+                    Thread.reply_window_closes_at > now,
+                    thread_is_open(),
+                )
+                .values(window_stage=WindowStage.WARNED, updated_at=now)
+                .returning(Thread.id, Thread.reply_window_closes_at)
+            )
+        ).all()
+        await add_events(
+            conn,
+            now,
+            (
+                NewEvent(EventKind.WINDOW_WARNING, r.id, payload={"closes_at": r.reply_window_closes_at.isoformat()})
+                for r in warned
+            ),
+        )
+    return sorted(r.id for r in warned), sorted(r.id for r in closed)
+
+
 async def open_by_stage(engine: AsyncEngine) -> dict[SlaState | None, int]:
     """How many open threads (new or assigned) are at each stage; stages with none are left out."""
     async with engine.connect() as conn:
@@ -115,4 +173,8 @@ async def open_by_stage(engine: AsyncEngine) -> dict[SlaState | None, int]:
 
 
 def _const(stage: SlaState) -> sa.BindParameter[int]:
-    return sa.literal(stage_value(stage), literal_execute=True)
+    return _literal(stage_value(stage))
+
+
+def _literal(value: int) -> sa.BindParameter[int]:
+    return sa.literal(value, literal_execute=True)

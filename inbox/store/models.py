@@ -125,6 +125,11 @@ class Thread(SQLModel, table=True):
     first_response_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    # The platform's reply window: the last moment it takes a reply to the latest customer item (with the
+    # connector's extension, if any), None when it sets none; moved by each new customer item. `window_stage`
+    # is what the sweep announced of it: 0 nothing, 1 warned, 2 closed (see WindowStage).
+    reply_window_closes_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    window_stage: int = 0
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
@@ -142,6 +147,13 @@ class Thread(SQLModel, table=True):
             sqlite_where=sa.text("sla_stage < 1"),
             postgresql_where=sa.text("sla_stage < 1"),
         ),
+        # The reply windows the sweep has still to announce (warned, closed) of open threads: a few among many.
+        sa.Index(
+            "ix_thread_window",
+            "reply_window_closes_at",
+            sqlite_where=sa.text("window_stage < 2 AND status IN ('new', 'assigned')"),
+            postgresql_where=sa.text("window_stage < 2 AND status IN ('new', 'assigned')"),
+        ),
         # The open queue (inbox queue, /inbox, App Home, the queue-depth metric) out of a store of mostly closed threads.
         sa.Index(
             "ix_thread_open",
@@ -150,6 +162,14 @@ class Thread(SQLModel, table=True):
             postgresql_where=sa.text("status IN ('new', 'assigned')"),
         ),
     )
+
+
+class WindowStage:
+    """What the sweep announced of a thread's reply window (`Thread.window_stage`)."""
+
+    NONE = 0
+    WARNED = 1
+    CLOSED = 2
 
 
 def thread_is_open() -> sa.ColumnElement[bool]:
@@ -183,6 +203,12 @@ class Item(SQLModel, table=True):
     suggestion_template: str | None = Field(default=None, max_length=64)
     suggestion_truncated: bool = False
     reply_to: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    # The platform's reply window for this item (RawItem's), the connector's other reply modes
+    # ([{"name", "label", "closes_at"}]) and what Send still does after the window (Connector.after_window).
+    reply_window_closes_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    extended_window_closes_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reply_modes: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    after_window: str | None = Field(default=None, max_length=255)
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_item_connector_external"),
@@ -191,12 +217,13 @@ class Item(SQLModel, table=True):
 
 
 class Reply(SQLModel, table=True):
-    """A reply to a thread; one per SLA cycle, so a double click cannot send two."""
+    """A reply to a thread; one per SLA cycle and reply mode, so a double click cannot send two."""
 
     id: int | None = Field(default=None, primary_key=True)
     thread_id: int = Field(foreign_key="thread.id")
     item_id: int = Field(foreign_key="item.id")
     cycle: int
+    mode: str = Field(default="reply", max_length=32)  # connector.STANDARD_MODE, or one of the item's reply modes
     text: str
     agent: str = Field(max_length=64)
     status: str = Field(default=ReplyStatus.PENDING, max_length=16)
@@ -209,7 +236,7 @@ class Reply(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=128)
     claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
-    __table_args__ = (sa.UniqueConstraint("thread_id", "cycle", name="uq_reply_thread_cycle"),)
+    __table_args__ = (sa.UniqueConstraint("thread_id", "cycle", "mode", name="uq_reply_thread_cycle_mode"),)
 
 
 class Cursor(SQLModel, table=True):
@@ -293,6 +320,8 @@ class EventKind(StrEnum):
     FOLLOW_UP = "follow_up"
     SLA_WARNING = "sla_warning"
     SLA_BREACH = "sla_breach"
+    WINDOW_WARNING = "window_warning"  # the platform's reply window closes soon: leads are told
+    WINDOW_CLOSED = "window_closed"  # it has closed: the triage message is redrawn
     REPLIED = "replied"
     ASSIGNED = "assigned"
     RESOLVED = "resolved"

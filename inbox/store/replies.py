@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from inbox.connector import STANDARD_MODE
 from inbox.store import clocks
 from inbox.store.events import NewEvent, add_events
 from inbox.store.models import EventKind, Item, Reply, ReplyStatus, Thread
@@ -30,14 +31,32 @@ class Existing(NamedTuple):
 
 
 async def record(
-    conn: AsyncConnection, thread: Any, item_id: int, text: str, agent: str, now: datetime, claim: Claim
+    conn: AsyncConnection,
+    thread: Any,
+    item_id: int,
+    text: str,
+    agent: str,
+    now: datetime,
+    claim: Claim,
+    *,
+    mode: str = STANDARD_MODE,
 ) -> int | Existing:
-    """Record a reply to the thread's current cycle before sending it (inside the caller's transaction, the thread
-    locked); the earlier one when one is pending or sent already."""
+    """Record a reply to the thread's current cycle in `mode` before sending it (inside the caller's transaction, the
+    thread locked); the earlier one when one is pending or sent already. A mode other than the ordinary reply (a
+    private reply) goes to an item once, whatever the cycle: the earlier one wins then too."""
     values = {"claimed_by": claim.worker, "claimed_until": claim.until}
-    existing = (
-        await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))
-    ).one_or_none()
+    same_cycle = sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle, Reply.mode == mode)
+    if mode != STANDARD_MODE:
+        earlier = (
+            await conn.execute(
+                sa.select(Reply)
+                .where(Reply.item_id == item_id, Reply.mode == mode, Reply.status != ReplyStatus.FAILED)
+                .limit(1)
+            )
+        ).one_or_none()
+        if earlier is not None:
+            return Existing(earlier.id, earlier.external_id, earlier.url)
+    existing = (await conn.execute(same_cycle)).one_or_none()
     if existing is not None and existing.status != ReplyStatus.FAILED:
         return Existing(existing.id, existing.external_id, existing.url)
     if existing is not None:
@@ -63,6 +82,7 @@ async def record(
                     thread_id=thread.id,
                     item_id=item_id,
                     cycle=thread.cycle,
+                    mode=mode,
                     text=text,
                     agent=agent,
                     status=ReplyStatus.PENDING,
@@ -74,9 +94,7 @@ async def record(
             return int(result.scalar_one())
     except IntegrityError:
         # Another click won the race for this cycle.
-        winner = (
-            await conn.execute(sa.select(Reply).where(Reply.thread_id == thread.id, Reply.cycle == thread.cycle))
-        ).one()
+        winner = (await conn.execute(same_cycle)).one()
         return Existing(winner.id, winner.external_id, winner.url)
 
 
@@ -112,6 +130,7 @@ async def claim_leftover(engine: AsyncEngine, now: datetime, claim: Claim) -> An
                 sa.select(
                     Reply.id.label("reply_id"),
                     Reply.text.label("reply_text"),
+                    Reply.mode.label("reply_mode"),
                     Thread.external_id.label("thread_key"),
                     Item,
                 )

@@ -60,9 +60,10 @@ async def test_the_sla_sweep_and_the_open_queue_read_their_partial_indexes(engin
                 rows = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
                 plans.append(" ".join(r[0] for r in rows))
         await conn.rollback()
-    assert len(plans) == 3, sent  # breach, warning, queue
-    breach, warn, queue = plans
+    assert len(plans) == 5, sent  # breach, warning, reply window closed, reply window closing, queue
+    breach, warn, window_closed, window_warned, queue = plans
     assert "ix_thread_sla_due" in breach and "ix_thread_sla_warn" in warn and "ix_thread_open" in queue, plans
+    assert "ix_thread_window" in window_closed and "ix_thread_window" in window_warned, plans
 
 
 async def test_one_of_finds_the_same_rows_with_one_statement_text_for_any_count(engine):
