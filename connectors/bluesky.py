@@ -311,8 +311,10 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                 ) from exc
             raise error from exc
 
-    async def _relogin(self) -> None:
+    async def _relogin(self, refused: str | None) -> None:
         async with self._login_lock:
+            if self._session != refused:
+                return  # a call beside this one has already logged in again
             self._session = None
             await self._login()
 
@@ -323,6 +325,7 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         await self._ready()
         for attempt in (1, 2):
             self.budget.check(self.clock().timestamp())
+            used = self._session
             try:
                 result = await call()
             except RequestErrorBase as exc:
@@ -330,7 +333,7 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                     self.budget.update(exc.response.headers, self.clock().timestamp())
                 if attempt == 1 and _session_refused(exc) and not (chat and _no_dm_access(exc)):
                     log.info("%s: %s refused the session (%s); logging in again", self.name, what, _detail(exc))
-                    await self._relogin()
+                    await self._relogin(used)
                     continue
                 raise self._error(exc, what, chat=chat) from exc
             except LoginRequiredError as exc:

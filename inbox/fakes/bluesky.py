@@ -13,6 +13,7 @@ import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -98,7 +99,7 @@ class BlueskyFake(VendorFake):
         response.headers.update(self._rate())
         return response
 
-    def _handlers(self) -> dict[str, Any]:
+    def _handlers(self) -> dict[str, Callable[[web.Request], Awaitable[web.Response]]]:
         return {
             "com.atproto.server.createSession": self.create_session,
             "com.atproto.server.refreshSession": self.refresh_session,
@@ -428,7 +429,9 @@ class BlueskyFake(VendorFake):
         author = notification.get("author") or {}
         if isinstance(author, dict) and "did" in author:
             self.profiles.setdefault(author["did"], {k: v for k, v in author.items() if k != "labels"})
-        post = {k: notification[k] for k in ("uri", "cid", "author", "record", "indexedAt") if k in notification}
+        post: dict[str, Any] = {
+            k: notification[k] for k in ("uri", "cid", "author", "record", "indexedAt") if k in notification
+        }
         self.posts[notification["uri"]] = {**post, "replyCount": 0, "repostCount": 0, "likeCount": 0, "labels": []}
 
     def add_dm(self, text: str, *, author: str = "customer1", minutes_ago: float = 1.0) -> str:
