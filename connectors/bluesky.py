@@ -55,7 +55,7 @@ from inbox.connector import (
     wall_clock,
 )
 from inbox.connectors.kit.http import AbsoluteUrl, HeaderBudget
-from inbox.connectors.kit.paging import PageGuard
+from inbox.connectors.kit.paging import paged
 from inbox.connectors.kit.parse import Entries, Name, OptionalText, Payload, Text, Timestamp, page_of, valid
 from inbox.connectors.kit.text import same_reply
 from inbox.connectors.kit.threads import ThreadCache
@@ -63,6 +63,7 @@ from inbox.logs import SECRETS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+L = TypeVar("L", bound="_Paged")
 
 # The chat service is reached through the PDS, which forwards calls carrying this header.
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
@@ -149,8 +150,13 @@ class _Notification(Payload):
     indexedAt: Timestamp
 
 
-class _Listing(Payload):
+class _Paged(Payload):
+    """A listing's page: its entries, and the cursor to the next (older) page when there is one."""
+
     cursor: OptionalText = None
+
+
+class _Listing(_Paged):
     notifications: list[Any]
 
 
@@ -178,13 +184,11 @@ class _Convo(Payload):
     lastMessage: dict[str, Any] | None = None
 
 
-class _Convos(Payload):
-    cursor: OptionalText = None
+class _Convos(_Paged):
     convos: list[Any]
 
 
-class _Messages(Payload):
-    cursor: OptionalText = None
+class _Messages(_Paged):
     messages: list[Any]
 
 
@@ -372,6 +376,18 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         )
         return response.content
 
+    async def _pages(
+        self, nsid: str, model: type[L], params: Callable[[str | None], Any], *, chat: bool = False
+    ) -> AsyncIterator[L]:
+        """Each page of a cursor-paged listing, refusing a cursor that comes back (the caller may stop early)."""
+        what = f"{self.name}: {nsid.rsplit('.', 1)[-1]}"
+
+        async def request(cursor: str | None) -> L:
+            return page_of(model, await self._query(nsid, params(cursor), chat=chat), what)
+
+        async for page, _last in paged(what, request, lambda page: page.cursor):
+            yield page
+
     # -- polling ------------------------------------------------------------------------------------------------------
 
     async def fetch(self, cursor: BlueskyCursor | None) -> AsyncIterator[Page[BlueskyCursor]]:
@@ -402,15 +418,15 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
     async def _new_notifications(self, mark: Mark | None, horizon: datetime) -> list[_Seen]:
         """Notifications newer than the mark (without one: the horizon), oldest first; the listing pages back in time."""
         floor = mark.at if mark else horizon
-        guard = PageGuard(f"{self.name}: notifications")
         found: list[_Seen] = []
-        token: str | None = None
-        while True:
-            params = models.AppBskyNotificationListNotifications.Params(
-                limit=self.settings.page_size, reasons=list(REASONS), cursor=token
-            )
-            data = await self._query("app.bsky.notification.listNotifications", params)
-            page = page_of(_Listing, data, f"{self.name}: listNotifications")
+        pages = self._pages(
+            "app.bsky.notification.listNotifications",
+            _Listing,
+            lambda cursor: models.AppBskyNotificationListNotifications.Params(
+                limit=self.settings.page_size, reasons=list(REASONS), cursor=cursor
+            ),
+        )
+        async for page in pages:
             times = []
             for raw in page.notifications:
                 at = _time_of(raw, "indexedAt")
@@ -420,9 +436,8 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                 times.append(at)
                 if _is_new(at, _id_of(raw, "uri"), mark, horizon):
                     found.append(_Seen(at, _id_of(raw, "uri"), raw))
-            if not page.cursor or not page.notifications or (times and min(times) < floor):
-                break
-            token = guard.next(page.cursor)
+            if not page.notifications or (times and min(times) < floor):
+                break  # reached what was read before
         unique = {entry.id: entry for entry in found}  # a notification served on two pages is read once
         return sorted(unique.values(), key=lambda e: e.at)
 
@@ -490,12 +505,13 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         """Customers' messages newer than the mark in the conversations active since, oldest first."""
         floor = mark.at if mark else horizon
         found: list[_Seen] = []
-        convos = PageGuard(f"{self.name}: listConvos")
-        token: str | None = None
-        while True:
-            params = models.ChatBskyConvoListConvos.Params(limit=self.settings.page_size, cursor=token)
-            data = await self._query("chat.bsky.convo.listConvos", params, chat=True)
-            page = page_of(_Convos, data, f"{self.name}: listConvos")
+        pages = self._pages(
+            "chat.bsky.convo.listConvos",
+            _Convos,
+            lambda cursor: models.ChatBskyConvoListConvos.Params(limit=self.settings.page_size, cursor=cursor),
+            chat=True,
+        )
+        async for page in pages:
             quiet = False
             for raw in page.convos:
                 convo = valid(_Convo, raw, self.name, "conversation")
@@ -506,22 +522,14 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                     quiet = True  # listed by recent activity: every conversation after this one is older
                     break
                 found += await self._messages_of(convo, mark, horizon, me)
-            if quiet or not page.cursor:
+            if quiet:
                 break
-            token = convos.next(page.cursor)
         return sorted(found, key=lambda e: e.at)
 
     async def _messages_of(self, convo: _Convo, mark: Mark | None, horizon: datetime, me: str) -> list[_Seen]:
         floor = mark.at if mark else horizon
         found: list[_Seen] = []
-        guard = PageGuard(f"{self.name}: getMessages")
-        token: str | None = None
-        while True:
-            params = models.ChatBskyConvoGetMessages.Params(
-                convo_id=convo.id, limit=self.settings.page_size, cursor=token
-            )
-            data = await self._query("chat.bsky.convo.getMessages", params, chat=True)
-            page = page_of(_Messages, data, f"{self.name}: getMessages")
+        async for page in self._messages_pages(convo.id):
             older = False
             for raw in page.messages:
                 if not isinstance(raw, dict) or raw.get("$type", "chat.bsky.convo.defs#messageView") != (
@@ -536,9 +544,20 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                     continue  # our own messages are never items
                 if at is None or _is_new(at, _id_of(raw, "id"), mark, horizon):
                     found.append(_Seen(at or floor, _id_of(raw, "id"), raw, convo))
-            if older or not page.cursor:
-                return found
-            token = guard.next(page.cursor)
+            if older:
+                break
+        return found
+
+    def _messages_pages(self, convo: str) -> AsyncIterator[_Messages]:
+        """A conversation's messages, newest first."""
+        return self._pages(
+            "chat.bsky.convo.getMessages",
+            _Messages,
+            lambda cursor: models.ChatBskyConvoGetMessages.Params(
+                convo_id=convo, limit=self.settings.page_size, cursor=cursor
+            ),
+            chat=True,
+        )
 
     def _dm_item(self, entry: _Seen, me: str) -> RawItem | None:
         message = valid(_Message, entry.raw, self.name, "message", entry.id or None)
@@ -625,27 +644,21 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
 
     async def _find_dm(self, target: ReplyTarget, text: str, me: str) -> SentReply | None:
         convo = str(target.reply_to.get("convo_id") or "")
-        guard = PageGuard(f"{self.name}: getMessages")
-        token: str | None = None
-        while convo:
-            params = models.ChatBskyConvoGetMessages.Params(convo_id=convo, limit=self.settings.page_size, cursor=token)
-            try:
-                data = await self._query("chat.bsky.convo.getMessages", params, chat=True)
-            except _NoDms as exc:
-                self._dms_refused(exc)
-                raise PermanentError(f"{self.name}: cannot look for a DM reply: {NO_DMS}") from exc
-            page = page_of(_Messages, data, f"{self.name}: getMessages")
-            for raw in page.messages:  # newest first, down to the customer's message we answer
-                if isinstance(raw, dict) and raw.get("id") == target.external_id:
-                    return None
-                message = (
-                    valid(_Message, raw, self.name, "message") if isinstance(raw, dict) and "text" in raw else None
-                )
-                if message is not None and message.sender.did == me and same_reply(message.text, text):
-                    return SentReply(message.id, f"https://bsky.app/messages/{convo}")
-            if not page.cursor:
-                return None
-            token = guard.next(page.cursor)
+        if not convo:
+            return None
+        try:
+            async for page in self._messages_pages(convo):
+                for raw in page.messages:  # newest first, down to the customer's message we answer
+                    if isinstance(raw, dict) and raw.get("id") == target.external_id:
+                        return None
+                    message = (
+                        valid(_Message, raw, self.name, "message") if isinstance(raw, dict) and "text" in raw else None
+                    )
+                    if message is not None and message.sender.did == me and same_reply(message.text, text):
+                        return SentReply(message.id, f"https://bsky.app/messages/{convo}")
+        except _NoDms as exc:
+            self._dms_refused(exc)
+            raise PermanentError(f"{self.name}: cannot look for a DM reply: {NO_DMS}") from exc
         return None
 
     # -- credentials --------------------------------------------------------------------------------------------------

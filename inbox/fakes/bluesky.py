@@ -56,6 +56,16 @@ def _error(status: int, name: str, message: str, headers: dict[str, str] | None 
     return web.json_response({"error": name, "message": message}, status=status, headers=headers)
 
 
+def _page(request: web.Request, key: str, pool: list[Any], *, overlap: bool = False) -> dict[str, Any]:
+    """One page of a listing, `limit` long, and an opaque `cursor` to the next when there is one."""
+    limit = max(1, min(int(request.query.get("limit", "50")), 100))
+    start = int(request.query.get("cursor", "0") or 0)
+    body: dict[str, Any] = {key: pool[max(0, start - overlap) : start + limit]}
+    if start + limit < len(pool):
+        body["cursor"] = str(start + limit)
+    return body
+
+
 class BlueskyFake(VendorFake):
     """The endpoints a brand account's support inbox uses, for the account @acme.bsky.social."""
 
@@ -208,18 +218,11 @@ class BlueskyFake(VendorFake):
         if isinstance(claims, web.Response):
             return claims
         reasons = request.query.getall("reasons", [])
-        limit = max(1, min(int(request.query.get("limit", "50")), 100))
         pool = [n for n in self.notifications if not reasons or n.get("reason") in reasons]
         pool.sort(key=lambda n: str(n.get("indexedAt", "")), reverse=True)
-        start = int(request.query.get("cursor", "0") or 0)
-        page = pool[start : start + limit]
-        more = start + limit < len(pool)
-        if self.duplicating and start:
-            page = [pool[start - 1], *page]  # the boundary notification of the previous page, again
-        body: dict[str, Any] = {"notifications": page, "priority": False, "seenAt": iso(self.now)}
-        if more:
-            body["cursor"] = str(start + limit)
-        return web.json_response(body)
+        # duplicate_across_pages(): the boundary notification of the previous page comes again.
+        body = _page(request, "notifications", pool, overlap=self.duplicating)
+        return web.json_response({**body, "priority": False, "seenAt": iso(self.now)})
 
     def _thread_view(self, uri: str, depth: int, parents: int) -> dict[str, Any]:
         post = self.posts.get(uri)
@@ -317,13 +320,7 @@ class BlueskyFake(VendorFake):
         claims = self._chat_authed(request)
         if isinstance(claims, web.Response):
             return claims
-        limit = max(1, min(int(request.query.get("limit", "50")), 100))
-        pool = sorted(self.convos.values(), key=lambda c: c["rev"], reverse=True)
-        start = int(request.query.get("cursor", "0") or 0)
-        body: dict[str, Any] = {"convos": pool[start : start + limit]}
-        if start + limit < len(pool):
-            body["cursor"] = str(start + limit)
-        return web.json_response(body)
+        return web.json_response(_page(request, "convos", sorted(self.convos.values(), key=lambda c: c["rev"])[::-1]))
 
     async def get_messages(self, request: web.Request) -> web.Response:
         """GET chat.bsky.convo.getMessages: newest first."""
@@ -333,13 +330,7 @@ class BlueskyFake(VendorFake):
         convo = request.query.get("convoId", "")
         if convo not in self.convos:
             return _error(400, "InvalidConvo", "Convo not found")
-        limit = max(1, min(int(request.query.get("limit", "50")), 100))
-        pool = list(reversed(self.messages[convo]))
-        start = int(request.query.get("cursor", "0") or 0)
-        body: dict[str, Any] = {"messages": pool[start : start + limit]}
-        if start + limit < len(pool):
-            body["cursor"] = str(start + limit)
-        return web.json_response(body)
+        return web.json_response(_page(request, "messages", self.messages[convo][::-1]))
 
     async def send_message(self, request: web.Request) -> web.Response:
         """POST chat.bsky.convo.sendMessage {convoId, message: messageInput}."""

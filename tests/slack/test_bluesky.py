@@ -8,18 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from inbox.fakes.bluesky import APP_PASSWORD, HANDLE, BlueskyFake
-from inbox.server import start_server
-from inbox.service import Inbox
 from inbox.store.models import Item
-from tests.conftest import make_settings
-from tests.slack.conftest import AGENT, TRIAGE, Harness, slack_config
+from tests.slack.conftest import AGENT, TRIAGE, Harness
 
 NAME = "acme-bsky"
 
@@ -32,32 +28,13 @@ async def pds() -> AsyncIterator[BlueskyFake]:
 
 
 @pytest.fixture
-async def start(engine, clock, triager, templates, tmp_path: Path, fake_slack, pds) -> AsyncIterator[Any]:
-    """Start (and later stop) an inbox with Slack and the bluesky connector; call again for a restart."""
-    # The connector reads the wall clock (the service builds it so), and the PDS dates tokens by its own `now`.
+def start(clock, fake_slack, pds, harness_factory) -> Any:
+    """Start an inbox with Slack and the bluesky connector; call again for a restart (a new process, same store)."""
+    # The service builds connectors on the wall clock, and the PDS dates tokens by its own `now`: keep them together.
     clock.now = datetime.now(UTC).replace(microsecond=0)
     pds.now = clock.now
-    fake_slack.now = lambda: clock.now.timestamp()
-    built: list[Harness] = []
-
-    async def build() -> Harness:
-        config = slack_config(fake_slack, tmp_path)
-        config["connectors"] = [
-            {"name": NAME, "type": "bluesky", "api_url": pds.base_url, "handle": HANDLE, "app_password": APP_PASSWORD}
-        ]
-        inbox = Inbox(make_settings(tmp_path, **config), engine, clock=clock, triager=triager, templates=templates)
-        site = await start_server(inbox, "127.0.0.1", 0)
-        assert inbox.slack is not None
-        await inbox.slack.start()
-        harness = Harness(inbox, site, fake_slack, clock, tmp_path)
-        built.append(harness)
-        return harness
-
-    yield build
-    for harness in built:
-        await harness.close()
-        for connector in harness.inbox.connectors.values():
-            await connector.close()
+    config = {"name": NAME, "type": "bluesky", "api_url": pds.base_url, "handle": HANDLE, "app_password": APP_PASSWORD}
+    return lambda: harness_factory(connectors=[config])
 
 
 async def poll(harness: Harness, external_id: str) -> int:
@@ -90,9 +67,6 @@ async def test_a_mention_is_answered_once_in_its_thread_and_a_restart_neither_lo
     assert pds.calls["com.atproto.server.createSession"] == 1
 
     # A restart: a new process on the same store finds the session in the cursor store, and the button sends nothing.
-    await harness.close()
-    for connector in harness.inbox.connectors.values():
-        await connector.close()
     again: Harness = await start()
     later = pds.add_customer_post("merci !", author="ioana")
     await poll(again, later)
