@@ -238,6 +238,9 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         self.budget = HeaderBudget()
         self._login_lock = asyncio.Lock()
         self._session: str | None = None  # the live session, exported
+        self._seal: tuple[str, str] | None = (
+            None  # (session, its sealed form): sealing anew each poll would rewrite the cursor
+        )
         self._did: str | None = None
         self._scope: str | None = None
         self._no_dms: str | None = None  # why DMs are off, once known
@@ -277,7 +280,9 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
     def _sealed(self) -> str | None:
         if not self.settings.keep_session or self._session is None:
             return None
-        return self._key().encrypt(self._session.encode()).decode()
+        if self._seal is None or self._seal[0] != self._session:
+            self._seal = (self._session, self._key().encrypt(self._session.encode()).decode())
+        return self._seal[1]
 
     def _unsealed(self, sealed: str | None) -> str | None:
         if not sealed or not self.settings.keep_session:
@@ -294,6 +299,7 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
             if self._session is None and (session := self._unsealed(stored)):
                 try:
                     await self.client.login(session_string=session, fetch_bsky_profile=False)
+                    self._seal = (session, stored) if stored and self._session == session else None
                 except (AtProtocolError, ValueError) as exc:
                     log.info("%s: the stored session cannot be used (%s); logging in anew", self.name, exc)
                     self._session = None

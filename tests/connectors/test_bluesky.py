@@ -5,13 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from inbox.checks import run_checks
 from inbox.connector import AuthError, Kind, PermanentError, RateLimited, ReplyTarget
-from inbox.connectors.bluesky import NO_DMS, BlueskyConnector, BlueskyCursor, BlueskySettings, graphemes
+from inbox.connectors.bluesky import (
+    NO_DMS,
+    BlueskyConnector,
+    BlueskyCursor,
+    BlueskySettings,
+    _posted_at,
+    graphemes,
+)
 from inbox.fakes.bluesky import APP_PASSWORD, CHAT_PROXY, DID, HANDLE, RECORDED_NOTIFICATIONS, BlueskyFake
+from tests.conftest import make_settings
 from tests.connectors.contract import ConnectorLevel, fetch_all, target_of
 
 NAME = "bluesky-test"
@@ -70,8 +81,6 @@ async def test_recorded_mention_reply_and_quote_map_to_items(fake):
 
 
 def test_created_at_is_trusted_only_near_the_indexing_time():
-    from inbox.connectors.bluesky import _posted_at
-
     indexed = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     assert _posted_at(indexed - timedelta(seconds=3), indexed) == indexed - timedelta(seconds=3)
     assert _posted_at(indexed + timedelta(hours=2), indexed) == indexed  # a clock ahead: not the future
@@ -87,7 +96,7 @@ async def test_the_session_is_created_once_refreshed_on_expiry_and_reused_after_
     connector = connector_for(fake, clock)
     try:
         _, cursor = await fetch_all(connector)
-        _, cursor = await fetch_all(connector, cursor)
+        assert [page async for page in connector.fetch(cursor)] == []  # nothing new: not even a cursor to write
         assert fake.calls["com.atproto.server.createSession"] == 1
         # Two hours on, the access token is near its end: atproto refreshes it (the refresh token rotates).
         clock.advance(hours=2)
@@ -102,6 +111,7 @@ async def test_the_session_is_created_once_refreshed_on_expiry_and_reused_after_
     assert cursor.session and "eyJ" not in cursor.session  # sealed: no token readable in the store
     restarted = connector_for(fake, clock)
     try:
+        assert [page async for page in restarted.fetch(cursor)] == []  # the stored session, as stored
         newest = fake.add_customer_post("after the restart")
         items, _ = await fetch_all(restarted, cursor)
     finally:
@@ -304,3 +314,25 @@ async def test_a_dm_reply_target_without_a_conversation_is_refused(fake):
             await connector.reply(ReplyTarget("m1", "convo:x", Kind.DM, "bob", {}), "hi")
     finally:
         await connector.close()
+
+
+@pytest.mark.parametrize(
+    ("password", "dm_access", "expected"),
+    [
+        (APP_PASSWORD, True, ["ok", "DMs allowed"]),
+        (APP_PASSWORD, False, ["ok", "DMs are off", "Allow access to your direct messages"]),
+        ("wrong-pass-word-0000", True, ["FAIL", "Invalid identifier or password", "app_password"]),
+    ],
+)
+async def test_inbox_check_says_whether_the_app_password_works_and_allows_dms(
+    fake, tmp_path, password, dm_access, expected
+):
+    fake.dm_access = dm_access
+    config = {"name": NAME, "type": "bluesky", "api_url": fake.base_url, "handle": HANDLE, "app_password": password}
+    settings = make_settings(tmp_path, database={"url": f"sqlite:///{tmp_path / 'inbox.db'}"}, connectors=[config])
+    out = StringIO()
+    problems = await run_checks(settings, Console(file=out, width=500, color_system=None))
+    row = next(line for line in out.getvalue().splitlines() if NAME in line)
+    assert all(word in row for word in expected), row
+    assert problems == (0 if password == APP_PASSWORD else 1)
+    assert "wrong-pass-word-0000" not in out.getvalue()
