@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import jwt
 import regex
 from atproto_client import AsyncClient, models
+from atproto_client.client.base import is_method_not_served
 from atproto_client.client.session import Session, SessionEvent
 from atproto_client.exceptions import (
     BadRequestError,
@@ -31,6 +32,7 @@ from atproto_client.exceptions import (
 from atproto_client.models.common import XrpcError
 from atproto_client.request import AsyncRequest
 from atproto_client.request import Response as XrpcResponse
+from atproto_client.utils import facet_detection
 from atproto_core.exceptions import AtProtocolError
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -56,7 +58,7 @@ from inbox.connector import (
 )
 from inbox.connectors.kit.http import AbsoluteUrl, HeaderBudget
 from inbox.connectors.kit.paging import paged
-from inbox.connectors.kit.parse import Entries, Name, OptionalText, Payload, Text, Timestamp, page_of, valid
+from inbox.connectors.kit.parse import Entries, Name, OptionalText, Payload, Text, Timestamp, aware, page_of, valid
 from inbox.connectors.kit.text import same_reply
 from inbox.connectors.kit.threads import ThreadCache
 from inbox.logs import SECRETS
@@ -78,6 +80,7 @@ PARENT_HEIGHT = 20
 # Errors that mean the session (not the account) is no longer good: log in again once, then give up.
 _SESSION_REFUSED = frozenset({"AuthenticationRequired", "InvalidToken", "ExpiredToken"})
 _NO_DM_ACCESS = ("Bad token scope", "Bad token method")  # what the chat service answers an app password without DMs
+NO_CHAT = "DMs are off: this PDS does not serve the chat service (chat.bsky.convo.*); mentions, replies and quotes are still polled"
 NO_DMS = (
     "DMs are off: this app password was created without 'Allow access to your direct messages' "
     "(Bluesky: Settings, Privacy and security, App passwords); mentions, replies and quotes are still polled"
@@ -361,6 +364,8 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         message = f"{self.name}: {what} failed: {_detail(exc)}"
         response = exc.response
         status = response.status_code if response is not None else None
+        if is_method_not_served(exc):
+            return _NotServed(message, status=status)
         if isinstance(exc, RateLimitExceededError):
             wait = exc.retry_after
             if wait is None and exc.reset_at is not None:
@@ -412,6 +417,9 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                 messages = await self._new_messages(start.messages, horizon, me)
             except _NoDms as exc:
                 self._dms_refused(exc)
+                messages = []
+            except _NotServed as exc:
+                self._dms_refused(exc, NO_CHAT)
                 messages = []
             for chunk in _chunks(messages, self.settings.page_size):
                 items = [item for entry in chunk if (item := self._dm_item(entry, me)) is not None]
@@ -583,10 +591,10 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
             from_brand=message.sender.did == me,
         )
 
-    def _dms_refused(self, exc: ConnectorError) -> None:
+    def _dms_refused(self, exc: ConnectorError, why: str = NO_DMS) -> None:
         if self._no_dms is None:
-            self._no_dms = NO_DMS
-            log.warning("%s: %s (%s)", self.name, NO_DMS, exc)
+            self._no_dms = why
+            log.warning("%s: %s (%s)", self.name, why, exc)
 
     # -- replies ------------------------------------------------------------------------------------------------------
 
@@ -598,7 +606,7 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         me = await self._ready()
         parent = _strong(target.reply_to, target.external_id)
         root = _strong(target.reply_to.get("root") or target.reply_to, target.external_id)
-        facets = await self._call("resolveHandle", lambda: self.client.detect_facets(text))
+        facets = await self._facets(text)
         langs = [lang for lang in target.reply_to.get("langs") or [] if isinstance(lang, str)][:1] or None
         sent = await self._call(
             "createRecord",
@@ -606,7 +614,7 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                 text,
                 profile_identify=me,
                 reply_to=models.AppBskyFeedPost.ReplyRef(root=root, parent=parent),
-                facets=facets or None,
+                facets=facets,
                 langs=langs,
             ),
         )
@@ -618,9 +626,9 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         convo = str(target.reply_to.get("convo_id") or "")
         if not convo:
             raise PermanentError(f"{self.name}: this DM has no conversation id to answer in")
-        facets = await self._call("resolveHandle", lambda: self.client.detect_facets(text))
+        facets = await self._facets(text)
         data = models.ChatBskyConvoSendMessage.Data(
-            convo_id=convo, message=models.ChatBskyConvoDefs.MessageInput(text=text, facets=facets or None)
+            convo_id=convo, message=models.ChatBskyConvoDefs.MessageInput(text=text, facets=facets)
         )
         try:
             sent = await self._call(
@@ -632,6 +640,28 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
             self._dms_refused(exc)
             raise PermanentError(f"{self.name}: cannot answer a DM: {NO_DMS}") from exc
         return SentReply(sent.id, f"https://bsky.app/messages/{convo}")
+
+    async def _facets(self, text: str) -> list[models.AppBskyRichtextFacet.Main] | None:
+        """Links, tags and @mentions as byte-range facets (atproto's detection); a handle that does not resolve stays text."""
+        facets = facet_detection.detect_facets(text)
+        for mention in facet_detection.detect_mentions(text):
+            params = models.ComAtprotoIdentityResolveHandle.Params(handle=mention.handle.lower())
+            try:
+                data = await self._query("com.atproto.identity.resolveHandle", params)
+            except PermanentError as exc:  # unknown handle (400), or a PDS that does not resolve handles
+                log.debug("%s: @%s stays plain text: %s", self.name, mention.handle, exc)
+                continue
+            did = data.get("did") if isinstance(data, dict) else None
+            if isinstance(did, str) and did:
+                facets.append(
+                    models.AppBskyRichtextFacet.Main(
+                        features=[models.AppBskyRichtextFacet.Mention(did=did)],
+                        index=models.AppBskyRichtextFacet.ByteSlice(
+                            byte_start=mention.byte_start, byte_end=mention.byte_end
+                        ),
+                    )
+                )
+        return sorted(facets, key=lambda facet: facet.index.byte_start) or None
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
         """Our reply with this text under the post (or after the message in its conversation), if one went out."""
@@ -694,6 +724,10 @@ class _NoDms(AuthError):
     """The app password was made without DM access: the chat service refuses it."""
 
 
+class _NotServed(PermanentError):
+    """The server does not serve this method (a PDS without the chat service or the AppView's views)."""
+
+
 def _detail(exc: RequestErrorBase) -> str:
     content = exc.response.content if exc.response is not None else None
     if isinstance(content, XrpcError):
@@ -754,7 +788,7 @@ def _time_of(raw: Any, key: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    return aware(parsed)  # without a zone: UTC, as the kit reads vendor times
 
 
 def _id_of(raw: Any, key: str) -> str:

@@ -76,6 +76,7 @@ class BlueskyFake(VendorFake):
     def __init__(self, *, dm_access: bool = True) -> None:
         super().__init__()
         self.dm_access = dm_access  # the app password was made with "Allow access to your direct messages"
+        self.chat_service = True  # False: a PDS that proxies to no chat service (a self-hosted one without it)
         self.password = APP_PASSWORD
         self.calls: Counter[str] = Counter()  # by NSID, to count createSession and createRecord
         self.access: dict[str, dict[str, Any]] = {}  # live access tokens -> claims
@@ -103,7 +104,9 @@ class BlueskyFake(VendorFake):
         handler = self._handlers().get(nsid)
         if handler is None:
             return _error(501, "MethodNotImplemented", f"Method Not Implemented: {nsid}")
-        if nsid.startswith("chat.bsky.") and request.headers.get("atproto-proxy") != CHAT_PROXY:
+        if nsid.startswith("chat.bsky.") and (
+            request.headers.get("atproto-proxy") != CHAT_PROXY or not self.chat_service
+        ):
             return _error(501, "MethodNotImplemented", f"Method Not Implemented: {nsid}")
         response = await handler(request)
         response.headers.update(self._rate())

@@ -287,6 +287,32 @@ async def test_without_dm_access_it_says_so_once_and_keeps_polling_notifications
     assert fake.calls["chat.bsky.convo.listConvos"] == 1  # asked once, not at every poll
 
 
+async def test_a_pds_without_the_chat_service_leaves_dms_off_and_mentions_polled(fake, clock):
+    fake.chat_service = False
+    fake.now = clock.now
+    post = fake.add_customer_post("a mention")
+    connector = connector_for(fake, clock)
+    try:
+        items, _ = await fetch_all(connector)
+    finally:
+        await connector.close()
+    assert [i.external_id for i in items] == [post]
+    assert connector.notes() and "does not serve the chat service" in connector.notes()[0]
+
+
+async def test_a_mention_of_a_handle_that_does_not_resolve_stays_plain_text(fake, clock):
+    fake.now = clock.now
+    fake.add_customer_post("hello")
+    connector = connector_for(fake, clock)
+    try:
+        items, _ = await fetch_all(connector)
+        await connector.reply(target_of(items[0]), "Ask @nobody.example.com or see https://acme.example/help")
+    finally:
+        await connector.close()
+    [sent] = fake.replies
+    assert [f["features"][0]["$type"] for f in sent.details["facets"]] == ["app.bsky.richtext.facet#link"]
+
+
 async def test_check_is_one_get_session_after_the_login(fake):
     connector = connector_for(fake)
     try:
