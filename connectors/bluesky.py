@@ -241,9 +241,8 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         self.budget = HeaderBudget()
         self._login_lock = asyncio.Lock()
         self._session: str | None = None  # the live session, exported
-        self._seal: tuple[str, str] | None = (
-            None  # (session, its sealed form): sealing anew each poll would rewrite the cursor
-        )
+        # The session and its sealed form: sealing anew at each poll would rewrite an unchanged cursor.
+        self._seal: tuple[str, str] | None = None
         self._did: str | None = None
         self._scope: str | None = None
         self._no_dms: str | None = None  # why DMs are off, once known
@@ -350,7 +349,7 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                     continue
                 raise self._error(exc, what, chat=chat) from exc
             except LoginRequiredError as exc:
-                raise AuthError(f"{self.name}: {what}: the session has no usable token; logging in again") from exc
+                raise AuthError(f"{self.name}: {what}: the server's session token carries no expiry") from exc
             except ModelError as exc:
                 raise PermanentError(f"{self.name}: {what} answered an unexpected shape: {exc}") from exc
             except ValueError as exc:
@@ -445,7 +444,7 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
             for raw in page.notifications:
                 at = _time_of(raw, "indexedAt")
                 if at is None:
-                    found.append(_Seen(floor, _id_of(raw, "uri"), raw))  # mapped (and skipped with a log line) below
+                    valid(_Notification, raw, self.name, "notification", _id_of(raw, "uri") or None)  # logs why
                     continue
                 times.append(at)
                 if _is_new(at, _id_of(raw, "uri"), mark, horizon):
@@ -551,13 +550,16 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
                 ):
                     continue  # deleted and system messages
                 at = _time_of(raw, "sentAt")
-                if at is not None and at < floor:
+                if at is None:
+                    valid(_Message, raw, self.name, "message", _id_of(raw, "id") or None)  # logs why
+                    continue
+                if at < floor:
                     older = True
                     continue
                 if (raw.get("sender") or {}).get("did") == me:
                     continue  # our own messages are never items
-                if at is None or _is_new(at, _id_of(raw, "id"), mark, horizon):
-                    found.append(_Seen(at or floor, _id_of(raw, "id"), raw, convo))
+                if _is_new(at, _id_of(raw, "id"), mark, horizon):
+                    found.append(_Seen(at, _id_of(raw, "id"), raw, convo))
             if older:
                 break
         return found

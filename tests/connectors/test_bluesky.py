@@ -362,3 +362,20 @@ async def test_inbox_check_says_whether_the_app_password_works_and_allows_dms(
     assert all(word in row for word in expected), row
     assert problems == (0 if password == APP_PASSWORD else 1)
     assert "wrong-pass-word-0000" not in out.getvalue()
+
+
+async def test_a_broken_message_is_logged_and_skipped_the_rest_kept(fake, clock, caplog):
+    fake.now = clock.now
+    first = fake.add_dm("first", author="ana", minutes_ago=3)
+    broken = fake.add_dm("broken", author="ana", minutes_ago=2)
+    last = fake.add_dm("last", author="ana", minutes_ago=1)
+    message = next(m for m in fake.messages[fake.convo_of(broken)] if m["id"] == broken)
+    del message["sentAt"]
+    connector = connector_for(fake, clock)
+    try:
+        with caplog.at_level(logging.WARNING):
+            items, _ = await fetch_all(connector)
+    finally:
+        await connector.close()
+    assert [i.external_id for i in items] == [first, last]
+    assert any(f"skipped message '{broken}': missing sentAt" in r.getMessage() for r in caplog.records)
