@@ -14,6 +14,7 @@ REGISTRY: dict[str, str] = {
     "x": "inbox.connectors.x:XConnector",
     "mastodon": "inbox.connectors.mastodon:MastodonConnector",
     "reddit": "inbox.connectors.reddit:RedditConnector",
+    "bluesky": "inbox.connectors.bluesky:BlueskyConnector",
     "google_reviews": "inbox.connectors.google_reviews:GoogleReviewsConnector",
     "trustpilot": "inbox.connectors.trustpilot:TrustpilotConnector",
     "app_store": "inbox.connectors.app_store:AppStoreConnector",

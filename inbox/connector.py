@@ -117,6 +117,8 @@ CHANNELS: dict[str, Channel] = {
         Channel("x", "X", _SOCIAL, 280, {Kind.DM: 10_000}),
         Channel("mastodon", "Mastodon", _SOCIAL, 500),
         Channel("reddit", "Reddit", _SOCIAL | {Kind.COMMENT}, 10_000),
+        # Posts: 300 graphemes (the core counts characters, never fewer); DMs: 1000.
+        Channel("bluesky", "Bluesky", _SOCIAL, 300, {Kind.DM: 1000}),
         Channel("google_reviews", "Google", frozenset({Kind.REVIEW}), 4096),
         Channel("trustpilot", "Trustpilot", frozenset({Kind.REVIEW})),
         Channel("app_store", "the App Store", frozenset({Kind.REVIEW}), 5970),
@@ -377,6 +379,10 @@ class Connector(abc.ABC, Generic[S, C]):
         return [
             budget for value in vars(self).values() if isinstance(budget := getattr(value, "budget", None), RateBudget)
         ]
+
+    def notes(self) -> list[str]:
+        """What an admin should know although polling works (a permission the account lacks); shown in /healthz."""
+        return []
 
     async def close(self) -> None:
         """Release network resources."""

@@ -102,6 +102,8 @@ async def healthz(request: web.Request) -> web.Response:
             # Known to the worker that polls it: another's view would be stale since the lease moved.
             **_rate_limit(inbox, name, leases.get(name) in (None, inbox.worker)),
         }
+        if notes := connector.notes():
+            connectors[name]["notes"] = notes  # e.g. Bluesky DMs off for want of access: not unhealthy
     unhealthy = sorted(name for name, c in connectors.items() if not c["healthy"])
     stalled = inbox.loops.stalled()
     failing = any(not loop["ok"] for loop in loops.values())

@@ -121,7 +121,17 @@ def test_the_channel_registry_answers_for_every_channel() -> None:
         None,
         None,
     )
-    assert set(CHANNELS) == {"x", "mastodon", "reddit", "google_reviews", "trustpilot", "app_store", "google_play"}
+    assert (reply_limit("bluesky"), reply_limit("bluesky", Kind.DM), display_name("bluesky")) == (300, 1000, "Bluesky")
+    assert set(CHANNELS) == {
+        "x",
+        "mastodon",
+        "reddit",
+        "bluesky",
+        "google_reviews",
+        "trustpilot",
+        "app_store",
+        "google_play",
+    }
 
 
 def test_a_connector_declares_its_settings_and_cursor_once_as_type_arguments() -> None:
