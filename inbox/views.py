@@ -54,6 +54,8 @@ class ThreadView:
     messages: int
     clock: SlaClock
     earlier: list[EarlierItem] = field(default_factory=list)
+    csat_status: str | None = None  # the CSAT question's state (store.models.CsatStatus), None: never asked
+    csat_score: int | None = None  # the customer's 1-5 answer
 
     @property
     def sort_key(self) -> tuple[int, int, datetime]:
@@ -111,4 +113,6 @@ def _view(rows: store_views.ThreadRows, policies: SlaPolicies, now: datetime) ->
         messages=latest.messages,
         clock=clock,
         earlier=[EarlierItem(r.thread_id, r.channel, r.text, r.posted_at, r.status) for r in rows.earlier],
+        csat_status=thread.csat_status,
+        csat_score=thread.csat_score,
     )

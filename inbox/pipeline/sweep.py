@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox.pipeline.csat import CsatAsker
 from inbox.store import clocks
 from inbox.store.models import utcnow
 
@@ -21,6 +22,7 @@ class SweepResult:
 
     warned: list[int] = field(default_factory=list)
     breached: list[int] = field(default_factory=list)
+    csat_asked: int = 0
 
 
 class SlaSweep:
@@ -32,10 +34,12 @@ class SlaSweep:
         clock: Callable[[], datetime] = utcnow,
         *,
         on_event: Callable[[], None] = lambda: None,
+        csat: CsatAsker | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.on_event = on_event  # told when alerts were recorded, so the outbox delivers them now
+        self.csat = csat  # sends the CSAT questions that are due, when [csat] is on
 
     async def run(self) -> SweepResult:
         """One sweep at the current time."""
@@ -45,4 +49,6 @@ class SlaSweep:
         if result.warned or result.breached:
             self.on_event()
             log.info("SLA sweep: %d warning(s), %d breach(es)", len(result.warned), len(result.breached))
+        if self.csat is not None:
+            result.csat_asked = await self.csat.run()
         return result
