@@ -78,6 +78,14 @@ async def x_fake(clock: FakeClock) -> AsyncIterator[XFake]:
     await server.close()
 
 
+@pytest.fixture
+async def inbox(x_fake: XFake, inbox_factory: Any) -> AsyncIterator[Any]:
+    """An inbox with CSAT on and the X connector, its sessions closed after the test."""
+    built = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
+    yield built
+    await close(built)
+
+
 async def x_conversation(inbox: Any, fake: XFake, engine: Any, clock: FakeClock, text: str = "charged twice") -> int:
     """A customer's DM, polled and answered by an agent: the thread id."""
     fake.now = clock.now
@@ -87,6 +95,15 @@ async def x_conversation(inbox: Any, fake: XFake, engine: Any, clock: FakeClock,
         thread_id = int((await conn.execute(sa.select(Item.thread_id).where(Item.external_id == dm))).scalar_one())
     clock.advance(minutes=5)
     assert (await inbox.actions.reply(thread_id, "Refunded, sorry Dana.", "ana")).status == "sent"
+    return thread_id
+
+
+async def x_asked(inbox: Any, fake: XFake, engine: Any, clock: FakeClock) -> int:
+    """A DM conversation answered, resolved, and asked once ask_after_minutes have passed: the thread id."""
+    thread_id = await x_conversation(inbox, fake, engine, clock)
+    await inbox.actions.resolve(thread_id, "ana")
+    clock.advance(minutes=31)
+    await inbox.sweep.run()
     return thread_id
 
 
@@ -147,94 +164,69 @@ async def test_x_dm_resolved_with_a_reply_gets_one_question_and_the_answer_is_st
 
 
 async def test_a_next_message_that_is_no_rating_is_a_follow_up_and_closes_the_question(
-    x_fake: XFake, inbox_factory: Any, engine: Any, clock: FakeClock
+    x_fake: XFake, inbox: Any, engine: Any, clock: FakeClock
 ) -> None:
-    inbox = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
-    try:
-        thread_id = await x_conversation(inbox, x_fake, engine, clock)
-        await inbox.actions.resolve(thread_id, "ana")
-        clock.advance(minutes=31)
-        await inbox.sweep.run()
-        await customer_dm(inbox, x_fake, clock, "5 minutes later still nothing")
-        [question] = await questions(engine)
-        assert (question.status, question.score) == ("closed", None)
-        assert (await thread_row(engine, thread_id)).status == Status.NEW
-        # Its answer after that no longer counts: "5" is a follow-up too.
-        await customer_dm(inbox, x_fake, clock, "5")
-        assert (await questions(engine))[0].score is None
-    finally:
-        await close(inbox)
+    thread_id = await x_asked(inbox, x_fake, engine, clock)
+    await customer_dm(inbox, x_fake, clock, "5 minutes later still nothing")
+    [question] = await questions(engine)
+    assert (question.status, question.score) == ("closed", None)
+    assert (await thread_row(engine, thread_id)).status == Status.NEW
+    # Its answer after that no longer counts: "5" is a follow-up too.
+    await customer_dm(inbox, x_fake, clock, "5")
+    assert (await questions(engine))[0].score is None
 
 
 async def test_an_answer_after_answer_hours_is_a_follow_up(
-    x_fake: XFake, inbox_factory: Any, engine: Any, clock: FakeClock
+    x_fake: XFake, inbox: Any, engine: Any, clock: FakeClock
 ) -> None:
-    inbox = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
-    try:
-        thread_id = await x_conversation(inbox, x_fake, engine, clock)
-        await inbox.actions.resolve(thread_id, "ana")
-        clock.advance(minutes=31)
-        await inbox.sweep.run()
-        clock.advance(hours=49)
-        await customer_dm(inbox, x_fake, clock, "5")
-        [question] = await questions(engine)
-        assert (question.status, question.score) == ("closed", None)
-        assert (await thread_row(engine, thread_id)).status == Status.NEW
-    finally:
-        await close(inbox)
+    thread_id = await x_asked(inbox, x_fake, engine, clock)
+    clock.advance(hours=49)
+    await customer_dm(inbox, x_fake, clock, "5")
+    [question] = await questions(engine)
+    assert (question.status, question.score) == ("closed", None)
+    assert (await thread_row(engine, thread_id)).status == Status.NEW
 
 
-async def test_a_conversation_is_never_asked_twice(x_fake: XFake, inbox_factory: Any, engine: Any, clock: FakeClock):
-    inbox = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
-    try:
-        thread_id = await x_conversation(inbox, x_fake, engine, clock)
-        await inbox.actions.resolve(thread_id, "ana")
-        clock.advance(minutes=31)
-        await inbox.sweep.run()
-        await customer_dm(inbox, x_fake, clock, "5")
-        # The customer comes back, is answered, and the conversation is resolved again.
-        clock.advance(hours=1)
-        await customer_dm(inbox, x_fake, clock, "one more thing: the invoice?")
-        assert (await inbox.actions.reply(thread_id, "Sent by email.", "ana")).status == "sent"
-        await inbox.actions.resolve(thread_id, "ana")
-        clock.advance(hours=2)
-        await inbox.sweep.run()
-        assert len(await questions(engine)) == 1
-        assert len(x_fake.replies_by_kind["dm"]) == 3  # two replies, one question
-    finally:
-        await close(inbox)
+async def test_a_conversation_is_never_asked_twice(x_fake: XFake, inbox: Any, engine: Any, clock: FakeClock):
+    thread_id = await x_asked(inbox, x_fake, engine, clock)
+    await customer_dm(inbox, x_fake, clock, "5")
+    # The customer comes back, is answered, and the conversation is resolved again.
+    clock.advance(hours=1)
+    await customer_dm(inbox, x_fake, clock, "one more thing: the invoice?")
+    assert (await inbox.actions.reply(thread_id, "Sent by email.", "ana")).status == "sent"
+    await inbox.actions.resolve(thread_id, "ana")
+    clock.advance(hours=2)
+    await inbox.sweep.run()
+    assert len(await questions(engine)) == 1
+    assert len(x_fake.replies_by_kind["dm"]) == 3  # two replies, one question
 
 
 async def test_resolved_without_a_reply_or_reopened_before_the_question_is_due_is_not_asked(
-    x_fake: XFake, inbox_factory: Any, engine: Any, clock: FakeClock
+    x_fake: XFake, inbox: Any, engine: Any, clock: FakeClock
 ) -> None:
-    inbox = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
-    try:
-        thread_id = await x_conversation(inbox, x_fake, engine, clock)
-        x_fake.now = clock.now
-        dm = x_fake.add_dm("hello?", author="eve", minutes_ago=0)
-        await inbox.pollers["acme-x"].poll_once()
-        async with engine.connect() as conn:
-            silent = (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == dm))).scalar_one()
-        await inbox.actions.resolve(silent, "ana")  # no reply: never asked
-        await inbox.actions.resolve(thread_id, "ana")
-        clock.advance(minutes=10)
-        await customer_dm(inbox, x_fake, clock, "actually, one more question")
-        clock.advance(minutes=30)
-        await inbox.sweep.run()
-        [question] = await questions(engine)
-        assert (question.thread_id, question.status) == (thread_id, "cancelled")
-        assert len(x_fake.replies_by_kind["dm"]) == 1
-        # Answered and resolved again: now it is asked, once.
-        await inbox.actions.reply(thread_id, "Here you go.", "ana")
-        await inbox.actions.resolve(thread_id, "ana")
-        clock.advance(minutes=31)
-        await inbox.sweep.run()
-        await inbox.sweep.run()
-        assert [q.status for q in await questions(engine)] == ["sent"]
-        assert len(x_fake.replies_by_kind["dm"]) == 3
-    finally:
-        await close(inbox)
+    thread_id = await x_conversation(inbox, x_fake, engine, clock)
+    x_fake.now = clock.now
+    dm = x_fake.add_dm("hello?", author="eve", minutes_ago=0)
+    await inbox.pollers["acme-x"].poll_once()
+    async with engine.connect() as conn:
+        silent = (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == dm))).scalar_one()
+    await inbox.actions.resolve(silent, "ana")  # no reply: never asked
+    await inbox.actions.resolve(thread_id, "ana")
+    clock.advance(minutes=10)
+    await customer_dm(inbox, x_fake, clock, "actually, one more question")
+    clock.advance(minutes=30)
+    await inbox.sweep.run()
+    [question] = await questions(engine)
+    assert (question.thread_id, question.status) == (thread_id, "cancelled")
+    assert len(x_fake.replies_by_kind["dm"]) == 1
+    # Answered and resolved again: now it is asked, once.
+    await inbox.actions.reply(thread_id, "Here you go.", "ana")
+    await inbox.actions.resolve(thread_id, "ana")
+    clock.advance(minutes=31)
+    await inbox.sweep.run()
+    await inbox.sweep.run()
+    assert [q.status for q in await questions(engine)] == ["sent"]
+    assert len(x_fake.replies_by_kind["dm"]) == 3
 
 
 async def test_csat_off_asks_nothing(x_fake: XFake, inbox_factory: Any, engine: Any, clock: FakeClock) -> None:
