@@ -336,10 +336,9 @@ class Ingestor:
                 await store_csat.close(conn, question)
                 continue
             item_id = inserted[row.raw.external_id]
-            await store_csat.record_answer(
-                conn, question, row.values["thread_id"], score, item_id, row.raw.posted_at, now
-            )
-            answers.add(row.raw.external_id)
+            thread_id = row.values["thread_id"]
+            if await store_csat.record_answer(conn, question, thread_id, score, item_id, row.raw.posted_at, now):
+                answers.add(row.raw.external_id)
         return answers
 
     async def _threads(

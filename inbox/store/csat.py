@@ -249,14 +249,20 @@ async def awaiting(conn: AsyncConnection, thread_ids: Sequence[int]) -> dict[int
 
 async def record_answer(
     conn: AsyncConnection, question: Awaiting, thread_id: int, score: int, item_id: int, at: datetime, now: datetime
-) -> None:
-    """Store the customer's rating (inside ingest's transaction), with an event so Slack shows it."""
-    await conn.execute(
+) -> bool:
+    """Store the customer's rating (inside ingest's transaction), with an event so Slack shows it.
+
+    False when the question no longer awaits (the sweep closed it meanwhile): the message is then a follow-up.
+    """
+    answered = await conn.execute(
         sa.update(CsatQuestion)
-        .where(CsatQuestion.id == question.id)
+        .where(CsatQuestion.id == question.id, CsatQuestion.status == CsatStatus.SENT)
         .values(status=CsatStatus.ANSWERED, score=score, answer_item_id=item_id, answered_at=at)
     )
+    if not answered.rowcount:
+        return False
     await add_events(conn, now, [NewEvent(EventKind.CSAT_ANSWERED, thread_id, item_id, payload={"score": score})])
+    return True
 
 
 async def close(conn: AsyncConnection, question: Awaiting) -> None:

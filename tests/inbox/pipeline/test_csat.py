@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from inbox.connector import Kind, RawItem
 from inbox.connectors.webhook import sign
 from inbox.fakes.mastodon import MastodonFake
 from inbox.fakes.x import XFake
@@ -442,8 +443,6 @@ async def test_webhook_callback_gets_the_question_and_a_pushed_answer_is_stored(
 
 
 async def test_a_review_keeps_its_first_stars_and_follows_its_edits(inbox_factory: Any, engine: Any, clock: FakeClock):
-    from inbox.connector import Kind, RawItem
-
     inbox = inbox_factory()
     source = Source("acme-google", "google_reviews")
 
@@ -480,3 +479,40 @@ async def test_channels_limit_the_types_asked(x_fake: XFake, inbox_factory: Any,
         assert await questions(engine) == []
     finally:
         await close(inbox)
+
+
+async def test_a_refused_question_is_not_retried_and_an_unanswered_one_is_sent_again_once(
+    inbox_factory: Any, engine: Any, clock: FakeClock
+) -> None:
+    answers = {"c1": [400], "c2": [503, 200, 200]}  # per conversation: the statuses reply_url answers, in turn
+    received: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        received.append(body["thread_id"])
+        status = answers[body["thread_id"]].pop(0) if len(received) > 2 else 200  # the agents' replies pass
+        return web.json_response({"id": f"r-{len(received)}"}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/replies", receive)
+    async with TestServer(app) as server:
+        table = {"name": "shop", "type": "webhook", "secret": SECRET, "reply_url": str(server.make_url("/replies"))}
+        inbox = inbox_factory(connectors=[table], csat=CSAT)
+        source = Source("shop", "webhook")
+        for key in ("c1", "c2"):
+            item = RawItem(key, "where is it", clock.now, Kind.DM, f"customer-{key}", thread_id=key)
+            await inbox.ingestor.ingest(source, [item])
+        async with engine.connect() as conn:
+            threads = dict((await conn.execute(sa.select(Thread.external_id, Thread.id))).all())
+        for key in ("c1", "c2"):
+            assert (await inbox.actions.reply(threads[key], "Found it.", "ana")).status == "sent"
+            await inbox.actions.resolve(threads[key], "ana")
+        clock.advance(minutes=31)
+        await inbox.sweep.run()  # c1 refused (400), c2 unanswered (503)
+        clock.advance(minutes=1)
+        await inbox.sweep.run()  # c2 again, once
+        await inbox.sweep.run()
+        await inbox.close()
+    assert received == ["c1", "c2", "c1", "c2", "c2"]
+    status = {q.thread_id: (q.status, q.attempts) for q in await questions(engine)}
+    assert status == {threads["c1"]: ("failed", 1), threads["c2"]: ("sent", 2)}
