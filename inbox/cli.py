@@ -54,6 +54,8 @@ def _settings(config: Path | None, uses: Uses = EVERYTHING) -> Settings:
         settings = load_config(find_config_path(config), uses=uses)
         load_rules(settings.triage.rules)
         ReplyTemplates(settings.triage.templates).validate()
+        if settings.csat.templates is not None:
+            ReplyTemplates(settings.csat.templates).validate(last="csat")
     except (ConfigError, RulesError, ReplyTemplateError) as exc:
         err.print(Text(str(exc), style="red"), soft_wrap=True)  # one problem per line, however narrow the terminal
         raise typer.Exit(2) from None

@@ -92,16 +92,16 @@ class ReplyTemplates:
                     pairs.add((parts[0], parts[1]))
         return sorted(pairs)
 
-    def validate(self) -> None:
-        """Compile every template now and require the last fallback, so a broken folder fails at start-up."""
+    def validate(self, last: str = _GENERIC) -> None:
+        """Compile every template now and require the last fallback (`{last}.en.j2`), so a broken folder fails at start-up."""
         problems = []
         for intent, language in self.available():
             try:
                 self._template(f"{intent}.{language}{_SUFFIX}")
             except ReplyTemplateError as exc:
                 problems.append(str(exc))
-        if (_GENERIC, _FALLBACK_LANGUAGE) not in self.available():
-            problems.append(f"{self._folder}: {_GENERIC}.{_FALLBACK_LANGUAGE}{_SUFFIX} is missing (the last fallback)")
+        if (last, _FALLBACK_LANGUAGE) not in self.available():
+            problems.append(f"{self._folder}: {last}.{_FALLBACK_LANGUAGE}{_SUFFIX} is missing (the last fallback)")
         if problems:
             raise ReplyTemplateError("; ".join(problems))
 

@@ -7,8 +7,12 @@ and an injected clock.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -516,3 +520,23 @@ async def test_a_refused_question_is_not_retried_and_an_unanswered_one_is_sent_a
     assert received == ["c1", "c2", "c1", "c2", "c2"]
     status = {q.thread_id: (q.status, q.attempts) for q in await questions(engine)}
     assert status == {threads["c1"]: ("failed", 1), threads["c2"]: ("sent", 2)}
+
+
+def test_a_broken_question_template_folder_stops_the_start_with_exit_2(tmp_path: Path) -> None:
+    folder = tmp_path / "csat"
+    folder.mkdir()
+    (folder / "csat.fr.j2").write_text("{% if %}broken\n")
+    config = tmp_path / "inbox.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "inbox.db"}"\n[csat]\nenabled = true\ntemplates = "csat"\n'
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "inbox", "queue", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[3],
+        env={**os.environ, "INBOX_CONFIG": ""},
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "csat.fr.j2: " in run.stderr and "csat.en.j2 is missing" in run.stderr
