@@ -160,6 +160,9 @@ async def test_x_dm_resolved_with_a_reply_gets_one_question_and_the_answer_is_st
             blocks.triage_message(view, blocks.Outcome()), ensure_ascii=False
         )
         assert await store_csat.csat_counts(engine, [thread_id]) == {thread_id: (1, 1, 1, 5)}
+        day = timedelta(days=1)
+        assert await store_csat.answers_between(engine, clock.now - day, clock.now) == (1, 1, 1, None)
+        assert await store_csat.answers_between(engine, clock.now - 2 * day, clock.now - day) == (0, 0, 0, None)
         # A later message is a normal follow-up that reopens the conversation.
         await customer_dm(inbox, x_fake, clock, "4")
         thread = await thread_row(engine, thread_id)
