@@ -1,4 +1,4 @@
-"""The `inbox` command: run, demo, check, queue, backfill, triage, bench."""
+"""The `inbox` command: run, demo, check, queue, backfill, staffing, triage, bench."""
 
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ def _settings(config: Path | None, uses: Uses = EVERYTHING) -> Settings:
         settings = load_config(find_config_path(config), uses=uses)
         load_rules(settings.triage.rules)
         ReplyTemplates(settings.triage.templates).validate()
+        if settings.csat.templates is not None:
+            ReplyTemplates(settings.csat.templates).validate(last="csat")
     except (ConfigError, RulesError, ReplyTemplateError) as exc:
         err.print(Text(str(exc), style="red"), soft_wrap=True)  # one problem per line, however narrow the terminal
         raise typer.Exit(2) from None
@@ -183,6 +185,51 @@ def backfill(
         )
         raise typer.Exit(130) from None
     print_backfill(out, result)
+
+
+@app.command()
+def staffing(
+    config: ConfigOption = None,
+    since: Annotated[str, typer.Option("--since", help="The window: a number and a unit, e.g. 4w, 28d.")] = "4w",
+    target: Annotated[float, typer.Option(min=0.01, max=0.99, help="Share of conversations to answer in time.")] = 0.8,
+    within: Annotated[str, typer.Option("--within", help="The answer time, e.g. 30m, 1h.")] = "30m",
+) -> None:
+    """Agents needed per hour of the week (Erlang C on measured arrivals and handling), beside those who replied."""
+    from zoneinfo import ZoneInfo
+
+    from inbox.pipeline.backfill import BackfillError, parse_duration
+    from inbox.render import print_staffing
+    from inbox.staffing import staffing_report
+    from inbox.store.db import create_engine
+    from inbox.store.models import utcnow
+
+    durations = {}
+    for option, value in (("--since", since), ("--within", within)):
+        try:
+            durations[option] = parse_duration(value)
+        except BackfillError:
+            err.print(Text(f"{option} {value!r} is not a duration: write a number and a unit, e.g. 30m, 12h, 2d, 4w"))
+            raise typer.Exit(2) from None
+    settings = _settings(config, STORE_USES)
+    setup_logging(logging.WARNING, settings=settings)
+    hours = settings.sla.business_hours
+    zone = ZoneInfo(hours.timezone) if hours else ZoneInfo("UTC")
+
+    async def show() -> None:
+        from inbox.store.db import migrate
+
+        engine = create_engine(settings.database.url)
+        try:
+            await migrate(engine)
+            until = utcnow()
+            report = await staffing_report(
+                engine, until - durations["--since"], until, target=target, within=durations["--within"], zone=zone
+            )
+        finally:
+            await engine.dispose()
+        print_staffing(out, report)
+
+    _run(show())
 
 
 @app.command()

@@ -1,10 +1,11 @@
-"""Terminal rendering of the queue, of alerts and of backfills (customer text always as plain Text, never markup)."""
+"""Terminal rendering of the queue, of alerts, of backfills and of staffing (customer text always as plain Text, never markup)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from textwrap import shorten, wrap
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -13,6 +14,7 @@ from rich.text import Text
 from inbox.display import shown_name, shown_text
 from inbox.pipeline.backfill import BackfillProgress, describe
 from inbox.sla import SlaState, clock_label
+from inbox.staffing import HourStaffing, StaffingReport
 from inbox.views import ThreadView
 
 STATE_STYLE = {
@@ -200,3 +202,55 @@ def print_backfill(out: Console, state: BackfillProgress, *, finished: bool = Tr
     out.print(table)
     if state.note:
         out.print(Text(f"Note: {state.note}.", style="yellow"))
+
+
+def print_staffing(out: Console, report: StaffingReport) -> None:
+    """Agents needed per hour of the week beside those who replied; runs of hours without traffic folded into one row."""
+    within = int(report.within.total_seconds() // 60)
+    title = (
+        f"Staffing {report.since:%Y-%m-%d} to {report.until:%Y-%m-%d} ({report.timezone}): "
+        f"{report.target:.0%} answered within {within} min"
+    )
+    table = Table(title=title, box=box.SIMPLE_HEAD, width=min(out.width, 80))
+    table.add_column("hour", no_wrap=True)
+    table.add_column("conv/h", justify="right", no_wrap=True)
+    table.add_column("handling", justify="right", no_wrap=True)
+    table.add_column("needed", justify="right", no_wrap=True)
+    table.add_column("replied", justify="right", no_wrap=True)
+    table.add_column("short", justify="right", no_wrap=True)
+    quiet: list[HourStaffing] = []
+
+    def fold() -> None:
+        if quiet:
+            span = quiet[0].label if len(quiet) == 1 else f"{quiet[0].label}–{quiet[-1].label}"
+            table.add_row(Text(span, style="dim"), Text("no traffic", style="dim"), "", "", "", "")
+            quiet.clear()
+
+    for hour in report.hours:
+        if hour.quiet:
+            quiet.append(hour)
+            continue
+        fold()
+        short = hour.short
+        table.add_row(
+            hour.label,
+            f"{hour.arrivals_per_hour:.1f}",
+            f"{hour.handling_minutes:.0f} min" + ("" if hour.handled else "*"),
+            str(hour.needed),
+            f"{hour.replied:.1f}",
+            Text(f"{short:+.1f}", style="bold red" if short > 0 else "green"),
+        )
+    fold()
+    out.print(table)
+    if report.handling_assumed:
+        note = f"* no conversation was assigned before its reply: handling assumed {report.handling_minutes:.0f} min"
+    else:
+        note = (
+            f"* no measurement in that hour: the window's mean, {report.handling_minutes:.0f} min "
+            f"({report.handled} conversations assigned, then answered)"
+        )
+    out.print(Text(note, style="dim"), soft_wrap=True)
+    out.print(
+        Text("Erlang C: one conversation at a time, no abandonment; see docs/staffing.md.", style="dim"),
+        soft_wrap=True,
+    )

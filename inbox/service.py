@@ -21,6 +21,7 @@ from inbox.logs import SECRETS, log_context
 from inbox.metrics import Metrics
 from inbox.pipeline.actions import Actions
 from inbox.pipeline.backfill import Backfill, BackfillProgress, Report, connector_settings
+from inbox.pipeline.csat import CsatAsker
 from inbox.pipeline.ingest import Ingestor
 from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.outbox import Bell, LogNotifier, Notifier, Outbox
@@ -75,6 +76,7 @@ class Inbox:
             agent_name=settings.triage.agent_name,
             clock=clock,
             on_event=self.bell.ring,
+            answer_hours=settings.csat.answer_hours if settings.csat.enabled else None,
         )
         self.connectors: dict[str, Connector[Any, Any]] = {
             c.name: registry.build(c) for c in settings.connectors if c.enabled
@@ -93,11 +95,25 @@ class Inbox:
             metrics=self.metrics,
             on_event=self.bell.ring,
         )
+        self.csat: CsatAsker | None = None
+        if settings.csat.enabled:
+            self.csat = CsatAsker(
+                engine,
+                settings.csat,
+                self.connectors,
+                clock,
+                brand=settings.triage.brand,
+                worker=self.worker,
+                claim_seconds=self.claim_seconds,
+                on_event=self.bell.ring,
+            )
+            self.actions.ask_at = self.csat.ask_at
         self.sweep = SlaSweep(
             engine,
             clock,
             on_event=self.bell.ring,
             window_lead=timedelta(minutes=settings.sla.reply_window_warn_minutes),
+            csat=self.csat,
         )
         self.slack: Slack | None = None
         if settings.slack.enabled:

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,7 @@ from sqlalchemy.exc import ArgumentError
 
 from inbox.connector import ConnectorSettings
 from inbox.connectors import known_types, settings_model_for
+from inbox.csat import askable_types, is_review_site
 from inbox.sla import BusinessHours, SlaPolicies, SlaPolicy
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -227,6 +229,33 @@ class TriageSettings(Section):
     agent_name: str = ""  # empty: "The {brand} team" (or no sign-off) until an agent edits the reply
 
 
+def _askable_type(type_: str) -> str:
+    if type_ not in known_types():
+        raise ValueError(f"{type_!r} is not a connector type; known: {', '.join(known_types())}")
+    if is_review_site(type_):
+        raise ValueError(
+            f"{type_!r} is a review site: the customer cannot answer a question there in private or in the thread "
+            "(its stars are followed instead: rating_before and rating_after)"
+        )
+    return type_
+
+
+class CsatSettings(Section):
+    """`[csat]`: one question after a conversation resolved with a reply, in the customer's channel and language."""
+
+    enabled: bool = False
+    ask_after_minutes: float = Field(default=60, ge=0)
+    # Connector types to ask on; empty: every type where the customer can answer in private or in the thread.
+    channels: list[Annotated[str, AfterValidator(_askable_type)]] = Field(default_factory=list)
+    answer_hours: float = Field(default=72, gt=0)
+    # The folder of `csat.<lang>.j2` question templates (else `csat.en.j2`); empty: the shipped ones.
+    templates: Path | None = None
+
+    def asked_types(self) -> frozenset[str]:
+        """The connector types questions go out on."""
+        return frozenset(self.channels or askable_types(known_types()))
+
+
 class Settings(Section):
     """The whole config file."""
 
@@ -236,6 +265,7 @@ class Settings(Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
+    csat: CsatSettings = Field(default_factory=CsatSettings)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
 
 
@@ -257,7 +287,7 @@ class Uses:
     unset elsewhere is no error, and what holds it is left out of the settings (a connector) or off (Slack).
     """
 
-    sections: frozenset[str] = frozenset({"database", "sla", "slack", "server", "triage", "workers"})
+    sections: frozenset[str] = frozenset({"database", "sla", "slack", "server", "triage", "workers", "csat"})
     connectors: bool | str = True  # every enabled connector, none, or only the one with this name
 
     def needs(self, where: tuple[str | int, ...], raw: dict[str, Any]) -> bool:
@@ -413,7 +443,7 @@ def _connectors(raw: Any, problems: list[str]) -> list[ConnectorSettings]:
 
 def _resolve_paths(settings: Settings, base_dir: Path) -> None:
     """Relative file paths in a config file mean relative to that file."""
-    for holder, key in [(settings.triage, "rules"), (settings.triage, "templates")]:
+    for holder, key in [(settings.triage, "rules"), (settings.triage, "templates"), (settings.csat, "templates")]:
         value = getattr(holder, key)
         if value is not None and not value.is_absolute():
             setattr(holder, key, base_dir / value)

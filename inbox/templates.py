@@ -75,8 +75,9 @@ class ReplyTemplateError(ValueError):
 class ReplyTemplates:
     """The reply templates of one folder, compiled once on first use."""
 
-    def __init__(self, folder: Path | None = None) -> None:
-        self._folder: Traversable = Path(folder) if folder is not None else shipped_config().joinpath("templates")
+    def __init__(self, folder: Path | None = None, *, shipped: str = "templates") -> None:
+        # `shipped`: the folder of the shipped config used without `folder` (`csat` holds the CSAT questions).
+        self._folder: Traversable = Path(folder) if folder is not None else shipped_config().joinpath(shipped)
         self._env = SandboxedEnvironment(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=False)
         self._compiled: dict[str, Template | None] = {}
         self._resolved: dict[tuple[str, str], tuple[str, Template, str]] = {}
@@ -91,16 +92,16 @@ class ReplyTemplates:
                     pairs.add((parts[0], parts[1]))
         return sorted(pairs)
 
-    def validate(self) -> None:
-        """Compile every template now and require the last fallback, so a broken folder fails at start-up."""
+    def validate(self, last: str = _GENERIC) -> None:
+        """Compile every template now and require the last fallback (`{last}.en.j2`), so a broken folder fails at start-up."""
         problems = []
         for intent, language in self.available():
             try:
                 self._template(f"{intent}.{language}{_SUFFIX}")
             except ReplyTemplateError as exc:
                 problems.append(str(exc))
-        if (_GENERIC, _FALLBACK_LANGUAGE) not in self.available():
-            problems.append(f"{self._folder}: {_GENERIC}.{_FALLBACK_LANGUAGE}{_SUFFIX} is missing (the last fallback)")
+        if (last, _FALLBACK_LANGUAGE) not in self.available():
+            problems.append(f"{self._folder}: {last}.{_FALLBACK_LANGUAGE}{_SUFFIX} is missing (the last fallback)")
         if problems:
             raise ReplyTemplateError("; ".join(problems))
 
@@ -112,9 +113,32 @@ class ReplyTemplates:
         max_chars: int | None = None,
     ) -> Suggestion:
         """The reply for an intent and language: that template, else English, else generic (see the module docstring)."""
+        name, template, used_language = self._resolve(str(intent).lower(), str(language).lower())
+        return self._render(name, template, used_language, variables, max_chars)
+
+    def render_named(
+        self, name: str, language: str, variables: Mapping[str, str | None], max_chars: int | None = None
+    ) -> Suggestion | None:
+        """`{name}.{language}.j2`, else `{name}.en.j2`, rendered; None when the folder has neither (no generic fallback)."""
+        for candidate in dict.fromkeys([str(language).lower(), _FALLBACK_LANGUAGE]):
+            if not (_NAME_PART.match(name) and _NAME_PART.match(candidate)):
+                continue
+            file = f"{name}.{candidate}{_SUFFIX}"
+            template = self._template(file)
+            if template is not None:
+                return self._render(file, template, candidate, variables, max_chars)
+        return None
+
+    def _render(
+        self,
+        name: str,
+        template: Template,
+        used_language: str,
+        variables: Mapping[str, str | None],
+        max_chars: int | None,
+    ) -> Suggestion:
         if max_chars is not None and max_chars < 1:
             raise ValueError(f"max_chars must be at least 1, not {max_chars}")
-        name, template, used_language = self._resolve(str(intent).lower(), str(language).lower())
         try:
             raw = template.render(_values(variables))
         except _RENDER_ERRORS as exc:  # an admin's template doing something impossible

@@ -64,6 +64,9 @@ class ThreadView:
             return None
         return self.window.note(self.channel, self.as_of, self.clock.due_at)
 
+    csat_status: str | None = None  # the CSAT question's state (store.models.CsatStatus), None: never asked
+    csat_score: int | None = None  # the customer's 1-5 answer
+
     @property
     def sort_key(self) -> tuple[int, int, datetime]:
         """Most urgent first: SLA state, then priority, then the nearest deadline."""
@@ -122,4 +125,6 @@ def _view(rows: store_views.ThreadRows, policies: SlaPolicies, now: datetime) ->
         earlier=[EarlierItem(r.thread_id, r.channel, r.text, r.posted_at, r.status) for r in rows.earlier],
         window=of_row(latest),
         as_of=now,
+        csat_status=thread.csat_status,
+        csat_score=thread.csat_score,
     )

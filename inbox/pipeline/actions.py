@@ -55,8 +55,11 @@ class Actions:
         claim_seconds: float = 60.0,
         metrics: Metrics | None = None,
         on_event: Callable[[], None] = lambda: None,
+        ask_at: Callable[[Any], datetime | None] | None = None,
     ) -> None:
         self.engine = engine
+        # For a thread being resolved: when its CSAT question is due (None: not asked); None: CSAT is off.
+        self.ask_at = ask_at
         self.on_event = on_event  # told after each change is committed with its event, so Slack shows it now
         self.connectors = connectors
         self.clock = clock
@@ -78,7 +81,7 @@ class Actions:
     @log_fields(thread_id="thread_id")
     async def resolve(self, thread_id: int, agent: str) -> None:
         """Close the thread without (another) reply; its clock stops."""
-        before = await items.resolve(self.engine, thread_id, agent, self.clock())
+        before = await items.resolve(self.engine, thread_id, agent, self.clock(), self.ask_at)
         if before is None:
             raise ActionError(_no_such_thread(thread_id))
         if before != Status.RESOLVED:
@@ -192,7 +195,7 @@ class Actions:
             async with asyncio.timeout(self.claim.total_seconds() / 2):
                 sent = await connector.reply(target, text)
         except (TimeoutError, ConnectorError) as exc:
-            if _may_have_arrived(exc):
+            if may_have_arrived(exc):
                 # No answer is not a refusal: the reply may be on the platform. Recovery looks there before resending.
                 log.warning(
                     "no answer to reply %d (%s); it is checked on the platform before any resend",
@@ -257,7 +260,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _may_have_arrived(exc: BaseException) -> bool:
+def may_have_arrived(exc: BaseException) -> bool:
     """A timeout, a dropped connection or a 5xx leaves a reply's fate unknown; a 4xx (429 too) says it did not land."""
     if isinstance(exc, TimeoutError):
         return True

@@ -15,13 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox import windows
 from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_REPLY_TO, MAX_TEXT, MAX_URL, Connector, Kind, RawItem
+from inbox.csat import parse_rating
 from inbox.logs import log_fields
 from inbox.sla import ClockKind, SlaPolicies, SlaState
 from inbox.store import clocks
+from inbox.store import csat as store_csat
 from inbox.store.cursors import save_cursor
 from inbox.store.customers import customer_ids
 from inbox.store.events import NewEvent, add_events
-from inbox.store.items import add_items, known_items, lock_threads, open_threads, update_thread
+from inbox.store.items import add_items, known_items, lock_threads, open_threads, review_rated, update_thread
 from inbox.store.models import EventKind, Status, utcnow
 from inbox.store.sqlutil import plan_lookups_afresh
 from inbox.templates import ReplyTemplates, reply_variables
@@ -80,6 +82,7 @@ class IngestResult:
     follow_ups: int = 0
     answered: int = 0  # new threads the platform shows answered: stored with their clock stopped
     overdue: int = 0  # history only: new threads already past their deadline, stored as breached without an alert
+    csat_answers: int = 0  # customers' ratings answering a CSAT question: stored, not follow-ups
     item_ids: list[int] = field(default_factory=list)
     problems: list[Skipped] = field(default_factory=list)  # one per skipped item, in the order given
 
@@ -118,8 +121,11 @@ class Ingestor:
         agent_name: str = "",
         clock: Callable[[], datetime] = utcnow,
         on_event: Callable[[], None] = lambda: None,
+        answer_hours: float | None = None,
     ) -> None:
         self.engine = engine
+        # How long after a CSAT question the customer's next message may be its answer; None: CSAT is off.
+        self.answer_window = timedelta(hours=answer_hours) if answer_hours is not None else None
         self.on_event = on_event  # told after a commit that wrote events, so the outbox delivers them now
         self.triager = triager
         self.templates = templates
@@ -296,10 +302,16 @@ class Ingestor:
         events: list[NewEvent] = []
         follow_ups: dict[int, list[_Row]] = {}
         announced: set[int] = set()
+        ratings = await self._csat_answers(
+            conn, [r for r in stored if r.values["thread_id"] not in created], inserted, now
+        )
+        result.csat_answers = len(ratings)
         for row in stored:
             item_id = inserted[row.raw.external_id]
             result.item_ids.append(item_id)
             thread_id = row.values["thread_id"]
+            if row.raw.external_id in ratings:
+                continue  # the answer to our question: the conversation stays resolved
             if thread_id in created and thread_id not in announced:
                 announced.add(thread_id)
                 kind = EventKind.NEW_THREAD
@@ -314,6 +326,35 @@ class Ingestor:
         await self._reopen(conn, source, follow_ups, threads, now, history)
         await add_events(conn, now, events)
         result.stored = len(stored)
+
+    async def _csat_answers(
+        self, conn: AsyncConnection, rows: list[_Row], inserted: Mapping[str, int], now: datetime
+    ) -> set[str]:
+        """The external ids among follow-up `rows` (oldest first) that answer a CSAT question, stored as answers.
+
+        Only the customer's next message after the question counts, within the answer window, and only when it is
+        a rating and nothing else; any other next message closes the question and is a normal follow-up.
+        """
+        if self.answer_window is None or not rows:
+            return set()
+        waiting = await store_csat.awaiting(conn, [r.values["thread_id"] for r in rows])
+        answers: set[str] = set()
+        for row in rows:
+            question = waiting.get(row.values["thread_id"])
+            if question is None or row.raw.posted_at < question.sent_at - _CLOCK_SKEW:
+                continue  # no question waits, or written before it (and seen late)
+            del waiting[row.values["thread_id"]]  # the next message only
+            score = None
+            if row.raw.posted_at <= question.sent_at + self.answer_window:
+                score = parse_rating(row.raw.text, question.language)
+            if score is None:
+                await store_csat.close(conn, question)
+                continue
+            item_id = inserted[row.raw.external_id]
+            thread_id = row.values["thread_id"]
+            if await store_csat.record_answer(conn, question, thread_id, score, item_id, row.raw.posted_at, now):
+                answers.add(row.raw.external_id)
+        return answers
 
     async def _threads(
         self,
@@ -367,6 +408,9 @@ class Ingestor:
                     "updated_at": now,
                     "reply_window_closes_at": door,
                     "window_stage": clocks.window_stage(door, now),
+                    # A review's stars when the conversation opens, and as its newest version shows them.
+                    "rating_before": first.raw.rating,
+                    "rating_after": _latest_rating(group, first.raw.rating),
                 }
             for thread_id, key in await open_threads(conn, list(values.values())):
                 created.add(thread_id)
@@ -415,6 +459,10 @@ class Ingestor:
             else:
                 since = thread["clock_start"]
             answer, waiting = _answers(group, since)
+            rated = [r for r in group if r.raw.rating is not None]
+            if rated:
+                # A later poll saw the review edited: the stars now, so reports show it recovered or lowered.
+                changes.update(review_rated(_latest_rating(rated, None)))
             earliest = min((r.raw.answered_at for r in group if r.raw.answered_at is not None), default=None)
             if earliest is not None:
                 changes.update(clocks.first_response(earliest))
@@ -568,6 +616,12 @@ def _answers(rows: Iterable[_Row], since: datetime) -> tuple[datetime | None, da
     last = answers[-1] if answers else None
     waiting = [r.raw.posted_at for r in rows if r.raw.answered_at is None and (last is None or r.raw.posted_at > last)]
     return (answers[0] if answers else None), min(waiting, default=None)
+
+
+def _latest_rating(rows: Iterable[_Row], default: int | None) -> int | None:
+    """The stars of the newest of `rows` that has some, else `default`."""
+    rated = [r for r in rows if r.raw.rating is not None]
+    return max(rated, key=lambda r: r.raw.posted_at).raw.rating if rated else default
 
 
 def _handle_key(handle: str) -> str:

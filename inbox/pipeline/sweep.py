@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox.pipeline.csat import CsatAsker
 from inbox.store import clocks
 from inbox.store.models import utcnow
 
@@ -25,6 +26,7 @@ class SweepResult:
     breached: list[int] = field(default_factory=list)
     window_warned: list[int] = field(default_factory=list)  # reply windows closing within the lead time
     window_closed: list[int] = field(default_factory=list)
+    csat_asked: int = 0
 
 
 class SlaSweep:
@@ -37,11 +39,13 @@ class SlaSweep:
         *,
         on_event: Callable[[], None] = lambda: None,
         window_lead: timedelta = DEFAULT_WINDOW_LEAD,
+        csat: CsatAsker | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.window_lead = window_lead  # leads are warned this long before a platform's reply window closes
         self.on_event = on_event  # told when alerts were recorded, so the outbox delivers them now
+        self.csat = csat  # sends the CSAT questions that are due, when [csat] is on
 
     async def run(self) -> SweepResult:
         """One sweep at the current time."""
@@ -58,4 +62,6 @@ class SlaSweep:
                 len(result.window_warned),
                 len(result.window_closed),
             )
+        if self.csat is not None:
+            result.csat_asked = await self.csat.run()
         return result

@@ -176,7 +176,21 @@ def _status(view: ThreadView, outcome: Outcome) -> list[Block]:
         who = f" by {user(outcome.resolved_by)}" if outcome.resolved_by else ""
         at = f" at {when(outcome.resolved_at)}" if outcome.resolved_at else ""
         blocks.append({"type": "section", "text": mrkdwn(f":ballot_box_with_check: Resolved{who}{at}.")})
+    csat = _csat_line(view)
+    if csat:
+        blocks.append({"type": "context", "elements": [mrkdwn(csat)]})
     return blocks
+
+
+def _csat_line(view: ThreadView) -> str | None:
+    """The CSAT question's state: sent and awaiting, or the customer's answer."""
+    if view.csat_score is not None:
+        return f":star: *CSAT*: the customer answered *{view.csat_score}/5* {stars(view.csat_score)}"
+    if view.csat_status == "sent":
+        return ":speech_balloon: *CSAT*: question sent, awaiting the customer's rating"
+    if view.csat_status == "closed":
+        return ":speech_balloon: *CSAT*: no rating given"
+    return None
 
 
 def _buttons(view: ThreadView) -> Block:

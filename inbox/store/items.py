@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.store import clocks
+from inbox.store import clocks, csat
 from inbox.store.events import NewEvent, add_events
 from inbox.store.models import EventKind, Item, Status, Thread
 from inbox.store.sqlutil import chunks, insert_for, one_of
@@ -74,6 +74,11 @@ async def update_thread(conn: AsyncConnection, thread_id: int, changes: Mapping[
     await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(**changes))
 
 
+def review_rated(stars: int | None) -> dict[str, Any]:
+    """Column values of a thread whose review now shows `stars` (a later poll saw it edited); the first stars stay."""
+    return {"rating_after": stars, "rating_before": sa.func.coalesce(Thread.rating_before, stars)}
+
+
 async def lock_thread(conn: AsyncConnection, thread_id: int) -> Any:
     """One thread, locked until the commit; None if there is no such thread."""
     return (await conn.execute(sa.select(Thread).where(Thread.id == thread_id).with_for_update())).one_or_none()
@@ -97,14 +102,27 @@ async def assign(engine: AsyncEngine, thread_id: int, agent: str, now: datetime)
     return str(thread.status)
 
 
-async def resolve(engine: AsyncEngine, thread_id: int, agent: str, now: datetime) -> str | None:
-    """Close a thread that is not resolved yet, with its event (its clock stops); its status before (None: no such thread)."""
+async def resolve(
+    engine: AsyncEngine,
+    thread_id: int,
+    agent: str,
+    now: datetime,
+    ask_at: Callable[[Any], datetime | None] | None = None,
+) -> str | None:
+    """Close a thread that is not resolved yet, with its event (its clock stops); its status before (None: no such thread).
+
+    `ask_at` says, for the thread row, when its CSAT question is due (None: not asked); the question is scheduled in
+    the same transaction, if the thread was answered with a reply.
+    """
     async with engine.begin() as conn:
         thread = await lock_thread(conn, thread_id)
         if thread is None or thread.status == Status.RESOLVED:
             return None if thread is None else str(thread.status)
         await update_thread(conn, thread_id, {**clocks.resolved(now), "updated_at": now})
         await add_events(conn, now, [NewEvent(EventKind.RESOLVED, thread_id, payload={"agent": agent})])
+        when = ask_at(thread) if ask_at is not None else None
+        if when is not None:
+            await csat.schedule(conn, thread, when, now)
     return str(thread.status)
 
 

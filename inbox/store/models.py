@@ -130,6 +130,9 @@ class Thread(SQLModel, table=True):
     # is what the sweep announced of it: 0 nothing, 1 warned, 2 closed (see WindowStage).
     reply_window_closes_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     window_stage: int = 0
+    # A review's stars when the conversation opened, and now (a later poll saw the review edited): recovered or lowered.
+    rating_before: int | None = None
+    rating_after: int | None = None
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
@@ -239,6 +242,54 @@ class Reply(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("thread_id", "cycle", "mode", name="uq_reply_thread_cycle_mode"),)
 
 
+class CsatStatus(StrEnum):
+    """Where a CSAT question stands: scheduled, being sent, sent and awaiting, then answered or closed."""
+
+    SCHEDULED = "scheduled"
+    SENDING = "sending"  # claimed by a worker; a claim that ran out is left over from a crash
+    SENT = "sent"  # awaiting the customer's next message
+    ANSWERED = "answered"
+    CLOSED = "closed"  # the next message was no rating, or none came within answer_hours
+    CANCELLED = "cancelled"  # the conversation reopened before the question was due
+    FAILED = "failed"  # the platform refused it
+
+
+class CsatQuestion(SQLModel, table=True):
+    """The one satisfaction question of a conversation resolved with a reply, and its answer."""
+
+    __tablename__ = "csat_question"
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_id: int = Field(foreign_key="thread.id", unique=True)  # never twice per conversation
+    connector: str = Field(max_length=64)
+    channel: str = Field(max_length=32)
+    language: str = Field(max_length=8)
+    ask_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(default=CsatStatus.SCHEDULED, max_length=16)
+    text: str | None = None  # rendered when first claimed, so a resend after a crash is the same text
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    external_id: str | None = Field(default=None, max_length=255)
+    error: str | None = None
+    score: int | None = None  # 1-5
+    answer_item_id: int | None = Field(default=None, foreign_key="item.id")
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+    __table_args__ = (
+        # The sweep reads only the questions still to send.
+        sa.Index(
+            "ix_csat_question_due",
+            "ask_at",
+            sqlite_where=sa.text("status IN ('scheduled', 'sending')"),
+            postgresql_where=sa.text("status IN ('scheduled', 'sending')"),
+        ),
+        sa.Index("ix_csat_question_sent_at", "sent_at"),
+    )
+
+
 class Cursor(SQLModel, table=True):
     """Where a connector resumes; written in the same transaction as the items it produced."""
 
@@ -326,6 +377,8 @@ class EventKind(StrEnum):
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
     CONNECTOR_HEALTH = "connector_health"
+    CSAT_ASKED = "csat_asked"
+    CSAT_ANSWERED = "csat_answered"
 
 
 class SlackMessage(SQLModel, table=True):

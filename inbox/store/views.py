@@ -8,18 +8,25 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.store.models import Customer, Item, Thread, thread_is_open
+from inbox.store.models import CsatQuestion, Customer, Item, Thread, thread_is_open
 from inbox.store.sqlutil import chunks
 
 # A thread with the name its customer last showed, in one query.
-_WITH_CUSTOMER = sa.select(Thread, Customer.display_name.label("customer_display_name")).join(
-    Customer, Customer.id == Thread.customer_id
+_WITH_CUSTOMER = (
+    sa.select(
+        Thread,
+        Customer.display_name.label("customer_display_name"),
+        CsatQuestion.status.label("csat_status"),
+        CsatQuestion.score.label("csat_score"),
+    )
+    .join(Customer, Customer.id == Thread.customer_id)
+    .outerjoin(CsatQuestion, CsatQuestion.thread_id == Thread.id)
 )
 HISTORY = 5  # earlier conversations shown with a thread
 
 
 class ThreadRows(NamedTuple):
-    """One thread as stored: its row (with `customer_display_name`), its latest item (with `messages`), and up to
+    """One thread as stored: its row (with `customer_display_name`, `csat_status` and `csat_score`), its latest item (with `messages`), and up to
     HISTORY of the customer's items in other threads, newest first (with the other thread's `status`)."""
 
     thread: Any
