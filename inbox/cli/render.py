@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from inbox.display import shown_name, shown_text
+from inbox.display import shown_name, shown_text, stars
 from inbox.pipeline.backfill import BackfillProgress, describe
 from inbox.sla import SlaState, clock_label
 from inbox.views import ThreadView
@@ -36,11 +36,6 @@ def clock_text(view: ThreadView) -> Text:
     return Text(
         f"{view.clock.state} · {clock_label(view.clock.minutes_left)}", style=STATE_STYLE.get(view.clock.state, "")
     )
-
-
-def stars(rating: int | None) -> str:
-    """★★☆☆☆ for a 2-star review."""
-    return "" if rating is None else "★" * rating + "☆" * (5 - rating)
 
 
 def print_queue(out: Console, views: Sequence[ThreadView]) -> None:
