@@ -1,9 +1,12 @@
-"""Connectors: one module per channel, each speaking its platform; imported only when configured."""
+"""Connectors: one module per channel, each speaking its platform; imported only when configured.
+
+This module is the registry, an `inbox.connector.ConnectorTypes`: the app hands it to what needs the types.
+"""
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from inbox.connector import Connector, ConnectorSettings
@@ -29,10 +32,10 @@ def known_types() -> list[str]:
     return sorted(REGISTRY)
 
 
-def connector_class(type_: str) -> type[Connector]:  # type: ignore[type-arg]
+def connector_class(type_: str) -> type[Connector[Any, Any]]:
     """The connector class for a config `type`."""
     module_name, _, class_name = REGISTRY[type_].partition(":")
-    cls: type[Connector] = getattr(import_module(module_name), class_name)  # type: ignore[type-arg]
+    cls: type[Connector[Any, Any]] = getattr(import_module(module_name), class_name)
     return cls
 
 
@@ -43,6 +46,6 @@ def settings_model_for(type_: str) -> type[ConnectorSettings] | None:
     return connector_class(type_).settings_model
 
 
-def build(settings: ConnectorSettings) -> Connector:  # type: ignore[type-arg]
+def build(settings: ConnectorSettings) -> Connector[Any, Any]:
     """A connector instance for one `[[connectors]]` table."""
     return connector_class(settings.type)(settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -205,7 +206,7 @@ class _Seen:
     convo: _Convo | None = None
 
 
-class _Client(AsyncClient):
+class _Client(AsyncClient):  # type: ignore[misc]  # atproto ships no types: its client is Any to mypy
     """atproto's client reading the connector's clock, so token expiry and post times follow the injected clock."""
 
     def __init__(self, base_url: str | None = None, request: AsyncRequest | None = None, clock: Clock = wall_clock):
@@ -387,7 +388,7 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         return response.content
 
     async def _pages(
-        self, nsid: str, model: type[L], params: Callable[[str | None], Any], *, chat: bool = False
+        self, nsid: str, model: builtins.type[L], params: Callable[[str | None], Any], *, chat: bool = False
     ) -> AsyncIterator[L]:
         """Each page of a cursor-paged listing, refusing a cursor that comes back (the caller may stop early)."""
         what = f"{self.name}: {nsid.rsplit('.', 1)[-1]}"

@@ -264,7 +264,8 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         if kind == "t4":
             body, first = data.body or "", data.first_message_name
             text = f"{data.subject}\n\n{body}" if data.subject and not first else body
-            thread, url = first or data.name, f"{WEB_URL}/message/messages/{data.id or data.name[3:]}"
+            url: str | None = f"{WEB_URL}/message/messages/{data.id or data.name[3:]}"
+            thread = first or data.name
             item_kind = Kind.DM
         elif kind in ("t1", "t3"):
             text = (data.body or "") if kind == "t1" else "\n\n".join(p for p in (data.title, data.selftext) if p)

@@ -141,9 +141,7 @@ async def run_checks(settings: Settings, out: Console) -> int:
     if not settings.slack.enabled:
         table.add_row("slack", "-", "[dim]off[/]", "no bot_token: escalations go to the log")
     else:
-        from slack_sdk.errors import SlackApiError
-
-        from inbox.slack.api import NETWORK_ERRORS, describe
+        from inbox.slack.api import SLACK_ERRORS, describe
         from inbox.slack.api import check as check_slack
 
         mode = "socket" if settings.slack.app_token else "http"
@@ -152,7 +150,7 @@ async def run_checks(settings: Settings, out: Console) -> int:
                 row("slack", mode, True, await check_slack(settings.slack))
         except TimeoutError:
             row("slack", mode, False, f"no answer within {TIMEOUT:.0f} s")
-        except (SlackApiError, *NETWORK_ERRORS) as exc:
+        except SLACK_ERRORS as exc:
             row("slack", mode, False, describe(exc))
     out.print(table)
     return problems

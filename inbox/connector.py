@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
@@ -234,6 +234,14 @@ class RawItem:
     reply_modes: list[ReplyMode] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An item ingest did not store: its position in the batch it was given, and why."""
+
+    index: int
+    reason: str
+
+
 C = TypeVar("C", bound=BaseModel)
 S = TypeVar("S", bound=ConnectorSettings)
 
@@ -386,3 +394,27 @@ class Connector(abc.ABC, Generic[S, C]):
 
     async def close(self) -> None:
         """Release network resources."""
+
+
+class ConnectorTypes(Protocol):
+    """The connector types an installation knows, by config `type`; `inbox.connectors` (the registry) is one.
+
+    Handed by the app (the composition root) to what reads a config or builds a connector, so that nothing below it
+    imports the connectors.
+    """
+
+    def known_types(self) -> list[str]:
+        """Every type, sorted."""
+        ...
+
+    def connector_class(self, type_: str) -> builtins.type[Connector[Any, Any]]:
+        """The connector class for a known `type_`."""
+        ...
+
+    def settings_model_for(self, type_: str) -> builtins.type[ConnectorSettings] | None:
+        """The settings model for `type_`, or None when the type is unknown."""
+        ...
+
+    def build(self, settings: ConnectorSettings) -> Connector[Any, Any]:
+        """A connector instance for one `[[connectors]]` table."""
+        ...

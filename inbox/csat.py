@@ -18,6 +18,8 @@ from inbox.connector import CHANNELS, Kind
 # webhook's reply_url, a jsonl replies file), which shows it to the customer privately, so any kind but a review
 # may be asked there. Every other type asks on direct messages only, never under a public post.
 GENERIC_TYPES = frozenset({"webhook", "jsonl"})
+# Every connector type: a platform of the channel registry, or a generic type that stands for one.
+CHANNEL_TYPES = sorted({*CHANNELS, *GENERIC_TYPES})
 
 # After case and diacritics are folded (é→e, ș/ş→s, ț/ţ→t, ß→ss) and spaces collapsed.
 WORDS: dict[str, dict[int, tuple[str, ...]]] = {

@@ -54,3 +54,8 @@ def _joins_emoji(name: str, i: int) -> bool:
 def _emoji_part(char: str) -> bool:
     # Symbols, skin-tone modifiers and the emoji variation selector: what joined emoji sequences are made of.
     return unicodedata.category(char) in ("So", "Sk") or char == "\ufe0f"
+
+
+def stars(rating: int | None) -> str:
+    """★★☆☆☆ for a 2-star review."""
+    return "" if rating is None else "★" * rating + "☆" * (5 - rating)

@@ -9,7 +9,7 @@ import logging
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -47,10 +47,10 @@ def current_context() -> Mapping[str, Any]:
     return _context.get()
 
 
-def log_fields(**paths: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+def log_fields(**paths: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
     """Decorate an async function: its log lines carry fields read from its arguments, e.g. connector="source.name"."""
 
-    def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         signature = inspect.signature(func)
         getters = {field: _argument_getter(signature, path, func) for field, path in paths.items()}
 
@@ -287,7 +287,8 @@ def _rich_handler(stream: TextIO | None) -> logging.Handler:
 
         def render_message(self, record: logging.LogRecord, message: str) -> Any:
             """The message, `connector: ` first unless it already says so, then `thread_id=… item_id=…` dimmed."""
-            text = super().render_message(record, message)
+            rendered = super().render_message(record, message)  # a Text, though Rich declares any renderable
+            text = rendered if isinstance(rendered, Text) else Text(str(rendered))
             connector = getattr(record, "connector", None)
             if connector and not message.startswith(f"{connector}: "):
                 text = Text.assemble((f"{connector}: ", "bold"), text)

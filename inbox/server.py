@@ -4,26 +4,61 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from inbox.connector import PermanentError
+from inbox.connector import Connector, PermanentError
 from inbox.logs import log_context
-from inbox.pipeline.ingest import Source
+from inbox.metrics import Metrics
+from inbox.pipeline.ingest import Ingestor, Source
+from inbox.pipeline.liveness import Loops, StoreHealth
+from inbox.pipeline.poller import Poller
+from inbox.settings import Settings
 from inbox.sla import SlaState
 from inbox.store import clocks, health
 from inbox.store.db import describe_outage, is_outage, store_wait
 
 if TYPE_CHECKING:
-    from inbox.service import Inbox
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from inbox.slack import Slack
 
 log = logging.getLogger(__name__)
 
-INBOX_KEY = web.AppKey("inbox", object)
+
+class Served(Protocol):
+    """What the server reads of the running inbox (`inbox.service.Inbox` is one), so it never imports the service."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def engine(self) -> AsyncEngine: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def worker(self) -> str: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def loops(self) -> Loops: ...
+    @property
+    def store_health(self) -> StoreHealth: ...
+    @property
+    def ingestor(self) -> Ingestor: ...
+    @property
+    def connectors(self) -> Mapping[str, Connector[Any, Any]]: ...
+    @property
+    def pollers(self) -> Mapping[str, Poller]: ...
+    @property
+    def slack(self) -> Slack | None: ...
+
+
+INBOX_KEY: web.AppKey[Served] = web.AppKey("inbox")
 
 # A push waits this long at most for the store, then gets 503 (a sender's own timeout is often 10 s) ...
 PUSH_STORE_SECONDS = 5.0
@@ -43,32 +78,32 @@ class Site:
     port: int
 
 
-def build_app(inbox: Inbox) -> web.Application:
+def build_app(inbox: Served) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[INBOX_KEY] = inbox
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/webhooks/{name}", webhook)
-    slack = getattr(inbox, "slack", None)
-    if slack is not None and not slack.socket_mode:
-        app.router.add_post("/slack/events", slack.handle_http)
+    if inbox.slack is not None and not inbox.slack.socket_mode:
+        app.router.add_post("/slack/events", inbox.slack.handle_http)
     return app
 
 
-async def start_server(inbox: Inbox, host: str, port: int) -> Site:
+async def start_server(inbox: Served, host: str, port: int) -> Site:
     """Start serving; returns the bound port."""
     runner = web.AppRunner(build_app(inbox), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # noqa: SLF001 - aiohttp has no public accessor
+    server = site._server  # noqa: SLF001 - aiohttp has no public accessor
+    sockets = server.sockets if isinstance(server, asyncio.Server) else ()
     bound = sockets[0].getsockname()[1] if sockets else port
     return Site(runner, bound)
 
 
-def _inbox(request: web.Request) -> Inbox:
-    return request.app[INBOX_KEY]  # type: ignore[return-value]
+def _inbox(request: web.Request) -> Served:
+    return request.app[INBOX_KEY]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -123,13 +158,13 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-async def _health_rows(inbox: Inbox) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+async def _health_rows(inbox: Served) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     now = inbox.clock()
     seen = await health.overview(inbox.engine, now, now - timedelta(seconds=inbox.settings.workers.lease_seconds))
     return seen.health, seen.holders, seen.workers
 
 
-def _rate_limit(inbox: Inbox, name: str, polled_here: bool) -> dict[str, str | None]:
+def _rate_limit(inbox: Served, name: str, polled_here: bool) -> dict[str, str | None]:
     """Since and until when the vendor's rate limit refuses the connector's polls, as this worker saw while polling it."""
     poller = inbox.pollers.get(name)
     rate = poller.rate if poller is not None and polled_here else None

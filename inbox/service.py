@@ -118,8 +118,20 @@ class Inbox:
         self.slack: Slack | None = None
         if settings.slack.enabled:
             from inbox.slack import Slack  # only an installation with Slack on loads Bolt
+            from inbox.slack.core import Core
 
-            self.slack = Slack(settings.slack, self)
+            core = Core(
+                engine=engine,
+                clock=clock,
+                metrics=self.metrics,
+                claim_seconds=self.claim_seconds,
+                policies=self.policies,
+                templates=self.templates,
+                triage=settings.triage,
+                actions=self.actions,
+                connectors=self.connectors,
+            )
+            self.slack = Slack(settings.slack, core)
         default: list[Notifier] = [self.slack.notifier] if self.slack else [LogNotifier()]
         self.outbox = Outbox(
             engine,
@@ -197,7 +209,7 @@ class Runner:
         sla = self.inbox.settings.sla
         lease_seconds = self.inbox.settings.workers.lease_seconds
         # Each job: (name, what it runs, interval, seconds a round may take before the loop counts as stalled).
-        jobs = [
+        jobs: list[tuple[str, Callable[[], Awaitable[Any]], float, float]] = [
             ("leases", self._refresh_leases, self.leases.refresh_seconds, 120.0),
             ("sla-sweep", self.inbox.sweep.run, sla.check_seconds, 300.0),
             ("reply-recovery", self.inbox.actions.recover, lease_seconds, 900.0),
@@ -410,10 +422,10 @@ async def run_backfill(
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> BackfillProgress:
     """`inbox backfill`: open the store, backfill connector `name` from `since` ago, close the store."""
-    target = connector_settings(settings, name)
+    target = connector_settings(settings, name, registry)
     inbox = await Inbox.open(settings, notifiers=[], engine=engine, clock=clock)
     try:
-        return await Backfill(target, inbox.ingestor, since, report=report, sleep=sleep).run()
+        return await Backfill(target, inbox.ingestor, since, types=registry, report=report, sleep=sleep).run()
     finally:
         await inbox.close()
 

@@ -25,9 +25,8 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from inbox.connector import ConnectorSettings
-from inbox.connectors import known_types, settings_model_for
-from inbox.csat import askable_types, is_review_site
+from inbox.connector import ConnectorSettings, ConnectorTypes
+from inbox.csat import CHANNEL_TYPES, askable_types, is_review_site
 from inbox.sla import BusinessHours, SlaPolicies, SlaPolicy
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -230,8 +229,8 @@ class TriageSettings(Section):
 
 
 def _askable_type(type_: str) -> str:
-    if type_ not in known_types():
-        raise ValueError(f"{type_!r} is not a connector type; known: {', '.join(known_types())}")
+    if type_ not in CHANNEL_TYPES:
+        raise ValueError(f"{type_!r} is not a connector type; known: {', '.join(CHANNEL_TYPES)}")
     if is_review_site(type_):
         raise ValueError(
             f"{type_!r} is a review site: the customer cannot answer a question there in private or in the thread "
@@ -253,7 +252,7 @@ class CsatSettings(Section):
 
     def asked_types(self) -> frozenset[str]:
         """The connector types questions go out on."""
-        return frozenset(self.channels or askable_types(known_types()))
+        return frozenset(self.channels or askable_types(CHANNEL_TYPES))
 
 
 class Settings(Section):
@@ -301,7 +300,7 @@ class Uses:
                 return False
             return self.connectors is True or table.get("name") == self.connectors
         if top == "slack":
-            slack = raw.get("slack") if isinstance(raw.get("slack"), dict) else {}
+            slack: dict[str, Any] = raw["slack"] if isinstance(raw.get("slack"), dict) else {}
             if "slack" not in self.sections:
                 return False
             if where[1:2] == ("bot_token",):
@@ -315,7 +314,9 @@ class Uses:
 EVERYTHING = Uses()
 
 
-def load_config(path: Path | None, env: Mapping[str, str] | None = None, *, uses: Uses = EVERYTHING) -> Settings:
+def load_config(
+    path: Path | None, env: Mapping[str, str] | None = None, *, types: ConnectorTypes, uses: Uses = EVERYTHING
+) -> Settings:
     """Read, expand and validate a config file; raise ConfigError listing every problem."""
     if path is None:
         return Settings()
@@ -328,7 +329,8 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None, *, uses
         raise ConfigError(source, [f"cannot read the file: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"TOML syntax: {exc}"]) from None
-    return parse_config(raw, source=source, base_dir=path.parent, env=os.environ if env is None else env, uses=uses)
+    env = os.environ if env is None else env
+    return parse_config(raw, source=source, base_dir=path.parent, env=env, types=types, uses=uses)
 
 
 def parse_config(
@@ -337,9 +339,10 @@ def parse_config(
     source: str = "<config>",
     base_dir: Path = Path("."),
     env: Mapping[str, str],
+    types: ConnectorTypes,
     uses: Uses = EVERYTHING,
 ) -> Settings:
-    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    """Validate a parsed TOML document, each connector table by its type's model; raise ConfigError listing every problem."""
     problems: list[str] = []
     unset: list[tuple[tuple[str | int, ...], str]] = []
     data = _expand(raw, env, (), unset)
@@ -366,7 +369,7 @@ def parse_config(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         found += _describe(exc, ())
-    connectors = _connectors(connectors_raw, found)
+    connectors = _connectors(connectors_raw, found, types)
     problems += [p for p in found if not any(_under(p, key) for key in quiet)]
     if problems or settings is None:
         raise ConfigError(source, problems or found)
@@ -407,7 +410,7 @@ def _connector_table(raw: Any, key: str | int) -> dict[str, Any] | None:
     return None
 
 
-def _connectors(raw: Any, problems: list[str]) -> list[ConnectorSettings]:
+def _connectors(raw: Any, problems: list[str], types: ConnectorTypes) -> list[ConnectorSettings]:
     if not isinstance(raw, list):
         problems.append("connectors: must be an array of tables ([[connectors]])")
         return []
@@ -428,11 +431,13 @@ def _connectors(raw: Any, problems: list[str]) -> list[ConnectorSettings]:
                 where = ("connectors", name)
             seen.setdefault(name, i)
         if not isinstance(type_, str):
-            problems.append(f"{_path(where)}.type: required, one of {', '.join(known_types())}")
+            problems.append(f"{_path(where)}.type: required, one of {', '.join(types.known_types())}")
             continue
-        model = settings_model_for(type_)
+        model = types.settings_model_for(type_)
         if model is None:
-            problems.append(f"{_path(where)}.type: unknown connector type {type_!r}; known: {', '.join(known_types())}")
+            problems.append(
+                f"{_path(where)}.type: unknown connector type {type_!r}; known: {', '.join(types.known_types())}"
+            )
             continue
         try:
             result.append(model.model_validate(table))
@@ -447,10 +452,10 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> None:
         value = getattr(holder, key)
         if value is not None and not value.is_absolute():
             setattr(holder, key, base_dir / value)
-    for connector in settings.connectors:
+    for i, connector in enumerate(settings.connectors):
         path = getattr(connector, "path", None)
         if isinstance(path, Path) and not path.is_absolute():
-            connector.path = base_dir / path  # type: ignore[attr-defined]
+            settings.connectors[i] = connector.model_copy(update={"path": base_dir / path})
 
 
 def _expand(

@@ -122,10 +122,11 @@ def dump_modes(modes: Iterable[Any]) -> tuple[list[dict[str, Any]], list[str]]:
     kept: list[dict[str, Any]] = []
     problems: list[str] = []
     seen: set[str] = set()
-    for mode in modes if isinstance(modes, (list, tuple)) else [modes]:
+    given: Iterable[Any] = modes if isinstance(modes, (list, tuple)) else [modes]
+    for mode in given:
         problem = _mode_problem(mode, seen)
-        if problem:
-            problems.append(problem)
+        if problem or not isinstance(mode, ReplyMode):
+            problems.append(problem or f"reply mode {str(mode)[:40]!r} is not a ReplyMode")
             continue
         seen.add(mode.name)
         closes = _utc(mode.closes_at)
@@ -167,7 +168,8 @@ def _mode_problem(mode: Any, seen: set[str]) -> str | None:
         return f"reply mode {mode.name!r} given twice"
     if not isinstance(mode.label, str) or not mode.label.strip():
         return f"reply mode {mode.name!r} has no label"
-    if mode.closes_at is not None and not isinstance(mode.closes_at, datetime):
+    closes: object = mode.closes_at  # a connector may hand anything: checked as a plain object
+    if closes is not None and not isinstance(closes, datetime):
         return f"reply mode {mode.name!r}: closes_at is not a time"
     return None
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox import connectors as registry
 from inbox.logs import ContextFilter
 from inbox.pipeline.outbox import Notice
 from inbox.service import Inbox
@@ -142,7 +143,7 @@ def engine(store: tuple[AsyncEngine, str, str | None]) -> AsyncEngine:
 
 def make_settings(tmp_path: Path, **extra: Any) -> Settings:
     """Settings as a config file would give them, with `extra` tables merged in."""
-    return parse_config(extra, source="test", base_dir=tmp_path, env={})
+    return parse_config(extra, source="test", base_dir=tmp_path, env={}, types=registry)
 
 
 @pytest.fixture

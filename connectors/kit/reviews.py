@@ -30,6 +30,7 @@ from inbox.connectors.kit.parse import each_valid, page_of
 from inbox.connectors.kit.text import same_reply
 
 M = TypeVar("M", bound=BaseModel)
+P = TypeVar("P", bound=BaseModel)  # any page model a review connector reads, not only its review
 RS = TypeVar("RS", bound="ReviewSettings")
 # (path, query) of one listing request; query None: the path (a vendor's `next` link) carries it.
 Request = tuple[str, Mapping[str, Any] | None]
@@ -218,7 +219,7 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
         """One request to the vendor with the token."""
         return await self.token.request(self.client, method, path, **options)
 
-    async def parsed(self, model: type[M], method: str, path: str, what: str, **options: Any) -> M:
+    async def parsed(self, model: type[P], method: str, path: str, what: str, **options: Any) -> P:
         """One request, its answer parsed as `model` (the wrong shape is a PermanentError)."""
         return page_of(model, (await self.call(method, path, **options)).data, f"{self.name}: {what}")
 

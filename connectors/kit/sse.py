@@ -16,7 +16,7 @@ MAX_SSE_LINE = 1 << 20
 async def sse_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
     """(event, data) pairs of a server-sent event stream; comments (heartbeats) skipped."""
     buffer = b""
-    event, data = "message", []
+    event, data = "message", list[str]()
     async for chunk in content.iter_any():
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from inbox import connectors as registry
 from inbox.bench.core import Scratch
 
 T = TypeVar("T")
@@ -103,7 +104,7 @@ async def _service(config: Path, ready: Path, outbox_seconds: float) -> None:
     from inbox.settings import load_config
 
     setup_logging(logging.WARNING, json_lines=True)
-    settings = load_config(config)
+    settings = load_config(config, types=registry)
     inbox = Inbox(settings, open_child_store())
     site = await start_server(inbox, settings.server.host, settings.server.port)
     if inbox.slack is not None:
@@ -130,7 +131,7 @@ async def _worker(config: Path, ready: Path) -> None:
     from inbox.settings import load_config
 
     setup_logging(logging.WARNING, json_lines=True)
-    inbox = Inbox(load_config(config), open_child_store(), notifiers=[])
+    inbox = Inbox(load_config(config, types=registry), open_child_store(), notifiers=[])
     # Ingest alone is measured: no outbox round after every page or sweep (Slack's rate limit paces it anyway).
     inbox.ingestor.on_event = inbox.sweep.on_event = lambda: None
     runner = Runner(inbox, outbox_seconds=3600)

@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from rich.console import Console
 
+from inbox import connectors as registry
 from inbox.bench.core import Figure, Report, percentile, scratch_store, under
 from inbox.fakes.mastodon import BRAND_ID, TOKEN, MastodonFake
 
@@ -64,7 +65,9 @@ class Fleet:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+        server = site._server  # noqa: SLF001 - aiohttp has no public accessor
+        assert isinstance(server, asyncio.Server)  # a started TCPSite serves on an asyncio.Server
+        port = server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 
@@ -383,7 +386,7 @@ async def _child(params: dict[str, Any]) -> ChildResult:
         rules = Path(tempfile.mkdtemp(prefix="inbox-bench-rules-")) / "triage.toml"
         rules.write_text("[detection]\nshort_text_chars = 0\nlow_accuracy_min_confidence = 0\n", encoding="utf-8")
         config["triage"] = {"rules": str(rules)}
-    inbox = Inbox(parse_config(config, env={}), open_child_store(), notifiers=None)
+    inbox = Inbox(parse_config(config, env={}, types=registry), open_child_store(), notifiers=None)
     result.built_rss = _rss_mb()
     # Both of lingua's detectors, loaded lazily on the first text each needs: a long text and a short one.
     inbox.triager.classify("warm up the language models before the baseline, with a sentence long enough")

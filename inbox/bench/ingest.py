@@ -10,7 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox import connectors as registry
 from inbox.bench.core import Figure, Report, scratch_store
 from inbox.connector import Kind, RawItem
 from inbox.pipeline.ingest import Source
@@ -74,7 +76,9 @@ async def measure(url: str, count: int, page: int) -> IngestTimes:
     """Pipeline vs raw insert on the store at `url` (each in a scratch store of its own)."""
     items = make_items(count, datetime.now(UTC))
     async with scratch_store(url, "ingest") as scratch:
-        inbox = Inbox(parse_config({"triage": {"brand": "Acme"}}, env={}), scratch.engine(), notifiers=[])
+        inbox = Inbox(
+            parse_config({"triage": {"brand": "Acme"}}, env={}, types=registry), scratch.engine(), notifiers=[]
+        )
         inbox.triager.classify("warm up the language models")
         source = Source(name="bench", channel="x", max_reply_chars=280)
         started = time.perf_counter()
@@ -93,7 +97,7 @@ async def measure(url: str, count: int, page: int) -> IngestTimes:
     return IngestTimes(len(tables[Item]), pipeline, raw, duplicates)
 
 
-async def _rows(engine: sa.ext.asyncio.AsyncEngine) -> dict[Any, list[dict[str, Any]]]:
+async def _rows(engine: AsyncEngine) -> dict[Any, list[dict[str, Any]]]:
     """Every row the pipeline wrote, in primary-key order."""
     tables: dict[Any, list[dict[str, Any]]] = {}
     async with engine.connect() as conn:
@@ -104,7 +108,7 @@ async def _rows(engine: sa.ext.asyncio.AsyncEngine) -> dict[Any, list[dict[str, 
     return tables
 
 
-async def _raw_insert(engine: sa.ext.asyncio.AsyncEngine, tables: dict[Any, list[dict[str, Any]]], page: int) -> float:
+async def _raw_insert(engine: AsyncEngine, tables: dict[Any, list[dict[str, Any]]], page: int) -> float:
     """The same rows, in the same page size and one transaction per page, with no pipeline work."""
     started = time.perf_counter()
     for table in (Customer, Thread):

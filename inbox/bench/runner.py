@@ -34,7 +34,8 @@ class Benchmark(Protocol):
 
 def benchmark(name: str) -> Benchmark:
     """The `run` function of a benchmark, imported on demand."""
-    return importlib.import_module(BENCHMARKS[name][0]).run  # type: ignore[no-any-return]
+    run: Benchmark = importlib.import_module(BENCHMARKS[name][0]).run
+    return run
 
 
 async def run_benchmarks(url: str, names: Sequence[str], *, quick: bool, console: Console) -> Report:

@@ -152,7 +152,8 @@ async def _rounds(base: str, fake_url: str, clicks: int, console: Console) -> tu
 
         async def state() -> dict[str, Any]:
             async with http.get(f"{fake_url}_state") as response:
-                return await response.json()  # type: ignore[no-any-return]
+                body: dict[str, Any] = await response.json()
+                return body
 
         async def triage_posted() -> list[dict[str, Any]] | None:
             top = [m for m in (await state())["messages"].get(TRIAGE, []) if "thread_ts" not in m]
@@ -168,7 +169,8 @@ async def _rounds(base: str, fake_url: str, clicks: int, console: Console) -> tu
         async def settled(updates: int) -> None:
             # The next round starts once the last one's work has reached Slack, so rounds do not overlap.
             async def done() -> bool:
-                return (await state())["calls"].get("chat.update", 0) >= updates
+                calls: int = (await state())["calls"].get("chat.update", 0)
+                return calls >= updates
 
             await child.wait_for(done, "the clicks' work to reach Slack", timeout=180)
 

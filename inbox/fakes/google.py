@@ -119,7 +119,7 @@ class GoogleFake(ReviewFake):
         """The review the path names, or Google's 401/404 answer."""
         if not self.authorized(request):
             return self.error(401, "Request had invalid authentication credentials.")
-        review = self.reviews.get(request.match_info["review_id"])  # type: ignore[attr-defined]
+        review = self.reviews.get(request.match_info["review_id"])
         return self.error(404, self.not_found) if review is None else review
 
     async def get_review(self, request: web.Request) -> web.Response:
@@ -127,7 +127,7 @@ class GoogleFake(ReviewFake):
         review = self.review_or_error(request)
         if isinstance(review, web.Response):
             return review
-        return web.json_response(self.render(review))  # type: ignore[attr-defined]
+        return web.json_response(self.render(review))
 
     def fault_rate_limited(self, reset_in: float) -> Fault:
         """429 RESOURCE_EXHAUSTED; the wait comes in Retry-After."""

@@ -180,7 +180,7 @@ class MastodonFake(VendorFake):
         status_id = request.match_info["id"]
         if status_id not in self.statuses:
             return web.json_response({"error": "Record not found"}, status=404, headers=self._rate())
-        ancestors = []
+        ancestors: list[dict[str, Any]] = []
         parent = self.statuses[status_id]["in_reply_to_id"]
         while parent in self.statuses:
             ancestors.insert(0, self.statuses[parent])

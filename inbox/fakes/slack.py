@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import itertools
@@ -25,7 +26,8 @@ _JSON_ARGS = ("blocks", "view", "metadata", "attachments")
 
 def fixture(name: str) -> dict[str, Any]:
     """A Slack answer from the shared fixtures (openapi examples, as on Slack's method pages)."""
-    return json.loads(_fixture_text(name))
+    answer: dict[str, Any] = json.loads(_fixture_text(name))
+    return answer
 
 
 @functools.cache
@@ -86,7 +88,9 @@ class FakeSlack:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server = site._server
+        assert isinstance(server, asyncio.Server)  # a started TCPSite serves on an asyncio.Server
+        port = server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/"
         return self.url
 

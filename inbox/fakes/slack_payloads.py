@@ -18,7 +18,8 @@ _ids = itertools.count(1)
 
 
 def _fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / "bolt-python" / f"{name}.payload.json").read_text())
+    payload: dict[str, Any] = json.loads((FIXTURES / "bolt-python" / f"{name}.payload.json").read_text())
+    return payload
 
 
 def form(payload: dict[str, Any]) -> str:
@@ -36,6 +37,7 @@ def signed(
     """Headers Slack sends with `body`: X-Slack-Request-Timestamp and X-Slack-Signature."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None  # None only for a missing timestamp
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature, "Content-Type": content_type}
 
 

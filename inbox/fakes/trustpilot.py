@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -35,7 +36,7 @@ def fault(message: str, code: str) -> dict[str, Any]:
     return {"fault": {"faultstring": message, "detail": {"errorcode": code}}}
 
 
-def stamp(review_time: Any) -> str:
+def stamp(review_time: datetime) -> str:
     """Trustpilot's timestamp, as in the SHAPE list ("2013-09-07T13:37:00Z")."""
     return review_time.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -82,7 +83,7 @@ class TrustpilotFake(ReviewFake):
             "createdAt": stamp(review.created),
             "updatedAt": None if review.updated == review.created else stamp(review.updated),
             "companyReply": None
-            if review.reply is None
+            if review.reply is None or review.reply_at is None
             else {"text": review.reply, "createdAt": stamp(review.reply_at)},
             "status": "active",
         }

@@ -20,8 +20,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from inbox import connectors as registry
-from inbox.connector import AuthError, Connector, ConnectorSettings, PermanentError, RateLimited, TransientError
+from inbox.connector import (
+    AuthError,
+    Connector,
+    ConnectorSettings,
+    ConnectorTypes,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from inbox.pipeline.ingest import Ingestor, Source
 from inbox.pipeline.poller import backoff
 from inbox.pipeline.ratelimit import RESET_JITTER
@@ -63,7 +70,7 @@ def describe(duration: timedelta) -> str:
     return f"{minutes}m"
 
 
-def connector_settings(settings: Settings, name: str) -> ConnectorSettings:
+def connector_settings(settings: Settings, name: str, types: ConnectorTypes) -> ConnectorSettings:
     """The named connector's settings when a backfill can run on it; BackfillError saying why not otherwise."""
     found = next((c for c in settings.connectors if c.name == name), None)
     if found is None:
@@ -74,7 +81,7 @@ def connector_settings(settings: Settings, name: str) -> ConnectorSettings:
         )
     if not found.enabled:
         raise BackfillError(f"connector {name!r} is disabled (enabled = false): enable it before backfilling it")
-    if registry.connector_class(found.type).pushes:
+    if types.connector_class(found.type).pushes:
         raise BackfillError(f"connector {name!r} ({found.type}) receives pushed items: it has no history to fetch")
     if REACH not in type(found).model_fields:
         raise BackfillError(
@@ -129,6 +136,7 @@ class Backfill:
         ingestor: Ingestor,
         since: timedelta,
         *,
+        types: ConnectorTypes,
         report: Report | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         jitter: Callable[[float, float], float] = random.uniform,
@@ -136,6 +144,7 @@ class Backfill:
         wall: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
+        self.types = types
         self.ingestor = ingestor
         self.report = report or (lambda progress: None)
         self.sleep = sleep
@@ -143,7 +152,7 @@ class Backfill:
         self.max_attempts = max_attempts
         # Connectors reach back from the wall clock, so the horizon is kept on it too.
         self.wall = wall
-        window = registry.connector_class(settings.type).history_window
+        window = types.connector_class(settings.type).history_window
         reach = min(since, window) if window is not None else since
         self.progress = BackfillProgress(settings.name, settings.type, since, reach, wall())
 
@@ -206,4 +215,4 @@ class Backfill:
     def _connector(self) -> Connector[Any, Any]:
         # Reach back to the same horizon on every attempt, however long a retry waited.
         hours = (self.wall() - self.progress.horizon).total_seconds() / 3600
-        return registry.build(self.settings.model_copy(update={REACH: hours}))
+        return self.types.build(self.settings.model_copy(update={REACH: hours}))

@@ -8,13 +8,24 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox import windows
-from inbox.connector import MAX_HANDLE, MAX_ID, MAX_NAME, MAX_REPLY_TO, MAX_TEXT, MAX_URL, Connector, Kind, RawItem
+from inbox.connector import (
+    MAX_HANDLE,
+    MAX_ID,
+    MAX_NAME,
+    MAX_REPLY_TO,
+    MAX_TEXT,
+    MAX_URL,
+    Connector,
+    Kind,
+    RawItem,
+    Skipped,
+)
 from inbox.csat import parse_rating
 from inbox.logs import log_fields
 from inbox.sla import ClockKind, SlaPolicies, SlaState
@@ -90,13 +101,6 @@ class IngestResult:
         """Count the item at `index` of the batch as skipped, and say why."""
         self.skipped += 1
         self.problems.append(Skipped(index, reason))
-
-
-class Skipped(NamedTuple):
-    """An item ingest did not store: its position in the batch it was given, and why."""
-
-    index: int
-    reason: str
 
 
 @dataclass(slots=True)
@@ -495,19 +499,24 @@ def _door(row: _Row) -> datetime | None:
 
 def _problem(raw: RawItem) -> str | None:
     """Why the item cannot be stored at all, or None."""
+    # A connector's item is typed, but a push or a faulty connector may send anything: checked as plain objects.
+    text: object = raw.text
+    thread_id: object = raw.thread_id
+    reply_to_value: object = raw.reply_to
+    posted_at: object = raw.posted_at
     if not isinstance(raw.external_id, str) or not raw.external_id.strip():
         return "missing id (empty once NUL characters are removed)" if raw.external_id == "" else "missing id"
     if len(raw.external_id) > MAX_ID:
         return f"id longer than {MAX_ID} characters"
-    if not isinstance(raw.text, str):
+    if not isinstance(text, str):
         return "text is not a string"
     if not isinstance(raw.author_handle, str) or not raw.author_handle.strip():
         return "missing author handle"
     if len(raw.author_handle) > MAX_HANDLE:
         return f"author handle longer than {MAX_HANDLE} characters"
-    if raw.thread_id is not None and not isinstance(raw.thread_id, str):
+    if thread_id is not None and not isinstance(thread_id, str):
         return "thread id is not a string"
-    if raw.thread_id is not None and len(raw.thread_id) > MAX_ID:
+    if thread_id is not None and len(thread_id) > MAX_ID:
         return f"thread id longer than {MAX_ID} characters"
     if raw.kind not in set(Kind):
         return f"unknown kind {str(raw.kind)[:40]!r}"
@@ -515,15 +524,15 @@ def _problem(raw: RawItem) -> str | None:
         reply_to = json.dumps(raw.reply_to)
     except (TypeError, ValueError):
         return "reply_to is not JSON"
-    if not isinstance(raw.reply_to, dict) or len(reply_to) > MAX_REPLY_TO:
+    if not isinstance(reply_to_value, dict) or len(reply_to) > MAX_REPLY_TO:
         return f"reply_to is not an object of at most {MAX_REPLY_TO} characters"
-    if not isinstance(raw.posted_at, datetime):
+    if not isinstance(posted_at, datetime):
         return "missing timestamp"
-    if raw.posted_at.tzinfo is not None:
+    if posted_at.tzinfo is not None:
         try:
-            raw.posted_at.astimezone(UTC)
+            posted_at.astimezone(UTC)
         except OverflowError:  # e.g. 0001-01-01 at +01:00: no UTC time exists, so no clock can start from it
-            return f"timestamp {raw.posted_at.isoformat()} is out of range"
+            return f"timestamp {posted_at.isoformat()} is out of range"
     return None
 
 

@@ -6,11 +6,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from inbox.settings import SlackSettings
-from inbox.slack.api import NETWORK_ERRORS, Identity
+from inbox.slack.api import SLACK_ERRORS, Identity
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +41,19 @@ class Access:
         reading the dashboard needs only a full member of this workspace.
         """
         if acting and (self.allowed or self.group):
-            if user_id in self.allowed or (self.group and user_id in await self._group_members()):
+            if user_id in self.allowed or (self.group and user_id in await self._group_members(self.group)):
                 return None
             return "You are not one of this inbox's agents, so nothing was done. Ask an admin to add you."
         return await self._member(user_id)
 
-    async def _group_members(self) -> frozenset[str]:
+    async def _group_members(self, group: str) -> frozenset[str]:
         now = self.clock()
         if self._members is None or now - self._members[0] > _TTL:
             try:
-                answer = await self.client.usergroups_users_list(usergroup=self.group)
+                answer = await self.client.usergroups_users_list(usergroup=group)
                 self._members = (now, frozenset(answer.get("users") or []))
-            except (SlackApiError, *NETWORK_ERRORS) as exc:
-                log.warning("Slack: cannot read the members of user group %s: %s", self.group, exc)
+            except SLACK_ERRORS as exc:
+                log.warning("Slack: cannot read the members of user group %s: %s", group, exc)
                 return self._members[1] if self._members else frozenset()
         return self._members[1]
 
@@ -65,7 +64,7 @@ class Access:
             return cached[1]
         try:
             answer = await self.client.users_info(user=user_id)
-        except (SlackApiError, *NETWORK_ERRORS) as exc:
+        except SLACK_ERRORS as exc:
             log.warning("Slack: cannot look up user %s: %s", user_id, exc)
             return "Slack could not tell who you are just now, so nothing was done. Try again in a moment."
         info = answer.get("user") or {}

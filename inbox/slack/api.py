@@ -24,7 +24,9 @@ from inbox.metrics import Metrics
 from inbox.settings import SlackSettings
 
 # Network-level failures a Slack call may end with, besides Slack's own error answers.
-NETWORK_ERRORS: tuple[type[BaseException], ...] = (ClientError, asyncio.TimeoutError, OSError)
+NETWORK_ERRORS: tuple[type[Exception], ...] = (ClientError, asyncio.TimeoutError, OSError)
+# Every way a Slack call may fail: Slack's own error answers and the network's.
+SLACK_ERRORS: tuple[type[Exception], ...] = (SlackApiError, *NETWORK_ERRORS)
 
 
 def retry_handlers(metrics: Metrics | None = None) -> list[AsyncRetryHandler]:

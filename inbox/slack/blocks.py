@@ -11,8 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inbox.connector import display_name
-from inbox.display import shown_name
-from inbox.render import stars
+from inbox.display import shown_name, stars
 from inbox.sla import ClockKind, SlaState, clock_label, duration_text
 from inbox.slack.text import clip, escape, link, literal, mrkdwn, plain, safe_url
 from inbox.store.models import Status

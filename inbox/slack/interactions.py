@@ -9,17 +9,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
 
 from inbox.connector import STANDARD_MODE
 from inbox.logs import log_context
 from inbox.pipeline.actions import ActionError, ReplyOutcome
 from inbox.slack import blocks, dashboard, modal
-from inbox.slack.api import NETWORK_ERRORS, describe
+from inbox.slack.api import SLACK_ERRORS, describe
 from inbox.slack.tasks import bolt_listener
 from inbox.slack.text import clip, escape, from_slack, literal
 from inbox.store.db import describe_outage, is_outage
@@ -27,7 +26,13 @@ from inbox.templates import ReplyTemplateError, reply_variables
 from inbox.views import ThreadView, open_queue, thread_view
 
 if TYPE_CHECKING:
-    from inbox.slack.runtime import Slack
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from inbox.settings import SlackSettings
+    from inbox.slack.access import Access
+    from inbox.slack.core import Core
+    from inbox.slack.notifier import SlackNotifier
+    from inbox.slack.tasks import Background
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +41,29 @@ Body = dict[str, Any]
 STORE_DOWN = "The inbox cannot reach its database just now, so nothing was done. Try again in a minute."
 
 
+class Host(Protocol):
+    """What the listeners use of the Slack app (`runtime.Slack` is one), so this module does not import it."""
+
+    @property
+    def settings(self) -> SlackSettings: ...
+    @property
+    def core(self) -> Core: ...
+    @property
+    def client(self) -> AsyncWebClient: ...
+    @property
+    def access(self) -> Access: ...
+    @property
+    def tasks(self) -> Background: ...
+    @property
+    def notifier(self) -> SlackNotifier: ...
+
+
 class Interactions:
     """Registers the listeners on a Bolt app and does the work behind each."""
 
-    def __init__(self, slack: Slack, app: AsyncApp) -> None:
+    def __init__(self, slack: Host, app: AsyncApp) -> None:
         self.slack = slack
-        self.inbox = slack.inbox
+        self.core = slack.core
         self.work: dict[str, Callable[[Body], Awaitable[None]]] = {
             blocks.SEND: self.send_suggestion,
             blocks.EDIT: self.open_editor,
@@ -71,7 +93,7 @@ class Interactions:
                     urgent=action_id == blocks.EDIT or action_id.startswith(blocks.SEND_MODE),
                 )
 
-    def _later(self, work: Callable[[Body], Awaitable[None]], name: str) -> Callable[..., Awaitable[None]]:
+    def _later(self, work: Callable[[Body], Coroutine[Any, Any, None]], name: str) -> Callable[..., Awaitable[None]]:
         async def listener(ack: AsyncAck, body: Body) -> None:
             await ack()
             self.slack.tasks.spawn(work(body), name)
@@ -101,14 +123,14 @@ class Interactions:
         where = _Where.of(body)
         target = await self._target(body, where)
         if target is not None:
-            await self._act(where, self.inbox.actions.assign(target[0].thread_id, where.user))
+            await self._act(where, self.core.actions.assign(target[0].thread_id, where.user))
 
     async def resolve(self, body: Body) -> None:
         """`inbox_resolve`: close without a reply."""
         where = _Where.of(body)
         target = await self._target(body, where)
         if target is not None:
-            await self._act(where, self.inbox.actions.resolve(target[0].thread_id, where.user))
+            await self._act(where, self.core.actions.resolve(target[0].thread_id, where.user))
 
     async def open_editor(self, body: Body) -> None:
         """`inbox_edit` (or `inbox_send_<mode>`, for one of the item's other reply modes): the modal, prefilled."""
@@ -120,7 +142,7 @@ class Interactions:
         action_id = str((body.get("actions") or [{}])[0].get("action_id", ""))
         mode = action_id.removeprefix(blocks.SEND_MODE) if action_id.startswith(blocks.SEND_MODE) else STANDARD_MODE
         offered = view.window.mode(mode)
-        refusal = self.inbox.actions.refusal(view, mode)
+        refusal = self.core.actions.refusal(view, mode)
         if refusal:
             # Said before the agent writes anything: the platform would refuse it.
             await self.tell(where, f"Not sent: {refusal}.")
@@ -139,7 +161,7 @@ class Interactions:
             customer=view.author_handle,
             customer_text=view.text,
             text=view.suggestion,
-            templates=self.inbox.templates.available(),
+            templates=self.core.templates.available(),
             selected=(view.intent, view.language),
         )
         await self.slack.client.views_open(trigger_id=body["trigger_id"], view=form)
@@ -155,7 +177,7 @@ class Interactions:
         view = await self._view(meta.thread)
         if view is None:
             return
-        triage = self.inbox.settings.triage
+        triage = self.core.triage
         try:
             variables = reply_variables(
                 customer_name=view.author_name or view.author_handle,
@@ -165,7 +187,7 @@ class Interactions:
                 agent_name=triage.agent_name,
                 brand=triage.brand,
             )
-            suggestion = self.inbox.templates.render(intent, lang, variables, max_chars=meta.limit)
+            suggestion = self.core.templates.render(intent, lang, variables, max_chars=meta.limit)
         except ReplyTemplateError as exc:
             log.warning("Slack: template %s.%s cannot be rendered: %s", intent, lang, exc)
             return
@@ -175,7 +197,7 @@ class Interactions:
             customer=view.author_handle,
             customer_text=view.text,
             text=suggestion.text,
-            templates=self.inbox.templates.available(),
+            templates=self.core.templates.available(),
             selected=(intent, lang),
         )
         await self.slack.client.views_update(view_id=form["id"], hash=form.get("hash"), view=new)
@@ -247,15 +269,13 @@ class Interactions:
             await respond(text=refusal, response_type="ephemeral")
             return
         what = (body.get("text") or "queue").strip().lower().split(" ")[0] or "queue"
-        now = self.inbox.clock()
+        now = self.core.clock()
         if what == "queue":
-            content = dashboard.queue_blocks(await open_queue(self.inbox.engine, self.inbox.policies, now))
+            content = dashboard.queue_blocks(await open_queue(self.core.engine, self.core.policies, now))
         elif what == "stats":
-            content = dashboard.stats_blocks(await dashboard.sla_stats(self.inbox.engine, self.inbox.policies, now))
+            content = dashboard.stats_blocks(await dashboard.sla_stats(self.core.engine, self.core.policies, now))
         elif what in ("connectors", "health"):
-            content = dashboard.health_blocks(
-                await dashboard.connector_health(self.inbox.engine, self.inbox.connectors)
-            )
+            content = dashboard.health_blocks(await dashboard.connector_health(self.core.engine, self.core.connectors))
         else:
             await respond(text=dashboard.HELP, response_type="ephemeral")
             return
@@ -273,12 +293,12 @@ class Interactions:
                 "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": literal(refusal, 300)}}],
             }
         else:
-            now = self.inbox.clock()
+            now = self.core.clock()
             try:
                 home = dashboard.home_view(
-                    await open_queue(self.inbox.engine, self.inbox.policies, now),
-                    await dashboard.sla_stats(self.inbox.engine, self.inbox.policies, now),
-                    await dashboard.connector_health(self.inbox.engine, self.inbox.connectors),
+                    await open_queue(self.core.engine, self.core.policies, now),
+                    await dashboard.sla_stats(self.core.engine, self.core.policies, now),
+                    await dashboard.connector_health(self.core.engine, self.core.connectors),
                 )
             except Exception as exc:
                 if not is_outage(exc):
@@ -307,10 +327,10 @@ class Interactions:
         return view, item_id in (None, view.item_id)
 
     async def _view(self, thread_id: int) -> ThreadView | None:
-        return await thread_view(self.inbox.engine, self.inbox.policies, thread_id, self.inbox.clock())
+        return await thread_view(self.core.engine, self.core.policies, thread_id, self.core.clock())
 
     def _limit(self, view: ThreadView) -> int | None:
-        connector = self.inbox.connectors.get(view.connector)
+        connector = self.core.connectors.get(view.connector)
         return connector.max_reply_chars if connector else None
 
     async def _refused(self, where: _Where) -> bool:
@@ -322,7 +342,7 @@ class Interactions:
 
     async def _reply(self, where: _Where, thread_id: int, text: str, mode: str = STANDARD_MODE) -> None:
         try:
-            outcome: ReplyOutcome = await self.inbox.actions.reply(thread_id, text, where.user, mode)
+            outcome: ReplyOutcome = await self.core.actions.reply(thread_id, text, where.user, mode)
         except ActionError as exc:
             await self.tell(where, f"Not sent: {exc}. The conversation stays open.")
             return
@@ -382,7 +402,7 @@ class Interactions:
                 text=escape(clip(text, 1000)),
                 thread_ts=where.thread_ts,
             )
-        except (SlackApiError, *NETWORK_ERRORS) as exc:
+        except SLACK_ERRORS as exc:
             log.warning("Slack: could not tell %s %r: %s", where.user, text, describe(exc))
 
 

@@ -6,7 +6,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -29,6 +29,16 @@ _ESCALATIONS = (EventKind.SLA_WARNING, EventKind.SLA_BREACH)
 _SKEW = timedelta(seconds=10)
 _PAGE = 999  # Slack's largest page of history
 _MAX_PAGES = 50
+
+
+class _Window(TypedDict):
+    """The arguments that bound a read of a channel's history to the window a post can be in."""
+
+    oldest: str
+    latest: str
+    inclusive: bool
+    include_all_metadata: bool
+    limit: int
 
 
 class InFlight(Exception):
@@ -178,7 +188,7 @@ class SlackNotifier:
         Only the window in which the post can have happened is read, page by page: in a busy channel more
         than one page of messages can follow it.
         """
-        window = {
+        window: _Window = {
             "oldest": f"{(since - _SKEW).timestamp():.6f}",
             "latest": f"{(since + self.in_flight + _SKEW).timestamp():.6f}",
             "inclusive": True,

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -17,18 +17,15 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
 
 from inbox.settings import SlackSettings
 from inbox.slack import gate
 from inbox.slack.access import Access
-from inbox.slack.api import NETWORK_ERRORS, Identity, describe, make_client, whoami
+from inbox.slack.api import SLACK_ERRORS, Identity, describe, make_client, whoami
+from inbox.slack.core import Core
 from inbox.slack.interactions import Interactions
 from inbox.slack.notifier import SlackNotifier
 from inbox.slack.tasks import Background, bolt_listener
-
-if TYPE_CHECKING:
-    from inbox.service import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +36,12 @@ _SEEN_MAX = 50_000
 class Slack:
     """Everything Slack: posts through the outbox, interactions through Bolt, tracked background work."""
 
-    def __init__(self, settings: SlackSettings, inbox: Inbox) -> None:
+    def __init__(self, settings: SlackSettings, core: Core) -> None:
         self.settings = settings
-        self.inbox = inbox
-        self.client = make_client(settings, metrics=inbox.metrics)
+        self.core = core
+        self.client = make_client(settings, metrics=core.metrics)
         self.tasks = Background()
-        self.notifier = SlackNotifier(settings, self.client, inbox.engine, inbox.clock, in_flight=inbox.claim_seconds)
+        self.notifier = SlackNotifier(settings, self.client, core.engine, core.clock, in_flight=core.claim_seconds)
         self.access = Access(settings, self.client, self.identity)
         self._identity: Identity | None = None
         self._identity_lock = asyncio.Lock()
@@ -79,7 +76,7 @@ class Slack:
         try:
             me = await self.identity()
             log.info("Slack: connected as <@%s> in %s", me.bot_user_id, me.team or me.team_id)
-        except (SlackApiError, *NETWORK_ERRORS) as exc:
+        except SLACK_ERRORS as exc:
             # Not fatal: posts wait in the outbox and are retried until Slack answers.
             log.error("Slack: auth.test failed (%s); posts will be retried", describe(exc))
         if self.socket_mode and self._socket is None:

@@ -88,6 +88,8 @@ def bolt_listener(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     async def call(*args: Any, **kwargs: Any) -> Any:
         return await method(*args, **kwargs)
 
+    # Bolt reads the parameters from inspect.signature, which honours __signature__; typeshed does not declare it
+    # on functions.
     call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
     call.__name__ = getattr(method, "__name__", "listener")
     return call

@@ -175,7 +175,7 @@ class WindowStage:
     CLOSED = 2
 
 
-def thread_is_open() -> sa.ColumnElement[bool]:
+def thread_is_open() -> sa.TextClause:
     """Threads waiting for the team (new or assigned), written so the partial index ix_thread_open matches."""
     # Constants, not parameters: a query with parameters cannot prove it falls inside a partial index.
     return sa.text("thread.status IN ('new', 'assigned')")

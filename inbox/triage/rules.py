@@ -210,7 +210,7 @@ def _lexicon_file(code: str, text: str, source: str) -> dict[str, Any]:
     """One language's lexicon file: only ``[lexicon.<code>...]`` tables, the file being named after the code."""
     data = _parse_toml(text, source)
     lexicon = data.get("lexicon")
-    stray = [(key,) for key in data if key != "lexicon"]
+    stray: list[tuple[str, ...]] = [(key,) for key in data if key != "lexicon"]
     stray += [("lexicon", key) for key in lexicon if key != code] if isinstance(lexicon, Mapping) else []
     if stray:
         raise RulesError(

@@ -8,6 +8,7 @@ import time
 
 import sqlalchemy as sa
 
+from inbox import connectors as registry
 from inbox.service import Inbox
 from inbox.settings import parse_config
 from inbox.store.db import create_engine
@@ -15,7 +16,7 @@ from inbox.store.db import create_engine
 
 async def main(url: str, schema: str, path: str, point: str) -> None:
     engine = create_engine(url, schema=schema or None)
-    settings = parse_config({"connectors": [{"name": "feed", "type": "jsonl", "path": path}]}, env={})
+    settings = parse_config({"connectors": [{"name": "feed", "type": "jsonl", "path": path}]}, env={}, types=registry)
     inbox = Inbox(settings, engine, notifiers=[])
     poller = inbox.pollers["feed"]
     if point == "before-commit":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from inbox import connectors as registry
 from inbox.settings import ConfigError, find_config_path, load_config, parse_config
 
 GOOD = """
@@ -53,12 +54,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text), env=ENV if env is None else env)
+        load_config(write(tmp_path, text), types=registry, env=ENV if env is None else env)
     return info.value.problems
 
 
 def test_good_config_loads_with_variables_and_relative_paths(tmp_path):
-    settings = load_config(write(tmp_path, GOOD), env=ENV)
+    settings = load_config(write(tmp_path, GOOD), types=registry, env=ENV)
     assert settings.slack.enabled and settings.slack.bot_token.get_secret_value() == "xoxb-secret-token"
     assert [c.name for c in settings.connectors] == ["imports", "shop"]
     assert settings.connectors[0].path == tmp_path / "items.jsonl"
@@ -126,7 +127,7 @@ def test_config_lookup_order(tmp_path, monkeypatch):
 
 
 def test_no_config_means_defaults():
-    settings = parse_config({}, env={})
+    settings = parse_config({}, types=registry, env={})
     assert settings.database.url == "sqlite:///inbox.db" and settings.connectors == [] and not settings.slack.enabled
 
 
@@ -137,7 +138,7 @@ def test_the_shipped_example_config_is_valid(monkeypatch):
     env = {
         name: "x" * 20 for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SHOP_WEBHOOK_SECRET")
     }
-    settings = load_config(example, env=env)
+    settings = load_config(example, types=registry, env=env)
     assert settings.connectors
 
 
@@ -177,15 +178,15 @@ def test_a_command_needs_only_the_variables_of_what_it_uses(tmp_path):
     path = write(tmp_path, text)
     queue = Uses(frozenset({"database", "sla", "triage"}), connectors=False)
     # Slack on by its token but its signing secret unset: a command that does not use Slack gets it off, whole.
-    settings = load_config(path, env={"SLACK_BOT_TOKEN": "xoxb-secret-token"}, uses=queue)
+    settings = load_config(path, types=registry, env={"SLACK_BOT_TOKEN": "xoxb-secret-token"}, uses=queue)
     assert not settings.slack.enabled
     assert [c.name for c in settings.connectors] == ["imports"]  # the webhook lacks its secret: left out
     # One connector's backfill needs that connector's variables only.
     only_shop = Uses(frozenset({"database", "sla", "triage"}), connectors="shop")
     with pytest.raises(ConfigError) as info:
-        load_config(path, env={}, uses=only_shop)
+        load_config(path, types=registry, env={}, uses=only_shop)
     assert info.value.problems == ["connectors[shop].secret: environment variable SHOP_WEBHOOK_SECRET is not set"]
-    shop = load_config(path, env={"SHOP_WEBHOOK_SECRET": "s" * 16}, uses=only_shop)
+    shop = load_config(path, types=registry, env={"SHOP_WEBHOOK_SECRET": "s" * 16}, uses=only_shop)
     assert [c.name for c in shop.connectors] == ["imports", "shop"]  # "old" is disabled and lacks its secret
     # Everything (inbox run): every enabled part's variables, never a disabled connector's.
     found = problems(tmp_path, text, {})
@@ -197,15 +198,15 @@ def test_a_command_needs_only_the_variables_of_what_it_uses(tmp_path):
 
 def test_a_fallback_is_taken_when_the_variable_is_unset_or_empty():
     raw = {"slack": {"bot_token": "${BOT:-}", "api_url": "${API:-http://127.0.0.1:9/api/}"}}
-    assert not parse_config(raw, env={}).slack.enabled
-    assert parse_config(raw, env={"API": ""}).slack.api_url == "http://127.0.0.1:9/api/"
-    assert parse_config(raw, env={"API": "http://x/"}).slack.api_url == "http://x/"
+    assert not parse_config(raw, types=registry, env={}).slack.enabled
+    assert parse_config(raw, types=registry, env={"API": ""}).slack.api_url == "http://127.0.0.1:9/api/"
+    assert parse_config(raw, types=registry, env={"API": "http://x/"}).slack.api_url == "http://x/"
 
 
 def test_database_urls_other_than_sqlite_and_postgresql_are_refused_without_the_password():
     for url in ("mysql://u:pa55word-x@h/db", "not a url", "oracle://u:pa55word-x@h"):
         with pytest.raises(ConfigError) as info:
-            parse_config({"database": {"url": url}}, env={})
+            parse_config({"database": {"url": url}}, types=registry, env={})
         [problem] = info.value.problems
         assert problem.startswith("database.url: ") and "postgresql://" in problem and "pa55word-x" not in problem
     for url in (
@@ -214,16 +215,18 @@ def test_database_urls_other_than_sqlite_and_postgresql_are_refused_without_the_
         "postgresql://u@h/db",
         "postgresql+asyncpg://u@h:5/db",
     ):
-        assert parse_config({"database": {"url": url}}, env={}).database.url == url
+        assert parse_config({"database": {"url": url}}, types=registry, env={}).database.url == url
 
 
 def test_socket_mode_needs_no_signing_secret_variable():
     channels = {"triage_channel": "C1", "leads_channel": "C2"}
     raw = {"slack": {"bot_token": "${BOT}", "app_token": "${APP}", "signing_secret": "${SIGNING}", **channels}}
-    settings = parse_config(raw, env={"BOT": "xoxb-token", "APP": "xapp-token"})
+    settings = parse_config(raw, types=registry, env={"BOT": "xoxb-token", "APP": "xapp-token"})
     assert settings.slack.enabled and settings.slack.signing_secret is None
     with pytest.raises(ConfigError) as info:  # over HTTP it is needed, and said so by key
         parse_config(
-            {"slack": {"bot_token": "${BOT}", "signing_secret": "${SIGNING}", **channels}}, env={"BOT": "xoxb-token"}
+            {"slack": {"bot_token": "${BOT}", "signing_secret": "${SIGNING}", **channels}},
+            env={"BOT": "xoxb-token"},
+            types=registry,
         )
     assert "slack.signing_secret: environment variable SIGNING is not set" in info.value.problems

@@ -120,7 +120,7 @@ async def test_bidi_and_control_characters_are_shown_neutralised_and_stored_as_r
     import sqlalchemy as sa
     from rich.console import Console
 
-    from inbox.render import print_queue
+    from inbox.cli.render import print_queue
     from inbox.store.models import Item
     from inbox.views import open_queue
 

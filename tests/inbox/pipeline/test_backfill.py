@@ -12,12 +12,13 @@ import pytest
 import sqlalchemy as sa
 from rich.console import Console
 
+from inbox import connectors as registry
+from inbox.cli.render import BackfillDisplay, print_backfill
 from inbox.fakes.google import ACCESS_TOKEN
 from inbox.fakes.google_play import PACKAGE, GooglePlayFake
 from inbox.fakes.mastodon import MastodonFake
 from inbox.fakes.x import XFake
 from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, connector_settings, parse_duration
-from inbox.render import BackfillDisplay, print_backfill
 from inbox.service import run_backfill
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Cursor, Item, Thread
@@ -107,7 +108,7 @@ def test_unknown_disabled_and_historyless_connectors_are_refused(tmp_path, x) ->
             {"name": "feed", "type": "jsonl", "path": "feed.jsonl"},
         ],
     )
-    assert connector_settings(settings, X_NAME).name == X_NAME
+    assert connector_settings(settings, X_NAME, registry).name == X_NAME
     for name, problem in [
         ("nope", "no connector named 'nope' in the config; configured: acme-x, old-x, hook, feed"),
         ("old-x", "is disabled"),
@@ -115,7 +116,7 @@ def test_unknown_disabled_and_historyless_connectors_are_refused(tmp_path, x) ->
         ("feed", "cannot reach back in time"),
     ]:
         with pytest.raises(BackfillError, match=problem):
-            connector_settings(settings, name)
+            connector_settings(settings, name, registry)
 
 
 async def test_a_transient_error_mid_backfill_waits_as_a_poll_would_and_resumes_after_the_last_safe_page(
@@ -156,9 +157,9 @@ async def test_a_rate_limit_waits_for_the_vendors_reset(tmp_path, x, engine, clo
     x.add_customer_post("old question", minutes_ago=600)
     x.faults.append(x.fault_rate_limited(reset_in=120))
     sleeps = Sleeps()
-    target = connector_settings(make_settings(tmp_path, connectors=[x_config(x)]), X_NAME)
+    target = connector_settings(make_settings(tmp_path, connectors=[x_config(x)]), X_NAME, registry)
     inbox_ingestor = (await _inbox(tmp_path, engine, clock, x)).ingestor
-    result = await Backfill(target, inbox_ingestor, 2 * DAY, sleep=sleeps).run()
+    result = await Backfill(target, inbox_ingestor, 2 * DAY, types=registry, sleep=sleeps).run()
     assert result.stored == 1 and len(sleeps.delays) == 1 and 110 <= sleeps.delays[0] <= 130
 
 
@@ -166,27 +167,29 @@ async def test_rate_limits_in_a_row_wait_for_each_reset_and_are_not_failures(tmp
     x.add_customer_post("old question", minutes_ago=600)
     x.faults.extend(x.fault_rate_limited(reset_in=900) for _ in range(4))
     sleeps = Sleeps()
-    target = connector_settings(make_settings(tmp_path, connectors=[x_config(x)]), X_NAME)
+    target = connector_settings(make_settings(tmp_path, connectors=[x_config(x)]), X_NAME, registry)
     inbox_ingestor = (await _inbox(tmp_path, engine, clock, x)).ingestor
     # More refusals than the failures a backfill tolerates: X's Basic tier refuses most reads of a long history.
-    result = await Backfill(target, inbox_ingestor, 2 * DAY, sleep=sleeps, max_attempts=3).run()
+    result = await Backfill(target, inbox_ingestor, 2 * DAY, types=registry, sleep=sleeps, max_attempts=3).run()
     assert result.stored == 1 and len(sleeps.delays) == 4
     assert all(890 <= delay <= 905 for delay in sleeps.delays)  # each the vendor's reset plus a second or two
 
 
 async def test_an_auth_error_stops_with_a_clear_message_and_repeated_errors_give_up(tmp_path, x, engine, clock):
     x.add_customer_post("old question", minutes_ago=600)
-    target = connector_settings(make_settings(tmp_path, connectors=[x_config(x)]), X_NAME)
+    target = connector_settings(make_settings(tmp_path, connectors=[x_config(x)]), X_NAME, registry)
     ingestor = (await _inbox(tmp_path, engine, clock, x)).ingestor
     x.faults.append(x.fault_unauthorized())
     sleeps = Sleeps()
     with pytest.raises(BackfillError, match=r"credentials refused.*inbox check"):
-        await Backfill(target, ingestor, 2 * DAY, sleep=sleeps).run()
+        await Backfill(target, ingestor, 2 * DAY, types=registry, sleep=sleeps).run()
     assert sleeps.delays == []  # credentials do not fix themselves by waiting
 
     x.faults.extend(Fault(502, {}, "Bad Gateway") for _ in range(3))
     with pytest.raises(BackfillError, match=r"gave up after 3 failed attempts in a row.*run the same backfill again"):
-        await Backfill(target, ingestor, 2 * DAY, sleep=sleeps, max_attempts=3, jitter=lambda low, high: high).run()
+        await Backfill(
+            target, ingestor, 2 * DAY, types=registry, sleep=sleeps, max_attempts=3, jitter=lambda low, high: high
+        ).run()
     assert sleeps.delays == [10.0, 20.0]  # the poller's exponential backoff
     assert await stored_ids(engine) == []
 
@@ -228,11 +231,13 @@ async def test_a_backfill_beside_a_live_poll_stores_everything_once_and_leaves_t
         config = {**mastodon_config.__wrapped__(mastodon), "first_poll_hours": 1}  # type: ignore[attr-defined]
         inbox = await _inbox(tmp_path, engine, clock, config=config)
         poller = inbox.pollers[config["name"]]
-        target = connector_settings(inbox.settings, config["name"])
-        polled, backfilled = await asyncio.gather(poller.poll_once(), Backfill(target, inbox.ingestor, 2 * DAY).run())
+        target = connector_settings(inbox.settings, config["name"], registry)
+        polled, backfilled = await asyncio.gather(
+            poller.poll_once(), Backfill(target, inbox.ingestor, 2 * DAY, types=registry).run()
+        )
         cursor = await load_cursor(engine, config["name"])
         before = await cursors(engine)
-        again = await Backfill(target, inbox.ingestor, 2 * DAY).run()
+        again = await Backfill(target, inbox.ingestor, 2 * DAY, types=registry).run()
         for connector in inbox.connectors.values():
             await connector.close()
     finally:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from rich.console import Console
 
+from inbox.cli.render import print_queue
 from inbox.connector import (
     CHANNELS,
     Channel,
@@ -27,7 +28,6 @@ from inbox.connector import (
 )
 from inbox.pipeline.actions import ActionError, Actions
 from inbox.pipeline.ingest import Source
-from inbox.render import print_queue
 from inbox.slack import blocks
 from inbox.slack.blocks import Outcome
 from inbox.store.models import Event, EventKind, Item, Reply, Thread, WindowStage

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from inbox import connectors as registry
 from inbox.connector import TransientError
 from inbox.pipeline.actions import ActionError, _target
 from inbox.pipeline.outbox import Notice, Outbox
@@ -441,7 +442,7 @@ def test_lease_settings_are_validated(tmp_path):
     from inbox.settings import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as caught:
-        parse_config({"workers": {"lease_seconds": 0, "outbox_concurrency": 0, "colour": 1}}, env={})
+        parse_config({"workers": {"lease_seconds": 0, "outbox_concurrency": 0, "colour": 1}}, env={}, types=registry)
     assert sorted(caught.value.problems) == [
         "workers.colour: unknown key",
         "workers.lease_seconds: Input should be greater than or equal to 1",

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from inbox.display import shown_name, shown_text
+from inbox.display import shown_name, shown_text, stars
 from inbox.pipeline.backfill import BackfillProgress, describe
 from inbox.sla import SlaState, clock_label
 from inbox.staffing import HourStaffing, StaffingReport
@@ -42,11 +42,6 @@ def clock_text(view: ThreadView) -> Text:
     if window is not None:
         text.append(f"\n{shown_text(window)}", style="bold magenta")
     return text
-
-
-def stars(rating: int | None) -> str:
-    """★★☆☆☆ for a 2-star review."""
-    return "" if rating is None else "★" * rating + "☆" * (5 - rating)
 
 
 def print_queue(out: Console, views: Sequence[ThreadView]) -> None:

@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from inbox import connectors as registry
+from inbox.cli.render import clock_text, print_queue
 from inbox.connector import display_name
 from inbox.pipeline.outbox import Notice
-from inbox.render import clock_text, print_queue
 from inbox.service import Inbox
 from inbox.settings import Settings, parse_config
 from inbox.sla import duration_text
@@ -152,7 +153,7 @@ def demo_settings(folder: Path) -> Settings:
             for c in CHANNELS
         ],
     }
-    return parse_config(raw, source="demo", env={})
+    return parse_config(raw, source="demo", env={}, types=registry)
 
 
 async def run_demo(out: Console, keep: Path | None = None) -> None:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from inbox import connectors as registry
 from inbox.logs import setup_logging
 from inbox.settings import EVERYTHING, ConfigError, Settings, Uses, find_config_path, load_config
 
@@ -51,7 +52,7 @@ def _settings(config: Path | None, uses: Uses = EVERYTHING) -> Settings:
     from inbox.triage import RulesError, load_rules
 
     try:
-        settings = load_config(find_config_path(config), uses=uses)
+        settings = load_config(find_config_path(config), types=registry, uses=uses)
         load_rules(settings.triage.rules)
         ReplyTemplates(settings.triage.templates).validate()
         if settings.csat.templates is not None:
@@ -103,7 +104,7 @@ def demo(
     ] = None,
 ) -> None:
     """Run sample multilingual traffic through the real pipeline, offline; show the agent's and the lead's view."""
-    from inbox.demo import run_demo
+    from inbox.cli.demo import run_demo
 
     setup_logging(logging.WARNING)
     _run(run_demo(out, keep))
@@ -126,7 +127,7 @@ def queue(
     limit: Annotated[int, typer.Option(help="Show at most this many conversations.")] = 50,
 ) -> None:
     """Open conversations, most urgent first, with SLA clocks and suggested replies."""
-    from inbox.render import print_queue
+    from inbox.cli.render import print_queue
     from inbox.service import Inbox
 
     settings = _settings(config, STORE_USES)
@@ -152,8 +153,8 @@ def backfill(
     config: ConfigOption = None,
 ) -> None:
     """Fetch a connector's history from --since ago, stored once, without alerting leads about the past."""
+    from inbox.cli.render import BackfillDisplay, print_backfill
     from inbox.pipeline.backfill import BackfillError, connector_settings, parse_duration
-    from inbox.render import BackfillDisplay, print_backfill
     from inbox.service import run_backfill
 
     try:
@@ -163,7 +164,7 @@ def backfill(
         raise typer.Exit(2) from None
     settings = _settings(config, Uses(STORE_USES.sections | {"workers"}, connectors=connector))
     try:
-        connector_settings(settings, connector)
+        connector_settings(settings, connector, registry)
     except BackfillError as exc:
         err.print(Text(str(exc), style="red"))
         raise typer.Exit(2) from None
@@ -197,8 +198,8 @@ def staffing(
     """Agents needed per hour of the week (Erlang C on measured arrivals and handling), beside those who replied."""
     from zoneinfo import ZoneInfo
 
+    from inbox.cli.render import print_staffing
     from inbox.pipeline.backfill import BackfillError, parse_duration
-    from inbox.render import print_staffing
     from inbox.staffing import staffing_report
     from inbox.store.db import create_engine
     from inbox.store.models import utcnow
@@ -283,10 +284,8 @@ def triage(
 
 def _channels(settings: Settings) -> list[str]:
     """Channels an item can come from: every connector type, and the `channel` of each configured connector."""
-    from inbox.connectors import known_types
-
     configured = [str(getattr(c, "channel", c.type)) for c in settings.connectors]
-    return sorted(set(known_types()) | set(configured))
+    return sorted(set(registry.known_types()) | set(configured))
 
 
 @app.command()
