@@ -90,6 +90,8 @@ CHANNELS: dict[str, Channel] = {
         Channel("trustpilot", "Trustpilot", frozenset({Kind.REVIEW})),
         Channel("app_store", "the App Store", frozenset({Kind.REVIEW}), 5970),
         Channel("google_play", "Google Play", frozenset({Kind.REVIEW}), 350),
+        # Free text only within 24 h of the customer's last message; after that, an approved template.
+        Channel("whatsapp", "WhatsApp", frozenset({Kind.DM}), 4096, reply_window=timedelta(hours=24)),
     )
 }
 
@@ -208,6 +210,7 @@ class ReplyTarget:
     kind: Kind
     author_handle: str
     reply_to: dict[str, Any]
+    language: str | None = None  # as triage found it: a platform that answers with templates picks one by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,8 @@ class Connector(abc.ABC, Generic[S, C]):
     settings_model: ClassVar[builtins.type[ConnectorSettings]]
     cursor_model: ClassVar[builtins.type[BaseModel]]
     pushes: ClassVar[bool] = False  # items arrive by push (no polling)
+    # Why a pushing connector is never polled, as /healthz and `inbox check` say it.
+    no_polling: ClassVar[str] = "items are pushed to /webhooks/NAME"
     # How far back the platform lists anything at all (a backfill says so when asked for more); None: no fixed window.
     history_window: ClassVar[timedelta | None] = None
     # Plain attributes: a generic connector (jsonl, webhook) takes them from its settings.
@@ -296,6 +301,11 @@ class Connector(abc.ABC, Generic[S, C]):
     @abc.abstractmethod
     async def check(self) -> str:
         """Try the credentials with one cheap call; return a short description of the account."""
+
+    def reply_note(self, target: ReplyTarget) -> str | None:
+        """What an agent should know before sending to this target, for Slack (WhatsApp: the window has closed and an
+        approved template goes out instead); None when a reply goes out as written."""
+        return None
 
     def poll_budgets(self) -> list[RateBudget]:
         """The vendor's rate budgets that polls spend, so the poller can pace polls by them; by default each HTTP client's.
@@ -377,6 +387,9 @@ class PushReceiver(abc.ABC):
     # A body without one valid item is refused with 400; a platform that pushes other events (statuses, reads)
     # sets this False, so those are acknowledged rather than retried for a day.
     requires_items: ClassVar[bool] = True
+    # Answer as soon as the verified body is stored, and triage and ingest it right after (a platform that retries
+    # slow answers); otherwise the answer waits for ingest and reports what was stored and skipped.
+    keep_first: ClassVar[bool] = False
 
     def handshake(self, query: Mapping[str, str]) -> Handshake | None:
         """The answer to a GET on the push endpoint (a subscription check); None when the platform makes none."""

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from inbox.connector import Connector, PermanentError, PushReceiver
+from inbox.connector import Connector, PermanentError, Push, PushReceiver
 from inbox.logs import log_context
-from inbox.pipeline.ingest import Source
+from inbox.pipeline.ingest import IngestResult, Source
 from inbox.sla import SlaState
 from inbox.store import clocks, health
 from inbox.store.db import describe_outage, is_outage, store_wait
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from inbox.service import Inbox
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INBOX_KEY = web.AppKey("inbox", object)
 
@@ -99,6 +101,8 @@ async def healthz(request: web.Request) -> web.Response:
             "failures": row.failures if row else 0,
             "last_ok_at": row.last_ok_at.isoformat() if row and row.last_ok_at else None,
             "polled": row is not None or connector.pushes,
+            # A platform with nothing to poll says so, rather than looking like a poller that never ran.
+            "polling": "nothing to poll: " + connector.no_polling if connector.pushes else "polled",
             "polled_by": leases.get(name),  # the worker whose lease on it holds now
             # Known to the worker that polls it: another's view would be stale since the lease moved.
             **_rate_limit(inbox, name, leases.get(name) in (None, inbox.worker)),
@@ -195,26 +199,20 @@ async def webhook(request: web.Request) -> web.Response:
         down = inbox.store_health.known_down()
         if down is not None:
             return _store_down(down)
+        if receiver.keep_first:
+            return await _keep(inbox, connector.name, body, push, receiver.accepted_status)
         # Triage runs inside ingest too: a large push gets more time, a few milliseconds an item.
         budget = PUSH_STORE_SECONDS + PUSH_SECONDS_PER_ITEM * len(push.items)
-        try:
-            with store_wait(PUSH_LOCK_WAIT):
-                async with asyncio.timeout(budget):
-                    result = await inbox.ingestor.ingest(Source.of(connector), push.items)
-                    if push.deliveries:
-                        await inbox.actions.record_deliveries(connector.name, push.deliveries)
-        except TimeoutError:
-            reason = f"the push was not stored within {budget:.0f} s"
-            # Slow is not down: only a store that fails its own probe too is called unavailable on /healthz.
-            if await inbox.store_health.check() is not None:
-                inbox.store_health.failed(reason)
-            return _store_down(reason)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            inbox.store_health.failed(exc)
-            return _store_down(f"store error: {describe_outage(exc)}")
-        inbox.store_health.worked()
+
+        async def store() -> IngestResult:
+            result = await inbox.ingestor.ingest(Source.of(connector), push.items)
+            if push.deliveries:
+                await inbox.actions.record_deliveries(connector.name, push.deliveries)
+            return result
+
+        result = await _within(inbox, store(), budget)
+        if isinstance(result, web.Response):
+            return result
         push.skipped(result.problems)
         inbox.metrics.items_ingested.labels(connector.name).inc(result.stored)
         return web.json_response(
@@ -227,6 +225,40 @@ async def webhook(request: web.Request) -> web.Response:
             },
             status=receiver.accepted_status,
         )
+
+
+async def _keep(inbox: Inbox, name: str, body: bytes, push: Push, status: int) -> web.Response:
+    """Store the verified body as received, answer, and ingest it right after (PushKeeper)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return web.json_response({"error": "body is not UTF-8 JSON"}, status=400)
+    kept = await _within(inbox, inbox.pushes.keep(name, text), PUSH_STORE_SECONDS)
+    if isinstance(kept, web.Response):
+        return kept
+    answer = {"kept": True, "items": len(push.items), "deliveries": len(push.deliveries), "problems": push.problems}
+    return web.json_response(answer, status=status)
+
+
+async def _within(inbox: Inbox, work: Awaitable[T], budget: float) -> T | web.Response:
+    """What the store work returns, or a 503 with Retry-After when it fails or takes longer than `budget` seconds."""
+    try:
+        with store_wait(PUSH_LOCK_WAIT):
+            async with asyncio.timeout(budget):
+                done = await work
+    except TimeoutError:
+        reason = f"the push was not stored within {budget:.0f} s"
+        # Slow is not down: only a store that fails its own probe too is called unavailable on /healthz.
+        if await inbox.store_health.check() is not None:
+            inbox.store_health.failed(reason)
+        return _store_down(reason)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        inbox.store_health.failed(exc)
+        return _store_down(f"store error: {describe_outage(exc)}")
+    inbox.store_health.worked()
+    return done
 
 
 def _store_down(reason: str) -> web.Response:

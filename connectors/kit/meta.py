@@ -148,6 +148,7 @@ class MetaReceiver(PushReceiver):
 
     accepted_status: ClassVar[int] = 200
     requires_items: ClassVar[bool] = False
+    keep_first: ClassVar[bool] = True  # Meta wants its 200 fast: the body is stored, triage comes after
     settings: MetaSettings
 
     def handshake(self, query: Mapping[str, str]) -> Handshake:

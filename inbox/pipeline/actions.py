@@ -265,4 +265,5 @@ def _target(item: Any, thread_key: str) -> ReplyTarget:
         kind=Kind(item.kind),
         author_handle=item.author_handle,
         reply_to=dict(item.reply_to or {}),
+        language=item.language,
     )

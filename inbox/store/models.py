@@ -219,6 +219,18 @@ class Reply(SQLModel, table=True):
     )
 
 
+class Pushed(SQLModel, table=True):
+    """A verified push body stored as received, before its 2xx; read, triaged and ingested right after, then deleted."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=64)
+    body: str = Field(sa_type=sa.Text)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    # The worker ingesting it, until when; a claim that ran out (a crash) is free again.
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class Cursor(SQLModel, table=True):
     """Where a connector resumes; written in the same transaction as the items it produced."""
 

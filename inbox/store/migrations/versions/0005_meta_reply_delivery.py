@@ -1,4 +1,5 @@
-"""reply delivery: what the platform reports of a sent reply (WhatsApp statuses), found by its id there
+"""reply delivery and pushed bodies: what the platform reports of a sent reply (WhatsApp statuses), found by its
+id there; and pushes stored as received before their 2xx, ingested right after
 
 Revision ID: 0005_meta
 Revises: 0004
@@ -20,6 +21,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "pushed",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("connector", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("received_at", inbox.store.models.UTCDateTime(), nullable=False),
+        sa.Column("claimed_by", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+        sa.Column("claimed_until", inbox.store.models.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
     with op.batch_alter_table("reply", schema=None) as batch_op:
         batch_op.add_column(sa.Column("delivery", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
         batch_op.add_column(sa.Column("delivery_at", inbox.store.models.UTCDateTime(), nullable=True))
@@ -31,3 +42,4 @@ def downgrade() -> None:
         batch_op.drop_index("ix_reply_external_id")
         batch_op.drop_column("delivery_at")
         batch_op.drop_column("delivery")
+    op.drop_table("pushed")
