@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.store import clocks
 from inbox.store.events import NewEvent, add_events
-from inbox.store.models import EventKind, Item, Reply, ReplyStatus, Thread
+from inbox.store.models import EventKind, Item, Reply, ReplyStatus, Status, Thread
 
 
 class Claim(NamedTuple):
@@ -51,6 +51,8 @@ async def record(
                 item_id=item_id,
                 created_at=now,
                 error=None,
+                delivery=None,  # a resend is a new message on the platform, with reports of its own
+                delivery_at=None,
                 **values,
             )
         )
@@ -224,7 +226,7 @@ async def record_deliveries(
         rows = {
             row.external_id: row
             for row in await conn.execute(
-                sa.select(Reply.id, Reply.thread_id, Reply.external_id, Reply.delivery, Reply.agent)
+                sa.select(Reply.id, Reply.thread_id, Reply.cycle, Reply.external_id, Reply.delivery, Reply.agent)
                 .join(Thread, Thread.id == Reply.thread_id)
                 .where(Reply.external_id.in_(ids), Thread.connector == connector)
             )
@@ -252,4 +254,26 @@ async def record_deliveries(
                     ],
                 )
             await conn.execute(sa.update(Reply).where(Reply.id == row.id).values(**values))
+            if state == "failed":
+                # The customer is still waiting: the conversation is open again, its buttons back in Slack.
+                await conn.execute(
+                    sa.update(Thread)
+                    .where(Thread.id == row.thread_id, Thread.status == Status.REPLIED, Thread.cycle == row.cycle)
+                    .values(
+                        status=sa.case((Thread.assignee.is_(None), Status.NEW), else_=Status.ASSIGNED), updated_at=now
+                    )
+                )
     return failed
+
+
+async def undelivered(engine: AsyncEngine, thread_id: int) -> tuple[str, str] | None:
+    """(agent, reason) when the reply of the thread's current cycle was reported undelivered by the platform."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(Reply.agent, Reply.error)
+                .join(Thread, sa.and_(Thread.id == Reply.thread_id, Thread.cycle == Reply.cycle))
+                .where(Reply.thread_id == thread_id, Reply.status == ReplyStatus.FAILED, Reply.delivery == "failed")
+            )
+        ).one_or_none()
+    return (row.agent, row.error or "") if row is not None else None
