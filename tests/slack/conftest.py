@@ -203,13 +203,16 @@ async def harness_factory(
     tmp_path: Path,
     fake_slack: FakeSlack,
 ) -> AsyncIterator[HarnessFactory]:
-    """Build (and later close) running inboxes with Slack on; keyword arguments go to the [slack] table."""
+    """Build (and later close) running inboxes with Slack on; keyword arguments go to the [slack] table, `connectors`
+    adds connectors."""
     built: list[Harness] = []
 
     fake_slack.now = lambda: clock.now.timestamp()
 
-    async def build(**slack: Any) -> Harness:
-        settings = make_settings(tmp_path, **slack_config(fake_slack, tmp_path, **slack))
+    async def build(*, connectors: list[dict[str, Any]] | None = None, **slack: Any) -> Harness:
+        config = slack_config(fake_slack, tmp_path, **slack)
+        config["connectors"] += connectors or []  # beside the jsonl one standing in for X
+        settings = make_settings(tmp_path, **config)
         inbox = Inbox(settings, engine, clock=clock, triager=triager, templates=templates)
         site = await start_server(inbox, "127.0.0.1", 0)
         assert inbox.slack is not None

@@ -6,21 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.fakes.slack import FakeSlack
 from inbox.fakes.whatsapp import WhatsAppFake
-from inbox.server import start_server
-from inbox.service import Inbox
 from inbox.store.models import Item, Status, Thread
-from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
-from tests.conftest import FakeClock, make_settings
-from tests.slack.conftest import TRIAGE, Harness, slack_config
+from tests.conftest import FakeClock
+from tests.slack.conftest import TRIAGE, Harness, HarnessFactory
 
 APP_SECRET = "wa-app-secret-0123456789"
 CUSTOMER = "33612345678"
@@ -41,38 +35,24 @@ async def whatsapp(clock: FakeClock) -> AsyncIterator[WhatsAppFake]:
 
 
 @pytest.fixture
-async def harness(
-    engine: AsyncEngine,
-    clock: FakeClock,
-    triager: Triager,
-    templates: ReplyTemplates,
-    tmp_path: Path,
-    fake_slack: FakeSlack,
-    whatsapp: WhatsAppFake,
-) -> AsyncIterator[Harness]:
-    triager.warm_up()
-    fake_slack.now = lambda: clock.now.timestamp()
-    config = slack_config(fake_slack, tmp_path)
-    config["connectors"].append(
-        {
-            "name": "acme-wa",
-            "type": "whatsapp",
-            "api_url": whatsapp.base_url,
-            "phone_number_id": whatsapp.phone_number_id,
-            "access_token": whatsapp.token,
-            "app_secret": APP_SECRET,
-            "verify_token": "wa-verify-token-0123456789",
-        }
+async def harness(harness_factory: HarnessFactory, triager: Triager, whatsapp: WhatsAppFake) -> AsyncIterator[Harness]:
+    triager.warm_up()  # as `inbox run` does at start: the first delivery's triage must not load the models
+    harness = await harness_factory(
+        connectors=[
+            {
+                "name": "acme-wa",
+                "type": "whatsapp",
+                "api_url": whatsapp.base_url,
+                "phone_number_id": whatsapp.phone_number_id,
+                "access_token": whatsapp.token,
+                "app_secret": APP_SECRET,
+                "verify_token": "wa-verify-token-0123456789",
+            }
+        ]
     )
-    inbox = Inbox(make_settings(tmp_path, **config), engine, clock=clock, triager=triager, templates=templates)
-    site = await start_server(inbox, "127.0.0.1", 0)
-    assert inbox.slack is not None
-    await inbox.slack.start()
-    harness = Harness(inbox, site, fake_slack, clock, tmp_path)
     yield harness
-    await harness.close()
-    await inbox.pushes.close()
-    for connector in inbox.connectors.values():
+    await harness.inbox.pushes.close()
+    for connector in harness.inbox.connectors.values():
         await connector.close()
 
 
