@@ -239,8 +239,8 @@ class WhatsAppConnector(Connector[WhatsAppSettings, WhatsAppCursor], MetaReceive
                 f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}" if lat is not None and lon is not None else None
             )
             return f"[location] {where}".strip(), link
-        if message.button is not None and isinstance(label := message.button.get("text"), str):
-            return label, None
+        if message.button is not None and isinstance(pressed := message.button.get("text"), str):
+            return pressed, None
         if message.interactive is not None:
             for key in ("button_reply", "list_reply"):
                 chosen = message.interactive.get(key)
@@ -377,6 +377,6 @@ def _names(contacts: list[Any]) -> dict[str, str]:
 
 def _error_text(entry: Any) -> str:
     try:
-        return _Error.model_validate(entry).describe()
+        return str(_Error.model_validate(entry).describe())
     except ValidationError:
         return "an error WhatsApp did not describe"

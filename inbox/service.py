@@ -97,7 +97,9 @@ class Inbox:
             on_event=self.bell.ring,
         )
         self.sweep = SlaSweep(engine, clock, on_event=self.bell.ring)
-        self.pushes = PushKeeper(engine, self.ingestor, self.actions, self.connectors, clock, worker=self.worker)
+        self.pushes = PushKeeper(
+            engine, self.ingestor, self.actions, self.connectors, clock, worker=self.worker, metrics=self.metrics
+        )
         self.slack: Slack | None = None
         if settings.slack.enabled:
             from inbox.slack import Slack  # only an installation with Slack on loads Bolt

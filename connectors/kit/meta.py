@@ -271,7 +271,8 @@ class GraphBudget(HeaderBudget):
         """Read Meta's usage headers."""
         highest, wait = _usage(headers)
         if highest >= 100:
-            self.remaining, self.reset_at = 0, now + (wait or DEFAULT_THROTTLE_SECONDS)
+            self.remaining = 0.0
+            self.reset_at = now + (wait or DEFAULT_THROTTLE_SECONDS)
         elif self.reset_at is None or self.reset_at <= now:
             self.remaining = None
 
@@ -319,7 +320,8 @@ class GraphClient(VendorClient):
         if isinstance(error, RateLimited):
             # As for a 429: the wait travels with the error to the poller, which waits it out; the budget must not
             # refuse the call after that wait a second time.
-            self.budget.remaining = self.budget.reset_at = None
+            self.budget.remaining = None
+            self.budget.reset_at = None
         return error
 
     def path(self, path: str) -> str:

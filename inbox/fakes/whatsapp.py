@@ -97,7 +97,7 @@ class WhatsAppFake(GraphFake):
         message = self._message(self.wa_id(author), minutes_ago, "text", {"text": {"body": text}})
         if reply_to is not None:
             message["context"] = {"from": self.display_phone_number, "id": reply_to}
-        return message["id"]
+        return str(message["id"])
 
     def add_media(
         self, kind: str, *, caption: str | None, author: str = "33612345678", minutes_ago: float = 1.0
@@ -106,7 +106,7 @@ class WhatsAppFake(GraphFake):
         media: dict[str, Any] = {"mime_type": "image/jpeg", "sha256": "81d3bd8a", "id": f"27548594{next(self._ids)}"}
         if caption is not None:
             media["caption"] = caption
-        return self._message(self.wa_id(author), minutes_ago, kind, {kind: media})["id"]
+        return str(self._message(self.wa_id(author), minutes_ago, kind, {kind: media})["id"])
 
     def wa_id(self, author: str) -> str:
         """The customer's number: `author` itself when it is one, else a number given to that name."""

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import Connector, ConnectorError, PushReceiver
 from inbox.logs import log_context
+from inbox.metrics import Metrics
 from inbox.pipeline.actions import Actions
 from inbox.pipeline.ingest import Ingestor, Source
 from inbox.store import pushes
@@ -53,6 +54,7 @@ class PushKeeper:
         clock: Callable[[], datetime],
         *,
         worker: str = "local",
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.ingestor = ingestor
@@ -60,6 +62,7 @@ class PushKeeper:
         self.connectors = connectors
         self.clock = clock
         self.worker = worker
+        self.metrics = metrics
         self._queue: list[tuple[str, str, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._ingesting: asyncio.Task[None] | None = None
@@ -146,6 +149,8 @@ class PushKeeper:
         result = await self.ingestor.ingest(Source.of(connector), items)
         failed = await self.actions.record_deliveries(connector.name, deliveries) if deliveries else 0
         await pushes.done(self.engine, [row.id for row in rows])
+        if self.metrics is not None:
+            self.metrics.items_ingested.labels(connector.name).inc(result.stored)
         for tally in (total, self.total):
             tally.bodies += len(rows)
             tally.stored += result.stored

@@ -22,7 +22,7 @@ from inbox.fakes.data import payload
 from inbox.fakes.whatsapp import WhatsAppFake
 from inbox.pipeline.poller import PollResult
 from inbox.server import build_app
-from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus
+from inbox.store.models import Event, EventKind, Item, Pushed, Reply, ReplyStatus
 from tests.connectors.contract import ConnectorContract, target_of
 from tests.connectors.test_contract_builtin import NOT_FOR_FILES_OR_PUSHES, NOT_FOR_PUSHES
 
@@ -325,3 +325,24 @@ def test_reply_limit_and_window_come_from_the_channel_registry(connector):
 
     assert display_name("whatsapp") == "WhatsApp" and reply_limit("whatsapp", Kind.DM) == 4096
     assert CHANNELS["whatsapp"].reply_window == timedelta(hours=24) and connector.reply_limit(Kind.DM) == 4096
+
+
+async def test_a_delivery_kept_by_a_worker_that_died_is_ingested_by_another(inbox_factory, fake, engine, clock):
+    from inbox.store import pushes
+
+    fake.add_customer_post("Bonjour ?", author="33633333333")
+    [delivery] = fake.take_deliveries()
+    # Kept and answered 200 by a worker that stopped before ingesting it (and whose claim has run out).
+    await pushes.add(engine, [("acme-wa", json.dumps(delivery))], clock.now)
+    async with engine.begin() as conn:
+        await conn.execute(sa.update(Pushed).values(claimed_by="dead-worker", claimed_until=clock.now))
+    clock.advance(seconds=1)
+    other = inbox_factory(connectors=[config(fake)])
+    try:
+        intake = await other.pushes.ingest()
+        assert (intake.bodies, intake.stored) == (1, 1)
+        assert await pushes.waiting(engine) == 0 and len(await stored_ids(engine)) == 1
+        assert (await other.pushes.ingest()).bodies == 0
+    finally:
+        for connector in other.connectors.values():
+            await connector.close()
