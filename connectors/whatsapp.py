@@ -42,7 +42,7 @@ class WhatsAppSettings(MetaSettings):
     """The phone number, a token with whatsapp_business_messaging, and the approved templates for a closed window."""
 
     type: str = "whatsapp"
-    phone_number_id: str = Field(min_length=1, pattern=r"^\d+$")
+    phone_number_id: str = Field(min_length=1, pattern=r"^[^/?#\s]+$")  # digits on Meta; one path segment
     access_token: SecretStr
     # Language (as triage names it: "fr", or Meta's code: "en_US") → the name of an approved template in it.
     templates: dict[str, str] = Field(default_factory=dict)
@@ -137,7 +137,7 @@ class _Status(Payload):
 
 
 class _SendAnswer(Payload):
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: Entries = Field(default_factory=list)
 
 
 class _PhoneNumber(Payload):
@@ -337,11 +337,14 @@ class WhatsAppConnector(Connector[WhatsAppSettings, WhatsAppCursor], MetaReceive
         answer = await self.graph.call(
             "POST", f"/{self.settings.phone_number_id}/messages", json_body=body, needs=PERMISSION
         )
-        try:
-            sent = _SendAnswer.model_validate(answer)
-        except ValidationError as exc:
-            raise PermanentError(f"{self.name}: the send answered an unexpected shape: {problem(exc)}") from exc
-        message_id = sent.messages[0].get("id")
+        # A 2xx is Meta's acceptance; the message id (for its statuses) is read when the answer has it.
+        sent = _SendAnswer.model_validate(answer) if isinstance(answer, dict) else _SendAnswer()
+        first = sent.messages[0] if sent.messages and isinstance(sent.messages[0], dict) else {}
+        message_id = first.get("id")
+        if not message_id:
+            log.warning(
+                "%s: WhatsApp accepted a message without giving its id: its statuses cannot be followed", self.name
+            )
         return SentReply(str(message_id) if message_id else None)
 
     async def check(self) -> str:
