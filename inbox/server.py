@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from inbox.connector import Connector, PermanentError
+from inbox.connector import Connector, PermanentError, Push, PushReceiver
 from inbox.logs import log_context
 from inbox.metrics import Metrics
-from inbox.pipeline.ingest import Ingestor, Source
+from inbox.pipeline.actions import Actions
+from inbox.pipeline.ingest import Ingestor, IngestResult, Source
 from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.poller import Poller
+from inbox.pipeline.pushes import PushKeeper
 from inbox.settings import Settings
 from inbox.sla import SlaState
 from inbox.store import clocks, health
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from inbox.slack import Slack
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Served(Protocol):
@@ -56,6 +59,10 @@ class Served(Protocol):
     def pollers(self) -> Mapping[str, Poller]: ...
     @property
     def slack(self) -> Slack | None: ...
+    @property
+    def actions(self) -> Actions: ...
+    @property
+    def pushes(self) -> PushKeeper: ...
 
 
 INBOX_KEY: web.AppKey[Served] = web.AppKey("inbox")
@@ -84,6 +91,7 @@ def build_app(inbox: Served) -> web.Application:
     app[INBOX_KEY] = inbox
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/webhooks/{name}", webhook_handshake)
     app.router.add_post("/webhooks/{name}", webhook)
     if inbox.slack is not None and not inbox.slack.socket_mode:
         app.router.add_post("/slack/events", inbox.slack.handle_http)
@@ -133,6 +141,8 @@ async def healthz(request: web.Request) -> web.Response:
             "failures": row.failures if row else 0,
             "last_ok_at": row.last_ok_at.isoformat() if row and row.last_ok_at else None,
             "polled": row is not None or connector.pushes,
+            # A platform with nothing to poll says so, rather than looking like a poller that never ran.
+            "polling": "nothing to poll: " + connector.no_polling if connector.pushes else "polled",
             "polled_by": leases.get(name),  # the worker whose lease on it holds now
             # Known to the worker that polls it: another's view would be stale since the lease moved.
             **_rate_limit(inbox, name, leases.get(name) in (None, inbox.worker)),
@@ -189,59 +199,108 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=inbox.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
-async def webhook(request: web.Request) -> web.Response:
-    """Signed items from any system: 401 unsigned or forged, 202 stored (each item once), 503 while the store is down."""
-    from inbox.connectors.webhook import SIGNATURE_HEADER, WebhookConnector
-
+def _receiver(request: web.Request) -> tuple[Served, PushReceiver | None]:
     inbox = _inbox(request)
     connector = inbox.connectors.get(request.match_info["name"])
-    if not isinstance(connector, WebhookConnector):
+    return inbox, connector if isinstance(connector, PushReceiver) else None
+
+
+async def webhook_handshake(request: web.Request) -> web.Response:
+    """A platform's GET check of its push endpoint (Meta: `hub.challenge` echoed when `hub.verify_token` matches)."""
+    _, receiver = _receiver(request)
+    if receiver is None:
         return web.json_response({"error": "no such webhook"}, status=404)
+    with log_context(connector=request.match_info["name"]):
+        answer = receiver.handshake(request.query)
+        if answer is None:
+            return web.json_response({"error": "this webhook takes POST only"}, status=405, headers={"Allow": "POST"})
+        if answer.status >= 400:
+            log.warning("refused a webhook verification: %s", answer.text)
+        return web.Response(status=answer.status, text=answer.text, content_type="text/plain")
+
+
+async def webhook(request: web.Request) -> web.Response:
+    """Signed pushes: 401 unsigned or forged, stored (each item once) before the platform's 2xx, 503 while the store is down."""
+    inbox, receiver = _receiver(request)
+    if receiver is None:
+        return web.json_response({"error": "no such webhook"}, status=404)
+    connector: Connector[Any, Any] = inbox.connectors[request.match_info["name"]]
     with log_context(connector=connector.name):
         body = await request.read()
-        if not connector.verify(body, request.headers.get(SIGNATURE_HEADER)):
+        if not receiver.verify(body, request.headers):
             log.warning("refused a webhook call with a missing or wrong signature")
             return web.json_response({"error": "missing or invalid signature"}, status=401)
         try:
-            push = connector.parse(body)
+            push = receiver.parse(body)
         except PermanentError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         for problem in push.problems:
             log.warning("skipped a pushed item: %s", problem)  # ingest logs those it skips itself
-        if not push.items:
+        if not push.items and receiver.requires_items:
             return web.json_response({"error": "no valid item", "problems": push.problems}, status=400)
         down = inbox.store_health.known_down()
         if down is not None:
             return _store_down(down)
+        if receiver.keep_first:
+            return await _keep(inbox, connector.name, body, push, receiver.accepted_status)
         # Triage runs inside ingest too: a large push gets more time, a few milliseconds an item.
         budget = PUSH_STORE_SECONDS + PUSH_SECONDS_PER_ITEM * len(push.items)
-        try:
-            with store_wait(PUSH_LOCK_WAIT):
-                async with asyncio.timeout(budget):
-                    result = await inbox.ingestor.ingest(Source.of(connector), push.items)
-        except TimeoutError:
-            reason = f"the push was not stored within {budget:.0f} s"
-            # Slow is not down: only a store that fails its own probe too is called unavailable on /healthz.
-            if await inbox.store_health.check() is not None:
-                inbox.store_health.failed(reason)
-            return _store_down(reason)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            inbox.store_health.failed(exc)
-            return _store_down(f"store error: {describe_outage(exc)}")
-        inbox.store_health.worked()
-        push.skipped(result.problems)
+
+        async def store() -> IngestResult:
+            result = await inbox.ingestor.ingest(Source.of(connector), push.items)
+            if push.deliveries:
+                await inbox.actions.record_deliveries(connector.name, push.deliveries)
+            return result
+
+        result = await _within(inbox, store(), budget)
+        if isinstance(result, web.Response):
+            return result
+        push.skipped((problem.index, problem.reason) for problem in result.problems)
         inbox.metrics.items_ingested.labels(connector.name).inc(result.stored)
         return web.json_response(
             {
                 "stored": result.stored,
                 "duplicates": result.duplicates,
                 "skipped": len(push.refused),
+                "deliveries": len(push.deliveries),
                 "problems": push.problems,
             },
-            status=202,
+            status=receiver.accepted_status,
         )
+
+
+async def _keep(inbox: Served, name: str, body: bytes, push: Push, status: int) -> web.Response:
+    """Store the verified body as received, answer, and ingest it right after (PushKeeper)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return web.json_response({"error": "body is not UTF-8 JSON"}, status=400)
+    kept = await _within(inbox, inbox.pushes.keep(name, text), PUSH_STORE_SECONDS)
+    if isinstance(kept, web.Response):
+        return kept
+    answer = {"kept": True, "items": len(push.items), "deliveries": len(push.deliveries), "problems": push.problems}
+    return web.json_response(answer, status=status)
+
+
+async def _within(inbox: Served, work: Awaitable[T], budget: float) -> T | web.Response:
+    """What the store work returns, or a 503 with Retry-After when it fails or takes longer than `budget` seconds."""
+    try:
+        with store_wait(PUSH_LOCK_WAIT):
+            async with asyncio.timeout(budget):
+                done = await work
+    except TimeoutError:
+        reason = f"the push was not stored within {budget:.0f} s"
+        # Slow is not down: only a store that fails its own probe too is called unavailable on /healthz.
+        if await inbox.store_health.check() is not None:
+            inbox.store_health.failed(reason)
+        return _store_down(reason)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        inbox.store_health.failed(exc)
+        return _store_down(f"store error: {describe_outage(exc)}")
+    inbox.store_health.worked()
+    return done
 
 
 def _store_down(reason: str) -> web.Response:

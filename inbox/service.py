@@ -16,7 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import connectors as registry
-from inbox.connector import Connector
+from inbox.connector import Connector, PushReceiver
 from inbox.logs import SECRETS, log_context
 from inbox.metrics import Metrics
 from inbox.pipeline.actions import Actions
@@ -26,6 +26,7 @@ from inbox.pipeline.ingest import Ingestor
 from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.outbox import Bell, LogNotifier, Notifier, Outbox
 from inbox.pipeline.poller import STORE_RETRY_MAX, Poller
+from inbox.pipeline.pushes import PushKeeper
 from inbox.pipeline.sweep import SlaSweep
 from inbox.pipeline.workers import Leases, worker_id
 from inbox.settings import Settings
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from inbox.slack import Slack
 
 log = logging.getLogger(__name__)
+
+PUSH_INTAKE_SECONDS = 5.0  # how often stored pushes that nobody is ingesting are looked for
 
 
 class Inbox:
@@ -115,6 +118,9 @@ class Inbox:
             window_lead=timedelta(minutes=settings.sla.reply_window_warn_minutes),
             csat=self.csat,
         )
+        self.pushes = PushKeeper(
+            engine, self.ingestor, self.actions, self.connectors, clock, worker=self.worker, metrics=self.metrics
+        )
         self.slack: Slack | None = None
         if settings.slack.enabled:
             from inbox.slack import Slack  # only an installation with Slack on loads Bolt
@@ -161,6 +167,7 @@ class Inbox:
         """Finish Slack's acknowledged work, then close connectors and the store."""
         if self.slack is not None:
             await self.slack.close()
+        await self.pushes.close()
         for connector in self.connectors.values():
             await connector.close()
         await self.engine.dispose()
@@ -214,6 +221,9 @@ class Runner:
             ("sla-sweep", self.inbox.sweep.run, sla.check_seconds, 300.0),
             ("reply-recovery", self.inbox.actions.recover, lease_seconds, 900.0),
         ]
+        if any(isinstance(c, PushReceiver) and c.keep_first for c in self.inbox.connectors.values()):
+            # Pushes kept but not ingested: left by a crash or a store outage, or by another worker.
+            jobs.append(("push-intake", self.inbox.pushes.ingest, PUSH_INTAKE_SECONDS, 300.0))
         for name, job, seconds, budget in jobs:
             first = seconds if name == "leases" else 0.0  # the leases were just taken above
             loops.add(name, first_in=first, budget=budget)

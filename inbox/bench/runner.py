@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "connectors": ("inbox.bench.fleet", "1,000 connectors in one process: event-loop lag and memory"),
     "detection": ("inbox.bench.detection", "from a post at the vendor to the Slack post"),
     "slack": ("inbox.bench.slack_ack", "Slack acknowledgement under 200 concurrent clicks"),
+    "meta": ("inbox.bench.meta_push", "200 concurrent signed Meta webhook deliveries, stored before their 200"),
 }
 
 

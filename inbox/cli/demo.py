@@ -108,11 +108,20 @@ SAMPLES = [
         "review",
     ),
     Sample("trustpilot", 10, "elena.v", "Elena V.", "Livrare rapidă, totul perfect. Mulțumesc!", 5, "review"),
+    Sample(
+        "whatsapp",
+        14,
+        "40722123456",
+        "Mihai Ionescu",
+        "Bună ziua, coletul 90317 apare livrat dar nu l-am primit. Mă puteți ajuta?",
+        kind="dm",
+    ),
+    Sample("whatsapp", 5, "33612345678", "Camille", "Bonjour, vous livrez le samedi à Lyon ?", kind="dm"),
 ]
 FOLLOW_UP = Sample(
     "x", 0, "sean_obrien", "Seán O'Brien", "@acme brilliant, and how long does it usually take?", thread="x-1"
 )
-CHANNELS = ("x", "mastodon", "google_reviews", "trustpilot")
+CHANNELS = ("x", "mastodon", "google_reviews", "trustpilot", "whatsapp")
 
 
 class Recorder:
@@ -143,7 +152,7 @@ def _write(folder: Path, samples: list[Sample], start: int) -> None:
 
 
 def demo_settings(folder: Path) -> Settings:
-    """One jsonl connector per channel, standing in for X, Mastodon, Google and Trustpilot."""
+    """One jsonl connector per channel, standing in for X, Mastodon, Google, Trustpilot and WhatsApp."""
     raw = {
         "database": {"url": f"sqlite:///{folder / 'demo.db'}"},
         "triage": {"brand": "Acme", "agent_name": "Ana"},
@@ -173,7 +182,8 @@ async def _demo(out: Console, folder: Path) -> None:
     recorder = Recorder()
     inbox = await Inbox.open(demo_settings(folder), notifiers=[recorder])
     try:
-        with out.status("Polling 4 sample connectors (X, Mastodon, Google reviews, Trustpilot)…"):
+        names = ", ".join(display_name(c) or c for c in CHANNELS)
+        with out.status(f"Polling {len(CHANNELS)} sample connectors ({names})…"):
             polled = [await poller.poll_once() for poller in inbox.pollers.values()]
         out.print(
             f"Polled {len(polled)} connectors: {sum(p.stored for p in polled)} items stored, "

@@ -43,6 +43,8 @@ class Outcome:
     reply_at: datetime | None = None
     resolved_by: str | None = None
     resolved_at: datetime | None = None
+    # A reply of the current cycle the platform reported undelivered: (agent, the platform's reason).
+    undelivered: tuple[str, str] | None = None
 
 
 def channel_name(channel: str) -> str:
@@ -167,8 +169,16 @@ def _status(view: ThreadView, outcome: Outcome) -> list[Block]:
         lines.append(
             f":outbox_tray: Answered on {escape(channel_name(view.channel))} at {when(view.clock.responded_at)}, outside this inbox."
         )
+    if outcome.undelivered is not None:
+        agent, _ = outcome.undelivered
+        lines.append(
+            f":warning: {escape(channel_name(view.channel))} did not deliver the reply by {user(agent)}: the customer "
+            "has not received it. Send again, or resolve."
+        )
     if lines:
         blocks.append({"type": "section", "text": mrkdwn("\n".join(lines))})
+    if outcome.undelivered is not None:
+        blocks.append({"type": "context", "elements": [plain(f"Reason: {outcome.undelivered[1]}", 500)]})
     if outcome.reply_text is not None and outcome.reply_at is not None:
         blocks.append({"type": "section", "text": plain(outcome.reply_text)})
     if view.status == Status.RESOLVED:
@@ -254,6 +264,20 @@ def reply_note(view: ThreadView, agent: str, text: str, at: datetime) -> tuple[s
             "elements": [mrkdwn(f":outbox_tray: {user(agent)} replied on {channel_name(view.channel)} at {when(at)}")],
         },
         {"type": "section", "text": plain(text)},
+    ]
+
+
+def reply_failed(view: ThreadView, agent: str, error: str) -> tuple[str, list[Block]]:
+    """The platform reported our reply undelivered: said in the thread, to the agent who sent it."""
+    where = channel_name(view.channel)
+    return f"Reply not delivered on {where}", [
+        {
+            "type": "section",
+            "text": mrkdwn(
+                f":warning: {user(agent)}, {escape(where)} did not deliver your reply: the customer has not received it."
+            ),
+        },
+        {"type": "context", "elements": [plain(f"Reason: {error}", 500)]},
     ]
 
 

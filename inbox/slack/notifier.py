@@ -88,6 +88,10 @@ class SlackNotifier:
             if reply is not None:
                 text, body = blocks.reply_note(view, reply.agent, reply.text, reply.sent_at or notice.created_at)
                 await self._post_once(notice.event_id, channel, text, body, thread_ts=ts)
+        elif kind == EventKind.REPLY_FAILED:
+            agent, error = str(notice.payload.get("agent") or ""), str(notice.payload.get("error") or "")
+            text, body = blocks.reply_failed(view, agent, error)
+            await self._post_once(notice.event_id, channel, text, body, thread_ts=ts)
         elif kind in _ESCALATIONS:
             breach = kind == EventKind.SLA_BREACH
             permalink = await self._permalink(channel, ts)
@@ -236,8 +240,9 @@ class SlackNotifier:
             await self.log.notify(notice)
 
     async def _outcome(self, view: ThreadView) -> blocks.Outcome:
+        undelivered = await replies.undelivered(self.engine, view.thread_id)
         if view.status not in (Status.REPLIED, Status.RESOLVED):
-            return blocks.Outcome()  # an open conversation shows no outcome yet: nothing to look up
+            return blocks.Outcome(undelivered=undelivered)  # an open conversation shows no reply yet
         reply, resolved = await self.store.outcome(view.thread_id, resolved=view.status == Status.RESOLVED)
         # A reply from an earlier cycle is history once the customer wrote again.
         current = reply is not None and view.status in (Status.REPLIED, Status.RESOLVED)
@@ -247,6 +252,7 @@ class SlackNotifier:
             reply_at=reply.sent_at if current else None,
             resolved_by=(resolved.payload or {}).get("agent") if resolved else None,
             resolved_at=resolved.created_at if resolved else None,
+            undelivered=undelivered,
         )
 
     async def _reply(self, reply_id: Any) -> Any:

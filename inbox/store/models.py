@@ -238,8 +238,15 @@ class Reply(SQLModel, table=True):
     # The worker sending it, until when: a pending reply whose claim has run out is left over from a crash.
     claimed_by: str | None = Field(default=None, max_length=128)
     claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # What the platform last reported of it (sent, delivered, read, failed: WhatsApp's statuses), and when.
+    delivery: str | None = Field(default=None, max_length=16)
+    delivery_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
-    __table_args__ = (sa.UniqueConstraint("thread_id", "cycle", "mode", name="uq_reply_thread_cycle_mode"),)
+    __table_args__ = (
+        sa.UniqueConstraint("thread_id", "cycle", "mode", name="uq_reply_thread_cycle_mode"),
+        # A platform's delivery report names the reply by its id there.
+        sa.Index("ix_reply_external_id", "external_id"),
+    )
 
 
 class CsatStatus(StrEnum):
@@ -288,6 +295,18 @@ class CsatQuestion(SQLModel, table=True):
         ),
         sa.Index("ix_csat_question_sent_at", "sent_at"),
     )
+
+
+class Pushed(SQLModel, table=True):
+    """A verified push body stored as received, before its 2xx; read, triaged and ingested right after, then deleted."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=64)
+    body: str = Field(sa_type=sa.Text)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    # The worker ingesting it, until when; a claim that ran out (a crash) is free again.
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Cursor(SQLModel, table=True):
@@ -376,6 +395,7 @@ class EventKind(StrEnum):
     REPLIED = "replied"
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
+    REPLY_FAILED = "reply_failed"  # the platform reported a sent reply undelivered
     CONNECTOR_HEALTH = "connector_health"
     CSAT_ASKED = "csat_asked"
     CSAT_ANSWERED = "csat_answered"

@@ -218,3 +218,47 @@ async def test_a_push_during_an_outage_gets_503_with_retry_after_in_time_and_is_
             assert (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one() == 1
     finally:
         await site.runner.cleanup()
+
+
+async def test_a_meta_delivery_during_an_outage_gets_503_and_is_stored_once_when_sent_again(
+    inbox_factory, engine, clock: FakeClock, request, triager
+):
+    from inbox.fakes.whatsapp import WhatsAppFake
+
+    triager.warm_up()
+    fake = WhatsAppFake(app_secret="wa-app-secret-0123456789")  # only builds and signs the deliveries
+    fake.now = clock.now
+    inbox = inbox_factory(
+        connectors=[
+            {
+                "name": "wa",
+                "type": "whatsapp",
+                "api_url": "http://127.0.0.1:9",
+                "phone_number_id": fake.phone_number_id,
+                "access_token": "token",
+                "app_secret": fake.app_secret,
+                "verify_token": "wa-verify-token-0123456789",
+            }
+        ]
+    )
+    site = await start_server(inbox, "127.0.0.1", 0)
+    fake.add_customer_post("où est mon colis ?", author="33612345678")
+    [delivery] = fake.take_deliveries()
+    url = f"http://127.0.0.1:{site.port}/webhooks/wa"
+    try:
+        holder = request.getfixturevalue("locked")
+        started = time.monotonic()
+        refused = await fake.deliver(url, delivery)
+        assert refused.status == 503 and int(refused.headers["Retry-After"]) > 0, refused.text
+        assert time.monotonic() - started < 8
+        holder.execute("ROLLBACK")
+        for _ in range(2):  # Meta delivers at least once
+            assert (await fake.deliver(url, delivery)).status == 200
+        await inbox.pushes.settle()
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one() == 1
+    finally:
+        await site.runner.cleanup()
+        await inbox.pushes.close()
+        for connector in inbox.connectors.values():
+            await connector.close()
