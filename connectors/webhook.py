@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -21,7 +20,8 @@ from inbox.connector import (
     ConnectorSettings,
     Page,
     PermanentError,
-    RawItem,
+    Push,
+    PushReceiver,
     ReplyTarget,
     Secret,
     SentReply,
@@ -30,7 +30,6 @@ from inbox.connector import (
 )
 from inbox.connectors.kit.http import close_session, open_session
 from inbox.itemformat import parse_item
-from inbox.pipeline.ingest import Skipped
 
 SIGNATURE_HEADER = "X-Inbox-Signature"
 
@@ -45,25 +44,6 @@ class WebhookSettings(ConnectorSettings):
     max_reply_chars: int | None = None
 
 
-@dataclass(slots=True)
-class Push:
-    """A pushed body, read: its valid items with their positions in the body, and why each other one was refused."""
-
-    items: list[RawItem] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)  # of items[i] in the body
-    refused: dict[int, str] = field(default_factory=dict)  # position in the body: why
-
-    @property
-    def problems(self) -> list[str]:
-        """A line per item refused so far: `items[i]: why`."""
-        return [f"items[{i}]: {why}" for i, why in sorted(self.refused.items())]
-
-    def skipped(self, problems: Iterable[Skipped]) -> None:
-        """Add the items ingest skipped (it counts positions among `items`)."""
-        for problem in problems:
-            self.refused[self.positions[problem.index]] = problem.reason
-
-
 class WebhookCursor(BaseModel):
     """Pushes need no cursor."""
 
@@ -73,7 +53,7 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
+class WebhookConnector(Connector[WebhookSettings, WebhookCursor], PushReceiver):
     """Accepts pushed items after checking their HMAC signature."""
 
     type = "webhook"
@@ -85,8 +65,9 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
         self.max_reply_chars = settings.max_reply_chars
         self._session: aiohttp.ClientSession | None = None
 
-    def verify(self, body: bytes, signature: str | None) -> bool:
-        """True when `signature` is this connector's HMAC of `body` (constant-time compare)."""
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """True when the `X-Inbox-Signature` header is this connector's HMAC of `body` (constant-time compare)."""
+        signature = headers.get(SIGNATURE_HEADER)
         if not signature:
             return False
         return hmac.compare_digest(sign(self.settings.secret.get_secret_value(), body), signature.strip())
@@ -103,11 +84,9 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor]):
         push = Push()
         for i, entry in enumerate(entries):
             try:
-                push.items.append(parse_item(entry))
+                push.add(parse_item(entry), i)
             except ValueError as exc:
                 push.refused[i] = str(exc)
-            else:
-                push.positions.append(i)
         return push
 
     async def fetch(self, cursor: WebhookCursor | None) -> AsyncIterator[Page[WebhookCursor]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -380,3 +380,83 @@ class Connector(abc.ABC, Generic[S, C]):
 
     async def close(self) -> None:
         """Release network resources."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The answer to a platform's GET verification of a push endpoint (Meta's `hub.challenge`): status and text."""
+
+    status: int
+    text: str
+
+
+class DeliveryState(StrEnum):
+    """What the platform says became of one of our replies, in the order it happens."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A platform's report on one of our replies: its id there (`SentReply.external_id`), state, time, why it failed."""
+
+    reply_external_id: str
+    state: DeliveryState
+    at: datetime
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Push:
+    """A pushed body, read: its valid items with their positions, why each other entry was refused, and the
+    platform's reports on our replies (delivery statuses)."""
+
+    items: list[RawItem] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # of items[i] among the body's entries
+    refused: dict[int, str] = field(default_factory=dict)  # position among the body's entries: why
+    deliveries: list[Delivery] = field(default_factory=list)
+    label: str = "items"  # how problem lines name the body's entries: `items[3]: why`
+
+    def add(self, item: RawItem, position: int) -> None:
+        """Keep a valid item found at `position` of the body."""
+        self.items.append(item)
+        self.positions.append(position)
+
+    @property
+    def problems(self) -> list[str]:
+        """A line per entry refused so far: `items[i]: why`."""
+        return [f"{self.label}[{i}]: {why}" for i, why in sorted(self.refused.items())]
+
+    def skipped(self, problems: Iterable[tuple[int, str]]) -> None:
+        """Add the items ingest skipped, given as (index among `items`, why)."""
+        for index, reason in problems:
+            self.refused[self.positions[index]] = reason
+
+
+class PushReceiver(abc.ABC):
+    """A connector the platform pushes to at `/webhooks/NAME`: the server verifies, parses and stores through this.
+
+    The server owns the rest: 401 for a body `verify` refuses, 503 with Retry-After while the store is down, storing
+    items and deliveries before answering `accepted_status`.
+    """
+
+    # What a stored push is answered (Meta wants 200; our own webhook says 202 Accepted).
+    accepted_status: ClassVar[int] = 202
+    # A body without one valid item is refused with 400; a platform that pushes other events (statuses, reads)
+    # sets this False, so those are acknowledged rather than retried for a day.
+    requires_items: ClassVar[bool] = True
+
+    def handshake(self, query: Mapping[str, str]) -> Handshake | None:
+        """The answer to a GET on the push endpoint (a subscription check); None when the platform makes none."""
+        return None
+
+    @abc.abstractmethod
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """True when the raw body is signed by the platform (constant-time compare)."""
+
+    @abc.abstractmethod
+    def parse(self, body: bytes) -> Push:
+        """Items, refused entries and delivery reports of a verified body; PermanentError when it cannot be read."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from inbox.connector import PermanentError
+from inbox.connector import Connector, PermanentError, PushReceiver
 from inbox.logs import log_context
 from inbox.pipeline.ingest import Source
 from inbox.sla import SlaState
@@ -49,6 +49,7 @@ def build_app(inbox: Inbox) -> web.Application:
     app[INBOX_KEY] = inbox
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/webhooks/{name}", webhook_handshake)
     app.router.add_post("/webhooks/{name}", webhook)
     slack = getattr(inbox, "slack", None)
     if slack is not None and not slack.socket_mode:
@@ -152,26 +153,44 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=inbox.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
-async def webhook(request: web.Request) -> web.Response:
-    """Signed items from any system: 401 unsigned or forged, 202 stored (each item once), 503 while the store is down."""
-    from inbox.connectors.webhook import SIGNATURE_HEADER, WebhookConnector
-
+def _receiver(request: web.Request) -> tuple[Inbox, PushReceiver | None]:
     inbox = _inbox(request)
     connector = inbox.connectors.get(request.match_info["name"])
-    if not isinstance(connector, WebhookConnector):
+    return inbox, connector if isinstance(connector, PushReceiver) else None
+
+
+async def webhook_handshake(request: web.Request) -> web.Response:
+    """A platform's GET check of its push endpoint (Meta: `hub.challenge` echoed when `hub.verify_token` matches)."""
+    _, receiver = _receiver(request)
+    if receiver is None:
         return web.json_response({"error": "no such webhook"}, status=404)
+    with log_context(connector=request.match_info["name"]):
+        answer = receiver.handshake(request.query)
+        if answer is None:
+            return web.json_response({"error": "this webhook takes POST only"}, status=405, headers={"Allow": "POST"})
+        if answer.status >= 400:
+            log.warning("refused a webhook verification: %s", answer.text)
+        return web.Response(status=answer.status, text=answer.text, content_type="text/plain")
+
+
+async def webhook(request: web.Request) -> web.Response:
+    """Signed pushes: 401 unsigned or forged, stored (each item once) before the platform's 2xx, 503 while the store is down."""
+    inbox, receiver = _receiver(request)
+    if receiver is None:
+        return web.json_response({"error": "no such webhook"}, status=404)
+    connector: Connector[Any, Any] = inbox.connectors[request.match_info["name"]]
     with log_context(connector=connector.name):
         body = await request.read()
-        if not connector.verify(body, request.headers.get(SIGNATURE_HEADER)):
+        if not receiver.verify(body, request.headers):
             log.warning("refused a webhook call with a missing or wrong signature")
             return web.json_response({"error": "missing or invalid signature"}, status=401)
         try:
-            push = connector.parse(body)
+            push = receiver.parse(body)
         except PermanentError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         for problem in push.problems:
             log.warning("skipped a pushed item: %s", problem)  # ingest logs those it skips itself
-        if not push.items:
+        if not push.items and receiver.requires_items:
             return web.json_response({"error": "no valid item", "problems": push.problems}, status=400)
         down = inbox.store_health.known_down()
         if down is not None:
@@ -182,6 +201,8 @@ async def webhook(request: web.Request) -> web.Response:
             with store_wait(PUSH_LOCK_WAIT):
                 async with asyncio.timeout(budget):
                     result = await inbox.ingestor.ingest(Source.of(connector), push.items)
+                    if push.deliveries:
+                        await inbox.actions.record_deliveries(connector.name, push.deliveries)
         except TimeoutError:
             reason = f"the push was not stored within {budget:.0f} s"
             # Slow is not down: only a store that fails its own probe too is called unavailable on /healthz.
@@ -201,9 +222,10 @@ async def webhook(request: web.Request) -> web.Response:
                 "stored": result.stored,
                 "duplicates": result.duplicates,
                 "skipped": len(push.refused),
+                "deliveries": len(push.deliveries),
                 "problems": push.problems,
             },
-            status=202,
+            status=receiver.accepted_status,
         )
 
 

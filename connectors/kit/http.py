@@ -207,12 +207,16 @@ class VendorClient:
                 if response.status != 429:
                     # A 429's reset already travels with the TransientError to the poller, which waits it out.
                     self.budget.update(response.headers, self.clock())
-                error = error_for(response.status, response.headers, body, what)
+                error = self.error(response.status, response.headers, body, what)
                 if error is not None:
                     raise error
                 return Response(response.status, response.headers, _parse(body, what))
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientError(redact(f"{what} failed: {type(exc).__name__}: {exc}")) from exc
+
+    def error(self, status: int, headers: Mapping[str, str], body: str, what: str) -> ConnectorError | None:
+        """The error an answer stands for, or None for a success; a vendor whose error bodies say more overrides it."""
+        return error_for(status, headers, body, what)
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
         """GET and parse."""

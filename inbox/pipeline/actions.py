@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import windows
-from inbox.connector import STANDARD_MODE, Connector, ConnectorError, Kind, ReplyTarget, SentReply, TransientError
+from inbox.connector import STANDARD_MODE, Connector, ConnectorError, Delivery, Kind, ReplyTarget, SentReply, TransientError
 from inbox.logs import log_context, log_fields
 from inbox.metrics import Metrics
 from inbox.store import items, replies
@@ -119,6 +119,17 @@ class Actions:
         if connector is None:
             return None  # reply() says so, with the reason
         return refusal(connector, view.channel, view.kind, view.language, view.window, mode, self.clock())
+
+    async def record_deliveries(self, connector: str, deliveries: list[Delivery]) -> int:
+        """Store what the platform reports of our replies; a failed one is announced (Slack shows it). Returns how
+        many replies were newly reported failed."""
+        reports = [(d.reply_external_id, d.state.value, d.at, d.error) for d in deliveries]
+        failed = await replies.record_deliveries(self.engine, connector, reports, self.clock())
+        for undelivered in failed:
+            log.warning("%s reports reply %d undelivered: %s", connector, undelivered.reply_id, undelivered.error)
+        if failed:
+            self.on_event()
+        return len(failed)
 
     async def recover(self, limit: int = 50) -> int:
         """Finish replies left pending by a crash or an unanswered send: look on the platform, send only if absent.

@@ -235,8 +235,15 @@ class Reply(SQLModel, table=True):
     # The worker sending it, until when: a pending reply whose claim has run out is left over from a crash.
     claimed_by: str | None = Field(default=None, max_length=128)
     claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # What the platform last reported of it (sent, delivered, read, failed: WhatsApp's statuses), and when.
+    delivery: str | None = Field(default=None, max_length=16)
+    delivery_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
-    __table_args__ = (sa.UniqueConstraint("thread_id", "cycle", "mode", name="uq_reply_thread_cycle_mode"),)
+    __table_args__ = (
+        sa.UniqueConstraint("thread_id", "cycle", "mode", name="uq_reply_thread_cycle_mode"),
+        # A platform's delivery report names the reply by its id there.
+        sa.Index("ix_reply_external_id", "external_id"),
+    )
 
 
 class Cursor(SQLModel, table=True):
@@ -325,6 +332,7 @@ class EventKind(StrEnum):
     REPLIED = "replied"
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
+    REPLY_FAILED = "reply_failed"  # the platform reported a sent reply undelivered
     CONNECTOR_HEALTH = "connector_health"
 
 

@@ -213,3 +213,62 @@ async def get(engine: AsyncEngine, reply_id: int) -> Any:
         return (
             await conn.execute(sa.select(Reply.agent, Reply.text, Reply.sent_at).where(Reply.id == reply_id))
         ).one_or_none()
+
+
+# A report may come after a later one (Meta does not promise the order): a state never goes back.
+_DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+
+class Undelivered(NamedTuple):
+    """A sent reply the platform reported failed: its id and thread, and the platform's reason."""
+
+    reply_id: int
+    thread_id: int
+    error: str
+
+
+async def record_deliveries(
+    engine: AsyncEngine, connector: str, reports: list[tuple[str, str, datetime, str | None]], now: datetime
+) -> list[Undelivered]:
+    """Record the platform's reports (its reply id, state, time, error) on our replies of `connector`, in one
+    transaction; a failed one marks the reply failed (so Send may try again) with a `reply_failed` event.
+
+    Reports on messages this inbox did not send are ignored. Returns the replies newly reported failed.
+    """
+    failed: list[Undelivered] = []
+    if not reports:
+        return failed
+    async with engine.begin() as conn:
+        ids = sorted({external_id for external_id, *_ in reports})
+        rows = {
+            row.external_id: row
+            for row in await conn.execute(
+                sa.select(Reply.id, Reply.thread_id, Reply.external_id, Reply.delivery, Reply.agent)
+                .join(Thread, Thread.id == Reply.thread_id)
+                .where(Reply.external_id.in_(ids), Thread.connector == connector)
+            )
+        }
+        current = {external_id: row.delivery or "" for external_id, row in rows.items()}
+        for external_id, state, at, error in reports:
+            row = rows.get(external_id)
+            if row is None or _DELIVERY_RANK.get(state, 0) <= _DELIVERY_RANK.get(current[external_id], 0):
+                continue
+            current[external_id] = state
+            values: dict[str, Any] = {"delivery": state, "delivery_at": at}
+            if state == "failed":
+                reason = (error or "the platform did not deliver it")[:1000]
+                values |= {"status": ReplyStatus.FAILED, "error": reason}
+                failed.append(Undelivered(row.id, row.thread_id, reason))
+                await add_events(
+                    conn,
+                    now,
+                    [
+                        NewEvent(
+                            EventKind.REPLY_FAILED,
+                            row.thread_id,
+                            payload={"reply_id": row.id, "agent": row.agent, "error": reason},
+                        )
+                    ],
+                )
+            await conn.execute(sa.update(Reply).where(Reply.id == row.id).values(**values))
+    return failed

@@ -179,3 +179,9 @@ async def test_every_stored_field_is_bounded(client, engine):
     assert item.url is None  # a URL cut short leads nowhere: dropped, the item kept
     assert len(item.text) == MAX_TEXT and item.text.startswith("t" * 1000) and item.text.endswith("]")
     assert len(item.author_name) == MAX_NAME and item.author_name.endswith("…") and name == item.author_name
+
+
+async def test_a_get_is_405_for_a_webhook_without_handshake_and_404_for_none(client):
+    response = await client.get("/webhooks/shop")
+    assert response.status == 405 and response.headers["Allow"] == "POST"
+    assert (await client.get("/webhooks/nope")).status == 404
