@@ -12,7 +12,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import windows
-from inbox.connector import STANDARD_MODE, Connector, ConnectorError, Delivery, Kind, ReplyTarget, SentReply, TransientError
+from inbox.connector import (
+    STANDARD_MODE,
+    Connector,
+    ConnectorError,
+    Delivery,
+    Kind,
+    ReplyTarget,
+    SentReply,
+    TransientError,
+)
 from inbox.logs import log_context, log_fields
 from inbox.metrics import Metrics
 from inbox.store import items, replies
