@@ -107,11 +107,19 @@ SAMPLES = [
         "review",
     ),
     Sample("trustpilot", 10, "elena.v", "Elena V.", "Livrare rapidă, totul perfect. Mulțumesc!", 5, "review"),
+    Sample(
+        "facebook",
+        14,
+        "camille.martin",
+        "Camille Martin",
+        "Bonjour, j'ai commandé un manteau il y a 12 jours (commande 60211) et toujours rien. Vous pouvez vérifier ?",
+        kind="comment",
+    ),
 ]
 FOLLOW_UP = Sample(
     "x", 0, "sean_obrien", "Seán O'Brien", "@acme brilliant, and how long does it usually take?", thread="x-1"
 )
-CHANNELS = ("x", "mastodon", "google_reviews", "trustpilot")
+CHANNELS = ("x", "mastodon", "google_reviews", "trustpilot", "facebook")
 
 
 class Recorder:
@@ -142,7 +150,7 @@ def _write(folder: Path, samples: list[Sample], start: int) -> None:
 
 
 def demo_settings(folder: Path) -> Settings:
-    """One jsonl connector per channel, standing in for X, Mastodon, Google and Trustpilot."""
+    """One jsonl connector per channel, standing in for X, Mastodon, Google, Trustpilot and a Facebook Page."""
     raw = {
         "database": {"url": f"sqlite:///{folder / 'demo.db'}"},
         "triage": {"brand": "Acme", "agent_name": "Ana"},
@@ -172,7 +180,7 @@ async def _demo(out: Console, folder: Path) -> None:
     recorder = Recorder()
     inbox = await Inbox.open(demo_settings(folder), notifiers=[recorder])
     try:
-        with out.status("Polling 4 sample connectors (X, Mastodon, Google reviews, Trustpilot)…"):
+        with out.status("Polling 5 sample connectors (X, Mastodon, Google reviews, Trustpilot, Facebook)…"):
             polled = [await poller.poll_once() for poller in inbox.pollers.values()]
         out.print(
             f"Polled {len(polled)} connectors: {sum(p.stored for p in polled)} items stored, "
