@@ -127,7 +127,7 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
     async def comments(self, since: datetime) -> AsyncIterator[list[RawItem]]:
         """Comments and replies (filter=stream) since `since` on posts commented on since then, newest posts first."""
         params = {"fields": "id,created_time,updated_time", "limit": self.settings.page_size}
-        horizon = self.horizon()
+        horizon = self.horizon(since)
         async with aclosing(self.graph.pages(f"{self.page}/posts", params, needs="pages_read_engagement")) as pages:
             async for posts in pages:
                 parsed = [p for p in (valid(_Post, raw, self.name, "post") for raw in posts) if p is not None]

@@ -141,7 +141,7 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
         """Mentions awaiting their text, then the comments (and replies) since `since` on recent media."""
         yield [m for m in [await self._mention(c, media) for c, media in list(self._mentions.items())] if m]
         params = {"fields": "id,timestamp,comments_count", "limit": self.settings.page_size}
-        horizon = self.horizon()
+        horizon = self.horizon(since)
         async with aclosing(self.graph.pages(f"{self.account}/media", params, needs=self.needs_basic)) as pages:
             async for listed in pages:
                 media = [m for m in (valid(_Media, raw, self.name, "media") for raw in listed) if m is not None]

@@ -313,9 +313,9 @@ class SocialConnector(Connector[S, SocialCursor], MetaReceiver):
             yield Page(items)
         yield Page([], SocialCursor(since=max(since, now - OVERLAP)))
 
-    def horizon(self) -> datetime:
-        """Posts older than this have their comments no longer polled."""
-        return self.clock() - timedelta(days=self.settings.lookback_days)
+    def horizon(self, since: datetime) -> datetime:
+        """Posts older than this have their comments no longer polled (a backfill reaches back further)."""
+        return min(since, self.clock() - timedelta(days=self.settings.lookback_days))
 
     async def close(self) -> None:
         """Close the Graph session."""
