@@ -22,7 +22,7 @@ from inbox.connectors.kit.meta_social import (
     comment_item,
     epoch,
 )
-from inbox.connectors.kit.parse import Digits, Number, OptionalId, OptionalText, Payload, Timestamp, valid
+from inbox.connectors.kit.parse import Digits, Number, OptionalId, OptionalText, Payload, Timestamp, one_of, valid
 from inbox.connectors.kit.text import same_reply
 
 log = logging.getLogger(__name__)
@@ -89,17 +89,22 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
         the Page's own comments, removals and other feed events (posts, reactions) are none of ours."""
         if change.field != "feed" or change.value.get("item") != "comment":
             return None
-        value = valid(_FeedComment, change.value, self.name, "feed comment")
-        if value is None:
-            return "a feed comment of an unexpected shape"
+        value = one_of(_FeedComment, change.value)
+        if isinstance(value, str):
+            return f"feed comment: {value}"
         if value.verb not in ("add", "edited") or value.sender.id == self.page:
             if value.verb == "remove":
                 log.info("%s: comment %s was removed on Facebook", self.name, value.comment_id)
             return None
         return self._comment(
-            value.comment_id, value.parent_id, value.post_id, value.sender, value.message, epoch(value.created_time),
+            value.comment_id,
+            value.parent_id,
+            value.post_id,
+            value.sender,
+            value.message,
+            epoch(value.created_time),
             value.can_reply_privately,
-        )  # fmt: skip
+        )
 
     def _comment(
         self,

@@ -22,7 +22,7 @@ from inbox.connectors.kit.meta_social import (
     comment_item,
     epoch,
 )
-from inbox.connectors.kit.parse import Digits, IfObject, OptionalId, OptionalText, Payload, Timestamp, valid
+from inbox.connectors.kit.parse import Digits, IfObject, OptionalId, OptionalText, Payload, Timestamp, one_of, valid
 from inbox.connectors.kit.text import same_reply
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,9 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
             return None
         if change.field != "comments":
             return None
-        value = valid(_WebhookComment, change.value, self.name, "comment")
-        if value is None:
-            return "a comment of an unexpected shape"
+        value = one_of(_WebhookComment, change.value)
+        if isinstance(value, str):
+            return f"comment: {value}"
         if value.sender.id == self.account:
             return None
         at = epoch(time) if time else self.clock()  # the delivery carries no time of its own

@@ -257,8 +257,8 @@ def message_text(message: dict[str, Any]) -> str:
     lines = [message["text"]] if isinstance(message.get("text"), str) and message["text"] else []
     for attachment in message.get("attachments") or []:
         if isinstance(attachment, dict):
-            payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
-            url = payload.get("url") if isinstance(payload.get("url"), str) else ""
+            payload = attachment.get("payload")
+            url = payload.get("url") if isinstance(payload, dict) and isinstance(payload.get("url"), str) else ""
             lines.append(f"[{attachment.get('type') or 'attachment'}] {url}".strip())
     return "\n".join(lines)
 

@@ -88,7 +88,7 @@ class MessengerFake(GraphFake):
     def message_delivery(self, mid: str) -> dict[str, Any]:
         """The `messages` webhook delivery of a stored customer message (messenger_message.json, ids replaced)."""
         customer, message = next((c, m) for c, ms in self.conversations.items() for m in ms if m["id"] == mid)
-        delivery = copy.deepcopy(payload("facebook", "messenger_message.json"))
+        delivery: dict[str, Any] = copy.deepcopy(payload("facebook", "messenger_message.json"))
         entry = delivery["entry"][0]
         entry["id"], entry["time"] = self.account_id, int(self.current().timestamp() * 1000)
         event = entry["messaging"][0]
@@ -100,7 +100,7 @@ class MessengerFake(GraphFake):
 
     def echo_delivery(self, customer: str, text: str) -> dict[str, Any]:
         """The echo of a message the account sent (messenger_echo.json, ids replaced)."""
-        delivery = copy.deepcopy(payload("facebook", "messenger_echo.json"))
+        delivery: dict[str, Any] = copy.deepcopy(payload("facebook", "messenger_echo.json"))
         entry = delivery["entry"][0]
         entry["id"] = self.account_id
         event = entry["messaging"][0]
@@ -272,7 +272,7 @@ class FacebookFake(MessengerFake):
     def comment_delivery(self, comment_id: str, verb: str = "add") -> dict[str, Any]:
         """The `feed` webhook delivery of a stored comment (facebook_feed_comment_add.json, values replaced)."""
         comment = next(c for c in self.comments if c["id"] == comment_id)
-        delivery = copy.deepcopy(payload("facebook", "facebook_feed_comment_add.json"))
+        delivery: dict[str, Any] = copy.deepcopy(payload("facebook", "facebook_feed_comment_add.json"))
         entry = delivery["entry"][0]
         entry["id"], entry["time"] = PAGE_ID, int(self.current().timestamp())
         value = entry["changes"][0]["value"]

@@ -63,9 +63,15 @@ class InstagramFake(MessengerFake):
         return str(media["id"])
 
     def add_comment(
-        self, text: str, *, username: str = "camille.mtn", user_id: str | None = None, minutes_ago: float = 1,
-        reply_to: str | None = None, **extra: Any,
-    ) -> str:  # fmt: skip
+        self,
+        text: str,
+        *,
+        username: str = "camille.mtn",
+        user_id: str | None = None,
+        minutes_ago: float = 1,
+        reply_to: str | None = None,
+        **extra: Any,
+    ) -> str:
         """A comment on the media (a reply under the top-level comment when `reply_to` names a comment)."""
         parent = next((c for c in self.comments if c["id"] == reply_to), None)
         comment = {
@@ -109,16 +115,22 @@ class InstagramFake(MessengerFake):
         self.sequence += 1
         at = self.current() - timedelta(minutes=minutes_ago)
         self.mentioned[comment_id] = {
-            "id": comment_id, "text": text, "timestamp": graph_time(at), "username": username,
-            "from": {"id": self.people.setdefault(username, str(1234567890123456 + len(self.people))), "username": username},
+            "id": comment_id,
+            "text": text,
+            "timestamp": graph_time(at),
+            "username": username,
+            "from": {
+                "id": self.people.setdefault(username, str(1234567890123456 + len(self.people))),
+                "username": username,
+            },
             "media_id": media_id,
-        }  # fmt: skip
+        }
         return comment_id, media_id
 
     def comment_delivery(self, comment_id: str) -> dict[str, Any]:
         """The `comments` webhook delivery of a stored comment (instagram_comment.json, values replaced)."""
         comment = next(c for c in self.comments if c["id"] == comment_id)
-        delivery = copy.deepcopy(payload("instagram", "instagram_comment.json"))
+        delivery: dict[str, Any] = copy.deepcopy(payload("instagram", "instagram_comment.json"))
         entry = delivery["entry"][0]
         entry["id"], entry["time"] = IG_USER_ID, int(comment["timestamp"].timestamp())
         value = entry["changes"][0]["value"]
@@ -130,7 +142,7 @@ class InstagramFake(MessengerFake):
 
     def mention_delivery(self, comment_id: str) -> dict[str, Any]:
         """The `mentions` webhook delivery (instagram_mention.json, ids replaced)."""
-        delivery = copy.deepcopy(payload("instagram", "instagram_mention.json"))
+        delivery: dict[str, Any] = copy.deepcopy(payload("instagram", "instagram_mention.json"))
         delivery["entry"][0]["id"] = IG_USER_ID
         delivery["entry"][0]["changes"][0]["value"] = {
             "comment_id": comment_id,

@@ -163,8 +163,14 @@ def test_the_signature_is_required():
 
 
 def facebook_config_stub() -> dict[str, Any]:
-    return {"name": NAME, "type": "facebook", "page_id": PAGE_ID, "page_access_token": TOKEN,
-            "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN}  # fmt: skip
+    return {
+        "name": NAME,
+        "type": "facebook",
+        "page_id": PAGE_ID,
+        "page_access_token": TOKEN,
+        "app_secret": APP_SECRET,
+        "verify_token": VERIFY_TOKEN,
+    }
 
 
 # -- polling --------------------------------------------------------------------------------------------------------
