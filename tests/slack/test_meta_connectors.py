@@ -22,26 +22,30 @@ from inbox.store.models import Item
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
 from tests.conftest import FakeClock, make_settings
+from tests.connectors.test_facebook import facebook_config
+from tests.connectors.test_instagram import instagram_config
 from tests.slack.conftest import Harness, slack_config
 from tests.slack.test_editing import submit
 
 PSID = "6543210987654321"
 
 
+async def started(fake: Any, clock: FakeClock) -> Any:
+    """A Graph fake on the test's clock, started."""
+    fake.clock = lambda: clock.now
+    return await fake.start()
+
+
 @pytest.fixture
 async def facebook_fake(clock: FakeClock) -> AsyncIterator[FacebookFake]:
-    fake = FacebookFake()
-    fake.clock = lambda: clock.now
-    await fake.start()
+    fake = await started(FacebookFake(), clock)
     yield fake
     await fake.close()
 
 
 @pytest.fixture
 async def instagram_fake(clock: FakeClock) -> AsyncIterator[InstagramFake]:
-    fake = InstagramFake()
-    fake.clock = lambda: clock.now
-    await fake.start()
+    fake = await started(InstagramFake(), clock)
     yield fake
     await fake.close()
 
@@ -60,26 +64,7 @@ async def harness(
     fake_slack.now = lambda: clock.now.timestamp()
     triager.warm_up()  # as `inbox run` does before it serves: a push is stored before its 200, within 5 s
     config = slack_config(fake_slack, tmp_path)
-    config["connectors"] += [
-        {
-            "name": "acme-facebook",
-            "type": "facebook",
-            "api_url": facebook_fake.base_url,
-            "page_id": fb.PAGE_ID,
-            "page_access_token": fb.TOKEN,
-            "app_secret": fb.APP_SECRET,
-            "verify_token": fb.VERIFY_TOKEN,
-        },
-        {
-            "name": "acme-instagram",
-            "type": "instagram",
-            "api_url": instagram_fake.base_url,
-            "ig_user_id": ig.IG_USER_ID,
-            "access_token": ig.TOKEN,
-            "app_secret": ig.APP_SECRET,
-            "verify_token": ig.VERIFY_TOKEN,
-        },
-    ]
+    config["connectors"] += [facebook_config(facebook_fake), instagram_config(instagram_fake)]
     inbox = Inbox(make_settings(tmp_path, **config), engine, clock=clock, triager=triager, templates=templates)
     for connector in inbox.connectors.values():
         connector.clock = clock  # the platform's windows are read on the test's clock too
