@@ -74,6 +74,9 @@ async def harness(
     harness = Harness(inbox, site, fake_slack, clock, tmp_path)
     yield harness
     await harness.close()
+    keeper = getattr(inbox, "pushes", None)
+    if keeper is not None:
+        await keeper.close()
     for connector in inbox.connectors.values():
         await connector.close()
 
@@ -82,10 +85,18 @@ async def pushed(harness: Harness, fake: Any, name: str, delivery: Any, external
     """A signed delivery to /webhooks/NAME, answered 200, drawn in Slack; the item's thread id."""
     answer = await fake.deliver(f"{harness.url}/webhooks/{name}", delivery)
     assert answer.status == 200, answer.text
+    await settled(harness)
     await harness.dispatch()
     async with harness.inbox.engine.connect() as conn:
         query = sa.select(Item.thread_id).where(Item.external_id == external_id)
         return (await conn.execute(query)).scalar_one()
+
+
+async def settled(harness: Harness) -> None:
+    """Wait for pushes stored before their 200 to be ingested (where the inbox keeps Meta's bodies first)."""
+    keeper = getattr(harness.inbox, "pushes", None)  # the Meta branch's PushKeeper, once merged
+    if keeper is not None:
+        await keeper.settle()
 
 
 async def send(harness: Harness, thread: int, *, clicks: int = 1) -> None:
@@ -110,6 +121,7 @@ async def test_a_page_comment_is_answered_once_under_it(harness, facebook_fake):
     assert (
         await facebook_fake.deliver(f"{harness.url}/webhooks/acme-facebook", facebook_fake.comment_delivery(own))
     ).status == 200
+    await settled(harness)
     await harness.dispatch()
     assert len(harness.fake.posted(harness.inbox.settings.slack.triage_channel, in_thread=False)) == posted
     async with harness.inbox.engine.connect() as conn:
@@ -169,6 +181,7 @@ async def test_an_echo_is_never_an_item(harness, facebook_fake):
         f"{harness.url}/webhooks/acme-facebook", facebook_fake.echo_delivery(PSID, "Merci !")
     )
     assert answer.status == 200
+    await settled(harness)
     async with harness.inbox.engine.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(Item))).scalar_one() == 0
 
