@@ -22,7 +22,17 @@ from inbox.connectors.kit.meta_social import (
     comment_item,
     epoch,
 )
-from inbox.connectors.kit.parse import Digits, Number, OptionalId, OptionalText, Payload, Timestamp, one_of, valid
+from inbox.connectors.kit.parse import (
+    Digits,
+    Number,
+    OptionalId,
+    OptionalText,
+    Payload,
+    Timestamp,
+    one_of,
+    page_of,
+    valid,
+)
 from inbox.connectors.kit.text import same_reply
 
 log = logging.getLogger(__name__)
@@ -194,7 +204,7 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
         params = {"fields": "id,message,from,created_time", "filter": "stream", "limit": 100}
         answer = await self.graph.call("GET", f"{root}/comments", params=params, needs="pages_read_engagement")
         after = epoch(float(target.reply_to.get("at") or 0))
-        for raw in GraphPage.model_validate(answer).data:
+        for raw in page_of(GraphPage, answer, f"{self.name}: replies lookup").data:
             comment = valid(_Comment, raw, self.name, "comment")
             mine = comment is not None and comment.sender.id == self.page and comment.created_time >= after
             if comment and mine and same_reply(comment.message, text):

@@ -21,8 +21,19 @@ from inbox.connectors.kit.meta_social import (
     SocialSettings,
     comment_item,
     epoch,
+    listing,
 )
-from inbox.connectors.kit.parse import Digits, IfObject, OptionalId, OptionalText, Payload, Timestamp, one_of, valid
+from inbox.connectors.kit.parse import (
+    Digits,
+    IfObject,
+    OptionalId,
+    OptionalText,
+    Payload,
+    Timestamp,
+    one_of,
+    page_of,
+    valid,
+)
 from inbox.connectors.kit.text import same_reply
 
 log = logging.getLogger(__name__)
@@ -160,7 +171,7 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
                 comment = valid(_Comment, raw, self.name, "comment")
                 if comment is None:
                     continue
-                replies = GraphPage.model_validate(comment.replies or {"data": []}).data
+                replies = listing(comment.replies).data
                 answers = [valid(_Comment, r, self.name, "comment reply") for r in replies]
                 found = [
                     self._comment(comment, None, since),
@@ -217,7 +228,7 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
         root = str(target.reply_to.get("reply_on") or target.external_id)
         answer = await self.graph.call("GET", f"{root}/replies", params={"fields": COMMENT}, needs=self.needs_comments)
         after = epoch(float(target.reply_to.get("at") or 0))
-        for raw in GraphPage.model_validate(answer).data:
+        for raw in page_of(GraphPage, answer, f"{self.name}: replies lookup").data:
             reply = valid(_Comment, raw, self.name, "comment reply")
             mine = reply is not None and reply.sender is not None and reply.sender.id == self.account
             if reply and mine and reply.timestamp >= after and same_reply(reply.text, text):
@@ -228,7 +239,7 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
         """The token reads the account, its media, a media's comments and its conversations."""
         me = await self.graph.call("GET", self.account, params={"fields": "id,username"})
         media = await self.graph.call("GET", f"{self.account}/media", params={"limit": 1}, needs=self.needs_basic)
-        for first in GraphPage.model_validate(media).data[:1]:
+        for first in listing(media).data[:1]:
             if isinstance(first, dict) and first.get("id"):
                 path = f"{first['id']}/comments"
                 await self.graph.call("GET", path, params={"limit": 1}, needs=self.needs_comments)

@@ -32,7 +32,17 @@ from inbox.connectors.kit.meta import (
     MetaReceiver,
     MetaSettings,
 )
-from inbox.connectors.kit.parse import Id, IfObject, OptionalText, Payload, Timestamp, VendorTime, one_of, valid
+from inbox.connectors.kit.parse import (
+    Id,
+    IfObject,
+    OptionalText,
+    Payload,
+    Timestamp,
+    VendorTime,
+    one_of,
+    page_of,
+    valid,
+)
 from inbox.connectors.kit.text import same_reply
 
 log = logging.getLogger(__name__)
@@ -191,7 +201,7 @@ class Messaging:
                 yield items
 
     async def _messages(self, conversation: _Conversation, since: datetime) -> AsyncIterator[RawItem]:
-        listed = GraphPage.model_validate(conversation.messages or {"data": []})
+        listed = listing(conversation.messages)
         for _ in range(20):  # a conversation's pages of messages, newest first, until one is older than `since`
             older = False
             for raw in listed.data:
@@ -207,7 +217,7 @@ class Messaging:
             link = listed.next_link()
             if older or link is None:
                 return
-            listed = GraphPage.model_validate(await self.graph.call("GET", link, needs=self.needs))
+            listed = listing(await self.graph.call("GET", link, needs=self.needs))
 
     async def send(self, target: ReplyTarget, text: str, path: str, now: datetime) -> SentReply:
         """A Send API message: a private reply to a comment, or a DM inside its window (RESPONSE) or the Human Agent
@@ -239,17 +249,23 @@ class Messaging:
         params = {"platform": self.platform, "user_id": psid, "fields": fields}
         answer = await self.graph.call("GET", conversations, params=params, needs=self.needs)
         after = epoch(float(target.reply_to.get("at") or 0))
-        for raw in GraphPage.model_validate(answer).data:
+        for raw in page_of(GraphPage, answer, f"{self.name}: replies lookup").data:
             conversation = one_of(_Conversation, raw)
             if isinstance(conversation, str):
                 continue
-            for entry in GraphPage.model_validate(conversation.messages or {"data": []}).data:
+            for entry in listing(conversation.messages).data:
                 message = one_of(_Message, entry)
                 if isinstance(message, str) or message.sender.id != self.account_id or message.created_time < after:
                     continue
                 if same_reply(message.message, text):
                     return SentReply(message.id)
         return None
+
+
+def listing(value: Any) -> GraphPage:
+    """A Graph list (`data` and `paging`) nested in an answer; an empty one when it is missing or misshapen."""
+    listed = one_of(GraphPage, value)
+    return GraphPage(data=[]) if isinstance(listed, str) else listed
 
 
 def message_text(message: dict[str, Any]) -> str:
