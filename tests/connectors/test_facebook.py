@@ -3,13 +3,17 @@ the Page's own comments), polling (paging, the watermark) and the Send API by wi
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from inbox.checks import run_checks
 from inbox.connector import STANDARD_MODE, AuthError, Kind, PermanentError, ReplyTarget
 from inbox.connectors.facebook import FacebookConnector, FacebookSettings
 from inbox.connectors.kit.meta import sign
@@ -17,6 +21,7 @@ from inbox.connectors.kit.meta_social import PRIVATE
 from inbox.fakes.data import payload
 from inbox.fakes.facebook import APP_SECRET, PAGE_ID, TOKEN, VERIFY_TOKEN, FacebookFake
 from inbox.fakes.vendor import Fault
+from tests.conftest import make_settings
 from tests.connectors.contract import ConnectorLevel, fetch_all, target_of
 
 NAME = "acme-facebook"
@@ -299,3 +304,16 @@ async def test_a_broken_comment_is_logged_with_the_connector_name(fake, facebook
     with caplog.at_level(logging.WARNING):
         items, _ = await fetch_all(facebook)
     assert items == [] and any(r.getMessage().startswith(f"{NAME}: skipped comment") for r in caplog.records)
+
+
+async def test_inbox_check_names_the_permission_messenger_needs(fake, tmp_path):
+    settings = make_settings(tmp_path, connectors=[facebook_config(fake)])
+    page = Fault(200, {}, json.dumps({"id": PAGE_ID, "name": "Acme Store"}))
+    fake.faults.extend([page, Fault(200, {}, '{"data": []}'), fake.fault_permission()])  # Meta names no permission
+    out = io.StringIO()
+    assert await run_checks(settings, Console(file=out, width=400)) == 1
+    [line] = [line for line in out.getvalue().splitlines() if NAME in line]
+    assert "FAIL" in line and "lacks the permission pages_messaging" in line
+    out = io.StringIO()
+    assert await run_checks(settings, Console(file=out, width=400)) == 0
+    assert "Page Acme Store (448242228374517)" in out.getvalue()
