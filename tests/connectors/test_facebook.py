@@ -21,6 +21,7 @@ from inbox.connectors.kit.meta_social import PRIVATE
 from inbox.fakes.data import payload
 from inbox.fakes.facebook import APP_SECRET, PAGE_ID, TOKEN, VERIFY_TOKEN, FacebookFake
 from inbox.fakes.vendor import Fault
+from inbox.settings import ConfigError
 from tests.conftest import make_settings
 from tests.connectors.contract import ConnectorLevel, fetch_all, target_of
 
@@ -317,3 +318,14 @@ async def test_inbox_check_names_the_permission_messenger_needs(fake, tmp_path):
     out = io.StringIO()
     assert await run_checks(settings, Console(file=out, width=400)) == 0
     assert "Page Acme Store (448242228374517)" in out.getvalue()
+
+
+def test_a_broken_config_names_every_problem_by_key_path(tmp_path):
+    broken = {**facebook_config_stub(), "page_id": "my-page", "app_secret": "short", "page_size": 500}
+    del broken["verify_token"]
+    with pytest.raises(ConfigError) as refused:
+        make_settings(tmp_path, connectors=[broken])
+    problems = "\n".join(refused.value.problems)
+    for key in ("page_id", "app_secret", "verify_token", "page_size"):
+        assert f"connectors[{NAME}].{key}" in problems, problems
+    assert "short" not in problems.replace("shorter", "")  # the secret itself is never echoed
