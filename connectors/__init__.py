@@ -22,6 +22,8 @@ REGISTRY: dict[str, str] = {
     "trustpilot": "inbox.connectors.trustpilot:TrustpilotConnector",
     "app_store": "inbox.connectors.app_store:AppStoreConnector",
     "google_play": "inbox.connectors.google_play:GooglePlayConnector",
+    "facebook": "inbox.connectors.facebook:FacebookConnector",
+    "instagram": "inbox.connectors.instagram:InstagramConnector",
     "whatsapp": "inbox.connectors.whatsapp:WhatsAppConnector",
     "jsonl": "inbox.connectors.jsonl:JsonlConnector",
     "webhook": "inbox.connectors.webhook:WebhookConnector",

@@ -110,6 +110,8 @@ class Channel:
 
 
 _SOCIAL = frozenset({Kind.MENTION, Kind.DM})
+# Messenger and Instagram DMs: 24 h after the customer's last message, 7 days with the HUMAN_AGENT tag.
+_META_DM = {Kind.DM: ReplyWindow(timedelta(hours=24), timedelta(days=7))}
 # The channel registry: one entry per platform. `jsonl` and `webhook` items stand for one of these (their `channel`).
 CHANNELS: dict[str, Channel] = {
     c.name: c
@@ -119,6 +121,10 @@ CHANNELS: dict[str, Channel] = {
         Channel("reddit", "Reddit", _SOCIAL | {Kind.COMMENT}, 10_000),
         # Posts: 300 graphemes (the core counts characters, never fewer); DMs: 1000.
         Channel("bluesky", "Bluesky", _SOCIAL, 300, {Kind.DM: 1000}),
+        # Comments take 8,000 characters; Messenger texts fewer than 2,000 (Send API reference).
+        Channel("facebook", "Facebook", frozenset({Kind.COMMENT, Kind.DM}), 8000, {Kind.DM: 2000}, _META_DM),
+        # Instagram comments take 2,200 characters, its DMs 1,000.
+        Channel("instagram", "Instagram", _SOCIAL | {Kind.COMMENT}, 2200, {Kind.DM: 1000}, _META_DM),
         Channel("google_reviews", "Google", frozenset({Kind.REVIEW}), 4096),
         Channel("trustpilot", "Trustpilot", frozenset({Kind.REVIEW})),
         Channel("app_store", "the App Store", frozenset({Kind.REVIEW}), 5970),

@@ -57,6 +57,7 @@ def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
     out = run.stdout
     assert "most urgent first" in out and "BREACH" in out and "warning" in out
     assert "claire_dpt" in out and "nothing sent twice" in out and "next response clock" in out
+    assert "facebook" in out and "@camille.martin" in out  # a Page comment beside the others
     assert "{{ 7*7 }}" in out and "<!channel>" in out  # customer text shown as typed, never evaluated
     assert elapsed < 30, f"demo took {elapsed:.1f} s"
     assert not list(tmp_path.iterdir()), "the demo left files behind"

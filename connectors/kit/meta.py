@@ -9,7 +9,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
@@ -353,7 +353,7 @@ class GraphClient(VendorClient):
 
     async def pages(
         self, path: str, params: Mapping[str, Any] | None = None, *, needs: str | None = None
-    ) -> AsyncIterator[list[Any]]:
+    ) -> AsyncGenerator[list[Any], None]:
         """Each page's `data` of a Graph list, following `paging.cursors.after` (or the `next` link) to the end."""
         guard = PageGuard(f"{self.name}: {path}")
         current: Mapping[str, Any] = dict(params or {})

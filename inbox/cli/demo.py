@@ -109,6 +109,14 @@ SAMPLES = [
     ),
     Sample("trustpilot", 10, "elena.v", "Elena V.", "Livrare rapidă, totul perfect. Mulțumesc!", 5, "review"),
     Sample(
+        "facebook",
+        14,
+        "camille.martin",
+        "Camille Martin",
+        "Bonjour, j'ai commandé un manteau il y a 12 jours (commande 60211) et toujours rien. Vous pouvez vérifier ?",
+        kind="comment",
+    ),
+    Sample(
         "whatsapp",
         14,
         "40722123456",
@@ -121,7 +129,7 @@ SAMPLES = [
 FOLLOW_UP = Sample(
     "x", 0, "sean_obrien", "Seán O'Brien", "@acme brilliant, and how long does it usually take?", thread="x-1"
 )
-CHANNELS = ("x", "mastodon", "google_reviews", "trustpilot", "whatsapp")
+CHANNELS = ("x", "mastodon", "google_reviews", "trustpilot", "facebook", "whatsapp")
 
 
 class Recorder:
@@ -152,7 +160,7 @@ def _write(folder: Path, samples: list[Sample], start: int) -> None:
 
 
 def demo_settings(folder: Path) -> Settings:
-    """One jsonl connector per channel, standing in for X, Mastodon, Google, Trustpilot and WhatsApp."""
+    """One jsonl connector per channel, standing in for X, Mastodon, Google, Trustpilot, a Facebook Page and WhatsApp."""
     raw = {
         "database": {"url": f"sqlite:///{folder / 'demo.db'}"},
         "triage": {"brand": "Acme", "agent_name": "Ana"},

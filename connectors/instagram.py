@@ -1,0 +1,253 @@
+"""`instagram`: a professional account's comments, @mentions and DMs, pushed by Meta's webhooks, its recent media's
+comments polled as the safety net; replies as comment replies, DMs within their window, or a private reply."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr
+
+from inbox.connector import Clock, Kind, PermanentError, RawItem, ReplyTarget, SentReply, TransientError, wall_clock
+from inbox.connectors.kit.meta import Change, GraphPage
+from inbox.connectors.kit.meta_social import (
+    PRIVATE,
+    Messaging,
+    Sender,
+    SocialConnector,
+    SocialSettings,
+    comment_item,
+    epoch,
+    listing,
+)
+from inbox.connectors.kit.parse import (
+    Digits,
+    IfObject,
+    OptionalId,
+    OptionalText,
+    Payload,
+    Timestamp,
+    one_of,
+    page_of,
+    valid,
+)
+from inbox.connectors.kit.text import same_reply
+
+log = logging.getLogger(__name__)
+
+INSTAGRAM_GRAPH_URL = "https://graph.instagram.com"
+COMMENT = "id,text,timestamp,from,username,parent_id"
+COMMENT_FIELDS = f"{COMMENT},replies{{{COMMENT}}}"
+
+
+class InstagramSettings(SocialSettings):
+    """A professional account's id and an access token (Instagram Login, or a Page token on graph.facebook.com)."""
+
+    type: str = "instagram"
+    ig_user_id: Digits
+    access_token: SecretStr
+
+
+class _Comment(Payload):
+    """A comment as the media's comments (or a comment's replies) list it."""
+
+    id: str = Field(min_length=1)
+    timestamp: Timestamp
+    text: OptionalText = None
+    sender: Sender | None = Field(default=None, alias="from")
+    username: OptionalText = None
+    parent_id: OptionalId = None
+    replies: Annotated[dict[str, Any] | None, IfObject] = None
+    media: Annotated[dict[str, Any] | None, IfObject] = None
+
+
+class _Media(Payload):
+    id: str = Field(min_length=1)
+    timestamp: Timestamp
+    comments_count: int | None = None
+
+
+class _WebhookComment(Payload):
+    """The `value` of a `comments` change."""
+
+    id: str = Field(min_length=1)
+    sender: Sender = Field(alias="from")
+    text: OptionalText = None
+    parent_id: OptionalId = None
+    media: Annotated[dict[str, Any] | None, IfObject] = None
+
+
+class InstagramConnector(SocialConnector[InstagramSettings]):
+    """Webhooks `comments`, `mentions` and `messages`; polls the account's recent media's comments and its DMs."""
+
+    type = "instagram"
+
+    def __init__(self, settings: InstagramSettings, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
+        self.account = settings.ig_user_id
+        api_url = settings.api_url or INSTAGRAM_GRAPH_URL
+        self.graph = self.make_graph(api_url, settings.access_token)
+        # Instagram Login (graph.instagram.com) and Facebook Login (a Page token) name the permissions differently.
+        prefix = "instagram_" if "graph.facebook.com" in api_url else "instagram_business_"
+        self.needs_basic, self.needs_comments = f"{prefix}basic", f"{prefix}manage_comments"
+        self.messaging = Messaging(
+            self.name,
+            self.graph,
+            self.account,
+            "instagram",
+            f"{prefix}manage_messages",
+            human_agent=settings.human_agent,
+        )
+        # A `mentions` delivery names a comment but not its text: fetched by the next poll.
+        self._mentions: dict[str, str] = {}
+
+    # -- items ------------------------------------------------------------------------------------------------------
+
+    def change_item(self, time: float | None, change: Change) -> RawItem | str | None:
+        """A comment on the account's media (its own skipped), or a mention to fetch on the next poll."""
+        if change.field == "mentions":
+            comment, media = change.value.get("comment_id"), change.value.get("media_id")
+            if isinstance(comment, str | int) and isinstance(media, str | int):
+                self._mentions[str(comment)] = str(media)
+            else:
+                log.info("%s: a mention in a caption or story is not answerable here; skipped", self.name)
+            return None
+        if change.field != "comments":
+            return None
+        value = one_of(_WebhookComment, change.value)
+        if isinstance(value, str):
+            return f"comment: {value}"
+        if value.sender.id == self.account:
+            return None
+        at = epoch(time) if time else self.clock()  # the delivery carries no time of its own
+        return self._item(value.id, value.parent_id, value.sender, value.text, at)
+
+    def _item(
+        self, comment_id: str, parent: str | None, sender: Sender, text: str | None, at: datetime, **extra: Any
+    ) -> RawItem:
+        kind = Kind.MENTION if extra else Kind.COMMENT
+        return comment_item(
+            comment_id=comment_id,
+            root=parent or comment_id,  # Instagram answers replies under the top-level comment
+            author=sender,
+            handle=sender.username or sender.id,
+            text=text or "[a comment without text]",
+            at=at,
+            private=kind == Kind.COMMENT,
+            kind=kind,
+            **extra,
+        )
+
+    def _comment(self, comment: _Comment, root: str | None, since: datetime) -> RawItem | None:
+        sender = comment.sender or (Sender(id=comment.username) if comment.username else None)
+        if sender is None or sender.id == self.account or comment.timestamp < since:
+            return None
+        sender = sender.model_copy(update={"username": sender.username or comment.username})
+        return self._item(comment.id, root or comment.parent_id, sender, comment.text, comment.timestamp)
+
+    async def comments(self, since: datetime) -> AsyncIterator[list[RawItem]]:
+        """Mentions awaiting their text, then the comments (and replies) since `since` on recent media."""
+        yield [m for m in [await self._mention(c, media) for c, media in list(self._mentions.items())] if m]
+        params = {"fields": "id,timestamp,comments_count", "limit": self.settings.page_size}
+        horizon = self.horizon(since)
+        async with aclosing(self.graph.pages(f"{self.account}/media", params, needs=self.needs_basic)) as pages:
+            async for listed in pages:
+                media = [m for m in (valid(_Media, raw, self.name, "media") for raw in listed) if m is not None]
+                for one in media:
+                    if one.comments_count != 0:
+                        async for items in self._media_comments(one.id, since):
+                            yield items
+                if any(one.timestamp < horizon for one in media):
+                    return
+
+    async def _media_comments(self, media: str, since: datetime) -> AsyncIterator[list[RawItem]]:
+        params = {"fields": COMMENT_FIELDS, "limit": self.settings.page_size}
+        async for data in self.graph.pages(f"{media}/comments", params, needs=self.needs_comments):
+            items = []
+            for raw in data:
+                comment = valid(_Comment, raw, self.name, "comment")
+                if comment is None:
+                    continue
+                replies = listing(comment.replies).data
+                answers = [valid(_Comment, r, self.name, "comment reply") for r in replies]
+                found = [
+                    self._comment(comment, None, since),
+                    *(self._comment(a, comment.id, since) for a in answers if a),
+                ]
+                items += [item for item in found if item is not None]
+            yield items
+
+    async def _mention(self, comment_id: str, media: str) -> RawItem | None:
+        fields = f"mentioned_comment.comment_id({comment_id}){{id,text,timestamp,username,from}}"
+        try:
+            answer = await self.graph.call("GET", self.account, params={"fields": fields}, needs=self.needs_basic)
+        except TransientError:
+            return None  # kept for the next poll
+        except PermanentError as exc:
+            log.warning("%s: skipped mention %s: %s", self.name, comment_id, exc)
+            answer = None
+        self._mentions.pop(comment_id, None)
+        found = answer.get("mentioned_comment") if isinstance(answer, dict) else None
+        comment = valid(_Comment, found, self.name, "mention") if found is not None else None
+        if comment is None:
+            return None
+        sender = comment.sender or Sender(id=comment.username or "?")
+        sender = sender.model_copy(update={"username": sender.username or comment.username})
+        return self._item(comment.id, None, sender, comment.text, comment.timestamp, media_id=media)
+
+    def conversations_path(self) -> str:
+        """The account's conversations."""
+        return f"{self.account}/conversations"
+
+    # -- replies ----------------------------------------------------------------------------------------------------
+
+    async def reply(self, target: ReplyTarget, text: str) -> SentReply:
+        """A reply under the customer's comment, an answer to a mention, a DM, or a private reply to a comment."""
+        if target.kind == Kind.DM or target.mode == PRIVATE:
+            return await self.messaging.send(target, text, f"{self.account}/messages", self.clock())
+        if target.kind == Kind.MENTION:
+            body = {"comment_id": target.external_id, "media_id": str(target.reply_to.get("media_id")), "message": text}
+            path = f"{self.account}/mentions"
+        else:
+            body, path = {"message": text}, f"{target.reply_to.get('reply_on') or target.external_id}/replies"
+        answer = await self.graph.call("POST", path, json_body=body, needs=self.needs_comments)
+        reply_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(reply_id, str) or not reply_id:
+            raise PermanentError(f"{self.name}: the comment reply was answered without an id")
+        return SentReply(reply_id)
+
+    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
+        """The account's reply with this text under the customer's comment, or its DM in the conversation."""
+        if target.kind == Kind.DM or target.mode == PRIVATE:
+            return await self.messaging.find(target, text, self.conversations_path())
+        if target.kind == Kind.MENTION:
+            return None  # a mention's answer is a comment on another account's media: not listed to us
+        root = str(target.reply_to.get("reply_on") or target.external_id)
+        answer = await self.graph.call("GET", f"{root}/replies", params={"fields": COMMENT}, needs=self.needs_comments)
+        after = epoch(float(target.reply_to.get("at") or 0))
+        for raw in page_of(GraphPage, answer, f"{self.name}: replies lookup").data:
+            reply = valid(_Comment, raw, self.name, "comment reply")
+            mine = reply is not None and reply.sender is not None and reply.sender.id == self.account
+            if reply and mine and reply.timestamp >= after and same_reply(reply.text, text):
+                return SentReply(reply.id)
+        return None
+
+    async def check(self) -> str:
+        """The token reads the account, its media, a media's comments and its conversations."""
+        me = await self.graph.call("GET", self.account, params={"fields": "id,username"})
+        media = await self.graph.call("GET", f"{self.account}/media", params={"limit": 1}, needs=self.needs_basic)
+        for first in listing(media).data[:1]:
+            if isinstance(first, dict) and first.get("id"):
+                path = f"{first['id']}/comments"
+                await self.graph.call("GET", path, params={"limit": 1}, needs=self.needs_comments)
+        await self.graph.call(
+            "GET",
+            self.conversations_path(),
+            params={"platform": "instagram", "limit": 1},
+            needs=self.messaging.needs,
+        )
+        username = me.get("username") if isinstance(me, dict) else None
+        return f"@{username or '?'} ({self.account}): media, comments and DMs readable"
