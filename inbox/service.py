@@ -26,6 +26,7 @@ from inbox.pipeline.ingest import Ingestor
 from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.outbox import Bell, LogNotifier, Notifier, Outbox
 from inbox.pipeline.poller import STORE_RETRY_MAX, Poller
+from inbox.pipeline.privacy import Retention
 from inbox.pipeline.pushes import PushKeeper
 from inbox.pipeline.sweep import SlaSweep
 from inbox.pipeline.workers import Leases, worker_id
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PUSH_INTAKE_SECONDS = 5.0  # how often stored pushes that nobody is ingesting are looked for
+RETENTION_SECONDS = 86_400.0  # [retention] erases what is due once a day
 
 
 class Inbox:
@@ -118,6 +120,7 @@ class Inbox:
             window_lead=timedelta(minutes=settings.sla.reply_window_warn_minutes),
             csat=self.csat,
         )
+        self.retention = Retention(engine, settings.retention.text_days, clock, on_event=self.bell.ring)
         self.pushes = PushKeeper(
             engine, self.ingestor, self.actions, self.connectors, clock, worker=self.worker, metrics=self.metrics
         )
@@ -221,6 +224,9 @@ class Runner:
             ("sla-sweep", self.inbox.sweep.run, sla.check_seconds, 300.0),
             ("reply-recovery", self.inbox.actions.recover, lease_seconds, 900.0),
         ]
+        if self.inbox.retention.enabled:
+            # At the start, then daily: what is due is erased within a day of falling due.
+            jobs.append(("retention", self.inbox.retention.run, RETENTION_SECONDS, 3600.0))
         if any(isinstance(c, PushReceiver) and c.keep_first for c in self.inbox.connectors.values()):
             # Pushes kept but not ingested: left by a crash or a store outage, or by another worker.
             jobs.append(("push-intake", self.inbox.pushes.ingest, PUSH_INTAKE_SECONDS, 300.0))

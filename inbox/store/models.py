@@ -96,6 +96,8 @@ class Customer(SQLModel, table=True):
     display_name: str | None = Field(default=None, max_length=255)
     first_seen_at: datetime = Field(sa_type=UTCDateTime)
     last_seen_at: datetime = Field(sa_type=UTCDateTime)
+    # When `inbox forget` or retention erased them: the handle is then a pseudonym and the name gone.
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (sa.UniqueConstraint("channel", "handle", name="uq_customer_channel_handle"),)
 
@@ -133,6 +135,8 @@ class Thread(SQLModel, table=True):
     # A review's stars when the conversation opened, and now (a later poll saw the review edited): recovered or lowered.
     rating_before: int | None = None
     rating_after: int | None = None
+    # When its texts and names were erased (`inbox forget`, retention): its numbers stay, its Slack messages are not redrawn.
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
@@ -399,6 +403,7 @@ class EventKind(StrEnum):
     CONNECTOR_HEALTH = "connector_health"
     CSAT_ASKED = "csat_asked"
     CSAT_ANSWERED = "csat_answered"
+    ERASED = "erased"  # the conversation's texts and names were erased: its Slack messages are edited or deleted
 
 
 class SlackMessage(SQLModel, table=True):
@@ -421,3 +426,15 @@ class SlackPost(SQLModel, table=True):
     channel: str = Field(max_length=32)
     ts: str | None = Field(default=None, max_length=32)  # None: in flight, as for SlackMessage
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Erasure(SQLModel, table=True):
+    """That an erasure happened (`inbox forget` or retention): when, why, by whom, how much; never whom."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(max_length=16)  # "request" (inbox forget) or "retention"
+    by: str = Field(max_length=64)  # the admin who ran `inbox forget`, or "retention"
+    customers: int = 0
+    threads: int = 0
+    items: int = 0
