@@ -220,6 +220,8 @@ async def erase(
     threads = sorted(set(thread_ids))
     before = await held(engine, list(customers), threads)
     async with engine.begin() as conn:
+        # The customer's other conversations show these under "earlier": their Slack messages are redrawn without.
+        shown_beside = await _other_messages(conn, threads)
         for part in chunks(threads):
             await _erase_threads(conn, part, now)
         # A customer's own pseudonym on their items; an item of a customer who keeps other conversations: ERASED_AUTHOR.
@@ -236,7 +238,24 @@ async def erase(
             )
         )
         await add_events(conn, now, (NewEvent(EventKind.ERASED, t, payload={"reason": reason}) for t in threads))
+        await add_events(conn, now, (NewEvent(EventKind.ERASED, t, payload={"redraw": True}) for t in shown_beside))
     return before
+
+
+async def _other_messages(conn: AsyncConnection, thread_ids: Sequence[int]) -> list[int]:
+    """The unerased conversations with a Slack message of the customers who own `thread_ids`, besides those."""
+    owners: set[int] = set()
+    for part in chunks(list(thread_ids)):
+        owners.update((await conn.execute(sa.select(Thread.customer_id).where(Thread.id.in_(part)))).scalars())
+    found: set[int] = set()
+    for part in chunks(sorted(owners)):
+        rows = await conn.execute(
+            sa.select(Thread.id)
+            .join(SlackMessage, SlackMessage.thread_id == Thread.id)
+            .where(Thread.customer_id.in_(part), Thread.erased_at.is_(None))
+        )
+        found.update(rows.scalars())
+    return sorted(found - set(thread_ids))
 
 
 async def _erase_threads(conn: AsyncConnection, part: Sequence[int], now: datetime) -> None:

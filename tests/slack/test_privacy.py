@@ -143,9 +143,9 @@ async def numbers(engine: AsyncEngine) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in [*threads, *items, *replies]]
 
 
-async def store_bytes(engine: AsyncEngine, url: str, schema: str | None) -> bytes:
+async def store_bytes(engine: AsyncEngine, url: str, schema: str | None = None) -> bytes:
     """Every byte the store holds: the SQLite file and its WAL, or a COPY of every PostgreSQL table."""
-    if schema is None:
+    if url.startswith("sqlite"):
         path = Path(make_url(url).database or "")
         return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
     dump = io.BytesIO()
@@ -153,7 +153,7 @@ async def store_bytes(engine: AsyncEngine, url: str, schema: str | None) -> byte
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         for table in SQLModel.metadata.sorted_tables:
-            await raw.copy_from_table(table.name, schema_name=schema, output=dump)
+            await raw.copy_from_table(table.name, schema_name=schema or "public", output=dump)
     return dump.getvalue()
 
 
