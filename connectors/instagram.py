@@ -15,6 +15,7 @@ from inbox.connector import Clock, Kind, PermanentError, RawItem, ReplyTarget, S
 from inbox.connectors.kit.meta import Change, GraphPage
 from inbox.connectors.kit.meta_social import (
     PRIVATE,
+    Found,
     Messaging,
     Sender,
     SocialConnector,
@@ -106,7 +107,7 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
 
     # -- items ------------------------------------------------------------------------------------------------------
 
-    def change_item(self, time: float | None, change: Change) -> RawItem | str | None:
+    def change_item(self, time: float | None, change: Change) -> Found:
         """A comment on the account's media (its own skipped), or a mention to fetch on the next poll."""
         if change.field == "mentions":
             comment, media = change.value.get("comment_id"), change.value.get("media_id")

@@ -248,6 +248,7 @@ async def webhook(request: web.Request) -> web.Response:
 
         async def store() -> IngestResult:
             result = await inbox.ingestor.ingest(Source.of(connector), push.items)
+            await inbox.ingestor.update(Source.of(connector), push.updates)
             if push.deliveries:
                 await inbox.actions.record_deliveries(connector.name, push.deliveries)
             return result

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr
 
 from inbox.connector import (
     Connector,
+    ItemUpdate,
     Kind,
     Page,
     PermanentError,
@@ -54,6 +55,10 @@ STANDARD = timedelta(hours=24)  # Messenger and Instagram DMs: a reply within 24
 # still found (the store keeps each item once).
 OVERLAP = timedelta(minutes=5)
 MESSAGES_PER_CONVERSATION = 25
+
+
+# What one webhook event reads as: an item, an update of a stored item, nothing (None), or why it was refused.
+Found = RawItem | ItemUpdate | str | None
 
 
 class SocialSettings(MetaSettings):
@@ -161,7 +166,7 @@ class Messaging:
             reply_window_closes_at=None if self.human_agent else at + STANDARD,
         )
 
-    def event_item(self, raw: Any) -> RawItem | str | None:
+    def event_item(self, raw: Any) -> Found:
         """A messaging event as an item; None for what is no customer message (echoes of the Page's own sends, reads,
         deliveries, reactions, unsent messages); a string says why a message was refused."""
         if isinstance(raw, dict) and isinstance(raw.get("timestamp"), str):
@@ -171,8 +176,13 @@ class Messaging:
         event = one_of(MessagingEvent, raw)
         if isinstance(event, str):
             return event
+        edit = event.message_edit
+        if edit is not None and isinstance(edit.get("mid"), str) and isinstance(edit.get("text"), str):
+            return ItemUpdate(edit["mid"], text=edit["text"])  # `message_edits`: the customer changed a message
         message = event.message
-        if message is None or message.get("is_echo") or message.get("is_deleted"):
+        if message is not None and message.get("is_deleted") and isinstance(message.get("mid"), str):
+            return ItemUpdate(message["mid"], removed=True)  # unsent by the customer (Instagram)
+        if message is None or message.get("is_echo"):
             return None
         if event.sender is None or not event.sender.id or event.timestamp is None:
             return "a message without sender.id or timestamp"
@@ -301,15 +311,17 @@ class SocialConnector(Connector[S, SocialCursor], MetaReceiver[S]):
         for entry in delivery.entry:
             for raw in entry.changes:
                 change = one_of(Change, raw)
-                found = change if isinstance(change, str) else self.change_item(entry.time, change)
-                position = _keep(push, found, position)
+                _keep(push, change if isinstance(change, str) else self.change_item(entry.time, change), position)
+                position += 1
             for raw in entry.messaging:
-                position = _keep(push, self.messaging.event_item(raw), position)
+                _keep(push, self.messaging.event_item(raw), position)
+                position += 1
         return push
 
     @abc.abstractmethod
-    def change_item(self, time: float | None, change: Change) -> RawItem | str | None:
-        """A change (`feed`, `comments`, ...) as an item; None when it is none of ours to answer; a string: why not."""
+    def change_item(self, time: float | None, change: Change) -> Found | tuple[Found, ...]:
+        """A change (`feed`, `comments`, ...) as an item, or an update of a stored one (an edit, a removal); None
+        when it is none of ours to answer; a string: why not."""
 
     @abc.abstractmethod
     def comments(self, since: datetime) -> AsyncIterator[list[RawItem]]:
@@ -338,9 +350,11 @@ class SocialConnector(Connector[S, SocialCursor], MetaReceiver[S]):
         await self.graph.close()
 
 
-def _keep(push: Push, found: RawItem | str | None, position: int) -> int:
-    if isinstance(found, RawItem):
-        push.add(found, position)
-    elif isinstance(found, str):
-        push.refused[position] = found
-    return position + 1
+def _keep(push: Push, found: Found | tuple[Found, ...], position: int) -> None:
+    for one in found if isinstance(found, tuple) else (found,):
+        if isinstance(one, RawItem):
+            push.add(one, position)
+        elif isinstance(one, ItemUpdate):
+            push.updates.append(one)
+        elif isinstance(one, str):
+            push.refused[position] = one

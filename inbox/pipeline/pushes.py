@@ -137,16 +137,24 @@ class PushKeeper:
     async def _ingest(self, connector: Connector[Any, Any], rows: list[Any], total: Intake) -> None:
         receiver = connector
         assert isinstance(receiver, PushReceiver)
-        items, deliveries = [], []
+        items, deliveries, updates = [], [], []
         for row in rows:
             try:
                 push = receiver.parse(row.body.encode())
             except ConnectorError as exc:  # verified and parsed once before it was kept: a changed parser
                 log.warning("a stored push can no longer be read, dropped: %s", exc)
                 continue
+            try:
+                # What the body only named (a mention's text, a sender's name): fetched now, after the answer.
+                await receiver.complete(push)
+            except ConnectorError as exc:
+                log.warning("could not complete a pushed body from the platform; stored as it came: %s", exc)
             items += push.items
             deliveries += push.deliveries
-        result = await self.ingestor.ingest(Source.of(connector), items)
+            updates += push.updates
+        source = Source.of(connector)
+        result = await self.ingestor.ingest(source, items)
+        await self.ingestor.update(source, updates)  # after the items: an edit in the same batch finds its item
         failed = await self.actions.record_deliveries(connector.name, deliveries) if deliveries else 0
         await pushes.done(self.engine, [row.id for row in rows])
         if self.metrics is not None:

@@ -208,3 +208,46 @@ async def test_signatures_and_the_verification_handshake(harness, facebook_fake,
     ig_url = f"{harness.url}/webhooks/acme-instagram"
     assert (await instagram_fake.verify_subscription(ig_url, ig.VERIFY_TOKEN, "77")).text == "77"
     assert (await instagram_fake.verify_subscription(ig_url, fb.VERIFY_TOKEN)).status == 403
+
+
+def customer_text(harness: Harness, thread: int) -> str:
+    [text] = [
+        b["text"]["text"] for b in harness.triage_message(thread)["blocks"] if b.get("block_id") == "customer_text"
+    ]
+    return str(text)
+
+
+def buttons(harness: Harness, thread: int) -> list[str]:
+    return [
+        e["action_id"]
+        for b in harness.triage_message(thread)["blocks"]
+        for e in b.get("elements", [])
+        if "action_id" in e
+    ]
+
+
+async def test_an_edited_comment_is_redrawn_and_a_removed_one_is_never_answered(harness, facebook_fake):
+    comment = facebook_fake.add_comment("Ma commande 4512 n'est pas arrivée", author=PSID)
+    url = f"{harness.url}/webhooks/acme-facebook"
+    thread = await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.comment_delivery(comment), comment)
+    first_drawn = harness.value_of(thread)
+    # The customer edits the comment: the stored item and its Slack message show the new text.
+    facebook_fake.comments[-1]["message"] = "Ma commande 4513 n'est pas arrivée (pas la 4512)"
+    assert (await facebook_fake.deliver(url, facebook_fake.comment_delivery(comment, "edited"))).status == 200
+    await settled(harness)
+    await harness.dispatch()
+    assert customer_text(harness, thread) == "Ma commande 4513 n'est pas arrivée (pas la 4512)"
+    async with harness.inbox.engine.connect() as conn:
+        stored = (await conn.execute(sa.select(Item.text).where(Item.external_id == comment))).scalars().all()
+    assert stored == ["Ma commande 4513 n'est pas arrivée (pas la 4512)"]
+    # Then removes it: Slack says so, the send buttons go, and a click on the message as first drawn is refused.
+    assert (await facebook_fake.deliver(url, facebook_fake.comment_delivery(comment, "remove"))).status == 200
+    await settled(harness)
+    await harness.dispatch()
+    message = str(harness.triage_message(thread)["blocks"])
+    assert "Removed by the customer on Facebook" in message
+    assert "inbox_send" not in buttons(harness, thread) and "inbox_send_private" not in buttons(harness, thread)
+    assert (await harness.click(thread, "inbox_send", value=first_drawn))[0] == 200
+    await harness.settle()
+    assert facebook_fake.replies == [] and facebook_fake.sends == []
+    assert any("the customer removed this on Facebook" in t for t in harness.ephemerals())
