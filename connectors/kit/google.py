@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, SecretStr, ValidationError, model_validator
 
-from inbox.connector import AuthError, Clock, PermanentError
-from inbox.connectors.kit.auth import BearerToken, signed_jwt, token_from
+from inbox.connector import Clock
+from inbox.connectors.kit.auth import BearerToken, grant, signed_jwt
 from inbox.connectors.kit.http import VendorClient
 from inbox.connectors.kit.reviews import ReviewSettings
 
@@ -92,9 +92,5 @@ def google_token(settings: GoogleSettings, client: VendorClient, scope: str, clo
 
 
 async def _grant(client: VendorClient, token_url: str, form: dict[str, str]) -> tuple[str, float]:
-    try:
-        response = await client.request("POST", token_url, data=form)
-    except PermanentError as exc:
-        # 400 invalid_grant: a revoked refresh token or a disabled service account; an admin must act.
-        raise AuthError(f"Google token refresh refused: {exc}") from exc
-    return token_from(response, "Google's token endpoint")
+    # invalid_grant: a revoked refresh token or a disabled service account.
+    return await grant(client, token_url, form, "Google token refresh refused")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from inbox.connector import (
     RawItem,
     ReplyTarget,
     SentReply,
+    display_name,
     generic_arguments,
     wall_clock,
 )
@@ -28,6 +30,8 @@ from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import PageGuard
 from inbox.connectors.kit.parse import each_valid, page_of
 from inbox.connectors.kit.text import same_reply
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P", bound=BaseModel)  # any page model a review connector reads, not only its review
@@ -134,6 +138,12 @@ def with_token(request: Request, name: str, token: str | None) -> Request | None
     return None if not token else (request[0], {**(request[1] or {}), name: token})
 
 
+def next_number(request: Request, name: str, listed: int, per_page: int) -> Request | None:
+    """The same listing request for the next numbered page; fewer entries than asked for was the last page."""
+    path, params = request
+    return None if listed < per_page else (path, {**(params or {}), name: (params or {})[name] + 1})
+
+
 def join_text(*parts: str | None) -> str:
     """A review's title and body as one text."""
     return "\n\n".join(p.strip() for p in parts if p and p.strip())
@@ -189,6 +199,18 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
 
     async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
         """Pages of reviews new since the cursor; the cursor comes last, once every page is stored."""
+        if (
+            self.history_window is not None
+            and cursor is not None
+            and cursor.newest < self.clock() - self.history_window
+        ):
+            log.warning(
+                "%s: the last review seen is from %s; %s only lists the last %d days, so reviews in between may be lost",
+                self.name,
+                cursor.newest.date().isoformat(),
+                display_name(self.channel),
+                self.history_window.days,
+            )
         walk = NewestFirst(cursor, self.settings.first_poll_hours, now=self.clock())
         guard = PageGuard(f"{self.name}: {self.listing}")
         request: Request | None = self.first_request()
@@ -210,6 +232,10 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
         if posted is not None and same_reply(posted[0], text):
             return SentReply(posted[1], self.reply_url(target))
         return None
+
+    def replied_at(self, at: datetime | None) -> datetime:
+        """When an owner reply the review already shows was posted; an undated one: by now at the latest."""
+        return at if at is not None else self.clock()
 
     def reply_url(self, target: ReplyTarget) -> str | None:
         """Where people see the reply, when the site has a page for it."""
