@@ -181,6 +181,11 @@ class Service:
         except aiohttp.ClientError:
             return False  # not listening yet
 
+    async def health(self) -> dict[str, Any]:
+        async with self.http.get(f"{self.url}/healthz") as response:
+            body: dict[str, Any] = await response.json()
+            return body
+
     async def handshake(self, name: str, verify_token: str) -> tuple[int, str]:
         query = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": verify_token}
         async with self.http.get(f"{self.url}/webhooks/{name}", params=query) as response:
@@ -233,6 +238,10 @@ async def test_four_platforms_pushed_and_polled_are_answered_once_from_slack(dat
 async def scenario(service: Service, fakes: Fakes) -> None:
     await until("the service answers /healthz 200", service.healthy, 120)
     facebook, instagram, whatsapp, bluesky = fakes.facebook, fakes.instagram, fakes.whatsapp, fakes.bluesky
+    # WhatsApp has nothing to poll, and /healthz says so rather than showing a poller that never ran.
+    health = (await service.health())["connectors"]
+    assert health["acme-whatsapp"]["polling"].startswith("nothing to poll: ")
+    assert health["acme-facebook"]["polling"] == "polled"
 
     # The subscription check of each Meta callback URL: the challenge echoed, or 403 for a wrong verify token.
     for name in ("acme-facebook", "acme-instagram", "acme-whatsapp"):
@@ -253,6 +262,9 @@ async def scenario(service: Service, fakes: Fakes) -> None:
     ig_comment = instagram.add_comment(texts["instagram"])
     wamid = whatsapp.add_customer_post(texts["whatsapp"], author=WA_ID)
     mention = bluesky.add_customer_post(texts["bluesky"], author="ana")
+    # Written while the webhook was down (never delivered): the poll, the safety net, finds it.
+    missed_text = "Personne ne repond sur Messenger, commande 5150 bloquee"
+    facebook.add_comment(missed_text, author="6543210000000002", name="Ioana Pop")
     deliveries: list[tuple[GraphFake, str, Any]] = [
         (facebook, "acme-facebook", facebook.comment_delivery(comment)),
         (facebook, "acme-facebook", facebook.message_delivery(mid)),
@@ -276,6 +288,11 @@ async def scenario(service: Service, fakes: Fakes) -> None:
         return {key: copy.deepcopy(found[0]) for key, found in shown.items()} if ready else None
 
     messages = await until("each item in Slack with a Send button", all_shown)
+    await until("the comment never pushed found by a poll", lambda: _async(triage_messages(fakes.slack, missed_text)))
+    # The customers' names: Messenger's from its User Profile API (the event carries only the PSID), WhatsApp's
+    # from the delivery's contacts[].profile.name.
+    assert "(Luc Bernard)" in json.dumps(messages["messenger"]["blocks"])
+    assert f"(Customer {WA_ID[-4:]})" in json.dumps(messages["whatsapp"]["blocks"])
 
     # Two more poll rounds of Facebook and Instagram read the pushed items again: still one message each.
     def polls() -> tuple[int, int]:
@@ -307,15 +324,29 @@ async def scenario(service: Service, fakes: Fakes) -> None:
 
     await until("each Slack message shows its reply as sent", all_marked_sent)
 
-    # Clicking Send again on the message as first drawn (a double click): nothing more goes out.
+    # Clicking Send again on the message as first drawn (a double click): nothing more goes out, the agent is told.
+    def told() -> list[str]:
+        return [c.get("text", "") for c in fakes.slack.called("chat.postEphemeral") if c.get("user") == AGENT]
+
+    told_before = len(told())
     for message in messages.values():
         assert await service.click_send(message) == 200
 
     async def told_twice() -> bool:
-        said = [c.get("text", "") for c in fakes.slack.called("chat.postEphemeral") if c.get("user") == AGENT]
-        return len(said) >= len(messages)
+        return len(told()) >= told_before + len(messages)
 
     await until("the agent told about each second click", told_twice)
+
+    # WhatsApp reports the reply failed (its `statuses` webhook): the agent is told in the Slack thread.
+    [sent] = whatsapp.replies
+    failed = whatsapp.envelope([whatsapp.status_change(sent.details["id"], "failed", WA_ID, error=131026)])
+    assert (await whatsapp.deliver(f"{service.url}/webhooks/acme-whatsapp", failed)).status == 200
+
+    async def failure_shown() -> bool:
+        thread = fakes.slack.posted(TRIAGE, in_thread=True)
+        return any("did not deliver your reply" in json.dumps(m.get("blocks")) for m in thread)
+
+    await until("the failed WhatsApp reply shown in Slack", failure_shown)
 
     # Exactly one reply each, on the right endpoint, to the right recipient.
     replies = {(r.target, r.details["path"]) for r in facebook.replies}
@@ -340,9 +371,10 @@ async def stored_once(url: str) -> None:
             rows = (await conn.execute(sa.select(Item.connector, Item.external_id))).all()
     finally:
         await engine.dispose()
-    assert len(rows) == len(set(rows)) == 5, rows
+    assert len(rows) == len(set(rows)) == 6, rows
     assert sorted(connector for connector, _ in rows) == [
         "acme-bluesky",
+        "acme-facebook",
         "acme-facebook",
         "acme-facebook",
         "acme-instagram",

@@ -251,3 +251,23 @@ async def test_an_edited_comment_is_redrawn_and_a_removed_one_is_never_answered(
     await harness.settle()
     assert facebook_fake.replies == [] and facebook_fake.sends == []
     assert any("the customer removed this on Facebook" in t for t in harness.ephemerals())
+
+
+async def test_a_messenger_senders_name_is_fetched_once_and_shown_in_slack(harness, facebook_fake):
+    first = facebook_fake.add_message(PSID, "Bonjour, où en est ma commande 4512 ?", name="Luc Bernard")
+    thread = await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.message_delivery(first), first)
+    assert f"@{PSID} (Luc Bernard)" in str(harness.triage_message(thread)["blocks"])
+    again = facebook_fake.add_message(PSID, "Toujours rien reçu...", minutes_ago=0)
+    await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.message_delivery(again), again)
+    # The User Profile API asked once for this sender (the webhook event carries only the PSID).
+    assert [c.query["fields"] for c in facebook_fake.calls_to("GET", PSID)] == ["first_name,last_name"]
+
+
+async def test_an_instagram_mention_is_fetched_right_after_its_delivery_and_answered(harness, instagram_fake):
+    comment, _ = instagram_fake.add_mention("@acme.store vous livrez à Cluj ?", username="ioana.pop")
+    delivery = instagram_fake.mention_delivery(comment)
+    # No poll runs here: the text comes from the Graph call made once the delivery is stored.
+    thread = await pushed(harness, instagram_fake, "acme-instagram", delivery, comment)
+    assert "vous livrez à Cluj ?" in str(harness.triage_message(thread)["blocks"])
+    await send(harness, thread)
+    assert [r.details["path"] for r in instagram_fake.replies] == [f"/v21.0/{ig.IG_USER_ID}/mentions"]
