@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, model_validator
 
 from inbox.connector import Clock
-from inbox.connectors.kit.auth import BearerToken, grant, signed_jwt
+from inbox.connectors.kit.auth import BearerToken, grant, pem_private_key, signed_jwt
 from inbox.connectors.kit.http import VendorClient
 from inbox.connectors.kit.parse import problem
 from inbox.connectors.kit.reviews import ReviewConnector, ReviewSettings
@@ -89,12 +88,12 @@ def service_account(value: SecretStr) -> ServiceAccountKey:
     """The parsed key file; a ValueError says what is wrong with it (for the config check)."""
     try:
         key = ServiceAccountKey.model_validate(json.loads(value.get_secret_value()))
-        private = load_pem_private_key(key.private_key.encode(), password=None)
+        pem, private = pem_private_key(key.private_key, "the key file")
     except (ValueError, TypeError, ValidationError) as exc:
         raise ValueError("service_account_key must be the content of a service account's JSON key file") from exc
     if not isinstance(private, rsa.RSAPrivateKey):
         raise ValueError("service_account_key's private_key must be an RSA key")
-    return key
+    return key.model_copy(update={"private_key": pem})
 
 
 def google_token(settings: GoogleSettings, client: VendorClient, scope: str, clock: Clock) -> BearerToken:
