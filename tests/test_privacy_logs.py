@@ -59,7 +59,10 @@ async def test_the_log_and_healthz_never_carry_customer_text(
             [{"id": "w1", "text": PUSHED_TEXT, "posted_at": posted, "author": {"handle": "io", "name": PUSHED_NAME}}]
         ).encode()
         headers = {"X-Inbox-Signature": sign("shop-secret-123456", data)}
-        status, _ = await get(inbox, "/webhooks/shop", method="POST", data=data, headers=headers)
+        for _ in range(20):  # as a sender does: a 503 (the store busy on a loaded machine) is tried again
+            status, _ = await get(inbox, "/webhooks/shop", method="POST", data=data, headers=headers)
+            if status != 503:
+                break
         assert status == 202
         await inbox.outbox.dispatch()  # new conversations announced in the log
         queue = await open_queue(inbox.engine, inbox.policies, clock.now)

@@ -135,11 +135,19 @@ class Thread(SQLModel, table=True):
     # A review's stars when the conversation opened, and now (a later poll saw the review edited): recovered or lowered.
     rating_before: int | None = None
     rating_after: int | None = None
+    # For reports: the first-response deadline and target the SLA clock set when the conversation opened (the
+    # running clock's are overwritten by next responses), and how many next-response clocks settled in time or late.
+    first_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sla_target_minutes: float | None = None
+    next_met: int = 0
+    next_missed: int = 0
     # When its texts and names were erased (`inbox forget`, retention): its numbers stay, its Slack messages are not redrawn.
     erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
+        # Reports read the conversations started in a window.
+        sa.Index("ix_thread_opened_at", "opened_at"),
         # The sweep reads only the clocks it has something to announce for: those past their deadline
         # and not yet breached, and those past their warning and not yet warned.
         sa.Index(
@@ -216,6 +224,8 @@ class Item(SQLModel, table=True):
     extended_window_closes_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reply_modes: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
     after_window: str | None = Field(default=None, max_length=255)
+    # When the platform reported the item removed (the customer deleted their comment): it is not answered then.
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_item_connector_external"),
@@ -400,6 +410,7 @@ class EventKind(StrEnum):
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
     REPLY_FAILED = "reply_failed"  # the platform reported a sent reply undelivered
+    ITEM_CHANGED = "item_changed"  # the platform reported a stored item edited or removed: its message is redrawn
     CONNECTOR_HEALTH = "connector_health"
     CSAT_ASKED = "csat_asked"
     CSAT_ANSWERED = "csat_answered"
