@@ -8,11 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from inbox.pipeline import privacy
+from inbox.pipeline.actions import ActionError
 from inbox.pipeline.privacy import parse_customer
 from inbox.service import Runner
+from inbox.store import items
 from inbox.store.models import Customer, Event, EventKind, Item, Thread
 from tests.conftest import FakeClock, Recorder
 from tests.slack.test_privacy import numbers
@@ -152,3 +155,13 @@ async def test_an_erasure_keeps_event_payloads_free_of_platform_errors(inbox_fac
     async with engine.connect() as conn:
         rows = list(await conn.execute(sa.select(Event.payload, Event.last_error).where(Event.thread_id == thread)))
     assert "Cora" not in repr(rows) and {"agent": "ana"} in [r.payload for r in rows]
+
+    # After the erasure, the platform reporting the item edited or its author's name brings nothing back,
+    # and nothing can be sent to the conversation.
+    assert (
+        await items.apply_updates(engine, "feed", [("c1", "refund please, Cora", False, "Cora Name")], clock.now) == 0
+    )
+    row = await thread_of(engine, "c1")
+    assert (row.text, row.author_name) == ("", None)
+    with pytest.raises(ActionError, match="erased"):
+        await inbox.actions.reply(thread, "Hello Cora", "ana")
