@@ -52,6 +52,8 @@ class LogNotifier:
     async def notify(self, notice: Notice) -> None:
         """Log one line per notice."""
         t = notice.thread
+        if notice.kind == EventKind.ERASED and notice.payload.get("redraw"):
+            return  # another conversation's Slack message redrawn after an erasure: nothing to log
         if t is None:
             self.log.warning("%s: %s", notice.kind, notice.payload)
             return
