@@ -302,8 +302,11 @@ async def _erase_threads(conn: AsyncConnection, part: Sequence[int], now: dateti
         .values(status=CsatStatus.CANCELLED)
     )
     await conn.execute(sa.update(CsatQuestion).where(CsatQuestion.thread_id.in_(part)).values(text=None, error=None))
-    # Event payloads hold ids, agents, cycles and times; a platform's error message may quote the reply: dropped.
-    rows = await conn.execute(sa.select(Event.id, Event.payload).where(Event.thread_id.in_(part)))
+    # Event payloads hold ids, agents, cycles and times; a platform's error message (reply_failed) may quote the
+    # reply: dropped.
+    rows = await conn.execute(
+        sa.select(Event.id, Event.payload).where(Event.thread_id.in_(part), Event.kind == EventKind.REPLY_FAILED)
+    )
     for event_id, payload in rows.all():
         if isinstance(payload, dict) and "error" in payload:
             kept = {k: v for k, v in payload.items() if k != "error"}
