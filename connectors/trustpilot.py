@@ -82,6 +82,7 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
 
     type = "trustpilot"
     api_url = API_URL
+    size_param = "perPage"
 
     def headers(self, settings: TrustpilotSettings) -> dict[str, str]:
         """Every call carries the API key."""
@@ -98,10 +99,10 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
         )
         return BearerToken(renew=grant)
 
-    def first_request(self, per_page: int = PER_PAGE) -> Request:
+    def first_request(self) -> Request:
         """Page 1 of the business unit's private review listing, newest first."""
         path = f"/v1/private/business-units/{quote(self.settings.business_unit_id, safe='')}/reviews"
-        return path, {"perPage": per_page, "page": 1, "orderBy": "createdat.desc"}
+        return path, {"perPage": PER_PAGE, "page": 1, "orderBy": "createdat.desc"}
 
     def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
         """Page numbers; fewer reviews than asked for is the last page (tap-trustpilot stops the same way)."""
@@ -141,8 +142,7 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
 
     async def check(self) -> str:
         """List one private review: proves the API key, the business user's token and the business unit."""
-        path, params = self.first_request(per_page=1)
-        page = await self.parsed(_ReviewsPage, "GET", path, "reviews", params=params)
+        page = await self.list_one(_ReviewsPage)
         shown = next(
             (r.businessUnit.displayName for r in each_valid(_Review, page.reviews, self.name) if r.businessUnit), None
         )

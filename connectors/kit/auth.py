@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from inbox.connector import AuthError, Clock, PermanentError
@@ -95,6 +97,15 @@ def basic(user: str, password: SecretStr) -> str:
     """An `Authorization: Basic` value (OAuth client credentials)."""
     pair = f"{user}:{password.get_secret_value()}".encode()
     return "Basic " + base64.b64encode(pair).decode()
+
+
+def pem_private_key(value: str, hint: str) -> tuple[str, PrivateKeyTypes]:
+    """(the PEM text, its key); a ValueError saying what to paste (`hint`) when the text holds no private key."""
+    pem = value.replace("\\n", "\n").strip()  # secret stores often flatten a key file's newlines to "\n"
+    try:
+        return pem, load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"is not a PEM private key (paste {hint}, BEGIN and END lines included)") from exc
 
 
 def signed_jwt(
