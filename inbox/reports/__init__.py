@@ -1,0 +1,1 @@
+"""Team leads' reports: the figures' windows and formats, the page, its signed links."""
