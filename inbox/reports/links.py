@@ -14,7 +14,11 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from inbox.settings import Settings
 
 LINK_LIFETIME = timedelta(hours=24)
 _LABEL = b"cx-inbox reports link v1"
@@ -77,3 +81,14 @@ class LinkSigner:
         message = path + "?" + urlencode(sorted(fields))
         return hmac.new(self.key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
+
+
+def signer_for(settings: Settings) -> LinkSigner | None:
+    """The inbox's signer: keyed from the Slack signing secret (else the app-level token); None with Slack off."""
+    slack = settings.slack
+    if not slack.enabled:
+        return None
+    secret = slack.signing_secret or slack.app_token
+    if secret is None or not secret.get_secret_value():
+        return None
+    return LinkSigner.from_secret(secret.get_secret_value(), settings.server.public_url)
