@@ -115,8 +115,9 @@ class Digest:
             )
         except SLACK_ERRORS as exc:
             log.error("Slack: the weekly digest of %s was not posted: %s", week, describe(exc))
-            if isinstance(exc, SlackApiError):
-                # Slack said no (the channel, the scope): nothing went out, so try again in a while.
+            status = exc.response.status_code if isinstance(exc, SlackApiError) and exc.response is not None else None
+            if status is not None and status < 500:
+                # Slack said no (the channel, the scope, a rate limit): nothing went out, so try again in a while.
                 retry = now + timedelta(seconds=RETRY_SECONDS)
                 await digests.failed(self.core.engine, week, self.worker, retry)
             # Otherwise the outcome is unknown: the claim runs out and the channel is looked at before a retry.

@@ -116,7 +116,9 @@ async def test_a_breach_count_opens_its_conversations_with_their_slack_messages(
     assert "&lt;b&gt;late&lt;/b&gt; &amp; &lt;script&gt;alert(1)&lt;/script&gt;" in listed
     assert "<script>" not in listed and "<b>late" not in listed
     message = harness.triage_message(threads["3"])
-    permalink = f"https://acme.slack.com/archives/CTRIAGE01/p{message['ts'].replace('.', '')}"
+    # Slack's permalink form: the workspace's address (auth.test) and the message's channel and ts.
+    workspace = (await harness.slack.identity()).url
+    permalink = f"{workspace}archives/CTRIAGE01/p{message['ts'].replace('.', '')}"
     assert permalink in listed
     # The hour of the week's cell opens the breaches that started in that hour only.
     by_hour = [h for h in lists if "by=hour" in h]
