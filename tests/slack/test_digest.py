@@ -34,12 +34,12 @@ def test_the_slot_is_the_latest_weekday_and_time_at_or_before_now():
 
 
 async def digest_harness(harness_factory: HarnessFactory) -> Harness:
-    # The fake clock starts on Monday 23 November 2026, 10:00 UTC: the slot is Monday 30 November, 09:00 UTC.
+    # Slots on Mondays at 09:00 UTC (the fake clock starts on Monday 23 November 2026, 10:00 UTC).
     return await harness_factory(tables={"reports": {"digest": "mon 09:00", "timezone": "UTC"}})
 
 
 async def last_week_traffic(harness: Harness) -> None:
-    """Monday 23 November: one answered in 5 minutes, one in 50 (the clock then moves to the slot)."""
+    """Now: one conversation answered in 5 minutes, one in 50."""
     for external_id, waited in [("1", 5), ("2", 50)]:
         thread = await harness.customer_says(external_id, handle=f"c{external_id}", minutes_ago=waited)
         assert (await harness.inbox.actions.reply(thread, "Thanks!", AGENT)).status == "sent"
@@ -53,8 +53,9 @@ async def test_the_digest_is_posted_with_its_chart_once_the_slot_has_come(harnes
     harness = await digest_harness(harness_factory)
     digest = harness.slack.digest
     assert digest is not None
+    harness.clock.now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # Sunday: the last slot (Monday 23) is a day past
+    assert await digest.run() is False
     await last_week_traffic(harness)
-    assert await digest.run() is False  # before the slot: nothing
     harness.clock.now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     assert await digest.run() is True
     [message] = uploads(harness)
