@@ -352,8 +352,10 @@ def _opened(request: web.Request, inbox: Served) -> _Opened | web.Response:
     header = request.headers.get("Authorization", "")
     if header:
         given = header.removeprefix("Bearer ").encode("utf-8", "replace")
-        if token is None or not header.startswith("Bearer ") or not hmac.compare_digest(
-            given, token.get_secret_value().encode()
+        if (
+            token is None
+            or not header.startswith("Bearer ")
+            or not hmac.compare_digest(given, token.get_secret_value().encode())
         ):
             log.warning("reports: refused a request with a wrong bearer token")
             return _refused("The token is not this inbox's reports token")

@@ -82,7 +82,6 @@ class LinkSigner:
         return hmac.new(self.key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-
 def signer_for(settings: Settings) -> LinkSigner | None:
     """The inbox's signer: keyed from the Slack signing secret (else the app-level token); None with Slack off."""
     slack = settings.slack

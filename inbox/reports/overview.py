@@ -57,8 +57,7 @@ def attainment(row: Figures | None) -> float | None:
 def day_points(days: Sequence[tuple[str, Figures | None]]) -> list[charts.DayPoint]:
     """The days as the attainment charts take them."""
     return [
-        charts.DayPoint(label, attainment(row), row.met if row else 0, row.missed if row else 0)
-        for label, row in days
+        charts.DayPoint(label, attainment(row), row.met if row else 0, row.missed if row else 0) for label, row in days
     ]
 
 
@@ -67,7 +66,9 @@ async def headline(engine: AsyncEngine, settings: Settings, window: Window, now:
     return (await build_report(engine, settings, window, None, now)).rows[0]
 
 
-async def daily(engine: AsyncEngine, settings: Settings, window: Window, now: datetime) -> list[tuple[str, Figures | None]]:
+async def daily(
+    engine: AsyncEngine, settings: Settings, window: Window, now: datetime
+) -> list[tuple[str, Figures | None]]:
     """Each local day of the window with its figures (None for a day without conversations)."""
     found = {str(row.group): row for row in (await build_report(engine, settings, window, "day", now)).rows}
     zone = report_zone(settings)

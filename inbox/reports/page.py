@@ -19,7 +19,6 @@ from inbox.reports.figures import DAYS, group_label
 from inbox.reports.overview import ATTAINMENT_GOAL, Overview, attainment, day_points
 from inbox.staffing import HourStaffing
 from inbox.store.reportpage import BREACH_LIST_MAX, Breach
-from inbox.store.reports import Figures
 
 # (path, parameters) → the link, signed; the page and its lists never build a link themselves.
 Linker = Callable[[str, Mapping[str, str]], str]

@@ -69,6 +69,9 @@ def _link_block(signer: LinkSigner | None, since: str, user: str, now: datetime)
     }
     return {
         "type": "section",
-        "text": {"type": "mrkdwn", "text": "Charts, breaches by hour, channels, agents, CSAT and staffing. The link is yours and works for 24 hours."},
+        "text": {
+            "type": "mrkdwn",
+            "text": "Charts, breaches by hour, channels, agents, CSAT and staffing. The link is yours and works for 24 hours.",
+        },
         "accessory": button,
     }

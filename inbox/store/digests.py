@@ -71,4 +71,3 @@ async def failed(engine: AsyncEngine, week: str, worker: str, retry_at: datetime
             .where(ReportDigest.week == week, ReportDigest.claimed_by == worker, ReportDigest.posted_at.is_(None))
             .values(claimed_until=retry_at)
         )
-

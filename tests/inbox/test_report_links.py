@@ -64,7 +64,11 @@ def test_public_url_is_checked_by_key_path(tmp_path):
     assert make_settings(tmp_path, server={"public_url": "https://inbox.example.com/"}).server.public_url == (
         "https://inbox.example.com"
     )
-    for bad, says in [("inbox.example.com", "http(s)"), ("ftp://x.example", "http(s)"), ("https://x.example/?a=1", "query")]:
+    for bad, says in [
+        ("inbox.example.com", "http(s)"),
+        ("ftp://x.example", "http(s)"),
+        ("https://x.example/?a=1", "query"),
+    ]:
         with pytest.raises(ConfigError) as caught:
             make_settings(tmp_path, server={"public_url": bad})
         [problem] = caught.value.problems

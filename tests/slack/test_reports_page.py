@@ -91,9 +91,10 @@ async def test_report_answers_the_user_with_the_figures_and_a_link_that_opens_th
     status, html, headers = await get(harness, local(harness, link))
     assert status == 200, html
     assert headers["Content-Type"].startswith("text/html")
-    assert "script-src" not in headers["Content-Security-Policy"] and "default-src 'none'" in headers[
-        "Content-Security-Policy"
-    ]
+    assert (
+        "script-src" not in headers["Content-Security-Policy"]
+        and "default-src 'none'" in headers["Content-Security-Policy"]
+    )
     assert headers["Referrer-Policy"] == "no-referrer"
     assert html.count("<svg") >= 3 and "<script" not in html
     assert "SLA attainment per day" in html and "Breaches by hour of the week" in html and "Staffing" in html
@@ -183,4 +184,3 @@ async def test_a_link_missing_its_expiry_or_signature_is_refused(harness_factory
     kept = [(k, v) for k, v in parse_qsl(parts.query) if k != missing]
     status, _, _ = await get(harness, f"{harness.url}{parts.path}?{urlencode(kept)}")
     assert status == 403
-
