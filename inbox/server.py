@@ -22,7 +22,7 @@ from inbox.pipeline.ingest import Ingestor, IngestResult, Source
 from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.poller import Poller
 from inbox.pipeline.pushes import PushKeeper
-from inbox.reports import page
+from inbox.reports import KEYS, page
 from inbox.reports.links import LINK_LIFETIME, LinkRefused, LinkSigner
 from inbox.reports.overview import overview
 from inbox.reports.window import ReportError, Window, parse_window, report_zone
@@ -409,7 +409,7 @@ async def breaches_page(request: web.Request) -> web.Response:
     by = params.get("by") or None
     try:
         window = _window(inbox, params)
-        if by is not None and by not in reportpage.KEYS:
+        if by is not None and by not in KEYS:
             raise ReportError(f"{by!r} is not a grouping")
     except ReportError as exc:
         return _html(page.render_refusal("This list cannot be made", str(exc), "Check the link."), 400)

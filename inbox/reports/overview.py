@@ -88,12 +88,14 @@ async def overview(engine: AsyncEngine, settings: Settings, window: Window, now:
     edges = [low for low, _high in charts.BUCKETS]
     staffing_since = max(window.start, window.end - timedelta(weeks=STAFFING_WEEKS))
     # Side by side: on PostgreSQL each runs on a connection of its own (SQLite takes them in turn).
-    total, days, channels, agents, hours, histogram, ratings, staffing = await asyncio.gather(
+    total, days, channels, agents, hours = await asyncio.gather(
         headline(engine, settings, window, now),
         daily(engine, settings, window, now),
         build_report(engine, settings, window, "channel", now),
         build_report(engine, settings, window, "agent", now),
         build_report(engine, settings, window, "hour", now),
+    )
+    histogram, ratings, staffing = await asyncio.gather(
         reportpage.minutes_histogram(engine, where, edges),
         reportpage.rating_changes(engine, where),
         staffing_report(engine, staffing_since, window.end, zone=zone),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -80,7 +81,7 @@ async def breaches(
     async with engine.connect() as conn:
         conversation = _conversations(conn.dialect.name, scope, by=by, detail=True)
         c = conversation.c
-        query = (
+        query: Any = (
             sa.select(conversation, SlackMessage.channel.label("slack_channel"), SlackMessage.ts.label("slack_ts"))
             .outerjoin(SlackMessage, SlackMessage.thread_id == c.conversation_id)
             .where(c.outcome.in_(BREACHED))
