@@ -1,8 +1,9 @@
-"""The `inbox` command: run, demo, check, queue, backfill, staffing, triage, bench."""
+"""The `inbox` command: run, demo, check, queue, backfill, report, staffing, triage, bench."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import sys
@@ -231,6 +232,86 @@ def staffing(
         print_staffing(out, report)
 
     _run(show())
+
+
+REPORT_USES = Uses(frozenset({"database", "sla", "reports"}), connectors=False)
+FORMATS = ("table", "csv", "json")
+
+
+@app.command()
+def report(
+    config: ConfigOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="The window back from now, e.g. 24h, 7d, 4w (default 7d).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Start date (YYYY-MM-DD) in the report time zone, included.")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End date, excluded (default: now).")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Group by channel, connector, agent, intent, language, priority, day or hour."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv (one row per conversation) or json.")] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of the terminal.")] = None,
+) -> None:
+    """SLA attainment, first-response percentiles, next responses and CSAT of the conversations started in a window."""
+    from inbox.reports import ReportError, check_by, parse_window, report_zone
+    from inbox.store.models import utcnow
+
+    settings = _settings(config, REPORT_USES)
+    now = utcnow().replace(microsecond=0)
+    try:
+        if fmt not in FORMATS:
+            raise ReportError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+        grouping = check_by(by)
+        window = parse_window(now, report_zone(settings), since=since, start=start, end=end)
+    except ReportError as exc:
+        _fail(str(exc), 2)
+    setup_logging(logging.WARNING, settings=settings)
+    try:
+        text = _run(_report_text(settings, window, grouping, fmt, now, out_file is not None))
+    except Exception as exc:
+        from inbox.store.db import describe_outage, is_outage
+
+        if not is_outage(exc):
+            raise
+        _fail(f"inbox report: the store cannot be read: {describe_outage(exc)}")
+    if text is None:
+        return
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out_file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"--out {str(out_file)!r}: cannot write it: {exc.strerror or exc}", 2)
+
+
+async def _report_text(
+    settings: Settings, window: Any, by: str | None, fmt: str, now: Any, to_file: bool
+) -> str | None:
+    """The report in `fmt` (the table is printed here unless it goes to a file: then its plain text)."""
+    from inbox.reports import build_report, conversation_rows, csv_text, report_json
+    from inbox.reports.table import print_report
+    from inbox.store.db import create_engine, migrate
+
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate(engine)
+        if fmt == "csv":
+            return csv_text(await conversation_rows(engine, settings, window, now))
+        report = await build_report(engine, settings, window, by, now)
+    finally:
+        await engine.dispose()
+    if fmt == "json":
+        return json.dumps(report_json(report), ensure_ascii=False) + "\n"
+    if not to_file:
+        print_report(out, report)
+        return None
+    buffer = io.StringIO()
+    print_report(Console(file=buffer, width=100, highlight=False, color_system=None), report)
+    return buffer.getvalue()
 
 
 @app.command()

@@ -415,6 +415,11 @@ class Ingestor:
                     # A review's stars when the conversation opens, and as its newest version shows them.
                     "rating_before": first.raw.rating,
                     "rating_after": _latest_rating(group, first.raw.rating),
+                    # For reports: the first-response deadline and target, kept when next responses restart the clock.
+                    "first_due_at": due_at
+                    if start == first.raw.posted_at
+                    else policy.deadlines(first.raw.posted_at)[1],
+                    "sla_target_minutes": policy.first_response_minutes,
                 }
             for thread_id, key in await open_threads(conn, list(values.values())):
                 created.add(thread_id)

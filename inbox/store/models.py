@@ -133,9 +133,17 @@ class Thread(SQLModel, table=True):
     # A review's stars when the conversation opened, and now (a later poll saw the review edited): recovered or lowered.
     rating_before: int | None = None
     rating_after: int | None = None
+    # For reports: the first-response deadline and target the SLA clock set when the conversation opened (the
+    # running clock's are overwritten by next responses), and how many next-response clocks settled in time or late.
+    first_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sla_target_minutes: float | None = None
+    next_met: int = 0
+    next_missed: int = 0
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
+        # Reports read the conversations started in a window.
+        sa.Index("ix_thread_opened_at", "opened_at"),
         # The sweep reads only the clocks it has something to announce for: those past their deadline
         # and not yet breached, and those past their warning and not yet warned.
         sa.Index(

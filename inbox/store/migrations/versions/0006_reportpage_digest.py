@@ -1,7 +1,7 @@
 """report digest: one row per week's summary to the leads, written before it is posted
 
 Revision ID: 0006_reportpage
-Revises: 0005_meta
+Revises: 0006_reports
 Create Date: 2026-12-07 14:40:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import inbox.store.models
 
 revision: str = "0006_reportpage"
-down_revision: str | None = "0005_meta"
+down_revision: str | None = "0006_reports"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
