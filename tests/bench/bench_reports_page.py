@@ -165,10 +165,17 @@ async def main(per_day: int, runs: int, pg_url: str | None) -> None:
         await migrate(engine)
         began = time.perf_counter()
         count = await fill(engine, start, 365, per_day)
-        print(f"generated {count:,} conversations over 365 days in {time.perf_counter() - began:.0f} s ({url.split(':')[0]})")
+        print(
+            f"generated {count:,} conversations over 365 days in {time.perf_counter() - began:.0f} s ({url.split(':')[0]})"
+        )
         config = {
             "database": {"url": url},
-            "slack": {"bot_token": "xoxb-bench", "signing_secret": "bench", "triage_channel": "C1", "leads_channel": "C2"},
+            "slack": {
+                "bot_token": "xoxb-bench",
+                "signing_secret": "bench",
+                "triage_channel": "C1",
+                "leads_channel": "C2",
+            },
             "server": {"host": "127.0.0.1", "port": 0, "public_url": "http://bench.invalid"},
         }
         from inbox import connectors as registry
@@ -193,9 +200,9 @@ async def main(per_day: int, runs: int, pg_url: str | None) -> None:
                 began = time.perf_counter()
                 async with engine.connect() as conn:
                     await conn.execute(
-                        sa.select(sa.func.count()).select_from(Thread).where(
-                            Thread.opened_at >= window.start, Thread.opened_at < window.end
-                        )
+                        sa.select(sa.func.count())
+                        .select_from(Thread)
+                        .where(Thread.opened_at >= window.start, Thread.opened_at < window.end)
                     )
                 counted.append(time.perf_counter() - began)
                 began = time.perf_counter()
