@@ -374,6 +374,7 @@ def _opened(request: web.Request, inbox: Served) -> _Opened | web.Response:
         log.info("reports: refused a link: %s", exc)
         return _refused(str(exc).capitalize())
     expires = signer.expiry(request.query) or now
+    log.info("reports: %s opened by a link given to %s", request.path, params.get("for") or "(unnamed)")
     # Links on the page expire with it: a list never outlives the link that led to it.
     local = LinkSigner(key=signer.key)
     return _Opened(params, lambda path, fields: local.sign(path, fields, expires))

@@ -108,7 +108,7 @@ def attainment_chart(days: Sequence[DayPoint], goal: float) -> str:
             range=(0, 100),
             y_title="% met",
             show_minor_x_labels=False,
-            x_labels_major_every=step,
+            x_labels_major=[d.label for d in days[::step]],
             dots_size=2 if len(days) > 60 else 3,
             allow_interruptions=True,
         )

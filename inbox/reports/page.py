@@ -46,7 +46,7 @@ th, td { border-bottom: 1px solid #e9ecef; padding: .25rem .55rem; text-align: r
 th:first-child, td:first-child { text-align: left; }
 figure { margin: 1rem 0; } figure svg { width: 100%; height: auto; }
 table.heat td { border: 1px solid #fff; padding: 0; width: 2.1rem; height: 1.6rem; text-align: center; font-size: .8rem; }
-table.heat td a { display: block; color: inherit; text-decoration: none; }
+table.heat td a { display: block; color: #fff; font-weight: 600; text-decoration: none; text-shadow: 0 0 2px #600; }
 .bad { color: #e63946; } .good { color: #2a9d8f; }
 """
 
