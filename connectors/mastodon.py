@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from multidict import MultiDict
 from pydantic import Field, SecretStr
@@ -26,7 +26,7 @@ from inbox.connector import (
     SentReply,
     wall_clock,
 )
-from inbox.connectors.kit.http import VendorClient
+from inbox.connectors.kit.http import VendorClient, link_param
 from inbox.connectors.kit.paging import PageGuard
 from inbox.connectors.kit.parse import Id, Name, OptionalText, Payload, Text, Timestamp, one_of
 from inbox.connectors.kit.sse import stream
@@ -151,7 +151,7 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             fresh = [i for i in _ids(notifications) if i > int(min_id)]
             if not fresh:
                 return  # the end; a page holding only the boundary item again counts as the end too
-            link = _link_param(response.headers.get("Link"), "prev", "min_id")
+            link = link_param(response.headers.get("Link"), "prev", "min_id")
             newest = link if link is not None and int(link) >= max(fresh) else str(max(fresh))
             items = await self._items(notifications, me, after=int(min_id))
             yield Page(items, MastodonCursor(notification_id=newest))
@@ -174,7 +174,7 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             yield Page([i for i in items if i.posted_at >= horizon])
             if _oldest_time(notifications) < horizon:
                 break
-            link = _link_param(response.headers.get("Link"), "next", "max_id")
+            link = link_param(response.headers.get("Link"), "next", "max_id")
             older = link if link is not None and int(link) <= min(ids) else str(min(ids))
             max_id = guard.next(older) or older
         if newest is not None:
@@ -356,18 +356,6 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             )
         self._me = me
         return me
-
-
-def _link_param(header: str | None, rel: str, param: str) -> str | None:
-    """A numeric query parameter of one Link relation, e.g. min_id of rel="prev"."""
-    for part in (header or "").split(","):
-        target, _, attributes = part.partition(";")
-        rels = [a.split("=", 1)[1].strip().strip('"') for a in attributes.split(";") if a.strip().startswith("rel=")]
-        if rel in rels:
-            values = parse_qs(urlsplit(target.strip().strip("<>")).query).get(param)
-            if values and values[0].isdigit():
-                return values[0]
-    return None
 
 
 def _ids(notifications: list[Any]) -> list[int]:

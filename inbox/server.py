@@ -1,4 +1,4 @@
-"""The HTTP server: webhooks in, /healthz and /metrics out (Slack joins it in HTTP mode)."""
+"""The HTTP server: webhooks in, /healthz, /metrics and the reports' CSV and JSON out (Slack joins it in HTTP mode)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from inbox import reports
 from inbox.connector import Connector, PermanentError, Push, PushReceiver
 from inbox.logs import log_context
 from inbox.metrics import Metrics
@@ -99,6 +100,8 @@ def build_app(inbox: Served) -> web.Application:
     app[INBOX_KEY] = inbox
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/reports.json", reports_json)
+    app.router.add_get("/reports.csv", reports_csv)
     app.router.add_get("/webhooks/{name}", webhook_handshake)
     app.router.add_post("/webhooks/{name}", webhook)
     app.router.add_get("/reports", reports_page)
@@ -209,6 +212,78 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=inbox.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
+# A report that takes longer than this is answered 503 (the store is overloaded or locked), never left hanging.
+REPORT_SECONDS = 60.0
+
+
+def reports_token_ok(settings: Settings, header: str | None) -> bool:
+    """True when `header` (the Authorization header) carries `[reports] token` as a bearer token."""
+    token = settings.reports.token
+    if token is None or header is None:
+        return False
+    scheme, _, given = header.partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+
+async def reports_json(request: web.Request) -> web.Response:
+    """The report as the contract's JSON object: `since`, `from`, `to`, `by` as `inbox report` takes them."""
+    return await _report(request, "json")
+
+
+async def reports_csv(request: web.Request) -> web.Response:
+    """One CSV row per conversation started in the window."""
+    return await _report(request, "csv")
+
+
+async def _report(request: web.Request, fmt: str) -> web.Response:
+    """401 without the bearer token (404 when no token is configured: the endpoints are off), 400 on a bad window or
+    grouping, 503 with Retry-After while the store cannot answer."""
+    inbox = _inbox(request)
+    if inbox.settings.reports.token is None:
+        return web.json_response({"error": "reports over HTTP are off: set [reports] token"}, status=404)
+    if not reports_token_ok(inbox.settings, request.headers.get("Authorization")):
+        return web.json_response(
+            {"error": "missing or wrong bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    query = request.query
+    now = inbox.clock()
+    try:
+        by = reports.check_by(query.get("by"))
+        window = reports.parse_window(
+            now,
+            reports.report_zone(inbox.settings),
+            since=query.get("since"),
+            start=query.get("from"),
+            end=query.get("to"),
+        )
+    except reports.ReportError as exc:
+        return web.json_response({"error": str(exc).replace("--", "")}, status=400)
+    try:
+        async with asyncio.timeout(REPORT_SECONDS):
+            if fmt == "csv":
+                rows = await reports.conversation_rows(inbox.engine, inbox.settings, window, now)
+            else:
+                report = await reports.build_report(inbox.engine, inbox.settings, window, by, now)
+    except Exception as exc:
+        if not isinstance(exc, TimeoutError) and not is_outage(exc):
+            raise
+        reason = "the report took too long" if isinstance(exc, TimeoutError) else describe_outage(exc)
+        return web.json_response(
+            {"error": "the store cannot answer just now; try again later", "reason": reason},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if fmt == "csv":
+        return web.Response(
+            text=reports.csv_text(rows),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": 'attachment; filename="reports.csv"'},
+        )
+    return web.json_response(reports.report_json(report))
+
+
 def _receiver(request: web.Request) -> tuple[Served, PushReceiver | None]:
     inbox = _inbox(request)
     connector = inbox.connectors.get(request.match_info["name"])
@@ -258,6 +333,7 @@ async def webhook(request: web.Request) -> web.Response:
 
         async def store() -> IngestResult:
             result = await inbox.ingestor.ingest(Source.of(connector), push.items)
+            await inbox.ingestor.update(Source.of(connector), push.updates)
             if push.deliveries:
                 await inbox.actions.record_deliveries(connector.name, push.deliveries)
             return result

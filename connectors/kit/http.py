@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
@@ -231,6 +232,24 @@ class VendorClient:
     async def close(self) -> None:
         """Close the session."""
         await close_session(self._session)
+
+
+def path_of(link: str) -> str:
+    """A vendor's absolute link (a `next` page) as a path and query for our base URL, which may be a proxy or a fake."""
+    parts = urlsplit(link)
+    return urlunsplit(("", "", parts.path, parts.query, ""))
+
+
+def link_param(header: str | None, rel: str, param: str) -> str | None:
+    """A numeric query parameter of one relation of a `Link` header (RFC 8288), e.g. min_id of rel="prev"."""
+    for part in (header or "").split(","):
+        target, _, attributes = part.partition(";")
+        rels = [a.split("=", 1)[1].strip().strip('"') for a in attributes.split(";") if a.strip().startswith("rel=")]
+        if rel in rels:
+            values = parse_qs(urlsplit(target.strip().strip("<>")).query).get(param)
+            if values and values[0].isdigit():
+                return values[0]
+    return None
 
 
 def _parse(body: str, what: str) -> Any:

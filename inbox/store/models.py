@@ -220,6 +220,8 @@ class Item(SQLModel, table=True):
     extended_window_closes_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reply_modes: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
     after_window: str | None = Field(default=None, max_length=255)
+    # When the platform reported the item removed (the customer deleted their comment): it is not answered then.
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_item_connector_external"),
@@ -404,6 +406,7 @@ class EventKind(StrEnum):
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
     REPLY_FAILED = "reply_failed"  # the platform reported a sent reply undelivered
+    ITEM_CHANGED = "item_changed"  # the platform reported a stored item edited or removed: its message is redrawn
     CONNECTOR_HEALTH = "connector_health"
     CSAT_ASKED = "csat_asked"
     CSAT_ANSWERED = "csat_answered"
