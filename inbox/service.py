@@ -30,6 +30,7 @@ from inbox.pipeline.privacy import Retention
 from inbox.pipeline.pushes import PushKeeper
 from inbox.pipeline.sweep import SlaSweep
 from inbox.pipeline.workers import Leases, worker_id
+from inbox.reports.links import signer_for
 from inbox.settings import Settings
 from inbox.store.db import create_engine, is_outage, migrate
 from inbox.store.models import utcnow
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PUSH_INTAKE_SECONDS = 5.0  # how often stored pushes that nobody is ingesting are looked for
+DIGEST_CHECK_SECONDS = 60.0  # how often `inbox run` asks whether the weekly digest is due
 RETENTION_SECONDS = 86_400.0  # [retention] erases what is due once a day
 
 
@@ -124,6 +126,8 @@ class Inbox:
         self.pushes = PushKeeper(
             engine, self.ingestor, self.actions, self.connectors, clock, worker=self.worker, metrics=self.metrics
         )
+        # Signs the links to /reports that Slack gives out; None with Slack off (the page opens with the token only).
+        self.report_links = signer_for(settings)
         self.slack: Slack | None = None
         if settings.slack.enabled:
             from inbox.slack import Slack  # only an installation with Slack on loads Bolt
@@ -139,6 +143,8 @@ class Inbox:
                 triage=settings.triage,
                 actions=self.actions,
                 connectors=self.connectors,
+                settings=settings,
+                report_links=self.report_links,
             )
             self.slack = Slack(settings.slack, core)
         default: list[Notifier] = [self.slack.notifier] if self.slack else [LogNotifier()]
@@ -224,6 +230,9 @@ class Runner:
             ("sla-sweep", self.inbox.sweep.run, sla.check_seconds, 300.0),
             ("reply-recovery", self.inbox.actions.recover, lease_seconds, 900.0),
         ]
+        if self.inbox.slack is not None and self.inbox.slack.digest is not None:
+            # Asks each minute, on the inbox's clock, whether the weekly digest's slot has come (posted once a week).
+            jobs.append(("report-digest", self.inbox.slack.digest.run, DIGEST_CHECK_SECONDS, 600.0))
         if self.inbox.retention.enabled:
             # At the start, then daily: what is due is erased within a day of falling due.
             jobs.append(("retention", self.inbox.retention.run, RETENTION_SECONDS, 3600.0))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -215,6 +216,20 @@ class ServerSettings(Section):
 
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
+    # The address people reach this server at (behind its proxy), for the links Slack gives to /reports.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) address; write e.g. https://inbox.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("the address takes no query (?…) nor fragment (#…)")
+        return value.rstrip("/")
 
 
 class WorkersSettings(Section):

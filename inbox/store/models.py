@@ -439,6 +439,27 @@ class SlackPost(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class ReportDigest(SQLModel, table=True):
+    """The weekly summary for leads: one row per week, written before the post, so it goes out once.
+
+    `posted_at` is None while a worker posts it (until `claimed_until`); a claim that ran out without a post (a
+    crash) is taken over, and the channel is looked at before posting again.
+    """
+
+    __tablename__ = "report_digest"
+
+    week: str = Field(primary_key=True, max_length=10)  # the date of the digest's slot, in the report time zone
+    channel: str = Field(max_length=32)
+    title: str = Field(max_length=255)  # the chart's title: how a post whose outcome was lost is recognised
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    ts: str | None = Field(default=None, max_length=32)
+    file_id: str | None = Field(default=None, max_length=32)
+    posted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class Erasure(SQLModel, table=True):
     """That an erasure happened (`inbox forget` or retention): when, why, by whom, how much; never whom."""
 

@@ -1,7 +1,7 @@
 """gdpr: when a customer and a conversation were erased, and the record of each erasure (never whom)
 
 Revision ID: 0006_gdpr
-Revises: 0006_reports
+Revises: 0006_reportpage
 Create Date: 2026-12-07 14:40:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import inbox.store.models
 
 revision: str = "0006_gdpr"
-down_revision: str | None = "0006_reports"
+down_revision: str | None = "0006_reportpage"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
