@@ -158,6 +158,14 @@ async def test_export_forget_and_retention_from_the_command_line(cli_store, tmp_
             records = [(r.reason, r.customers, r.threads, r.items) for r in await conn.execute(sa.select(Erasure))]
         assert records == [("request", 1, 1, 1), ("retention", 0, 1, 1)]
 
+        # Export reads the store alone: Slack's variables need not be set for it.
+        unset = tmp_path / "unset.toml"
+        unset.write_text(config.read_text().replace(json.dumps(TOKEN), '"${GDPR_TEST_UNSET_SLACK_TOKEN}"'))
+        code, out, err = await inbox("export", "--customer", "x:bob_m", "--config", str(unset))
+        assert code == 0 and BOB_NEW in out, err
+        code, out, err = await inbox("forget", "--customer", "x:bob_m", "--config", str(unset))
+        assert code == 2 and "GDPR_TEST_UNSET_SLACK_TOKEN" in err
+
         off = write_config(tmp_path, url, feed, fake, text_days=0)
         code, out, err = await inbox("retention", "--config", str(off))
         assert code == 0 and "Retention is off" in out
