@@ -237,7 +237,7 @@ class SlackNotifier:
             post = await self._existing(self.store.posts, event_id, blocks.POST_EVENT, "event_id", thread_ts)
             if post is not None:
                 found.append(post)
-        # The replies in its Slack thread first: the triage message last, so a crash leaves none of them unseen.
+        # The triage message last: the replies in its Slack thread go before the message they hang from.
         for channel, ts in [*found, *([triage] if triage else [])]:
             try:
                 if self.settings.erased_messages == "delete":
