@@ -16,12 +16,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.store.db import create_engine, migrate
 
+CHUNK = 100_000  # generated rows written per statement
 # How a child process finds the scratch store: the environment, so a password never shows in `ps`.
 URL_ENV = "INBOX_BENCH_DATABASE_URL"
 SCHEMA_ENV = "INBOX_BENCH_SCHEMA"
@@ -219,6 +221,24 @@ def insert_series(dialect: str, table: str, columns: dict[str, str], low: int, h
         return f"INSERT INTO {table} ({names}) SELECT {values} FROM generate_series({low}, {high}) AS n(i)"
     series = f"WITH RECURSIVE n(i) AS (SELECT {low} UNION ALL SELECT i + 1 FROM n WHERE i < {high}) "
     return f"{series}INSERT INTO {table} ({names}) SELECT {values} FROM n"
+
+
+Series = list[tuple[str, int, dict[str, str]]]  # (table, rows, column -> SQL value of the row number `i`)
+
+
+async def write_series(
+    engine: AsyncEngine, tables: Series, params: dict[str, Any], console: Console, what: str
+) -> None:
+    """Write generated rows table by table, in chunks of CHUNK rows, with a progress bar saying `what`."""
+    dialect = engine.dialect.name
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(what, total=sum(rows for _, rows, _ in tables))
+        for table, rows, columns in tables:
+            for low in range(1, rows + 1, CHUNK):
+                high = min(rows, low + CHUNK - 1)
+                async with engine.begin() as conn:
+                    await conn.execute(sa.text(insert_series(dialect, table, columns, low, high)), params)
+                progress.advance(task, high - low + 1)
 
 
 def sqlite_temp_url() -> str:

@@ -10,16 +10,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from rich.console import Console
-from rich.progress import Progress
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.bench.core import Figure, Report, insert_series, scratch_store, under
+from inbox.bench.core import Figure, Report, Series, scratch_store, under, write_series
 from inbox.store import reports
 from inbox.store.models import Thread
 
 CONVERSATIONS, QUICK_CONVERSATIONS = 1_000_000, 100_000
 RUNS, QUICK_RUNS = 5, 3
-CHUNK = 100_000
 GOAL_S = 2.0
 SPACING_S = 2  # seconds between two generated conversations: 1,000,000 span about 23 days
 CUSTOMERS = 10_000
@@ -41,7 +39,11 @@ async def run(
             counted, total = await _timed(runs, lambda: _count(engine, scope))
             figures: dict[str | None, float] = {}
             for by in (None, "channel", "day"):
-                figures[by], rows = await _timed(runs, lambda by=by: reports.figures(engine, scope, by))
+
+                def query(by: str | None = by) -> Awaitable[list[reports.Figures]]:
+                    return reports.figures(engine, scope, by)
+
+                figures[by], rows = await _timed(runs, query)
                 if by is None and rows[0].conversations != count:
                     raise AssertionError(f"the report counted {rows[0].conversations:,}, not {count:,}")
     if total != count:
@@ -101,7 +103,7 @@ async def generate(engine: AsyncEngine, count: int, now: datetime, console: Cons
         return f"(strftime('%Y-%m-%d %H:%M:%S', :base, (({offset}) - {back}) || ' seconds') || '.000000')"
 
     reply = "(i % 97) * 37"
-    tables: list[tuple[str, int, dict[str, str]]] = [
+    tables: Series = [
         (
             "customer",
             CUSTOMERS,
@@ -162,14 +164,7 @@ async def generate(engine: AsyncEngine, count: int, now: datetime, console: Cons
             },
         ),
     ]
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"report: writing {count:,} conversations", total=count + count // 10 + CUSTOMERS)
-        for table, rows, columns in tables:
-            for low in range(1, rows + 1, CHUNK):
-                high = min(rows, low + CHUNK - 1)
-                async with engine.begin() as conn:
-                    await conn.execute(sa.text(insert_series(dialect, table, columns, low, high)), {"base": base})
-                progress.advance(task, high - low + 1)
+    await write_series(engine, tables, {"base": base}, console, f"report: writing {count:,} conversations")
     async with engine.begin() as conn:
         # Statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` would gather them after a load like this.
         await conn.execute(sa.text("ANALYZE"))

@@ -12,11 +12,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from rich.console import Console
-from rich.progress import Progress
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.bench.core import Figure, Goal, Report, Scratch, insert_series, percentile, scratch_store, under
+from inbox.bench.core import Figure, Goal, Report, Scratch, Series, percentile, scratch_store, under, write_series
 from inbox.pipeline.sweep import SlaSweep
 from inbox.store.models import Thread
 
@@ -24,7 +23,6 @@ ITEMS, QUICK_ITEMS = 1_000_000, 100_000
 OPEN_SHARE = 100  # one thread in a hundred is open: 10,000 of 1,000,000
 RUNS, QUICK_RUNS = 20, 10
 STEP = timedelta(seconds=15)  # the default [sla] check_seconds: each timed run is the next scheduled sweep
-CHUNK = 100_000
 INDEXES = ("ix_thread_sla_due", "ix_thread_sla_warn")  # the breach step reads one, the warning step the other
 GOAL_MS = 50.0
 # The SLA the generated clocks follow: the default policy (warn at 20 minutes, due at 30).
@@ -211,7 +209,7 @@ async def generate(engine: AsyncEngine, count: int, start: datetime, console: Co
             return f"(CAST(:base AS timestamp) + ((({offset}) - {back}) * interval '1 second'))"
         return f"(strftime('%Y-%m-%d %H:%M:%S', :base, (({offset}) - {back}) || ' seconds') || '.000000')"
 
-    tables: list[tuple[str, int, dict[str, str]]] = [
+    tables: Series = [
         (
             "customer",
             customers,
@@ -280,16 +278,9 @@ async def generate(engine: AsyncEngine, count: int, start: datetime, console: Co
             },
         ),
     ]
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(
-            f"sweep: writing {count:,} items, their threads and customers", total=count * 2 + customers
-        )
-        for table, rows, columns in tables:
-            for low in range(1, rows + 1, CHUNK):
-                high = min(rows, low + CHUNK - 1)
-                async with engine.begin() as conn:
-                    await conn.execute(sa.text(insert_series(dialect, table, columns, low, high)), {"base": base})
-                progress.advance(task, high - low + 1)
+    await write_series(
+        engine, tables, {"base": base}, console, f"sweep: writing {count:,} items, their threads and customers"
+    )
     if dialect == "postgresql":
         async with engine.begin() as conn:
             for table in ("customer", "thread", "item"):

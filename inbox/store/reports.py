@@ -307,7 +307,8 @@ def _conversations(dialect: str, scope: Scope) -> sa.Subquery:
         sa.func.coalesce(Thread.rating_before, item.c.rating).label("rating_before"),
         sa.func.coalesce(Thread.rating_after, Thread.rating_before, item.c.rating).label("rating_after"),
     ]
-    return t.rows.add_columns(*columns).subquery("conversation")
+    conversation: sa.Subquery = t.rows.add_columns(*columns).subquery("conversation")
+    return conversation
 
 
 def _target(scope: Scope) -> Any:
