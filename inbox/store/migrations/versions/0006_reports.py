@@ -1,7 +1,7 @@
 """reports: each conversation's first-response deadline and target as opened, its next responses met and missed
 
 Revision ID: 0006_reports
-Revises: 0005_meta
+Revises: 0006_metafix
 Create Date: 2026-12-07 14:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import inbox.store.models
 
 revision: str = "0006_reports"
-down_revision: str | None = "0005_meta"
+down_revision: str | None = "0006_metafix"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
