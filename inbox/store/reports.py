@@ -271,9 +271,10 @@ def _terms(
     )
 
 
-def _conversations(dialect: str, scope: Scope) -> sa.Subquery:
-    """The window's conversations, one row each with every CSV column."""
-    t = _terms(dialect, scope, by=None, detail=True)
+def _conversations(dialect: str, scope: Scope, *, by: str | None = None, detail: bool = True) -> sa.Subquery:
+    """The window's conversations, one row each: `conversation_id`, `outcome`, `minutes`, the next responses, the CSAT
+    question, the `by` group `g`, and with `detail` every CSV column (the reports page reads this too)."""
+    t = _terms(dialect, scope, by=by, detail=detail)
     outcome = sa.case(
         (t.met, "met"),
         (t.late, "missed"),
@@ -290,23 +291,27 @@ def _conversations(dialect: str, scope: Scope) -> sa.Subquery:
         t.next_missed.label("next_missed"),
         CsatQuestion.status.label("csat_status"),
         CsatQuestion.score.label("csat_score"),
-        Thread.connector,
-        Thread.channel,
-        Thread.kind,
-        Customer.handle.label("customer"),
-        item.c.language,
-        item.c.intent,
-        item.c.sentiment,
-        Thread.priority,
-        Thread.opened_at.label("started_at"),
-        Thread.first_response_at,
-        _target(scope).label("sla_target_minutes"),
-        Thread.assignee,
-        t.first_reply.label("replied_by"),
-        Thread.resolved_at,
-        sa.func.coalesce(Thread.rating_before, item.c.rating).label("rating_before"),
-        sa.func.coalesce(Thread.rating_after, Thread.rating_before, item.c.rating).label("rating_after"),
+        t.group.label("g"),
     ]
+    if detail:
+        columns += [
+            Thread.connector,
+            Thread.channel,
+            Thread.kind,
+            Customer.handle.label("customer"),
+            item.c.language,
+            item.c.intent,
+            item.c.sentiment,
+            Thread.priority,
+            Thread.opened_at.label("started_at"),
+            Thread.first_response_at,
+            _target(scope).label("sla_target_minutes"),
+            Thread.assignee,
+            t.first_reply.label("replied_by"),
+            Thread.resolved_at,
+            sa.func.coalesce(Thread.rating_before, item.c.rating).label("rating_before"),
+            sa.func.coalesce(Thread.rating_after, Thread.rating_before, item.c.rating).label("rating_after"),
+        ]
     conversation: sa.Subquery = t.rows.add_columns(*columns).subquery("conversation")
     return conversation
 
