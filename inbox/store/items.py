@@ -158,12 +158,15 @@ async def apply_updates(
                 Item.author_name,
                 Item.removed_at,
                 Item.customer_id,
-            ).where(Item.connector == connector, one_of(conn, Item.external_id, part))
+                Thread.erased_at,
+            )
+            query = query.join(Thread, Thread.id == Item.thread_id)
+            query = query.where(Item.connector == connector, one_of(conn, Item.external_id, part))
             rows.update({row.external_id: dict(row._mapping) for row in await conn.execute(query)})  # noqa: SLF001
         for external_id, text, removed, name in updates:
             row = rows.get(external_id)
-            if row is None:
-                continue
+            if row is None or row["erased_at"] is not None:
+                continue  # unknown, or erased (inbox forget, retention): an edit must not bring the words back
             values: dict[str, Any] = {}
             if text is not None and text != row["text"]:
                 values["text"] = text
