@@ -140,11 +140,15 @@ async def first_responses(
 
 
 async def apply_updates(
-    engine: AsyncEngine, connector: str, updates: Sequence[tuple[str, str | None, bool, str | None]], now: datetime
+    engine: AsyncEngine,
+    connector: str,
+    updates: Sequence[tuple[str, str | None, bool, str | None]],
+    now: datetime,
+    retriage: Callable[[str, Mapping[str, Any]], Mapping[str, Any]] = lambda _text, _item: {},
 ) -> int:
     """Write what the platform reports of stored items (external id, new text, removed, author's name), each change
     announced by an `item_changed` event so Slack redraws the message; updates of unknown items are ignored.
-    Returns how many items changed."""
+    `retriage(text, item)` gives the columns a new text changes too (its triage). Returns how many items changed."""
     changed = 0
     async with engine.begin() as conn:
         ids = sorted({external_id for external_id, *_ in updates})
@@ -155,6 +159,10 @@ async def apply_updates(
                 Item.thread_id,
                 Item.external_id,
                 Item.text,
+                Item.kind,
+                Item.rating,
+                Item.posted_at,
+                Item.author_handle,
                 Item.author_name,
                 Item.removed_at,
                 Item.customer_id,
@@ -170,6 +178,7 @@ async def apply_updates(
             values: dict[str, Any] = {}
             if text is not None and text != row["text"]:
                 values["text"] = text
+                values.update(retriage(text, row))
             if removed and row["removed_at"] is None:
                 values["removed_at"] = now
             if name and not row["author_name"]:
