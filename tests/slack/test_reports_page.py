@@ -11,7 +11,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 
 from inbox.fakes import slack_payloads as payloads
+from inbox.service import Inbox
+from inbox.store.db import create_engine
+from tests.conftest import make_settings
 from tests.slack.conftest import AGENT, Harness, HarnessFactory
+from tests.test_server import get as get_page
+from tests.test_server import sqlite_threads_stopped, unreachable_store
 
 PUBLIC = "https://inbox.example.com"
 TOKEN = "reports-token-123"
@@ -184,3 +189,18 @@ async def test_a_link_missing_its_expiry_or_signature_is_refused(harness_factory
     kept = [(k, v) for k, v in parse_qsl(parts.query) if k != missing]
     status, _, _ = await get(harness, f"{harness.url}{parts.path}?{urlencode(kept)}")
     assert status == 403
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_store_outage_is_a_503_page_never_a_500(kind: str, tmp_path, clock) -> None:
+    url = await unreachable_store(kind, tmp_path)
+    engine = create_engine(url)
+    settings = make_settings(tmp_path, database={"url": url}, reports={"token": TOKEN})
+    inbox = Inbox(settings, engine, clock=clock, notifiers=[])
+    try:
+        for path in ("/reports?since=7d", "/reports/breaches?since=7d"):
+            status, body = await get_page(inbox, path, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert status == 503 and "cannot be made just now" in body, body
+    finally:
+        await engine.dispose()
+        await sqlite_threads_stopped()
