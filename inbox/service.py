@@ -26,6 +26,7 @@ from inbox.pipeline.ingest import Ingestor
 from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.outbox import Bell, LogNotifier, Notifier, Outbox
 from inbox.pipeline.poller import STORE_RETRY_MAX, Poller
+from inbox.pipeline.privacy import Retention
 from inbox.pipeline.pushes import PushKeeper
 from inbox.pipeline.sweep import SlaSweep
 from inbox.pipeline.workers import Leases, worker_id
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PUSH_INTAKE_SECONDS = 5.0  # how often stored pushes that nobody is ingesting are looked for
 DIGEST_CHECK_SECONDS = 60.0  # how often `inbox run` asks whether the weekly digest is due
+RETENTION_SECONDS = 86_400.0  # [retention] erases what is due once a day
 
 
 class Inbox:
@@ -120,6 +122,7 @@ class Inbox:
             window_lead=timedelta(minutes=settings.sla.reply_window_warn_minutes),
             csat=self.csat,
         )
+        self.retention = Retention(engine, settings.retention.text_days, clock, on_event=self.bell.ring)
         self.pushes = PushKeeper(
             engine, self.ingestor, self.actions, self.connectors, clock, worker=self.worker, metrics=self.metrics
         )
@@ -230,6 +233,9 @@ class Runner:
         if self.inbox.slack is not None and self.inbox.slack.digest is not None:
             # Asks each minute, on the inbox's clock, whether the weekly digest's slot has come (posted once a week).
             jobs.append(("report-digest", self.inbox.slack.digest.run, DIGEST_CHECK_SECONDS, 600.0))
+        if self.inbox.retention.enabled:
+            # At the start, then daily: what is due is erased within a day of falling due.
+            jobs.append(("retention", self.inbox.retention.run, RETENTION_SECONDS, 3600.0))
         if any(isinstance(c, PushReceiver) and c.keep_first for c in self.inbox.connectors.values()):
             # Pushes kept but not ingested: left by a crash or a store outage, or by another worker.
             jobs.append(("push-intake", self.inbox.pushes.ingest, PUSH_INTAKE_SECONDS, 300.0))

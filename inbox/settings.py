@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -191,6 +191,9 @@ class SlackSettings(Section):
     leads_group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
     # An agent's message in a triage thread starting with this is sent to the customer.
     reply_prefix: str = Field(default="reply:", min_length=1)
+    # What `inbox forget` and retention do to the Slack messages that showed an erased customer's words or name:
+    # "update" replaces them with a short note, "delete" deletes them.
+    erased_messages: Literal["update", "delete"] = "update"
 
     @property
     def enabled(self) -> bool:
@@ -311,6 +314,12 @@ class ReportsSettings(Section):
         return value if value is not None and value.get_secret_value() else None
 
 
+class RetentionSettings(Section):
+    """`[retention]`: how long the texts and names of resolved conversations are kept; the numbers stay."""
+
+    text_days: int = Field(default=0, ge=0)  # 0: kept until `inbox forget`
+
+
 class Settings(Section):
     """The whole config file."""
 
@@ -322,6 +331,7 @@ class Settings(Section):
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
     csat: CsatSettings = Field(default_factory=CsatSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
 
 
@@ -343,7 +353,9 @@ class Uses:
     unset elsewhere is no error, and what holds it is left out of the settings (a connector) or off (Slack).
     """
 
-    sections: frozenset[str] = frozenset({"database", "sla", "slack", "server", "triage", "workers", "csat", "reports"})
+    sections: frozenset[str] = frozenset(
+        {"database", "sla", "slack", "server", "triage", "workers", "csat", "reports", "retention"}
+    )
     connectors: bool | str = True  # every enabled connector, none, or only the one with this name
 
     def needs(self, where: tuple[str | int, ...], raw: dict[str, Any]) -> bool:

@@ -242,6 +242,16 @@ class FakeSlack:
         )
         return answer
 
+    def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = args.get("channel", ""), args.get("ts", "")
+        message = self._find(channel, ts)
+        if message is None:
+            return fixture("chat.delete.error")
+        self.messages[channel].remove(message)
+        answer = fixture("chat.delete")
+        answer.update(channel=channel, ts=ts)
+        return answer
+
     def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         answer = fixture("chat.postEphemeral")
         answer["message_ts"] = self._next_ts()

@@ -33,6 +33,9 @@ BATCH = 500  # bodies ingested in one round
 # Ingest (triage is CPU work on this event loop) waits while pushes keep arriving, until none came for SETTLE
 # seconds, YIELD at most: a burst's answers then do not queue behind the triage of its first bodies.
 SETTLE, YIELD = 0.02, 1.0
+# What one ingest round spends completing bodies from the platform (a mention's text, senders' names); what is
+# not fetched by then is stored as it came (a mention is fetched by the next poll).
+COMPLETE_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -155,17 +158,22 @@ class PushKeeper:
         receiver = connector
         assert isinstance(receiver, PushReceiver)
         items, deliveries, updates = [], [], []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMPLETE_SECONDS
         for row in rows:
             try:
                 push = receiver.parse(row.body.encode())
             except ConnectorError as exc:  # verified and parsed once before it was kept: a changed parser
                 log.warning("a stored push can no longer be read, dropped: %s", exc)
                 continue
-            try:
-                # What the body only named (a mention's text, a sender's name): fetched now, after the answer.
-                await receiver.complete(push)
-            except ConnectorError as exc:
-                log.warning("could not complete a pushed body from the platform; stored as it came: %s", exc)
+            if loop.time() < deadline:  # past it, the rest of the round's bodies are stored as they came
+                try:
+                    # What the body only named (a mention's text, a sender's name): fetched now, after the answer.
+                    async with asyncio.timeout_at(deadline):
+                        await receiver.complete(push)
+                except (ConnectorError, TimeoutError) as exc:
+                    why = str(exc) or f"no answer within {COMPLETE_SECONDS:.0f} s"
+                    log.warning("could not complete a pushed body from the platform; stored as it came: %s", why)
             items += push.items
             deliveries += push.deliveries
             updates += push.updates

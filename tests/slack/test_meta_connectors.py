@@ -271,3 +271,12 @@ async def test_an_instagram_mention_is_fetched_right_after_its_delivery_and_answ
     assert "vous livrez à Cluj ?" in str(harness.triage_message(thread)["blocks"])
     await send(harness, thread)
     assert [r.details["path"] for r in instagram_fake.replies] == [f"/v21.0/{ig.IG_USER_ID}/mentions"]
+
+
+async def test_a_profile_meta_refuses_leaves_the_psid_shown_and_the_message_stored(harness, facebook_fake):
+    # The app lacks Business Asset User Profile Access: Meta refuses the profile (code 10), the message still arrives.
+    facebook_fake.faults.append(facebook_fake.fault_permission())
+    first = facebook_fake.add_message(PSID, "Bonjour, ma commande 4512 ?", name="Luc Bernard")
+    thread = await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.message_delivery(first), first)
+    shown = str(harness.triage_message(thread)["blocks"])
+    assert f"@{PSID}" in shown and "Luc Bernard" not in shown
