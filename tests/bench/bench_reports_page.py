@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -220,6 +221,7 @@ async def main(per_day: int, runs: int, pg_url: str | None) -> None:
         print(f"goal, a year under 2 s: {'met' if statistics.median(pages['365d']) < 2 else 'NOT met'}")
     finally:
         await engine.dispose()
+        shutil.rmtree(folder, ignore_errors=True)
         if schema is not None and pg_url:
             async with admin.begin() as conn:
                 await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
