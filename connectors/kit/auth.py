@@ -93,6 +93,11 @@ def self_signed(
     return BearerToken(renew=sign)
 
 
+def bearer(token: SecretStr) -> dict[str, str]:
+    """The `Authorization` header of a fixed bearer token."""
+    return {"Authorization": f"Bearer {token.get_secret_value()}"}
+
+
 def basic(user: str, password: SecretStr) -> str:
     """An `Authorization: Basic` value (OAuth client credentials)."""
     pair = f"{user}:{password.get_secret_value()}".encode()
