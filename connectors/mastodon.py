@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,7 +140,7 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
 
     async def _backfill(self, me: str) -> AsyncIterator[Page[MastodonCursor]]:
         # Without a cursor, walk back from the newest page; only the end of the walk is a safe cursor.
-        horizon = self.clock() - timedelta(hours=self.settings.first_poll_hours)
+        horizon = self.first_poll_start()
         guard = PageGuard(f"{self.name}: notifications")
         max_id: str | None = None
         newest: int | None = None

@@ -240,7 +240,7 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
         """Pages of things newer than `mark` (newest first), each with the newest thing of its page."""
         # Listings are newest first; `after` pages back. `before` would page forward but answers nothing once the
         # thing it names is deleted, so the walk goes back to the mark (by name, or by time if it is gone).
-        horizon = mark.created_utc if mark else self.clock().timestamp() - self.settings.first_poll_hours * 3600
+        horizon = mark.created_utc if mark else self.first_poll_start().timestamp()
         limit = {"limit": str(self.settings.page_size)}
 
         async def page(after: str | None) -> _Children:

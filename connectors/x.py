@@ -7,7 +7,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr
@@ -185,7 +185,7 @@ class XConnector(HttpConnector[XSettings, XCursor]):
 
     async def fetch(self, cursor: XCursor | None) -> AsyncIterator[Page[XCursor]]:
         """Yield new mentions, then new DMs; each stream's cursor rides on its last page only (X pages newest first)."""
-        reach = self.clock().replace(microsecond=0) - timedelta(hours=self.settings.first_poll_hours)
+        reach = self.first_poll_start().replace(microsecond=0)
         start = cursor or XCursor(start_time=reach)
         own_id = await self.me.id()
         state = start.model_copy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from inbox.connector import CHANNELS, C, Clock, Connector, S, wall_clock
 from inbox.connectors.kit.http import LibraryTransport, VendorClient
 
@@ -19,6 +21,10 @@ class HttpConnector(Connector[S, C]):
     def streaming(self) -> bool:
         """True when the connector's settings take `stream` and it is on (the platform also pushes items)."""
         return bool(getattr(self.settings, "stream", False))
+
+    def first_poll_start(self) -> datetime:
+        """How far back a fetch without a cursor reaches: `first_poll_hours` (a setting every polled connector takes) ago."""
+        return self.clock() - timedelta(hours=getattr(self.settings, "first_poll_hours", 0))
 
     async def close(self) -> None:
         """Close the HTTP session of every client the connector holds."""

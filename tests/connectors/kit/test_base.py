@@ -140,3 +140,15 @@ def test_lookups_pass_over_what_does_not_fit_and_idempotency_keys_are_stable() -
     assert (
         idempotency_key("acme", "1", "hi") == idempotency_key("acme", "1", "hi") != idempotency_key("acme", "1", "ho")
     )
+
+
+def test_a_first_poll_reaches_back_first_poll_hours_on_the_injected_clock() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    class Polled(Settings):
+        first_poll_hours: float = 6
+
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    acme = Acme(Polled(name="acme", type="mastodon"), "http://127.0.0.1:1")
+    acme.clock = lambda: now
+    assert acme.first_poll_start() == now - timedelta(hours=6)
