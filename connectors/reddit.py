@@ -40,7 +40,7 @@ from inbox.connectors.kit.parse import (
     page_of,
     valid,
 )
-from inbox.connectors.kit.text import same_reply
+from inbox.connectors.kit.text import any_word, same_reply
 from inbox.connectors.kit.threads import ThreadCache
 
 log = logging.getLogger(__name__)
@@ -207,10 +207,7 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
         self.token = BearerToken(renew=grant, clock=lambda: self.client.clock(), scheme="bearer")
         self._me = settings.username.lower()
         self._mention = re.compile(rf"(?<![\w/])/?u/{re.escape(settings.username)}\b", re.IGNORECASE)
-        terms = [t.strip() for t in settings.brand_terms if t.strip()]
-        self._brand = (
-            re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE) if terms else None
-        )
+        self._brand = any_word(settings.brand_terms)
         self._threads: ThreadCache[_Known] = ThreadCache()
 
     # -- fetch ------------------------------------------------------------------------------------------------------
