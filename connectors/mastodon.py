@@ -249,7 +249,7 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
             _Ref,
             "POST",
             STATUSES,
-            "the status of the reply",
+            "POST statuses",
             json_body={"status": status, "in_reply_to_id": target.external_id, "visibility": visibility},
             # Mastodon keeps Idempotency-Key for an hour: a retry after a crash returns the status already posted.
             headers={"Idempotency-Key": idempotency_key(self.name, target.external_id, text)},
