@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "detection": ("inbox.bench.detection", "from a post at the vendor to the Slack post"),
     "slack": ("inbox.bench.slack_ack", "Slack acknowledgement under 200 concurrent clicks"),
     "meta": ("inbox.bench.meta_push", "200 concurrent signed Meta webhook deliveries, stored before their 200"),
+    "triage": ("inbox.bench.triage", "triage per message under 500 characters, model and rules vs keyword rules"),
 }
 
 
