@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox.pipeline.ingest import customer_key
 from inbox.store import privacy
 from inbox.store.models import utcnow
 from inbox.store.privacy import Held
@@ -73,7 +74,8 @@ async def _customer_ids(engine: AsyncEngine, refs: Sequence[CustomerRef]) -> tup
     rows: dict[int, Any] = {}
     missing = []
     for ref in refs:
-        found = await privacy.find_customers(engine, ref.channel, ref.handle)
+        # As ingest keys customers (`@Dana_M` is dana_m), or as typed (a pseudonym).
+        found = await privacy.find_customers(engine, ref.channel, [customer_key(ref.handle), ref.handle])
         if not found:
             missing.append(ref)
         rows.update({row.id: row for row in found})

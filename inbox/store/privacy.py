@@ -46,12 +46,11 @@ class Held:
     slack_messages: int
 
 
-async def find_customers(engine: AsyncEngine, channel: str, handle: str) -> list[Any]:
-    """The customer rows known as `handle` on `channel` (with or without a leading @), erased or not."""
-    handles = {handle, handle.removeprefix("@")}
+async def find_customers(engine: AsyncEngine, channel: str, handles: Sequence[str]) -> list[Any]:
+    """The customer rows known on `channel` by any of `handles` (as stored), erased or not."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(Customer).where(Customer.channel == channel, Customer.handle.in_(sorted(handles)))
+            sa.select(Customer).where(Customer.channel == channel, Customer.handle.in_(sorted(set(handles))))
         )
         return list(rows)
 
