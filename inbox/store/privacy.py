@@ -225,8 +225,13 @@ async def erase(
     threads = sorted(set(thread_ids))
     before = await held(engine, list(customers), threads)
     async with engine.begin() as conn:
+        # Locked first (PostgreSQL), as ingest locks a conversation before adding to it: an item being added now
+        # is either in before the erasure reads the items, or finds its conversation gone and starts a new one.
+        await _lock(conn, threads)
         # A conversation of theirs that began since the plan was made goes too.
-        threads = sorted(set(threads) | set(await _threads_of(conn, list(customers), unerased=True)))
+        more = sorted(set(await _threads_of(conn, list(customers), unerased=True)) - set(threads))
+        await _lock(conn, more)
+        threads = sorted(set(threads) | set(more))
         # The customer's other conversations show these under "earlier": their Slack messages are redrawn without.
         shown_beside = await _other_messages(conn, threads)
         for part in chunks(threads):
@@ -247,6 +252,11 @@ async def erase(
         await add_events(conn, now, (NewEvent(EventKind.ERASED, t, payload={"reason": reason}) for t in threads))
         await add_events(conn, now, (NewEvent(EventKind.ERASED, t, payload={"redraw": True}) for t in shown_beside))
     return before
+
+
+async def _lock(conn: AsyncConnection, thread_ids: Sequence[int]) -> None:
+    for part in chunks(sorted(thread_ids)):
+        await conn.execute(sa.select(Thread.id).where(Thread.id.in_(part)).order_by(Thread.id).with_for_update())
 
 
 async def _other_messages(conn: AsyncConnection, thread_ids: Sequence[int]) -> list[int]:

@@ -3,6 +3,7 @@ names, the numbers stay; `inbox run` runs it daily. And what an erasure leaves i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -200,3 +201,42 @@ def test_every_table_of_the_store_is_in_the_privacy_inventory():
         t.name for t in SQLModel.metadata.sorted_tables if f"| `{t.name}`" not in page and f", `{t.name}`" not in page
     ]
     assert missing == []
+
+
+async def test_an_item_added_while_forget_waits_for_its_conversation_is_erased_too(
+    inbox_factory, store, clock: FakeClock, tmp_path
+):
+    engine, _url, schema = store
+    if schema is None:
+        pytest.skip("SQLite has one writer at a time: an ingest and an erasure cannot interleave")
+    feed = tmp_path / "x.jsonl"
+    feed.touch()
+    inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "channel": "x"}])
+    say(feed, "r1", "my order is late", "rita", clock)
+    await inbox.pollers["feed"].poll_once()
+    first = await thread_of(engine, "r1")
+    plan = await privacy.plan_forget(engine, [parse_customer("x:rita")])
+    # Ingest has locked the conversation and added a message to it, not yet committed, when forget starts.
+    async with engine.connect() as ingest:
+        await ingest.execute(sa.select(Thread.id).where(Thread.id == first.id).with_for_update())
+        async with engine.connect() as conn:
+            item = dict((await conn.execute(sa.select(Item).where(Item.external_id == "r1"))).one()._mapping)
+        item.update(id=None, external_id="r2", text="Ritavelle says: still nothing")
+        await ingest.execute(sa.insert(Item).values(**{k: v for k, v in item.items() if k != "id"}))
+        erasing = asyncio.create_task(privacy.forget(engine, plan, by="dpo", now=clock.now))
+        async with asyncio.timeout(60):  # until the erasure waits for the conversation's lock
+            while True:
+                async with engine.connect() as conn:
+                    waiting = await conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%thread%'"
+                        )
+                    )
+                    if waiting.scalar_one():
+                        break
+                await asyncio.sleep(0.05)
+        await ingest.commit()
+    await erasing
+    async with engine.connect() as conn:
+        texts = list((await conn.execute(sa.select(Item.text).where(Item.thread_id == first.id))).scalars())
+    assert texts == ["", ""]
