@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -190,6 +191,9 @@ class SlackSettings(Section):
     leads_group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
     # An agent's message in a triage thread starting with this is sent to the customer.
     reply_prefix: str = Field(default="reply:", min_length=1)
+    # What `inbox forget` and retention do to the Slack messages that showed an erased customer's words or name:
+    # "update" replaces them with a short note, "delete" deletes them.
+    erased_messages: Literal["update", "delete"] = "update"
 
     @property
     def enabled(self) -> bool:
@@ -212,6 +216,20 @@ class ServerSettings(Section):
 
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
+    # The address people reach this server at (behind its proxy), for the links Slack gives to /reports.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) address; write e.g. https://inbox.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("the address takes no query (?…) nor fragment (#…)")
+        return value.rstrip("/")
 
 
 class WorkersSettings(Section):
@@ -296,6 +314,12 @@ class ReportsSettings(Section):
         return value if value is not None and value.get_secret_value() else None
 
 
+class RetentionSettings(Section):
+    """`[retention]`: how long the texts and names of resolved conversations are kept; the numbers stay."""
+
+    text_days: int = Field(default=0, ge=0)  # 0: kept until `inbox forget`
+
+
 class Settings(Section):
     """The whole config file."""
 
@@ -307,6 +331,7 @@ class Settings(Section):
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
     csat: CsatSettings = Field(default_factory=CsatSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
 
 
@@ -328,7 +353,9 @@ class Uses:
     unset elsewhere is no error, and what holds it is left out of the settings (a connector) or off (Slack).
     """
 
-    sections: frozenset[str] = frozenset({"database", "sla", "slack", "server", "triage", "workers", "csat", "reports"})
+    sections: frozenset[str] = frozenset(
+        {"database", "sla", "slack", "server", "triage", "workers", "csat", "reports", "retention"}
+    )
     connectors: bool | str = True  # every enabled connector, none, or only the one with this name
 
     def needs(self, where: tuple[str | int, ...], raw: dict[str, Any]) -> bool:

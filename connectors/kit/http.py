@@ -10,20 +10,23 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDictProxy
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 from yarl import URL
 
 from inbox import safejson
 from inbox.connector import AuthError, ConnectorError, PermanentError, RateBudget, RateLimited, TransientError
+from inbox.connectors.kit.parse import page_of
 from inbox.logs import SECRETS, redact
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 USER_AGENT = "cx-inbox/0.1 (+https://github.com/cx-inbox/cx-inbox)"
 # Vendors answer a page in well under this; a hung connection must not hold a poll forever.
@@ -222,6 +225,10 @@ class VendorClient:
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
         """GET and parse."""
         return await self.request("GET", path, params=params)
+
+    async def get_as(self, model: type[M], path: str, what: str, params: Mapping[str, Any] | None = None) -> M:
+        """GET, its answer as `model`; an answer of another shape is a PermanentError naming `what`."""
+        return page_of(model, (await self.get(path, params)).data, f"{self.name}: {what}")
 
     def session(self) -> aiohttp.ClientSession:
         """The connector's session, opened on first use."""

@@ -1,4 +1,4 @@
-"""The `inbox` command: run, demo, check, queue, backfill, report, staffing, triage, bench."""
+"""The `inbox` command: run, demo, check, queue, backfill, report, staffing, triage, export, forget, retention, bench."""
 
 from __future__ import annotations
 
@@ -45,6 +45,16 @@ STORE_USES = Uses(
 TRIAGE_USES = Uses(frozenset({"triage"}), connectors=False)
 CHECK_USES = Uses(frozenset({"database", "sla", "slack", "triage"}))  # not the server nor the workers
 BENCH_USES = Uses(frozenset({"database"}), connectors=False)
+# export, forget, retention: the store, and Slack to edit the messages an erasure touches.
+PRIVACY_USES = Uses(frozenset({"database", "sla", "triage", "slack", "retention"}), connectors=False)
+
+CustomerOption = Annotated[
+    list[str],
+    typer.Option(
+        "--customer",
+        help="CHANNEL:HANDLE as the store knows them, e.g. x:dana or whatsapp:33612345678; repeat for several.",
+    ),
+]
 
 
 def _settings(config: Path | None, uses: Uses = EVERYTHING) -> Settings:
@@ -361,6 +371,74 @@ def triage(
             continue
         sys.stdout.write(json.dumps(one(line), ensure_ascii=False) + "\n")
         sys.stdout.flush()
+
+
+def _customers(values: list[str]) -> list[Any]:
+    from inbox.pipeline.privacy import BadCustomer, parse_customer
+
+    try:
+        return [parse_customer(v) for v in values]
+    except BadCustomer as exc:
+        _fail(str(exc), 2)
+
+
+@app.command()
+def export(
+    customer: CustomerOption,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the JSON here (readable by you only), not to stdout.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Everything held about a customer as one JSON document: profile, items, triage, replies, CSAT, assignments."""
+    from inbox.cli import privacy as cli_privacy
+    from inbox.pipeline.privacy import NoSuchCustomer
+
+    refs = _customers(customer)
+    settings = _settings(config, PRIVACY_USES)
+    setup_logging(logging.WARNING, settings=settings)
+    try:
+        document = _run(cli_privacy.export(settings, refs))
+    except NoSuchCustomer as exc:
+        _fail(str(exc))
+    cli_privacy.write_export(document, out_file, out)
+
+
+@app.command()
+def forget(
+    customer: CustomerOption,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before erasing.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Erase what identifies a customer everywhere (the numbers reports use stay); their Slack messages are edited."""
+    from inbox.cli import privacy as cli_privacy
+    from inbox.pipeline.privacy import NoSuchCustomer
+
+    refs = _customers(customer)
+    settings = _settings(config, PRIVACY_USES)
+    setup_logging(logging.WARNING, settings=settings)
+
+    def confirm(question: str) -> bool:
+        return yes or typer.confirm(question, default=False, err=True)
+
+    try:
+        erased = _run(cli_privacy.forget(settings, refs, out, confirm))
+    except NoSuchCustomer as exc:
+        _fail(str(exc))
+    raise typer.Exit(0 if erased else 1)
+
+
+@app.command()
+def retention(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be erased, erase nothing.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Erase the texts and names of conversations resolved more than retention.text_days ago (inbox run: daily)."""
+    from inbox.cli import privacy as cli_privacy
+
+    settings = _settings(config, PRIVACY_USES)
+    setup_logging(logging.WARNING, settings=settings)
+    _run(cli_privacy.retention(settings, out, dry_run=dry_run))
 
 
 def _channels(settings: Settings) -> list[str]:

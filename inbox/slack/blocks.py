@@ -337,3 +337,15 @@ def health_notice(connector: str, healthy: bool, reason: str | None) -> tuple[st
     if reason:
         blocks.append({"type": "context", "elements": [plain(f"Reason: {reason}", 500)]})
     return fallback_text, blocks
+
+
+ERASED = {
+    "request": "Erased on request: this conversation's texts and the customer's name are no longer kept.",
+    "retention": "Erased after the retention period: this conversation's texts and the customer's name are no longer kept.",
+}
+
+
+def erased_note(reason: str) -> tuple[str, list[Block]]:
+    """What a message that showed an erased customer's words or name becomes (inbox forget, retention)."""
+    text = ERASED.get(reason, ERASED["request"])
+    return text, [{"type": "context", "elements": [mrkdwn(f":wastebasket: _{text}_")]}]
