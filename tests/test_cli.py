@@ -49,6 +49,23 @@ def test_triage_reads_stdin_line_by_line_and_never_evaluates_customer_text():
     assert "49" not in run.stdout
 
 
+def test_triage_explain_shows_the_model_and_the_rules_that_decided(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[lexicon.en.intents.billing]\n"chronopoints" = 8\n', encoding="utf-8")
+    (tmp_path / "inbox.toml").write_text('[triage]\nrules = "rules.toml"\n', encoding="utf-8")
+    run = inbox("triage", "--explain", "where did my chronopoints go? parcel still not here", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    why = result["explain"]
+    assert result["intent"] == "billing"  # the admin's term outweighs the model's reading (delivery)
+    assert why["intent"]["rules"] == {"billing": 8.0}
+    assert max(why["intent"]["model_probabilities"], key=why["intent"]["model_probabilities"].get) == "delivery"
+    assert why["intent"]["top_features"] and why["sentiment"]["top_features"]
+    assert ["chronopoints", "billing 8"] in why["terms"]
+    plain = json.loads(inbox("triage", "where did my chronopoints go? parcel still not here", cwd=tmp_path).stdout)
+    assert "explain" not in plain and plain["intent"] == "billing"
+
+
 def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
     started = time.monotonic()
     run = inbox("demo", cwd=tmp_path, timeout=120)
@@ -58,6 +75,11 @@ def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
     assert "most urgent first" in out and "BREACH" in out and "warning" in out
     assert "claire_dpt" in out and "nothing sent twice" in out and "next response clock" in out
     assert "facebook" in out and "@camille.martin" in out  # a Page comment beside the others
+    # The lead's report of the demo's own traffic: attainment, percentiles, the breach, the CSAT answer, the page.
+    assert "SLA attainment 67% (met 2, missed 1" in out and "First response p50" in out and "p90" in out
+    assert "Breach: x · @claire_dpt answered after 31 min (target 30 min)" in out
+    assert "CSAT: 1 answer(s) to 1 question(s), 100% satisfied." in out
+    assert "/reports" in out and "`/inbox report` in Slack" in out
     assert "{{ 7*7 }}" in out and "<!channel>" in out  # customer text shown as typed, never evaluated
     assert elapsed < 30, f"demo took {elapsed:.1f} s"
     assert not list(tmp_path.iterdir()), "the demo left files behind"
