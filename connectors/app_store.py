@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from inbox.connector import AuthError, PermanentError, RawItem, ReplyTarget, SentReply
-from inbox.connectors.kit.auth import BearerToken, signed_jwt
-from inbox.connectors.kit.parse import VendorTime, aware, page_of
+from inbox.connector import PermanentError, RawItem, ReplyTarget, SentReply
+from inbox.connectors.kit.auth import BearerToken, pem_private_key, self_signed
+from inbox.connectors.kit.http import path_of
+from inbox.connectors.kit.jsonapi import Document, Listing, Resource, creating
+from inbox.connectors.kit.parse import VendorTime, page_of
 from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewSettings, join_text, review_item
 
 API_URL = "https://api.appstoreconnect.apple.com"
@@ -34,14 +34,7 @@ class AppStoreSettings(ReviewSettings):
     @field_validator("private_key")
     @classmethod
     def _is_a_p256_key(cls, value: SecretStr) -> SecretStr:
-        # Secret stores often flatten the .p8 file's newlines to "\n".
-        pem = value.get_secret_value().replace("\\n", "\n").strip()
-        try:
-            key = load_pem_private_key(pem.encode(), password=None)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(
-                "is not a PEM private key (paste the whole .p8 file, BEGIN and END lines included)"
-            ) from exc
+        pem, key = pem_private_key(value.get_secret_value(), "the whole .p8 file")
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
             raise ValueError("must be an App Store Connect (.p8, EC P-256) key")
         return SecretStr(pem)
@@ -56,32 +49,9 @@ class _Attributes(BaseModel):
     territory: str | None = None
 
 
-class _Review(BaseModel):
-    id: str = Field(min_length=1)
-    attributes: _Attributes
-
-
-class _Links(BaseModel):
-    next: str | None = None
-
-
-class _ReviewsPage(BaseModel):
-    data: list[Any]
-    links: _Links = Field(default_factory=_Links)
-
-
 class _ResponseAttributes(BaseModel):
     responseBody: str = ""
     state: str | None = None
-
-
-class _ResponseResource(BaseModel):
-    id: str
-    attributes: _ResponseAttributes = Field(default_factory=_ResponseAttributes)
-
-
-class _ResponseDocument(BaseModel):
-    data: _ResponseResource | None = None
 
 
 class _AppAttributes(BaseModel):
@@ -89,12 +59,9 @@ class _AppAttributes(BaseModel):
     bundleId: str | None = None
 
 
-class _App(BaseModel):
-    attributes: _AppAttributes = Field(default_factory=_AppAttributes)
-
-
-class _AppDocument(BaseModel):
-    data: _App
+_Review = Resource[_Attributes]
+# A developer response, or none (`data: null`).
+_ResponseDocument = Document[Resource[_ResponseAttributes] | None]
 
 
 class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
@@ -107,26 +74,27 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
     def authenticate(self, settings: AppStoreSettings) -> BearerToken:
         """A token we sign ourselves with the API key, renewed before its 15 minutes are up."""
         self.app_path = f"/v1/apps/{quote(settings.app_id, safe='')}"
-        return BearerToken(renew=self._sign)
+        claims, headers = {"iss": settings.issuer_id, "aud": AUDIENCE}, {"kid": settings.key_id, "typ": "JWT"}
+        what = "the App Store Connect token"
+        return self_signed(settings.private_key, "ES256", claims, TOKEN_LIFETIME, self.clock, what, headers)
 
     def first_request(self) -> Request:
         """Newest first, the most the API gives at once."""
         return f"{self.app_path}/customerReviews", {"sort": "-createdDate", "limit": PAGE_LIMIT}
 
     def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
-        """`data`; the next link keeps sort and limit, and carries Apple's opaque cursor."""
-        page = page_of(_ReviewsPage, data, f"{self.name}: customerReviews")
-        return page.data, None if page.links.next is None else (_under_api_url(page.links.next), None)
+        """`data`; the next link keeps sort and limit, and carries Apple's opaque cursor (on Apple's host: made a path)."""
+        page = page_of(Listing, data, f"{self.name}: customerReviews")
+        return page.data, None if page.links.next is None else (path_of(page.links.next), None)
 
     def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
         attributes = review.attributes
-        if not walk.is_new(aware(attributes.createdDate), review.id):
+        if not walk.is_new(attributes.createdDate, review.id):
             return None
-        text, at = join_text(attributes.title, attributes.body), aware(attributes.createdDate)
         return review_item(
             review.id,
-            text,
-            at,
+            join_text(attributes.title, attributes.body),
+            attributes.createdDate,
             attributes.rating,
             attributes.reviewerNickname,
             details={"territory": attributes.territory},
@@ -134,14 +102,8 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Create the developer response (201); when one already exists (409), it counts if it says `text`."""
-        review = {"data": {"type": "customerReviews", "id": str(target.reply_to.get("review_id") or target.thread_id)}}
-        body = {
-            "data": {
-                "type": "customerReviewResponses",
-                "attributes": {"responseBody": text},
-                "relationships": {"review": review},
-            }
-        }
+        review = ("customerReviews", str(target.reply_to.get("review_id") or target.thread_id))
+        body = creating("customerReviewResponses", {"responseBody": text}, review=review)
         try:
             document = await self.parsed(
                 _ResponseDocument, "POST", "/v1/customerReviewResponses", "customerReviewResponses", json_body=body
@@ -158,13 +120,9 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
 
     async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
         """The review's developer response (404: none yet)."""
+        path = f"/v1/customerReviews/{self.review_id(target)}/response"
         try:
-            document = await self.parsed(
-                _ResponseDocument,
-                "GET",
-                f"/v1/customerReviews/{self.review_id(target)}/response",
-                "customerReviews/response",
-            )
+            document = await self.parsed(_ResponseDocument, "GET", path, "customerReviews/response")
         except PermanentError as exc:
             if exc.status == 404:
                 return None
@@ -173,23 +131,7 @@ class AppStoreConnector(ReviewConnector[AppStoreSettings, _Review]):
 
     async def check(self) -> str:
         """Read the app's name: proves the key, its role and the app id."""
-        app = (
-            await self.parsed(_AppDocument, "GET", self.app_path, "apps", params={"fields[apps]": "name,bundleId"})
-        ).data.attributes
-        return f"App Store app {app.name or self.settings.app_id} ({app.bundleId or 'no bundle id'})"
-
-    async def _sign(self) -> tuple[str, float]:
-        settings = self.settings
-        claims = {"iss": settings.issuer_id, "aud": AUDIENCE}
-        try:
-            key, headers = settings.private_key.get_secret_value(), {"kid": settings.key_id, "typ": "JWT"}
-            token = signed_jwt(key, "ES256", claims, TOKEN_LIFETIME, self.clock().timestamp(), headers)
-        except (ValueError, TypeError, jwt.PyJWTError) as exc:
-            raise AuthError(f"cannot sign the App Store Connect token with private_key: {exc}") from exc
-        return token, TOKEN_LIFETIME
-
-
-def _under_api_url(link: str) -> str:
-    """A `next` link as a path under our api_url: Apple's links name Apple's host, a proxy or test server is elsewhere."""
-    parts = urlsplit(link)
-    return urlunsplit(("", "", parts.path, parts.query, ""))
+        params = {"fields[apps]": "name,bundleId"}
+        app = (await self.parsed(Document[Resource[_AppAttributes]], "GET", self.app_path, "apps", params=params)).data
+        name, bundle = app.attributes.name or self.settings.app_id, app.attributes.bundleId or "no bundle id"
+        return f"App Store app {name} ({bundle})"

@@ -11,11 +11,13 @@ import asyncio
 import base64
 import builtins
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
 
+import aiohttp
 import jwt
 import regex
 from atproto_client import AsyncClient, models
@@ -40,6 +42,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import Field, SecretStr
 
+from inbox import safejson
 from inbox.connector import (
     AuthError,
     Clock,
@@ -59,7 +62,19 @@ from inbox.connector import (
 )
 from inbox.connectors.kit.http import AbsoluteUrl, HeaderBudget
 from inbox.connectors.kit.paging import paged
-from inbox.connectors.kit.parse import Entries, Name, OptionalText, Payload, Text, Timestamp, aware, page_of, valid
+from inbox.connectors.kit.parse import (
+    Entries,
+    IfObject,
+    Name,
+    OptionalText,
+    Payload,
+    Text,
+    Timestamp,
+    aware,
+    one_of,
+    page_of,
+    valid,
+)
 from inbox.connectors.kit.text import same_reply
 from inbox.connectors.kit.threads import ThreadCache
 from inbox.logs import SECRETS
@@ -71,6 +86,11 @@ L = TypeVar("L", bound="_Paged")
 # The chat service is reached through the PDS, which forwards calls carrying this header.
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 REASONS = ("mention", "reply", "quote")
+# Jetstream, Bluesky's JSON firehose (github.com/bluesky-social/jetstream: its README lists the public instances).
+JETSTREAM_URL = "wss://jetstream2.us-east.bsky.network"
+POST_COLLECTION = "app.bsky.feed.post"
+JETSTREAM_REWIND_US = 5_000_000  # after a drop, resume this long before the last event seen (README's advice)
+AUTHORS_REMEMBERED = 10_000
 # app.bsky.feed.post's text: maxGraphemes 300, maxLength 3000 (bytes); chat.bsky.convo.defs#messageInput: 1000 / 10000.
 POST_GRAPHEMES, POST_BYTES = 300, 3000
 DM_GRAPHEMES, DM_BYTES = 1000, 10_000
@@ -102,6 +122,9 @@ class BlueskySettings(ConnectorSettings):
     # How far back the very first poll looks.
     first_poll_hours: float = Field(default=24, ge=0)
     page_size: int = Field(default=50, ge=1, le=100)
+    # A keyword watch: posts naming the brand without tagging it, read live from Jetstream. Off while empty.
+    keywords: list[Annotated[str, Field(min_length=2, max_length=100)]] = Field(default_factory=list, max_length=50)
+    jetstream_url: str = Field(default=JETSTREAM_URL, pattern=r"^(wss?|https?)://[^\s/?#]+(/[^\s?#]*)?$")
 
 
 class Mark(Payload):
@@ -152,6 +175,25 @@ class _Notification(Payload):
     reason: Name
     record: _Post
     indexedAt: Timestamp
+
+
+class _JetCommit(Payload):
+    """A Jetstream commit: a record created, updated or deleted in one collection of a repo."""
+
+    operation: Name
+    collection: Name
+    rkey: Name
+    cid: OptionalText = None
+    record: Annotated[dict[str, Any] | None, IfObject] = None
+
+
+class _JetEvent(Payload):
+    """One Jetstream event (kind `commit`, `identity` or `account`), as its README shows it."""
+
+    did: Name
+    time_us: int
+    kind: Name
+    commit: Annotated[_JetCommit | None, IfObject] = None
 
 
 class _Paged(Payload):
@@ -250,10 +292,97 @@ class BlueskyConnector(Connector[BlueskySettings, BlueskyCursor]):
         # post uri -> (its conversation, the customer's DID): a post joins its parent's conversation only when the
         # parent is that same customer's or our reply to them.
         self._threads: ThreadCache[tuple[str, str]] = ThreadCache()
+        # The keyword watch: the keywords as whole words, any case; the last Jetstream event's time; authors seen.
+        words = "|".join(re.escape(k.strip()) for k in settings.keywords if k.strip())
+        self._keywords = re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE) if words else None
+        self._jet_cursor: int | None = None
+        self._authors: dict[str, tuple[str, str | None]] = {}
 
     def notes(self) -> list[str]:
         """What an admin should know although polling works: DMs off for want of access."""
         return [self._no_dms] if self._no_dms else []
+
+    # -- the keyword watch (Jetstream) --------------------------------------------------------------------------------
+
+    @property
+    def streaming(self) -> bool:
+        """True with a keyword watch: Jetstream brings the posts that name the brand without tagging it."""
+        return bool(self.settings.keywords)
+
+    async def stream(self) -> AsyncIterator[Page[BlueskyCursor]]:
+        """Posts naming a keyword, live from Jetstream, until the connection ends; after a drop it resumes a few
+        seconds before the last event seen (Jetstream's cursor: microseconds). Pages carry no cursor."""
+        me = await self._ready()
+        url = f"{self.settings.jetstream_url.rstrip('/')}/subscribe"
+        params = {"wantedCollections": POST_COLLECTION}
+        if self._jet_cursor is not None:
+            params["cursor"] = str(self._jet_cursor - JETSTREAM_REWIND_US)
+        timeout = aiohttp.ClientTimeout(total=None, connect=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            try:
+                async with session.ws_connect(url, params=params, heartbeat=30) as ws:
+                    async for message in ws:
+                        if message.type == aiohttp.WSMsgType.ERROR:
+                            raise TransientError(f"{self.name}: Jetstream connection failed: {ws.exception()}")
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            continue
+                        item = await self._watched(str(message.data), me)
+                        if item is not None:
+                            yield Page([item])
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransientError(f"{self.name}: Jetstream at {url}: {type(exc).__name__}: {exc}") from exc
+
+    async def _watched(self, data: str, me: str) -> RawItem | None:
+        """A Jetstream event as an item when it is someone else's new post naming a keyword; None otherwise."""
+        try:
+            event = one_of(_JetEvent, safejson.loads(data))
+        except ValueError:
+            return None
+        if isinstance(event, str) or event.kind != "commit" or event.commit is None:
+            return None
+        self._jet_cursor = max(self._jet_cursor or 0, event.time_us)
+        commit = event.commit
+        if commit.operation != "create" or commit.collection != POST_COLLECTION or not commit.cid or event.did == me:
+            return None
+        post = one_of(_Post, commit.record)
+        if isinstance(post, str) or self._keywords is None or not self._keywords.search(post.text):
+            return None
+        uri = f"at://{event.did}/{POST_COLLECTION}/{commit.rkey}"
+        handle, name = await self._author(event.did)
+        root = post.reply.root if post.reply else _Ref(uri=uri, cid=commit.cid)
+        seen = datetime.fromtimestamp(event.time_us / 1_000_000, UTC)
+        return RawItem(
+            external_id=uri,  # the notification's uri too, when the post also tags the account: stored once
+            text=post.text,
+            posted_at=_posted_at(post.createdAt, seen),
+            kind=Kind.MENTION,
+            author_handle=handle,
+            author_name=name,
+            thread_id=uri,
+            url=post_url(uri),
+            reply_to={
+                "uri": uri,
+                "cid": commit.cid,
+                "root": {"uri": root.uri, "cid": root.cid},
+                "did": event.did,
+                "langs": [lang for lang in post.langs if isinstance(lang, str)][:1],
+                "watched": True,
+            },
+        )
+
+    async def _author(self, did: str) -> tuple[str, str | None]:
+        """A DID's handle and display name (Jetstream gives only the DID), remembered; the DID when not found."""
+        if did not in self._authors:
+            if len(self._authors) >= AUTHORS_REMEMBERED:
+                self._authors.clear()
+            try:
+                data = await self._query("app.bsky.actor.getProfile", models.AppBskyActorGetProfile.Params(actor=did))
+            except ConnectorError as exc:
+                log.info("%s: no profile for %s: %s", self.name, did, exc)
+                return did, None
+            profile = one_of(_Author, data)
+            self._authors[did] = (did, None) if isinstance(profile, str) else (profile.handle, profile.displayName)
+        return self._authors[did]
 
     def poll_budgets(self) -> list[RateBudget]:
         """The PDS's budget, learned from its ratelimit-* headers."""

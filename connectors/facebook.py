@@ -11,10 +11,11 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from inbox.connector import Clock, Kind, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
+from inbox.connector import Clock, ItemUpdate, Kind, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
 from inbox.connectors.kit.meta import GRAPH_URL, Change, GraphPage
 from inbox.connectors.kit.meta_social import (
     PRIVATE,
+    Found,
     Messaging,
     Sender,
     SocialConnector,
@@ -94,19 +95,24 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
 
     # -- items ------------------------------------------------------------------------------------------------------
 
-    def change_item(self, time: float | None, change: Change) -> RawItem | str | None:
-        """A comment added or edited on the Page's posts (an edit of a stored comment is the same item: kept once);
-        the Page's own comments, removals and other feed events (posts, reactions) are none of ours."""
+    def change_item(self, time: float | None, change: Change) -> Found | tuple[Found, ...]:
+        """A comment added on the Page's posts; an edit (the item, in case it was missed, and its new text) or a
+        removal of a stored one; the Page's own comments and other feed events (posts, reactions) are none of ours."""
         if change.field != "feed" or change.value.get("item") != "comment":
             return None
+        if change.value.get("verb") == "remove":
+            # A removal carries no message nor, sometimes, its author: the comment's id is all it needs.
+            removed = change.value.get("comment_id")
+            if not isinstance(removed, str) or not removed:
+                return "feed comment removal without comment_id"
+            log.info("%s: comment %s was removed on Facebook", self.name, removed)
+            return ItemUpdate(removed, removed=True)
         value = one_of(_FeedComment, change.value)
         if isinstance(value, str):
             return f"feed comment: {value}"
         if value.verb not in ("add", "edited") or value.sender.id == self.page:
-            if value.verb == "remove":
-                log.info("%s: comment %s was removed on Facebook", self.name, value.comment_id)
             return None
-        return self._comment(
+        item = self._comment(
             value.comment_id,
             value.parent_id,
             value.post_id,
@@ -115,6 +121,7 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
             epoch(value.created_time),
             value.can_reply_privately,
         )
+        return (item, ItemUpdate(item.external_id, text=item.text)) if value.verb == "edited" else item
 
     def _comment(
         self,

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from inbox.connector import Clock, Page, RawItem, ReplyTarget, SentReply, wall_clock
-from inbox.connectors.kit.auth import BearerToken
-from inbox.connectors.kit.google import GoogleSettings, google_token
+from inbox.connector import RawItem, ReplyTarget, SentReply
+from inbox.connectors.kit.google import GoogleConnector, GoogleSettings, SecondsNanos
 from inbox.connectors.kit.parse import page_of
-from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewCursor, review_item, with_token
+from inbox.connectors.kit.reviews import NewestFirst, Request, review_item, with_token
 
 log = logging.getLogger(__name__)
 
-API_URL = "https://androidpublisher.googleapis.com"
-SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 PAGE_SIZE = 100
-# reviews.list only returns reviews created or changed in the last seven days.
-WINDOW = timedelta(days=7)
 # Polling less often than daily leaves too little of the window to notice and fix a failing connector.
 SAFE_POLL_SECONDS = 24 * 3600
 # Play allows 200 review GETs per hour and app; faster polls leave no room for second pages and find_reply.
@@ -36,24 +30,16 @@ class GooglePlaySettings(GoogleSettings):
     package_name: str = Field(min_length=1)
 
 
-class _Timestamp(BaseModel):
-    seconds: int = Field(ge=0, le=253_402_300_799)  # a string on the wire (int64 in JSON); at most 9999-12-31
-    nanos: int = 0
-
-    def at(self) -> datetime:
-        return datetime.fromtimestamp(self.seconds, UTC) + timedelta(microseconds=self.nanos // 1000)
-
-
 class _UserComment(BaseModel):
     text: str = ""
     starRating: int
-    lastModified: _Timestamp
+    lastModified: SecondsNanos
     reviewerLanguage: str | None = None
 
 
 class _DeveloperComment(BaseModel):
     text: str = ""
-    lastModified: _Timestamp | None = None
+    lastModified: SecondsNanos | None = None
 
 
 class _Comment(BaseModel):
@@ -84,57 +70,39 @@ class _ReviewsPage(BaseModel):
     tokenPagination: _TokenPagination | None = None
 
 
-class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
+class GooglePlayConnector(GoogleConnector[GooglePlaySettings, _Review]):
     """Polls the app's recent reviews newest first; each version of a review is an item in the review's thread."""
 
     type = "google_play"
-    history_window = WINDOW
-    api_url = API_URL
-
-    def __init__(self, settings: GooglePlaySettings, *, clock: Clock = wall_clock) -> None:
-        super().__init__(settings, clock=clock)
-        self.reviews_path = f"/androidpublisher/v3/applications/{quote(settings.package_name, safe='')}/reviews"
-        if (warning := self._poll_warning()) is not None:
-            log.warning("%s: %s", self.name, warning)
-
-    def authenticate(self, settings: GooglePlaySettings) -> BearerToken:
-        """Google OAuth with the androidpublisher scope."""
-        return google_token(settings, self.client, SCOPE, self.clock)
-
-    async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
-        """Pages of reviews written or edited since the cursor; says so when the cursor is older than Play's window."""
-        if cursor is not None and cursor.newest < self.clock() - WINDOW:
-            log.warning(
-                "%s: the last review seen is from %s; Google Play only lists the last 7 days, so reviews in between may be lost",
-                self.name,
-                cursor.newest.date().isoformat(),
-            )
-        async for page in super().fetch(cursor):
-            yield page
+    # reviews.list only returns reviews created or changed in the last seven days (the base warns of an older cursor).
+    history_window = timedelta(days=7)
+    api_url = "https://androidpublisher.googleapis.com"
+    scope = "https://www.googleapis.com/auth/androidpublisher"
+    size_param = "maxResults"
 
     def first_request(self) -> Request:
-        """Play lists newest first on its own."""
-        return self.reviews_path, {"maxResults": PAGE_SIZE}
+        """The app's review listing: Play lists newest first on its own."""
+        path = f"/androidpublisher/v3/applications/{quote(self.settings.package_name, safe='')}/reviews"
+        return path, {"maxResults": PAGE_SIZE}
 
     def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
         """`reviews`, and `tokenPagination.nextPageToken` as the next `token`."""
         page = page_of(_ReviewsPage, data, f"{self.name}: reviews")
-        return page.reviews, with_token(
-            request, "token", page.tokenPagination.nextPageToken if page.tokenPagination else None
-        )
+        following = page.tokenPagination.nextPageToken if page.tokenPagination else None
+        return page.reviews, with_token(request, "token", following)
 
     def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
         user = review.user
         if user is None:
             log.warning("%s: skipped review %r without the user's comment", self.name, review.reviewId)
             return None
-        at = user.lastModified.at()
+        at = user.lastModified
         if not walk.is_new(at, review.reviewId):
             return None
         developer, existing, answered_at = review.developer, None, None
-        if developer is not None and developer.lastModified is not None and developer.lastModified.at() >= at:
+        if developer is not None and developer.lastModified is not None and developer.lastModified >= at:
             # The developer reply is newer than this version of the review: answered (in the Play Console, or by us).
-            existing, answered_at = developer.text, developer.lastModified.at()
+            existing, answered_at = developer.text, developer.lastModified
         # Play has no creation time to tell a first sighting from an edit, so every version is its own item;
         # the first one opens the review's thread and an edit is a follow-up in it.
         return review_item(
@@ -143,7 +111,7 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
             at,
             user.starRating,
             review.authorName,
-            version=f"{review.reviewId}@{user.lastModified.seconds}",
+            version=f"{review.reviewId}@{at.replace(microsecond=0).timestamp():.0f}",
             url=f"https://play.google.com/store/apps/details?id={quote(self.settings.package_name)}&reviewId={quote(review.reviewId)}",
             details={"language": user.reviewerLanguage},
             existing_reply=existing,
@@ -152,26 +120,24 @@ class GooglePlayConnector(ReviewConnector[GooglePlaySettings, _Review]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """Set the developer reply (replaces an earlier one)."""
-        await self.call("POST", f"{self.reviews_path}/{self.review_id(target)}:reply", json_body={"replyText": text})
+        await self.call("POST", f"{self.review_path(target)}:reply", json_body={"replyText": text})
         return SentReply(None)
 
-    async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
+    def owner_reply(self, review: _Review) -> str | None:
         """The review's developer reply."""
-        developer = (
-            await self.parsed(_Review, "GET", f"{self.reviews_path}/{self.review_id(target)}", "review")
-        ).developer
-        return None if developer is None else (developer.text, None)
+        return None if review.developer is None else review.developer.text
 
     async def check(self) -> str:
         """List one review: proves the token and the account's access to the app; says how far back Play lists."""
-        await self.call("GET", self.reviews_path, params={"maxResults": 1})
+        await self.list_one(_ReviewsPage)
         hours = self.settings.poll_seconds / 3600
         every = f"{hours:.1f} h" if hours >= 1 else f"{self.settings.poll_seconds / 60:.0f} min"
-        line = f"Google Play app {self.settings.package_name}: Play lists only the last 7 days of reviews; polling every {every}"
-        warning = self._poll_warning()
-        return f"{line}. WARNING: {warning}" if warning else line
+        return self.with_poll_warning(
+            f"Google Play app {self.settings.package_name}: Play lists only the last 7 days of reviews; polling every {every}"
+        )
 
-    def _poll_warning(self) -> str | None:
+    def poll_warning(self) -> str | None:
+        """Polls too rare for Play's 7-day listing, or too frequent for its quota."""
         poll = self.settings.poll_seconds
         if poll > SAFE_POLL_SECONDS:
             return (

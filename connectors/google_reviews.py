@@ -9,13 +9,10 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from inbox.connector import Clock, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
-from inbox.connectors.kit.auth import BearerToken
-from inbox.connectors.kit.google import GoogleSettings, google_token
+from inbox.connectors.kit.google import GoogleConnector, GoogleSettings
 from inbox.connectors.kit.parse import VendorTime, aware, page_of
-from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, review_item, with_token
+from inbox.connectors.kit.reviews import NewestFirst, Request, review_item, with_token
 
-API_URL = "https://mybusiness.googleapis.com"
-SCOPE = "https://www.googleapis.com/auth/business.manage"
 PAGE_SIZE = 50  # the API's maximum
 STARS: dict[str, int | None] = {"ONE": 1, "TWO": 2, "THREE": 3, "FOUR": 4, "FIVE": 5, "STAR_RATING_UNSPECIFIED": None}
 
@@ -55,21 +52,19 @@ class _ReviewsPage(BaseModel):
     totalReviewCount: int | None = None
 
 
-class GoogleReviewsConnector(ReviewConnector[GoogleReviewsSettings, _Review]):
+class GoogleReviewsConnector(GoogleConnector[GoogleReviewsSettings, _Review]):
     """Polls a location's reviews newest-updated first; an edited review is a follow-up in the review's thread."""
 
     type = "google_reviews"
-    api_url = API_URL
+    api_url = "https://mybusiness.googleapis.com"
+    scope = "https://www.googleapis.com/auth/business.manage"
+    size_param = "pageSize"
 
     def __init__(self, settings: GoogleReviewsSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
         account = settings.account_id.removeprefix("accounts/")
         self.location = settings.location_id.removeprefix("locations/")
         self.reviews_path = f"/v4/accounts/{quote(account, safe='')}/locations/{quote(self.location, safe='')}/reviews"
-
-    def authenticate(self, settings: GoogleReviewsSettings) -> BearerToken:
-        """Google OAuth with the business.manage scope."""
-        return google_token(settings, self.client, SCOPE, self.clock)
 
     def first_request(self) -> Request:
         """Newest change first, so an edited review comes again."""
@@ -119,22 +114,18 @@ class GoogleReviewsConnector(ReviewConnector[GoogleReviewsSettings, _Review]):
         )  # Google counts the reply in bytes, not characters
         if limit is not None and size > limit:
             raise PermanentError(f"reply is {size} bytes in UTF-8; Google allows {limit}")
-        await self.call("PUT", f"{self._review_path(target)}/reply", json_body={"comment": text})
+        await self.call("PUT", f"{self.review_path(target)}/reply", json_body={"comment": text})
         return SentReply(None)
 
-    async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
+    def owner_reply(self, review: _Review) -> str | None:
         """The review's owner reply."""
-        review = await self.parsed(_Review, "GET", self._review_path(target), "review")
-        return (review.reviewReply.comment, None) if review.reviewReply is not None else None
+        return None if review.reviewReply is None else review.reviewReply.comment
 
     async def check(self) -> str:
         """List one review: proves the token, the scope and access to the location."""
-        page = await self.parsed(_ReviewsPage, "GET", self.reviews_path, "reviews", params={"pageSize": 1})
+        page = await self.list_one(_ReviewsPage)
         average = f", average {page.averageRating:.1f}" if page.averageRating is not None else ""
         return f"Google location {self.location}: {page.totalReviewCount or 0} review(s){average}"
-
-    def _review_path(self, target: ReplyTarget) -> str:
-        return f"{self.reviews_path}/{self.review_id(target)}"
 
 
 def _stamp(at: datetime) -> str:

@@ -11,10 +11,21 @@ from typing import Annotated, Any
 
 from pydantic import Field, SecretStr
 
-from inbox.connector import Clock, Kind, PermanentError, RawItem, ReplyTarget, SentReply, TransientError, wall_clock
+from inbox.connector import (
+    Clock,
+    Kind,
+    PermanentError,
+    Push,
+    RawItem,
+    ReplyTarget,
+    SentReply,
+    TransientError,
+    wall_clock,
+)
 from inbox.connectors.kit.meta import Change, GraphPage
 from inbox.connectors.kit.meta_social import (
     PRIVATE,
+    Found,
     Messaging,
     Sender,
     SocialConnector,
@@ -101,12 +112,13 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
             f"{prefix}manage_messages",
             human_agent=settings.human_agent,
         )
-        # A `mentions` delivery names a comment but not its text: fetched by the next poll.
+        # A `mentions` delivery names a comment but not its text: fetched once the delivery is stored (`complete`),
+        # or by the next poll when Meta did not answer then.
         self._mentions: dict[str, str] = {}
 
     # -- items ------------------------------------------------------------------------------------------------------
 
-    def change_item(self, time: float | None, change: Change) -> RawItem | str | None:
+    def change_item(self, time: float | None, change: Change) -> Found:
         """A comment on the account's media (its own skipped), or a mention to fetch on the next poll."""
         if change.field == "mentions":
             comment, media = change.value.get("comment_id"), change.value.get("media_id")
@@ -124,6 +136,15 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
             return None
         at = epoch(time) if time else self.clock()  # the delivery carries no time of its own
         return self._item(value.id, value.parent_id, value.sender, value.text, at)
+
+    async def complete(self, push: Push) -> None:
+        """Mentions' text fetched at once (a `mentions` delivery names only the comment), then DM senders' names;
+        a mention Meta does not answer now is fetched again by the next poll."""
+        for comment, media in list(self._mentions.items()):
+            item = await self._mention(comment, media)
+            if item is not None:
+                push.add(item, len(push.positions) + len(push.refused))
+        await super().complete(push)
 
     def _item(
         self, comment_id: str, parent: str | None, sender: Sender, text: str | None, at: datetime, **extra: Any

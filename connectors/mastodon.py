@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from multidict import MultiDict
 from pydantic import Field, SecretStr
 
-from inbox import safejson
 from inbox.connector import (
     Clock,
-    Connector,
     ConnectorSettings,
     Kind,
     Page,
@@ -26,11 +22,13 @@ from inbox.connector import (
     SentReply,
     wall_clock,
 )
-from inbox.connectors.kit.http import VendorClient
+from inbox.connectors.kit.account import OwnAccount
+from inbox.connectors.kit.connector import HttpConnector
+from inbox.connectors.kit.http import VendorClient, link_param
 from inbox.connectors.kit.paging import PageGuard
-from inbox.connectors.kit.parse import Id, Name, OptionalText, Payload, Text, Timestamp, one_of
-from inbox.connectors.kit.sse import stream
-from inbox.connectors.kit.text import html_to_text, same_reply
+from inbox.connectors.kit.parse import Entries, Id, Name, OptionalText, Payload, Text, Timestamp, one_of, page_of, valid
+from inbox.connectors.kit.sse import json_events
+from inbox.connectors.kit.text import html_to_text, idempotency_key, same_reply
 from inbox.connectors.kit.threads import ThreadCache
 
 log = logging.getLogger(__name__)
@@ -69,24 +67,17 @@ class MastodonCursor(Payload):
     notification_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Me:
-    id: str
-    acct: str
-
-
-class _Skip(Exception):
-    """One notification or status that cannot be mapped."""
-
-
 class _Account(Payload):
     id: Id
     acct: Name
     display_name: OptionalText = None
 
 
-class _Mention(Payload):
+class _Ref(Payload):
+    """A mentioned account, or the status a reply created."""
+
     id: Id
+    url: OptionalText = None
 
 
 class _Status(Payload):
@@ -111,7 +102,14 @@ class _Notification(Payload):
     created_at: Timestamp | None = None
 
 
-class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
+class _Context(Payload):
+    """A status's ancestors (root first) and descendants; only what the walk needs is read of each."""
+
+    ancestors: Entries = Field(default_factory=list)
+    descendants: list[Any]
+
+
+class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
     """Polls mention notifications (DMs are mentions with direct visibility), optionally streams them, replies in the thread."""
 
     type = "mastodon"
@@ -124,7 +122,7 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             settings.api_url,
             headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
         )
-        self._me: _Me | None = _Me(settings.account_id, "") if settings.account_id else None
+        self.me = OwnAccount(settings.account_id, self._verify, lambda account: account.id)
         # status id -> thread id, for statuses we mapped and replies we sent.
         self._threads: ThreadCache[str] = ThreadCache()
 
@@ -135,38 +133,35 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
 
     async def fetch(self, cursor: MastodonCursor | None) -> AsyncIterator[Page[MastodonCursor]]:
         """Mentions newer than the cursor, oldest page first; the first poll looks back `first_poll_hours`."""
-        me = await self._account()
+        me = await self.me.id()
         pages = self._backfill(me) if cursor is None else self._forward(me, cursor.notification_id)
         async for page in pages:
             yield page
 
-    async def _forward(self, me: _Me, start: str) -> AsyncIterator[Page[MastodonCursor]]:
+    async def _forward(self, me: str, start: str) -> AsyncIterator[Page[MastodonCursor]]:
         # min_id pages forward from the cursor: each page is the block right after the previous one, so its newest
         # id is a safe cursor. (since_id would return the newest page and leave a gap behind it in a burst.)
         guard = PageGuard(f"{self.name}: notifications")
         min_id = start
         while True:
-            response = await self.client.get(NOTIFICATIONS, self._params(min_id=min_id))
-            notifications = self._notifications(response.data)
-            fresh = [i for i in _ids(notifications) if i > int(min_id)]
+            notifications, ids, link = await self._page("prev", min_id=min_id)
+            fresh = [i for i in ids if i > int(min_id)]
             if not fresh:
                 return  # the end; a page holding only the boundary item again counts as the end too
-            link = _link_param(response.headers.get("Link"), "prev", "min_id")
             newest = link if link is not None and int(link) >= max(fresh) else str(max(fresh))
             items = await self._items(notifications, me, after=int(min_id))
             yield Page(items, MastodonCursor(notification_id=newest))
             min_id = guard.next(newest) or newest
 
-    async def _backfill(self, me: _Me) -> AsyncIterator[Page[MastodonCursor]]:
+    async def _backfill(self, me: str) -> AsyncIterator[Page[MastodonCursor]]:
         # Without a cursor, walk back from the newest page; only the end of the walk is a safe cursor.
         horizon = self.clock() - timedelta(hours=self.settings.first_poll_hours)
         guard = PageGuard(f"{self.name}: notifications")
         max_id: str | None = None
         newest: int | None = None
         while True:
-            response = await self.client.get(NOTIFICATIONS, self._params(max_id=max_id))
-            notifications = self._notifications(response.data)
-            ids = [i for i in _ids(notifications) if max_id is None or i < int(max_id)]
+            notifications, listed, link = await self._page("next", max_id=max_id)
+            ids = [i for i in listed if max_id is None or i < int(max_id)]
             if not ids:
                 break
             newest = max(newest or 0, *ids)
@@ -174,27 +169,29 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             yield Page([i for i in items if i.posted_at >= horizon])
             if _oldest_time(notifications) < horizon:
                 break
-            link = _link_param(response.headers.get("Link"), "next", "max_id")
             older = link if link is not None and int(link) <= min(ids) else str(min(ids))
             max_id = guard.next(older) or older
         if newest is not None:
             yield Page([], MastodonCursor(notification_id=str(newest)))
 
-    def _params(self, *, min_id: str | None = None, max_id: str | None = None) -> MultiDict[str]:
+    async def _page(self, rel: str, **bound: str | None) -> tuple[list[Any], list[int], str | None]:
+        """Mention notifications within `bound` (min_id, max_id), their numeric ids, and the Link header's `rel` bound."""
         params: MultiDict[str] = MultiDict([("types[]", "mention"), ("limit", str(self.settings.page_size))])
-        if min_id is not None:
-            params["min_id"] = min_id
-        if max_id is not None:
-            params["max_id"] = max_id
-        return params
-
-    def _notifications(self, data: Any) -> list[Any]:
-        if not isinstance(data, list):
-            raise PermanentError(f"{self.name}: notifications: expected a JSON array, got {type(data).__name__}")
-        return data
+        params.extend({key: value for key, value in bound.items() if value is not None})
+        response = await self.client.get(NOTIFICATIONS, params)
+        if not isinstance(response.data, list):
+            raise PermanentError(
+                f"{self.name}: notifications: expected a JSON array, got {type(response.data).__name__}"
+            )
+        ids = [number for number in map(_id_or_zero, response.data) if number]
+        return (
+            response.data,
+            ids,
+            link_param(response.headers.get("Link"), rel, "min_id" if rel == "prev" else "max_id"),
+        )
 
     async def _items(
-        self, notifications: Iterable[Any], me: _Me, *, after: int | None = None, before: int | None = None
+        self, notifications: Iterable[Any], me: str, *, after: int | None = None, before: int | None = None
     ) -> list[RawItem]:
         items = []
         # Oldest first, so a reply chain inside one page finds its parent already mapped.
@@ -210,16 +207,13 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             if notification.get("status") is None and "status" in notification:
                 log.debug("%s: notification %s points at a deleted status", self.name, notification.get("id"))
                 continue
-            try:
-                items.append(await self._item(notification.get("status"), me))
-            except _Skip as exc:
-                log.warning("%s: skipped notification %r: %s", self.name, str(notification.get("id"))[:40], exc)
+            if (item := await self._item(notification.get("status"), me, notification.get("id"))) is not None:
+                items.append(item)
         return items
 
-    async def _item(self, payload: Any, me: _Me) -> RawItem:
-        status = one_of(_Status, payload)
-        if isinstance(status, str):
-            raise _Skip(f"unexpected status shape: {status}")
+    async def _item(self, payload: Any, me: str, notification_id: Any = None) -> RawItem | None:
+        if (status := valid(_Status, payload, self.name, "notification", notification_id)) is None:
+            return None
         text = html_to_text(status.content)
         if status.spoiler_text and status.spoiler_text.strip():
             text = f"{status.spoiler_text.strip()}\n\n{text}"
@@ -231,44 +225,34 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             kind=Kind.DM if status.visibility == "direct" else Kind.MENTION,
             author_handle=acct,
             author_name=status.account.display_name,
-            thread_id=await self._thread_of(status, me),
+            # The conversation: the topmost customer status of the unbroken chain of statuses that involve us.
+            thread_id=await self._threads.thread_of(
+                status.id, status.in_reply_to_id, status.id, lambda: self._root(status.id, me)
+            ),
             url=status.url or status.uri,
             reply_to={"visibility": status.visibility, "acct": acct, "account_id": status.account.id},
-            from_brand=status.account.id == me.id,
+            from_brand=status.account.id == me,
             is_repost=status.reblog is not None,
         )
 
-    async def _thread_of(self, status: _Status, me: _Me) -> str:
-        """The conversation: the topmost customer status of the unbroken chain of statuses that involve us."""
-        parent = status.in_reply_to_id
-        if parent is None:
-            thread = status.id
-        elif parent in self._threads:
-            thread = self._threads[parent]
-        else:
-            thread = await self._thread_from_context(status.id, me)
-        self._threads.remember(status.id, thread)
-        return thread
-
-    async def _thread_from_context(self, status_id: str, me: _Me) -> str:
+    async def _root(self, status_id: str, me: str) -> str:
         # Status has no conversation id; the ancestors (root first) give the chain in one call.
         try:
-            response = await self.client.get(f"{STATUSES}/{status_id}/context")
+            context = await self._context(status_id)
         except PermanentError as exc:
             log.debug("%s: no context for %s (%s); it starts its own thread", self.name, status_id, exc)
             return status_id
-        ancestors = response.data.get("ancestors") if isinstance(response.data, dict) else None
         root = status_id
-        for ancestor in reversed(ancestors if isinstance(ancestors, list) else []):
+        for ancestor in reversed(context.ancestors):
             parsed = one_of(_Status, ancestor)
             if isinstance(parsed, str):
                 break
             if parsed.id in self._threads:
                 return self._threads[parsed.id]
-            if parsed.account.id == me.id:
+            if parsed.account.id == me:
                 continue  # our own reply: the conversation goes on above it
-            mentioned = (one_of(_Mention, m) for m in parsed.mentions)
-            if not any(isinstance(m, _Mention) and m.id == me.id for m in mentioned):
+            mentioned = (one_of(_Ref, m) for m in parsed.mentions)
+            if not any(isinstance(m, _Ref) and m.id == me for m in mentioned):
                 break  # someone else's talk that never involved us: the conversation with us starts below
             root = parsed.id
         return root
@@ -285,30 +269,23 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
             raise PermanentError(
                 f"reply with the @{acct} mention is {counted} characters; mastodon allows {self.settings.max_reply_chars}"
             )
-        # Mastodon keeps Idempotency-Key for an hour: a retry after a crash returns the status already posted.
-        key = hashlib.sha256(f"{self.name}\n{target.external_id}\n{text}".encode()).hexdigest()
         response = await self.client.request(
             "POST",
             STATUSES,
             json_body={"status": status, "in_reply_to_id": target.external_id, "visibility": visibility},
-            headers={"Idempotency-Key": key},
+            # Mastodon keeps Idempotency-Key for an hour: a retry after a crash returns the status already posted.
+            headers={"Idempotency-Key": idempotency_key(self.name, target.external_id, text)},
         )
-        data = response.data
-        if not isinstance(data, dict) or not data.get("id"):
-            raise PermanentError(f"{self.name}: the instance accepted the reply but answered no status")
-        self._threads.remember(str(data["id"]), target.thread_id)
-        return SentReply(str(data["id"]), data.get("url") if isinstance(data.get("url"), str) else None)
+        sent = page_of(_Ref, response.data, f"{self.name}: the status of the reply")
+        self._threads.remember(sent.id, target.thread_id)
+        return SentReply(sent.id, sent.url)
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
         """Our status among the target's descendants, answering it with this text."""
-        me = await self._account()
-        response = await self.client.get(f"{STATUSES}/{target.external_id}/context")
-        descendants = response.data.get("descendants") if isinstance(response.data, dict) else None
-        if not isinstance(descendants, list):
-            raise PermanentError(f"{self.name}: status context has no descendants list")
-        for entry in descendants:
+        me = await self.me.id()
+        for entry in (await self._context(target.external_id)).descendants:
             status = one_of(_Status, entry)
-            if isinstance(status, str) or status.account.id != me.id or status.in_reply_to_id != target.external_id:
+            if isinstance(status, str) or status.account.id != me or status.in_reply_to_id != target.external_id:
                 continue
             if same_reply(html_to_text(status.content), text):
                 self._threads.remember(status.id, target.thread_id)
@@ -317,61 +294,28 @@ class MastodonConnector(Connector[MastodonSettings, MastodonCursor]):
 
     async def check(self) -> str:
         """verify_credentials: the token works and names the brand's account."""
-        me = await self._verify()
+        me = await self.me.check(
+            lambda account: (
+                f"{self.name}: the token belongs to account {account.id}, not account_id {self.me.configured}"
+            )
+        )
         return f"@{me.acct} on {urlsplit(self.client.base_url).netloc} (account {me.id})"
 
     async def stream(self) -> AsyncIterator[Page[MastodonCursor]]:
         """Mentions as the instance pushes them, until the connection ends; pages carry no cursor (polling owns it)."""
-        me = await self._account()
-        base = (self.settings.streaming_url or self.settings.api_url).rstrip("/")
-        async for event, data in stream(self.client, f"{base}{STREAM}", self.settings.stream_idle_seconds):
-            if event != "notification":
-                continue
-            try:
-                notification = safejson.loads(data)
-            except ValueError:
-                log.warning("%s: skipped a stream event that is not JSON: %r", self.name, data[:80])
-                continue
-            items = await self._items([notification], me)
-            if items:
+        me = await self.me.id()
+        url = f"{(self.settings.streaming_url or self.settings.api_url).rstrip('/')}{STREAM}"
+        async for notification in json_events(self.client, url, self.settings.stream_idle_seconds, "notification"):
+            if items := await self._items([notification], me):
                 yield Page(items)
 
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.client.close()
+    async def _verify(self) -> _Account:
+        return page_of(_Account, (await self.client.get(VERIFY)).data, f"{self.name}: verify_credentials")
 
-    async def _account(self) -> _Me:
-        if self._me is None:
-            self._me = await self._verify()
-        return self._me
-
-    async def _verify(self) -> _Me:
-        data = (await self.client.get(VERIFY)).data
-        if not isinstance(data, dict) or not data.get("id") or not data.get("acct"):
-            raise PermanentError(f"{self.name}: verify_credentials answered no account")
-        me = _Me(str(data["id"]), str(data["acct"]))
-        if self.settings.account_id and self.settings.account_id != me.id:
-            raise PermanentError(
-                f"{self.name}: the token belongs to account {me.id}, not account_id {self.settings.account_id}"
-            )
-        self._me = me
-        return me
-
-
-def _link_param(header: str | None, rel: str, param: str) -> str | None:
-    """A numeric query parameter of one Link relation, e.g. min_id of rel="prev"."""
-    for part in (header or "").split(","):
-        target, _, attributes = part.partition(";")
-        rels = [a.split("=", 1)[1].strip().strip('"') for a in attributes.split(";") if a.strip().startswith("rel=")]
-        if rel in rels:
-            values = parse_qs(urlsplit(target.strip().strip("<>")).query).get(param)
-            if values and values[0].isdigit():
-                return values[0]
-    return None
-
-
-def _ids(notifications: list[Any]) -> list[int]:
-    return [n for n in (_id_or_zero(x) for x in notifications) if n]
+    async def _context(self, status_id: str) -> _Context:
+        return page_of(
+            _Context, (await self.client.get(f"{STATUSES}/{status_id}/context")).data, f"{self.name}: context"
+        )
 
 
 def _id_or_zero(notification: Any) -> int:

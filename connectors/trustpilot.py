@@ -7,10 +7,18 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from inbox.connector import AuthError, PermanentError, RawItem, ReplyTarget, SentReply
-from inbox.connectors.kit.auth import BearerToken, basic, token_from
-from inbox.connectors.kit.parse import VendorTime, aware, each_valid, page_of
-from inbox.connectors.kit.reviews import NewestFirst, Request, ReviewConnector, ReviewSettings, join_text, review_item
+from inbox.connector import RawItem, ReplyTarget, SentReply
+from inbox.connectors.kit.auth import BearerToken, basic, password_grant
+from inbox.connectors.kit.parse import VendorTime, each_valid, page_of
+from inbox.connectors.kit.reviews import (
+    NewestFirst,
+    Request,
+    ReviewConnector,
+    ReviewSettings,
+    join_text,
+    next_number,
+    review_item,
+)
 
 API_URL = "https://api.trustpilot.com"
 PER_PAGE = 100  # the API's maximum
@@ -41,7 +49,6 @@ class TrustpilotSettings(ReviewSettings):
 
 
 class _Consumer(BaseModel):
-    id: str | None = None
     displayName: str | None = None
 
 
@@ -75,6 +82,7 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
 
     type = "trustpilot"
     api_url = API_URL
+    size_param = "perPage"
 
     def headers(self, settings: TrustpilotSettings) -> dict[str, str]:
         """Every call carries the API key."""
@@ -85,55 +93,36 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
         if settings.api_secret is None or settings.username is None or settings.password is None:
             return BearerToken(settings.access_token)
         credentials = {"Authorization": basic(settings.api_key.get_secret_value(), settings.api_secret)}
-        form = {
-            "grant_type": "password",
-            "username": settings.username,
-            "password": settings.password.get_secret_value(),
-        }
-
-        async def password_grant() -> tuple[str, float]:
-            try:
-                response = await self.client.request("POST", TOKEN_PATH, data=form, headers=credentials)
-            except PermanentError as exc:
-                raise AuthError(f"Trustpilot password grant refused: {exc}") from exc
-            return token_from(response, "Trustpilot's token endpoint")
-
-        return BearerToken(renew=password_grant)
-
-    @property
-    def reviews_path(self) -> str:
-        """The business unit's private review listing."""
-        return f"/v1/private/business-units/{quote(self.settings.business_unit_id, safe='')}/reviews"
+        refused = "Trustpilot password grant refused"
+        grant = password_grant(
+            self.client, TOKEN_PATH, settings.username, settings.password, refused, headers=credentials
+        )
+        return BearerToken(renew=grant)
 
     def first_request(self) -> Request:
-        """Page 1, newest first."""
-        return self.reviews_path, {"perPage": PER_PAGE, "page": 1, "orderBy": "createdat.desc"}
+        """Page 1 of the business unit's private review listing, newest first."""
+        path = f"/v1/private/business-units/{quote(self.settings.business_unit_id, safe='')}/reviews"
+        return path, {"perPage": PER_PAGE, "page": 1, "orderBy": "createdat.desc"}
 
     def page(self, data: Any, request: Request) -> tuple[list[Any], Request | None]:
         """Page numbers; fewer reviews than asked for is the last page (tap-trustpilot stops the same way)."""
         reviews = page_of(_ReviewsPage, data, f"{self.name}: reviews").reviews
-        path, params = request
-        return reviews, None if len(reviews) < PER_PAGE else (
-            path,
-            {**(params or {}), "page": (params or {})["page"] + 1},
-        )
+        return reviews, next_number(request, "page", len(reviews), PER_PAGE)
 
     def _item(self, review: _Review, walk: NewestFirst) -> RawItem | None:
-        if not walk.is_new(aware(review.createdAt), review.id):
+        if not walk.is_new(review.createdAt, review.id):
             return None
-        reply, answered_at = review.companyReply, None
-        if reply is not None:  # answered before we saw it: its clock is stopped (undated: by now at the latest)
-            answered_at = aware(reply.createdAt) if reply.createdAt else self.clock()
+        reply = review.companyReply  # answered before we saw it: its clock is stopped
         return review_item(
             review.id,
             join_text(review.title, review.text),
-            aware(review.createdAt),
+            review.createdAt,
             review.stars,
             review.consumer.displayName,
             url=f"https://www.trustpilot.com/reviews/{review.id}",
             details={"language": review.language},
             existing_reply=reply.text if reply else None,
-            answered_at=answered_at,
+            answered_at=self.replied_at(reply.createdAt) if reply else None,
         )
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
@@ -153,8 +142,7 @@ class TrustpilotConnector(ReviewConnector[TrustpilotSettings, _Review]):
 
     async def check(self) -> str:
         """List one private review: proves the API key, the business user's token and the business unit."""
-        params = {"perPage": 1, "page": 1, "orderBy": "createdat.desc"}
-        page = await self.parsed(_ReviewsPage, "GET", self.reviews_path, "reviews", params=params)
+        page = await self.list_one(_ReviewsPage)
         shown = next(
             (r.businessUnit.displayName for r in each_valid(_Review, page.reviews, self.name) if r.businessUnit), None
         )

@@ -29,6 +29,7 @@ from inbox.connector import (
     wall_clock,
 )
 from inbox.connectors.kit.http import close_session, open_session
+from inbox.connectors.kit.text import idempotency_key
 from inbox.itemformat import parse_item
 
 SIGNATURE_HEADER = "X-Inbox-Signature"
@@ -115,7 +116,7 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor], PushReceiver):
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self.settings.secret.get_secret_value(), body),
             # The same reply to the same item has the same key, so a resend after a crash can be ignored.
-            "Idempotency-Key": hashlib.sha256(f"{target.external_id}\n{text}{_mode_key(target)}".encode()).hexdigest(),
+            "Idempotency-Key": idempotency_key(target.external_id, text + _mode_key(target)),
         }
         try:
             async with self._client().post(url, data=body, headers=headers) as response:

@@ -463,6 +463,17 @@ class Delivery:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ItemUpdate:
+    """What the platform reports of an item it pushed before: its text edited, its author's name found, or the item
+    removed (a deleted comment, an unsent message). An update of an item not stored is ignored."""
+
+    external_id: str
+    text: str | None = None  # the new text, when edited
+    removed: bool = False
+    author_name: str | None = None  # the customer's name, when the push carried only an id
+
+
 @dataclass(slots=True)
 class Push:
     """A pushed body, read: its valid items with their positions, why each other entry was refused, and the
@@ -472,6 +483,7 @@ class Push:
     positions: list[int] = field(default_factory=list)  # of items[i] among the body's entries
     refused: dict[int, str] = field(default_factory=dict)  # position among the body's entries: why
     deliveries: list[Delivery] = field(default_factory=list)
+    updates: list[ItemUpdate] = field(default_factory=list)  # of items stored before (or in this push)
     label: str = "items"  # how problem lines name the body's entries: `items[3]: why`
 
     def add(self, item: RawItem, position: int) -> None:
@@ -517,3 +529,8 @@ class PushReceiver(abc.ABC):
     @abc.abstractmethod
     def parse(self, body: bytes) -> Push:
         """Items, refused entries and delivery reports of a verified body; PermanentError when it cannot be read."""
+
+    async def complete(self, push: Push) -> None:
+        """Fetch what the body named but did not carry (a mention's text, a sender's name) into `push`, with calls
+        to the platform; run after the body is stored and answered (keep_first), so the answer never waits for it."""
+        return  # most platforms push everything an item needs

@@ -1,17 +1,20 @@
-"""The HTTP server: webhooks in, /healthz and /metrics out (Slack joins it in HTTP mode)."""
+"""The HTTP server: webhooks in, /healthz, /metrics and the reports' CSV and JSON out (Slack joins it in HTTP mode)."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from inbox import reports
 from inbox.connector import Connector, PermanentError, Push, PushReceiver
 from inbox.logs import log_context
 from inbox.metrics import Metrics
@@ -20,9 +23,13 @@ from inbox.pipeline.ingest import Ingestor, IngestResult, Source
 from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.poller import Poller
 from inbox.pipeline.pushes import PushKeeper
+from inbox.reports import KEYS, page
+from inbox.reports.links import LINK_LIFETIME, LinkRefused, LinkSigner
+from inbox.reports.overview import overview
+from inbox.reports.window import ReportError, Window, parse_window, report_zone
 from inbox.settings import Settings
 from inbox.sla import SlaState
-from inbox.store import clocks, health
+from inbox.store import clocks, health, reportpage
 from inbox.store.db import describe_outage, is_outage, store_wait
 
 if TYPE_CHECKING:
@@ -63,6 +70,8 @@ class Served(Protocol):
     def actions(self) -> Actions: ...
     @property
     def pushes(self) -> PushKeeper: ...
+    @property
+    def report_links(self) -> LinkSigner | None: ...
 
 
 INBOX_KEY: web.AppKey[Served] = web.AppKey("inbox")
@@ -91,8 +100,12 @@ def build_app(inbox: Served) -> web.Application:
     app[INBOX_KEY] = inbox
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/reports.json", reports_json)
+    app.router.add_get("/reports.csv", reports_csv)
     app.router.add_get("/webhooks/{name}", webhook_handshake)
     app.router.add_post("/webhooks/{name}", webhook)
+    app.router.add_get("/reports", reports_page)
+    app.router.add_get(page.BREACHES_PATH, breaches_page)
     if inbox.slack is not None and not inbox.slack.socket_mode:
         app.router.add_post("/slack/events", inbox.slack.handle_http)
     return app
@@ -199,6 +212,78 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=inbox.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
+# A report that takes longer than this is answered 503 (the store is overloaded or locked), never left hanging.
+REPORT_SECONDS = 60.0
+
+
+def reports_token_ok(settings: Settings, header: str | None) -> bool:
+    """True when `header` (the Authorization header) carries `[reports] token` as a bearer token."""
+    token = settings.reports.token
+    if token is None or header is None:
+        return False
+    scheme, _, given = header.partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+
+async def reports_json(request: web.Request) -> web.Response:
+    """The report as the contract's JSON object: `since`, `from`, `to`, `by` as `inbox report` takes them."""
+    return await _report(request, "json")
+
+
+async def reports_csv(request: web.Request) -> web.Response:
+    """One CSV row per conversation started in the window."""
+    return await _report(request, "csv")
+
+
+async def _report(request: web.Request, fmt: str) -> web.Response:
+    """401 without the bearer token (404 when no token is configured: the endpoints are off), 400 on a bad window or
+    grouping, 503 with Retry-After while the store cannot answer."""
+    inbox = _inbox(request)
+    if inbox.settings.reports.token is None:
+        return web.json_response({"error": "reports over HTTP are off: set [reports] token"}, status=404)
+    if not reports_token_ok(inbox.settings, request.headers.get("Authorization")):
+        return web.json_response(
+            {"error": "missing or wrong bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    query = request.query
+    now = inbox.clock()
+    try:
+        by = reports.check_by(query.get("by"))
+        window = reports.parse_window(
+            now,
+            reports.report_zone(inbox.settings),
+            since=query.get("since"),
+            start=query.get("from"),
+            end=query.get("to"),
+        )
+    except reports.ReportError as exc:
+        return web.json_response({"error": str(exc).replace("--", "")}, status=400)
+    try:
+        async with asyncio.timeout(REPORT_SECONDS):
+            if fmt == "csv":
+                rows = await reports.conversation_rows(inbox.engine, inbox.settings, window, now)
+            else:
+                report = await reports.build_report(inbox.engine, inbox.settings, window, by, now)
+    except Exception as exc:
+        if not isinstance(exc, TimeoutError) and not is_outage(exc):
+            raise
+        reason = "the report took too long" if isinstance(exc, TimeoutError) else describe_outage(exc)
+        return web.json_response(
+            {"error": "the store cannot answer just now; try again later", "reason": reason},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if fmt == "csv":
+        return web.Response(
+            text=reports.csv_text(rows),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": 'attachment; filename="reports.csv"'},
+        )
+    return web.json_response(reports.report_json(report))
+
+
 def _receiver(request: web.Request) -> tuple[Served, PushReceiver | None]:
     inbox = _inbox(request)
     connector = inbox.connectors.get(request.match_info["name"])
@@ -248,6 +333,7 @@ async def webhook(request: web.Request) -> web.Response:
 
         async def store() -> IngestResult:
             result = await inbox.ingestor.ingest(Source.of(connector), push.items)
+            await inbox.ingestor.update(Source.of(connector), push.updates)
             if push.deliveries:
                 await inbox.actions.record_deliveries(connector.name, push.deliveries)
             return result
@@ -312,3 +398,134 @@ def _store_down(reason: str) -> web.Response:
         status=503,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+# ---------------------------------------------------------------------------------------------------- the leads' page
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A request allowed to see the page: its parameters, and how the links it shows are signed."""
+
+    params: dict[str, str]
+    link: page.Linker
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8", headers=page.HEADERS)
+
+
+def _refused(reason: str) -> web.Response:
+    advice = "Ask for a new link with /inbox report in Slack (it is valid for 24 hours)."
+    return _html(page.render_refusal("This link does not open the report", reason, advice), 403)
+
+
+def _opened(request: web.Request, inbox: Served) -> _Opened | web.Response:
+    """Who may see the page: a bearer of `[reports] token`, or a link signed by this inbox and not expired."""
+    now = inbox.clock()
+    signer = inbox.report_links or LinkSigner(key=b"")
+    token = inbox.settings.reports.token
+    header = request.headers.get("Authorization", "")
+    if header:
+        given = header.removeprefix("Bearer ").encode("utf-8", "replace")
+        if (
+            token is None
+            or not header.startswith("Bearer ")
+            or not hmac.compare_digest(given, token.get_secret_value().encode())
+        ):
+            log.warning("reports: refused a request with a wrong bearer token")
+            return _refused("The token is not this inbox's reports token")
+        params = {key: value for key, value in request.query.items()}
+        if inbox.report_links is None:
+            # Without Slack there is no key to sign with: the lists open with the token too, not by link.
+            return _Opened(params, lambda path, fields: f"{path}?{urlencode(sorted(fields.items()))}")
+        expires = now + LINK_LIFETIME
+        local = LinkSigner(key=signer.key)
+        return _Opened(params, lambda path, fields: local.sign(path, fields, expires))
+    if inbox.report_links is None:
+        return _refused("This inbox gives no links (Slack is off); use its reports token")
+    try:
+        params = signer.check(request.path, request.query.items(), now)
+    except LinkRefused as exc:
+        log.info("reports: refused a link: %s", exc)
+        return _refused(str(exc).capitalize())
+    expires = signer.expiry(request.query) or now
+    log.info("reports: %s opened by a link given to %s", request.path, params.get("for") or "(unnamed)")
+    # Links on the page expire with it: a list never outlives the link that led to it.
+    local = LinkSigner(key=signer.key)
+    return _Opened(params, lambda path, fields: local.sign(path, fields, expires))
+
+
+def _window(inbox: Served, params: dict[str, str]) -> Window:
+    now = inbox.clock()
+    zone = report_zone(inbox.settings)
+    return parse_window(now, zone, since=params.get("since"), start=params.get("from"), end=params.get("to"))
+
+
+async def reports_page(request: web.Request) -> web.Response:
+    """GET /reports: the team lead's page, for a signed link or the reports token."""
+    inbox = _inbox(request)
+    opened = _opened(request, inbox)
+    if isinstance(opened, web.Response):
+        return opened
+    try:
+        window = _window(inbox, opened.params)
+    except ReportError as exc:
+        return _html(page.render_refusal("This report cannot be made", str(exc), "Check the link's window."), 400)
+    figures = await overview(inbox.engine, inbox.settings, window, inbox.clock())
+    return _html(page.render_report(figures, opened.link, inbox.clock()))
+
+
+async def breaches_page(request: web.Request) -> web.Response:
+    """GET /reports/breaches: the conversations behind one breach count, with their Slack messages."""
+    inbox = _inbox(request)
+    opened = _opened(request, inbox)
+    if isinstance(opened, web.Response):
+        return opened
+    params = opened.params
+    by = params.get("by") or None
+    try:
+        window = _window(inbox, params)
+        if by is not None and by not in KEYS:
+            raise ReportError(f"{by!r} is not a grouping")
+    except ReportError as exc:
+        return _html(page.render_refusal("This list cannot be made", str(exc), "Check the link."), 400)
+    from inbox.reports.figures import group_label, scope
+
+    group = params.get("group") or None
+    rows = await reportpage.breaches(inbox.engine, scope(inbox.settings, window, inbox.clock()), by, group)
+    what = None
+    if by is not None:
+        shown: str | int | None = int(group) if by == "hour" and group and group.isdigit() else group
+        what = f"{by} {group_label(by, shown)}"
+    back = opened.link("/reports", page.window_params(window))
+    return _html(
+        page.render_breaches(
+            rows,
+            what=what,
+            start=window.start,
+            end=window.end,
+            zone_name=str(report_zone(inbox.settings)),
+            permalinks=await _permalinks(inbox, rows),
+            back=back,
+        )
+    )
+
+
+async def _permalinks(inbox: Served, rows: list[reportpage.Breach]) -> dict[int, str]:
+    """Each conversation's triage message in Slack, from its stored channel and ts and the workspace's address."""
+    if inbox.slack is None:
+        return {}
+    try:
+        me = await inbox.slack.identity()
+    except Exception as exc:  # noqa: BLE001 - the list is still worth showing without its Slack links
+        log.warning("reports: Slack did not say its workspace address, the list has no Slack links: %s", exc)
+        return {}
+    if not me.url:
+        return {}
+    base = me.url.rstrip("/")
+    return {
+        row.conversation_id: f"{base}/archives/{row.slack_channel}/p{row.slack_ts.replace('.', '')}"
+        for row in rows
+        if row.slack_channel and row.slack_ts
+    }

@@ -26,9 +26,11 @@ from inbox.pipeline.ingest import Ingestor
 from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.outbox import Bell, LogNotifier, Notifier, Outbox
 from inbox.pipeline.poller import STORE_RETRY_MAX, Poller
+from inbox.pipeline.privacy import Retention
 from inbox.pipeline.pushes import PushKeeper
 from inbox.pipeline.sweep import SlaSweep
 from inbox.pipeline.workers import Leases, worker_id
+from inbox.reports.links import signer_for
 from inbox.settings import Settings
 from inbox.store.db import create_engine, is_outage, migrate
 from inbox.store.models import utcnow
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PUSH_INTAKE_SECONDS = 5.0  # how often stored pushes that nobody is ingesting are looked for
+DIGEST_CHECK_SECONDS = 60.0  # how often `inbox run` asks whether the weekly digest is due
+RETENTION_SECONDS = 86_400.0  # [retention] erases what is due once a day
 
 
 class Inbox:
@@ -118,9 +122,12 @@ class Inbox:
             window_lead=timedelta(minutes=settings.sla.reply_window_warn_minutes),
             csat=self.csat,
         )
+        self.retention = Retention(engine, settings.retention.text_days, clock, on_event=self.bell.ring)
         self.pushes = PushKeeper(
             engine, self.ingestor, self.actions, self.connectors, clock, worker=self.worker, metrics=self.metrics
         )
+        # Signs the links to /reports that Slack gives out; None with Slack off (the page opens with the token only).
+        self.report_links = signer_for(settings)
         self.slack: Slack | None = None
         if settings.slack.enabled:
             from inbox.slack import Slack  # only an installation with Slack on loads Bolt
@@ -136,6 +143,8 @@ class Inbox:
                 triage=settings.triage,
                 actions=self.actions,
                 connectors=self.connectors,
+                settings=settings,
+                report_links=self.report_links,
             )
             self.slack = Slack(settings.slack, core)
         default: list[Notifier] = [self.slack.notifier] if self.slack else [LogNotifier()]
@@ -221,6 +230,12 @@ class Runner:
             ("sla-sweep", self.inbox.sweep.run, sla.check_seconds, 300.0),
             ("reply-recovery", self.inbox.actions.recover, lease_seconds, 900.0),
         ]
+        if self.inbox.slack is not None and self.inbox.slack.digest is not None:
+            # Asks each minute, on the inbox's clock, whether the weekly digest's slot has come (posted once a week).
+            jobs.append(("report-digest", self.inbox.slack.digest.run, DIGEST_CHECK_SECONDS, 600.0))
+        if self.inbox.retention.enabled:
+            # At the start, then daily: what is due is erased within a day of falling due.
+            jobs.append(("retention", self.inbox.retention.run, RETENTION_SECONDS, 3600.0))
         if any(isinstance(c, PushReceiver) and c.keep_first for c in self.inbox.connectors.values()):
             # Pushes kept but not ingested: left by a crash or a store outage, or by another worker.
             jobs.append(("push-intake", self.inbox.pushes.ingest, PUSH_INTAKE_SECONDS, 300.0))

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -155,6 +156,10 @@ class SlaSettings(Section):
                 )
         return self
 
+    def zone(self) -> ZoneInfo:
+        """The business-hours time zone, else UTC."""
+        return ZoneInfo(self.business_hours.timezone if self.business_hours else "UTC")
+
     def policies(self) -> SlaPolicies:
         """Per-channel policies for the SLA functions."""
         default_hours = self.business_hours.build() if self.business_hours else None
@@ -186,6 +191,9 @@ class SlackSettings(Section):
     leads_group: str | None = Field(default=None, pattern=r"^S[A-Z0-9]+$")
     # An agent's message in a triage thread starting with this is sent to the customer.
     reply_prefix: str = Field(default="reply:", min_length=1)
+    # What `inbox forget` and retention do to the Slack messages that showed an erased customer's words or name:
+    # "update" replaces them with a short note, "delete" deletes them.
+    erased_messages: Literal["update", "delete"] = "update"
 
     @property
     def enabled(self) -> bool:
@@ -208,6 +216,20 @@ class ServerSettings(Section):
 
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
+    # The address people reach this server at (behind its proxy), for the links Slack gives to /reports.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) address; write e.g. https://inbox.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("the address takes no query (?…) nor fragment (#…)")
+        return value.rstrip("/")
 
 
 class WorkersSettings(Section):
@@ -255,6 +277,49 @@ class CsatSettings(Section):
         return frozenset(self.channels or askable_types(CHANNEL_TYPES))
 
 
+# `[reports] digest`: a weekday and a time, e.g. "mon 09:00".
+_DIGEST = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun) ([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+class ReportsSettings(Section):
+    """`[reports]`: the time zone reports count days and hours in, the weekly digest, the token for CSV/JSON."""
+
+    timezone: str | None = None  # IANA; None: the business-hours zone, else UTC
+    digest: str = ""  # e.g. "mon 09:00" (in `timezone`): the weekly summary to leads_channel; empty = off
+    token: SecretStr | None = None  # bearer token for GET /reports.csv and /reports.json; unset: those are off
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Paris')") from None
+        return value
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and not _DIGEST.match(value):
+            raise ValueError(f'{value!r} is not a weekday and a time: write e.g. "mon 09:00" (empty = no digest)')
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token (e.g. "${REPORTS_TOKEN:-}" left unset) is no token: the endpoints stay off.
+        return value if value is not None and value.get_secret_value() else None
+
+
+class RetentionSettings(Section):
+    """`[retention]`: how long the texts and names of resolved conversations are kept; the numbers stay."""
+
+    text_days: int = Field(default=0, ge=0)  # 0: kept until `inbox forget`
+
+
 class Settings(Section):
     """The whole config file."""
 
@@ -265,6 +330,8 @@ class Settings(Section):
     triage: TriageSettings = Field(default_factory=TriageSettings)
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
     csat: CsatSettings = Field(default_factory=CsatSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
 
 
@@ -286,7 +353,9 @@ class Uses:
     unset elsewhere is no error, and what holds it is left out of the settings (a connector) or off (Slack).
     """
 
-    sections: frozenset[str] = frozenset({"database", "sla", "slack", "server", "triage", "workers", "csat"})
+    sections: frozenset[str] = frozenset(
+        {"database", "sla", "slack", "server", "triage", "workers", "csat", "reports", "retention"}
+    )
     connectors: bool | str = True  # every enabled connector, none, or only the one with this name
 
     def needs(self, where: tuple[str | int, ...], raw: dict[str, Any]) -> bool:

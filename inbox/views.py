@@ -66,6 +66,7 @@ class ThreadView:
 
     csat_status: str | None = None  # the CSAT question's state (store.models.CsatStatus), None: never asked
     csat_score: int | None = None  # the customer's 1-5 answer
+    erased: bool = False  # its texts and names were erased (inbox forget, retention): nothing of it is shown again
 
     @property
     def sort_key(self) -> tuple[int, int, datetime]:
@@ -127,4 +128,5 @@ def _view(rows: store_views.ThreadRows, policies: SlaPolicies, now: datetime) ->
         as_of=now,
         csat_status=thread.csat_status,
         csat_score=thread.csat_score,
+        erased=thread.erased_at is not None,
     )

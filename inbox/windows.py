@@ -28,6 +28,16 @@ class ItemWindow:
     extended_until: datetime | None = None
     after_window: str | None = None
     modes: tuple[ReplyMode, ...] = ()
+    removed_at: datetime | None = None  # the platform reported the item removed: nothing is left to answer
+
+    def removal(self, channel: str) -> str | None:
+        """Why no reply of any mode goes to a removed item, or None."""
+        if self.removed_at is None:
+            return None
+        return (
+            f"the customer removed this on {_name(channel)} ({self.removed_at:%d %b %H:%M} UTC), so it no longer "
+            "takes a reply; answer them another way if they still need one"
+        )
 
     @property
     def door(self) -> datetime | None:
@@ -40,7 +50,9 @@ class ItemWindow:
         return door is not None and now >= door
 
     def refusal(self, channel: str, now: datetime) -> str | None:
-        """Why the platform would refuse the ordinary reply now (closed, and no fallback), or None."""
+        """Why the platform would refuse the ordinary reply now (removed; closed, and no fallback), or None."""
+        if self.removed_at is not None:
+            return self.removal(channel)
         if not self.closed(now) or self.after_window:
             return None
         return (
@@ -54,6 +66,8 @@ class ItemWindow:
         Shown once the window has closed, and while it closes before the SLA deadline (or after a deadline
         already passed: the window is then the next door to close).
         """
+        if self.removed_at is not None:
+            return f"Removed by the customer on {_name(channel)}: a reply can no longer be sent"
         door = self.door
         if door is None:
             return None
@@ -89,6 +103,7 @@ def of_row(row: Any) -> ItemWindow:
         extended_until=row.extended_window_closes_at,
         after_window=row.after_window,
         modes=tuple(load_modes(row.reply_modes)),
+        removed_at=getattr(row, "removed_at", None),
     )
 
 

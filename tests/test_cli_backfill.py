@@ -49,8 +49,8 @@ async def cli_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
             await engine.dispose()
 
 
-async def inbox(*args: str) -> tuple[int, str, str]:
-    """Run `inbox ARGS` in a separate process while this event loop keeps serving the fakes."""
+async def inbox(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run `inbox ARGS` (with `stdin` typed in) in a separate process while this event loop keeps serving the fakes."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -58,10 +58,11 @@ async def inbox(*args: str) -> tuple[int, str, str]:
         *args,
         cwd=ROOT,
         env={"COLUMNS": "200", **_env()},
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode() if stdin is not None else None), timeout=120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 

@@ -125,17 +125,8 @@ async def test_healthz_says_which_worker_polls_each_connector(inbox: Inbox, cloc
 async def test_healthz_answers_503_when_the_store_is_unreachable(
     kind: str, tmp_path: Path, clock: FakeClock, json_log: Captured
 ):
-    if kind == "sqlite":
-        folder = tmp_path / "data"
-        folder.mkdir()
-        url = f"sqlite:///{folder / 'inbox.db'}"
-        engine = create_engine(url)
-        await migrate(engine)
-        await engine.dispose()
-        folder.rename(tmp_path / "moved")  # the volume went away under a running service
-    else:
-        url = f"postgresql://inbox@127.0.0.1:{closed_port()}/inbox"
-        engine = create_engine(url)
+    url = await unreachable_store(kind, tmp_path)
+    engine = create_engine(url)
     inbox = Inbox(make_settings(tmp_path, database={"url": url}), engine, clock=clock, notifiers=[])
     try:
         status, body = await get(inbox, "/healthz")
@@ -151,6 +142,20 @@ async def test_healthz_answers_503_when_the_store_is_unreachable(
     finally:
         await engine.dispose()
         await sqlite_threads_stopped()
+
+
+async def unreachable_store(kind: str, tmp_path: Path) -> str:
+    """The URL of a store that cannot be reached: a SQLite file whose folder went away, or a closed port."""
+    if kind == "sqlite":
+        folder = tmp_path / "data"
+        folder.mkdir()
+        url = f"sqlite:///{folder / 'inbox.db'}"
+        engine = create_engine(url)
+        await migrate(engine)
+        await engine.dispose()
+        folder.rename(tmp_path / "moved")  # the volume went away under a running service
+        return url
+    return f"postgresql://inbox@127.0.0.1:{closed_port()}/inbox"
 
 
 async def sqlite_threads_stopped() -> None:

@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from inbox.connector import AuthError
+from inbox.connector import AuthError, Clock, PermanentError
 from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.parse import first_problem
 
@@ -37,10 +39,73 @@ def token_from(response: Response, what: str) -> tuple[str, float]:
     return answer.access_token, answer.expires_in
 
 
+async def grant(
+    client: VendorClient, url: str, form: Mapping[str, str], refused: str, *, headers: Mapping[str, str] | None = None
+) -> tuple[str, float]:
+    """(token, lifetime) from an OAuth token endpoint; its refusal is an AuthError that starts with `refused`."""
+    try:
+        response = await client.request("POST", url, data=dict(form), headers=headers)
+    except PermanentError as exc:
+        # 400 invalid_grant: a revoked refresh token, a changed password, a disabled account; an admin must act.
+        raise AuthError(f"{refused}: {exc}") from exc
+    if isinstance(response.data, dict) and "error" in response.data:
+        # Some endpoints (Reddit's) refuse a grant with HTTP 200 and {"error": "invalid_grant"}.
+        raise AuthError(f"{refused}: {response.data['error']}")
+    return token_from(response, f"{client.name}: the token endpoint")
+
+
+def password_grant(
+    client: VendorClient,
+    url: str,
+    username: str,
+    password: SecretStr,
+    refused: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Renew:
+    """Renewal by the OAuth password grant: a user's login traded for a token (Trustpilot, Reddit script apps)."""
+    form = {"grant_type": "password", "username": username, "password": password.get_secret_value()}
+
+    async def renewed() -> tuple[str, float]:
+        return await grant(client, url, form, refused, headers=headers)
+
+    return renewed
+
+
+def self_signed(
+    key: SecretStr,
+    algorithm: str,
+    claims: Mapping[str, Any],
+    lifetime: int,
+    clock: Clock,
+    what: str,
+    headers: dict[str, Any] | None = None,
+) -> BearerToken:
+    """A JWT we sign ourselves as the bearer token (App Store Connect's), signed again before it expires."""
+
+    async def sign() -> tuple[str, float]:
+        try:
+            now = clock().timestamp()
+            return signed_jwt(key.get_secret_value(), algorithm, claims, lifetime, now, headers), lifetime
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            raise AuthError(f"cannot sign {what} with private_key: {exc}") from exc
+
+    return BearerToken(renew=sign)
+
+
 def basic(user: str, password: SecretStr) -> str:
     """An `Authorization: Basic` value (OAuth client credentials)."""
     pair = f"{user}:{password.get_secret_value()}".encode()
     return "Basic " + base64.b64encode(pair).decode()
+
+
+def pem_private_key(value: str, hint: str) -> tuple[str, PrivateKeyTypes]:
+    """(the PEM text, its key); a ValueError saying what to paste (`hint`) when the text holds no private key."""
+    pem = value.replace("\\n", "\n").strip()  # secret stores often flatten a key file's newlines to "\n"
+    try:
+        return pem, load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"is not a PEM private key (paste {hint}, BEGIN and END lines included)") from exc
 
 
 def signed_jwt(

@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import json
-from typing import Self
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pydantic import BaseModel, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, model_validator
 
-from inbox.connector import AuthError, Clock, PermanentError
-from inbox.connectors.kit.auth import BearerToken, signed_jwt, token_from
+from inbox.connector import Clock
+from inbox.connectors.kit.auth import BearerToken, grant, pem_private_key, signed_jwt
 from inbox.connectors.kit.http import VendorClient
-from inbox.connectors.kit.reviews import ReviewSettings
+from inbox.connectors.kit.parse import problem
+from inbox.connectors.kit.reviews import ReviewConnector, ReviewSettings
 
 TOKEN_URL = "https://oauth2.googleapis.com/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 3600  # Google's maximum for a service account's assertion
+
+
+class _SecondsNanos(BaseModel):
+    seconds: int = Field(ge=0, le=253_402_300_799)  # a string on the wire (int64 in JSON); at most 9999-12-31
+    nanos: int = 0
+
+
+def _seconds_nanos(value: Any) -> datetime:
+    try:
+        stamp = _SecondsNanos.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError(problem(exc)) from None
+    return datetime.fromtimestamp(stamp.seconds, UTC) + timedelta(microseconds=stamp.nanos // 1000)
+
+
+# A protobuf Timestamp as some Google APIs send it, `{"seconds": "1443676826", "nanos": 713000000}`, in UTC.
+SecondsNanos = Annotated[datetime, BeforeValidator(_seconds_nanos)]
 
 
 class ServiceAccountKey(BaseModel):
@@ -52,16 +70,30 @@ class GoogleSettings(ReviewSettings):
         return self
 
 
+GS = TypeVar("GS", bound=GoogleSettings)
+M = TypeVar("M", bound=BaseModel)
+
+
+class GoogleConnector(ReviewConnector[GS, M], Generic[GS, M]):
+    """A Google review API: Google OAuth with the API's `scope`; a subclass declares the rest of a review site."""
+
+    scope: ClassVar[str]
+
+    def authenticate(self, settings: GS) -> BearerToken:
+        """Google OAuth with the API's scope."""
+        return google_token(settings, self.client, self.scope, self.clock)
+
+
 def service_account(value: SecretStr) -> ServiceAccountKey:
     """The parsed key file; a ValueError says what is wrong with it (for the config check)."""
     try:
         key = ServiceAccountKey.model_validate(json.loads(value.get_secret_value()))
-        private = load_pem_private_key(key.private_key.encode(), password=None)
+        pem, private = pem_private_key(key.private_key, "the key file")
     except (ValueError, TypeError, ValidationError) as exc:
         raise ValueError("service_account_key must be the content of a service account's JSON key file") from exc
     if not isinstance(private, rsa.RSAPrivateKey):
         raise ValueError("service_account_key's private_key must be an RSA key")
-    return key
+    return key.model_copy(update={"private_key": pem})
 
 
 def google_token(settings: GoogleSettings, client: VendorClient, scope: str, clock: Clock) -> BearerToken:
@@ -92,9 +124,5 @@ def google_token(settings: GoogleSettings, client: VendorClient, scope: str, clo
 
 
 async def _grant(client: VendorClient, token_url: str, form: dict[str, str]) -> tuple[str, float]:
-    try:
-        response = await client.request("POST", token_url, data=form)
-    except PermanentError as exc:
-        # 400 invalid_grant: a revoked refresh token or a disabled service account; an admin must act.
-        raise AuthError(f"Google token refresh refused: {exc}") from exc
-    return token_from(response, "Google's token endpoint")
+    # invalid_grant: a revoked refresh token or a disabled service account.
+    return await grant(client, token_url, form, "Google token refresh refused")

@@ -10,19 +10,23 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
 from multidict import CIMultiDictProxy
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 from yarl import URL
 
 from inbox import safejson
 from inbox.connector import AuthError, ConnectorError, PermanentError, RateBudget, RateLimited, TransientError
+from inbox.connectors.kit.parse import page_of
 from inbox.logs import SECRETS, redact
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 USER_AGENT = "cx-inbox/0.1 (+https://github.com/cx-inbox/cx-inbox)"
 # Vendors answer a page in well under this; a hung connection must not hold a poll forever.
@@ -222,6 +226,10 @@ class VendorClient:
         """GET and parse."""
         return await self.request("GET", path, params=params)
 
+    async def get_as(self, model: type[M], path: str, what: str, params: Mapping[str, Any] | None = None) -> M:
+        """GET, its answer as `model`; an answer of another shape is a PermanentError naming `what`."""
+        return page_of(model, (await self.get(path, params)).data, f"{self.name}: {what}")
+
     def session(self) -> aiohttp.ClientSession:
         """The connector's session, opened on first use."""
         if self._session is None or self._session.closed:
@@ -231,6 +239,24 @@ class VendorClient:
     async def close(self) -> None:
         """Close the session."""
         await close_session(self._session)
+
+
+def path_of(link: str) -> str:
+    """A vendor's absolute link (a `next` page) as a path and query for our base URL, which may be a proxy or a fake."""
+    parts = urlsplit(link)
+    return urlunsplit(("", "", parts.path, parts.query, ""))
+
+
+def link_param(header: str | None, rel: str, param: str) -> str | None:
+    """A numeric query parameter of one relation of a `Link` header (RFC 8288), e.g. min_id of rel="prev"."""
+    for part in (header or "").split(","):
+        target, _, attributes = part.partition(";")
+        rels = [a.split("=", 1)[1].strip().strip('"') for a in attributes.split(";") if a.strip().startswith("rel=")]
+        if rel in rels:
+            values = parse_qs(urlsplit(target.strip().strip("<>")).query).get(param)
+            if values and values[0].isdigit():
+                return values[0]
+    return None
 
 
 def _parse(body: str, what: str) -> Any:

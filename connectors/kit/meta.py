@@ -105,6 +105,7 @@ class MessagingEvent(Payload):
     recipient: Annotated[Party | None, IfObject] = None
     timestamp: float | None = None  # epoch milliseconds
     message: Annotated[dict[str, Any] | None, IfObject] = None
+    message_edit: Annotated[dict[str, Any] | None, IfObject] = None  # the `message_edits` field: mid, text, num_edit
     postback: Annotated[dict[str, Any] | None, IfObject] = None
     read: Annotated[dict[str, Any] | None, IfObject] = None
     delivery: Annotated[dict[str, Any] | None, IfObject] = None

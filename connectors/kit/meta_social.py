@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr
 
 from inbox.connector import (
     Connector,
+    ConnectorError,
+    ItemUpdate,
     Kind,
     Page,
     PermanentError,
@@ -22,6 +24,7 @@ from inbox.connector import (
     ReplyMode,
     ReplyTarget,
     SentReply,
+    TransientError,
 )
 from inbox.connectors.kit.meta import (
     Change,
@@ -54,6 +57,11 @@ STANDARD = timedelta(hours=24)  # Messenger and Instagram DMs: a reply within 24
 # still found (the store keeps each item once).
 OVERLAP = timedelta(minutes=5)
 MESSAGES_PER_CONVERSATION = 25
+NAMES_REMEMBERED = 10_000  # DM senders' names kept in memory (forgotten all at once past this)
+
+
+# What one webhook event reads as: an item, an update of a stored item, nothing (None), or why it was refused.
+Found = RawItem | ItemUpdate | str | None
 
 
 class SocialSettings(MetaSettings):
@@ -134,6 +142,18 @@ def comment_item(
     )
 
 
+class _Profile(Payload):
+    """A DM sender's profile: Messenger's User Profile API (first and last name), Instagram's (name, username)."""
+
+    name: OptionalText = None
+    first_name: OptionalText = None
+    last_name: OptionalText = None
+    username: OptionalText = None
+
+    def shown(self) -> str | None:
+        return self.name or " ".join(filter(None, (self.first_name, self.last_name))) or self.username
+
+
 class Messaging:
     """Messenger-style DMs (Messenger, Instagram): webhook events and polled conversations to items, the Send API."""
 
@@ -146,6 +166,33 @@ class Messaging:
         self.platform = platform  # `messenger` or `instagram` (the conversations edge's platform)
         self.needs = needs  # the permission messaging takes, named when Meta refuses it
         self.human_agent = human_agent
+        self._names: dict[str, str | None] = {}  # sender id → name (None: Meta shows none), remembered
+
+    async def name_senders(self, push: Push) -> None:
+        """The names of pushed DMs' senders (a messaging webhook gives only their ids): one profile call per sender
+        not met before; a profile Meta refuses leaves the id shown."""
+        for item in push.items:
+            if item.kind != Kind.DM or item.author_name:
+                continue
+            sender = item.author_handle
+            if sender not in self._names:
+                if len(self._names) >= NAMES_REMEMBERED:
+                    self._names.clear()
+                try:
+                    self._names[sender] = await self._profile(sender)
+                except TransientError as exc:
+                    log.info("%s: no name for %s this time: %s", self.name, sender, exc)
+                    continue  # asked again with the sender's next message
+                except ConnectorError as exc:
+                    log.info("%s: Meta shows no profile of %s: %s", self.name, sender, exc)
+                    self._names[sender] = None
+            item.author_name = self._names[sender]
+
+    async def _profile(self, sender: str) -> str | None:
+        fields = "first_name,last_name" if self.platform == "messenger" else "name,username"
+        answer = await self.graph.call("GET", sender, params={"fields": fields}, needs=self.needs)
+        profile = one_of(_Profile, answer)
+        return None if isinstance(profile, str) else profile.shown()
 
     def item(self, psid: str, mid: str, text: str, at: datetime, name: str | None = None) -> RawItem:
         """A customer's message; without the Human Agent permission its window is 24 h and no more."""
@@ -161,7 +208,7 @@ class Messaging:
             reply_window_closes_at=None if self.human_agent else at + STANDARD,
         )
 
-    def event_item(self, raw: Any) -> RawItem | str | None:
+    def event_item(self, raw: Any) -> Found:
         """A messaging event as an item; None for what is no customer message (echoes of the Page's own sends, reads,
         deliveries, reactions, unsent messages); a string says why a message was refused."""
         if isinstance(raw, dict) and isinstance(raw.get("timestamp"), str):
@@ -171,8 +218,13 @@ class Messaging:
         event = one_of(MessagingEvent, raw)
         if isinstance(event, str):
             return event
+        edit = event.message_edit
+        if edit is not None and isinstance(edit.get("mid"), str) and isinstance(edit.get("text"), str):
+            return ItemUpdate(edit["mid"], text=edit["text"])  # `message_edits`: the customer changed a message
         message = event.message
-        if message is None or message.get("is_echo") or message.get("is_deleted"):
+        if message is not None and message.get("is_deleted") and isinstance(message.get("mid"), str):
+            return ItemUpdate(message["mid"], removed=True)  # unsent by the customer (Instagram)
+        if message is None or message.get("is_echo"):
             return None
         if event.sender is None or not event.sender.id or event.timestamp is None:
             return "a message without sender.id or timestamp"
@@ -301,15 +353,21 @@ class SocialConnector(Connector[S, SocialCursor], MetaReceiver[S]):
         for entry in delivery.entry:
             for raw in entry.changes:
                 change = one_of(Change, raw)
-                found = change if isinstance(change, str) else self.change_item(entry.time, change)
-                position = _keep(push, found, position)
+                _keep(push, change if isinstance(change, str) else self.change_item(entry.time, change), position)
+                position += 1
             for raw in entry.messaging:
-                position = _keep(push, self.messaging.event_item(raw), position)
+                _keep(push, self.messaging.event_item(raw), position)
+                position += 1
         return push
 
+    async def complete(self, push: Push) -> None:
+        """After the delivery is stored and answered: the names of DM senders, which Meta's events do not carry."""
+        await self.messaging.name_senders(push)
+
     @abc.abstractmethod
-    def change_item(self, time: float | None, change: Change) -> RawItem | str | None:
-        """A change (`feed`, `comments`, ...) as an item; None when it is none of ours to answer; a string: why not."""
+    def change_item(self, time: float | None, change: Change) -> Found | tuple[Found, ...]:
+        """A change (`feed`, `comments`, ...) as an item, or an update of a stored one (an edit, a removal); None
+        when it is none of ours to answer; a string: why not."""
 
     @abc.abstractmethod
     def comments(self, since: datetime) -> AsyncIterator[list[RawItem]]:
@@ -338,9 +396,11 @@ class SocialConnector(Connector[S, SocialCursor], MetaReceiver[S]):
         await self.graph.close()
 
 
-def _keep(push: Push, found: RawItem | str | None, position: int) -> int:
-    if isinstance(found, RawItem):
-        push.add(found, position)
-    elif isinstance(found, str):
-        push.refused[position] = found
-    return position + 1
+def _keep(push: Push, found: Found | tuple[Found, ...], position: int) -> None:
+    for one in found if isinstance(found, tuple) else (found,):
+        if isinstance(one, RawItem):
+            push.add(one, position)
+        elif isinstance(one, ItemUpdate):
+            push.updates.append(one)
+        elif isinstance(one, str):
+            push.refused[position] = one

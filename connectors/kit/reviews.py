@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
@@ -20,6 +21,7 @@ from inbox.connector import (
     RawItem,
     ReplyTarget,
     SentReply,
+    display_name,
     generic_arguments,
     wall_clock,
 )
@@ -28,6 +30,8 @@ from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import PageGuard
 from inbox.connectors.kit.parse import each_valid, page_of
 from inbox.connectors.kit.text import same_reply
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P", bound=BaseModel)  # any page model a review connector reads, not only its review
@@ -134,6 +138,12 @@ def with_token(request: Request, name: str, token: str | None) -> Request | None
     return None if not token else (request[0], {**(request[1] or {}), name: token})
 
 
+def next_number(request: Request, name: str, listed: int, per_page: int) -> Request | None:
+    """The same listing request for the next numbered page; fewer entries than asked for was the last page."""
+    path, params = request
+    return None if listed < per_page else (path, {**(params or {}), name: (params or {})[name] + 1})
+
+
 def join_text(*parts: str | None) -> str:
     """A review's title and body as one text."""
     return "\n\n".join(p.strip() for p in parts if p and p.strip())
@@ -143,12 +153,13 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
     """A review site: its listing walked newest first to the cursor, its reviews mapped, one owner reply per review.
 
     A subclass declares `api_url`, `review_model`, `listing` and the hooks: `authenticate`, `first_request`,
-    `page`, `_item`, `reply` and `posted_reply`.
+    `page`, `_item`, `reply`, and `owner_reply` (or `posted_reply` when the reply is not read from the review).
     """
 
     api_url: ClassVar[str]
     review_model: ClassVar[type[BaseModel]]  # from the class's second type argument
     listing: ClassVar[str] = "reviews"  # the listing's name in messages
+    size_param: ClassVar[str] = ""  # the listing's page size parameter, so a check can list a single review
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A review site declares its review payload once, as `ReviewConnector[Settings, Review]`."""
@@ -162,6 +173,8 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
         self.max_reply_chars = CHANNELS[self.channel].reply_limit
         self.client = VendorClient(self.name, settings.api_url or self.api_url, headers=self.headers(settings))
         self.token = self.authenticate(settings)
+        if (warning := self.poll_warning()) is not None:
+            log.warning("%s: %s", self.name, warning)
 
     def headers(self, settings: RS) -> dict[str, str]:
         """Headers every request carries besides the token (an API key)."""
@@ -183,12 +196,34 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
     def _item(self, review: Any, walk: NewestFirst) -> RawItem | None:
         """The item for a new review (version), or None when the walk has it already."""
 
-    @abstractmethod
     async def posted_reply(self, target: ReplyTarget) -> tuple[str, str | None] | None:
-        """(text, id) of the owner reply the review shows, if any."""
+        """(text, id) of the owner reply the review shows, if any: by default `owner_reply` of the review read again."""
+        review = cast(M, await self.parsed(self.review_model, "GET", self.review_path(target), "review"))
+        text = self.owner_reply(review)
+        return None if text is None else (text, None)
+
+    def review_path(self, target: ReplyTarget) -> str:
+        """Where the API serves one review: by default under the listing's path."""
+        return f"{self.first_request()[0]}/{self.review_id(target)}"
+
+    def owner_reply(self, review: M) -> str | None:
+        """The text of the owner reply a review shows; None when it shows none."""
+        return None
 
     async def fetch(self, cursor: ReviewCursor | None) -> AsyncIterator[Page[ReviewCursor]]:
         """Pages of reviews new since the cursor; the cursor comes last, once every page is stored."""
+        if (
+            self.history_window is not None
+            and cursor is not None
+            and cursor.newest < self.clock() - self.history_window
+        ):
+            log.warning(
+                "%s: the last review seen is from %s; %s only lists the last %d days, so reviews in between may be lost",
+                self.name,
+                cursor.newest.date().isoformat(),
+                display_name(self.channel),
+                self.history_window.days,
+            )
         walk = NewestFirst(cursor, self.settings.first_poll_hours, now=self.clock())
         guard = PageGuard(f"{self.name}: {self.listing}")
         request: Request | None = self.first_request()
@@ -211,6 +246,19 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
             return SentReply(posted[1], self.reply_url(target))
         return None
 
+    def poll_warning(self) -> str | None:
+        """What the configured poll interval risks on this site (its quota, its listing window), said at start and by check."""
+        return None
+
+    def with_poll_warning(self, line: str) -> str:
+        """A check's line, with the poll warning after it when there is one."""
+        warning = self.poll_warning()
+        return f"{line}. WARNING: {warning}" if warning else line
+
+    def replied_at(self, at: datetime | None) -> datetime:
+        """When an owner reply the review already shows was posted; an undated one: by now at the latest."""
+        return at if at is not None else self.clock()
+
     def reply_url(self, target: ReplyTarget) -> str | None:
         """Where people see the reply, when the site has a page for it."""
         return None
@@ -218,6 +266,11 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
     async def call(self, method: str, path: str, **options: Any) -> Response:
         """One request to the vendor with the token."""
         return await self.token.request(self.client, method, path, **options)
+
+    async def list_one(self, model: type[P]) -> P:
+        """The listing's first page with a single review, as `model`: what a check reads to prove access."""
+        path, params = self.first_request()
+        return await self.parsed(model, "GET", path, self.listing, params={**(params or {}), self.size_param: 1})
 
     async def parsed(self, model: type[P], method: str, path: str, what: str, **options: Any) -> P:
         """One request, its answer parsed as `model` (the wrong shape is a PermanentError)."""

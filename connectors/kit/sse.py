@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
+from inbox import safejson
 from inbox.connector import PermanentError, TransientError
 from inbox.connectors.kit.http import VendorClient, error_for
+
+log = logging.getLogger(__name__)
 
 # A stream line this long is not the vendor talking.
 MAX_SSE_LINE = 1 << 20
@@ -54,3 +59,14 @@ async def stream(client: VendorClient, url: str, idle_seconds: float) -> AsyncIt
                 yield event
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise TransientError(f"{what} dropped: {type(exc).__name__}: {exc}") from exc
+
+
+async def json_events(client: VendorClient, url: str, idle_seconds: float, event: str) -> AsyncIterator[Any]:
+    """The JSON payloads of one kind of `event` on a stream; a payload that is not JSON is logged and skipped."""
+    async for name, data in stream(client, url, idle_seconds):
+        if name != event:
+            continue
+        try:
+            yield safejson.loads(data)
+        except ValueError:
+            log.warning("%s: skipped a stream event that is not JSON: %r", client.name, data[:80])

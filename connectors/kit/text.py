@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from html.parser import HTMLParser
@@ -21,6 +22,11 @@ def comparable(text: str) -> str:
 def same_reply(posted: object, sent: str) -> bool:
     """Whether a reply found on the platform is the one we sent (after a crash, so it is not sent twice)."""
     return isinstance(posted, str) and comparable(posted) == comparable(sent)
+
+
+def idempotency_key(*parts: str) -> str:
+    """An `Idempotency-Key` for one reply: the same parts (connector, item, text) give the same key after a crash."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 class _TextExtractor(HTMLParser):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -29,3 +30,9 @@ class ThreadCache(Generic[V]):
         self._known.move_to_end(post_id)
         while len(self._known) > self.size:
             self._known.popitem(last=False)
+
+    async def thread_of(self, post_id: str, parent: str | None, own: V, find: Callable[[], Awaitable[V]]) -> V:
+        """A post's thread, remembered: `own` when it answers nothing, its parent's when known, else what `find` says."""
+        thread = own if parent is None else self._known[parent] if parent in self._known else await find()
+        self.remember(post_id, thread)
+        return thread

@@ -159,7 +159,8 @@ async def run(url: str, *, quick: bool, console: Console, deliveries: int | None
         report.note(f"meta push: {r.line()}")
     report.note(
         f"meta push: answer times are client side; {health.name} is one store query; every delivery is a signed "
-        "X-Hub-Signature-256 POST of one message, verified, triaged and committed before its 200"
+        "X-Hub-Signature-256 POST of one message, verified, read and committed as received before its 200 (triage and "
+        "threads follow the answer)"
     )
     return report
 

@@ -1,8 +1,9 @@
-"""The `inbox` command: run, demo, check, queue, backfill, staffing, triage, bench."""
+"""The `inbox` command: run, demo, check, queue, backfill, report, staffing, triage, export, forget, retention, bench."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import sys
@@ -44,6 +45,16 @@ STORE_USES = Uses(
 TRIAGE_USES = Uses(frozenset({"triage"}), connectors=False)
 CHECK_USES = Uses(frozenset({"database", "sla", "slack", "triage"}))  # not the server nor the workers
 BENCH_USES = Uses(frozenset({"database"}), connectors=False)
+# export, forget, retention: the store, and Slack to edit the messages an erasure touches.
+PRIVACY_USES = Uses(frozenset({"database", "sla", "triage", "slack", "retention"}), connectors=False)
+
+CustomerOption = Annotated[
+    list[str],
+    typer.Option(
+        "--customer",
+        help="CHANNEL:HANDLE as the store knows them, e.g. x:dana or whatsapp:33612345678; repeat for several.",
+    ),
+]
 
 
 def _settings(config: Path | None, uses: Uses = EVERYTHING) -> Settings:
@@ -233,6 +244,86 @@ def staffing(
     _run(show())
 
 
+REPORT_USES = Uses(frozenset({"database", "sla", "reports"}), connectors=False)
+FORMATS = ("table", "csv", "json")
+
+
+@app.command()
+def report(
+    config: ConfigOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="The window back from now, e.g. 24h, 7d, 4w (default 7d).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Start date (YYYY-MM-DD) in the report time zone, included.")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End date, excluded (default: now).")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Group by channel, connector, agent, intent, language, priority, day or hour."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv (one row per conversation) or json.")] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of the terminal.")] = None,
+) -> None:
+    """SLA attainment, first-response percentiles, next responses and CSAT of the conversations started in a window."""
+    from inbox.reports import ReportError, check_by, parse_window, report_zone
+    from inbox.store.models import utcnow
+
+    settings = _settings(config, REPORT_USES)
+    now = utcnow().replace(microsecond=0)
+    try:
+        if fmt not in FORMATS:
+            raise ReportError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+        grouping = check_by(by)
+        window = parse_window(now, report_zone(settings), since=since, start=start, end=end)
+    except ReportError as exc:
+        _fail(str(exc), 2)
+    setup_logging(logging.WARNING, settings=settings)
+    try:
+        text = _run(_report_text(settings, window, grouping, fmt, now, out_file is not None))
+    except Exception as exc:
+        from inbox.store.db import describe_outage, is_outage
+
+        if not is_outage(exc):
+            raise
+        _fail(f"inbox report: the store cannot be read: {describe_outage(exc)}")
+    if text is None:
+        return
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out_file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"--out {str(out_file)!r}: cannot write it: {exc.strerror or exc}", 2)
+
+
+async def _report_text(
+    settings: Settings, window: Any, by: str | None, fmt: str, now: Any, to_file: bool
+) -> str | None:
+    """The report in `fmt` (the table is printed here unless it goes to a file: then its plain text)."""
+    from inbox.reports import build_report, conversation_rows, csv_text, report_json
+    from inbox.reports.table import print_report
+    from inbox.store.db import create_engine, migrate
+
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate(engine)
+        if fmt == "csv":
+            return csv_text(await conversation_rows(engine, settings, window, now))
+        report = await build_report(engine, settings, window, by, now)
+    finally:
+        await engine.dispose()
+    if fmt == "json":
+        return json.dumps(report_json(report), ensure_ascii=False) + "\n"
+    if not to_file:
+        print_report(out, report)
+        return None
+    buffer = io.StringIO()
+    print_report(Console(file=buffer, width=100, highlight=False, color_system=None), report)
+    return buffer.getvalue()
+
+
 @app.command()
 def triage(
     text: Annotated[str, typer.Argument(help="The text to triage, or - to read one text per line from stdin.")],
@@ -289,6 +380,74 @@ def triage(
             continue
         sys.stdout.write(json.dumps(one(line), ensure_ascii=False) + "\n")
         sys.stdout.flush()
+
+
+def _customers(values: list[str]) -> list[Any]:
+    from inbox.pipeline.privacy import BadCustomer, parse_customer
+
+    try:
+        return [parse_customer(v) for v in values]
+    except BadCustomer as exc:
+        _fail(str(exc), 2)
+
+
+@app.command()
+def export(
+    customer: CustomerOption,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the JSON here (readable by you only), not to stdout.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Everything held about a customer as one JSON document: profile, items, triage, replies, CSAT, assignments."""
+    from inbox.cli import privacy as cli_privacy
+    from inbox.pipeline.privacy import NoSuchCustomer
+
+    refs = _customers(customer)
+    settings = _settings(config, PRIVACY_USES)
+    setup_logging(logging.WARNING, settings=settings)
+    try:
+        document = _run(cli_privacy.export(settings, refs))
+    except NoSuchCustomer as exc:
+        _fail(str(exc))
+    cli_privacy.write_export(document, out_file, out)
+
+
+@app.command()
+def forget(
+    customer: CustomerOption,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before erasing.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Erase what identifies a customer everywhere (the numbers reports use stay); their Slack messages are edited."""
+    from inbox.cli import privacy as cli_privacy
+    from inbox.pipeline.privacy import NoSuchCustomer
+
+    refs = _customers(customer)
+    settings = _settings(config, PRIVACY_USES)
+    setup_logging(logging.WARNING, settings=settings)
+
+    def confirm(question: str) -> bool:
+        return yes or typer.confirm(question, default=False, err=True)
+
+    try:
+        erased = _run(cli_privacy.forget(settings, refs, out, confirm))
+    except NoSuchCustomer as exc:
+        _fail(str(exc))
+    raise typer.Exit(0 if erased else 1)
+
+
+@app.command()
+def retention(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be erased, erase nothing.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Erase the texts and names of conversations resolved more than retention.text_days ago (inbox run: daily)."""
+    from inbox.cli import privacy as cli_privacy
+
+    settings = _settings(config, PRIVACY_USES)
+    setup_logging(logging.WARNING, settings=settings)
+    _run(cli_privacy.retention(settings, out, dry_run=dry_run))
 
 
 def _channels(settings: Settings) -> list[str]:

@@ -56,6 +56,11 @@ def _error(status: int, name: str, message: str, headers: dict[str, str] | None 
     return web.json_response({"error": name, "message": message}, status=status, headers=headers)
 
 
+def _wanted(event: dict[str, Any], collections: set[str]) -> bool:
+    commit = event.get("commit") or {}
+    return not collections or event.get("kind") != "commit" or commit.get("collection") in collections
+
+
 def _page(request: web.Request, key: str, pool: list[Any], *, overlap: bool = False) -> dict[str, Any]:
     """One page of a listing, `limit` long, and an opaque `cursor` to the next when there is one."""
     limit = max(1, min(int(request.query.get("limit", "50")), 100))
@@ -88,6 +93,11 @@ class BlueskyFake(VendorFake):
         self.convos: dict[str, dict[str, Any]] = {}  # id -> convoView
         self.messages: dict[str, list[dict[str, Any]]] = {}  # convo id -> messageViews, oldest first
         self.rate_remaining: int | None = None  # what every answer announces as left, when set
+        # Jetstream (the JSON firehose at /subscribe): every event sent, oldest first, and the sockets listening.
+        self.jetstream: list[dict[str, Any]] = []
+        self.jet_connections: list[dict[str, str]] = []  # each connection's query (wantedCollections, cursor)
+        self._jet_sockets: list[web.WebSocketResponse] = []
+        self._jet_wanted: dict[int, set[str]] = {}  # a socket's wanted collections (empty: all)
         self._ids = itertools.count(1)
         self.brand = self._profile(DID, HANDLE, "Acme Support")
 
@@ -96,6 +106,63 @@ class BlueskyFake(VendorFake):
     def routes(self, app: web.Application) -> None:
         """Every NSID under /xrpc/, as a PDS serves them."""
         app.router.add_route("*", "/xrpc/{nsid}", self.xrpc)
+        app.router.add_get("/subscribe", self.subscribe)
+
+    async def subscribe(self, request: web.Request) -> web.WebSocketResponse:
+        """Jetstream's `/subscribe` (github.com/bluesky-social/jetstream README): events as JSON text frames, those
+        of `wantedCollections` only; with a `cursor` (microseconds), the events after it first, then live."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.jet_connections.append(dict(request.query))
+        wanted = set(request.query.getall("wantedCollections", []))
+        if "cursor" in request.query:
+            after = int(request.query["cursor"])
+            for event in list(self.jetstream):
+                if event["time_us"] > after and _wanted(event, wanted):
+                    await ws.send_json(event)
+        self._jet_sockets.append(ws)
+        self._jet_wanted[id(ws)] = wanted
+        try:
+            async for _ in ws:
+                pass  # Jetstream takes only options updates from clients; none are sent here
+        finally:
+            self._jet_sockets.remove(ws)
+            self._jet_wanted.pop(id(ws), None)
+        return ws
+
+    async def add_watched_post(self, text: str, *, author: str = "customer1") -> str:
+        """Someone's post that names the brand without tagging it: in the network, and sent on Jetstream; its uri."""
+        profile = self._customer(author)
+        record = self._record(text, self.now)
+        post = self._post(profile, record)
+        last = self.jetstream[-1]["time_us"] if self.jetstream else 0
+        event = {
+            "did": profile["did"],
+            "time_us": max(last + 1, int(time.time() * 1_000_000)),
+            "kind": "commit",
+            "commit": {
+                "rev": f"3lrev{next(self._ids):09d}",
+                "operation": "create",
+                "collection": "app.bsky.feed.post",
+                "rkey": post["uri"].rsplit("/", 1)[1],
+                "record": record,
+                "cid": post["cid"],
+            },
+        }
+        await self.send_jetstream(event)
+        return str(post["uri"])
+
+    async def send_jetstream(self, event: dict[str, Any]) -> None:
+        """Send an event to every Jetstream subscriber that wants its collection (and keep it for cursors)."""
+        self.jetstream.append(event)
+        for ws in list(self._jet_sockets):
+            if _wanted(event, self._jet_wanted.get(id(ws), set())) and not ws.closed:
+                await ws.send_json(event)
+
+    async def drop_jetstream(self) -> None:
+        """Close every Jetstream connection (a restart of the instance)."""
+        for ws in list(self._jet_sockets):
+            await ws.close()
 
     async def xrpc(self, request: web.Request) -> web.Response:
         """Dispatch one XRPC call by its NSID; unknown ones are not served, as a PDS answers them."""

@@ -73,6 +73,20 @@ class MessengerFake(GraphFake):
         self.route(app, "GET", "/t_{customer}/messages", self._conversation_messages)
         for who in (self.account_id, "me"):
             self.route(app, "POST", f"/{who}/messages", self._send)
+        self.route(app, "GET", "/{user}", self._profile)  # registered after the account's own path
+
+    async def _profile(self, request: web.Request) -> web.Response:
+        """A DM sender's profile: Messenger's User Profile API (first_name, last_name), or Instagram's (name,
+        username), for someone who wrote to the account."""
+        user = request.match_info["user"]
+        sent = [m for m in self.conversations.get(user, []) if m["from"]["id"] == user]
+        if not sent:
+            return refused(100, f"(#100) Object with ID '{user}' does not exist", 33)
+        name = str(sent[0]["from"].get("name") or "")
+        if self.platform == "messenger":
+            first, _, last = name.partition(" ")
+            return web.json_response({"first_name": first, "last_name": last, "id": user})
+        return web.json_response({"name": name, "username": name.lower().replace(" ", "."), "id": user})
 
     # -- seeding ----------------------------------------------------------------------------------------------------
 

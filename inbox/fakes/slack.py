@@ -69,6 +69,7 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, list[str]] = {}
         self.views: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, dict[str, Any]] = {}  # uploaded files by id: name, title, bytes, where they were shared
         self.down = False
         self.socket_acks: list[dict[str, Any]] = []  # what the app answered over Socket Mode
         self._sockets: list[web.WebSocketResponse] = []
@@ -82,6 +83,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{key}", self._respond)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/_state", self._state)
         app.router.add_get("/link", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
@@ -148,6 +150,17 @@ class FakeSlack:
         for call in self.calls:
             methods[call.method] = methods.get(call.method, 0) + 1
         return web.json_response({"messages": self.messages, "calls": methods})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """Step 2 of an external upload: the bytes, POSTed to the URL files.getUploadURLExternal gave."""
+        pending = self.files.get(request.match_info["file_id"])
+        if pending is None or pending["data"] is not None:
+            return web.Response(status=404, text="upload url not found")
+        data = await request.read()
+        if len(data) != pending["length"]:
+            return web.Response(status=400, text=f"expected {pending['length']} bytes, got {len(data)}")
+        pending["data"] = data
+        return web.Response(text=f"OK - {len(data)}")
 
     async def _respond(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
@@ -229,6 +242,16 @@ class FakeSlack:
         )
         return answer
 
+    def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = args.get("channel", ""), args.get("ts", "")
+        message = self._find(channel, ts)
+        if message is None:
+            return fixture("chat.delete.error")
+        self.messages[channel].remove(message)
+        answer = fixture("chat.delete")
+        answer.update(channel=channel, ts=ts)
+        return answer
+
     def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         answer = fixture("chat.postEphemeral")
         answer["message_ts"] = self._next_ts()
@@ -241,6 +264,57 @@ class FakeSlack:
         answer = fixture("chat.getPermalink")
         answer.update(channel=channel, permalink=f"https://acme.slack.com/archives/{channel}/p{ts.replace('.', '')}")
         return answer
+
+    def _files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Step 1 of an external upload: a file id and the URL to POST its bytes to."""
+        length = str(args.get("length") or "")
+        if not args.get("filename") or not length.isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{len(self.files) + 1:09d}"
+        self.files[file_id] = {
+            "name": args["filename"],
+            "length": int(length),
+            "alt_txt": args.get("alt_txt"),
+            "data": None,
+            "title": None,
+            "channels": [],
+        }
+        return {"ok": True, "upload_url": f"{self.url}upload/{file_id}", "file_id": file_id}
+
+    def _files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Step 3: the uploaded files titled and, with `channel_id`, shared there in one message (private without)."""
+        try:
+            listed = json.loads(args.get("files") or "")
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(listed, list) or not listed:
+            return {"ok": False, "error": "invalid_arguments"}
+        found = []
+        for entry in listed:
+            stored = self.files.get(entry.get("id", "")) if isinstance(entry, dict) else None
+            if stored is None or stored["data"] is None:
+                return {"ok": False, "error": "file_not_found"}  # never uploaded (step 2 missing)
+            stored["title"] = entry.get("title") or stored["name"]
+            found.append({"id": entry["id"], "name": stored["name"], "title": stored["title"]})
+        channel = args.get("channel_id")
+        if channel:
+            if str(channel).startswith("CMISSING"):
+                return {"ok": False, "error": "channel_not_found"}
+            message = {
+                "type": "message",
+                "ts": self._next_ts(),
+                "text": args.get("initial_comment") or "",
+                "files": found,
+                "upload": True,
+                "user": BOT_USER,
+                "bot_id": BOT_ID,
+            }
+            if args.get("thread_ts"):
+                message["thread_ts"] = args["thread_ts"]
+            self.messages.setdefault(channel, []).append(message)
+            for entry in found:
+                self.files[entry["id"]]["channels"].append(channel)
+        return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in found]}
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("trigger_id"):

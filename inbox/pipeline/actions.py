@@ -297,6 +297,8 @@ def refusal(
     now: datetime,
 ) -> str | None:
     """Why the platform would refuse a reply in `mode` to an item with this window now, for the agent; None if it would not."""
+    if window.removed_at is not None:
+        return window.removal(channel)
     if mode == STANDARD_MODE:
         # What the connector can still send after the window is asked now: its templates may have changed since ingest.
         live = windows.after_window_text(connector.after_window(Kind(kind), language))

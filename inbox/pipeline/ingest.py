@@ -22,6 +22,7 @@ from inbox.connector import (
     MAX_TEXT,
     MAX_URL,
     Connector,
+    ItemUpdate,
     Kind,
     RawItem,
     Skipped,
@@ -34,7 +35,15 @@ from inbox.store import csat as store_csat
 from inbox.store.cursors import save_cursor
 from inbox.store.customers import customer_ids
 from inbox.store.events import NewEvent, add_events
-from inbox.store.items import add_items, known_items, lock_threads, open_threads, review_rated, update_thread
+from inbox.store.items import (
+    add_items,
+    apply_updates,
+    known_items,
+    lock_threads,
+    open_threads,
+    review_rated,
+    update_thread,
+)
 from inbox.store.models import EventKind, Status, utcnow
 from inbox.store.sqlutil import plan_lookups_afresh
 from inbox.templates import ReplyTemplates, reply_variables
@@ -201,6 +210,21 @@ class Ingestor:
                 result.skipped,
             )
         return result
+
+    async def update(self, source: Source, updates: Sequence[ItemUpdate]) -> int:
+        """Write what the platform reports of stored items (edited, removed, the author's name found); each changed
+        item's Slack message is redrawn. Returns how many changed."""
+        if not updates:
+            return 0
+        changes = [
+            (u.external_id[:MAX_ID], None if u.text is None else _storable(u.text[:MAX_TEXT]), u.removed, u.author_name)
+            for u in updates
+        ]
+        changed = await apply_updates(self.engine, source.name, changes, self.clock())
+        if changed:
+            self.on_event()
+            log.info("%d stored item(s) changed on the platform (edited, removed or named)", changed)
+        return changed
 
     def _normalise(
         self, source: Source, items: Iterable[RawItem], now: datetime, result: IngestResult
@@ -415,6 +439,11 @@ class Ingestor:
                     # A review's stars when the conversation opens, and as its newest version shows them.
                     "rating_before": first.raw.rating,
                     "rating_after": _latest_rating(group, first.raw.rating),
+                    # For reports: the first-response deadline and target, kept when next responses restart the clock.
+                    "first_due_at": due_at
+                    if start == first.raw.posted_at
+                    else policy.deadlines(first.raw.posted_at)[1],
+                    "sla_target_minutes": policy.first_response_minutes,
                 }
             for thread_id, key in await open_threads(conn, list(values.values())):
                 created.add(thread_id)

@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 # A worker's claim on bodies it is ingesting; a crash leaves them to another worker after this.
 CLAIM = timedelta(minutes=2)
 BATCH = 500  # bodies ingested in one round
+# Ingest (triage is CPU work on this event loop) waits while pushes keep arriving, until none came for SETTLE
+# seconds, YIELD at most: a burst's answers then do not queue behind the triage of its first bodies.
+SETTLE, YIELD = 0.02, 1.0
+# What one ingest round spends completing bodies from the platform (a mention's text, senders' names); what is
+# not fetched by then is stored as it came (a mention is fetched by the next poll).
+COMPLETE_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -67,11 +73,14 @@ class PushKeeper:
         self._writer: asyncio.Task[None] | None = None
         self._ingesting: asyncio.Task[None] | None = None
         self._again = False
+        self._last_kept = 0.0  # the event loop's time of the latest push kept
         self.total = Intake()  # since start, for tests and benchmarks
 
     async def keep(self, connector: str, body: str) -> None:
         """Return once the body is committed; pushes arriving meanwhile share the next transaction."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._last_kept = loop.time()
+        done: asyncio.Future[None] = loop.create_future()
         self._queue.append((connector, body, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="push-keeper")
@@ -106,6 +115,7 @@ class PushKeeper:
         self._again = True
         while self._again:
             self._again = False
+            await self._quiet()
             try:
                 await self.ingest()
             except Exception as exc:
@@ -114,6 +124,16 @@ class PushKeeper:
                 else:
                     log.warning("stored pushes wait for the store: %s", describe_outage(exc))
                 return
+
+    async def _quiet(self) -> None:
+        """Wait until no push was kept for SETTLE seconds (YIELD at most)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + YIELD
+        for _ in range(2 * round(YIELD / SETTLE)):  # bounded: past it (or give_up), ingest starts anyway
+            rest = min(self._last_kept + SETTLE, give_up) - loop.time()
+            if rest <= 0:
+                return
+            await asyncio.sleep(rest)
 
     async def ingest(self) -> Intake:
         """Ingest every stored body this worker can claim (also left over by a crash, or by another worker)."""
@@ -137,16 +157,29 @@ class PushKeeper:
     async def _ingest(self, connector: Connector[Any, Any], rows: list[Any], total: Intake) -> None:
         receiver = connector
         assert isinstance(receiver, PushReceiver)
-        items, deliveries = [], []
+        items, deliveries, updates = [], [], []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMPLETE_SECONDS
         for row in rows:
             try:
                 push = receiver.parse(row.body.encode())
             except ConnectorError as exc:  # verified and parsed once before it was kept: a changed parser
                 log.warning("a stored push can no longer be read, dropped: %s", exc)
                 continue
+            if loop.time() < deadline:  # past it, the rest of the round's bodies are stored as they came
+                try:
+                    # What the body only named (a mention's text, a sender's name): fetched now, after the answer.
+                    async with asyncio.timeout_at(deadline):
+                        await receiver.complete(push)
+                except (ConnectorError, TimeoutError) as exc:
+                    why = str(exc) or f"no answer within {COMPLETE_SECONDS:.0f} s"
+                    log.warning("could not complete a pushed body from the platform; stored as it came: %s", why)
             items += push.items
             deliveries += push.deliveries
-        result = await self.ingestor.ingest(Source.of(connector), items)
+            updates += push.updates
+        source = Source.of(connector)
+        result = await self.ingestor.ingest(source, items)
+        await self.ingestor.update(source, updates)  # after the items: an edit in the same batch finds its item
         failed = await self.actions.record_deliveries(connector.name, deliveries) if deliveries else 0
         await pushes.done(self.engine, [row.id for row in rows])
         if self.metrics is not None:

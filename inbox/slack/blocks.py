@@ -96,7 +96,8 @@ def triage_message(view: ThreadView, outcome: Outcome) -> list[Block]:
     window = view.window_note()
     if window is not None:
         closed = view.as_of is not None and view.window.closed(view.as_of)
-        icon = ":no_entry:" if closed and not view.window.after_window else ":hourglass_flowing_sand:"
+        shut = view.window.removed_at is not None or (closed and not view.window.after_window)
+        icon = ":no_entry:" if shut else ":hourglass_flowing_sand:"
         blocks.append({"type": "section", "block_id": "reply_window", "text": mrkdwn(f"{icon} {escape(window)}")})
     if view.earlier:
         items = [
@@ -205,10 +206,10 @@ def _csat_line(view: ThreadView) -> str | None:
 def _buttons(view: ThreadView) -> Block:
     value = button_value(view)
     assign_label = "Take it" if not view.assignee else "Take over"
-    return {
-        "type": "actions",
-        "block_id": "inbox_actions",
-        "elements": [
+    # A removed item takes no reply: its send buttons are gone (a click on an older drawing is refused anyway).
+    sends: list[Block] = []
+    if view.window.removed_at is None:
+        sends = [
             {
                 "type": "button",
                 "action_id": SEND,
@@ -226,6 +227,12 @@ def _buttons(view: ThreadView) -> Block:
                 }
                 for mode in (view.window.open_modes(view.as_of) if view.as_of else ())
             ),
+        ]
+    return {
+        "type": "actions",
+        "block_id": "inbox_actions",
+        "elements": [
+            *sends,
             {"type": "button", "action_id": ASSIGN, "text": plain(assign_label, 75), "value": value},
             {
                 "type": "button",
@@ -330,3 +337,15 @@ def health_notice(connector: str, healthy: bool, reason: str | None) -> tuple[st
     if reason:
         blocks.append({"type": "context", "elements": [plain(f"Reason: {reason}", 500)]})
     return fallback_text, blocks
+
+
+ERASED = {
+    "request": "Erased on request: this conversation's texts and the customer's name are no longer kept.",
+    "retention": "Erased after the retention period: this conversation's texts and the customer's name are no longer kept.",
+}
+
+
+def erased_note(reason: str) -> tuple[str, list[Block]]:
+    """What a message that showed an erased customer's words or name becomes (inbox forget, retention)."""
+    text = ERASED.get(reason, ERASED["request"])
+    return text, [{"type": "context", "elements": [mrkdwn(f":wastebasket: _{text}_")]}]

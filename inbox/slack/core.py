@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from inbox.connector import Connector
 from inbox.metrics import Metrics
 from inbox.pipeline.actions import Actions
-from inbox.settings import TriageSettings
+from inbox.reports.links import LinkSigner
+from inbox.settings import Settings, TriageSettings
 from inbox.sla import SlaPolicies
 from inbox.templates import ReplyTemplates
 
@@ -30,3 +31,5 @@ class Core:
     triage: TriageSettings  # the brand and agent name a reply's template variables come from
     actions: Actions  # send, assign, resolve: the work behind every button
     connectors: Mapping[str, Connector[Any, Any]]  # for their health and display names on the dashboard
+    settings: Settings  # what reports read: the SLA targets, the report time zone, the digest's slot
+    report_links: LinkSigner | None  # signs the links `/inbox report` gives to the page

@@ -187,4 +187,4 @@ def home_view(queue: Sequence[ThreadView], stats: Stats, health: Sequence[Health
     return {"type": "home", "blocks": blocks[:100]}
 
 
-HELP = "Use `/inbox queue`, `/inbox stats` or `/inbox connectors`."
+HELP = "Use `/inbox queue`, `/inbox stats`, `/inbox connectors` or `/inbox report [DURATION]`."

@@ -17,7 +17,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from inbox.connector import STANDARD_MODE
 from inbox.logs import log_context
 from inbox.pipeline.actions import ActionError, ReplyOutcome
-from inbox.slack import blocks, dashboard, modal
+from inbox.reports.window import ReportError
+from inbox.slack import blocks, dashboard, modal, report
 from inbox.slack.api import SLACK_ERRORS, describe
 from inbox.slack.tasks import bolt_listener
 from inbox.slack.text import clip, escape, from_slack, literal
@@ -264,11 +265,15 @@ class Interactions:
             await respond(text=STORE_DOWN, response_type="ephemeral")
 
     async def _dashboard(self, body: Body, respond: AsyncRespond) -> None:
+        words = (body.get("text") or "queue").strip().lower().split()
+        what = words[0] if words else "queue"
+        if what == "report":
+            await self._report(body, respond, words[1] if len(words) > 1 else None)
+            return
         refusal = await self.slack.access.refusal(body.get("user_id", ""), acting=False)
         if refusal:
             await respond(text=refusal, response_type="ephemeral")
             return
-        what = (body.get("text") or "queue").strip().lower().split(" ")[0] or "queue"
         now = self.core.clock()
         if what == "queue":
             content = dashboard.queue_blocks(await open_queue(self.core.engine, self.core.policies, now))
@@ -280,6 +285,22 @@ class Interactions:
             await respond(text=dashboard.HELP, response_type="ephemeral")
             return
         await respond(text=f"/inbox {what}", blocks=content[:50], response_type="ephemeral")
+
+    async def _report(self, body: Body, respond: AsyncRespond, argument: str | None) -> None:
+        """`/inbox report [DURATION]`: the headline figures and a signed link, for the allowed users only."""
+        user = body.get("user_id", "")
+        # The link opens every conversation's figures: given to those allowed to act, when a list is set.
+        refusal = await self.slack.access.refusal(user, acting=True)
+        if refusal:
+            log.info("Slack: refused /inbox report to %s: %s", user, refusal)
+            await respond(text=literal(refusal, 300), response_type="ephemeral")
+            return
+        try:
+            text, content = await report.report_blocks(self.core, argument, user)
+        except ReportError as exc:
+            await respond(text=str(exc), response_type="ephemeral")
+            return
+        await respond(text=escape(text), blocks=content, response_type="ephemeral")
 
     async def publish_home(self, body: Body) -> None:
         """The App Home tab: the dashboard for whoever opens it."""

@@ -77,6 +77,11 @@ class SlackNotifier:
             return
         if view is None:
             return
+        if view.erased:
+            # Nothing of an erased conversation is drawn again: its messages are edited once, then left alone.
+            if kind == EventKind.ERASED:
+                await self._erase(view.thread_id, str(notice.payload.get("reason") or "request"))
+            return
         channel, ts = await self.sync(view)
         if kind == EventKind.FOLLOW_UP:
             item = await self.store.item_of(notice.event_id)
@@ -222,6 +227,27 @@ class SlackNotifier:
             str(payload.get("connector", "?")), bool(payload.get("healthy")), payload.get("reason")
         )
         await self._post_once(notice.event_id, channel, text, body)
+
+    async def _erase(self, thread_id: int, reason: str) -> None:
+        """Edit (or delete) every message posted about an erased conversation; again after a crash, harmlessly."""
+        triage = await self._existing(self.store.messages, thread_id, blocks.THREAD_EVENT, "thread_id")
+        found = []
+        for event_id in await self.store.posts_of(thread_id):
+            thread_ts = triage[1] if triage else None
+            post = await self._existing(self.store.posts, event_id, blocks.POST_EVENT, "event_id", thread_ts)
+            if post is not None:
+                found.append(post)
+        # The replies in its Slack thread first: the triage message last, so a crash leaves none of them unseen.
+        for channel, ts in [*found, *([triage] if triage else [])]:
+            try:
+                if self.settings.erased_messages == "delete":
+                    await self.client.chat_delete(channel=channel, ts=ts)
+                else:
+                    text, body = blocks.erased_note(reason)
+                    await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=body)
+            except SlackApiError as exc:
+                if _error(exc) != "message_not_found":  # deleted already: by us before a crash, or by someone
+                    raise
 
     async def _permalink(self, channel: str, ts: str) -> str | None:
         try:

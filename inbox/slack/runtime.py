@@ -23,6 +23,7 @@ from inbox.slack import gate
 from inbox.slack.access import Access
 from inbox.slack.api import SLACK_ERRORS, Identity, describe, make_client, whoami
 from inbox.slack.core import Core
+from inbox.slack.digest import Digest
 from inbox.slack.interactions import Interactions
 from inbox.slack.notifier import SlackNotifier
 from inbox.slack.tasks import Background, bolt_listener
@@ -62,6 +63,10 @@ class Slack:
         )
         self.app.middleware(bolt_listener(self._drop_retries))
         self.interactions = Interactions(self, self.app)
+        # The weekly summary to the leads, when `[reports] digest` sets its slot.
+        self.digest: Digest | None = None
+        if core.settings.reports.digest and settings.leads_channel:
+            self.digest = Digest(core, self.client, settings.leads_channel, core.actions.worker)
 
     @property
     def socket_mode(self) -> bool:

@@ -43,12 +43,32 @@ def first_response(at: datetime) -> dict[str, Any]:
 
 def answered(at: datetime) -> dict[str, Any]:
     """Column values of a thread answered on the platform (outside this inbox) at `at`: its clock stops."""
-    return {"status": Status.REPLIED, "responded_at": at, "sla_stage": STOPPED}
+    return {"status": Status.REPLIED, "responded_at": at, **next_settled(at), "sla_stage": STOPPED}
 
 
 def replied(now: datetime) -> dict[str, Any]:
     """Column values of a thread whose reply from this inbox was sent at `now`: its clock stops."""
-    return {"status": Status.REPLIED, "responded_at": now, **first_response(now), "sla_stage": STOPPED}
+    return {
+        "status": Status.REPLIED,
+        "responded_at": now,
+        **first_response(now),
+        **next_settled(now),
+        "sla_stage": STOPPED,
+    }
+
+
+def next_settled(at: datetime) -> dict[str, Any]:
+    """Column values counting, for reports, a running next-response clock answered at `at` as met or missed.
+
+    Written into the statement that stops the clock: SQL reads the clock as it was before the statement.
+    """
+    running_next = sa.and_(
+        Thread.clock_kind == ClockKind.NEXT_RESPONSE, Thread.sla_stage < _literal(stage_value(STOPPED))
+    )
+    return {
+        "next_met": Thread.next_met + sa.case((sa.and_(running_next, Thread.due_at >= at), 1), else_=0),
+        "next_missed": Thread.next_missed + sa.case((sa.and_(running_next, Thread.due_at < at), 1), else_=0),
+    }
 
 
 def resolved(now: datetime) -> dict[str, Any]:

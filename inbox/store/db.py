@@ -55,9 +55,16 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (inbox queue, Slack) run beside the writer; NORMAL is durable in WAL mode.
+    # WAL lets readers (inbox queue, Slack) run beside the writer; NORMAL is durable in WAL mode. secure_delete
+    # zeroes what a delete or an update frees, so text erased by `inbox forget` does not linger in free pages.
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON"):
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        f"busy_timeout={BUSY_TIMEOUT_MS}",
+        "foreign_keys=ON",
+        "secure_delete=ON",
+    ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.store import clocks, csat
 from inbox.store.events import NewEvent, add_events
-from inbox.store.models import EventKind, Item, Status, Thread
+from inbox.store.models import Customer, EventKind, Item, Status, Thread
 from inbox.store.sqlutil import chunks, insert_for, one_of
 
 # What a follow-up needs to know about its thread.
@@ -137,3 +137,51 @@ async def first_responses(
             )
         )
         return [(channel, opened_at, responded_at) for channel, opened_at, responded_at in rows]
+
+
+async def apply_updates(
+    engine: AsyncEngine, connector: str, updates: Sequence[tuple[str, str | None, bool, str | None]], now: datetime
+) -> int:
+    """Write what the platform reports of stored items (external id, new text, removed, author's name), each change
+    announced by an `item_changed` event so Slack redraws the message; updates of unknown items are ignored.
+    Returns how many items changed."""
+    changed = 0
+    async with engine.begin() as conn:
+        ids = sorted({external_id for external_id, *_ in updates})
+        rows: dict[str, dict[str, Any]] = {}
+        for part in chunks(ids):
+            query = sa.select(
+                Item.id,
+                Item.thread_id,
+                Item.external_id,
+                Item.text,
+                Item.author_name,
+                Item.removed_at,
+                Item.customer_id,
+            ).where(Item.connector == connector, one_of(conn, Item.external_id, part))
+            rows.update({row.external_id: dict(row._mapping) for row in await conn.execute(query)})  # noqa: SLF001
+        for external_id, text, removed, name in updates:
+            row = rows.get(external_id)
+            if row is None:
+                continue
+            values: dict[str, Any] = {}
+            if text is not None and text != row["text"]:
+                values["text"] = text
+            if removed and row["removed_at"] is None:
+                values["removed_at"] = now
+            if name and not row["author_name"]:
+                values["author_name"] = name[:255]
+                await conn.execute(
+                    sa.update(Customer)
+                    .where(Customer.id == row["customer_id"], Customer.display_name.is_(None))
+                    .values(display_name=name[:255])
+                )
+            if not values:
+                continue
+            await conn.execute(sa.update(Item).where(Item.id == row["id"]).values(**values))
+            row.update(values)  # a later update of the same item in this batch compares with this
+            change = "removed" if "removed_at" in values else "edited" if "text" in values else "named"
+            event = NewEvent(EventKind.ITEM_CHANGED, row["thread_id"], row["id"], payload={"change": change})
+            await add_events(conn, now, [event])
+            changed += 1
+    return changed

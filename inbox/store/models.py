@@ -96,6 +96,8 @@ class Customer(SQLModel, table=True):
     display_name: str | None = Field(default=None, max_length=255)
     first_seen_at: datetime = Field(sa_type=UTCDateTime)
     last_seen_at: datetime = Field(sa_type=UTCDateTime)
+    # When `inbox forget` or retention erased them: the handle is then a pseudonym and the name gone.
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (sa.UniqueConstraint("channel", "handle", name="uq_customer_channel_handle"),)
 
@@ -133,9 +135,19 @@ class Thread(SQLModel, table=True):
     # A review's stars when the conversation opened, and now (a later poll saw the review edited): recovered or lowered.
     rating_before: int | None = None
     rating_after: int | None = None
+    # For reports: the first-response deadline and target the SLA clock set when the conversation opened (the
+    # running clock's are overwritten by next responses), and how many next-response clocks settled in time or late.
+    first_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sla_target_minutes: float | None = None
+    next_met: int = 0
+    next_missed: int = 0
+    # When its texts and names were erased (`inbox forget`, retention): its numbers stay, its Slack messages are not redrawn.
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_thread_connector_external"),
+        # Reports read the conversations started in a window.
+        sa.Index("ix_thread_opened_at", "opened_at"),
         # The sweep reads only the clocks it has something to announce for: those past their deadline
         # and not yet breached, and those past their warning and not yet warned.
         sa.Index(
@@ -212,6 +224,8 @@ class Item(SQLModel, table=True):
     extended_window_closes_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reply_modes: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
     after_window: str | None = Field(default=None, max_length=255)
+    # When the platform reported the item removed (the customer deleted their comment): it is not answered then.
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (
         sa.UniqueConstraint("connector", "external_id", name="uq_item_connector_external"),
@@ -396,9 +410,11 @@ class EventKind(StrEnum):
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
     REPLY_FAILED = "reply_failed"  # the platform reported a sent reply undelivered
+    ITEM_CHANGED = "item_changed"  # the platform reported a stored item edited or removed: its message is redrawn
     CONNECTOR_HEALTH = "connector_health"
     CSAT_ASKED = "csat_asked"
     CSAT_ANSWERED = "csat_answered"
+    ERASED = "erased"  # the conversation's texts and names were erased: its Slack messages are edited or deleted
 
 
 class SlackMessage(SQLModel, table=True):
@@ -421,3 +437,36 @@ class SlackPost(SQLModel, table=True):
     channel: str = Field(max_length=32)
     ts: str | None = Field(default=None, max_length=32)  # None: in flight, as for SlackMessage
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ReportDigest(SQLModel, table=True):
+    """The weekly summary for leads: one row per week, written before the post, so it goes out once.
+
+    `posted_at` is None while a worker posts it (until `claimed_until`); a claim that ran out without a post (a
+    crash) is taken over, and the channel is looked at before posting again.
+    """
+
+    __tablename__ = "report_digest"
+
+    week: str = Field(primary_key=True, max_length=10)  # the date of the digest's slot, in the report time zone
+    channel: str = Field(max_length=32)
+    title: str = Field(max_length=255)  # the chart's title: how a post whose outcome was lost is recognised
+    claimed_by: str | None = Field(default=None, max_length=128)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    ts: str | None = Field(default=None, max_length=32)
+    file_id: str | None = Field(default=None, max_length=32)
+    posted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Erasure(SQLModel, table=True):
+    """That an erasure happened (`inbox forget` or retention): when, why, by whom, how much; never whom."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(max_length=16)  # "request" (inbox forget) or "retention"
+    by: str = Field(max_length=64)  # the admin who ran `inbox forget`, or "retention"
+    customers: int = 0
+    threads: int = 0
+    items: int = 0

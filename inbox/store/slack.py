@@ -126,6 +126,17 @@ class SlackStore:
                 )
             ).one_or_none()
 
+    async def posts_of(self, thread_id: int) -> list[int]:
+        """The events of a thread that posted (or began to post) a Slack message, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(SlackPost.event_id)
+                .join(Event, Event.id == SlackPost.event_id)
+                .where(Event.thread_id == thread_id)
+                .order_by(SlackPost.event_id)
+            )
+            return list(rows.scalars())
+
     async def drop_message(self, thread_id: int) -> None:
         """Forget a thread's triage message (gone from Slack), so the next change posts a new one."""
         async with self.engine.begin() as conn:

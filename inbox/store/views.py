@@ -102,7 +102,8 @@ async def _history(conn: AsyncConnection, threads: Sequence[Any], latest: dict[i
             .label("rank"),
         )
         .join(Thread, Thread.id == Item.thread_id)
-        .where(Item.customer_id.in_(list(own)))
+        # An erased conversation is not shown under the customer's others (its texts are gone).
+        .where(Item.customer_id.in_(list(own)), Thread.erased_at.is_(None))
         .subquery()
     )
     rows = await conn.execute(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -379,3 +381,97 @@ async def test_a_broken_message_is_logged_and_skipped_the_rest_kept(fake, clock,
         await connector.close()
     assert [i.external_id for i in items] == [first, last]
     assert any(f"skipped message '{broken}': missing sentAt" in r.getMessage() for r in caplog.records)
+
+
+# -- the keyword watch (Jetstream) -------------------------------------------------------------------------------------
+
+
+class Watch:
+    """The connector's Jetstream stream, read in the background (as `inbox run` follows it)."""
+
+    def __init__(self, connector: BlueskyConnector) -> None:
+        self.connector = connector
+        self.items: asyncio.Queue[Any] = asyncio.Queue()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for page in self.connector.stream():
+            for item in page.items:
+                await self.items.put(item)
+
+    async def next(self) -> Any:
+        async with asyncio.timeout(30):
+            return await self.items.get()
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+
+async def until_connected(fake: BlueskyFake, connections: int) -> None:
+    async with asyncio.timeout(30):
+        while len(fake.jet_connections) < connections:
+            await asyncio.sleep(0.02)
+
+
+def watching(fake: BlueskyFake, *keywords: str) -> BlueskyConnector:
+    return connector_for(fake, keywords=list(keywords), jetstream_url=fake.base_url.replace("http://", "ws://"))
+
+
+async def test_the_keyword_watch_is_off_by_default(fake):
+    connector = connector_for(fake)
+    assert not connector.streaming and BlueskySettings(name=NAME, handle=HANDLE, app_password="x").keywords == []
+    await connector.close()
+
+
+async def test_posts_naming_the_brand_without_tagging_it_arrive_from_jetstream_and_are_answered(fake):
+    connector = watching(fake, "Acme Shop", "acmeshop")
+    assert connector.streaming
+    watch = Watch(connector)
+    try:
+        await until_connected(fake, 1)
+        assert fake.jet_connections[0] == {"wantedCollections": "app.bsky.feed.post"}
+        await fake.add_watched_post("acmeshopping is a word we do not watch")
+        unwatched = fake.jetstream[-1]
+        own = {
+            **unwatched["commit"],
+            "rkey": "3lown",
+            "record": {**unwatched["commit"]["record"], "text": "Acme Shop!"},
+        }
+        await fake.send_jetstream({**unwatched, "did": DID, "commit": own})  # the account's own post: never an item
+        uri = await fake.add_watched_post("Has anyone tried the ACME SHOP hoodies? Mine shrank.", author="dana")
+        item = await watch.next()
+        assert (item.external_id, item.kind, item.author_handle, item.author_name) == (
+            uri,
+            Kind.MENTION,
+            "dana.bsky.social",
+            "Dana",
+        )
+        assert item.text == "Has anyone tried the ACME SHOP hoodies? Mine shrank." and watch.items.empty()
+        await connector.reply(target_of(item), "Sorry about that, Dana: DM us your order number?")
+        [reply] = fake.replies
+        assert (reply.target, reply.details["root"]) == (uri, uri)
+    finally:
+        await watch.stop()
+        await connector.close()
+
+
+async def test_after_a_drop_the_watch_resumes_a_few_seconds_back_and_misses_nothing(fake):
+    connector = watching(fake, "acme")
+    watch = Watch(connector)
+    try:
+        await until_connected(fake, 1)
+        first = await fake.add_watched_post("acme, where is my parcel?")
+        assert (await watch.next()).external_id == first
+        await fake.drop_jetstream()  # the stream ends; `inbox run` reconnects
+        await watch.stop()
+        missed = await fake.add_watched_post("acme never answers")  # sent while nobody listened
+        watch = Watch(connector)
+        await until_connected(fake, 2)
+        assert int(fake.jet_connections[1]["cursor"]) == fake.jetstream[0]["time_us"] - 5_000_000
+        # The rewind replays the first post too: the store keeps it once (same uri).
+        assert [(await watch.next()).external_id, (await watch.next()).external_id] == [first, missed]
+    finally:
+        await watch.stop()
+        await connector.close()

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from inbox.checks import run_checks
-from inbox.connector import STANDARD_MODE, AuthError, Kind, PermanentError, ReplyTarget
+from inbox.connector import STANDARD_MODE, AuthError, ItemUpdate, Kind, PermanentError, ReplyTarget
 from inbox.connectors.facebook import FacebookConnector, FacebookSettings
 from inbox.connectors.kit.meta import sign
 from inbox.connectors.kit.meta_social import PRIVATE
@@ -92,19 +92,33 @@ def test_recorded_feed_comment_add_becomes_a_comment_with_a_private_reply(facebo
     assert (mode.name, mode.label, mode.closes_at) == (PRIVATE, "Send privately", item.posted_at + timedelta(days=7))
 
 
-def test_the_pages_own_comment_a_removal_and_other_feed_events_are_not_items(facebook):
+def test_the_pages_own_comment_and_other_feed_events_are_not_items_and_a_removal_marks_the_item(facebook):
     assert push(facebook, payload("facebook", "facebook_feed_comment_add_by_page.json")).items == []
     removed = push(facebook, payload("facebook", "facebook_feed_comment_remove.json"))
     assert removed.items == [] and removed.refused == {}
+    assert removed.updates == [ItemUpdate("122131676912594941_1213590066999999", removed=True)]
     reaction = payload("facebook", "facebook_feed_comment_add.json")
     reaction["entry"][0]["changes"][0]["value"].update(item="reaction", verb="add")
-    assert push(facebook, reaction).items == []
+    assert push(facebook, reaction).items == [] and push(facebook, reaction).updates == []
 
 
-def test_an_edit_is_the_same_item(facebook):
+def test_an_edit_is_the_same_item_and_updates_its_text(facebook):
     [added] = push(facebook, payload("facebook", "facebook_feed_comment_add.json")).items
-    [edited] = push(facebook, payload("facebook", "facebook_feed_comment_edited.json")).items
+    edit = push(facebook, payload("facebook", "facebook_feed_comment_edited.json"))
+    [edited] = edit.items  # an edit of a comment the inbox missed is still stored
     assert edited.external_id == added.external_id and "(n° 4512)" in edited.text
+    assert edit.updates == [ItemUpdate(added.external_id, text=edited.text)]
+
+
+def test_a_messenger_edit_updates_the_message_text(facebook):
+    # The `message_edits` event as Meta's reference shows it (developers.facebook.com/documentation/business-messaging/
+    # messenger-platform/webhooks/webhook-events/message-edits), ids from messenger_message.json.
+    delivery = payload("facebook", "messenger_message.json")
+    event = delivery["entry"][0]["messaging"][0]
+    mid = event.pop("message")["mid"]
+    event["message_edit"] = {"mid": mid, "text": "Finalement c'est la commande 4513", "num_edit": 1}
+    edit = push(facebook, delivery)
+    assert edit.items == [] and edit.updates == [ItemUpdate(mid, text="Finalement c'est la commande 4513")]
 
 
 def test_a_reply_comment_joins_the_top_level_comments_thread(facebook):

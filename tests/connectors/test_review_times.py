@@ -25,7 +25,11 @@ FAR = "0001-01-01T00:00:00+01:00"  # no UTC time exists for it
             {"rating": 1, "createdDate": FAR},
             {"rating": 1, "createdDate": "2026-11-23T09:00:00-07:00"},
         ),
-        (google_play._Timestamp, {"seconds": "99999999999999"}, {"seconds": "1763888400"}),
+        (
+            google_play._DeveloperComment,
+            {"text": "x", "lastModified": {"seconds": "99999999999999"}},
+            {"text": "x", "lastModified": {"seconds": "1763888400"}},
+        ),
         (
             google_reviews._ReviewReply,
             {"comment": "x", "updateTime": FAR},

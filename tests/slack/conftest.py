@@ -205,16 +205,21 @@ async def harness_factory(
 ) -> AsyncIterator[HarnessFactory]:
     """Build (and later close) running inboxes with Slack on; keyword arguments go to the [slack] table.
 
-    `connectors` replaces the jsonl connector standing in for X (a vendor fake's connector instead).
+    `connectors` replaces the jsonl connector standing in for X (a vendor fake's connector instead); `tables` adds
+    to the other config tables (`{"server": {"public_url": ...}}`).
     """
     built: list[Harness] = []
 
     fake_slack.now = lambda: clock.now.timestamp()
 
-    async def build(connectors: list[dict[str, Any]] | None = None, **slack: Any) -> Harness:
+    async def build(
+        connectors: list[dict[str, Any]] | None = None, tables: dict[str, dict[str, Any]] | None = None, **slack: Any
+    ) -> Harness:
         config = slack_config(fake_slack, tmp_path, **slack)
         if connectors is not None:
             config["connectors"] = connectors
+        for name, table in (tables or {}).items():
+            config[name] = {**config.get(name, {}), **table}
         settings = make_settings(tmp_path, **config)
         inbox = Inbox(settings, engine, clock=clock, triager=triager, templates=templates)
         site = await start_server(inbox, "127.0.0.1", 0)

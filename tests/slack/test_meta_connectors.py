@@ -208,3 +208,75 @@ async def test_signatures_and_the_verification_handshake(harness, facebook_fake,
     ig_url = f"{harness.url}/webhooks/acme-instagram"
     assert (await instagram_fake.verify_subscription(ig_url, ig.VERIFY_TOKEN, "77")).text == "77"
     assert (await instagram_fake.verify_subscription(ig_url, fb.VERIFY_TOKEN)).status == 403
+
+
+def customer_text(harness: Harness, thread: int) -> str:
+    [text] = [
+        b["text"]["text"] for b in harness.triage_message(thread)["blocks"] if b.get("block_id") == "customer_text"
+    ]
+    return str(text)
+
+
+def buttons(harness: Harness, thread: int) -> list[str]:
+    return [
+        e["action_id"]
+        for b in harness.triage_message(thread)["blocks"]
+        for e in b.get("elements", [])
+        if "action_id" in e
+    ]
+
+
+async def test_an_edited_comment_is_redrawn_and_a_removed_one_is_never_answered(harness, facebook_fake):
+    comment = facebook_fake.add_comment("Ma commande 4512 n'est pas arrivée", author=PSID)
+    url = f"{harness.url}/webhooks/acme-facebook"
+    thread = await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.comment_delivery(comment), comment)
+    first_drawn = harness.value_of(thread)
+    # The customer edits the comment: the stored item and its Slack message show the new text.
+    facebook_fake.comments[-1]["message"] = "Ma commande 4513 n'est pas arrivée (pas la 4512)"
+    assert (await facebook_fake.deliver(url, facebook_fake.comment_delivery(comment, "edited"))).status == 200
+    await settled(harness)
+    await harness.dispatch()
+    assert customer_text(harness, thread) == "Ma commande 4513 n'est pas arrivée (pas la 4512)"
+    async with harness.inbox.engine.connect() as conn:
+        stored = (await conn.execute(sa.select(Item.text).where(Item.external_id == comment))).scalars().all()
+    assert stored == ["Ma commande 4513 n'est pas arrivée (pas la 4512)"]
+    # Then removes it: Slack says so, the send buttons go, and a click on the message as first drawn is refused.
+    assert (await facebook_fake.deliver(url, facebook_fake.comment_delivery(comment, "remove"))).status == 200
+    await settled(harness)
+    await harness.dispatch()
+    message = str(harness.triage_message(thread)["blocks"])
+    assert "Removed by the customer on Facebook" in message
+    assert "inbox_send" not in buttons(harness, thread) and "inbox_send_private" not in buttons(harness, thread)
+    assert (await harness.click(thread, "inbox_send", value=first_drawn))[0] == 200
+    await harness.settle()
+    assert facebook_fake.replies == [] and facebook_fake.sends == []
+    assert any("the customer removed this on Facebook" in t for t in harness.ephemerals())
+
+
+async def test_a_messenger_senders_name_is_fetched_once_and_shown_in_slack(harness, facebook_fake):
+    first = facebook_fake.add_message(PSID, "Bonjour, où en est ma commande 4512 ?", name="Luc Bernard")
+    thread = await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.message_delivery(first), first)
+    assert f"@{PSID} (Luc Bernard)" in str(harness.triage_message(thread)["blocks"])
+    again = facebook_fake.add_message(PSID, "Toujours rien reçu...", minutes_ago=0)
+    await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.message_delivery(again), again)
+    # The User Profile API asked once for this sender (the webhook event carries only the PSID).
+    assert [c.query["fields"] for c in facebook_fake.calls_to("GET", PSID)] == ["first_name,last_name"]
+
+
+async def test_an_instagram_mention_is_fetched_right_after_its_delivery_and_answered(harness, instagram_fake):
+    comment, _ = instagram_fake.add_mention("@acme.store vous livrez à Cluj ?", username="ioana.pop")
+    delivery = instagram_fake.mention_delivery(comment)
+    # No poll runs here: the text comes from the Graph call made once the delivery is stored.
+    thread = await pushed(harness, instagram_fake, "acme-instagram", delivery, comment)
+    assert "vous livrez à Cluj ?" in str(harness.triage_message(thread)["blocks"])
+    await send(harness, thread)
+    assert [r.details["path"] for r in instagram_fake.replies] == [f"/v21.0/{ig.IG_USER_ID}/mentions"]
+
+
+async def test_a_profile_meta_refuses_leaves_the_psid_shown_and_the_message_stored(harness, facebook_fake):
+    # The app lacks Business Asset User Profile Access: Meta refuses the profile (code 10), the message still arrives.
+    facebook_fake.faults.append(facebook_fake.fault_permission())
+    first = facebook_fake.add_message(PSID, "Bonjour, ma commande 4512 ?", name="Luc Bernard")
+    thread = await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.message_delivery(first), first)
+    shown = str(harness.triage_message(thread)["blocks"])
+    assert f"@{PSID}" in shown and "Luc Bernard" not in shown

@@ -38,9 +38,11 @@ def manifest_list(key: str) -> set[str]:
 
 def test_the_manifest_asks_for_exactly_what_the_app_uses():
     # chat.postMessage/update/postEphemeral, conversations.history/replies (public and private
-    # triage channels), /inbox, users.info (who may act), usergroups.users.list (allowed_group).
+    # triage channels), /inbox, users.info (who may act), usergroups.users.list (allowed_group), and the external
+    # upload of the weekly digest's chart (files.getUploadURLExternal, files.completeUploadExternal).
     assert manifest_list("bot") == {
         "chat:write",
+        "files:write",
         "channels:history",
         "groups:history",
         "commands",

@@ -188,3 +188,11 @@ def test_what_only_decorates_an_item_reads_as_absent_when_it_does_not_fit() -> N
         username="ana", listed=[1], number=2.0
     )
     assert isinstance(one_of(User, {"number": "2"}), str) and isinstance(one_of(User, {"number": True}), str)
+
+
+def test_numbered_pages_end_with_a_short_page() -> None:
+    from inbox.connectors.kit.reviews import next_number
+
+    first = ("/reviews", {"page": 1, "perPage": 2})
+    assert next_number(first, "page", 2, 2) == ("/reviews", {"page": 2, "perPage": 2})
+    assert next_number(first, "page", 1, 2) is None

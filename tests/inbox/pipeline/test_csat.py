@@ -25,6 +25,7 @@ from inbox.connectors.webhook import sign
 from inbox.fakes.mastodon import MastodonFake
 from inbox.fakes.x import XFake
 from inbox.pipeline.ingest import Source
+from inbox.reports import Window, build_report, conversation_rows, csv_text, report_json
 from inbox.server import build_app
 from inbox.settings import ConfigError
 from inbox.slack import blocks
@@ -163,6 +164,13 @@ async def test_x_dm_resolved_with_a_reply_gets_one_question_and_the_answer_is_st
         day = timedelta(days=1)
         assert await store_csat.answers_between(engine, clock.now - day, clock.now) == (1, 1, 1, None)
         assert await store_csat.answers_between(engine, clock.now - 2 * day, clock.now - day) == (0, 0, 0, None)
+        # The report counts the question and its answer, and the conversation's row has the score.
+        window = Window(clock.now - day, clock.now)
+        [row] = report_json(await build_report(engine, inbox.settings, window, None, clock.now))["rows"]
+        assert row["csat"] == {"questions": 1, "answers": 1, "satisfied": 1.0, "response_rate": 1.0}
+        assert (row["conversations"], row["met"], row["first_response_minutes"]["p50"]) == (1, 1, 5.0)
+        [conversation] = await conversation_rows(engine, inbox.settings, window, clock.now)
+        assert (conversation.csat, conversation.replied_by, conversation.sla_outcome) == (5, "ana", "met")
         # A later message is a normal follow-up that reopens the conversation.
         await customer_dm(inbox, x_fake, clock, "4")
         thread = await thread_row(engine, thread_id)
@@ -465,6 +473,11 @@ async def test_a_review_keeps_its_first_stars_and_follows_its_edits(inbox_factor
     assert ((t := await thread_row(engine, thread_id)).rating_before, t.rating_after) == (2, 5)
     await inbox.ingestor.ingest(source, [version("rev-1@3", 1, 120)])
     assert ((t := await thread_row(engine, thread_id)).rating_before, t.rating_after) == (2, 1)
+    # The report's row: the stars when the conversation opened, and now.
+    window = Window(datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 24, tzinfo=UTC))
+    [row] = await conversation_rows(engine, inbox.settings, window, clock.now)
+    assert (row.rating_before, row.rating_after, row.kind, row.csat) == (2, 1, "review", None)
+    assert csv_text([row]).splitlines()[1].endswith(",,2,1")
 
 
 # -- config -----------------------------------------------------------------------------------------------------------

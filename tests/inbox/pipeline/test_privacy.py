@@ -1,0 +1,154 @@
+"""Retention on both stores with an injected clock: what is resolved longer ago than text_days loses its texts and
+names, the numbers stay; `inbox run` runs it daily. And what an erasure leaves in the store's other tables."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from inbox.pipeline import privacy
+from inbox.pipeline.privacy import parse_customer
+from inbox.service import Runner
+from inbox.store.models import Customer, Event, EventKind, Item, Thread
+from tests.conftest import FakeClock, Recorder
+from tests.slack.test_privacy import numbers
+
+
+def say(feed: Path, external_id: str, text: str, handle: str, clock: FakeClock) -> None:
+    record = {
+        "id": external_id,
+        "text": text,
+        "posted_at": clock.now.isoformat(),
+        "author": {"handle": handle, "name": handle.title()},
+        "thread_id": f"t-{external_id}",
+    }
+    with feed.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record) + "\n")
+
+
+async def thread_of(engine: Any, external_id: str) -> Any:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(
+                sa.select(
+                    Thread.id, Thread.customer_id, Thread.erased_at, Item.text, Item.author_handle, Item.author_name
+                )
+                .join(Item, Item.thread_id == Thread.id)
+                .where(Item.external_id == external_id)
+            )
+        ).one()
+
+
+async def handle_of(engine: Any, customer_id: int) -> tuple[str, str | None]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(Customer).where(Customer.id == customer_id))).one()
+        return row.handle, row.display_name
+
+
+async def test_retention_erases_what_was_resolved_longer_ago_and_keeps_the_numbers(
+    inbox_factory, engine, clock: FakeClock, tmp_path
+):
+    feed = tmp_path / "x.jsonl"
+    feed.touch()
+    recorder = Recorder()
+    inbox = inbox_factory(
+        recorder,
+        connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "channel": "x"}],
+        retention={"text_days": 30},
+    )
+    start = clock.now
+    say(feed, "a1", "first parcel is late", "ana", clock)
+    say(feed, "b1", "my app crashes", "ben", clock)
+    await inbox.pollers["feed"].poll_once()
+    first = (await thread_of(engine, "a1")).id
+    clock.advance(minutes=5)
+    await inbox.actions.reply(first, "Sorry Ana", "agent")
+    await inbox.actions.resolve(first, "agent")
+    clock.advance(days=20)
+    say(feed, "a2", "second parcel is late too", "ana", clock)
+    await inbox.pollers["feed"].poll_once()
+    second = (await thread_of(engine, "a2")).id
+    await inbox.actions.reply(second, "Sorry again Ana", "agent")
+    await inbox.actions.resolve(second, "agent")
+    before = await numbers(engine)
+    ana = (await thread_of(engine, "a1")).customer_id
+
+    # 30 days after the first resolution, not yet: nothing is due.
+    clock.now = start + timedelta(days=30)
+    assert (await inbox.retention.plan()).thread_ids == []
+    # A day later the first conversation is due; Ana keeps her name (her second conversation is still kept).
+    clock.advance(days=1)
+    plan = await inbox.retention.plan()
+    assert plan.thread_ids == [first] and plan.customers == {}
+    assert (plan.held.items, plan.held.replies) == (1, 1)
+    done = await inbox.retention.run()
+    assert done.threads == 1
+    row = await thread_of(engine, "a1")
+    assert (row.text, row.author_handle, row.author_name) == ("", "erased", None) and row.erased_at == clock.now
+    assert (await thread_of(engine, "a2")).text == "second parcel is late too"
+    assert await handle_of(engine, ana) == ("ana", "Ana")
+    assert (await inbox.retention.plan()).thread_ids == []  # erased once
+
+    # Twenty days later the second is due too: Ana has nothing left, her name goes, a pseudonym instead.
+    clock.advance(days=20)
+    plan = await inbox.retention.plan()
+    assert plan.thread_ids == [second] and list(plan.customers) == [ana]
+    await inbox.retention.run()
+    handle, name = await handle_of(engine, ana)
+    assert handle.startswith("erased-") and name is None
+    assert (await thread_of(engine, "a2")).author_handle == handle
+    # Ben's conversation is open: never erased, however old.
+    assert (await thread_of(engine, "b1")).text == "my app crashes"
+    assert await numbers(engine) == before
+
+    # The outbox is told, once per conversation, and nothing announced shows an erased text.
+    await inbox.outbox.dispatch()
+    erased = [n for n in recorder.notices if n.kind == EventKind.ERASED]
+    assert sorted(n.thread.thread_id for n in erased if n.thread) == [first, second]
+    assert all(n.thread and n.thread.text == "" and n.thread.erased for n in erased)
+
+
+async def test_retention_off_erases_nothing_and_inbox_run_schedules_it_only_when_on(inbox_factory, engine, clock):
+    off = inbox_factory()
+    assert not off.retention.enabled and (await off.retention.plan()).thread_ids == []
+    assert await off.retention.run() == (await off.retention.plan()).held
+    on = inbox_factory(retention={"text_days": 7})
+    for inbox, scheduled in ((off, False), (on, True)):
+        runner = Runner(inbox, outbox_seconds=3600)
+        await runner.start()
+        try:
+            assert (runner.scheduler.get_job("retention") is not None) is scheduled
+            if scheduled:
+                job = runner.scheduler.get_job("retention")
+                assert job.trigger.interval == timedelta(days=1)
+        finally:
+            await runner.stop(grace=0.1)
+
+
+async def test_an_erasure_keeps_event_payloads_free_of_platform_errors(inbox_factory, engine, clock, tmp_path):
+    feed = tmp_path / "x.jsonl"
+    feed.touch()
+    inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "channel": "x"}])
+    say(feed, "c1", "refund please", "cora", clock)
+    await inbox.pollers["feed"].poll_once()
+    thread = (await thread_of(engine, "c1")).id
+    async with engine.begin() as conn:  # as a platform's delivery report records it: its reason quotes the reply
+        await conn.execute(
+            sa.insert(Event).values(
+                kind=EventKind.REPLY_FAILED,
+                thread_id=thread,
+                payload={"agent": "ana", "error": "could not deliver 'refund please, Cora'"},
+                created_at=clock.now,
+                attempts=0,
+                last_error="Slack said: refund please, Cora",
+            )
+        )
+    plan = await privacy.plan_forget(engine, [parse_customer("x:@cora")])
+    await privacy.forget(engine, plan, by="dpo", now=clock.now)
+    async with engine.connect() as conn:
+        rows = list(await conn.execute(sa.select(Event.payload, Event.last_error).where(Event.thread_id == thread)))
+    assert "Cora" not in repr(rows) and {"agent": "ana"} in [r.payload for r in rows]

@@ -1,0 +1,386 @@
+"""`inbox run` (the installed script) with facebook, instagram, whatsapp and bluesky connectors on local fakes.
+
+Meta-signed webhook deliveries (a Page comment, a Messenger message, an Instagram comment, a WhatsApp text) and a
+Bluesky mention in the fake PDS reach Slack once each; Send clicked in Slack (signed interaction payloads to
+/slack/events) makes exactly one reply on the platform's own endpoint to the right recipient. A bad signature is
+answered 401; the verification handshake echoes the challenge for the right verify token and 403 for a wrong one.
+Every wait is on a condition with a generous deadline: the machine may be busy.
+
+The deliveries' shapes are the fakes' recorded payloads (inbox/fakes/data/{facebook,instagram,whatsapp}/SOURCE.md
+names where each came from: Meta's webhook reference and examples).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+
+from inbox.fakes import facebook as fb
+from inbox.fakes import instagram as ig
+from inbox.fakes import slack_payloads as payloads
+from inbox.fakes.bluesky import APP_PASSWORD, HANDLE, BlueskyFake
+from inbox.fakes.facebook import FacebookFake
+from inbox.fakes.instagram import InstagramFake
+from inbox.fakes.meta import GraphFake
+from inbox.fakes.slack import TOKEN, FakeSlack
+from inbox.fakes.whatsapp import WhatsAppFake
+from inbox.slack.blocks import SEND, THREAD_EVENT
+from inbox.store.db import create_engine
+from inbox.store.models import Item
+from tests.conftest import PG_URL, STORES, pg_database
+from tests.test_crash_workers import free_port
+from tests.test_run_e2e import toml_table
+
+TRIAGE, LEADS, AGENT = "CTRIAGE01", "CLEADS001", "UAGENT001"
+PSID = "6543210987654321"  # the Messenger customer's page-scoped id
+WA_ID = "33612345678"  # the WhatsApp customer's number
+POLL_SECONDS = 2
+VERIFY_TOKEN = "a-verify-token-chosen-in-the-app-dashboard"
+WAIT = 90  # seconds: generous, the machine is shared
+T = TypeVar("T")
+
+
+async def until(what: str, check: Callable[[], Awaitable[T | None]], seconds: float = WAIT) -> T:
+    """Wait for `check` to return something truthy; fail saying what did not happen in time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = await check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"not within {seconds:.0f} s: {what}"
+        await asyncio.sleep(0.25)
+
+
+@pytest.fixture(params=STORES)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'inbox.db'}"
+        return
+    assert PG_URL
+    async with pg_database("meta_e2e") as url:
+        yield url
+
+
+class Fakes:
+    """The four platforms' fakes and Slack's, started."""
+
+    def __init__(self) -> None:
+        self.facebook, self.instagram, self.whatsapp = FacebookFake(), InstagramFake(), WhatsAppFake()
+        self.bluesky, self.slack = BlueskyFake(), FakeSlack()
+
+    async def __aenter__(self) -> Fakes:
+        for fake in (self.facebook, self.instagram, self.whatsapp, self.bluesky):
+            await fake.start()
+        await self.slack.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for fake in (self.facebook, self.instagram, self.whatsapp, self.bluesky):
+            await fake.close()
+        await self.slack.stop()
+
+
+def write_config(folder: Path, url: str, fakes: Fakes, port: int) -> Path:
+    polled = {"verify_token": VERIFY_TOKEN, "poll_seconds": POLL_SECONDS}
+    connectors = [
+        {
+            "name": "acme-facebook",
+            "type": "facebook",
+            "api_url": fakes.facebook.base_url,
+            "page_id": fb.PAGE_ID,
+            "page_access_token": fb.TOKEN,
+            "app_secret": fakes.facebook.app_secret,
+            **polled,
+        },
+        {
+            "name": "acme-instagram",
+            "type": "instagram",
+            "api_url": fakes.instagram.base_url,
+            "ig_user_id": ig.IG_USER_ID,
+            "access_token": ig.TOKEN,
+            "app_secret": fakes.instagram.app_secret,
+            **polled,
+        },
+        {
+            "name": "acme-whatsapp",
+            "type": "whatsapp",
+            "api_url": fakes.whatsapp.base_url,
+            "phone_number_id": fakes.whatsapp.phone_number_id,
+            "access_token": fakes.whatsapp.token,
+            "app_secret": fakes.whatsapp.app_secret,
+            "verify_token": VERIFY_TOKEN,
+        },
+        {
+            "name": "acme-bluesky",
+            "type": "bluesky",
+            "api_url": fakes.bluesky.base_url,
+            "handle": HANDLE,
+            "app_password": APP_PASSWORD,
+            "poll_seconds": POLL_SECONDS,
+        },
+    ]
+    slack = {
+        "bot_token": TOKEN,
+        "signing_secret": payloads.SECRET,
+        "api_url": f"{fakes.slack.url}api/",
+        "triage_channel": TRIAGE,
+        "leads_channel": LEADS,
+    }
+    config = folder / "inbox.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
+        + f"[slack]\n{toml_table(slack)}"
+        + "".join(f"\n[[connectors]]\n{toml_table(c)}" for c in connectors)
+    )
+    return config
+
+
+class Service:
+    """The installed `inbox run`, and what Meta and an agent do to it over HTTP."""
+
+    def __init__(self, config: Path, port: int, log: Path, http: aiohttp.ClientSession) -> None:
+        self.config, self.log, self.http = config, log, http
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        script = Path(sys.executable).with_name("inbox")  # the console script, as users run it
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                str(script),
+                "run",
+                "--config",
+                str(self.config),
+                stdout=log,
+                stderr=log,
+                env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
+            )
+
+    async def stop(self) -> int | None:
+        if self.process is None or self.process.returncode is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        return await self.process.wait()
+
+    async def healthy(self) -> bool:
+        try:
+            async with self.http.get(f"{self.url}/healthz") as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False  # not listening yet
+
+    async def health(self) -> dict[str, Any]:
+        async with self.http.get(f"{self.url}/healthz") as response:
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def handshake(self, name: str, verify_token: str) -> tuple[int, str]:
+        query = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": verify_token}
+        async with self.http.get(f"{self.url}/webhooks/{name}", params=query) as response:
+            return response.status, await response.text()
+
+    async def click_send(self, message: dict[str, Any]) -> int:
+        value = next(e["value"] for b in message["blocks"] for e in b.get("elements", []) if e.get("action_id") == SEND)
+        payload = payloads.block_action(
+            SEND, value, user=AGENT, channel=TRIAGE, message_ts=message["ts"], response_url="http://127.0.0.1:9/"
+        )
+        body = payloads.form(payload)
+        async with self.http.post(
+            f"{self.url}/slack/events", data=body.encode(), headers=payloads.signed(body)
+        ) as response:
+            await response.read()
+            return response.status
+
+
+def triage_messages(slack: FakeSlack, text: str) -> list[dict[str, Any]]:
+    """Top-level triage messages showing the customer's `text`."""
+    return [
+        m
+        for m in slack.posted(TRIAGE, in_thread=False)
+        if (m.get("metadata") or {}).get("event_type") == THREAD_EVENT and text in json.dumps(m["blocks"])
+    ]
+
+
+def has_send(message: dict[str, Any]) -> bool:
+    return any(e.get("action_id") == SEND for b in message["blocks"] for e in b.get("elements", []))
+
+
+async def test_four_platforms_pushed_and_polled_are_answered_once_from_slack(database: str, tmp_path: Path) -> None:
+    async with Fakes() as fakes, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        port = free_port()
+        service = Service(write_config(tmp_path, database, fakes, port), port, tmp_path / "inbox.log", http)
+        await service.start()
+        try:
+            await scenario(service, fakes)
+            assert await service.stop() == 0
+            text = (tmp_path / "inbox.log").read_text()
+            assert "Traceback" not in text, text[-8000:]
+        except BaseException:
+            print((tmp_path / "inbox.log").read_text()[-20000:])
+            raise
+        finally:
+            await service.stop()
+        await stored_once(database)
+
+
+async def scenario(service: Service, fakes: Fakes) -> None:
+    await until("the service answers /healthz 200", service.healthy, 120)
+    facebook, instagram, whatsapp, bluesky = fakes.facebook, fakes.instagram, fakes.whatsapp, fakes.bluesky
+    # WhatsApp has nothing to poll, and /healthz says so rather than showing a poller that never ran.
+    health = (await service.health())["connectors"]
+    assert health["acme-whatsapp"]["polling"].startswith("nothing to poll: ")
+    assert health["acme-facebook"]["polling"] == "polled"
+
+    # The subscription check of each Meta callback URL: the challenge echoed, or 403 for a wrong verify token.
+    for name in ("acme-facebook", "acme-instagram", "acme-whatsapp"):
+        assert await service.handshake(name, VERIFY_TOKEN) == (200, "1158201444")
+        status, _ = await service.handshake(name, "not-the-verify-token")
+        assert status == 403
+
+    # What the customers write: each text is how the test finds its item in Slack.
+    texts = {
+        "facebook": "Bonjour, ma commande 4512 est toujours pas livree, que se passe-t-il ?",
+        "messenger": "Bonjour, ou en est ma commande 7781 ? Je attends depuis deux semaines.",
+        "instagram": "Ma commande 3390 est arrivee cassee, je veux un remboursement",
+        "whatsapp": "Salut, ma commande 6620 a du retard, vous pouvez verifier ?",
+        "bluesky": "my order 9914 never arrived, can you help?",
+    }
+    comment = facebook.add_comment(texts["facebook"], author="6543210000000001", name="Camille Martin")
+    mid = facebook.add_message(PSID, texts["messenger"], name="Luc Bernard")
+    ig_comment = instagram.add_comment(texts["instagram"])
+    wamid = whatsapp.add_customer_post(texts["whatsapp"], author=WA_ID)
+    mention = bluesky.add_customer_post(texts["bluesky"], author="ana")
+    # Written while the webhook was down (never delivered): the poll, the safety net, finds it.
+    missed_text = "Personne ne repond sur Messenger, commande 5150 bloquee"
+    facebook.add_comment(missed_text, author="6543210000000002", name="Ioana Pop")
+    deliveries: list[tuple[GraphFake, str, Any]] = [
+        (facebook, "acme-facebook", facebook.comment_delivery(comment)),
+        (facebook, "acme-facebook", facebook.message_delivery(mid)),
+        (instagram, "acme-instagram", instagram.comment_delivery(ig_comment)),
+        *((whatsapp, "acme-whatsapp", d) for d in whatsapp.take_deliveries()),
+    ]
+
+    # A delivery signed with another secret, or not signed: 401, nothing stored.
+    fake, name, delivery = deliveries[0]
+    assert (await fake.deliver(f"{service.url}/webhooks/{name}", delivery, secret="not-the-app-secret-0")).status == 401
+    assert (await fake.deliver(f"{service.url}/webhooks/{name}", delivery, signature=None)).status == 401
+    for fake, name, delivery in deliveries:
+        answer = await fake.deliver(f"{service.url}/webhooks/{name}", delivery)
+        assert answer.status == 200, answer.text
+
+    # Each item in Slack once (Facebook's and Instagram's polls find the pushed ones again; Bluesky's finds its own).
+    async def all_shown() -> dict[str, dict[str, Any]] | None:
+        shown = {key: triage_messages(fakes.slack, text) for key, text in texts.items()}
+        ready = all(len(found) == 1 and has_send(found[0]) for found in shown.values())
+        # Copies: the fake updates its messages in place, and a second click comes from the message as first drawn.
+        return {key: copy.deepcopy(found[0]) for key, found in shown.items()} if ready else None
+
+    messages = await until("each item in Slack with a Send button", all_shown)
+    await until("the comment never pushed found by a poll", lambda: _async(triage_messages(fakes.slack, missed_text)))
+    # The customers' names: Messenger's from its User Profile API (the event carries only the PSID), WhatsApp's
+    # from the delivery's contacts[].profile.name.
+    assert "(Luc Bernard)" in json.dumps(messages["messenger"]["blocks"])
+    assert f"(Customer {WA_ID[-4:]})" in json.dumps(messages["whatsapp"]["blocks"])
+
+    # Two more poll rounds of Facebook and Instagram read the pushed items again: still one message each.
+    def polls() -> tuple[int, int]:
+        return (
+            len(facebook.calls_to("GET", f"{fb.PAGE_ID}/conversations")),
+            len(instagram.calls_to("GET", f"{ig.IG_USER_ID}/conversations")),
+        )
+
+    before = polls()
+    await until("two more polls of each", lambda: _async(all(n >= b + 2 for n, b in zip(polls(), before, strict=True))))
+    assert (await all_shown()) is not None, "an item pushed and polled is in Slack more than once"
+    for message in messages.values():
+        assert await service.click_send(message) == 200
+
+    async def all_replied() -> bool:
+        counts = [
+            len(facebook.replies) >= 2,
+            len(instagram.replies) >= 1,
+            len(whatsapp.replies) >= 1,
+            len(bluesky.replies) >= 1,
+        ]
+        return all(counts)
+
+    await until("one reply on each platform", all_replied)
+
+    # Sent state drawn in Slack for each (the Send button gone): the send is recorded, not pending.
+    async def all_marked_sent() -> bool:
+        return all((found := triage_messages(fakes.slack, text)) and not has_send(found[0]) for text in texts.values())
+
+    await until("each Slack message shows its reply as sent", all_marked_sent)
+
+    # Clicking Send again on the message as first drawn (a double click): nothing more goes out, the agent is told.
+    def told() -> list[str]:
+        return [c.get("text", "") for c in fakes.slack.called("chat.postEphemeral") if c.get("user") == AGENT]
+
+    told_before = len(told())
+    for message in messages.values():
+        assert await service.click_send(message) == 200
+
+    async def told_twice() -> bool:
+        return len(told()) >= told_before + len(messages)
+
+    await until("the agent told about each second click", told_twice)
+
+    # WhatsApp reports the reply failed (its `statuses` webhook): the agent is told in the Slack thread.
+    [sent] = whatsapp.replies
+    failed = whatsapp.envelope([whatsapp.status_change(sent.details["id"], "failed", WA_ID, error=131026)])
+    assert (await whatsapp.deliver(f"{service.url}/webhooks/acme-whatsapp", failed)).status == 200
+
+    async def failure_shown() -> bool:
+        thread = fakes.slack.posted(TRIAGE, in_thread=True)
+        return any("did not deliver your reply" in json.dumps(m.get("blocks")) for m in thread)
+
+    await until("the failed WhatsApp reply shown in Slack", failure_shown)
+
+    # Exactly one reply each, on the right endpoint, to the right recipient.
+    replies = {(r.target, r.details["path"]) for r in facebook.replies}
+    assert len(facebook.replies) == 2, facebook.replies
+    assert (comment, f"/{fb.API_VERSION}/{comment}/comments") in replies
+    assert (PSID, f"/{fb.API_VERSION}/{fb.PAGE_ID}/messages") in replies
+    assert [(s["recipient"], s["messaging_type"]) for s in facebook.sends] == [({"id": PSID}, "RESPONSE")]
+    assert [(r.target, r.details["path"]) for r in instagram.replies] == [
+        (ig_comment, f"/{fb.API_VERSION}/{ig_comment}/replies")
+    ]
+    assert [(r.target, r.details["to"], r.details["type"]) for r in whatsapp.replies] == [(wamid, WA_ID, "text")]
+    assert [(r.target, r.details["root"]) for r in bluesky.replies] == [(mention, mention)]
+    # Every Slack message still there once.
+    for text in texts.values():
+        assert len(triage_messages(fakes.slack, text)) == 1
+
+
+async def stored_once(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.select(Item.connector, Item.external_id))).all()
+    finally:
+        await engine.dispose()
+    assert len(rows) == len(set(rows)) == 6, rows
+    assert sorted(connector for connector, _ in rows) == [
+        "acme-bluesky",
+        "acme-facebook",
+        "acme-facebook",
+        "acme-facebook",
+        "acme-instagram",
+        "acme-whatsapp",
+    ]
+
+
+async def _async(value: T) -> T:
+    return value
