@@ -109,7 +109,8 @@ class Figures:
 def _minutes_between(dialect: str, start: Any, end: Any) -> Any:
     """Minutes from `start` to `end` (stored naive UTC), never below 0: a platform's clock may run ahead of ours."""
     if dialect == "postgresql":
-        minutes = sa.extract("epoch", end - start) / 60.0
+        # date_part is double precision; EXTRACT is numeric (PostgreSQL 14 on), several times slower to sort.
+        minutes = sa.func.date_part("epoch", end - start) / 60.0
         return sa.func.greatest(minutes, 0.0)
     minutes = (sa.func.julianday(end) - sa.func.julianday(start)) * 1440.0
     return sa.func.max(minutes, 0.0)

@@ -31,7 +31,7 @@ _SHORTENERS = ("bit.ly", "tinyurl", "cutt.ly", "is.gd", "rb.gy", "t.me", "wa.me"
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 _PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d .()-]{7,}\d")
 _HANDLE_RE = re.compile(r"(?<![\w@])@\w+")
-_STARS_RE = re.compile(r"[★⭐]+")
+_STARS_RE = re.compile(r"[★⭐☆]{2,}")
 _OUT_OF_RE = re.compile(r"(?<![\d/.,])(10|\d(?:[.,]5)?)\s*/\s*(5|10)\b")
 _STAR_WORDS_RE = re.compile(
     r"(?<!\d)([1-5])\s*(?:stars?|etoiles?|stele|stea|sterne?|estrellas?|stelle|estrelas?|sterren|ster)\b"
@@ -139,9 +139,12 @@ _NEGATION_WINDOW = 3
 
 def inline_rating(text: str) -> int | None:
     """A star rating written in the text ("★★☆☆☆", "⭐⭐⭐⭐", "3/5", "4 stars", "2 étoiles"), if any."""
+    # "★☆☆☆☆" is one star; a lone "⭐" is decoration
     stars = _STARS_RE.search(text)
-    if stars:
-        return min(5, len(stars.group()))
+    if stars:  # a run: "★★☆☆☆" or "⭐⭐⭐"; one star alone is an emoji ("Jess was a star ⭐")
+        filled = len(stars.group().replace("☆", ""))
+        if filled:
+            return min(5, filled)
     lowered = normalize(text)
     out_of = _OUT_OF_RE.search(lowered)
     if out_of:

@@ -3,6 +3,7 @@ exactly one call on the right Graph endpoint with the right recipient (local Gra
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from inbox.triage import Triager
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.test_facebook import facebook_config
 from tests.connectors.test_instagram import instagram_config
-from tests.slack.conftest import Harness, slack_config
+from tests.slack.conftest import TRIAGE, Harness, slack_config
 from tests.slack.test_editing import submit
 
 PSID = "6543210987654321"
@@ -249,12 +250,16 @@ async def test_an_edited_comment_is_redrawn_and_a_removed_one_is_never_answered(
         query = sa.select(Item.text, Item.intent).where(Item.external_id == comment)
         assert (await conn.execute(query)).all() == [(edited, "delivery")]
     assert suggestion(harness, thread) != first_suggestion
+    notes = [json.dumps(m["blocks"]) for m in harness.fake.posted(TRIAGE, in_thread=True)]
+    assert any("edited this on Facebook; it now says:" in n and "jamais arriv" in n for n in notes), notes
     # Then removes it: Slack says so, the send buttons go, and a click on the message as first drawn is refused.
     assert (await facebook_fake.deliver(url, facebook_fake.comment_delivery(comment, "remove"))).status == 200
     await settled(harness)
     await harness.dispatch()
     message = str(harness.triage_message(thread)["blocks"])
     assert "Removed by the customer on Facebook" in message
+    notes = [json.dumps(m["blocks"]) for m in harness.fake.posted(TRIAGE, in_thread=True)]
+    assert sum("removed this on Facebook" in n for n in notes) == 1
     assert "inbox_send" not in buttons(harness, thread) and "inbox_send_private" not in buttons(harness, thread)
     assert (await harness.click(thread, "inbox_send", value=first_drawn))[0] == 200
     await harness.settle()
