@@ -193,7 +193,13 @@ class Retention:
         for start in range(0, len(threads), RETENTION_BATCH):
             batch = threads[start : start + RETENTION_BATCH]
             done = await privacy.erase(
-                self.engine, customers={}, thread_ids=batch, now=self.clock(), reason=RETENTION, by=RETENTION
+                self.engine,
+                customers={},
+                thread_ids=batch,
+                now=self.clock(),
+                reason=RETENTION,
+                by=RETENTION,
+                due_before=self.cutoff(),
             )
             totals = _sum(totals, done)
         # Those left with no conversation kept lose their handle and name too.
@@ -206,6 +212,7 @@ class Retention:
                 now=self.clock(),
                 reason=RETENTION,
                 by=RETENTION,
+                due_before=self.cutoff(),
             )
             totals = _sum(totals, done)
         if threads:
