@@ -321,9 +321,7 @@ class Ingestor:
             "after_window": after,
         }
         # The key is the handle as stored (cut to the column's size), so the upsert's answer finds it again.
-        return _Row(
-            raw, values, raw.thread_id or raw.external_id, (source.channel, _handle_key(raw.author_handle)[:_MAX_KEY])
-        )
+        return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, customer_key(raw.author_handle)))
 
     async def _store(
         self,
@@ -677,6 +675,11 @@ def _latest_rating(rows: Iterable[_Row], default: int | None) -> int | None:
     """The stars of the newest of `rows` that has some, else `default`."""
     rated = [r for r in rows if r.raw.rating is not None]
     return max(rated, key=lambda r: r.raw.posted_at).raw.rating if rated else default
+
+
+def customer_key(handle: str) -> str:
+    """The handle as the store keeps a customer by it: without a leading @, lower case, cut to the column."""
+    return _handle_key(handle)[:_MAX_KEY]
 
 
 def _handle_key(handle: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from inbox.pipeline.ingest import customer_key
 from inbox.store import privacy
 from inbox.store.models import utcnow
 from inbox.store.privacy import Held
@@ -73,7 +74,8 @@ async def _customer_ids(engine: AsyncEngine, refs: Sequence[CustomerRef]) -> tup
     rows: dict[int, Any] = {}
     missing = []
     for ref in refs:
-        found = await privacy.find_customers(engine, ref.channel, ref.handle)
+        # As ingest keys customers (`@Dana_M` is dana_m), or as typed (a pseudonym).
+        found = await privacy.find_customers(engine, ref.channel, [customer_key(ref.handle), ref.handle])
         if not found:
             missing.append(ref)
         rows.update({row.id: row for row in found})
@@ -191,7 +193,13 @@ class Retention:
         for start in range(0, len(threads), RETENTION_BATCH):
             batch = threads[start : start + RETENTION_BATCH]
             done = await privacy.erase(
-                self.engine, customers={}, thread_ids=batch, now=self.clock(), reason=RETENTION, by=RETENTION
+                self.engine,
+                customers={},
+                thread_ids=batch,
+                now=self.clock(),
+                reason=RETENTION,
+                by=RETENTION,
+                due_before=self.cutoff(),
             )
             totals = _sum(totals, done)
         # Those left with no conversation kept lose their handle and name too.
@@ -204,6 +212,7 @@ class Retention:
                 now=self.clock(),
                 reason=RETENTION,
                 by=RETENTION,
+                due_before=self.cutoff(),
             )
             totals = _sum(totals, done)
         if threads:

@@ -83,6 +83,10 @@ class SlackNotifier:
                 await self._erase(view.thread_id, str(notice.payload.get("reason") or "request"))
             return
         channel, ts = await self.sync(view)
+        if kind == EventKind.ERASED and notice.payload.get("customers"):
+            # Another's conversation an erased customer wrote in: the posts of their items are edited too.
+            customers = [int(c) for c in notice.payload["customers"]]
+            await self._erase(view.thread_id, str(notice.payload.get("reason") or "request"), customers)
         if kind == EventKind.FOLLOW_UP:
             item = await self.store.item_of(notice.event_id)
             if item is not None:
@@ -234,17 +238,33 @@ class SlackNotifier:
         )
         await self._post_once(notice.event_id, channel, text, body)
 
-    async def _erase(self, thread_id: int, reason: str) -> None:
-        """Edit (or delete) every message posted about an erased conversation; again after a crash, harmlessly."""
+    async def _erase(self, thread_id: int, reason: str, customers: list[int] | None = None) -> None:
+        """Edit (or delete) every message posted about an erased conversation, or, with `customers`, the posts about
+        their items in another's conversation; again after a crash, harmlessly. One failed edit does not stop the
+        others; it is raised at the end, so the outbox tries them all again later."""
         triage = await self._existing(self.store.messages, thread_id, blocks.THREAD_EVENT, "thread_id")
-        found = []
-        for event_id in await self.store.posts_of(thread_id):
-            thread_ts = triage[1] if triage else None
-            post = await self._existing(self.store.posts, event_id, blocks.POST_EVENT, "event_id", thread_ts)
+        found: list[tuple[str, str]] = []
+        failed: Exception | None = None
+        for event_id in await self.store.posts_of(thread_id, customers):
+            record = await self.store.posts.get(event_id)
+            # Alerts go to the leads' channel at the top level; the rest into the triage message's thread.
+            in_thread = triage is not None and record is not None and record.channel == triage[0]
+            try:
+                post = await self._existing(
+                    self.store.posts,
+                    event_id,
+                    blocks.POST_EVENT,
+                    "event_id",
+                    triage[1] if in_thread and triage else None,
+                )
+            except Exception as exc:  # noqa: BLE001 - an unknown post must not keep the others unedited
+                failed = failed or exc
+                continue
             if post is not None:
                 found.append(post)
-        # The replies in its Slack thread first: the triage message last, so a crash leaves none of them unseen.
-        for channel, ts in [*found, *([triage] if triage else [])]:
+        if customers is None and triage is not None:
+            found.append(triage)  # last: the replies in its Slack thread go before the message they hang from
+        for channel, ts in found:
             try:
                 if self.settings.erased_messages == "delete":
                     await self.client.chat_delete(channel=channel, ts=ts)
@@ -253,7 +273,9 @@ class SlackNotifier:
                     await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=body)
             except SlackApiError as exc:
                 if _error(exc) != "message_not_found":  # deleted already: by us before a crash, or by someone
-                    raise
+                    failed = failed or exc
+        if failed is not None:
+            raise failed
 
     async def _permalink(self, channel: str, ts: str) -> str | None:
         try:

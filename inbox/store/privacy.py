@@ -32,6 +32,17 @@ from inbox.store.sqlutil import chunks
 # What an erased item's author becomes when only some of its customer's conversations are erased (retention):
 # the customer keeps their handle on their other conversations, so no pseudonym of theirs is shown here.
 ERASED_AUTHOR = "erased"
+# What an erased item keeps of its words, names and the platform's payloads: nothing.
+_ERASED_ITEM: dict[str, Any] = {
+    "text": "",
+    "author_handle": ERASED_AUTHOR,
+    "author_name": None,
+    "url": None,
+    "suggestion": "",
+    "suggestion_truncated": False,
+    "reply_to": {},
+    "reply_modes": [],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +57,11 @@ class Held:
     slack_messages: int
 
 
-async def find_customers(engine: AsyncEngine, channel: str, handle: str) -> list[Any]:
-    """The customer rows known as `handle` on `channel` (with or without a leading @), erased or not."""
-    handles = {handle, handle.removeprefix("@")}
+async def find_customers(engine: AsyncEngine, channel: str, handles: Sequence[str]) -> list[Any]:
+    """The customer rows known on `channel` by any of `handles` (as stored), erased or not."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(Customer).where(Customer.channel == channel, Customer.handle.in_(sorted(handles)))
+            sa.select(Customer).where(Customer.channel == channel, Customer.handle.in_(sorted(set(handles))))
         )
         return list(rows)
 
@@ -62,15 +72,11 @@ async def customer_threads(engine: AsyncEngine, customer_ids: Sequence[int]) -> 
         return await _threads_of(conn, customer_ids)
 
 
-async def _threads_of(conn: AsyncConnection, customer_ids: Sequence[int], *, unerased: bool = False) -> list[int]:
+async def _threads_of(conn: AsyncConnection, customer_ids: Sequence[int]) -> list[int]:
     found: set[int] = set()
     for part in chunks(list(customer_ids)):
-        own = sa.select(Thread.id).where(Thread.customer_id.in_(part))
-        holding = sa.select(Item.thread_id).join(Thread, Thread.id == Item.thread_id).where(Item.customer_id.in_(part))
-        if unerased:
-            own, holding = own.where(Thread.erased_at.is_(None)), holding.where(Thread.erased_at.is_(None))
-        found.update((await conn.execute(own)).scalars())
-        found.update((await conn.execute(holding)).scalars())
+        found.update((await conn.execute(sa.select(Thread.id).where(Thread.customer_id.in_(part)))).scalars())
+        found.update((await conn.execute(sa.select(Item.thread_id).where(Item.customer_id.in_(part)))).scalars())
     return sorted(found)
 
 
@@ -91,22 +97,32 @@ async def gather(engine: AsyncEngine, customer_ids: Sequence[int]) -> list[dict[
                     "first_seen_at": customer.first_seen_at,
                     "last_seen_at": customer.last_seen_at,
                     "erased_at": customer.erased_at,
-                    "conversations": [await _conversation(conn, thread_id) for thread_id in thread_ids],
+                    "conversations": [await _conversation(conn, thread_id, customer.id) for thread_id in thread_ids],
                 }
             )
         return found
 
 
-async def _conversation(conn: AsyncConnection, thread_id: int) -> dict[str, Any]:
+async def _conversation(conn: AsyncConnection, thread_id: int, customer_id: int) -> dict[str, Any]:
+    """One conversation as the customer may see it: all of it when theirs; in another's, their items and our replies
+    to them only (the others who wrote there are not theirs to read)."""
     thread = (await conn.execute(sa.select(Thread).where(Thread.id == thread_id))).one()
-    items = await conn.execute(sa.select(Item).where(Item.thread_id == thread_id).order_by(Item.posted_at, Item.id))
-    replies = await conn.execute(sa.select(Reply).where(Reply.thread_id == thread_id).order_by(Reply.created_at))
-    csat = (await conn.execute(sa.select(CsatQuestion).where(CsatQuestion.thread_id == thread_id))).one_or_none()
-    history = await conn.execute(
-        sa.select(Event.kind, Event.payload, Event.created_at)
-        .where(Event.thread_id == thread_id, Event.kind.in_([EventKind.ASSIGNED, EventKind.RESOLVED]))
-        .order_by(Event.id)
-    )
+    own = thread.customer_id == customer_id
+    item_query = sa.select(Item).where(Item.thread_id == thread_id).order_by(Item.posted_at, Item.id)
+    items = list(await conn.execute(item_query if own else item_query.where(Item.customer_id == customer_id)))
+    reply_query = sa.select(Reply).where(Reply.thread_id == thread_id).order_by(Reply.created_at)
+    if not own:
+        reply_query = reply_query.where(Reply.item_id.in_([i.id for i in items] or [-1]))
+    replies = await conn.execute(reply_query)
+    csat = None
+    history: Any = []
+    if own:
+        csat = (await conn.execute(sa.select(CsatQuestion).where(CsatQuestion.thread_id == thread_id))).one_or_none()
+        history = await conn.execute(
+            sa.select(Event.kind, Event.payload, Event.created_at)
+            .where(Event.thread_id == thread_id, Event.kind.in_([EventKind.ASSIGNED, EventKind.RESOLVED]))
+            .order_by(Event.id)
+        )
     return {
         "id": thread.id,
         "connector": thread.connector,
@@ -167,7 +183,8 @@ async def _conversation(conn: AsyncConnection, thread_id: int) -> dict[str, Any]
         "assignments": [
             {"action": str(kind), "agent": (payload or {}).get("agent"), "at": at} for kind, payload, at in history
         ],
-        "slack_messages": await _slack_messages(conn, [thread_id]),
+        "theirs": own,
+        "slack_messages": await _slack_messages(conn, [thread_id]) if own else [],
     }
 
 
@@ -220,18 +237,41 @@ async def erase(
     now: datetime,
     reason: str,
     by: str,
+    due_before: datetime | None = None,
 ) -> Held:
     """In one transaction: erase the texts and names of these conversations, give these customers their pseudonym
-    (`customers`: id to pseudonym), record the erasure (never whom), and queue the edit of their Slack messages."""
+    (`customers`: id to pseudonym), record the erasure (never whom), and queue the edit of their Slack messages.
+
+    On request (`due_before` None), a conversation the customers do not own (another customer's post they commented
+    on) loses only their items and the replies to them. For retention (`due_before` set), only the conversations
+    still resolved before then and not erased are erased, those another worker is erasing skipped, and a customer
+    is renamed only while they still have no conversation kept.
+    """
     threads = sorted(set(thread_ids))
     before = await held(engine, list(customers), threads)
     async with engine.begin() as conn:
-        # A conversation of theirs that began since the plan was made goes too.
-        threads = sorted(set(threads) | set(await _threads_of(conn, list(customers), unerased=True)))
+        partial: list[int] = []
+        if due_before is not None:
+            threads = await _still_due(conn, threads, due_before)
+            customers = {c: p for c, p in customers.items() if c in await _left_without(conn, list(customers))}
+        else:
+            # Locked first (PostgreSQL), as ingest locks a conversation before adding to it: an item being added now
+            # is either in before the erasure reads the items, or finds its conversation gone and starts a new one.
+            await _lock(conn, threads)
+            # A conversation of theirs that began since the plan was made goes too.
+            more = sorted(set(await _owned(conn, list(customers))) - set(threads))
+            await _lock(conn, more)
+            owned = set(await _owned(conn, list(customers), erased_too=True))
+            partial = sorted(set(threads) - owned)
+            threads = sorted((set(threads) & owned) | set(more))
+        if not threads and not partial and not customers:
+            return Held(0, 0, 0, 0, 0, 0)
         # The customer's other conversations show these under "earlier": their Slack messages are redrawn without.
         shown_beside = await _other_messages(conn, threads)
         for part in chunks(threads):
             await _erase_threads(conn, part, now)
+        for part in chunks(partial):
+            await _erase_items(conn, part, list(customers))
         # A customer's own pseudonym on their items; an item of a customer who keeps other conversations: ERASED_AUTHOR.
         for customer_id, pseudonym in sorted(customers.items()):
             await conn.execute(
@@ -246,8 +286,76 @@ async def erase(
             )
         )
         await add_events(conn, now, (NewEvent(EventKind.ERASED, t, payload={"reason": reason}) for t in threads))
-        await add_events(conn, now, (NewEvent(EventKind.ERASED, t, payload={"redraw": True}) for t in shown_beside))
+        # Other customers' conversations they wrote in: redrawn, and the posts of their items edited.
+        await add_events(
+            conn,
+            now,
+            (
+                NewEvent(
+                    EventKind.ERASED, t, payload={"redraw": True, "reason": reason, "customers": sorted(customers)}
+                )
+                for t in sorted(set(shown_beside) | set(partial))
+            ),
+        )
     return before
+
+
+async def _owned(conn: AsyncConnection, customer_ids: Sequence[int], *, erased_too: bool = False) -> list[int]:
+    """The conversations these customers started (own), not yet erased unless `erased_too`."""
+    found: list[int] = []
+    for part in chunks(list(customer_ids)):
+        query = sa.select(Thread.id).where(Thread.customer_id.in_(part))
+        if not erased_too:
+            query = query.where(Thread.erased_at.is_(None))
+        found.extend((await conn.execute(query)).scalars())
+    return sorted(found)
+
+
+async def _still_due(conn: AsyncConnection, thread_ids: Sequence[int], before: datetime) -> list[int]:
+    """Those of `thread_ids` still resolved before `before` and not erased, locked; those another worker holds skipped."""
+    found: list[int] = []
+    for part in chunks(sorted(thread_ids)):
+        query = (
+            sa.select(Thread.id)
+            .where(
+                Thread.id.in_(part),
+                Thread.status == Status.RESOLVED,
+                Thread.resolved_at < before,
+                Thread.erased_at.is_(None),
+            )
+            .order_by(Thread.id)
+            .with_for_update(skip_locked=True)
+        )
+        found.extend((await conn.execute(query)).scalars())
+    return found
+
+
+async def _left_without(conn: AsyncConnection, customer_ids: Sequence[int]) -> set[int]:
+    """Those of these customers, not yet erased, with no conversation of their own left unerased; locked."""
+    left: set[int] = set()
+    for customer_id in sorted(customer_ids):
+        row = await conn.execute(
+            sa.select(Customer.id)
+            .where(Customer.id == customer_id, Customer.erased_at.is_(None))
+            .with_for_update(skip_locked=True)
+        )
+        if row.scalar_one_or_none() is not None and not await _owned(conn, [customer_id]):
+            left.add(customer_id)
+    return left
+
+
+async def _erase_items(conn: AsyncConnection, part: Sequence[int], customer_ids: Sequence[int]) -> None:
+    """In conversations others own: only these customers' items, and the replies written to them."""
+    mine = sa.and_(Item.thread_id.in_(part), Item.customer_id.in_(list(customer_ids)))
+    item_ids = list((await conn.execute(sa.select(Item.id).where(mine))).scalars())
+    await conn.execute(sa.update(Item).where(mine).values(**_ERASED_ITEM))
+    for ids in chunks(item_ids):
+        await conn.execute(sa.update(Reply).where(Reply.item_id.in_(ids)).values(text="", url=None, error=None))
+
+
+async def _lock(conn: AsyncConnection, thread_ids: Sequence[int]) -> None:
+    for part in chunks(sorted(thread_ids)):
+        await conn.execute(sa.select(Thread.id).where(Thread.id.in_(part)).order_by(Thread.id).with_for_update())
 
 
 async def _other_messages(conn: AsyncConnection, thread_ids: Sequence[int]) -> list[int]:
@@ -268,20 +376,7 @@ async def _other_messages(conn: AsyncConnection, thread_ids: Sequence[int]) -> l
 
 async def _erase_threads(conn: AsyncConnection, part: Sequence[int], now: datetime) -> None:
     # The numbers stay: times, status, SLA clock, intent, language, sentiment, priority, stars, CSAT score.
-    await conn.execute(
-        sa.update(Item)
-        .where(Item.thread_id.in_(part))
-        .values(
-            text="",
-            author_handle=ERASED_AUTHOR,
-            author_name=None,
-            url=None,
-            suggestion="",
-            suggestion_truncated=False,
-            reply_to={},
-            reply_modes=[],
-        )
-    )
+    await conn.execute(sa.update(Item).where(Item.thread_id.in_(part)).values(**_ERASED_ITEM))
     # The platform's id of a conversation can name the person (a DM's participants): a later item is a new one.
     await conn.execute(
         sa.update(Thread)

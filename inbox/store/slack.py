@@ -126,16 +126,19 @@ class SlackStore:
                 )
             ).one_or_none()
 
-    async def posts_of(self, thread_id: int) -> list[int]:
-        """The events of a thread that posted (or began to post) a Slack message, oldest first."""
+    async def posts_of(self, thread_id: int, customers: list[int] | None = None) -> list[int]:
+        """The events of a thread that posted (or began to post) a Slack message, oldest first; with `customers`,
+        only those about an item of theirs (a follow-up, an edit)."""
+        query = (
+            sa.select(SlackPost.event_id)
+            .join(Event, Event.id == SlackPost.event_id)
+            .where(Event.thread_id == thread_id)
+            .order_by(SlackPost.event_id)
+        )
+        if customers is not None:
+            query = query.join(Item, Item.id == Event.item_id).where(Item.customer_id.in_(customers or [-1]))
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(SlackPost.event_id)
-                .join(Event, Event.id == SlackPost.event_id)
-                .where(Event.thread_id == thread_id)
-                .order_by(SlackPost.event_id)
-            )
-            return list(rows.scalars())
+            return list((await conn.execute(query)).scalars())
 
     async def drop_message(self, thread_id: int) -> None:
         """Forget a thread's triage message (gone from Slack), so the next change posts a new one."""

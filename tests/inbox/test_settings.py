@@ -230,3 +230,22 @@ def test_socket_mode_needs_no_signing_secret_variable():
             types=registry,
         )
     assert "slack.signing_secret: environment variable SIGNING is not set" in info.value.problems
+
+
+def test_retention_and_erased_messages_are_checked_by_key_path(tmp_path: Path):
+    settings = parse_config({}, source="t", base_dir=tmp_path, env={}, types=registry)
+    assert settings.retention.text_days == 0 and settings.slack.erased_messages == "update"
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {"retention": {"text_days": -1, "days": 3}, "slack": {"erased_messages": "burn"}},
+            source="t",
+            base_dir=tmp_path,
+            env={},
+            types=registry,
+        )
+    problems = str(info.value)
+    assert "retention.text_days: Input should be greater than or equal to 0" in problems
+    assert (
+        "retention.days: unknown key" in problems
+        and "slack.erased_messages: Input should be 'update' or 'delete'" in problems
+    )

@@ -3,6 +3,7 @@ names, the numbers stay; `inbox run` runs it daily. And what an erasure leaves i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import SQLModel
 
 from inbox.pipeline import privacy
 from inbox.pipeline.actions import ActionError
 from inbox.pipeline.privacy import parse_customer
 from inbox.service import Runner
 from inbox.store import items
+from inbox.store import privacy as store_privacy
 from inbox.store.models import Customer, Erasure, Event, EventKind, Item, Thread
 from tests.conftest import FakeClock, Recorder
 from tests.slack.test_privacy import numbers
@@ -190,3 +193,122 @@ async def test_retention_erases_a_backlog_batch_by_batch(
     async with engine.connect() as conn:
         records = [(r.threads, r.customers) for r in await conn.execute(sa.select(Erasure).order_by(Erasure.id))]
     assert records == [(1, 0), (1, 0), (1, 0), (0, 2)]
+
+
+def test_every_table_of_the_store_is_in_the_privacy_inventory():
+    """A new table must say, in docs/privacy.md, what customer data it holds and how an erasure handles it."""
+    page = (Path(__file__).resolve().parents[3] / "docs" / "privacy.md").read_text(encoding="utf-8")
+    missing = [
+        t.name for t in SQLModel.metadata.sorted_tables if f"| `{t.name}`" not in page and f", `{t.name}`" not in page
+    ]
+    assert missing == []
+
+
+async def test_an_item_added_while_forget_waits_for_its_conversation_is_erased_too(
+    inbox_factory, store, clock: FakeClock, tmp_path
+):
+    engine, _url, schema = store
+    if schema is None:
+        pytest.skip("SQLite has one writer at a time: an ingest and an erasure cannot interleave")
+    feed = tmp_path / "x.jsonl"
+    feed.touch()
+    inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "channel": "x"}])
+    say(feed, "r1", "my order is late", "rita", clock)
+    await inbox.pollers["feed"].poll_once()
+    first = await thread_of(engine, "r1")
+    plan = await privacy.plan_forget(engine, [parse_customer("x:rita")])
+    # Ingest has locked the conversation and added a message to it, not yet committed, when forget starts.
+    async with engine.connect() as ingest:
+        await ingest.execute(sa.select(Thread.id).where(Thread.id == first.id).with_for_update())
+        async with engine.connect() as conn:
+            item = dict((await conn.execute(sa.select(Item).where(Item.external_id == "r1"))).one()._mapping)
+        item.update(id=None, external_id="r2", text="Ritavelle says: still nothing")
+        await ingest.execute(sa.insert(Item).values(**{k: v for k, v in item.items() if k != "id"}))
+        erasing = asyncio.create_task(privacy.forget(engine, plan, by="dpo", now=clock.now))
+        async with asyncio.timeout(60):  # until the erasure waits for the conversation's lock
+            while True:
+                async with engine.connect() as conn:
+                    waiting = await conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%thread%'"
+                        )
+                    )
+                    if waiting.scalar_one():
+                        break
+                await asyncio.sleep(0.05)
+        await ingest.commit()
+    await erasing
+    async with engine.connect() as conn:
+        texts = list((await conn.execute(sa.select(Item.text).where(Item.thread_id == first.id))).scalars())
+    assert texts == ["", ""]
+
+
+def say_in(feed: Path, external_id: str, text: str, handle: str, clock: FakeClock, thread: str) -> None:
+    """A message in the conversation `thread` (another customer's post, or a reopened one)."""
+    record = {
+        "id": external_id,
+        "text": text,
+        "posted_at": clock.now.isoformat(),
+        "author": {"handle": handle, "name": handle.title()},
+        "thread_id": thread,
+    }
+    with feed.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record) + "\n")
+
+
+async def test_several_customers_in_one_conversation_and_retention_rechecking(
+    inbox_factory, engine, clock: FakeClock, tmp_path
+):
+    feed = tmp_path / "x.jsonl"
+    feed.touch()
+    inbox = inbox_factory(
+        connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "channel": "x"}], retention={"text_days": 30}
+    )
+    # Ana's post, commented on by Ben; Ben's own conversation, resolved long ago; Cai's, resolved then reopened.
+    say_in(feed, "a1", "Anatext my parcel", "ana", clock, "t-a")
+    say_in(feed, "b1", "Bentext same here", "ben", clock, "t-a")
+    say_in(feed, "b2", "Bentext billing", "ben", clock, "t-b")
+    say_in(feed, "c1", "Caitext where is it", "cai", clock, "t-c")
+    await inbox.pollers["feed"].poll_once()
+    ana_thread, ben_thread, cai_thread = [(await thread_of(engine, i)).id for i in ("a1", "b2", "c1")]
+    assert (await thread_of(engine, "b1")).id == ana_thread
+    await inbox.actions.resolve(ben_thread, "agent")
+    await inbox.actions.resolve(cai_thread, "agent")
+
+    # Export Ben: his comment in Ana's conversation, never Ana's words.
+    document = await privacy.export(engine, [parse_customer("x:ben")])
+    text = json.dumps(document)
+    assert "Bentext same here" in text and "Bentext billing" in text and "Anatext" not in text and '"ana"' not in text
+    # Retention: Cai writes again while the run is under way (its list was read before): Cai is not erased.
+    clock.advance(days=31)
+    stale = await privacy.Retention(engine, 30, clock).plan()
+    assert sorted(stale.thread_ids) == sorted([ben_thread, cai_thread])
+    say_in(feed, "c2", "Caitext again", "cai", clock, "t-c")
+    await inbox.pollers["feed"].poll_once()
+    await store_privacy.erase(
+        engine,
+        customers={},
+        thread_ids=[cai_thread],
+        now=clock.now,
+        reason="retention",
+        by="retention",
+        due_before=clock.now - timedelta(days=30),
+    )
+    assert (await thread_of(engine, "c1")).text == "Caitext where is it"
+    assert (await inbox.retention.plan()).thread_ids == [ben_thread]
+    # Ben has no conversation of his own left: retention renames him, and leaves Ana's open conversation alone.
+    await inbox.retention.run()
+    assert (await thread_of(engine, "a1")).text == "Anatext my parcel" and (
+        await thread_of(engine, "a1")
+    ).erased_at is None
+    assert (await thread_of(engine, "b2")).text == ""
+    assert (await thread_of(engine, "b1")).text == "Bentext same here"  # retention erases conversations, not people
+    assert (await handle_of(engine, (await thread_of(engine, "b2")).customer_id))[0].startswith("erased-")
+
+    # Forget Ana's commenter Dov: his comment goes, Ana's conversation stays hers.
+    say_in(feed, "d1", "Dovtext me too", "dov", clock, "t-a")
+    await inbox.pollers["feed"].poll_once()
+    plan = await privacy.plan_forget(engine, [parse_customer("x:dov")])
+    await privacy.forget(engine, plan, by="dpo", now=clock.now)
+    assert (await thread_of(engine, "d1")).text == "" and (await thread_of(engine, "a1")).text == "Anatext my parcel"
+    assert (await thread_of(engine, "a1")).erased_at is None
