@@ -75,6 +75,11 @@ def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
     assert "most urgent first" in out and "BREACH" in out and "warning" in out
     assert "claire_dpt" in out and "nothing sent twice" in out and "next response clock" in out
     assert "facebook" in out and "@camille.martin" in out  # a Page comment beside the others
+    # The lead's report of the demo's own traffic: attainment, percentiles, the breach, the CSAT answer, the page.
+    assert "SLA attainment 67% (met 2, missed 1" in out and "First response p50" in out and "p90" in out
+    assert "Breach: x · @claire_dpt answered after 31 min (target 30 min)" in out
+    assert "CSAT: 1 answer(s) to 1 question(s), 100% satisfied." in out
+    assert "/reports" in out and "`/inbox report` in Slack" in out
     assert "{{ 7*7 }}" in out and "<!channel>" in out  # customer text shown as typed, never evaluated
     assert elapsed < 30, f"demo took {elapsed:.1f} s"
     assert not list(tmp_path.iterdir()), "the demo left files behind"

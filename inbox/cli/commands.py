@@ -45,8 +45,9 @@ STORE_USES = Uses(
 TRIAGE_USES = Uses(frozenset({"triage"}), connectors=False)
 CHECK_USES = Uses(frozenset({"database", "sla", "slack", "triage"}))  # not the server nor the workers
 BENCH_USES = Uses(frozenset({"database"}), connectors=False)
-# export, forget, retention: the store, and Slack to edit the messages an erasure touches.
+# forget, retention: the store, and Slack to edit the messages an erasure touches; export: the store alone.
 PRIVACY_USES = Uses(frozenset({"database", "sla", "triage", "slack", "retention"}), connectors=False)
+EXPORT_USES = Uses(frozenset({"database", "sla", "triage"}), connectors=False)
 
 CustomerOption = Annotated[
     list[str],
@@ -404,7 +405,7 @@ def export(
     from inbox.pipeline.privacy import NoSuchCustomer
 
     refs = _customers(customer)
-    settings = _settings(config, PRIVACY_USES)
+    settings = _settings(config, EXPORT_USES)
     setup_logging(logging.WARNING, settings=settings)
     try:
         document = _run(cli_privacy.export(settings, refs))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from inbox import connectors as registry
 from inbox.cli.render import clock_text, print_queue
 from inbox.connector import display_name
 from inbox.pipeline.outbox import Notice
+from inbox.reports import Window, build_report, conversation_rows, report_json
 from inbox.service import Inbox
 from inbox.settings import Settings, parse_config
 from inbox.sla import duration_text
@@ -129,6 +130,8 @@ SAMPLES = [
 FOLLOW_UP = Sample(
     "x", 0, "sean_obrien", "Seán O'Brien", "@acme brilliant, and how long does it usually take?", thread="x-1"
 )
+# The WhatsApp customer's answer to the CSAT question.
+CSAT_ANSWER = Sample("whatsapp", 0, "40722123456", "Mihai Ionescu", "5", kind="dm")
 CHANNELS = ("x", "mastodon", "google_reviews", "trustpilot", "facebook", "whatsapp")
 
 
@@ -165,6 +168,8 @@ def demo_settings(folder: Path) -> Settings:
         "database": {"url": f"sqlite:///{folder / 'demo.db'}"},
         "triage": {"brand": "Acme", "agent_name": "Ana"},
         "sla": {"channels": {"google_reviews": {"first_response_minutes": 30, "warn_after_minutes": 20}}},
+        # The question goes out as soon as a conversation is resolved, so the demo shows an answer.
+        "csat": {"enabled": True, "ask_after_minutes": 0, "channels": ["jsonl"]},
         "connectors": [
             {"name": f"demo-{c}", "type": "jsonl", "channel": c, "path": str(folder / f"{c}.jsonl"), "poll_seconds": 5}
             for c in CHANNELS
@@ -244,12 +249,58 @@ async def _demo(out: Console, folder: Path) -> None:
                 f"({follow.messages} messages) and started a {follow.clock.kind.replace('_', ' ')} clock: "
             ).append(clock_text(follow))
         )
+        out.rule("The customer rates the conversation (CSAT)")
+        mihai = next(v for v in views if v.author_handle == "40722123456")
+        await inbox.actions.reply(mihai.thread_id, mihai.suggestion, "ana")
+        await inbox.actions.resolve(mihai.thread_id, "ana")
+        await inbox.sweep.run()  # the question is due at once here ([csat] ask_after_minutes = 0)
+        first = next(i for i, sample in enumerate(SAMPLES) if sample.handle == CSAT_ANSWER.handle)
+        _write(folder, [replace(CSAT_ANSWER, thread=f"whatsapp-{first}")], len(SAMPLES) + 1)
+        await inbox.pollers["demo-whatsapp"].poll_once()
+        out.print(
+            Text(f"@{mihai.author_handle} was asked how we did on WhatsApp, in their language, and answered ")
+            .append(CSAT_ANSWER.text, style="bold")
+            .append(": stored as the answer, not as a new conversation.\n")
+        )
+
         remaining = await open_queue(inbox.engine, inbox.policies, utcnow())
+        out.rule("What a team lead measures: the report of this traffic")
+        await _print_report(out, inbox)
         out.print(
             f"\n{len(remaining)} conversations still open. Next: configure real connectors and Slack (see README)."
         )
     finally:
         await inbox.close()
+
+
+async def _print_report(out: Console, inbox: Inbox) -> None:
+    """The headline figures of the demo's own conversations, the breaches among them, and where leads see more."""
+    now = utcnow()
+    window = Window(now - timedelta(days=1), now + timedelta(seconds=1))
+    report = await build_report(inbox.engine, inbox.settings, window, None, now)
+    [row] = report_json(report)["rows"]
+    minutes, csat = row["first_response_minutes"], row["csat"]
+    attainment = "–" if row["attainment"] is None else f"{row['attainment']:.0%}"
+    out.print(
+        f"{row['conversations']} conversations: SLA attainment {attainment} (met {row['met']}, missed {row['missed']}, "
+        f"{row['waiting_past_due']} of them still waiting past the deadline; {row['open_not_due']} open before it). "
+        f"First response p50 {minutes['p50']:.0f} min, p90 {minutes['p90']:.0f} min."
+    )
+    for c in await conversation_rows(inbox.engine, inbox.settings, window, now):
+        target = f"target {c.sla_target_minutes or 0:g} min"
+        if c.sla_outcome == "missed" and c.first_response_minutes is not None:
+            line = f"answered after {c.first_response_minutes:.0f} min ({target})"
+        elif c.sla_outcome == "breached":
+            line = f"still waiting since {c.started_at:%H:%M} UTC ({target})"
+        else:
+            continue
+        out.print(Text(f"Breach: {c.channel} · @{c.customer} ", style="red").append(Text(line)))
+    satisfied = "–" if csat["satisfied"] is None else f"{csat['satisfied']:.0%}"
+    out.print(f"CSAT: {csat['answers']} answer(s) to {csat['questions']} question(s), {satisfied} satisfied.")
+    out.print(
+        "The same figures per channel, agent, day or hour: `inbox report --by channel` (CSV and JSON too). Leads see "
+        "them on the page at /reports: type `/inbox report` in Slack for a signed link."
+    )
 
 
 def _print_alerts(out: Console, notices: list[Notice]) -> None:

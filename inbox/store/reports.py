@@ -18,15 +18,18 @@ the window are written into the query (SQLite has no time zones), so both stores
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.store.models import CsatQuestion, CsatStatus, Customer, Item, Reply, ReplyStatus, Thread
+from inbox.store.models import CsatQuestion, CsatStatus, Customer, Item, Reply, ReplyStatus, Thread, UTCDateTime
 
 # The groupings `--by` takes.
 KEYS = ("channel", "connector", "agent", "intent", "language", "priority", "day", "hour")
@@ -106,7 +109,8 @@ class Figures:
 def _minutes_between(dialect: str, start: Any, end: Any) -> Any:
     """Minutes from `start` to `end` (stored naive UTC), never below 0: a platform's clock may run ahead of ours."""
     if dialect == "postgresql":
-        minutes = sa.extract("epoch", end - start) / 60.0
+        # date_part is double precision; EXTRACT is numeric (PostgreSQL 14 on), several times slower to sort.
+        minutes = sa.func.date_part("epoch", end - start) / 60.0
         return sa.func.greatest(minutes, 0.0)
     minutes = (sa.func.julianday(end) - sa.func.julianday(start)) * 1440.0
     return sa.func.max(minutes, 0.0)
@@ -169,8 +173,29 @@ def _group_key(dialect: str, by: str | None, parts: Mapping[str, Any], scope: Sc
     return parts[by]
 
 
-def _conversations(dialect: str, scope: Scope, *, by: str | None, detail: bool) -> sa.Subquery:
-    """The window's conversations with what the figures need (`detail`: every CSV column), and their group `g`."""
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """The SQL terms of a window's conversations: their rows (FROM and WHERE), the expressions the figures use."""
+
+    rows: Any  # a SELECT with no columns yet: thread, its CSAT question (and what the group or the CSV need)
+    group: Any
+    minutes: Any  # minutes from the post to the first reply, NULL without one
+    answered_minutes: Any  # the same, for conversations known to have a first reply
+    answered: Any  # a first reply was made
+    met: Any  # it came by the first-response deadline
+    late: Any  # it came after it
+    breached: Any  # none yet, open, past the deadline
+    waiting: Any  # none yet, open, before the deadline
+    next_missed: Any  # next responses missed: those counted, and the running one past its deadline
+    item: Any
+    first_reply: Any
+
+
+def _terms(
+    dialect: str, scope: Scope, *, by: str | None, detail: bool, csat: bool = True, broad: bool = False
+) -> _Terms:
+    """The terms of the window's conversations; `detail` joins what the CSV needs besides the figures, `csat` the
+    CSAT question (the percentiles do without it); `broad`: the window holds most conversations (see `_broad`)."""
     opening = (
         sa.select(Item.id)
         .where(Item.thread_id == Thread.id)
@@ -179,46 +204,36 @@ def _conversations(dialect: str, scope: Scope, *, by: str | None, detail: bool) 
         .correlate(Thread)
         .scalar_subquery()
     )
-    first_reply = (
-        sa.select(Reply.agent)
-        .where(Reply.thread_id == Thread.id, Reply.status == ReplyStatus.SENT, Reply.sent_at.is_not(None))
-        .order_by(Reply.sent_at, Reply.id)
-        .limit(1)
-        .correlate(Thread)
-        .scalar_subquery()
+    opened: Any = Thread.opened_at
+    if broad and dialect == "sqlite":
+        # SQLite's `+column` reads the table rather than the index: faster when most rows are wanted.
+        opened = sa.literal_column("+thread.opened_at", type_=UTCDateTime())
+    in_window = sa.and_(opened >= scope.start, opened < scope.end)
+    # Who sent each conversation's first reply: a join, so that both stores can group by it.
+    ranked_replies = (
+        sa.select(
+            Reply.thread_id,
+            Reply.agent,
+            sa.func.row_number().over(partition_by=Reply.thread_id, order_by=(Reply.sent_at, Reply.id)).label("rn"),
+        )
+        .where(
+            Reply.status == ReplyStatus.SENT,
+            Reply.sent_at.is_not(None),
+            Reply.thread_id.in_(sa.select(Thread.id).where(in_window)),
+        )
+        .subquery("ranked_reply")
     )
-    now = scope.now
-    is_open = Thread.status.in_(_OPEN)
-    outcome = sa.case(
-        (
-            Thread.first_response_at.is_not(None),
-            sa.case(
-                (Thread.first_due_at.is_(None), "none"),
-                (Thread.first_response_at <= Thread.first_due_at, "met"),
-                else_="missed",
-            ),
-        ),
-        (is_open, sa.case((Thread.due_at <= now, "breached"), else_="waiting")),
-        else_="none",
-    )
+    first = sa.select(ranked_replies.c.thread_id, ranked_replies.c.agent).where(ranked_replies.c.rn == 1)
+    first_replies = first.subquery("first_reply")
+    first_reply = first_replies.c.agent
+    unanswered_open = sa.and_(Thread.first_response_at.is_(None), Thread.status.in_(_OPEN))
     # The running next-response clock, once past its deadline, is a next response missed.
-    waiting_next = sa.case(
-        (
-            sa.and_(
-                is_open,
-                Thread.clock_kind == "next_response",
-                Thread.first_response_at.is_not(None),
-                Thread.due_at <= now,
-            ),
-            1,
-        ),
-        else_=0,
+    next_late = sa.and_(
+        Thread.status.in_(_OPEN),
+        Thread.clock_kind == "next_response",
+        Thread.first_response_at.is_not(None),
+        Thread.due_at <= scope.now,
     )
-    minutes = sa.case(
-        (Thread.first_response_at.is_not(None), _minutes_between(dialect, Thread.opened_at, Thread.first_response_at)),
-        else_=sa.null(),
-    )
-    needs_item = detail or by in ("intent", "language")
     item = Item.__table__.alias("opening")
     parts: dict[str, Any] = {
         "channel": Thread.channel,
@@ -228,15 +243,58 @@ def _conversations(dialect: str, scope: Scope, *, by: str | None, detail: bool) 
         "intent": item.c.intent,
         "language": item.c.language,
     }
+    rows = sa.select().select_from(Thread).where(in_window)
+    if csat:
+        rows = rows.outerjoin(CsatQuestion, CsatQuestion.thread_id == Thread.id)
+    if detail or by == "agent":
+        rows = rows.outerjoin(first_replies, first_replies.c.thread_id == Thread.id)
+    if detail or by in ("intent", "language"):
+        rows = rows.outerjoin(item, item.c.id == opening)
+    if detail:
+        rows = rows.join(Customer, Customer.id == Thread.customer_id)
+    return _Terms(
+        rows=rows,
+        group=_group_key(dialect, by, parts, scope),
+        minutes=sa.case(
+            (
+                Thread.first_response_at.is_not(None),
+                _minutes_between(dialect, Thread.opened_at, Thread.first_response_at),
+            ),
+            else_=sa.null(),
+        ),
+        answered_minutes=_minutes_between(dialect, Thread.opened_at, Thread.first_response_at),
+        answered=Thread.first_response_at.is_not(None),
+        met=Thread.first_response_at <= Thread.first_due_at,
+        late=Thread.first_response_at > Thread.first_due_at,
+        breached=sa.and_(unanswered_open, Thread.due_at <= scope.now),
+        waiting=sa.and_(unanswered_open, Thread.due_at > scope.now),
+        next_missed=Thread.next_missed + sa.case((next_late, 1), else_=0),
+        item=item,
+        first_reply=first_reply,
+    )
+
+
+def _conversations(dialect: str, scope: Scope, *, by: str | None = None, detail: bool = True) -> sa.Subquery:
+    """The window's conversations, one row each: `conversation_id`, `outcome`, `minutes`, the next responses, the CSAT
+    question, the `by` group `g`, and with `detail` every CSV column (the reports page reads this too)."""
+    t = _terms(dialect, scope, by=by, detail=detail)
+    outcome = sa.case(
+        (t.met, "met"),
+        (t.late, "missed"),
+        (t.breached, "breached"),
+        (t.waiting, "waiting"),
+        else_="none",  # closed without a reply, or answered before the deadline was kept
+    )
+    item = t.item
     columns: list[Any] = [
         Thread.id.label("conversation_id"),
         outcome.label("outcome"),
-        minutes.label("minutes"),
-        (Thread.next_met).label("next_met"),
-        (Thread.next_missed + waiting_next).label("next_missed"),
+        t.minutes.label("minutes"),
+        Thread.next_met.label("next_met"),
+        t.next_missed.label("next_missed"),
         CsatQuestion.status.label("csat_status"),
         CsatQuestion.score.label("csat_score"),
-        _group_key(dialect, by, parts, scope).label("g"),
+        t.group.label("g"),
     ]
     if detail:
         columns += [
@@ -252,22 +310,13 @@ def _conversations(dialect: str, scope: Scope, *, by: str | None, detail: bool) 
             Thread.first_response_at,
             _target(scope).label("sla_target_minutes"),
             Thread.assignee,
-            first_reply.label("replied_by"),
+            t.first_reply.label("replied_by"),
             Thread.resolved_at,
             sa.func.coalesce(Thread.rating_before, item.c.rating).label("rating_before"),
             sa.func.coalesce(Thread.rating_after, Thread.rating_before, item.c.rating).label("rating_after"),
         ]
-    query = (
-        sa.select(*columns)
-        .select_from(Thread)
-        .outerjoin(CsatQuestion, CsatQuestion.thread_id == Thread.id)
-        .where(Thread.opened_at >= scope.start, Thread.opened_at < scope.end)
-    )
-    if needs_item:
-        query = query.outerjoin(item, item.c.id == opening)
-    if detail:
-        query = query.join(Customer, Customer.id == Thread.customer_id)
-    return query.subquery("conversation")
+    conversation: sa.Subquery = t.rows.add_columns(*columns).subquery("conversation")
+    return conversation
 
 
 def _target(scope: Scope) -> Any:
@@ -282,67 +331,130 @@ def _target(scope: Scope) -> Any:
 
 
 def _count(condition: Any) -> Any:
-    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+    """How many rows meet `condition` (SQL's NULL counts as not)."""
+    return sa.func.count(sa.case((condition, 1), else_=sa.null()))
 
 
-def _aggregates(c: Any) -> list[Any]:
+def _aggregates(t: _Terms) -> list[Any]:
+    """Each figure of a group, straight from the columns: SQLite would compute a subquery's expression per use."""
+    asked = CsatQuestion.status.in_([str(s) for s in ASKED])
+    answered = CsatQuestion.status == CsatStatus.ANSWERED
     return [
         sa.func.count().label("conversations"),
-        sa.func.count(c.minutes).label("first_responses"),
-        _count(c.outcome == "met").label("met"),
-        _count(c.outcome.in_(("missed", "breached"))).label("missed"),
-        _count(c.outcome == "waiting").label("open_not_due"),
-        _count(c.outcome == "breached").label("waiting_past_due"),
-        sa.func.coalesce(sa.func.sum(c.next_met), 0).label("next_met"),
-        sa.func.coalesce(sa.func.sum(c.next_missed), 0).label("next_missed"),
-        _count(c.minutes <= EXPECTATION_MINUTES).label("within"),
-        _count(c.csat_status.in_([str(s) for s in ASKED])).label("questions"),
-        _count(c.csat_status == CsatStatus.ANSWERED).label("answers"),
-        _count(sa.and_(c.csat_status == CsatStatus.ANSWERED, c.csat_score >= 4)).label("satisfied"),
+        _count(t.answered).label("first_responses"),
+        _count(t.met).label("met"),
+        _count(t.late).label("late"),
+        _count(t.waiting).label("open_not_due"),
+        _count(t.breached).label("waiting_past_due"),
+        sa.func.coalesce(sa.func.sum(Thread.next_met), 0).label("next_met"),
+        sa.func.coalesce(sa.func.sum(t.next_missed), 0).label("next_missed"),
+        _count(t.minutes <= EXPECTATION_MINUTES).label("within"),
+        _count(asked).label("questions"),
+        _count(answered).label("answers"),
+        _count(sa.and_(answered, CsatQuestion.score >= 4)).label("satisfied"),
     ]
 
 
-def _percentiles_pg(c: Any) -> list[Any]:
-    return [sa.func.percentile_cont(p).within_group(c.minutes).label(f"p{round(p * 100)}") for p in PERCENTILES]
+def _percentiles_pg(t: _Terms) -> list[Any]:
+    # One ordered-set aggregate for the three: the group's minutes are sorted once.
+    fractions = postgresql.array([sa.literal(p, sa.Float) for p in PERCENTILES])
+    return [sa.func.percentile_cont(fractions).within_group(t.minutes).label("spread")]
 
 
-async def _percentiles_sqlite(conn: AsyncConnection, c: Any) -> dict[Any, list[float | None]]:
-    """Percentiles per group with window functions, interpolated as percentile_cont does."""
-    ranked = (
-        sa.select(
-            c.g,
-            c.minutes,
-            (sa.func.row_number().over(partition_by=c.g, order_by=c.minutes) - 1).label("rn"),
-            sa.func.count().over(partition_by=c.g).label("n"),
-        )
-        .where(c.minutes.is_not(None))
-        .subquery("ranked")
-    )
-    columns: list[Any] = [ranked.c.g]
+# Memory a report's sorts may take before spilling to disk: a million minutes sort in memory.
+SORT_MEMORY_MB = 64
+
+
+@asynccontextmanager
+async def _sort_memory(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Let this connection's sorts (percentiles, groups) use SORT_MEMORY_MB, for the report only."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text(f"SET LOCAL work_mem = '{SORT_MEMORY_MB}MB'"))  # until the transaction ends
+        yield
+        return
+    await conn.exec_driver_sql(f"PRAGMA cache_size = -{SORT_MEMORY_MB * 1024}")
+    await conn.exec_driver_sql("PRAGMA temp_store = MEMORY")
+    try:
+        yield
+    finally:
+        # The pooled connection goes back as it was.
+        await conn.exec_driver_sql("PRAGMA temp_store = DEFAULT")
+        await conn.exec_driver_sql("PRAGMA cache_size = -2000")
+
+
+def _interpolated(ranks: Mapping[int, float], n: int) -> list[float | None]:
+    """percentile_cont's linear interpolation between the values at the closest ranks (0-based) of `n` sorted values."""
+    found: list[float | None] = []
     for p in PERCENTILES:
-        position = (ranked.c.n - 1) * p
-        lower = sa.cast(position, sa.Integer)  # floor: never negative
-        low = sa.func.max(sa.case((ranked.c.rn == lower, ranked.c.minutes)))
-        high = sa.func.max(sa.case((ranked.c.rn == lower + 1, ranked.c.minutes)))
-        columns.append(low + (position - lower) * (sa.func.coalesce(high, low) - low))
-    query = sa.select(*columns).group_by(ranked.c.g, ranked.c.n)
-    return {row[0]: list(row[1:]) for row in await conn.execute(query)}
+        position = (n - 1) * p
+        low = math.floor(position)
+        high = min(low + 1, n - 1)
+        found.append(ranks[low] + (ranks[high] - ranks[low]) * (position - low))
+    return found
+
+
+async def _broad(conn: AsyncConnection, scope: Scope) -> bool:
+    """Whether the window holds more than a quarter of all conversations (both counts read an index only)."""
+    if conn.dialect.name != "sqlite":
+        return False  # PostgreSQL's planner knows from its statistics
+    total = (await conn.execute(sa.select(sa.func.count()).select_from(Thread))).scalar_one()
+    inside = (
+        await conn.execute(
+            sa.select(sa.func.count()).where(Thread.opened_at >= scope.start, Thread.opened_at < scope.end)
+        )
+    ).scalar_one()
+    return bool(inside * 4 > total)
+
+
+def _needed_ranks(n: int) -> set[int]:
+    """The 0-based ranks percentile_cont reads among `n` sorted values."""
+    return {r for p in PERCENTILES for r in (math.floor((n - 1) * p), min(math.floor((n - 1) * p) + 1, n - 1))}
+
+
+async def _percentiles_sqlite(
+    conn: AsyncConnection, scope: Scope, by: str | None, counts: Mapping[Any, int], broad: bool
+) -> dict[Any, list[Any]]:
+    """Percentiles per group: each group's minutes ranked by a window function, the ranks percentile_cont needs read."""
+    ranks = sorted({r for n in counts.values() if n for r in _needed_ranks(n)})
+    if not ranks:
+        return {}
+    t = _terms(conn.dialect.name, scope, by=by, detail=False, csat=False, broad=broad)
+    # Each conversation's minutes computed once, then ranked: an expression in the window's ORDER BY is not shared.
+    answered = (
+        t.rows.add_columns(t.group.label("g"), t.answered_minutes.label("m"))
+        .where(Thread.first_response_at.is_not(None))
+        .subquery("answered")
+    )
+    ranked = sa.select(
+        answered.c.g,
+        answered.c.m,
+        (sa.func.row_number().over(partition_by=answered.c.g, order_by=answered.c.m) - 1).label("rn"),
+    ).subquery("ranked")
+    query = sa.select(ranked.c.g, ranked.c.rn, ranked.c.m).where(ranked.c.rn.in_(ranks))
+    values: dict[Any, dict[int, float]] = defaultdict(dict)
+    for group, rank, minutes in await conn.execute(query):
+        values[group][int(rank)] = float(minutes)
+    return {group: _interpolated(values[group], n) for group, n in counts.items() if n}
 
 
 async def figures(engine: AsyncEngine, scope: Scope, by: str | None) -> list[Figures]:
     """The figures of the window's conversations per `by` group (None: one total row), ordered by group."""
     if by is not None and by not in KEYS:
         raise ValueError(f"unknown grouping {by!r}; use one of {', '.join(KEYS)}")
-    async with engine.connect() as conn:
+    async with engine.connect() as conn, _sort_memory(conn):
         dialect = conn.dialect.name
-        c = _conversations(dialect, scope, by=by, detail=False).c
-        extra = _percentiles_pg(c) if dialect == "postgresql" else []
-        query = sa.select(c.g, *_aggregates(c), *extra).group_by(c.g)
+        broad = await _broad(conn, scope)
+        t = _terms(dialect, scope, by=by, detail=False, broad=broad)
+        extra = _percentiles_pg(t) if dialect == "postgresql" else []
+        query = t.rows.add_columns(t.group.label("g"), *_aggregates(t), *extra)
+        if by is not None:
+            query = query.group_by(t.group)
         rows = (await conn.execute(query)).all()
         if dialect == "postgresql":
-            spread = {row.g: [row.p50, row.p90, row.p95] for row in rows}
+            spread = {row.g: list(row.spread) if row.spread is not None else [None] * 3 for row in rows}
         else:
-            spread = await _percentiles_sqlite(conn, c)
+            counts = {row.g: row.first_responses for row in rows}
+            spread = await _percentiles_sqlite(conn, scope, by, counts, broad)
     found = [_figures(row, spread.get(row.g, [None, None, None])) for row in rows]
     if by is None and not found:
         found = [_figures(None, [None, None, None])]
@@ -359,7 +471,7 @@ def _figures(row: Any, spread: Sequence[Any]) -> Figures:
         conversations=n("conversations"),
         first_responses=n("first_responses"),
         met=n("met"),
-        missed=n("missed"),
+        missed=n("late") + n("waiting_past_due"),
         open_not_due=n("open_not_due"),
         waiting_past_due=n("waiting_past_due"),
         p50=p50,
@@ -377,7 +489,7 @@ def _figures(row: Any, spread: Sequence[Any]) -> Figures:
 async def conversations(engine: AsyncEngine, scope: Scope) -> list[Conversation]:
     """One row per conversation started in the window, oldest first."""
     async with engine.connect() as conn:
-        conversation = _conversations(conn.dialect.name, scope, by=None, detail=True)
+        conversation = _conversations(conn.dialect.name, scope)
         c = conversation.c
         rows = (await conn.execute(sa.select(conversation).order_by(c.started_at, c.conversation_id))).all()
     return [
