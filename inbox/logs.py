@@ -24,6 +24,19 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 # ------------------------------------------------------------------------------------------------ context fields
 
 # The fields the terminal shows after the message, in this order (the connector goes in front).
+# Libraries that talk to vendors and log what they send and receive (bodies, URLs with handles) below WARNING.
+VENDOR_CLIENT_LOGGERS = (
+    "slack_sdk",
+    "slack_bolt",
+    "tweepy",
+    "atproto",
+    "atproto_client",
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "requests_oauthlib",
+    "oauthlib",
+)
 CONTEXT_FIELDS = ("thread_id", "item_id", "reply_id", "event_id", "external_id")
 
 _context: ContextVar[Mapping[str, Any]] = ContextVar("inbox_log_context", default=MappingProxyType({}))
@@ -333,6 +346,10 @@ def setup_logging(
     root.setLevel(level)
     for noisy in ("apscheduler", "aiosqlite", "sqlalchemy", "alembic", "aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Vendor clients log whole request and response bodies at debug level (slack_sdk every chat.postMessage),
+    # which hold customers' words and names: `-v` is our debug log, never theirs.
+    for client in VENDOR_CLIENT_LOGGERS:
+        logging.getLogger(client).setLevel(max(level, logging.WARNING))
     # "skipped: maximum number of running instances reached" is by design (a sweep or lease round still running
     # when its next turn comes is not run twice); the scheduler's errors still show.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)

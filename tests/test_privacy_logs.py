@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from inbox.connectors.webhook import sign
+from inbox.fakes.slack import TOKEN, FakeSlack
 from inbox.logs import setup_logging
 from inbox.pipeline.outbox import LogNotifier
 from inbox.views import open_queue
@@ -86,3 +88,18 @@ async def test_the_log_and_healthz_never_carry_customer_text(
         assert secret not in log, f"{secret!r} in the log"
         assert secret not in health and secret not in metrics, f"{secret!r} in /healthz or /metrics"
     assert status == 200
+
+
+async def test_debug_logging_never_shows_what_vendor_clients_send(verbose_log: Captured) -> None:
+    """`inbox run -v` is our debug log: slack_sdk's own debug lines carry every message body it posts."""
+    slack = FakeSlack()
+    url = await slack.start()
+    try:
+        client = AsyncWebClient(token=TOKEN, base_url=f"{url}api/")
+        await client.chat_postMessage(channel="CTRIAGE01", text=f"{PUSHED_NAME}: {PUSHED_TEXT}")
+        assert [m["text"] for m in slack.posted("CTRIAGE01")] == [f"{PUSHED_NAME}: {PUSHED_TEXT}"]
+    finally:
+        await slack.stop()
+    logging.getLogger("inbox.test").debug("debug lines of our own still show")
+    assert "debug lines of our own still show" in verbose_log.text
+    assert PUSHED_TEXT not in verbose_log.text and PUSHED_NAME not in verbose_log.text
