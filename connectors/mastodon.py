@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,10 +23,11 @@ from inbox.connector import (
     wall_clock,
 )
 from inbox.connectors.kit.account import OwnAccount
+from inbox.connectors.kit.auth import bearer
 from inbox.connectors.kit.connector import HttpConnector
 from inbox.connectors.kit.http import VendorClient, link_param
 from inbox.connectors.kit.paging import PageGuard
-from inbox.connectors.kit.parse import Entries, Id, Name, OptionalText, Payload, Text, Timestamp, one_of, page_of, valid
+from inbox.connectors.kit.parse import Entries, Id, Name, OptionalText, Payload, Text, Timestamp, fitting, one_of, valid
 from inbox.connectors.kit.sse import json_events
 from inbox.connectors.kit.text import html_to_text, idempotency_key, same_reply
 from inbox.connectors.kit.threads import ThreadCache
@@ -48,7 +49,7 @@ class MastodonSettings(ConnectorSettings):
     access_token: SecretStr
     # The brand's account id; looked up with verify_credentials when not given.
     account_id: str | None = None
-    # Also take the streaming API (server-sent events); polling stays on as the fallback.
+    # Also take the streaming API (server-sent events); polling stays on as the fallback (the kit reads it as `streaming`).
     stream: bool = False
     # Only when the instance serves streaming from another host (its /api/v2/instance configuration.urls.streaming).
     streaming_url: str | None = None
@@ -73,9 +74,7 @@ class _Account(Payload):
     display_name: OptionalText = None
 
 
-class _Ref(Payload):
-    """A mentioned account, or the status a reply created."""
-
+class _Ref(Payload):  # a mentioned account, or the status a reply created
     id: Id
     url: OptionalText = None
 
@@ -103,8 +102,6 @@ class _Notification(Payload):
 
 
 class _Context(Payload):
-    """A status's ancestors (root first) and descendants; only what the walk needs is read of each."""
-
     ancestors: Entries = Field(default_factory=list)
     descendants: list[Any]
 
@@ -116,20 +113,10 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
 
     def __init__(self, settings: MastodonSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
-        self.max_reply_chars = settings.max_reply_chars
-        self.client = VendorClient(
-            settings.name,
-            settings.api_url,
-            headers={"Authorization": f"Bearer {settings.access_token.get_secret_value()}"},
-        )
-        self.me = OwnAccount(settings.account_id, self._verify, lambda account: account.id)
+        self.client = VendorClient(settings.name, settings.api_url, headers=bearer(settings.access_token))
+        self.me = OwnAccount(self.name, "account_id", settings.account_id, self._verify)
         # status id -> thread id, for statuses we mapped and replies we sent.
         self._threads: ThreadCache[str] = ThreadCache()
-
-    @property
-    def streaming(self) -> bool:
-        """True when the core should also consume `stream()`."""
-        return self.settings.stream
 
     async def fetch(self, cursor: MastodonCursor | None) -> AsyncIterator[Page[MastodonCursor]]:
         """Mentions newer than the cursor, oldest page first; the first poll looks back `first_poll_hours`."""
@@ -144,29 +131,25 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
         guard = PageGuard(f"{self.name}: notifications")
         min_id = start
         while True:
-            notifications, ids, link = await self._page("prev", min_id=min_id)
-            fresh = [i for i in ids if i > int(min_id)]
+            notifications, fresh, link = await self._page(min_id=min_id)
             if not fresh:
                 return  # the end; a page holding only the boundary item again counts as the end too
             newest = link if link is not None and int(link) >= max(fresh) else str(max(fresh))
-            items = await self._items(notifications, me, after=int(min_id))
-            yield Page(items, MastodonCursor(notification_id=newest))
+            yield Page(await self._items(notifications, me), MastodonCursor(notification_id=newest))
             min_id = guard.next(newest) or newest
 
     async def _backfill(self, me: str) -> AsyncIterator[Page[MastodonCursor]]:
         # Without a cursor, walk back from the newest page; only the end of the walk is a safe cursor.
-        horizon = self.clock() - timedelta(hours=self.settings.first_poll_hours)
+        horizon = self.first_poll_start()
         guard = PageGuard(f"{self.name}: notifications")
         max_id: str | None = None
         newest: int | None = None
         while True:
-            notifications, listed, link = await self._page("next", max_id=max_id)
-            ids = [i for i in listed if max_id is None or i < int(max_id)]
+            notifications, ids, link = await self._page(max_id=max_id)
             if not ids:
                 break
             newest = max(newest or 0, *ids)
-            items = await self._items(notifications, me, before=int(max_id) if max_id else None)
-            yield Page([i for i in items if i.posted_at >= horizon])
+            yield Page([i for i in await self._items(notifications, me) if i.posted_at >= horizon])
             if _oldest_time(notifications) < horizon:
                 break
             older = link if link is not None and int(link) <= min(ids) else str(min(ids))
@@ -174,34 +157,28 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
         if newest is not None:
             yield Page([], MastodonCursor(notification_id=str(newest)))
 
-    async def _page(self, rel: str, **bound: str | None) -> tuple[list[Any], list[int], str | None]:
-        """Mention notifications within `bound` (min_id, max_id), their numeric ids, and the Link header's `rel` bound."""
+    async def _page(
+        self, *, min_id: str | None = None, max_id: str | None = None
+    ) -> tuple[list[Any], list[int], str | None]:
+        """Mention notifications after `min_id` or before `max_id`, their numeric ids, and the Link header's next bound."""
         params: MultiDict[str] = MultiDict([("types[]", "mention"), ("limit", str(self.settings.page_size))])
-        params.extend({key: value for key, value in bound.items() if value is not None})
+        params.extend({key: value for key, value in (("min_id", min_id), ("max_id", max_id)) if value is not None})
         response = await self.client.get(NOTIFICATIONS, params)
-        if not isinstance(response.data, list):
-            raise PermanentError(
-                f"{self.name}: notifications: expected a JSON array, got {type(response.data).__name__}"
-            )
-        ids = [number for number in map(_id_or_zero, response.data) if number]
-        return (
-            response.data,
-            ids,
-            link_param(response.headers.get("Link"), rel, "min_id" if rel == "prev" else "max_id"),
-        )
+        if not isinstance(page := response.data, list):
+            raise PermanentError(f"{self.name}: notifications: expected a JSON array, got {type(page).__name__}")
+        # A boundary notification served again is passed over (one without a numeric id is mapped or skipped).
+        low, high = int(min_id or 0), int(max_id) if max_id else None
+        page = [n for n in page if not (i := _id_or_zero(n)) or (i > low and (high is None or i < high))]
+        rel, key = ("prev", "min_id") if min_id is not None else ("next", "max_id")
+        return page, [i for i in map(_id_or_zero, page) if i], link_param(response.headers.get("Link"), rel, key)
 
-    async def _items(
-        self, notifications: Iterable[Any], me: str, *, after: int | None = None, before: int | None = None
-    ) -> list[RawItem]:
+    async def _items(self, notifications: Iterable[Any], me: str) -> list[RawItem]:
         items = []
         # Oldest first, so a reply chain inside one page finds its parent already mapped.
         for notification in sorted(notifications, key=_id_or_zero):
             if not isinstance(notification, dict):
                 log.warning("%s: skipped a notification that is not an object", self.name)
                 continue
-            number = _id_or_zero(notification)
-            if number and ((after is not None and number <= after) or (before is not None and number >= before)):
-                continue  # a boundary notification served again
             if notification.get("type") != "mention":
                 continue  # servers before 3.5 ignore types[]
             if notification.get("status") is None and "status" in notification:
@@ -251,8 +228,7 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
                 return self._threads[parsed.id]
             if parsed.account.id == me:
                 continue  # our own reply: the conversation goes on above it
-            mentioned = (one_of(_Ref, m) for m in parsed.mentions)
-            if not any(isinstance(m, _Ref) and m.id == me for m in mentioned):
+            if me not in {mention.id for mention in fitting(_Ref, parsed.mentions)}:
                 break  # someone else's talk that never involved us: the conversation with us starts below
             root = parsed.id
         return root
@@ -269,23 +245,23 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
             raise PermanentError(
                 f"reply with the @{acct} mention is {counted} characters; mastodon allows {self.settings.max_reply_chars}"
             )
-        response = await self.client.request(
+        sent = await self.client.request_as(
+            _Ref,
             "POST",
             STATUSES,
+            "POST statuses",
             json_body={"status": status, "in_reply_to_id": target.external_id, "visibility": visibility},
             # Mastodon keeps Idempotency-Key for an hour: a retry after a crash returns the status already posted.
             headers={"Idempotency-Key": idempotency_key(self.name, target.external_id, text)},
         )
-        sent = page_of(_Ref, response.data, f"{self.name}: the status of the reply")
         self._threads.remember(sent.id, target.thread_id)
         return SentReply(sent.id, sent.url)
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
         """Our status among the target's descendants, answering it with this text."""
         me = await self.me.id()
-        for entry in (await self._context(target.external_id)).descendants:
-            status = one_of(_Status, entry)
-            if isinstance(status, str) or status.account.id != me or status.in_reply_to_id != target.external_id:
+        for status in fitting(_Status, (await self._context(target.external_id)).descendants):
+            if status.account.id != me or status.in_reply_to_id != target.external_id:
                 continue
             if same_reply(html_to_text(status.content), text):
                 self._threads.remember(status.id, target.thread_id)
@@ -294,11 +270,7 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
 
     async def check(self) -> str:
         """verify_credentials: the token works and names the brand's account."""
-        me = await self.me.check(
-            lambda account: (
-                f"{self.name}: the token belongs to account {account.id}, not account_id {self.me.configured}"
-            )
-        )
+        me = await self.me.check()
         return f"@{me.acct} on {urlsplit(self.client.base_url).netloc} (account {me.id})"
 
     async def stream(self) -> AsyncIterator[Page[MastodonCursor]]:
@@ -310,12 +282,10 @@ class MastodonConnector(HttpConnector[MastodonSettings, MastodonCursor]):
                 yield Page(items)
 
     async def _verify(self) -> _Account:
-        return page_of(_Account, (await self.client.get(VERIFY)).data, f"{self.name}: verify_credentials")
+        return await self.client.get_as(_Account, VERIFY, "verify_credentials")
 
     async def _context(self, status_id: str) -> _Context:
-        return page_of(
-            _Context, (await self.client.get(f"{STATUSES}/{status_id}/context")).data, f"{self.name}: context"
-        )
+        return await self.client.get_as(_Context, f"{STATUSES}/{status_id}/context", "context")
 
 
 def _id_or_zero(notification: Any) -> int:
@@ -324,9 +294,5 @@ def _id_or_zero(notification: Any) -> int:
 
 
 def _oldest_time(notifications: list[Any]) -> datetime:
-    times = [
-        n.created_at
-        for n in (one_of(_Notification, x) for x in notifications)
-        if isinstance(n, _Notification) and n.created_at
-    ]
+    times = [n.created_at for n in fitting(_Notification, notifications) if n.created_at]
     return min(times, default=datetime.max.replace(tzinfo=UTC))

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from inbox.connector import (
     AuthError,
     Clock,
-    Connector,
     ConnectorSettings,
     Kind,
     Page,
@@ -25,11 +24,23 @@ from inbox.connector import (
     SentReply,
     wall_clock,
 )
-from inbox.connectors.kit.auth import BearerToken, basic, token_from
+from inbox.connectors.kit.auth import BearerToken, basic, password_grant
+from inbox.connectors.kit.connector import HttpConnector
 from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import paged
-from inbox.connectors.kit.parse import EpochTime, Name, Number, OptionalText, Payload, Text, one_of, page_of, valid
-from inbox.connectors.kit.text import same_reply
+from inbox.connectors.kit.parse import (
+    EpochTime,
+    Name,
+    Number,
+    OptionalText,
+    Payload,
+    Text,
+    fitting,
+    one_of,
+    page_of,
+    valid,
+)
+from inbox.connectors.kit.text import any_word, same_reply
 from inbox.connectors.kit.threads import ThreadCache
 
 log = logging.getLogger(__name__)
@@ -173,14 +184,13 @@ class _Account(Payload):
     name: Text
 
 
-class RedditConnector(Connector[RedditSettings, RedditCursor]):
+class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
     """Polls the inbox and the watched subreddits with an OAuth2 password-grant token; replies with /api/comment."""
 
     type = "reddit"
 
     def __init__(self, settings: RedditSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
-        self.max_reply_chars = settings.max_reply_chars
         api_url = (settings.api_url or API_URL).rstrip("/")
         auth_url = settings.auth_url or (api_url if api_url != API_URL else AUTH_URL)
         agent = {"User-Agent": settings.user_agent}
@@ -190,14 +200,14 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
             auth_url,
             headers={**agent, "Authorization": basic(settings.client_id, settings.client_secret)},
         )
+        # A wrong password is HTTP 200 with {"error": "invalid_grant"}; accounts with 2FA cannot use this grant.
+        refused = f"reddit refused the password grant for u/{settings.username}"
+        grant = password_grant(self.auth, "/api/v1/access_token", settings.username, settings.password, refused)
         # Renewed on the API client's clock (the one its rate budget reads), a minute before Reddit says it expires.
-        self.token = BearerToken(renew=self._password_grant, clock=lambda: self.client.clock(), scheme="bearer")
+        self.token = BearerToken(renew=grant, clock=lambda: self.client.clock(), scheme="bearer")
         self._me = settings.username.lower()
         self._mention = re.compile(rf"(?<![\w/])/?u/{re.escape(settings.username)}\b", re.IGNORECASE)
-        terms = [t.strip() for t in settings.brand_terms if t.strip()]
-        self._brand = (
-            re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE) if terms else None
-        )
+        self._brand = any_word(settings.brand_terms)
         self._threads: ThreadCache[_Known] = ThreadCache()
 
     # -- fetch ------------------------------------------------------------------------------------------------------
@@ -227,7 +237,7 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         """Pages of things newer than `mark` (newest first), each with the newest thing of its page."""
         # Listings are newest first; `after` pages back. `before` would page forward but answers nothing once the
         # thing it names is deleted, so the walk goes back to the mark (by name, or by time if it is gone).
-        horizon = mark.created_utc if mark else self.clock().timestamp() - self.settings.first_poll_hours * 3600
+        horizon = mark.created_utc if mark else self.first_poll_start().timestamp()
         limit = {"limit": str(self.settings.page_size)}
 
         async def page(after: str | None) -> _Children:
@@ -337,8 +347,7 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         except PermanentError as exc:
             log.debug("%s: cannot look up %s (%s)", self.name, fullname, exc)
             return None
-        found = (child.data for child in (one_of(_Child, c) for c in children) if isinstance(child, _Child))
-        return next((data for data in found if data.name == fullname), None)
+        return next((child.data for child in fitting(_Child, children) if child.data.name == fullname), None)
 
     def _is_me(self, data: _Node) -> bool:
         return (data.author or "").lower() == self._me
@@ -364,15 +373,13 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         """Our recent comments (or sent messages, for a message) answering the target with this text."""
         path = "/message/sent" if target.external_id.startswith("t4_") else f"/user/{self.settings.username}/comments"
         params = {"limit": "100"} if path == "/message/sent" else {"limit": "100", "sort": "new"}
-        for child in (await self._listing(path, params)).children:
-            parsed = one_of(_Child, child)
+        for child in fitting(_Child, (await self._listing(path, params)).children):
             if (
-                isinstance(parsed, _Child)
-                and parsed.data.parent_id == target.external_id
-                and self._is_me(parsed.data)
-                and same_reply(parsed.data.body, text)
+                child.data.parent_id == target.external_id
+                and self._is_me(child.data)
+                and same_reply(child.data.body, text)
             ):
-                return self._ours(parsed.data, target)
+                return self._ours(child.data, target)
         return None
 
     def _ours(self, data: _Node, target: ReplyTarget) -> SentReply:
@@ -394,35 +401,13 @@ class RedditConnector(Connector[RedditSettings, RedditCursor]):
         query = {**(params or {}), "raw_json": "1"}
         await self.token.value()  # a refused password grant is the account's problem, whatever the path
         try:
-            return await self.token.request(self.client, method, path, params=query, data=data)
-        except AuthError:
-            # An expired or revoked token answers 401: the refused token was dropped; ask for a new one once, then believe the answer.
-            try:
-                return await self.token.request(self.client, method, path, params=query, data=data)
-            except AuthError as exc:
-                if path.startswith("/r/"):
-                    # The account itself works (the token was just granted): the subreddit is private or banned.
-                    raise PermanentError(f"{self.name}: {path} is not readable by this account: {exc}") from exc
-                raise
-
-    async def _password_grant(self) -> tuple[str, float]:
-        form = {
-            "grant_type": "password",
-            "username": self.settings.username,
-            "password": self.settings.password.get_secret_value(),
-        }
-        response = await self.auth.request("POST", "/api/v1/access_token", data=form)
-        if isinstance(response.data, dict) and "error" in response.data:
-            # A wrong password is HTTP 200 with {"error": "invalid_grant"}; accounts with 2FA cannot use this grant.
-            raise AuthError(
-                f"reddit refused the password grant for u/{self.settings.username}: {response.data['error']}"
-            )
-        return token_from(response, f"{self.name}: the token endpoint")
-
-    async def close(self) -> None:
-        """Close both HTTP sessions."""
-        await self.client.close()
-        await self.auth.close()
+            # An expired or revoked token answers 401: ask for a new one once, then believe the answer.
+            return await self.token.request(self.client, method, path, params=query, data=data, renew_refused=True)
+        except AuthError as exc:
+            if path.startswith("/r/"):
+                # The account itself works (the token was just granted): the subreddit is private or banned.
+                raise PermanentError(f"{self.name}: {path} is not readable by this account: {exc}") from exc
+            raise
 
 
 def _raise_for(errors: Any) -> None:

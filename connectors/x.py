@@ -7,7 +7,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr
@@ -15,7 +15,6 @@ from tweepy.asynchronous import AsyncClient
 
 from inbox.connector import (
     Clock,
-    Connector,
     ConnectorSettings,
     Kind,
     Page,
@@ -26,6 +25,8 @@ from inbox.connector import (
     SentReply,
     wall_clock,
 )
+from inbox.connectors.kit.account import OwnAccount
+from inbox.connectors.kit.connector import HttpConnector
 from inbox.connectors.kit.http import AbsoluteUrl, LibraryTransport
 from inbox.connectors.kit.paging import paged
 from inbox.connectors.kit.parse import (
@@ -37,6 +38,7 @@ from inbox.connectors.kit.parse import (
     Payload,
     Text,
     ZonedTimestamp,
+    fitting,
     one_of,
     or_empty,
     page_of,
@@ -164,15 +166,14 @@ class _Answer(Payload):
     data: Annotated[_Created | None, IfObject] = None
 
 
-class XConnector(Connector[XSettings, XCursor]):
+class XConnector(HttpConnector[XSettings, XCursor]):
     """Polls mentions (`since_id`) and DM events (newest first, down to the last seen id); replies in place."""
 
     type = "x"
 
     def __init__(self, settings: XSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
-        self.max_reply_chars = settings.max_reply_chars
-        self._own_id = settings.user_id
+        self.me = OwnAccount(self.name, "user_id", settings.user_id, self._me)
         self._transport = LibraryTransport(self.name, API_URL, settings.api_url or API_URL, refused_writes=True)
         secrets = ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "bearer_token")
         keys = {
@@ -184,9 +185,9 @@ class XConnector(Connector[XSettings, XCursor]):
 
     async def fetch(self, cursor: XCursor | None) -> AsyncIterator[Page[XCursor]]:
         """Yield new mentions, then new DMs; each stream's cursor rides on its last page only (X pages newest first)."""
-        reach = self.clock().replace(microsecond=0) - timedelta(hours=self.settings.first_poll_hours)
+        reach = self.first_poll_start().replace(microsecond=0)
         start = cursor or XCursor(start_time=reach)
-        own_id = await self._user_id()
+        own_id = await self.me.id()
         state = start.model_copy()
         async for page in self._mentions(own_id, start, state):
             yield page
@@ -215,7 +216,7 @@ class XConnector(Connector[XSettings, XCursor]):
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
         """Our reply on the platform: in the brand's timeline since the post, or in the DM conversation."""
-        own_id = await self._user_id()
+        own_id = await self.me.id()
         if target.kind == Kind.DM:
             return await self._find_dm_reply(own_id, target, text)
         # The reply is newer than the post it answers, so since_id bounds the search.
@@ -231,19 +232,18 @@ class XConnector(Connector[XSettings, XCursor]):
             ),
         )
         async for page, _ in timeline:
-            for tweet in (e for e in map(_entry, page.data) if e is not None):
+            for tweet in fitting(_Entry, page.data):
                 if tweet.refers("replied_to", target.external_id) and same_reply(tweet.text, text):
                     return SentReply(tweet.id, _status_url(None, tweet.id))
         return None
 
     async def check(self) -> str:
         """GET /2/users/me with the user-context keys: the account replies are sent from."""
-        me = await self._me()
-        if self.settings.user_id and self.settings.user_id != me.id:
-            raise PermanentError(
+        me = await self.me.check(
+            lambda me: (
                 f"user_id {self.settings.user_id} is not the account these tokens belong to (@{me.username}, id {me.id})"
             )
-        self._own_id = me.id
+        )
         reads = "app bearer token" if self.settings.bearer_token else "user context"
         dms = "mentions and DMs" if self.settings.dms else "mentions"
         return f"@{me.username} ({me.name}), user id {me.id}; reading {dms} with the {reads}"
@@ -251,10 +251,6 @@ class XConnector(Connector[XSettings, XCursor]):
     def poll_budgets(self) -> list[RateBudget]:
         """The mentions and DM events windows: X limits each endpoint on its own (10 mentions reads per 15 min on Basic)."""
         return [budget for key, budget in self._transport.budgets.items() if key in POLL_ENDPOINTS]
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self._transport.close()
 
     async def _mentions(self, own_id: str, start: XCursor, state: XCursor) -> AsyncIterator[Page[XCursor]]:
         newest = start.since_id
@@ -381,17 +377,12 @@ class XConnector(Connector[XSettings, XCursor]):
             ),
         )
         async for page, _ in events:
-            for event in (e for e in map(_entry, page.data) if e is not None):
+            for event in fitting(_Entry, page.data):
                 if _older(event.id, target.external_id):
                     return None  # older than the DM we answer: our reply cannot be further back
                 if event.sender_id == own_id and same_reply(event.text, text):
                     return SentReply(event.id, f"https://x.com/messages/{conversation}")
         return None
-
-    async def _user_id(self) -> str:
-        if self._own_id is None:
-            self._own_id = (await self._me()).id
-        return self._own_id
 
     async def _me(self) -> _Account:
         body = await self._call("GET users/me", self._api.get_me(user_fields=USER_FIELDS))

@@ -24,6 +24,7 @@ from inbox.pipeline.liveness import Loops, StoreHealth
 from inbox.pipeline.poller import Poller
 from inbox.pipeline.pushes import PushKeeper
 from inbox.reports import KEYS, page
+from inbox.reports.figures import group_label, scope
 from inbox.reports.links import LINK_LIFETIME, LinkRefused, LinkSigner
 from inbox.reports.overview import overview
 from inbox.reports.window import ReportError, Window, parse_window, report_zone
@@ -423,37 +424,44 @@ def _refused(reason: str) -> web.Response:
 def _opened(request: web.Request, inbox: Served) -> _Opened | web.Response:
     """Who may see the page: a bearer of `[reports] token`, or a link signed by this inbox and not expired."""
     now = inbox.clock()
-    signer = inbox.report_links or LinkSigner(key=b"")
-    token = inbox.settings.reports.token
-    header = request.headers.get("Authorization", "")
-    if header:
-        given = header.removeprefix("Bearer ").encode("utf-8", "replace")
-        if (
-            token is None
-            or not header.startswith("Bearer ")
-            or not hmac.compare_digest(given, token.get_secret_value().encode())
-        ):
-            log.warning("reports: refused a request with a wrong bearer token")
+    signer = inbox.report_links
+    if "Authorization" in request.headers:
+        if not reports_token_ok(inbox.settings, request.headers.get("Authorization")):
+            log.warning("reports: refused a request with a missing or wrong bearer token")
             return _refused("The token is not this inbox's reports token")
-        params = {key: value for key, value in request.query.items()}
-        if inbox.report_links is None:
+        params = dict(request.query.items())
+        if signer is None:
             # Without Slack there is no key to sign with: the lists open with the token too, not by link.
             return _Opened(params, lambda path, fields: f"{path}?{urlencode(sorted(fields.items()))}")
         expires = now + LINK_LIFETIME
-        local = LinkSigner(key=signer.key)
-        return _Opened(params, lambda path, fields: local.sign(path, fields, expires))
-    if inbox.report_links is None:
-        return _refused("This inbox gives no links (Slack is off); use its reports token")
-    try:
-        params = signer.check(request.path, request.query.items(), now)
-    except LinkRefused as exc:
-        log.info("reports: refused a link: %s", exc)
-        return _refused(str(exc).capitalize())
-    expires = signer.expiry(request.query) or now
-    log.info("reports: %s opened by a link given to %s", request.path, params.get("for") or "(unnamed)")
-    # Links on the page expire with it: a list never outlives the link that led to it.
-    local = LinkSigner(key=signer.key)
+    else:
+        if signer is None:
+            return _refused("This inbox gives no links (Slack is off); use its reports token")
+        try:
+            params = signer.check(request.path, request.query.items(), now)
+        except LinkRefused as exc:
+            log.info("reports: refused a link: %s", exc)
+            return _refused(str(exc).capitalize())
+        log.info("reports: %s opened by a link given to %s", request.path, params.get("for") or "(unnamed)")
+        # Links on the page expire with it: a list never outlives the link that led to it.
+        expires = signer.expiry(request.query) or now
+    local = LinkSigner(key=signer.key)  # the page's own links are paths: they stay on the address it was opened at
     return _Opened(params, lambda path, fields: local.sign(path, fields, expires))
+
+
+async def _unless_down(work: Awaitable[T]) -> T | web.Response:
+    """What the page's queries return, or a 503 page while the store cannot answer (or takes too long)."""
+    try:
+        async with asyncio.timeout(REPORT_SECONDS):
+            return await work
+    except Exception as exc:
+        if not isinstance(exc, TimeoutError) and not is_outage(exc):
+            raise
+        reason = "the report took too long" if isinstance(exc, TimeoutError) else describe_outage(exc)
+        text = page.render_refusal("The report cannot be made just now", reason, "Try again in a minute.")
+        response = _html(text, 503)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
 
 def _window(inbox: Served, params: dict[str, str]) -> Window:
@@ -472,7 +480,9 @@ async def reports_page(request: web.Request) -> web.Response:
         window = _window(inbox, opened.params)
     except ReportError as exc:
         return _html(page.render_refusal("This report cannot be made", str(exc), "Check the link's window."), 400)
-    figures = await overview(inbox.engine, inbox.settings, window, inbox.clock())
+    figures = await _unless_down(overview(inbox.engine, inbox.settings, window, inbox.clock()))
+    if isinstance(figures, web.Response):
+        return figures
     return _html(page.render_report(figures, opened.link, inbox.clock()))
 
 
@@ -490,10 +500,12 @@ async def breaches_page(request: web.Request) -> web.Response:
             raise ReportError(f"{by!r} is not a grouping")
     except ReportError as exc:
         return _html(page.render_refusal("This list cannot be made", str(exc), "Check the link."), 400)
-    from inbox.reports.figures import group_label, scope
-
     group = params.get("group") or None
-    rows = await reportpage.breaches(inbox.engine, scope(inbox.settings, window, inbox.clock()), by, group)
+    rows = await _unless_down(
+        reportpage.breaches(inbox.engine, scope(inbox.settings, window, inbox.clock()), by, group)
+    )
+    if isinstance(rows, web.Response):
+        return rows
     what = None
     if by is not None:
         shown: str | int | None = int(group) if by == "hour" and group and group.isdigit() else group

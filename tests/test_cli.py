@@ -49,6 +49,23 @@ def test_triage_reads_stdin_line_by_line_and_never_evaluates_customer_text():
     assert "49" not in run.stdout
 
 
+def test_triage_explain_shows_the_model_and_the_rules_that_decided(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[lexicon.en.intents.billing]\n"chronopoints" = 8\n', encoding="utf-8")
+    (tmp_path / "inbox.toml").write_text('[triage]\nrules = "rules.toml"\n', encoding="utf-8")
+    run = inbox("triage", "--explain", "where did my chronopoints go? parcel still not here", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    why = result["explain"]
+    assert result["intent"] == "billing"  # the admin's term outweighs the model's reading (delivery)
+    assert why["intent"]["rules"] == {"billing": 8.0}
+    assert max(why["intent"]["model_probabilities"], key=why["intent"]["model_probabilities"].get) == "delivery"
+    assert why["intent"]["top_features"] and why["sentiment"]["top_features"]
+    assert ["chronopoints", "billing 8"] in why["terms"]
+    plain = json.loads(inbox("triage", "where did my chronopoints go? parcel still not here", cwd=tmp_path).stdout)
+    assert "explain" not in plain and plain["intent"] == "billing"
+
+
 def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
     started = time.monotonic()
     run = inbox("demo", cwd=tmp_path, timeout=120)

@@ -3,6 +3,8 @@ SQLite and PostgreSQL, with a fake Slack whose messages the erasure edits."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +55,20 @@ def line(feed: Path, external_id: str, text: str, handle: str, name: str, at: da
         out.write(json.dumps({**record, "thread_id": f"t-{external_id}"}) + "\n")
 
 
+async def report(config: Path) -> dict[str, Any]:
+    """`inbox report` over the last 60 days: the JSON figures, and the CSV rows without the customer column."""
+    code, out, err = await inbox(
+        "report", "--format", "json", "--since", "60d", "--by", "intent", "--config", str(config)
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    code, out, err = await inbox("report", "--format", "csv", "--since", "60d", "--config", str(config))
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out)))
+    customer = rows[0].index("customer")
+    return {"json": document["rows"], "rows": [[v for i, v in enumerate(r) if i != customer] for r in rows]}
+
+
 async def test_export_forget_and_retention_from_the_command_line(cli_store, tmp_path, triager, templates):
     engine, url = cli_store
     fake = FakeSlack()
@@ -87,6 +103,8 @@ async def test_export_forget_and_retention_from_the_command_line(cli_store, tmp_
         assert DANA_TEXT in json.dumps(fake.messages)
         config = write_config(tmp_path, url, feed, fake, text_days=30)
 
+        figures = await report(config)
+        assert sum(r["conversations"] for r in figures["json"]) == 3 and len(figures["rows"]) == 4
         code, out, err = await inbox("export", "--customer", "x:dana_o", "--config", str(config))
         assert code == 0, err
         document = json.loads(out)
@@ -119,6 +137,7 @@ async def test_export_forget_and_retention_from_the_command_line(cli_store, tmp_
         assert BOB_OLD.encode() in held and BOB_OLD in shown
         code, out, err = await inbox("export", "--customer", "x:dana_o", "--config", str(config))
         assert code == 1 and "no such customer" in err
+        assert await report(config) == figures
 
         # Retention: Bob's conversation resolved forty days ago goes, his conversation of today stays.
         code, out, err = await inbox("retention", "--dry-run", "--config", str(config))
@@ -133,10 +152,19 @@ async def test_export_forget_and_retention_from_the_command_line(cli_store, tmp_
         assert "Marzipello refund" not in json.dumps(fake.messages)
         code, out, err = await inbox("retention", "--dry-run", "--config", str(config))
         assert code == 0 and "0 conversation(s)" in out
+        assert await report(config) == figures
 
         async with engine.connect() as conn:
             records = [(r.reason, r.customers, r.threads, r.items) for r in await conn.execute(sa.select(Erasure))]
         assert records == [("request", 1, 1, 1), ("retention", 0, 1, 1)]
+
+        # Export reads the store alone: Slack's variables need not be set for it.
+        unset = tmp_path / "unset.toml"
+        unset.write_text(config.read_text().replace(json.dumps(TOKEN), '"${GDPR_TEST_UNSET_SLACK_TOKEN}"'))
+        code, out, err = await inbox("export", "--customer", "x:bob_m", "--config", str(unset))
+        assert code == 0 and BOB_NEW in out, err
+        code, out, err = await inbox("forget", "--customer", "x:bob_m", "--config", str(unset))
+        assert code == 2 and "GDPR_TEST_UNSET_SLACK_TOKEN" in err
 
         off = write_config(tmp_path, url, feed, fake, text_days=0)
         code, out, err = await inbox("retention", "--config", str(off))

@@ -133,6 +133,16 @@ class Workers:
             await process.wait()
             self.kills += 1
 
+    async def serving(self, index: int, http: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        """Until the worker answers HTTP (any status: it has started), it died, or the test stops killing."""
+        while not stop.is_set() and index in self.alive():
+            try:
+                async with http.get(f"http://127.0.0.1:{self.ports[index]}/healthz") as response:
+                    await response.read()
+                    return
+            except (aiohttp.ClientError, TimeoutError):
+                await asyncio.sleep(0.2)
+
     async def stop_all(self) -> list[int | None]:
         for process in self.processes:
             if process is not None and process.returncode is None:
@@ -271,17 +281,47 @@ async def agent(
             await asyncio.sleep(0.3)
 
 
-async def killer(workers: Workers, rng: random.Random, stop: asyncio.Event) -> None:
-    """A random worker dies by SIGKILL every 2 to 6 seconds and comes back up to a second later."""
+async def killer(
+    workers: Workers, rng: random.Random, stop: asyncio.Event, progress: Callable[[], Awaitable[tuple[int, ...]]]
+) -> None:
+    """A random worker dies by SIGKILL every 2 to 6 seconds and comes back up to a second later.
+
+    Most kills wait until the victim serves and the work has moved on since: on a busy machine a start alone
+    (imports, then the language models at the first triage) can outlast the pause, and a worker killed every time
+    before it works would never leave half-done work behind. One kill in five strikes wherever the victim is,
+    starting up included.
+    """
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while not stop.is_set():
+            await asyncio.sleep(rng.uniform(2.0, 6.0))
+            alive = workers.alive()
+            if not alive or stop.is_set():
+                continue
+            victim = rng.choice(alive)
+            if rng.random() >= 0.2:
+                await workers.serving(victim, http, stop)
+                await moved(progress, stop)
+                await asyncio.sleep(rng.uniform(0.5, 3.0))
+            if stop.is_set():
+                continue
+            await workers.kill(victim)
+            await asyncio.sleep(rng.uniform(0, 1.0))
+            await workers.start(victim)
+
+
+async def moved(progress: Callable[[], Awaitable[tuple[int, ...]]], stop: asyncio.Event) -> None:
+    """Until the work has advanced (or the test stops killing)."""
+    try:
+        before = await progress()
+    except sa.exc.DBAPIError:  # no schema yet
+        before = ()
     while not stop.is_set():
-        await asyncio.sleep(rng.uniform(2.0, 6.0))
-        alive = workers.alive()
-        if not alive or stop.is_set():
+        await asyncio.sleep(0.5)
+        try:
+            if await progress() != before:
+                return
+        except sa.exc.DBAPIError:
             continue
-        victim = rng.choice(alive)
-        await workers.kill(victim)
-        await asyncio.sleep(rng.uniform(0, 1.0))
-        await workers.start(victim)
 
 
 async def settled(engine: Any, slack: FakeSlack) -> bool:
@@ -356,7 +396,7 @@ async def run_chaos(
     for index in range(store.workers):
         await workers.start(index)
     stop_killing, answered = asyncio.Event(), asyncio.Event()
-    kills = asyncio.create_task(killer(workers, rng, stop_killing))
+    kills = asyncio.create_task(killer(workers, rng, stop_killing, lambda: progress(engine, slack)))
     posted = await flow_in(x, backlog)
     clicking = asyncio.create_task(agent(slack, workers, engine, rng, chosen, answered))
 

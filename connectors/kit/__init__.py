@@ -1,14 +1,21 @@
 """The connector kit: what every connector shares, so a connector module only declares its platform.
 
-- `http`: the vendor HTTP client (one session pool, status codes to the three errors, rate budgets)
-- `auth`: bearer tokens renewed before they expire, token endpoints, Basic credentials
-- `google`: Google OAuth (refresh token, service account) for the two Google connectors
+- `connector`: `HttpConnector`, the base of a connector over kit clients (closes them; the reply limit, `streaming`
+  and the first poll's reach from the usual settings)
+- `http`: the vendor HTTP client (one session pool, status codes to the three errors, rate budgets, answers parsed as
+  a model), `next` links and `Link` headers
+- `auth`: bearer tokens renewed before they expire (and, for a vendor that revokes them early, renewed at once),
+  token endpoints and the password grant, self-signed JWTs, PEM keys, Basic credentials
+- `account`: the brand's own account, configured or looked up once; a check refuses another account's credentials
+- `google`: Google OAuth (refresh token, service account), the base of the two Google connectors, Google's times
+- `jsonapi`: JSON:API documents (App Store Connect)
 - `parse`: payloads parsed with pydantic; a misshapen page refused whole, a misshapen entry skipped and logged
 - `paging`: the pagination guard (a page token seen twice is a loop)
-- `sse`: server-sent events (Mastodon streaming)
+- `sse`: server-sent events and their JSON payloads (Mastodon streaming)
 - `threads`: the cache of which conversation a post belongs to
-- `text`: HTML to text, and the one test of "is this posted reply the one we sent"
-- `reviews`: the review-site base (newest-first walk against a time cursor, reviewer names, the base class)
+- `text`: HTML to text, the one test of "is this posted reply the one we sent", idempotency keys
+- `reviews`: the review-site base (newest-first walk against a time cursor, reviewer names, owner replies, the base
+  class)
 
 The channel registry (display name, reply limits, kinds, reply window) and the injected clock are in
 `inbox.connector`, beside the interface, because the core reads them too.

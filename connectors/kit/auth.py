@@ -93,6 +93,11 @@ def self_signed(
     return BearerToken(renew=sign)
 
 
+def bearer(token: SecretStr) -> dict[str, str]:
+    """The `Authorization` header of a fixed bearer token."""
+    return {"Authorization": f"Bearer {token.get_secret_value()}"}
+
+
 def basic(user: str, password: SecretStr) -> str:
     """An `Authorization: Basic` value (OAuth client credentials)."""
     pair = f"{user}:{password.get_secret_value()}".encode()
@@ -161,12 +166,20 @@ class BearerToken:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         data: Any = None,
+        renew_refused: bool = False,
     ) -> Response:
-        """One request carrying the token; a refused token is dropped so the next call gets a fresh one."""
+        """One request carrying the token; a refused token is dropped so the next call gets a fresh one.
+
+        With `renew_refused`, a renewed token is asked for at once and tried once before the refusal is believed
+        (a vendor that revokes tokens before they expire: Reddit).
+        """
         headers = {"Authorization": f"{self.scheme} {await self.value()}"}
         try:
             return await client.request(method, path, params=params, json_body=json_body, data=data, headers=headers)
         except AuthError:
-            if self._renew is not None:
-                self._token = None
-            raise
+            if self._renew is None:
+                raise
+            self._token = None
+            if not renew_refused:
+                raise
+        return await self.request(client, method, path, params=params, json_body=json_body, data=data)

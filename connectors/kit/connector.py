@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from inbox.connector import C, Connector, S
+from datetime import datetime, timedelta
+
+from inbox.connector import CHANNELS, C, Clock, Connector, S, wall_clock
 from inbox.connectors.kit.http import LibraryTransport, VendorClient
 
 
 class HttpConnector(Connector[S, C]):
     """A connector holding kit HTTP clients (`VendorClient`, `LibraryTransport`) as attributes."""
+
+    def __init__(self, settings: S, *, clock: Clock = wall_clock) -> None:
+        super().__init__(settings, clock=clock)
+        # The channel's reply limit, unless the account has its own (a Mastodon instance's, X Premium's).
+        channel = CHANNELS.get(self.channel)
+        self.max_reply_chars = getattr(settings, "max_reply_chars", channel.reply_limit if channel else None)
+
+    @property
+    def streaming(self) -> bool:
+        """True when the connector's settings take `stream` and it is on (the platform also pushes items)."""
+        return bool(getattr(self.settings, "stream", False))
+
+    def first_poll_start(self) -> datetime:
+        """How far back a fetch without a cursor reaches: `first_poll_hours` (a setting every polled connector takes) ago."""
+        return self.clock() - timedelta(hours=getattr(self.settings, "first_poll_hours", 0))
 
     async def close(self) -> None:
         """Close the HTTP session of every client the connector holds."""

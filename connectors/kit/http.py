@@ -228,7 +228,11 @@ class VendorClient:
 
     async def get_as(self, model: type[M], path: str, what: str, params: Mapping[str, Any] | None = None) -> M:
         """GET, its answer as `model`; an answer of another shape is a PermanentError naming `what`."""
-        return page_of(model, (await self.get(path, params)).data, f"{self.name}: {what}")
+        return await self.request_as(model, "GET", path, what, params=params)
+
+    async def request_as(self, model: type[M], method: str, path: str, what: str, **options: Any) -> M:
+        """One request (options as `request` takes them), its answer as `model`; another shape is a PermanentError."""
+        return page_of(model, (await self.request(method, path, **options)).data, f"{self.name}: {what}")
 
     def session(self) -> aiohttp.ClientSession:
         """The connector's session, opened on first use."""

@@ -38,6 +38,13 @@ def one_of(model: type[M], entry: Any) -> M | str:
         return first_problem(exc)
 
 
+def fitting(model: type[M], entries: Iterable[Any]) -> Iterator[M]:
+    """The entries that fit `model`, the others passed over without a word (for lookups, not for items)."""
+    for entry in entries:
+        if not isinstance(parsed := one_of(model, entry), str):
+            yield parsed
+
+
 def or_empty(model: type[M], entry: Any) -> M:
     """The entry as `model`, or the model with its defaults when it does not fit (for what only decorates an item)."""
     parsed = one_of(model, entry)

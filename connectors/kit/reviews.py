@@ -12,9 +12,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from inbox.connector import (
-    CHANNELS,
     Clock,
-    Connector,
     ConnectorSettings,
     Kind,
     Page,
@@ -26,6 +24,7 @@ from inbox.connector import (
     wall_clock,
 )
 from inbox.connectors.kit.auth import BearerToken
+from inbox.connectors.kit.connector import HttpConnector
 from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import PageGuard
 from inbox.connectors.kit.parse import each_valid, page_of
@@ -149,7 +148,7 @@ def join_text(*parts: str | None) -> str:
     return "\n\n".join(p.strip() for p in parts if p and p.strip())
 
 
-class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
+class ReviewConnector(HttpConnector[RS, ReviewCursor], Generic[RS, M]):
     """A review site: its listing walked newest first to the cursor, its reviews mapped, one owner reply per review.
 
     A subclass declares `api_url`, `review_model`, `listing` and the hooks: `authenticate`, `first_request`,
@@ -170,7 +169,6 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
 
     def __init__(self, settings: RS, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
-        self.max_reply_chars = CHANNELS[self.channel].reply_limit
         self.client = VendorClient(self.name, settings.api_url or self.api_url, headers=self.headers(settings))
         self.token = self.authenticate(settings)
         if (warning := self.poll_warning()) is not None:
@@ -275,10 +273,6 @@ class ReviewConnector(Connector[RS, ReviewCursor], Generic[RS, M]):
     async def parsed(self, model: type[P], method: str, path: str, what: str, **options: Any) -> P:
         """One request, its answer parsed as `model` (the wrong shape is a PermanentError)."""
         return page_of(model, (await self.call(method, path, **options)).data, f"{self.name}: {what}")
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.client.close()
 
     @staticmethod
     def review_id(target: ReplyTarget) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+from collections.abc import Iterable
 from html.parser import HTMLParser
 
 _URL = re.compile(r"https?://\S+")
@@ -22,6 +23,12 @@ def comparable(text: str) -> str:
 def same_reply(posted: object, sent: str) -> bool:
     """Whether a reply found on the platform is the one we sent (after a crash, so it is not sent twice)."""
     return isinstance(posted, str) and comparable(posted) == comparable(sent)
+
+
+def any_word(words: Iterable[str]) -> re.Pattern[str] | None:
+    """A case-insensitive search for any of `words` as a whole word ("acme" not in "acmes"); None without words."""
+    stripped = [re.escape(w.strip()) for w in words if w.strip()]
+    return re.compile(rf"(?<!\w)(?:{'|'.join(stripped)})(?!\w)", re.IGNORECASE) if stripped else None
 
 
 def idempotency_key(*parts: str) -> str:

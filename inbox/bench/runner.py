@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "slack": ("inbox.bench.slack_ack", "Slack acknowledgement under 200 concurrent clicks"),
     "meta": ("inbox.bench.meta_push", "200 concurrent signed Meta webhook deliveries, stored before their 200"),
     "report": ("inbox.bench.report", "team leads' report over 1,000,000 conversations beside a COUNT(*)"),
+    "page": ("inbox.bench.reports_page", "the reports page over a year of conversations"),
+    "triage": ("inbox.bench.triage", "triage per message under 500 characters, model and rules vs keyword rules"),
 }
 
 

@@ -45,8 +45,9 @@ STORE_USES = Uses(
 TRIAGE_USES = Uses(frozenset({"triage"}), connectors=False)
 CHECK_USES = Uses(frozenset({"database", "sla", "slack", "triage"}))  # not the server nor the workers
 BENCH_USES = Uses(frozenset({"database"}), connectors=False)
-# export, forget, retention: the store, and Slack to edit the messages an erasure touches.
+# forget, retention: the store, and Slack to edit the messages an erasure touches; export: the store alone.
 PRIVACY_USES = Uses(frozenset({"database", "sla", "triage", "slack", "retention"}), connectors=False)
+EXPORT_USES = Uses(frozenset({"database", "sla", "triage"}), connectors=False)
 
 CustomerOption = Annotated[
     list[str],
@@ -332,11 +333,15 @@ def triage(
         str | None, typer.Option(help="Channel whose reply length limit applies (x, mastodon, ...).")
     ] = None,
     rating: Annotated[int | None, typer.Option(min=1, max=5, help="Star rating, for reviews.")] = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Add why: the model's probabilities and top features, the rules that fired."),
+    ] = False,
 ) -> None:
     """Print language, sentiment, intent, priority and the suggested reply as JSON (one object per line with -)."""
     from inbox.connector import reply_limit
     from inbox.templates import ReplyTemplates, reply_variables
-    from inbox.triage import Triager, load_rules
+    from inbox.triage import Triager, explanation_json, load_rules
 
     settings = _settings(config, TRIAGE_USES)
     if channel is not None:
@@ -347,7 +352,9 @@ def triage(
     templates = ReplyTemplates(settings.triage.templates)
 
     def one(line: str) -> dict[str, Any]:
-        result = triager.classify(line, rating=rating, kind="review" if rating else "mention")
+        kind = "review" if rating else "mention"
+        why = triager.explain(line, rating=rating, kind=kind) if explain else None
+        result = why.result if why is not None else triager.classify(line, rating=rating, kind=kind)
         variables = reply_variables(
             customer_name=None,
             channel=channel,
@@ -357,13 +364,16 @@ def triage(
             brand=settings.triage.brand,
         )
         suggestion = templates.render(result.intent, result.language, variables, reply_limit(channel))
-        return {
+        out: dict[str, Any] = {
             "language": result.language,
             "sentiment": result.sentiment,
             "intent": str(result.intent),
             "priority": str(result.priority),
             "suggestion": suggestion.text,
         }
+        if why is not None:
+            out["explain"] = explanation_json(why)
+        return out
 
     lines = (line.rstrip("\n") for line in sys.stdin) if text == "-" else [text]
     for line in lines:
@@ -395,7 +405,7 @@ def export(
     from inbox.pipeline.privacy import NoSuchCustomer
 
     refs = _customers(customer)
-    settings = _settings(config, PRIVACY_USES)
+    settings = _settings(config, EXPORT_USES)
     setup_logging(logging.WARNING, settings=settings)
     try:
         document = _run(cli_privacy.export(settings, refs))

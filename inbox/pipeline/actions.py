@@ -111,6 +111,8 @@ class Actions:
             thread = await items.lock_thread(conn, thread_id)
             if thread is None:
                 raise ActionError(_no_such_thread(thread_id))
+            if thread.erased_at is not None:
+                raise ActionError("this conversation was erased (inbox forget or retention): nothing can be sent to it")
             connector = self._connector(thread.connector)
             item = await items.latest_item(conn, thread_id)
             problem = refusal(connector, thread.channel, item.kind, item.language, windows.of_row(item), mode, now)

@@ -220,7 +220,15 @@ class Ingestor:
             (u.external_id[:MAX_ID], None if u.text is None else _storable(u.text[:MAX_TEXT]), u.removed, u.author_name)
             for u in updates
         ]
-        changed = await apply_updates(self.engine, source.name, changes, self.clock())
+        now = self.clock()
+
+        def retriage(text: str, item: Mapping[str, Any]) -> dict[str, Any]:
+            # An edited text is triaged again: the suggestion Send would post answers what the customer says now.
+            customer = item["author_name"] or item["author_handle"]
+            age = (now - item["posted_at"]).total_seconds() / 60
+            return self._triaged(source, text, Kind(item["kind"]), item["rating"], customer, age)
+
+        changed = await apply_updates(self.engine, source.name, changes, now, retriage)
         if changed:
             self.on_event()
             log.info("%d stored item(s) changed on the platform (edited, removed or named)", changed)
@@ -259,25 +267,40 @@ class Ingestor:
             unique[raw.external_id] = raw
         return unique
 
-    def _prepare(self, source: Source, raw: RawItem, now: datetime) -> _Row:
-        age = (now - raw.posted_at).total_seconds() / 60
-        triage = self.triager.classify(raw.text, rating=raw.rating, kind=raw.kind, age_minutes=age)
+    def _triaged(
+        self, source: Source, text: str, kind: Kind, rating: int | None, customer: str, age_minutes: float
+    ) -> dict[str, Any]:
+        """An item's triage columns and suggested reply, for its text."""
+        triage = self.triager.classify(text, rating=rating, kind=kind, age_minutes=age_minutes)
         variables = reply_variables(
-            customer_name=raw.author_name or raw.author_handle,
+            customer_name=customer,
             channel=source.channel,
-            kind=str(raw.kind),
-            text=raw.text,
+            kind=str(kind),
+            text=text,
             agent_name=self.agent_name,
             brand=self.brand,
         )
-        suggestion = self.templates.render(triage.intent, triage.language, variables, source.reply_limit(raw.kind))
+        suggestion = self.templates.render(triage.intent, triage.language, variables, source.reply_limit(kind))
+        return {
+            "language": triage.language,
+            "sentiment": triage.sentiment,
+            "intent": str(triage.intent),
+            "priority": Priority(triage.priority).rank,
+            "suggestion": suggestion.text,
+            "suggestion_template": suggestion.template,
+            "suggestion_truncated": suggestion.truncated,
+        }
+
+    def _prepare(self, source: Source, raw: RawItem, now: datetime) -> _Row:
+        age = (now - raw.posted_at).total_seconds() / 60
+        triaged = self._triaged(source, raw.text, raw.kind, raw.rating, raw.author_name or raw.author_handle, age)
         closes_at, extended = windows.for_raw(raw, source.channel)
         modes, problems = windows.dump_modes(raw.reply_modes)
         for problem in problems:
             log.warning("item %s: %s; left out", raw.external_id, problem, extra={"external_id": raw.external_id})
         after = None
         if source.after_window is not None and windows.door(closes_at, extended) is not None:
-            after = windows.after_window_text(source.after_window(raw.kind, triage.language))
+            after = windows.after_window_text(source.after_window(raw.kind, triaged["language"]))
         values = {
             "connector": source.name,
             "channel": source.channel,
@@ -290,13 +313,7 @@ class Ingestor:
             "rating": raw.rating,
             "posted_at": raw.posted_at,
             "ingested_at": now,
-            "language": triage.language,
-            "sentiment": triage.sentiment,
-            "intent": str(triage.intent),
-            "priority": Priority(triage.priority).rank,
-            "suggestion": suggestion.text,
-            "suggestion_template": suggestion.template,
-            "suggestion_truncated": suggestion.truncated,
+            **triaged,
             "reply_to": raw.reply_to,
             "reply_window_closes_at": closes_at,
             "extended_window_closes_at": extended,

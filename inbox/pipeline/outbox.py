@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from inbox.display import shown_name, shown_text
+from inbox.display import shown_name
 from inbox.logs import log_context, log_fields
 from inbox.sla import SlaPolicies, clock_label, duration_text
 from inbox.store import events
@@ -52,6 +52,8 @@ class LogNotifier:
     async def notify(self, notice: Notice) -> None:
         """Log one line per notice."""
         t = notice.thread
+        if notice.kind == EventKind.ERASED and notice.payload.get("redraw"):
+            return  # another conversation's Slack message redrawn after an erasure: nothing to log
         if t is None:
             self.log.warning("%s: %s", notice.kind, notice.payload)
             return
@@ -83,15 +85,17 @@ class LogNotifier:
                 t.assignee or "nobody",
             )
         elif notice.kind in (EventKind.NEW_THREAD, EventKind.FOLLOW_UP):
+            # Never the customer's words: logs are shipped and kept where `inbox forget` cannot reach them.
             self.log.info(
-                "%s: thread %d (%s, %s/%s/%s priority): %s",
+                "%s: thread %d (%s, %s/%s/%s priority): item %s, %d characters",
                 "new" if notice.kind == EventKind.NEW_THREAD else "follow-up",
                 t.thread_id,
                 who,
                 t.language,
                 t.intent,
                 t.priority,
-                _short(shown_text(t.text)),
+                t.item_id,
+                len(t.text),
             )
         else:
             self.log.info("%s: thread %d (%s) %s", notice.kind, t.thread_id, who, notice.payload)
@@ -201,8 +205,3 @@ class Outbox:
             reason,
         )
         await events.retry_later(self.engine, event_id, self.worker, attempts, self.clock() + delay, reason)
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

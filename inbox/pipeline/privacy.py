@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from inbox.store.privacy import Held
 log = logging.getLogger("inbox.privacy")
 
 REQUEST, RETENTION = "request", "retention"
+RETENTION_BATCH = 200  # conversations erased per transaction by retention
 
 
 class NoSuchCustomer(Exception):
@@ -182,27 +183,43 @@ class Retention:
         )
 
     async def run(self) -> Held:
-        """Erase what is due; what `inbox run` does daily."""
-        plan = await self.plan()
-        if not plan.thread_ids:
-            return plan.held
-        done = await privacy.erase(
-            self.engine,
-            customers=plan.customers,
-            thread_ids=plan.thread_ids,
-            now=self.clock(),
-            reason=RETENTION,
-            by=RETENTION,
-        )
-        await _flush(self.engine)
-        self.on_event()
-        log.info(
-            "retention: erased the texts of %d conversation(s) resolved more than %d day(s) ago (%d item(s))",
-            done.threads,
-            self.text_days,
-            done.items,
-        )
-        return done
+        """Erase what is due, a batch of conversations per transaction (the store stays free for ingest meanwhile)."""
+        if not self.enabled:
+            return Held(0, 0, 0, 0, 0, 0)
+        threads = await privacy.resolved_before(self.engine, self.cutoff())
+        totals = Held(0, 0, 0, 0, 0, 0)
+        for start in range(0, len(threads), RETENTION_BATCH):
+            batch = threads[start : start + RETENTION_BATCH]
+            done = await privacy.erase(
+                self.engine, customers={}, thread_ids=batch, now=self.clock(), reason=RETENTION, by=RETENTION
+            )
+            totals = _sum(totals, done)
+        # Those left with no conversation kept lose their handle and name too.
+        gone = await privacy.left_without_conversations(self.engine, threads)
+        if gone:
+            done = await privacy.erase(
+                self.engine,
+                customers={c: pseudonym() for c in gone},
+                thread_ids=[],
+                now=self.clock(),
+                reason=RETENTION,
+                by=RETENTION,
+            )
+            totals = _sum(totals, done)
+        if threads:
+            await _flush(self.engine)
+            self.on_event()
+            log.info(
+                "retention: erased the texts of %d conversation(s) resolved more than %d day(s) ago (%d item(s))",
+                totals.threads,
+                self.text_days,
+                totals.items,
+            )
+        return totals
+
+
+def _sum(a: Held, b: Held) -> Held:
+    return Held(*(x + y for x, y in zip(astuple(a), astuple(b), strict=True)))
 
 
 async def _flush(engine: AsyncEngine) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import DictLoader, Environment, Template
 from markupsafe import Markup
 
 from inbox.reports import charts
-from inbox.reports.figures import DAYS, group_label
+from inbox.reports.figures import DAYS, group_label, ratio
 from inbox.reports.overview import ATTAINMENT_GOAL, Overview, attainment, day_points
+from inbox.reports.window import Window
 from inbox.staffing import HourStaffing
 from inbox.store.reportpage import BREACH_LIST_MAX, Breach
 
@@ -153,11 +155,6 @@ def mins(value: float | None) -> str:
     return f"{value / 60:.1f} h" if value >= 120 else f"{value:.1f} min"
 
 
-def ratio(part: int, whole: int) -> float | None:
-    """part ÷ whole, None when whole is 0."""
-    return part / whole if whole else None
-
-
 def _fmt(moment: datetime | None, zone: Any = None) -> str:
     if moment is None:
         return ""
@@ -177,15 +174,13 @@ def _staffed(hours: Sequence[HourStaffing]) -> list[HourStaffing]:
     return [h for h in hours if not h.quiet]
 
 
-def window_params(overview_window: Any) -> dict[str, str]:
+def window_params(window: Window) -> dict[str, str]:
     """The absolute window, as links to the lists carry it (the same conversations, however late they are opened)."""
-    return {"from": overview_window.start.isoformat(), "to": overview_window.end.isoformat()}
+    return {"from": window.start.isoformat(), "to": window.end.isoformat()}
 
 
 def render_report(o: Overview, link: Linker, now: datetime) -> str:
     """The whole page."""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(o.zone)
     window = window_params(o.window)
 
@@ -255,8 +250,6 @@ def render_breaches(
     back: str,
 ) -> str:
     """The list behind one breach count."""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(zone_name)
     return str(
         _template("breaches").render(

@@ -263,6 +263,18 @@ def follow_up(author_handle: str, text: str, posted_at: datetime) -> tuple[str, 
     ]
 
 
+def item_changed(view: ThreadView, change: str, author_handle: str, text: str) -> tuple[str, list[Block]]:
+    """The customer edited (the new text) or removed what they wrote: said in the triage message's thread."""
+    who, where = literal(author_handle, 80), escape(channel_name(view.channel))
+    if change == "removed":
+        line = f":wastebasket: @{who} removed this on {where}: it can no longer be answered there"
+        return f"Removed by @{who}", [{"type": "context", "elements": [mrkdwn(line)]}]
+    return f"Edited by @{who}", [
+        {"type": "context", "elements": [mrkdwn(f":pencil2: @{who} edited this on {where}; it now says:")]},
+        {"type": "section", "text": plain(text or "(no text)")},
+    ]
+
+
 def reply_note(view: ThreadView, agent: str, text: str, at: datetime) -> tuple[str, list[Block]]:
     """Our reply, kept in the thread beside the customer's messages."""
     return "Reply sent", [

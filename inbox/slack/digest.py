@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 
 from inbox.reports import charts
+from inbox.reports.figures import ratio
 from inbox.reports.overview import ATTAINMENT_GOAL, attainment, daily, day_points, headline
-from inbox.reports.page import mins, pct, ratio
+from inbox.reports.page import mins, pct
 from inbox.reports.window import Window, report_zone
 from inbox.settings import DAYS
 from inbox.slack.api import SLACK_ERRORS, describe

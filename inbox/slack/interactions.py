@@ -424,7 +424,8 @@ class Interactions:
                 thread_ts=where.thread_ts,
             )
         except SLACK_ERRORS as exc:
-            log.warning("Slack: could not tell %s %r: %s", where.user, text, describe(exc))
+            # Not the message itself: it may quote a reply written for a customer.
+            log.warning("Slack: could not tell %s (%d characters): %s", where.user, len(text), describe(exc))
 
 
 def _about(body: Body) -> dict[str, int | None]:

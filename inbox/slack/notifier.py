@@ -88,6 +88,12 @@ class SlackNotifier:
             if item is not None:
                 text, body = blocks.follow_up(item.author_handle, item.text, item.posted_at)
                 await self._post_once(notice.event_id, channel, text, body, thread_ts=ts)
+        elif kind == EventKind.ITEM_CHANGED and notice.payload.get("change") in ("edited", "removed"):
+            item = await self.store.item_of(notice.event_id)
+            if item is not None:
+                change = str(notice.payload["change"])
+                text, body = blocks.item_changed(view, change, item.author_handle, item.text)
+                await self._post_once(notice.event_id, channel, text, body, thread_ts=ts)
         elif kind == EventKind.REPLIED:
             reply = await self._reply(notice.payload.get("reply_id"))
             if reply is not None:

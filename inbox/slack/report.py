@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from inbox.reports.figures import ratio
 from inbox.reports.links import LINK_LIFETIME, LinkSigner
 from inbox.reports.overview import attainment, headline
-from inbox.reports.page import mins, pct, ratio
+from inbox.reports.page import mins, pct
 from inbox.reports.window import DEFAULT_SINCE, ReportError, parse_window, report_zone
 from inbox.slack.blocks import Block
 from inbox.slack.core import Core

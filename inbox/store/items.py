@@ -139,34 +139,49 @@ async def first_responses(
         return [(channel, opened_at, responded_at) for channel, opened_at, responded_at in rows]
 
 
+# What an item update reads of each item (more columns than `sa.select`'s typed overloads take one by one).
+_UPDATE_COLUMNS: list[Any] = [
+    Item.id,
+    Item.thread_id,
+    Item.external_id,
+    Item.text,
+    Item.kind,
+    Item.rating,
+    Item.posted_at,
+    Item.author_handle,
+    Item.author_name,
+    Item.removed_at,
+    Item.customer_id,
+    Thread.erased_at,
+]
+
+
 async def apply_updates(
-    engine: AsyncEngine, connector: str, updates: Sequence[tuple[str, str | None, bool, str | None]], now: datetime
+    engine: AsyncEngine,
+    connector: str,
+    updates: Sequence[tuple[str, str | None, bool, str | None]],
+    now: datetime,
+    retriage: Callable[[str, Mapping[str, Any]], Mapping[str, Any]] = lambda _text, _item: {},
 ) -> int:
     """Write what the platform reports of stored items (external id, new text, removed, author's name), each change
     announced by an `item_changed` event so Slack redraws the message; updates of unknown items are ignored.
-    Returns how many items changed."""
+    `retriage(text, item)` gives the columns a new text changes too (its triage). Returns how many items changed."""
     changed = 0
     async with engine.begin() as conn:
         ids = sorted({external_id for external_id, *_ in updates})
         rows: dict[str, dict[str, Any]] = {}
         for part in chunks(ids):
-            query = sa.select(
-                Item.id,
-                Item.thread_id,
-                Item.external_id,
-                Item.text,
-                Item.author_name,
-                Item.removed_at,
-                Item.customer_id,
-            ).where(Item.connector == connector, one_of(conn, Item.external_id, part))
+            query = sa.select(*_UPDATE_COLUMNS).join(Thread, Thread.id == Item.thread_id)
+            query = query.where(Item.connector == connector, one_of(conn, Item.external_id, part))
             rows.update({row.external_id: dict(row._mapping) for row in await conn.execute(query)})  # noqa: SLF001
         for external_id, text, removed, name in updates:
             row = rows.get(external_id)
-            if row is None:
-                continue
+            if row is None or row["erased_at"] is not None:
+                continue  # unknown, or erased (inbox forget, retention): an edit must not bring the words back
             values: dict[str, Any] = {}
             if text is not None and text != row["text"]:
                 values["text"] = text
+                values.update(retriage(text, row))
             if removed and row["removed_at"] is None:
                 values["removed_at"] = now
             if name and not row["author_name"]:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inbox.store.events import NewEvent, add_events
 from inbox.store.models import (
     CsatQuestion,
+    CsatStatus,
     Customer,
     Erasure,
     Event,
@@ -20,6 +21,7 @@ from inbox.store.models import (
     Item,
     Pushed,
     Reply,
+    ReplyStatus,
     SlackMessage,
     SlackPost,
     Status,
@@ -60,11 +62,15 @@ async def customer_threads(engine: AsyncEngine, customer_ids: Sequence[int]) -> 
         return await _threads_of(conn, customer_ids)
 
 
-async def _threads_of(conn: AsyncConnection, customer_ids: Sequence[int]) -> list[int]:
+async def _threads_of(conn: AsyncConnection, customer_ids: Sequence[int], *, unerased: bool = False) -> list[int]:
     found: set[int] = set()
     for part in chunks(list(customer_ids)):
-        found.update((await conn.execute(sa.select(Thread.id).where(Thread.customer_id.in_(part)))).scalars())
-        found.update((await conn.execute(sa.select(Item.thread_id).where(Item.customer_id.in_(part)))).scalars())
+        own = sa.select(Thread.id).where(Thread.customer_id.in_(part))
+        holding = sa.select(Item.thread_id).join(Thread, Thread.id == Item.thread_id).where(Item.customer_id.in_(part))
+        if unerased:
+            own, holding = own.where(Thread.erased_at.is_(None)), holding.where(Thread.erased_at.is_(None))
+        found.update((await conn.execute(own)).scalars())
+        found.update((await conn.execute(holding)).scalars())
     return sorted(found)
 
 
@@ -220,6 +226,8 @@ async def erase(
     threads = sorted(set(thread_ids))
     before = await held(engine, list(customers), threads)
     async with engine.begin() as conn:
+        # A conversation of theirs that began since the plan was made goes too.
+        threads = sorted(set(threads) | set(await _threads_of(conn, list(customers), unerased=True)))
         # The customer's other conversations show these under "earlier": their Slack messages are redrawn without.
         shown_beside = await _other_messages(conn, threads)
         for part in chunks(threads):
@@ -280,10 +288,25 @@ async def _erase_threads(conn: AsyncConnection, part: Sequence[int], now: dateti
         .where(Thread.id.in_(part))
         .values(external_id=sa.literal("erased-") + sa.cast(Thread.id, sa.String), erased_at=now)
     )
+    # A reply still pending (its worker crashed) would be sent again after the crash: with its text gone, it is not.
+    await conn.execute(
+        sa.update(Reply)
+        .where(Reply.thread_id.in_(part), Reply.status == ReplyStatus.PENDING)
+        .values(status=ReplyStatus.FAILED, claimed_by=None, claimed_until=None)
+    )
     await conn.execute(sa.update(Reply).where(Reply.thread_id.in_(part)).values(text="", url=None, error=None))
+    # Nobody is asked about a conversation erased; a question already sent keeps its score (the text goes).
+    await conn.execute(
+        sa.update(CsatQuestion)
+        .where(CsatQuestion.thread_id.in_(part), CsatQuestion.status == CsatStatus.SCHEDULED)
+        .values(status=CsatStatus.CANCELLED)
+    )
     await conn.execute(sa.update(CsatQuestion).where(CsatQuestion.thread_id.in_(part)).values(text=None, error=None))
-    # Event payloads hold ids, agents, cycles and times; a platform's error message may quote the reply: dropped.
-    rows = await conn.execute(sa.select(Event.id, Event.payload).where(Event.thread_id.in_(part)))
+    # Event payloads hold ids, agents, cycles and times; a platform's error message (reply_failed) may quote the
+    # reply: dropped.
+    rows = await conn.execute(
+        sa.select(Event.id, Event.payload).where(Event.thread_id.in_(part), Event.kind == EventKind.REPLY_FAILED)
+    )
     for event_id, payload in rows.all():
         if isinstance(payload, dict) and "error" in payload:
             kept = {k: v for k, v in payload.items() if k != "error"}

@@ -20,6 +20,7 @@ from inbox.store.reports import KEYS, Scope, _conversations, _utc
 
 BREACHED = ("missed", "breached")  # what a breach count counts: answered late, or still waiting past the deadline
 BREACH_LIST_MAX = 500
+BUCKET_SLACK = 0.001  # minutes (60 ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +45,11 @@ async def minutes_histogram(engine: AsyncEngine, scope: Scope, edges: Sequence[f
     """First responses made, counted in buckets [edges[i], edges[i+1]) and a last one from edges[-1] on."""
     async with engine.connect() as conn:
         c = _conversations(conn.dialect.name, scope, by=None, detail=False).c
+        # SQLite's minutes come from Julian days, a few microseconds off: 5 minutes may read 4.9999999. Within
+        # BUCKET_SLACK of an edge counts as on it, so an answer after exactly 5 minutes is in 5–10.
         bucket = sa.case(
-            *((c.minutes < edge, index) for index, edge in enumerate(edges[1:])), else_=len(edges) - 1
+            *((c.minutes < edge - BUCKET_SLACK, index) for index, edge in enumerate(edges[1:])),
+            else_=len(edges) - 1,
         ).label("bucket")
         rows = (
             await conn.execute(sa.select(bucket, sa.func.count()).where(c.minutes.is_not(None)).group_by(bucket))

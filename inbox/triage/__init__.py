@@ -10,15 +10,22 @@ those before it:
 - ``rules``: the rules' schema, the shipped files and an admin's file merged over them;
 - ``matcher``: finding listed terms (words, phrases, prefixes) in a message;
 - ``language``: cheap evidence, then lingua (its models, the memory knob, warm-up);
-- ``classify``: scoring sentiment, intent and priority with the keyword rules (the ``Triager``).
+- ``features``: what the learned model sees of a message (character and word n-grams, cues);
+- ``model``: the shipped linear model (``model.npz``), scored with numpy;
+- ``classify``: the model and the rules together give sentiment, intent and priority (the ``Triager``).
+
+Beside them, for the project rather than at run time: ``corpus`` (the labelled corpus and its
+held-out split), ``train`` (``python -m inbox.triage.train``) and ``evaluate``
+(``python -m inbox.triage.evaluate``).
 """
 
-from inbox.triage.classify import Triager
+from inbox.triage.classify import Explanation, Triager, explanation_json
 from inbox.triage.labels import Intent, Priority, Sentiment, TriageResult
 from inbox.triage.rules import RulesError, TriageRules, load_rules, shipped_config, validate_rules
 from inbox.triage.text import normalize
 
 __all__ = [
+    "Explanation",
     "Intent",
     "Priority",
     "RulesError",
@@ -26,6 +33,7 @@ __all__ = [
     "TriageResult",
     "TriageRules",
     "Triager",
+    "explanation_json",
     "load_rules",
     "normalize",
     "shipped_config",

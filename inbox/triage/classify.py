@@ -1,4 +1,23 @@
-"""Scoring one message with the keyword rules: sentiment, intent and priority; the `Triager`.
+"""Scoring one message: sentiment, intent and priority; the `Triager`.
+
+The learned model (``model``) reads the message and gives each intent and sentiment a
+log-probability; the rules then add their evidence in the same units (log-odds), so a rule of
+weight 2 multiplies the odds by e² ≈ 7.4:
+
+- every term an admin's rules file adds or re-weights (compared with the shipped rules) adds its
+  weight change to its intent, or to the sentiment (a negation before it flips it); a shipped
+  term set to 0 subtracts its weight. Shipped terms otherwise leave intent and sentiment to the
+  model; they still give escalation, furiousness and ``--explain``'s list of what fired;
+- ``patterns`` (spam links, shorteners, phishing domains...) add their summed weight to their
+  intent when it reaches the intent's ``min_score``;
+- the star rating, given or written in the text ("★★☆☆☆", "3/5"), pulls towards its sentiment
+  by ``sentiment.rating_scores`` (a 3-star rating, scoring 0, pulls towards neutral by
+  ``_NEUTRAL_RATING_PULL``): the text wins only when it clearly says otherwise;
+- shouting multiplies the sentiment's distance from neutral by ``sentiment.shout_factor``.
+Ties go to the earlier intent in ``intents.precedence``. ``Triager(rules, rules_only=True)``
+scores with the keyword rules alone, as below (the method before the model).
+
+Keyword rules alone
 
 Matches come from ``matcher``: terms of the detected language count fully, ``[lexicon.common]``
 counts for every language, and terms of the other languages count with
@@ -19,24 +38,54 @@ Priority
     and the item's age, capped at urgent. A negative item (negative sentiment or a rating at
     or below ``priority.floor_rating``) is never below normal. Spam is always low.
 
-A different method (a learned model) replaces this module; rules, text and language stay.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 
+from inbox.triage.features import describe, inline_rating
 from inbox.triage.labels import PRIORITY_ORDER, Intent, Priority, Sentiment, TriageResult
 from inbox.triage.language import Detector
 from inbox.triage.matcher import CACHE_LIMIT, ESCALATION, NEGATIVE, NEUTRAL, POSITIVE, Entry, Matcher
-from inbox.triage.rules import TriageRules
+from inbox.triage.model import Model, Scored, load_model
+from inbox.triage.rules import Lexicon, TriageRules, shipped_rules
 from inbox.triage.text import CLAUSE_PUNCT, Prepared, prepare, shouting, words_of
 
-__all__ = ["Triager"]
+__all__ = ["Explanation", "Triager", "explanation_json"]
 
 _ANY = "\0any"  # key for word sets of languages that have no lexicon
+_NEUTRAL_RATING_PULL = 1.5  # how far a rating scoring 0 (3 stars: a mixed review) pulls towards neutral
+_SENTIMENTS: tuple[Sentiment, ...] = ("negative", "neutral", "positive")
+_KEYWORD_CAP = 4.0  # keyword scores above this say nothing more to the model
+
+
+@cache
+def keyword_scorer() -> Triager:
+    """The shipped keyword rules, scoring the model's dense features whatever an admin's file says."""
+    return Triager(shipped_rules(), rules_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why triage chose what it did (``inbox triage --explain``)."""
+
+    result: TriageResult
+    intent_scores: dict[str, float]  # the model's log-probability plus the rules' evidence, per intent
+    sentiment_scores: dict[str, float]
+    intent_probabilities: dict[str, float]  # the model's alone
+    sentiment_probabilities: dict[str, float]
+    intent_features: list[tuple[str, float]]  # the features that pushed the chosen intent most
+    sentiment_features: list[tuple[str, float]]
+    rule_intents: dict[str, float]  # the rules' evidence per intent (overrides, patterns)
+    rule_sentiment: float
+    rating: int | None  # given, or read from the text
+    shouted: bool
+    terms: list[tuple[str, str]]  # (term, what it says) of every listed term found, for the record
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +101,12 @@ class _Resolved:
 class Triager:
     """Classifies messages with one set of rules; build once and reuse (it caches)."""
 
-    def __init__(self, rules: TriageRules) -> None:
+    def __init__(self, rules: TriageRules, *, rules_only: bool = False, model: Model | None = None) -> None:
         self.rules = rules
         self.detector = Detector(rules)
+        self.model = None if rules_only else (model or load_model())
         self._matcher = Matcher(self._terms())
+        self._overrides = Matcher(_changed_terms(rules.lexicon, shipped_rules().lexicon))
         self._resolved: dict[tuple[str, str], _Resolved] = {}
         self._patterns = self._compile_patterns()
         self._negations = self._word_sets("negations")
@@ -256,16 +307,178 @@ class Triager:
             level = max(level, Priority.NORMAL.rank)
         return PRIORITY_ORDER[max(0, min(level, Priority.URGENT.rank))]
 
+    def _rule_evidence(self, prepared: Prepared, language: str) -> tuple[dict[str, float], float]:
+        """The rules' evidence beside the model: (per intent, sentiment polarity), in log-odds."""
+        foreign = self.rules.intents.foreign_weight
+        intents: dict[str, float] = {}
+        polarity = 0.0
+        seen: set[tuple[str, str]] = set()
+        negations = self._negations.get(language) or self._negations[_ANY]
+        for index, key, entries in self._overrides.find(prepared.tokens):
+            strongest: dict[str, float] = {}
+            for category, lang, change in entries:
+                weight = change if lang in (language, "common") else change * foreign
+                if abs(weight) > abs(strongest.get(category, 0.0)):
+                    strongest[category] = weight
+            for category, weight in strongest.items():
+                if category in (POSITIVE, NEGATIVE):
+                    value = weight if category == POSITIVE else -weight
+                    negatable = key[0].isalnum() and not any(w in negations for w in key.split(" "))
+                    polarity += -value if negatable and self._negated(prepared.tokens, index, language) else value
+                elif category not in (NEUTRAL, ESCALATION) and (key, category) not in seen:
+                    seen.add((key, category))
+                    intents[category] = intents.get(category, 0.0) + weight
+        matched: dict[str, float] = {}
+        for pattern, intent, lang, weight in self._patterns:
+            if pattern.search(prepared.full):
+                matched[intent] = matched.get(intent, 0.0) + (
+                    weight if lang in (language, "common") else weight * foreign
+                )
+        for intent, total in matched.items():
+            if total >= self._intent_info[intent][2]:
+                intents[intent] = intents.get(intent, 0.0) + total
+        return intents, polarity
+
+    def _combine(
+        self, scored: Scored, rule_intents: dict[str, float], polarity: float, stars: int | None, shouted: bool
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """(intent scores, sentiment scores): the model's log-probabilities plus the rules' evidence."""
+        intents = {name: logp + rule_intents.get(name, 0.0) for name, logp in scored.log_proba["intent"].items()}
+        for name, extra in rule_intents.items():
+            intents.setdefault(name, extra)
+        sentiment = dict(scored.log_proba["sentiment"])
+        pull = polarity
+        if stars is not None:
+            rating_score = self.rules.sentiment.rating_scores.get(stars, 0.0)
+            if rating_score:
+                pull += rating_score
+            else:
+                sentiment["neutral"] += _NEUTRAL_RATING_PULL
+        if pull > 0:
+            sentiment["positive"] += pull
+        elif pull < 0:
+            sentiment["negative"] -= pull
+        if shouted:
+            factor = self.rules.sentiment.shout_factor
+            for label in ("negative", "positive"):
+                sentiment[label] = sentiment["neutral"] + (sentiment[label] - sentiment["neutral"]) * factor
+        return intents, sentiment
+
+    def keyword_features(self, text: str, language: str) -> dict[str, float]:
+        """The keyword rules' scores of a text as the model's dense features (``#kw:<intent>``, ``#kw:+``, ``#kw:-``)."""
+        prepared = prepare(text, self.rules.max_text_chars)
+        sentiment, intents, _escalation = self._score(prepared, language, shouted=False)
+        out = {f"#kw:{name}": min(score, _KEYWORD_CAP) / _KEYWORD_CAP for name, score in intents.items()}
+        out["#kw:+"] = min(max(sentiment, 0.0), _KEYWORD_CAP) / _KEYWORD_CAP
+        out["#kw:-"] = min(max(-sentiment, 0.0), _KEYWORD_CAP) / _KEYWORD_CAP
+        return out
+
+    def _best_intent(self, scores: dict[str, float]) -> Intent:
+        best = max(scores, key=lambda name: (scores[name], self._intent_info[name][1]))
+        return self._intent_info[best][0]
+
+    def _explained(
+        self, text: str, rating: int | None, kind: str, age_minutes: float, explain: bool
+    ) -> tuple[TriageResult, Explanation | None]:
+        prepared = prepare(text, self.rules.max_text_chars)
+        shouted = self._shouting(prepared)
+        language = self.detector.detect(prepared)
+        text_score, keyword_intents, escalation = self._score(prepared, language, shouted)
+        if self.model is None:
+            sentiment = self._sentiment(text_score, rating)
+            intent = self._intent(keyword_intents, sentiment)
+        else:
+            dense = keyword_scorer().keyword_features(text, language)
+            scored = self.model.score(text[: self.rules.max_text_chars], rating, dense)
+            stars = rating if rating is not None else inline_rating(text[: self.rules.max_text_chars])
+            rule_intents, polarity = self._rule_evidence(prepared, language)
+            intent_scores, sentiment_scores = self._combine(scored, rule_intents, polarity, stars, shouted)
+            sentiment = max(_SENTIMENTS, key=sentiment_scores.__getitem__)
+            if sentiment == "negative":  # an unhappy customer is not praising ("thanks for nothing")
+                intent_scores[Intent.PRAISE.value] = -math.inf
+            elif sentiment == "positive":  # nor is a happy one complaining (a mixed review is neutral)
+                intent_scores[Intent.COMPLAINT.value] = -math.inf
+            intent = self._best_intent(intent_scores)
+        furious = sentiment == "negative" and (shouted or text_score <= self.rules.priority.furious_score)
+        priority = self._priority(intent, sentiment, furious, escalation, rating, kind, age_minutes)
+        result = TriageResult(language=language, sentiment=sentiment, intent=intent, priority=priority)
+        explanation = None
+        if explain and self.model is not None:
+            explanation = Explanation(
+                result=result,
+                intent_scores=intent_scores,
+                sentiment_scores=sentiment_scores,
+                intent_probabilities={k: math.exp(v) for k, v in scored.log_proba["intent"].items()},
+                sentiment_probabilities={k: math.exp(v) for k, v in scored.log_proba["sentiment"].items()},
+                intent_features=self.model.contributions(scored, "intent", intent.value),
+                sentiment_features=self.model.contributions(scored, "sentiment", sentiment),
+                rule_intents=rule_intents,
+                rule_sentiment=polarity,
+                rating=stars,
+                shouted=shouted,
+                terms=self._fired(prepared, language),
+            )
+        return result, explanation
+
+    def _fired(self, prepared: Prepared, language: str) -> list[tuple[str, str]]:
+        """Every listed term found, with what it says in the detected language."""
+        fired: list[tuple[str, str]] = []
+        for _index, key, entries in self._matcher.find(prepared.tokens):
+            meaning = self._resolve(key, entries, language)
+            says = [f"{'+' if meaning.polarity > 0 else ''}{meaning.polarity:g} sentiment"] if meaning.polarity else []
+            says += [f"escalation {meaning.escalation:g}"] if meaning.escalation else []
+            says += [f"{intent} {weight:g}" for intent, weight in meaning.intents]
+            if says:
+                fired.append((key, ", ".join(says)))
+        fired += [(p.pattern, f"{intent} {w:g}") for p, intent, _lang, w in self._patterns if p.search(prepared.full)]
+        return fired
+
     def classify(
         self, text: str, *, rating: int | None = None, kind: str = "mention", age_minutes: float = 0.0
     ) -> TriageResult:
         """Language, sentiment, intent and priority of one message."""
-        prepared = prepare(text, self.rules.max_text_chars)
-        shouted = self._shouting(prepared)
-        language = self.detector.detect(prepared)
-        text_score, intent_scores, escalation = self._score(prepared, language, shouted)
-        sentiment = self._sentiment(text_score, rating)
-        intent = self._intent(intent_scores, sentiment)
-        furious = sentiment == "negative" and (shouted or text_score <= self.rules.priority.furious_score)
-        priority = self._priority(intent, sentiment, furious, escalation, rating, kind, age_minutes)
-        return TriageResult(language=language, sentiment=sentiment, intent=intent, priority=priority)
+        return self._explained(text, rating, kind, age_minutes, explain=False)[0]
+
+    def explain(
+        self, text: str, *, rating: int | None = None, kind: str = "mention", age_minutes: float = 0.0
+    ) -> Explanation | None:
+        """``classify`` with the reasons (None when scoring with the keyword rules alone)."""
+        return self._explained(text, rating, kind, age_minutes, explain=True)[1]
+
+
+def _changed_terms(lexicon: dict[str, Lexicon], shipped: dict[str, Lexicon]) -> Iterator[tuple[str, Entry]]:
+    """What an admin's rules changed in the shipped lexicons: (term, (category, language, weight change))."""
+    for lang, lex in lexicon.items():
+        base = shipped.get(lang, Lexicon())
+        tables = [(POSITIVE, lex.positive, base.positive), (NEGATIVE, lex.negative, base.negative)]
+        tables += [(i.value, table, base.intents.get(i, {})) for i, table in lex.intents.items()]
+        for category, table, before in tables:
+            for term, weight in table.items():
+                change = weight - before.get(term, 0.0)
+                if change:
+                    yield term, (category, lang, change)
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 3) for name, value in sorted(scores.items(), key=lambda item: -item[1])}
+
+
+def explanation_json(why: Explanation) -> dict[str, object]:
+    """An explanation as plain JSON-able data, best first (what ``inbox triage --explain`` prints)."""
+    return {
+        "intent": {
+            "scores": _rounded({k: v for k, v in why.intent_scores.items() if math.isfinite(v)}),
+            "model_probabilities": _rounded(why.intent_probabilities),
+            "top_features": [[describe(f), round(v, 3)] for f, v in why.intent_features],
+            "rules": _rounded(why.rule_intents),
+        },
+        "sentiment": {
+            "scores": _rounded(why.sentiment_scores),
+            "model_probabilities": _rounded(why.sentiment_probabilities),
+            "top_features": [[describe(f), round(v, 3)] for f, v in why.sentiment_features],
+            "rules": round(why.rule_sentiment, 3),
+            "rating": why.rating,
+            "shouted": why.shouted,
+        },
+        "terms": [[term, says] for term, says in why.terms],
+    }

@@ -101,7 +101,7 @@ def markdown(result: Evaluation) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Score the shipped triage (or the given rules) on a split of the corpus and print Markdown."""
+    """Score the shipped triage (or the given rules, or the rules alone) on a split of the corpus; print Markdown."""
     from inbox.triage.classify import Triager
     from inbox.triage.rules import load_rules
 
@@ -109,10 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=None, help="corpus folder (default: corpus/triage)")
     parser.add_argument("--split", choices=("held-out", "training", "all"), default="held-out")
     parser.add_argument("--rules", type=Path, default=None, help="an admin rules file merged over the shipped rules")
+    parser.add_argument("--rules-only", action="store_true", help="the keyword rules alone, without the model")
     args = parser.parse_args(argv)
     training, held = split(load_corpus(args.corpus))
     examples = {"held-out": held, "training": training, "all": training + held}[args.split]
-    triager = Triager(load_rules(args.rules))
+    triager = Triager(load_rules(args.rules), rules_only=args.rules_only)
     result = evaluate(
         examples, lambda ex: triager.classify(ex.text, rating=ex.rating, kind="review" if ex.rating else "mention")
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "iso_language",
     "load_rules",
     "shipped_config",
+    "shipped_rules",
     "validate_rules",
 ]
 
@@ -231,6 +233,12 @@ def load_rules(path: Path | None = None) -> TriageRules:
             raise RulesError(source, [f"(file): cannot read: {exc}"]) from exc
         data = _merge(data, _parse_toml(text, source))
     return validate_rules(data, source)
+
+
+@cache
+def shipped_rules() -> TriageRules:
+    """The shipped rules alone, read once per process (what an admin's file is compared with)."""
+    return load_rules()
 
 
 def validate_rules(data: Mapping[str, Any], source: str = "rules") -> TriageRules:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget
+from inbox.connector import AuthError, ItemUpdate, Kind, PermanentError, ReplyTarget
 from inbox.connectors.instagram import InstagramConnector, InstagramSettings
 from inbox.connectors.kit.meta_social import PRIVATE
 from inbox.fakes.data import payload
@@ -184,3 +184,13 @@ async def test_check_names_the_missing_comments_permission(fake, instagram):
     )
     with pytest.raises(AuthError, match="instagram_business_manage_comments"):
         await instagram.check()
+
+
+def test_an_unsent_dm_marks_the_stored_message_removed(fake, instagram):
+    # Instagram's messaging webhook marks a message the customer unsent with `message.is_deleted` (Meta's
+    # Instagram messaging webhook reference); the shape is instagram_message.json's with that message.
+    delivery = payload("instagram", "instagram_message.json")
+    delivery["entry"][0]["time"] = 1631082844  # as Meta sends it (the recording writes ISO 8601)
+    delivery["entry"][0]["messaging"][0]["message"] = {"mid": "message-id-1", "is_deleted": True}
+    unsent = push(fake, instagram, delivery)
+    assert unsent.items == [] and unsent.updates == [ItemUpdate("message-id-1", removed=True)]

@@ -3,6 +3,7 @@ exactly one call on the right Graph endpoint with the right recipient (local Gra
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from inbox.triage import Triager
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.test_facebook import facebook_config
 from tests.connectors.test_instagram import instagram_config
-from tests.slack.conftest import Harness, slack_config
+from tests.slack.conftest import TRIAGE, Harness, slack_config
 from tests.slack.test_editing import submit
 
 PSID = "6543210987654321"
@@ -217,6 +218,11 @@ def customer_text(harness: Harness, thread: int) -> str:
     return str(text)
 
 
+def suggestion(harness: Harness, thread: int) -> str:
+    [text] = [b["text"]["text"] for b in harness.triage_message(thread)["blocks"] if b.get("block_id") == "suggestion"]
+    return str(text)
+
+
 def buttons(harness: Harness, thread: int) -> list[str]:
     return [
         e["action_id"]
@@ -227,25 +233,33 @@ def buttons(harness: Harness, thread: int) -> list[str]:
 
 
 async def test_an_edited_comment_is_redrawn_and_a_removed_one_is_never_answered(harness, facebook_fake):
-    comment = facebook_fake.add_comment("Ma commande 4512 n'est pas arrivée", author=PSID)
+    comment = facebook_fake.add_comment("Merci beaucoup, livraison super rapide !", author=PSID)
     url = f"{harness.url}/webhooks/acme-facebook"
     thread = await pushed(harness, facebook_fake, "acme-facebook", facebook_fake.comment_delivery(comment), comment)
     first_drawn = harness.value_of(thread)
-    # The customer edits the comment: the stored item and its Slack message show the new text.
-    facebook_fake.comments[-1]["message"] = "Ma commande 4513 n'est pas arrivée (pas la 4512)"
+    first_suggestion = suggestion(harness, thread)
+    # The customer edits the comment: the stored item takes the new text, is triaged again (the suggestion Send
+    # would post answers the new text), and its Slack message is redrawn.
+    edited = "Ma commande 4512 n'est jamais arrivée, je veux un remboursement"
+    facebook_fake.comments[-1]["message"] = edited
     assert (await facebook_fake.deliver(url, facebook_fake.comment_delivery(comment, "edited"))).status == 200
     await settled(harness)
     await harness.dispatch()
-    assert customer_text(harness, thread) == "Ma commande 4513 n'est pas arrivée (pas la 4512)"
+    assert customer_text(harness, thread) == edited
     async with harness.inbox.engine.connect() as conn:
-        stored = (await conn.execute(sa.select(Item.text).where(Item.external_id == comment))).scalars().all()
-    assert stored == ["Ma commande 4513 n'est pas arrivée (pas la 4512)"]
+        query = sa.select(Item.text, Item.intent).where(Item.external_id == comment)
+        assert (await conn.execute(query)).all() == [(edited, "delivery")]
+    assert suggestion(harness, thread) != first_suggestion
+    notes = [json.dumps(m["blocks"]) for m in harness.fake.posted(TRIAGE, in_thread=True)]
+    assert any("edited this on Facebook; it now says:" in n and "jamais arriv" in n for n in notes), notes
     # Then removes it: Slack says so, the send buttons go, and a click on the message as first drawn is refused.
     assert (await facebook_fake.deliver(url, facebook_fake.comment_delivery(comment, "remove"))).status == 200
     await settled(harness)
     await harness.dispatch()
     message = str(harness.triage_message(thread)["blocks"])
     assert "Removed by the customer on Facebook" in message
+    notes = [json.dumps(m["blocks"]) for m in harness.fake.posted(TRIAGE, in_thread=True)]
+    assert sum("removed this on Facebook" in n for n in notes) == 1
     assert "inbox_send" not in buttons(harness, thread) and "inbox_send_private" not in buttons(harness, thread)
     assert (await harness.click(thread, "inbox_send", value=first_drawn))[0] == 200
     await harness.settle()

@@ -11,7 +11,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 
 from inbox.fakes import slack_payloads as payloads
+from inbox.reports import charts, conversation_rows, parse_window, report_zone
+from inbox.reports.figures import scope
+from inbox.service import Inbox
+from inbox.store import reportpage
+from inbox.store.db import create_engine
+from tests.conftest import make_settings
 from tests.slack.conftest import AGENT, Harness, HarnessFactory
+from tests.test_server import get as get_page
+from tests.test_server import sqlite_threads_stopped, unreachable_store
 
 PUBLIC = "https://inbox.example.com"
 TOKEN = "reports-token-123"
@@ -98,6 +106,13 @@ async def test_report_answers_the_user_with_the_figures_and_a_link_that_opens_th
     assert headers["Referrer-Policy"] == "no-referrer"
     assert html.count("<svg") >= 3 and "<script" not in html
     assert "SLA attainment per day" in html and "Breaches by hour of the week" in html and "Staffing" in html
+    # The heatmap's cells add up to the breaches; the channel's row shows the same figures as Slack did.
+    heat = html[html.index('<table class="heat">') : html.index("</table>", html.index('<table class="heat">'))]
+    assert sum(int(n) for n in re.findall(r"<a href=\"[^\"]+\">(\d+)</a>", heat)) == 3
+    channel = re.search(r"<tr><td>x</td>(.*?)</tr>", html, re.S)
+    assert channel is not None
+    cells = re.findall(r"<td[^>]*>(?:<a [^>]+>)?([^<]*)", channel.group(1))
+    assert cells[:5] == ["5", "4", "2", "3", "40%"]  # conversations, answered, met, breached, attainment
 
 
 async def test_a_breach_count_opens_its_conversations_with_their_slack_messages(harness_factory):
@@ -184,3 +199,42 @@ async def test_a_link_missing_its_expiry_or_signature_is_refused(harness_factory
     kept = [(k, v) for k, v in parse_qsl(parts.query) if k != missing]
     status, _, _ = await get(harness, f"{harness.url}{parts.path}?{urlencode(kept)}")
     assert status == 403
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_store_outage_is_a_503_page_never_a_500(kind: str, tmp_path, clock) -> None:
+    url = await unreachable_store(kind, tmp_path)
+    engine = create_engine(url)
+    settings = make_settings(tmp_path, database={"url": url}, reports={"token": TOKEN})
+    inbox = Inbox(settings, engine, clock=clock, notifiers=[])
+    try:
+        for path in ("/reports?since=7d", "/reports/breaches?since=7d"):
+            status, body = await get_page(inbox, path, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert status == 503 and "cannot be made just now" in body, body
+    finally:
+        await engine.dispose()
+        await sqlite_threads_stopped()
+
+
+async def test_the_spread_and_the_breach_list_agree_with_the_conversation_rows(harness_factory):
+    """The page's own queries against a plain computation over `inbox report`'s rows of the same window."""
+    harness = await reporting_harness(harness_factory)
+    await traffic(harness)
+    inbox, now = harness.inbox, harness.clock.now
+    window = parse_window(now, report_zone(inbox.settings), since="7d")
+    rows = await conversation_rows(inbox.engine, inbox.settings, window, now)
+    where = scope(inbox.settings, window, now)
+    edges = [low for low, _high in charts.BUCKETS]
+    expected = [0] * len(edges)
+    for row in rows:
+        if row.first_response_minutes is not None:
+            waited = round(row.first_response_minutes, 3)  # to the millisecond: SQLite's Julian days are a hair off
+            expected[max(i for i, edge in enumerate(edges) if waited >= edge)] += 1
+    assert await reportpage.minutes_histogram(inbox.engine, where, edges) == expected
+    assert sum(expected) == 4 and expected[1] == expected[2] == 1  # 5 and 12 minutes: the 5–10 and 10–15 buckets
+    late = sorted(r.conversation_id for r in rows if r.sla_outcome in ("missed", "breached"))
+    listed = await reportpage.breaches(inbox.engine, where, None, None)
+    assert sorted(b.conversation_id for b in listed) == late and len(late) == 3
+    by_channel = await reportpage.breaches(inbox.engine, where, "channel", "x")
+    assert sorted(b.conversation_id for b in by_channel) == late
+    assert await reportpage.breaches(inbox.engine, where, "channel", "mastodon") == []

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from pydantic import SecretStr
 
 from inbox.connector import AuthError
-from inbox.connectors.kit.auth import grant, password_grant, self_signed
+from inbox.connectors.kit.auth import BearerToken, grant, password_grant, self_signed
 from inbox.connectors.kit.http import VendorClient
 
 
@@ -64,3 +64,28 @@ async def test_a_self_signed_token_is_signed_on_the_injected_clock_and_verifies(
     assert jwt.get_unverified_header(value)["kid"] == "K1"
     with pytest.raises(AuthError, match="cannot sign the token with private_key"):
         await self_signed(SecretStr("not a key"), "ES256", {}, 900, lambda: at, "the token").value()
+
+
+async def test_a_refused_token_is_renewed_and_tried_once_more_when_asked() -> None:
+    async def answer(request: web.Request) -> web.Response:
+        ok = request.headers.get("Authorization") not in ("Bearer t1", "Bearer t2")  # revoked before they expire
+        return web.json_response({"ok": ok}, status=200 if ok else 401)
+
+    granted: list[str] = []
+
+    async def renew() -> tuple[str, float]:
+        granted.append(f"t{len(granted) + 1}")
+        return granted[-1], 3600
+
+    app = web.Application()
+    app.router.add_get("/me", answer)
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = VendorClient("acme", str(server.make_url("/")))
+        try:
+            with pytest.raises(AuthError):  # by default the refusal is believed; the next call gets a fresh token
+                await BearerToken(renew=renew).request(client, "GET", "/me")
+            token = BearerToken(renew=renew)
+            assert (await token.request(client, "GET", "/me", renew_refused=True)).data == {"ok": True}
+            assert granted == ["t1", "t2", "t3"]
+        finally:
+            await client.close()

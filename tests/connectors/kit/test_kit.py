@@ -196,3 +196,16 @@ def test_numbered_pages_end_with_a_short_page() -> None:
     first = ("/reviews", {"page": 1, "perPage": 2})
     assert next_number(first, "page", 2, 2) == ("/reviews", {"page": 2, "perPage": 2})
     assert next_number(first, "page", 1, 2) is None
+
+
+def test_words_are_found_whole_in_any_case() -> None:
+    from inbox.connectors.kit.text import any_word
+
+    brand = any_word(["Acme", " acme shop ", "C++", "  "])
+    assert brand is not None and any_word([" ", ""]) is None
+    assert [bool(brand.search(t)) for t in ("I love ACME!", "acmes are birds", "we use c++ here", "xc++")] == [
+        True,
+        False,
+        True,
+        False,
+    ]

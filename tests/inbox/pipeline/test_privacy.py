@@ -8,12 +8,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from inbox.pipeline import privacy
+from inbox.pipeline.actions import ActionError
 from inbox.pipeline.privacy import parse_customer
 from inbox.service import Runner
-from inbox.store.models import Customer, Event, EventKind, Item, Thread
+from inbox.store import items
+from inbox.store.models import Customer, Erasure, Event, EventKind, Item, Thread
 from tests.conftest import FakeClock, Recorder
 from tests.slack.test_privacy import numbers
 
@@ -152,3 +155,38 @@ async def test_an_erasure_keeps_event_payloads_free_of_platform_errors(inbox_fac
     async with engine.connect() as conn:
         rows = list(await conn.execute(sa.select(Event.payload, Event.last_error).where(Event.thread_id == thread)))
     assert "Cora" not in repr(rows) and {"agent": "ana"} in [r.payload for r in rows]
+
+    # After the erasure, the platform reporting the item edited or its author's name brings nothing back,
+    # and nothing can be sent to the conversation.
+    assert (
+        await items.apply_updates(engine, "feed", [("c1", "refund please, Cora", False, "Cora Name")], clock.now) == 0
+    )
+    row = await thread_of(engine, "c1")
+    assert (row.text, row.author_name) == ("", None)
+    with pytest.raises(ActionError, match="erased"):
+        await inbox.actions.reply(thread, "Hello Cora", "ana")
+
+
+async def test_retention_erases_a_backlog_batch_by_batch(
+    inbox_factory, engine, clock: FakeClock, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(privacy, "RETENTION_BATCH", 1)
+    feed = tmp_path / "x.jsonl"
+    feed.touch()
+    inbox = inbox_factory(
+        connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "channel": "x"}], retention={"text_days": 30}
+    )
+    for external_id, handle in (("e1", "eve"), ("f1", "finn"), ("f2", "finn")):
+        say(feed, external_id, f"late parcel for {handle}", handle, clock)
+    await inbox.pollers["feed"].poll_once()
+    for external_id in ("e1", "f1", "f2"):
+        await inbox.actions.resolve((await thread_of(engine, external_id)).id, "agent")
+    clock.advance(days=31)
+    done = await inbox.retention.run()
+    assert (done.threads, done.items, done.customers) == (3, 3, 2)
+    for external_id in ("e1", "f1", "f2"):
+        row = await thread_of(engine, external_id)
+        assert row.text == "" and row.author_handle.startswith("erased-")
+    async with engine.connect() as conn:
+        records = [(r.threads, r.customers) for r in await conn.execute(sa.select(Erasure).order_by(Erasure.id))]
+    assert records == [(1, 0), (1, 0), (1, 0), (0, 2)]

@@ -138,9 +138,16 @@ def test_spam_is_low_whatever_else(triager: Triager, text: str) -> None:
 
 
 def test_shouting_intensifies_the_text(triager: Triager) -> None:
-    # rating 4 (+2) against "awful" (-2.5) nets out; shouted, the text wins
-    assert triager.classify("awful service", rating=4, kind="review").sentiment == "neutral"
-    assert triager.classify("AWFUL SERVICE!!!", rating=4, kind="review").sentiment == "negative"
+    # A text that clearly says otherwise beats 4 stars (the contract); shouting widens its lead over neutral.
+    calm = triager.explain("awful service", rating=4, kind="review")
+    shouted = triager.explain("AWFUL SERVICE!!!", rating=4, kind="review")
+    assert calm is not None and shouted is not None
+    assert calm.result.sentiment == shouted.result.sentiment == "negative"
+
+    def lead(scores: dict[str, float]) -> float:
+        return scores["negative"] - scores["neutral"]
+
+    assert lead(shouted.sentiment_scores) > lead(calm.sentiment_scores)
 
 
 def test_escalation_terms_raise_priority(triager: Triager) -> None:

@@ -1,0 +1,249 @@
+"""What the triage model sees of a message: the same features at training and at run time.
+
+Character n-grams (2 to 5, inside word boundaries, as scikit-learn's ``char_wb``) carry typos,
+missing accents, inflections and languages nobody listed; word unigrams and bigrams carry
+phrases. On top, a few marked words and cues the n-grams cannot see:
+
+- words within three of a negation ("not", "pas", "nu", "nicht", "niet", "non", "não", ...) also
+  count as ``!word``: "not good" is not "good";
+- words after the last contrast ("but", "mais", "dar", "aber", "ma", "mas", "maar", "pero", ...)
+  also count as ``>word``: a mixed review is read by what comes after its "but";
+- links (and their top-level domain, shorteners), e-mail addresses, phone numbers, @handles,
+  long numbers (orders), money and the star rating, inline ("★★☆☆☆", "3/5", "4 étoiles") or given.
+
+Pure functions of the text; the model (``model``) turns them into scores.
+"""
+
+from __future__ import annotations
+
+import re
+
+from inbox.triage.text import normalize
+
+__all__ = ["analyse", "char_grams", "describe", "features", "inline_rating"]
+
+_URL_RE = re.compile(
+    r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|co|uk|fr|ro|de|es|it|nl|pt|net|org|io|ly|me|ee|gd|gy|at"
+    r"|shop|store|xyz|info|online|click|site|live|top|win|biz|cam|icu|link|app)\b(?:/\S*)?"
+)
+_TLD_RE = re.compile(r"\.([a-z]{2,6})(?:/|$)")
+_SHORTENERS = ("bit.ly", "tinyurl", "cutt.ly", "is.gd", "rb.gy", "t.me", "wa.me", "linktr.ee", "shorturl")
+_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d .()-]{7,}\d")
+_HANDLE_RE = re.compile(r"(?<![\w@])@\w+")
+_STARS_RE = re.compile(r"[★⭐☆]{2,}")
+_OUT_OF_RE = re.compile(r"(?<![\d/.,])(10|\d(?:[.,]5)?)\s*/\s*(5|10)\b")
+_STAR_WORDS_RE = re.compile(
+    r"(?<!\d)([1-5])\s*(?:stars?|etoiles?|stele|stea|sterne?|estrellas?|stelle|estrelas?|sterren|ster)\b"
+)
+_NUMBER_RE = re.compile(r"\d+")
+_WORD_RE = re.compile(r"\w+|[^\w\s]")
+_NEGATIONS = frozenset(
+    [
+        "not",
+        "no",
+        "never",
+        "nothing",
+        "nobody",
+        "dont",
+        "doesnt",
+        "didnt",
+        "isnt",
+        "wasnt",
+        "wont",
+        "cant",
+        "couldnt",
+        "havent",
+        "hasnt",
+        "t",
+        "ne",
+        "pas",
+        "jamais",
+        "rien",
+        "aucun",
+        "aucune",
+        "personne",
+        "plus",
+        "nest",
+        "nu",
+        "nici",
+        "niciodata",
+        "nimic",
+        "nimeni",
+        "deloc",
+        "n",
+        "nicht",
+        "kein",
+        "keine",
+        "keinen",
+        "nie",
+        "nichts",
+        "niemand",
+        "ni",
+        "nunca",
+        "nada",
+        "nadie",
+        "tampoco",
+        "non",
+        "mai",
+        "niente",
+        "nessuno",
+        "nemmeno",
+        "nao",
+        "nem",
+        "nenhum",
+        "nenhuma",
+        "ninguem",
+        "niet",
+        "geen",
+        "nooit",
+        "niets",
+        "niemand",
+    ]
+)
+_CONTRASTS = frozenset(
+    [
+        "but",
+        "however",
+        "though",
+        "although",
+        "yet",
+        "mais",
+        "cependant",
+        "pourtant",
+        "sauf",
+        "dar",
+        "insa",
+        "totusi",
+        "doar",
+        "aber",
+        "jedoch",
+        "doch",
+        "allerdings",
+        "pero",
+        "aunque",
+        "sin",
+        "ma",
+        "pero",
+        "tuttavia",
+        "mas",
+        "porem",
+        "contudo",
+        "maar",
+        "echter",
+        "alleen",
+    ]
+)
+_NEGATION_WINDOW = 3
+
+
+def inline_rating(text: str) -> int | None:
+    """A star rating written in the text ("★★☆☆☆", "⭐⭐⭐⭐", "3/5", "4 stars", "2 étoiles"), if any."""
+    # "★☆☆☆☆" is one star; a lone "⭐" is decoration
+    stars = _STARS_RE.search(text)
+    if stars:  # a run: "★★☆☆☆" or "⭐⭐⭐"; one star alone is an emoji ("Jess was a star ⭐")
+        filled = len(stars.group().replace("☆", ""))
+        if filled:
+            return min(5, filled)
+    lowered = normalize(text)
+    out_of = _OUT_OF_RE.search(lowered)
+    if out_of:
+        value = float(out_of.group(1).replace(",", "."))
+        scale = int(out_of.group(2))
+        if value <= scale:
+            return max(1, min(5, round(value * 5 / scale)))
+    words = _STAR_WORDS_RE.search(lowered)
+    return int(words.group(1)) if words else None
+
+
+def _cues(norm: str) -> tuple[str, list[str]]:
+    """The text with links, addresses, phones and handles replaced by placeholders, and their cues."""
+    cues: list[str] = []
+    if "@" in norm:
+        if _EMAIL_RE.search(norm):
+            cues.append("#email")
+            norm = _EMAIL_RE.sub(" ", norm)
+        handles = _HANDLE_RE.findall(norm)
+        if handles:
+            cues.append("#handle")
+            if not norm.lstrip().startswith(handles[0]):
+                cues.append("#handle-inside")  # "text @someone on insta", not an address to the brand
+            norm = _HANDLE_RE.sub(" ", norm)
+    if "." in norm or "/" in norm:
+        for match in _URL_RE.finditer(norm):
+            url = match.group()
+            cues.append("#url")
+            tld = _TLD_RE.search(url.split("?")[0] + "/")
+            if tld:
+                cues.append(f"#tld:{tld.group(1)}")
+            if any(short in url for short in _SHORTENERS):
+                cues.append("#shortener")
+            if "-" in url.split("/")[2 if "://" in url else 0]:
+                cues.append("#url-hyphen")
+        norm = _URL_RE.sub(" ", norm)
+    if _PHONE_RE.search(norm):
+        cues.append("#phone")
+        norm = _PHONE_RE.sub(" ", norm)
+    for number in _NUMBER_RE.findall(norm):
+        if len(number) >= 4:
+            cues.append("#longnumber")
+    if any(sign in norm for sign in "€$£"):
+        cues.append("#money")
+    return norm, cues
+
+
+def analyse(text: str, rating: int | None = None) -> tuple[list[str], list[str]]:
+    """(word-level features and cues, the words whose character n-grams count) of one message."""
+    norm, out = _cues(normalize(text))
+    stars = rating if rating is not None else inline_rating(text)
+    if stars is not None:
+        out.append(f"#stars:{stars}")
+    if "!!" in text:
+        out.append("#exclaim")
+    if "?" in text:
+        out.append("#ask")
+    tokens = _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
+    last_contrast = max((i for i, tok in enumerate(tokens) if tok in _CONTRASTS), default=-1)
+    negated_until = -1
+    previous = "^"
+    words: list[str] = []
+    for index, token in enumerate(tokens):
+        out.append("w:" + token)
+        out.append(f"b:{previous} {token}")
+        previous = token
+        if token in _NEGATIONS:
+            negated_until = index + _NEGATION_WINDOW
+        elif index <= negated_until:
+            out.append("!" + token)
+        if index > last_contrast >= 0:
+            out.append(">" + token)
+        if token.isalnum():
+            words.append(token)
+    out.append(f"b:{previous} $")
+    return out, words
+
+
+def char_grams(word: str) -> list[str]:
+    """The character 2- to 5-grams of one word padded with spaces (scikit-learn's ``char_wb``)."""
+    padded = f" {word} "
+    size = len(padded)
+    return [padded[start : start + n] for n in (2, 3, 4, 5) if n <= size for start in range(size - n + 1)]
+
+
+def features(text: str, rating: int | None = None) -> list[str]:
+    """Every feature of one message (duplicates possible; the model counts each once)."""
+    out, words = analyse(text, rating)
+    for word in words:
+        out.extend(char_grams(word))
+    return out
+
+
+def describe(feature: str) -> str:
+    """A feature as a person reads it (for ``inbox triage --explain``)."""
+    kinds = {"w:": "word", "b:": "words", "!": "negated", ">": "after a contrast"}
+    for prefix, kind in kinds.items():
+        if feature.startswith(prefix) and len(feature) > len(prefix):
+            return f"{kind} {feature[len(prefix) :]!r}"
+    if feature.startswith("#"):
+        return feature[1:]
+    return f"letters {feature.replace(' ', '_')!r}"

@@ -1,0 +1,144 @@
+"""The learned part of triage: a linear model over the message's features, shipped with the package.
+
+``model.npz`` (beside this module) holds the feature vocabulary, the features' idf weights and,
+per head (``intent``, ``sentiment``), the class names, the coefficients and the intercepts of a
+multinomial logistic regression trained by ``python -m inbox.triage.train`` from the corpus. It is
+plain arrays loaded with ``allow_pickle=False``: nothing in it runs. Scoring is a few dictionary
+lookups and a sum over the present features' coefficients (tf-idf, binary, L2-normalised), plus
+dense features given by the caller (the shipped keyword rules' scores, see ``classify``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from inbox.triage.features import analyse, char_grams
+
+__all__ = ["HEADS", "Head", "Model", "Scored", "load_model", "model_path"]
+
+HEADS = ("intent", "sentiment")
+_CACHE_LIMIT = 50_000  # words in the per-word feature cache before it is emptied
+_EMPTY = np.zeros(0, dtype=np.int32)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """One classifier over the shared features."""
+
+    classes: tuple[str, ...]
+    coef: npt.NDArray[np.float32]  # (features, classes)
+    intercept: npt.NDArray[np.float32]  # (classes,)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A message's present features and each head's log-probabilities."""
+
+    indices: npt.NDArray[np.int32]
+    weights: npt.NDArray[np.float32]
+    log_proba: dict[str, dict[str, float]]
+
+
+class Model:
+    """The feature vocabulary, idf weights and heads; build once (``load_model``) and reuse."""
+
+    def __init__(self, vocabulary: list[str], idf: npt.NDArray[np.float32], heads: dict[str, Head]) -> None:
+        self.vocabulary = vocabulary
+        self.index = {feature: i for i, feature in enumerate(vocabulary)}
+        self.idf = idf
+        self.heads = heads
+        self._words: dict[str, npt.NDArray[np.int32]] = {}
+
+    def _word_indices(self, word: str) -> npt.NDArray[np.int32]:
+        found = self._words.get(word)
+        if found is None:
+            index = self.index
+            found = np.fromiter((index[g] for g in char_grams(word) if g in index), dtype=np.int32)
+            if len(self._words) >= _CACHE_LIMIT:
+                self._words.clear()
+            self._words[word] = found
+        return found
+
+    def vectorize(
+        self, text: str, rating: int | None = None, dense: Mapping[str, float] | None = None
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """The present features' indices and weights: idf, L2-normalised, then the dense ones as given."""
+        cues, words = analyse(text, rating)
+        index = self.index
+        parts = [np.fromiter((index[f] for f in cues if f in index), dtype=np.int32)]
+        parts.extend(self._word_indices(word) for word in words)
+        indices = np.unique(np.concatenate(parts))
+        weights = self.idf[indices]
+        norm = float(np.sqrt(np.dot(weights, weights)))
+        if norm:
+            weights = weights / norm
+        if dense:
+            extra = [(index[name], value) for name, value in dense.items() if value and name in index]
+            if extra:
+                indices = np.concatenate((indices, np.array([i for i, _ in extra], dtype=np.int32)))
+                weights = np.concatenate((weights, np.array([v for _, v in extra], dtype=np.float32)))
+        return indices, weights
+
+    def score(self, text: str, rating: int | None = None, dense: Mapping[str, float] | None = None) -> Scored:
+        """Every head's log-probabilities for one message."""
+        indices, weights = self.vectorize(text, rating, dense)
+        log_proba: dict[str, dict[str, float]] = {}
+        for name, head in self.heads.items():
+            logits = weights @ head.coef[indices] + head.intercept
+            shifted = logits - logits.max()
+            logp = shifted - np.log(np.exp(shifted).sum())
+            log_proba[name] = dict(zip(head.classes, logp.tolist(), strict=True))
+        return Scored(indices, weights, log_proba)
+
+    def contributions(self, scored: Scored, head: str, label: str, top: int = 8) -> list[tuple[str, float]]:
+        """The features that pushed one class of one head most, with their share of its logit."""
+        found = self.heads[head]
+        column = found.classes.index(label)
+        values = scored.weights * found.coef[scored.indices, column]
+        order = np.argsort(-np.abs(values))[:top]
+        return [(self.vocabulary[int(scored.indices[i])], float(values[i])) for i in order]
+
+    def save(self, path: Path) -> None:
+        """Write the model as plain arrays (see the module docstring)."""
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "vocabulary": np.frombuffer("\n".join(self.vocabulary).encode(), dtype=np.uint8),
+            "idf": self.idf,
+        }
+        for name, head in self.heads.items():
+            arrays[f"{name}_classes"] = np.array(head.classes)
+            arrays[f"{name}_coef"] = head.coef
+            arrays[f"{name}_intercept"] = head.intercept
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: Path) -> Model:
+        """Read a model written by ``save``."""
+        with np.load(path, allow_pickle=False) as data:
+            vocabulary = bytes(data["vocabulary"]).decode().split("\n")
+            heads = {
+                name: Head(
+                    tuple(str(c) for c in data[f"{name}_classes"]),
+                    np.ascontiguousarray(data[f"{name}_coef"], dtype=np.float32),
+                    np.asarray(data[f"{name}_intercept"], dtype=np.float32),
+                )
+                for name in HEADS
+            }
+            return cls(vocabulary, np.asarray(data["idf"], dtype=np.float32), heads)
+
+
+def model_path() -> Path:
+    """Where the shipped model is."""
+    return Path(str(files("inbox.triage").joinpath("model.npz")))
+
+
+@cache
+def load_model() -> Model:
+    """The shipped model, loaded once per process."""
+    return Model.load(model_path())
