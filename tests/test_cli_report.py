@@ -139,6 +139,9 @@ def test_the_table_reads_at_80_columns(config_file: Path) -> None:
     assert max(len(line) for line in lines) <= 80
     table = "\n".join(lines)
     assert "ana" in table and "ben" in table and "(none)" in table and "100%" in table and "0%" in table
+    header = next(line for line in lines if "conv" in line)
+    assert header.split() == ["agent", "conv", "SLA", "miss", "late", "p50", "p90", "p95", "≤30m", "next", "CSAT"]
+    assert "…" not in table  # nothing cut to fit
 
 
 @pytest.mark.parametrize(

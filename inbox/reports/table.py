@@ -25,10 +25,13 @@ def print_report(out: Console, report: Report) -> None:
     document = report_json(report)
     start, end = (f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}" for moment in (report.window.start, report.window.end))
     title = f"Conversations started {start} → {end} UTC" + (f", by {report.by}" if report.by else "")
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), title_justify="left")
-    table.add_column(report.by or "", max_width=16, overflow="ellipsis", no_wrap=True)
-    for name in ("conv", "SLA", "missed", "late", "p50", "p90", "p95", "≤30m", "next", "CSAT"):
-        table.add_column(name, justify="right", no_wrap=True)
+    # The box's own column separator is the only gap between columns, so eleven columns fit in 80.
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0), title_justify="left")
+    table.add_column(report.by or "", min_width=5, max_width=16, overflow="ellipsis", no_wrap=True)
+    for name, width in (("conv", 5), ("SLA", 4), ("miss", 4), ("late", 4), ("p50", 4), ("p90", 4), ("p95", 4)):
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    for name, width in (("≤30m", 4), ("next", 4), ("CSAT", 9)):
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
     for row in document["rows"]:
         minutes = row["first_response_minutes"]
         csat = row["csat"]
@@ -50,7 +53,7 @@ def print_report(out: Console, report: Report) -> None:
     asked = sum(r.csat_questions for r in report.rows)
     answered = sum(r.csat_answers for r in report.rows)
     notes = [
-        "SLA = met ÷ (met + missed); missed includes those still waiting past their deadline (late).",
+        "SLA = met ÷ (met + missed); miss includes those still waiting past their deadline (late).",
         "p50/p90/p95: minutes to the first reply. ≤30m: first replies within 30 minutes. next: next responses in time.",
     ]
     if waiting:

@@ -224,6 +224,24 @@ def _terms(
         .subquery("ranked_reply")
     )
     first = sa.select(ranked_replies.c.thread_id, ranked_replies.c.agent).where(ranked_replies.c.rn == 1)
+    if dialect == "sqlite":
+        # SQLite materialises the ranked replies without an index and scans them for every conversation (a year of
+        # 11,000 took 33 s by agent): there, the first reply is the sent one with no earlier sent reply beside it,
+        # found through the reply table's thread_id index.
+        earlier = Reply.__table__.alias("earlier_reply")
+        first = sa.select(Reply.thread_id, Reply.agent).where(
+            Reply.status == ReplyStatus.SENT,
+            Reply.sent_at.is_not(None),
+            ~sa.exists().where(
+                earlier.c.thread_id == Reply.thread_id,
+                earlier.c.status == ReplyStatus.SENT,
+                earlier.c.sent_at.is_not(None),
+                sa.or_(
+                    earlier.c.sent_at < Reply.sent_at,
+                    sa.and_(earlier.c.sent_at == Reply.sent_at, earlier.c.id < Reply.id),
+                ),
+            ),
+        )
     first_replies = first.subquery("first_reply")
     first_reply = first_replies.c.agent
     unanswered_open = sa.and_(Thread.first_response_at.is_(None), Thread.status.in_(_OPEN))

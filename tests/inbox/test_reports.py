@@ -378,6 +378,21 @@ async def test_every_figure_matches_a_plain_computation(engine: Any, scenario: A
         assert len(report["rows"]) == 1 and report["rows"][0]["conversations"] == len(expected)
 
 
+@pytest.mark.parametrize("by", [None, "channel"])
+async def test_a_narrow_window_counts_only_its_conversations(engine: Any, scenario: Any, by: str | None) -> None:
+    """A day of six: read through the opened_at index (SQLite reads the whole table for a broad window)."""
+    settings, window, expected, _ = scenario
+    day = Window(T0 + timedelta(days=1), T0 + timedelta(days=2))
+    inside = [e for e in expected if day.start <= e.conv.posted < day.end]
+    assert 0 < len(inside) * 4 < len(expected)
+    report = report_json(await build_report(engine, settings, day, by, window.end))
+    want = expected_rows(inside, by)
+    got = {row["group"]: row for row in report["rows"]}
+    assert set(got) == set(want)
+    for group, row in want.items():
+        assert_close(got[group], row, f"{by}={group}")
+
+
 async def test_one_csv_row_per_conversation_with_the_contract_columns(engine: Any, scenario: Any) -> None:
     settings, window, expected, threads = scenario
     rows = await conversation_rows(engine, settings, window, window.end)
