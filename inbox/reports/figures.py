@@ -17,6 +17,9 @@ from inbox.store import reports as store
 from inbox.store.reports import KEYS, Conversation, Figures
 from inbox.triage.labels import PRIORITY_ORDER
 
+# A spreadsheet reads a cell starting with one of these as a formula: such text gets a leading ' (OWASP's advice).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 NO_VALUE = "(none)"  # the group of conversations without a value for the key (no agent replied, say)
 
@@ -165,8 +168,15 @@ def report_json(report: Report) -> dict[str, Any]:
     }
 
 
+def inert(value: str | None) -> str:
+    """Text as a CSV cell no spreadsheet runs: '' for None, a leading ' before a formula's first character."""
+    if value is None:
+        return ""
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
+
+
 def csv_record(row: Conversation) -> list[str]:
-    """One conversation's CSV fields, in CSV_COLUMNS order."""
+    """One conversation's CSV fields, in CSV_COLUMNS order; text that could come from outside is made inert."""
 
     def text(value: object) -> str:
         return "" if value is None else str(value)
@@ -174,13 +184,13 @@ def csv_record(row: Conversation) -> list[str]:
     minutes = _minutes(row.first_response_minutes)
     return [
         str(row.conversation_id),
-        row.connector,
-        row.channel,
-        row.kind,
-        row.customer,
-        text(row.language),
-        text(row.intent),
-        text(row.sentiment),
+        inert(row.connector),
+        inert(row.channel),
+        inert(row.kind),
+        inert(row.customer),
+        inert(row.language),
+        inert(row.intent),
+        inert(row.sentiment),
         priority_label(row.priority),
         iso(row.started_at),
         iso(row.first_response_at),
@@ -189,8 +199,8 @@ def csv_record(row: Conversation) -> list[str]:
         row.sla_outcome,
         str(row.next_responses_met),
         str(row.next_responses_missed),
-        text(row.assignee),
-        text(row.replied_by),
+        inert(row.assignee),
+        inert(row.replied_by),
         iso(row.resolved_at),
         text(row.csat),
         text(row.rating_before),
@@ -201,9 +211,12 @@ def csv_record(row: Conversation) -> list[str]:
 def write_csv(rows: Iterable[Conversation], out: TextIO) -> None:
     """The CSV: a header, then one line per conversation."""
     writer = csv.writer(out, lineterminator="\n")
+    # csv quotes only the line terminator's characters: a lone CR in a field would split the row for readers.
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow(csv_record(row))
+        record = csv_record(row)
+        (quoted if any("\r" in field for field in record) else writer).writerow(record)
 
 
 def csv_text(rows: Iterable[Conversation]) -> str:

