@@ -28,7 +28,7 @@ from inbox.server import start_server
 from inbox.service import Inbox
 from inbox.slack import blocks
 from inbox.store import privacy as store_privacy
-from inbox.store.models import CsatQuestion, Customer, Erasure, Item, Reply, Thread
+from inbox.store.models import CsatQuestion, Customer, Erasure, Event, EventKind, Item, Reply, SlackPost, Thread
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
 from tests.conftest import FakeClock, make_settings
@@ -320,3 +320,34 @@ async def test_erased_messages_delete_removes_them_from_slack_once_even_after_a_
     for word in ERASED:
         assert word not in slack_bytes(harness.fake)
     assert any(BOB in json.dumps(m) for m in harness.fake.posted(TRIAGE))
+
+
+async def test_an_alert_post_whose_outcome_is_unknown_does_not_hold_back_the_other_edits(harness: Harness):
+    engine, clock = harness.inbox.engine, harness.clock
+    ids = await conversations(harness)
+    # An SLA alert in the leads' channel whose post began a moment ago and whose answer never came (a crash).
+    async with engine.begin() as conn:
+        event_id = (
+            await conn.execute(
+                sa.insert(Event)
+                .values(
+                    kind=EventKind.SLA_WARNING,
+                    thread_id=ids["dana"][1],
+                    payload={"cycle": 1},
+                    created_at=clock.now,
+                    done_at=clock.now,
+                    attempts=0,
+                )
+                .returning(Event.id)
+            )
+        ).scalar_one()
+        await conn.execute(sa.insert(SlackPost).values(event_id=event_id, channel=LEADS, ts=None, created_at=clock.now))
+    plan = await privacy.plan_forget(engine, [CustomerRef("x", DANA)])
+    await privacy.forget(engine, plan, by="dpo", now=clock.now)
+    await harness.dispatch()
+    for word in ERASED:  # every message Slack holds is edited already
+        assert word not in slack_bytes(harness.fake)
+    assert await store_privacy.erasures_pending(engine, ids["dana"]) == 1  # the unknown one is looked for again
+    clock.advance(minutes=5)  # long past any post in flight: it never happened
+    await harness.dispatch()
+    assert await store_privacy.erasures_pending(engine, ids["dana"]) == 0
