@@ -149,6 +149,8 @@ def test_the_table_reads_at_80_columns(config_file: Path) -> None:
         (["--format", "xml"], "--format 'xml'"),
         (["--from", "2026-13-01"], "--from '2026-13-01' is not a date"),
         (["--to", "2026-12-01"], "--to needs --from"),
+        (["--from", "0001-01-01T00:00+05:00"], "--from '0001-01-01T00:00+05:00' is out of range"),
+        (["--from", "2000-01-01", "--to", "2026-01-01"], "at most 3650 days"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -79,7 +79,14 @@ async def test_without_a_configured_token_the_endpoints_are_off(inbox_factory: A
 
 @pytest.mark.parametrize(
     ("query", "message"),
-    [("by=team", "is not a grouping"), ("since=forever", "is not a duration"), ("to=2026-12-01", "to needs from")],
+    [
+        ("by=team", "is not a grouping"),
+        ("since=forever", "is not a duration"),
+        ("to=2026-12-01", "to needs from"),
+        ("from=0001-01-01T00:00%2B05:00", "is out of range"),
+        ("from=9999-12-01&to=9999-12-31T23:00-05:00", "is out of range"),
+        ("from=2000-01-01&to=2026-01-01", "at most 3650 days"),
+    ],
 )
 async def test_a_bad_window_or_grouping_is_400_with_what_is_accepted(inbox: Inbox, query: str, message: str) -> None:
     status, body = await get(inbox, f"/reports.json?{query}", headers=AUTH)

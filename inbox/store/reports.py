@@ -118,7 +118,10 @@ def _minutes_between(dialect: str, start: Any, end: Any) -> Any:
 
 def offsets(zone: tzinfo, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     """The zone's UTC offsets (seconds) over [start, end): (from when, offset), the first from `start`."""
-    step = timedelta(minutes=15)  # zones change offset on quarter hours at the finest
+    # A day at a time, then a bisection to the second inside a day whose offset changed: a ten-year window takes
+    # a few thousand steps. Zones change offset on whole seconds; after a change the search resumes from it, so
+    # several changes in a day are found, unless the offset comes back within the day (no zone does that).
+    step = timedelta(days=1)
 
     def offset(at: datetime) -> int:
         value = at.astimezone(zone).utcoffset()
@@ -127,13 +130,15 @@ def offsets(zone: tzinfo, start: datetime, end: datetime) -> list[tuple[datetime
     found = [(start, offset(start))]
     at = start
     while at < end:
-        later = min(at + step, end)
+        later = end if end - at <= step else at + step  # never past `end`, which may be near datetime's limit
         if offset(later) != found[-1][1]:
             lo, hi = at, later  # the change is in (lo, hi]: find it to the second
             while hi - lo > timedelta(seconds=1):
                 mid = lo + (hi - lo) / 2
                 lo, hi = (mid, hi) if offset(mid) == found[-1][1] else (lo, mid)
             found.append((hi.replace(microsecond=0), offset(hi)))
+            at = hi  # look again from the change: another may follow within the day
+            continue
         at = later
     return found
 
