@@ -14,6 +14,7 @@ import pytest
 
 from inbox.connector import Kind, RawItem
 from inbox.pipeline.ingest import Source
+from inbox.reports import conversation_rows, csv_text, parse_window, report_zone
 from inbox.service import Inbox
 from inbox.store.db import create_engine
 from tests.conftest import FakeClock, make_settings
@@ -61,6 +62,9 @@ async def test_reports_csv_has_one_row_per_conversation(inbox: Inbox) -> None:
         ("ana", "met", "10.0"),
         ("ben", "missed", "45.0"),
     ]
+    # Streamed a page at a time, the same bytes as the CSV of all the rows at once.
+    window = parse_window(inbox.clock(), report_zone(inbox.settings), since="7d")
+    assert body == csv_text(await conversation_rows(inbox.engine, inbox.settings, window, inbox.clock()))
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": TOKEN}])

@@ -35,6 +35,7 @@ from inbox.reports import (
     build_report,
     check_by,
     conversation_rows,
+    csv_pieces,
     csv_text,
     parse_window,
     report_json,
@@ -556,3 +557,13 @@ def test_extreme_or_too_long_windows_are_refused_with_a_clear_message() -> None:
     # The last representable days still work, down to the offsets over them.
     last = parse_window(now, UTC, start="9999-12-01", end="9999-12-31T23:59:59")
     assert offsets(UTC, last.start, last.end) == [(last.start, 0)]
+
+
+async def test_the_csv_streamed_a_page_at_a_time_is_the_csv_of_all_rows_at_once(engine: Any, scenario: Any) -> None:
+    settings, window, expected, _ = scenario
+    whole = csv_text(await conversation_rows(engine, settings, window, window.end))
+    pieces = [piece async for piece in csv_pieces(engine, settings, window, window.end, page=7)]
+    assert len(pieces) == math.ceil(len(expected) / 7) and pieces[0].startswith(",".join(CSV_COLUMNS) + "\n")
+    assert "".join(pieces) == whole
+    empty = Window(T0 - timedelta(days=30), T0 - timedelta(days=29))
+    assert [piece async for piece in csv_pieces(engine, settings, empty, window.end)] == [csv_text([])]
