@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -227,17 +227,17 @@ def reports_token_ok(settings: Settings, header: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
 
 
-async def reports_json(request: web.Request) -> web.Response:
+async def reports_json(request: web.Request) -> web.StreamResponse:
     """The report as the contract's JSON object: `since`, `from`, `to`, `by` as `inbox report` takes them."""
     return await _report(request, "json")
 
 
-async def reports_csv(request: web.Request) -> web.Response:
+async def reports_csv(request: web.Request) -> web.StreamResponse:
     """One CSV row per conversation started in the window."""
     return await _report(request, "csv")
 
 
-async def _report(request: web.Request, fmt: str) -> web.Response:
+async def _report(request: web.Request, fmt: str) -> web.StreamResponse:
     """401 without the bearer token (404 when no token is configured: the endpoints are off), 400 on a bad window or
     grouping, 503 with Retry-After while the store cannot answer."""
     inbox = _inbox(request)
@@ -260,13 +260,15 @@ async def _report(request: web.Request, fmt: str) -> web.Response:
         )
     except reports.ReportError as exc:
         return web.json_response({"error": str(exc).replace("--", "")}, status=400)
+    pieces = reports.csv_pieces(inbox.engine, inbox.settings, window, now)
     try:
         async with asyncio.timeout(REPORT_SECONDS):
             if fmt == "csv":
-                rows = await reports.conversation_rows(inbox.engine, inbox.settings, window, now)
+                first = await anext(pieces)  # the store has answered: what follows streams, a page at a time
             else:
                 report = await reports.build_report(inbox.engine, inbox.settings, window, by, now)
     except Exception as exc:
+        await pieces.aclose()
         if not isinstance(exc, TimeoutError) and not is_outage(exc):
             raise
         reason = "the report took too long" if isinstance(exc, TimeoutError) else describe_outage(exc)
@@ -276,13 +278,26 @@ async def _report(request: web.Request, fmt: str) -> web.Response:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     if fmt == "csv":
-        return web.Response(
-            text=reports.csv_text(rows),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": 'attachment; filename="reports.csv"'},
-        )
+        return await _stream_csv(request, first, pieces)
+    await pieces.aclose()
     return web.json_response(reports.report_json(report))
+
+
+async def _stream_csv(request: web.Request, first: str, pieces: AsyncGenerator[str, None]) -> web.StreamResponse:
+    """The CSV's pieces as they come from the store; if the store fails midway, the connection is cut (no final
+    chunk), so that a client never takes a cut CSV for a whole one."""
+    response = web.StreamResponse(headers={"Content-Disposition": 'attachment; filename="reports.csv"'})
+    response.content_type = "text/csv"
+    response.charset = "utf-8"
+    try:
+        await response.prepare(request)
+        await response.write(first.encode())
+        async for piece in pieces:
+            await response.write(piece.encode())
+    finally:
+        await pieces.aclose()
+    await response.write_eof()
+    return response
 
 
 def _receiver(request: web.Request) -> tuple[Served, PushReceiver | None]:

@@ -130,6 +130,11 @@ def test_csv_has_one_row_per_conversation_and_out_writes_a_file(config_file: Pat
         "c5-customer": ("met", "20.0", "ana"),
     }
     assert all(r["sla_target_minutes"] == "30.0" and r["started_at"].endswith("Z") for r in rows)
+    # The file is renamed into place once whole; on stdout, the same CSV.
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+    printed = inbox_cli("report", "--config", str(config_file), "--format", "csv")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == out.read_text()
 
 
 def test_the_table_reads_at_80_columns(config_file: Path) -> None:
@@ -152,6 +157,8 @@ def test_the_table_reads_at_80_columns(config_file: Path) -> None:
         (["--format", "xml"], "--format 'xml'"),
         (["--from", "2026-13-01"], "--from '2026-13-01' is not a date"),
         (["--to", "2026-12-01"], "--to needs --from"),
+        (["--from", "0001-01-01T00:00+05:00"], "--from '0001-01-01T00:00+05:00' is out of range"),
+        (["--from", "2000-01-01", "--to", "2026-01-01"], "at most 3650 days"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_line(tmp_path: Path, args: list[str], message: str) -> None:

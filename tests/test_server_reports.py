@@ -10,10 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from inbox.connector import Kind, RawItem
 from inbox.pipeline.ingest import Source
+from inbox.reports import conversation_rows, csv_text, parse_window, report_zone
+from inbox.server import start_server
 from inbox.service import Inbox
 from inbox.store.db import create_engine
 from tests.conftest import FakeClock, make_settings
@@ -61,6 +64,25 @@ async def test_reports_csv_has_one_row_per_conversation(inbox: Inbox) -> None:
         ("ana", "met", "10.0"),
         ("ben", "missed", "45.0"),
     ]
+    # Streamed a page at a time, the same bytes as the CSV of all the rows at once.
+    window = parse_window(inbox.clock(), report_zone(inbox.settings), since="7d")
+    assert body == csv_text(await conversation_rows(inbox.engine, inbox.settings, window, inbox.clock()))
+
+
+async def test_reports_csv_is_streamed_as_a_csv_attachment(inbox: Inbox) -> None:
+    site = await start_server(inbox, "127.0.0.1", 0)
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{site.port}/reports.csv?since=7d", headers=AUTH) as response,
+        ):
+            assert response.status == 200
+            assert response.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in response.headers
+            assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+            assert response.headers["Content-Disposition"] == 'attachment; filename="reports.csv"'
+            assert (await response.text()).count("\n") == 3
+    finally:
+        await site.runner.cleanup()
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": TOKEN}])
@@ -79,7 +101,14 @@ async def test_without_a_configured_token_the_endpoints_are_off(inbox_factory: A
 
 @pytest.mark.parametrize(
     ("query", "message"),
-    [("by=team", "is not a grouping"), ("since=forever", "is not a duration"), ("to=2026-12-01", "to needs from")],
+    [
+        ("by=team", "is not a grouping"),
+        ("since=forever", "is not a duration"),
+        ("to=2026-12-01", "to needs from"),
+        ("from=0001-01-01T00:00%2B05:00", "is out of range"),
+        ("from=9999-12-01&to=9999-12-31T23:00-05:00", "is out of range"),
+        ("from=2000-01-01&to=2026-01-01", "at most 3650 days"),
+    ],
 )
 async def test_a_bad_window_or_grouping_is_400_with_what_is_accepted(inbox: Inbox, query: str, message: str) -> None:
     status, body = await get(inbox, f"/reports.json?{query}", headers=AUTH)

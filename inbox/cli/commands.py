@@ -281,6 +281,9 @@ def report(
         _fail(str(exc), 2)
     setup_logging(logging.WARNING, settings=settings)
     try:
+        if fmt == "csv":
+            _run(_report_csv(settings, window, now, out_file))
+            return
         text = _run(_report_text(settings, window, grouping, fmt, now, out_file is not None))
     except Exception as exc:
         from inbox.store.db import describe_outage, is_outage
@@ -299,19 +302,46 @@ def report(
         _fail(f"--out {str(out_file)!r}: cannot write it: {exc.strerror or exc}", 2)
 
 
+async def _report_csv(settings: Settings, window: Any, now: Any, out_file: Path | None) -> None:
+    """The CSV written as it streams from the store; to `out_file` through a temporary file beside it, renamed once
+    whole, so that a failure midway leaves no cut file (nor an earlier one lost)."""
+    from inbox.reports import csv_pieces
+    from inbox.store.db import create_engine, is_outage, migrate
+
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate(engine)
+        if out_file is None:
+            async for piece in csv_pieces(engine, settings, window, now):
+                sys.stdout.write(piece)
+            return
+        partial = out_file.with_name(f".{out_file.name}.partial")
+        try:
+            with partial.open("w", encoding="utf-8", newline="") as sink:
+                async for piece in csv_pieces(engine, settings, window, now):
+                    sink.write(piece)
+            partial.replace(out_file)
+        except OSError as exc:
+            if is_outage(exc):  # the store's connection, not the file
+                raise
+            _fail(f"--out {str(out_file)!r}: cannot write it: {exc.strerror or exc}", 2)
+        finally:
+            partial.unlink(missing_ok=True)
+    finally:
+        await engine.dispose()
+
+
 async def _report_text(
     settings: Settings, window: Any, by: str | None, fmt: str, now: Any, to_file: bool
 ) -> str | None:
     """The report in `fmt` (the table is printed here unless it goes to a file: then its plain text)."""
-    from inbox.reports import build_report, conversation_rows, csv_text, report_json
+    from inbox.reports import build_report, report_json
     from inbox.reports.table import print_report
     from inbox.store.db import create_engine, migrate
 
     engine = create_engine(settings.database.url)
     try:
         await migrate(engine)
-        if fmt == "csv":
-            return csv_text(await conversation_rows(engine, settings, window, now))
         report = await build_report(engine, settings, window, by, now)
     finally:
         await engine.dispose()

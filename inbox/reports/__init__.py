@@ -12,6 +12,7 @@ grouping and gives them their JSON, CSV and terminal forms. What `inbox report`,
     report_json(report)  # the contract's JSON object
     rows = await conversation_rows(engine, settings, window, now)   # [inbox.store.reports.Conversation]
     csv_text(rows)       # the contract's CSV, one line per conversation
+    async for piece in csv_pieces(engine, settings, window, now): ...   # the same CSV, streamed a page at a time
 
 `parse_window` and `check_by` raise `ReportError` (a ValueError) with a message for people on bad input. The
 store's errors (an outage) propagate: the caller answers 503, or exits 1. What each figure means: docs/reports.md.
@@ -25,6 +26,7 @@ from inbox.reports.figures import (
     build_report,
     check_by,
     conversation_rows,
+    csv_pieces,
     csv_text,
     group_label,
     report_json,
@@ -44,6 +46,7 @@ __all__ = [
     "build_report",
     "check_by",
     "conversation_rows",
+    "csv_pieces",
     "csv_text",
     "group_label",
     "parse_window",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -208,19 +209,36 @@ def csv_record(row: Conversation) -> list[str]:
     ]
 
 
-def write_csv(rows: Iterable[Conversation], out: TextIO) -> None:
-    """The CSV: a header, then one line per conversation."""
+def write_csv(rows: Iterable[Conversation], out: TextIO, *, header: bool = True) -> None:
+    """The CSV: a header (unless `header` is False: a later piece), then one line per conversation."""
     writer = csv.writer(out, lineterminator="\n")
     # csv quotes only the line terminator's characters: a lone CR in a field would split the row for readers.
     quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    writer.writerow(CSV_COLUMNS)
+    if header:
+        writer.writerow(CSV_COLUMNS)
     for row in rows:
         record = csv_record(row)
         (quoted if any("\r" in field for field in record) else writer).writerow(record)
 
 
-def csv_text(rows: Iterable[Conversation]) -> str:
-    """The CSV as one string."""
+def csv_text(rows: Iterable[Conversation], *, header: bool = True) -> str:
+    """The CSV as one string (or one piece of it, without the header)."""
     buffer = io.StringIO()
-    write_csv(rows, buffer)
+    write_csv(rows, buffer, header=header)
     return buffer.getvalue()
+
+
+async def csv_pieces(
+    engine: AsyncEngine, settings: Settings, window: Window, now: datetime, page: int = store.PAGE_ROWS
+) -> AsyncGenerator[str, None]:
+    """The CSV of `conversation_rows` in pieces, a page of rows each, streamed from the store: joined, the same text.
+
+    The first piece (the header and the first page) comes once the store has answered: wait for it before
+    answering, to turn an outage into a clear error."""
+    first = True
+    async with aclosing(store.conversation_pages(engine, scope(settings, window, now), page)) as pages:
+        async for rows in pages:
+            yield csv_text(rows, header=first)
+            first = False
+    if first:
+        yield csv_text([])

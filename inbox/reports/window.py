@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
 from zoneinfo import ZoneInfo
 
-from inbox.pipeline.backfill import BackfillError, parse_duration
+from inbox.pipeline.backfill import MAX_SINCE, BackfillError, parse_duration
 from inbox.settings import Settings
 
 DEFAULT_SINCE = "7d"
@@ -57,6 +57,8 @@ def parse_window(
     finish = _moment(end, zone, "--to") if end is not None else now
     if finish <= begin:
         raise ReportError(f"--to ({finish.isoformat()}) must be after --from ({begin.isoformat()})")
+    if finish - begin > MAX_SINCE:
+        raise ReportError(f"--from/--to: the window must be at most {MAX_SINCE.days} days long, as --since")
     return Window(begin, finish)
 
 
@@ -70,8 +72,12 @@ def _moment(text: str, zone: tzinfo, option: str) -> datetime:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=zone)
+        # Both must exist: the window in UTC for the store, its days and hours in `zone`.
+        moment.astimezone(zone)
+        return moment.astimezone(UTC)
     except ValueError:
         raise ReportError(
             f"{option} {text!r} is not a date: write YYYY-MM-DD (or YYYY-MM-DDTHH:MM), e.g. 2026-12-01"
         ) from None
-    return moment.astimezone(UTC)
+    except OverflowError:
+        raise ReportError(f"{option} {text!r} is out of range: give a date between the years 2 and 9998") from None

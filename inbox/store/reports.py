@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -118,7 +118,10 @@ def _minutes_between(dialect: str, start: Any, end: Any) -> Any:
 
 def offsets(zone: tzinfo, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     """The zone's UTC offsets (seconds) over [start, end): (from when, offset), the first from `start`."""
-    step = timedelta(minutes=15)  # zones change offset on quarter hours at the finest
+    # A day at a time, then a bisection to the second inside a day whose offset changed: a ten-year window takes
+    # a few thousand steps. Zones change offset on whole seconds; after a change the search resumes from it, so
+    # several changes in a day are found, unless the offset comes back within the day (no zone does that).
+    step = timedelta(days=1)
 
     def offset(at: datetime) -> int:
         value = at.astimezone(zone).utcoffset()
@@ -127,13 +130,15 @@ def offsets(zone: tzinfo, start: datetime, end: datetime) -> list[tuple[datetime
     found = [(start, offset(start))]
     at = start
     while at < end:
-        later = min(at + step, end)
+        later = end if end - at <= step else at + step  # never past `end`, which may be near datetime's limit
         if offset(later) != found[-1][1]:
             lo, hi = at, later  # the change is in (lo, hi]: find it to the second
             while hi - lo > timedelta(seconds=1):
                 mid = lo + (hi - lo) / 2
                 lo, hi = (mid, hi) if offset(mid) == found[-1][1] else (lo, mid)
             found.append((hi.replace(microsecond=0), offset(hi)))
+            at = hi  # look again from the change: another may follow within the day
+            continue
         at = later
     return found
 
@@ -504,39 +509,59 @@ def _figures(row: Any, spread: Sequence[Any]) -> Figures:
     )
 
 
+# Rows a page of the streamed CSV holds: memory stays flat whatever the window.
+PAGE_ROWS = 2000
+
+
+def _ordered_conversations(dialect: str, scope: Scope) -> Any:
+    conversation = _conversations(dialect, scope)
+    c = conversation.c
+    return sa.select(conversation).order_by(c.started_at, c.conversation_id)
+
+
 async def conversations(engine: AsyncEngine, scope: Scope) -> list[Conversation]:
     """One row per conversation started in the window, oldest first."""
     async with engine.connect() as conn:
-        conversation = _conversations(conn.dialect.name, scope)
-        c = conversation.c
-        rows = (await conn.execute(sa.select(conversation).order_by(c.started_at, c.conversation_id))).all()
-    return [
-        Conversation(
-            conversation_id=row.conversation_id,
-            connector=row.connector,
-            channel=row.channel,
-            kind=row.kind,
-            customer=row.customer,
-            language=row.language,
-            intent=row.intent,
-            sentiment=row.sentiment,
-            priority=int(row.priority),
-            started_at=_utc(row.started_at),
-            first_response_at=_utc(row.first_response_at),
-            first_response_minutes=None if row.minutes is None else float(row.minutes),
-            sla_target_minutes=None if row.sla_target_minutes is None else float(row.sla_target_minutes),
-            sla_outcome=row.outcome,
-            next_responses_met=int(row.next_met),
-            next_responses_missed=int(row.next_missed),
-            assignee=row.assignee,
-            replied_by=row.replied_by,
-            resolved_at=_utc(row.resolved_at),
-            csat=row.csat_score if row.csat_status == CsatStatus.ANSWERED else None,
-            rating_before=row.rating_before,
-            rating_after=row.rating_after,
-        )
-        for row in rows
-    ]
+        rows = (await conn.execute(_ordered_conversations(conn.dialect.name, scope))).all()
+    return [_conversation(row) for row in rows]
+
+
+async def conversation_pages(
+    engine: AsyncEngine, scope: Scope, size: int = PAGE_ROWS
+) -> AsyncGenerator[list[Conversation], None]:
+    """The rows of `conversations`, streamed from the store `size` at a time (close it with contextlib.aclosing)."""
+    async with engine.connect() as conn:
+        query = _ordered_conversations(conn.dialect.name, scope).execution_options(yield_per=size)
+        result = await conn.stream(query)
+        async for page in result.partitions(size):
+            yield [_conversation(row) for row in page]
+
+
+def _conversation(row: Any) -> Conversation:
+    return Conversation(
+        conversation_id=row.conversation_id,
+        connector=row.connector,
+        channel=row.channel,
+        kind=row.kind,
+        customer=row.customer,
+        language=row.language,
+        intent=row.intent,
+        sentiment=row.sentiment,
+        priority=int(row.priority),
+        started_at=_utc(row.started_at),
+        first_response_at=_utc(row.first_response_at),
+        first_response_minutes=None if row.minutes is None else float(row.minutes),
+        sla_target_minutes=None if row.sla_target_minutes is None else float(row.sla_target_minutes),
+        sla_outcome=row.outcome,
+        next_responses_met=int(row.next_met),
+        next_responses_missed=int(row.next_missed),
+        assignee=row.assignee,
+        replied_by=row.replied_by,
+        resolved_at=_utc(row.resolved_at),
+        csat=row.csat_score if row.csat_status == CsatStatus.ANSWERED else None,
+        rating_before=row.rating_before,
+        rating_after=row.rating_after,
+    )
 
 
 def _utc(value: datetime | str | None) -> Any:

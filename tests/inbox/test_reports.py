@@ -35,6 +35,7 @@ from inbox.reports import (
     build_report,
     check_by,
     conversation_rows,
+    csv_pieces,
     csv_text,
     parse_window,
     report_json,
@@ -514,3 +515,70 @@ def test_csv_text_a_spreadsheet_would_run_as_a_formula_gets_a_leading_quote() ->
     assert record["next_responses_missed"] == "1"
     safe = dataclasses.replace(row, customer="ana-b", connector="acme", assignee=None)
     assert csv_record(safe)[1] == "acme" and csv_record(safe)[4] == "ana-b" and csv_record(safe)[16] == ""
+
+
+def offsets_by_quarter_hours(zone: Any, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """The former `offsets`, a quarter of an hour at a time: what the day-stepping one must find, change for change."""
+
+    def offset(at: datetime) -> int:
+        value = at.astimezone(zone).utcoffset()
+        return int(value.total_seconds()) if value is not None else 0
+
+    found = [(start, offset(start))]
+    at = start
+    while at < end:
+        later = min(at + timedelta(minutes=15), end)
+        if offset(later) != found[-1][1]:
+            lo, hi = at, later
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                lo, hi = (mid, hi) if offset(mid) == found[-1][1] else (lo, mid)
+            found.append((hi.replace(microsecond=0), offset(hi)))
+        at = later
+    return found
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "end"),
+    [
+        ("Europe/Paris", datetime(2025, 1, 1, 0, 0, 0, 500000, tzinfo=UTC), datetime(2027, 3, 29, 1, 0, tzinfo=UTC)),
+        ("America/New_York", datetime(2025, 3, 9, 7, 0, tzinfo=UTC), datetime(2027, 11, 7, 6, 0, 1, tzinfo=UTC)),
+        ("Australia/Lord_Howe", datetime(2025, 1, 1, 13, 17, 3, tzinfo=UTC), datetime(2027, 6, 1, tzinfo=UTC)),
+        ("Asia/Kolkata", datetime(1941, 6, 1, tzinfo=UTC), datetime(1946, 6, 1, tzinfo=UTC)),
+    ],
+)
+def test_offsets_found_a_day_at_a_time_are_those_found_a_quarter_hour_at_a_time(
+    zone: str, start: datetime, end: datetime
+) -> None:
+    found = offsets(ZoneInfo(zone), start, end)
+    assert found == offsets_by_quarter_hours(ZoneInfo(zone), start, end)
+    assert len(found) >= 3  # the windows cross changes: 30-minute ones on Lord Howe, war time in Kolkata
+
+
+def test_extreme_or_too_long_windows_are_refused_with_a_clear_message() -> None:
+    now = datetime(2026, 12, 8, 10, 30, tzinfo=UTC)
+    for zone, kwargs in [
+        (ZoneInfo("Asia/Kolkata"), {"start": "0001-01-01"}),
+        (ZoneInfo("America/New_York"), {"start": "9999-12-01", "end": "9999-12-31T23:00"}),
+        (UTC, {"start": "9999-12-31T23:00-05:00"}),
+        (ZoneInfo("America/New_York"), {"start": "0001-01-01T00:00Z"}),  # exists in UTC, not in New York
+    ]:
+        with pytest.raises(ReportError, match="is out of range"):
+            parse_window(now, zone, **kwargs)
+    with pytest.raises(ReportError, match="at most 3650 days"):
+        parse_window(now, PARIS, start="2000-01-01", end="2026-01-01")
+    ten_years = parse_window(now, UTC, start="2016-12-10", end="2026-12-08")
+    assert ten_years.end - ten_years.start == timedelta(days=3650)
+    # The last representable days still work, down to the offsets over them.
+    last = parse_window(now, UTC, start="9999-12-01", end="9999-12-31T23:59:59")
+    assert offsets(UTC, last.start, last.end) == [(last.start, 0)]
+
+
+async def test_the_csv_streamed_a_page_at_a_time_is_the_csv_of_all_rows_at_once(engine: Any, scenario: Any) -> None:
+    settings, window, expected, _ = scenario
+    whole = csv_text(await conversation_rows(engine, settings, window, window.end))
+    pieces = [piece async for piece in csv_pieces(engine, settings, window, window.end, page=7)]
+    assert len(pieces) == math.ceil(len(expected) / 7) and pieces[0].startswith(",".join(CSV_COLUMNS) + "\n")
+    assert "".join(pieces) == whole
+    empty = Window(T0 - timedelta(days=30), T0 - timedelta(days=29))
+    assert [piece async for piece in csv_pieces(engine, settings, empty, window.end)] == [csv_text([])]
