@@ -159,6 +159,7 @@ def test_the_table_reads_at_80_columns(config_file: Path) -> None:
         (["--to", "2026-12-01"], "--to needs --from"),
         (["--from", "0001-01-01T00:00+05:00"], "--from '0001-01-01T00:00+05:00' is out of range"),
         (["--from", "2000-01-01", "--to", "2026-01-01"], "at most 3650 days"),
+        (["--since", "4000d"], "--since '4000d': the duration must be more than 0 and at most 3650 days"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -48,10 +48,8 @@ def parse_window(
     if start is None:
         try:
             duration = parse_duration(since or DEFAULT_SINCE)
-        except BackfillError:
-            raise ReportError(
-                f"--since {since!r} is not a duration: write a number and a unit, e.g. 30m, 12h, 7d or 4w"
-            ) from None
+        except BackfillError as exc:  # its message says what is wrong: not a duration, or too long
+            raise ReportError(str(exc)) from None
         return Window(now - duration, now)
     begin = _moment(start, zone, "--from")
     finish = _moment(end, zone, "--to") if end is not None else now
