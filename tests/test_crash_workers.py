@@ -2,7 +2,7 @@
 
 Real `inbox run` workers (one on SQLite, three sharing one PostgreSQL database) poll a local X, post to a
 local Slack and answer the Send clicks of an agent, while this test kills a random worker with SIGKILL
-every second or two and starts it again. Then it lets them settle and counts, on the store and at the fakes.
+every few seconds, mostly while it works (see `killer`), and starts it again. Then it lets them settle and counts, on the store and at the fakes.
 The seed of the random kills is printed on failure (set INBOX_CRASH_SEED to replay it).
 
 No wall-clock budget: a busy machine (another suite beside it on two cores) makes the run several times longer.
