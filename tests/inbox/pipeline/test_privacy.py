@@ -20,7 +20,7 @@ from inbox.service import Runner
 from inbox.store import items
 from inbox.store import privacy as store_privacy
 from inbox.store.models import Customer, Erasure, Event, EventKind, Item, Thread
-from tests.conftest import FakeClock, Recorder
+from tests.conftest import STORES, FakeClock, Recorder
 from tests.slack.test_privacy import numbers
 
 
@@ -204,12 +204,12 @@ def test_every_table_of_the_store_is_in_the_privacy_inventory():
     assert missing == []
 
 
+# PostgreSQL only: SQLite has one writer at a time, so an ingest and an erasure cannot interleave there.
+@pytest.mark.parametrize("store", [STORES[1]], indirect=True)
 async def test_an_item_added_while_forget_waits_for_its_conversation_is_erased_too(
     inbox_factory, store, clock: FakeClock, tmp_path
 ):
-    engine, _url, schema = store
-    if schema is None:
-        pytest.skip("SQLite has one writer at a time: an ingest and an erasure cannot interleave")
+    engine, _url, _schema = store
     feed = tmp_path / "x.jsonl"
     feed.touch()
     inbox = inbox_factory(connectors=[{"name": "feed", "type": "jsonl", "path": str(feed), "channel": "x"}])
