@@ -14,14 +14,13 @@ import pytest
 
 from inbox.fakes import facebook as fb
 from inbox.fakes import instagram as ig
-from inbox.fakes.bluesky import APP_PASSWORD, HANDLE, BlueskyFake
+from inbox.fakes.bluesky import HANDLE, BlueskyFake
 from inbox.fakes.facebook import FacebookFake
 from inbox.fakes.instagram import InstagramFake
 from inbox.fakes.vendor import Fault
 from inbox.fakes.whatsapp import WhatsAppFake
+from tests.test_meta_e2e import meta_connectors
 from tests.test_run_e2e import toml_table
-
-VERIFY_TOKEN = "a-verify-token-chosen-in-the-app-dashboard"
 
 
 class Fakes:
@@ -42,42 +41,7 @@ async def fakes(request: pytest.FixtureRequest) -> AsyncIterator[Fakes]:
 
 
 def config(folder: Path, fakes: Fakes) -> Path:
-    tables = [
-        {
-            "name": "acme-facebook",
-            "type": "facebook",
-            "api_url": fakes.facebook.base_url,
-            "page_id": fb.PAGE_ID,
-            "page_access_token": fb.TOKEN,
-            "app_secret": fakes.facebook.app_secret,
-            "verify_token": VERIFY_TOKEN,
-        },
-        {
-            "name": "acme-instagram",
-            "type": "instagram",
-            "api_url": fakes.instagram.base_url,
-            "ig_user_id": ig.IG_USER_ID,
-            "access_token": ig.TOKEN,
-            "app_secret": fakes.instagram.app_secret,
-            "verify_token": VERIFY_TOKEN,
-        },
-        {
-            "name": "acme-whatsapp",
-            "type": "whatsapp",
-            "api_url": fakes.whatsapp.base_url,
-            "phone_number_id": fakes.whatsapp.phone_number_id,
-            "access_token": fakes.whatsapp.token,
-            "app_secret": fakes.whatsapp.app_secret,
-            "verify_token": VERIFY_TOKEN,
-        },
-        {
-            "name": "acme-bluesky",
-            "type": "bluesky",
-            "api_url": fakes.bluesky.base_url,
-            "handle": HANDLE,
-            "app_password": APP_PASSWORD,
-        },
-    ]
+    tables = meta_connectors(fakes.facebook, fakes.instagram, fakes.whatsapp, fakes.bluesky)
     path = folder / "inbox.toml"
     path.write_text(
         f'[database]\nurl = "sqlite:///{folder / "inbox.db"}"\n'

@@ -92,45 +92,55 @@ class Fakes:
         await self.slack.stop()
 
 
-def write_config(folder: Path, url: str, fakes: Fakes, port: int) -> Path:
-    polled = {"verify_token": VERIFY_TOKEN, "poll_seconds": POLL_SECONDS}
-    connectors = [
+def meta_connectors(
+    facebook: FacebookFake, instagram: InstagramFake, whatsapp: WhatsAppFake, bluesky: BlueskyFake, **polled: Any
+) -> list[dict[str, Any]]:
+    """The four connectors' tables on their fakes; `polled` (e.g. poll_seconds) for those that poll."""
+    return [
         {
             "name": "acme-facebook",
             "type": "facebook",
-            "api_url": fakes.facebook.base_url,
+            "api_url": facebook.base_url,
             "page_id": fb.PAGE_ID,
             "page_access_token": fb.TOKEN,
-            "app_secret": fakes.facebook.app_secret,
+            "app_secret": facebook.app_secret,
+            "verify_token": VERIFY_TOKEN,
             **polled,
         },
         {
             "name": "acme-instagram",
             "type": "instagram",
-            "api_url": fakes.instagram.base_url,
+            "api_url": instagram.base_url,
             "ig_user_id": ig.IG_USER_ID,
             "access_token": ig.TOKEN,
-            "app_secret": fakes.instagram.app_secret,
+            "app_secret": instagram.app_secret,
+            "verify_token": VERIFY_TOKEN,
             **polled,
         },
         {
             "name": "acme-whatsapp",
             "type": "whatsapp",
-            "api_url": fakes.whatsapp.base_url,
-            "phone_number_id": fakes.whatsapp.phone_number_id,
-            "access_token": fakes.whatsapp.token,
-            "app_secret": fakes.whatsapp.app_secret,
+            "api_url": whatsapp.base_url,
+            "phone_number_id": whatsapp.phone_number_id,
+            "access_token": whatsapp.token,
+            "app_secret": whatsapp.app_secret,
             "verify_token": VERIFY_TOKEN,
         },
         {
             "name": "acme-bluesky",
             "type": "bluesky",
-            "api_url": fakes.bluesky.base_url,
+            "api_url": bluesky.base_url,
             "handle": HANDLE,
             "app_password": APP_PASSWORD,
-            "poll_seconds": POLL_SECONDS,
+            **polled,
         },
     ]
+
+
+def write_config(folder: Path, url: str, fakes: Fakes, port: int) -> Path:
+    connectors = meta_connectors(
+        fakes.facebook, fakes.instagram, fakes.whatsapp, fakes.bluesky, poll_seconds=POLL_SECONDS
+    )
     slack = {
         "bot_token": TOKEN,
         "signing_secret": payloads.SECRET,
