@@ -15,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -41,6 +38,7 @@ from inbox.store.db import create_engine
 from inbox.store.models import Item
 from tests.conftest import PG_URL, STORES, pg_database
 from tests.test_crash_workers import free_port
+from tests.test_outage_e2e import Service as InboxProcess
 from tests.test_run_e2e import toml_table
 
 TRIAGE, LEADS, AGENT = "CTRIAGE01", "CLEADS001", "UAGENT001"
@@ -157,32 +155,12 @@ def write_config(folder: Path, url: str, fakes: Fakes, port: int) -> Path:
     return config
 
 
-class Service:
+class Service(InboxProcess):
     """The installed `inbox run`, and what Meta and an agent do to it over HTTP."""
 
     def __init__(self, config: Path, port: int, log: Path, http: aiohttp.ClientSession) -> None:
-        self.config, self.log, self.http = config, log, http
+        super().__init__(config, port, log, http)
         self.url = f"http://127.0.0.1:{port}"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        script = Path(sys.executable).with_name("inbox")  # the console script, as users run it
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                str(script),
-                "run",
-                "--config",
-                str(self.config),
-                stdout=log,
-                stderr=log,
-                env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
-            )
-
-    async def stop(self) -> int | None:
-        if self.process is None or self.process.returncode is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        return await self.process.wait()
 
     async def healthy(self) -> bool:
         try:
@@ -202,16 +180,7 @@ class Service:
             return response.status, await response.text()
 
     async def click_send(self, message: dict[str, Any]) -> int:
-        value = next(e["value"] for b in message["blocks"] for e in b.get("elements", []) if e.get("action_id") == SEND)
-        payload = payloads.block_action(
-            SEND, value, user=AGENT, channel=TRIAGE, message_ts=message["ts"], response_url="http://127.0.0.1:9/"
-        )
-        body = payloads.form(payload)
-        async with self.http.post(
-            f"{self.url}/slack/events", data=body.encode(), headers=payloads.signed(body)
-        ) as response:
-            await response.read()
-            return response.status
+        return await self.click(message, SEND)
 
 
 def triage_messages(slack: FakeSlack, text: str) -> list[dict[str, Any]]:
