@@ -7,6 +7,10 @@
 - `auth`: bearer tokens renewed before they expire (and, for a vendor that revokes them early, renewed at once),
   token endpoints and the password grant, self-signed JWTs, PEM keys, Basic credentials
 - `account`: the brand's own account, configured or looked up once; a check refuses another account's credentials
+- `push`: the base of a connector whose items only arrive by push (nothing to poll, no cursor)
+- `windows`: a channel's reply window read from the registry, and what goes out after it (chosen by language)
+- `meta`: Meta's webhooks (handshake, signature, envelope, one field's changes, the errors Meta reports) and the Graph
+  API client; `meta_social`: what the facebook and instagram connectors share
 - `google`: Google OAuth (refresh token, service account), the base of the two Google connectors, Google's times
 - `jsonapi`: JSON:API documents (App Store Connect)
 - `parse`: payloads parsed with pydantic; a misshapen page refused whole, a misshapen entry skipped and logged
