@@ -461,25 +461,27 @@ async def _total_spread(conn: AsyncConnection, scope: Scope, n: int) -> list[Any
     return _interpolated(values, n)
 
 
-async def figures(engine: AsyncEngine, scope: Scope, by: str | None) -> list[Figures]:
-    """The figures of the window's conversations per `by` group (None: one total row), ordered by group."""
+async def figures(engine: AsyncEngine, scope: Scope, by: str | None, *, spread: bool = True) -> list[Figures]:
+    """The figures of the window's conversations per `by` group (None: one total row), ordered by group; without
+    `spread`, the percentiles are left out (None), saving a sort of the window's minutes."""
     if by is not None and by not in KEYS:
         raise ValueError(f"unknown grouping {by!r}; use one of {', '.join(KEYS)}")
     async with engine.connect() as conn, _sort_memory(conn):
         dialect = conn.dialect.name
         broad = await _broad(conn, scope)
         t = _terms(dialect, scope, by=by, detail=False, broad=broad)
-        extra = _percentiles_pg(t) if dialect == "postgresql" else []
+        extra = _percentiles_pg(t) if dialect == "postgresql" and spread else []
         query = t.rows.add_columns(t.group.label("g"), *_aggregates(t), *extra)
         if by is not None:
             query = query.group_by(t.group)
         rows = (await conn.execute(query)).all()
-        if dialect == "postgresql":
-            spread = {row.g: list(row.spread) if row.spread is not None else [None] * 3 for row in rows}
-        else:
+        spreads: dict[Any, list[Any]] = {}
+        if spread and dialect == "postgresql":
+            spreads = {row.g: list(row.spread) if row.spread is not None else [None] * 3 for row in rows}
+        elif spread:
             counts = {row.g: row.first_responses for row in rows}
-            spread = await _percentiles_sqlite(conn, scope, by, counts, broad)
-    found = [_figures(row, spread.get(row.g, [None, None, None])) for row in rows]
+            spreads = await _percentiles_sqlite(conn, scope, by, counts, broad)
+    found = [_figures(row, spreads.get(row.g, [None, None, None])) for row in rows]
     if by is None and not found:
         found = [_figures(None, [None, None, None])]
     return sorted(found, key=lambda f: (f.group is None, f.group if f.group is not None else 0))
