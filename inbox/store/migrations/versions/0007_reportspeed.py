@@ -10,32 +10,23 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from inbox.store.models import WAITED_MINUTES
+
 revision: str = "0007_reportspeed"
 down_revision: str | None = "0006_gdpr"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The minutes as the reports computed them at read time until this revision (inbox.store.models.WAITED_MINUTES).
-MINUTES = {
-    "postgresql": (
-        "CASE WHEN first_response_at IS NULL THEN NULL "
-        "ELSE greatest(date_part('epoch', first_response_at - opened_at) / 60.0, 0.0) END"
-    ),
-    "sqlite": (
-        "CASE WHEN first_response_at IS NULL THEN NULL "
-        "ELSE max((julianday(first_response_at) - julianday(opened_at)) * 1440.0, 0.0) END"
-    ),
-}
-
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    # PostgreSQL (before 18) keeps generated columns STORED only; SQLite adds only VIRTUAL ones to a table, whose
-    # indexes keep the values. Either way the database fills the column for existing rows and keeps it right.
+    # The minutes as the reports computed them at read time until this revision. PostgreSQL (before 18) keeps
+    # generated columns STORED only; SQLite adds only VIRTUAL ones to a table, whose indexes keep the values. Either
+    # way the database fills the column for existing rows and keeps it right.
     persisted = dialect == "postgresql"
     op.add_column(
         "thread",
-        sa.Column("first_response_minutes", sa.Float(), sa.Computed(MINUTES[dialect], persisted=persisted)),
+        sa.Column("first_response_minutes", sa.Float(), sa.Computed(WAITED_MINUTES[dialect], persisted=persisted)),
     )
     op.create_index("ix_thread_opened_minutes", "thread", ["opened_at", "first_response_minutes"])
     op.create_index(
