@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def inbox(
-    *args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "INBOX_CONFIG": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "inbox", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        cwd=cwd or ROOT,
-        env=env,
-        timeout=timeout,
-    )
+from tests.processes import ROOT
+from tests.processes import inbox_cli as inbox
 
 
 def test_triage_prints_one_json_object():

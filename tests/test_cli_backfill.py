@@ -23,20 +23,22 @@ from inbox.sla import SlaState
 from inbox.store.clocks import STOPPED
 from inbox.store.db import create_engine, migrate
 from inbox.store.models import Cursor, Event, EventKind, Item, Status, Thread
-from tests.conftest import STORES, FakeClock, make_settings, pg_database
+from tests.conftest import STORES, FakeClock, make_settings, migrated_sqlite, pg_database
 from tests.connectors.test_x import config as x_config
-from tests.test_run_e2e import ROOT, _env, toml_table
+from tests.processes import ROOT, inbox_env, toml_table
 
 TRUSTPILOT = "acme-trustpilot"
 
 
 @pytest.fixture(params=STORES)
-async def cli_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Any, str]]:
+async def cli_store(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite_template: Path
+) -> AsyncIterator[tuple[Any, str]]:
     """A migrated, empty store a separate process can reach by URL alone: a SQLite file, or a PostgreSQL database of its own."""
     if request.param == "sqlite":
+        await migrated_sqlite(tmp_path / "inbox.db", migrated_sqlite_template)
         url = f"sqlite:///{tmp_path / 'inbox.db'}"
         engine = create_engine(url)
-        await migrate(engine)
         yield engine, url
         await engine.dispose()
         return
@@ -57,7 +59,7 @@ async def inbox(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
         "inbox",
         *args,
         cwd=ROOT,
-        env={"COLUMNS": "200", **_env()},
+        env=inbox_env(COLUMNS="200"),
         stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -22,7 +22,7 @@ from inbox.service import Inbox
 from inbox.store.models import Item
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, close_connectors, make_settings
 from tests.connectors.test_facebook import facebook_config
 from tests.connectors.test_instagram import instagram_config
 from tests.slack.conftest import TRIAGE, Harness, slack_config
@@ -78,8 +78,7 @@ async def harness(
     keeper = getattr(inbox, "pushes", None)
     if keeper is not None:
         await keeper.close()
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 async def pushed(harness: Harness, fake: Any, name: str, delivery: Any, external_id: str) -> int:

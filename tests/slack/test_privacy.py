@@ -31,7 +31,7 @@ from inbox.store import privacy as store_privacy
 from inbox.store.models import CsatQuestion, Customer, Erasure, Event, EventKind, Item, Reply, SlackPost, Thread
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, close_connectors, make_settings
 from tests.slack.conftest import LEADS, TRIAGE, Harness, slack_config
 
 # The erased customer's words, name and handle: unique strings to look for in every byte afterwards.
@@ -64,8 +64,7 @@ async def harness(
     built = Harness(inbox, site, fake_slack, clock, tmp_path)
     yield built
     await built.close()
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 async def conversations(h: Harness) -> dict[str, list[int]]:

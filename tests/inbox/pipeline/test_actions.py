@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from inbox.connector import Kind, ReplyTarget
 from inbox.pipeline.actions import ActionError
 from inbox.store.models import EventKind, Item, Reply, ReplyStatus, Status, Thread
-from tests.conftest import Recorder
+from tests.conftest import Recorder, thread_of
 from tests.inbox.pipeline.test_ingest import SOURCE, item
-from tests.inbox.pipeline.test_sweep import thread_of
 
 
 def jsonl_connector(tmp_path) -> dict:

@@ -22,7 +22,7 @@ from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, c
 from inbox.service import run_backfill
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Cursor, Item, Thread
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, close_connectors, make_settings
 from tests.connectors.contract import Fault
 from tests.connectors.test_mastodon import connector_config as mastodon_config
 from tests.connectors.test_x import NAME as X_NAME
@@ -238,8 +238,7 @@ async def test_a_backfill_beside_a_live_poll_stores_everything_once_and_leaves_t
         cursor = await load_cursor(engine, config["name"])
         before = await cursors(engine)
         again = await Backfill(target, inbox.ingestor, 2 * DAY, types=registry).run()
-        for connector in inbox.connectors.values():
-            await connector.close()
+        await close_connectors(inbox)
     finally:
         await mastodon.close()
     assert await stored_ids(engine) == sorted([*old, *new])

@@ -21,10 +21,10 @@ from inbox.pipeline.outbox import Notice, Outbox
 from inbox.pipeline.workers import LeaseLost, Leases, pid_place, process_gone
 from inbox.store.cursors import load_cursor
 from inbox.store.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
+from tests.conftest import thread_of
 from tests.inbox.pipeline.test_actions import jsonl_connector, replies
 from tests.inbox.pipeline.test_ingest import SOURCE, item
 from tests.inbox.pipeline.test_poller import poller_for
-from tests.inbox.pipeline.test_sweep import thread_of
 
 NAMES = [f"conn-{i:02d}" for i in range(10)]
 LEASE = 30.0
