@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox import connectors as registry
 from inbox.fakes.x import XFake
@@ -23,7 +23,7 @@ from inbox.pipeline.outbox import Notice
 from inbox.service import Inbox
 from inbox.settings import Settings, parse_config
 from inbox.store.db import create_engine, migrate
-from inbox.store.models import Item
+from inbox.store.models import Item, Reply, ReplyStatus
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
 
@@ -232,3 +232,9 @@ async def thread_of(engine: AsyncEngine, external_id: str) -> int:
     """The thread of the stored item `external_id`."""
     async with engine.connect() as conn:
         return (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == external_id))).scalar_one()
+
+
+async def insert_pending_reply(conn: AsyncConnection, thread_id: int, item_id: int, text: str, at: datetime) -> None:
+    """A reply recorded by a process that died before it sent (or recorded sending) it: pending, claimed by nobody."""
+    values = {"thread_id": thread_id, "item_id": item_id, "cycle": 1, "text": text, "agent": "ana", "created_at": at}
+    await conn.execute(sa.insert(Reply).values(status=ReplyStatus.PENDING, **values))

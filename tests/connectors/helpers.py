@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from inbox.connector import Kind, ReplyTarget
+from inbox.fakes.meta import GraphFake
 from inbox.store.models import Item
 from tests.conftest import close_connectors, thread_of
 
@@ -56,3 +58,21 @@ async def poll_in_a_new_process(inbox_factory: Callable[..., Any], connector_con
         await inbox.pollers[connector_config["name"]].poll_once()
     finally:
         await close_connectors(inbox)
+
+
+def review_target(review_id: str) -> ReplyTarget:
+    """Where a reply to the review `review_id` goes."""
+    return ReplyTarget(
+        external_id=review_id,
+        thread_id=review_id,
+        kind=Kind.REVIEW,
+        author_handle="x",
+        reply_to={"review_id": review_id},
+    )
+
+
+def signed_push(fake: GraphFake, connector: Any, delivery: Any) -> Any:
+    """A Meta delivery signed as the fake's app would sign it, checked and parsed by the connector."""
+    body, headers = fake.signed(delivery)
+    assert connector.verify(body, headers)
+    return connector.parse(body)

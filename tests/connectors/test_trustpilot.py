@@ -47,8 +47,7 @@ async def fake(clock: FakeClock) -> AsyncIterator[TrustpilotFake]:
     await fake.close()
 
 
-@pytest.fixture
-def connector_config(fake: TrustpilotFake) -> dict[str, Any]:
+def trustpilot_config(fake: TrustpilotFake, **extra: Any) -> dict[str, Any]:
     return {
         "name": NAME,
         "type": "trustpilot",
@@ -58,7 +57,13 @@ def connector_config(fake: TrustpilotFake) -> dict[str, Any]:
         "api_key": API_KEY,
         "access_token": ACCESS_TOKEN,
         "own_handles": [OWN_NAME],
+        **extra,
     }
+
+
+@pytest.fixture
+def connector_config(fake: TrustpilotFake) -> dict[str, Any]:
+    return trustpilot_config(fake)
 
 
 def connector(config: dict[str, Any]) -> TrustpilotConnector:
