@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox import connectors as registry
+from inbox.fakes.vendor import VendorFake
 from inbox.fakes.x import XFake
 from inbox.logs import ContextFilter
 from inbox.pipeline.outbox import Notice
@@ -28,6 +29,7 @@ from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
 
 PG_URL = os.environ.get("INBOX_TEST_DATABASE_URL")
+V = TypeVar("V", bound=VendorFake)
 
 
 class FakeClock:
@@ -70,14 +72,22 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@contextlib.asynccontextmanager
+async def serving(fake: V, clock: FakeClock) -> AsyncIterator[V]:
+    """A vendor fake serving, its posts dated from the test clock (so ingest does not take them for the future)."""
+    fake.now = clock.now
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
 @pytest.fixture
 async def x_fake(clock: FakeClock) -> AsyncIterator[XFake]:
-    """The local X, serving; its posts are dated from the test clock, so ingest does not take them for the future."""
-    server = XFake()
-    server.now = clock.now
-    await server.start()
-    yield server
-    await server.close()
+    """The local X, serving on the test clock."""
+    async with serving(XFake(), clock) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

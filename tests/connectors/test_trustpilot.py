@@ -27,7 +27,7 @@ from inbox.fakes.trustpilot import (
 from inbox.settings import ConfigError
 from inbox.store.clocks import STOPPED
 from inbox.store.models import Thread
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, make_settings, serving
 from tests.connectors.contract import ConnectorLevel
 from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 
@@ -40,11 +40,8 @@ SHAPE_PAGE: dict[str, Any] = payload("trustpilot", "GET_v1_private_business_unit
 
 @pytest.fixture
 async def fake(clock: FakeClock) -> AsyncIterator[TrustpilotFake]:
-    fake = TrustpilotFake()
-    fake.now = clock.now
-    await fake.start()
-    yield fake
-    await fake.close()
+    async with serving(TrustpilotFake(), clock) as fake:
+        yield fake
 
 
 def trustpilot_config(fake: TrustpilotFake, **extra: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,12 +37,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def x(clock: FakeClock) -> AsyncIterator[XFake]:
-    fake = XFake()
-    fake.now = clock.now
-    await fake.start()
-    yield fake
-    await fake.close()
+def x(x_fake: XFake) -> XFake:
+    return x_fake
 
 
 class Sleeps:
