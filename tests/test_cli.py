@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from tests.processes import ROOT
 from tests.processes import inbox_cli as inbox
@@ -69,12 +70,15 @@ def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
     assert not list(tmp_path.iterdir()), "the demo left files behind"
 
 
+def bob_waiting(folder: Path, minutes: float) -> None:
+    """feed.jsonl in `folder`: Bob has been waiting `minutes` for an answer about his parcel."""
+    posted = (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+    record = {"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}
+    (folder / "feed.jsonl").write_text(json.dumps(record) + "\n")
+
+
 def test_queue_and_check_on_a_config(tmp_path):
-    feed = tmp_path / "feed.jsonl"
-    posted = (datetime.now(UTC) - timedelta(minutes=25)).isoformat()
-    feed.write_text(
-        json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n"
-    )
+    bob_waiting(tmp_path, 25)
     config = tmp_path / "inbox.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "q.db"}"\n[[connectors]]\nname = "feed"\ntype = "jsonl"\npath = "feed.jsonl"\n'
@@ -90,11 +94,7 @@ def test_queue_and_check_on_a_config(tmp_path):
 def test_run_without_slack_polls_logs_escalations_and_exits_0_on_sigterm(tmp_path):
     import signal
 
-    feed = tmp_path / "feed.jsonl"
-    posted = (datetime.now(UTC) - timedelta(minutes=31)).isoformat()
-    feed.write_text(
-        json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n"
-    )
+    bob_waiting(tmp_path, 31)
     config = tmp_path / "inbox.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "r.db"}"\n[server]\nhost = "127.0.0.1"\nport = 0\n'

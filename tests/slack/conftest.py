@@ -232,6 +232,7 @@ async def harness_factory(
     yield build
     for harness in built:
         await harness.close()
+        await harness.inbox.pushes.close()  # waits for a push being written, if any
         await close_connectors(harness.inbox)
 
 
