@@ -16,6 +16,8 @@ import asyncio
 import os
 import random
 import signal
+import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,17 +32,19 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from inbox.fakes import slack_payloads as payloads
-from inbox.fakes.slack import FakeSlack
+from inbox.fakes.slack import TOKEN, FakeSlack
 from inbox.fakes.x import LIMITS, Window, XFake
 from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
 from inbox.store.db import create_engine
 from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
 from tests.conftest import STORES, pg_database
 from tests.connectors.test_x import config as x_config
-from tests.processes import AGENT, LEADS, TRIAGE, free_port, slack_table, start_inbox_run, toml_table
+from tests.test_run_e2e import toml_table
 
+ROOT = Path(__file__).resolve().parents[1]
 ITEMS = 10_000
 CHOSEN = 300  # conversations the agent answers with one click (or two, on two workers at once)
+TRIAGE, LEADS = "CTRIAGE01", "CLEADS001"
 LEASE_SECONDS = 3  # short, so the test does not wait long for a dead worker's claims to run out
 STALL_SECONDS = 180  # fail when nothing advanced for this long (a run alone takes about 90 s in all)
 
@@ -84,6 +88,12 @@ class BusyX(XFake):
         return await super().create_tweet(request)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass
 class Workers:
     """The `inbox run` processes: started, killed with SIGKILL, started again."""
@@ -95,7 +105,20 @@ class Workers:
     kills: int = 0
 
     async def start(self, index: int) -> None:
-        process = await start_inbox_run(self.configs[index], self.logs / f"worker-{index}.log")
+        log = (self.logs / f"worker-{index}.log").open("ab")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "inbox",
+            "run",
+            "--config",
+            str(self.configs[index]),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+            env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
+        )
+        log.close()
         while len(self.processes) <= index:
             self.processes.append(None)
         self.processes[index] = process
@@ -144,8 +167,17 @@ def write_configs(folder: Path, store: Store, x: XFake, slack: FakeSlack) -> tup
             f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
             f"[sla]\ncheck_seconds = 1\n"
             f"[workers]\nlease_seconds = {LEASE_SECONDS}\n"
-            f"[slack]\n{toml_table(slack_table(slack))}"
-            f"\n[[connectors]]\n{toml_table(connector)}"
+            "[slack]\n"
+            + toml_table(
+                {
+                    "bot_token": TOKEN,
+                    "signing_secret": payloads.SECRET,
+                    "api_url": f"{slack.url}api/",
+                    "triage_channel": TRIAGE,
+                    "leads_channel": LEADS,
+                }
+            )
+            + f"\n[[connectors]]\n{toml_table(connector)}"
         )
         path = folder / f"worker-{index}.toml"
         path.write_text(text)
@@ -195,7 +227,7 @@ async def click_send(http: aiohttp.ClientSession, port: int, message: dict[str, 
     if value is None:
         return
     payload = payloads.block_action(
-        SEND, value, user=AGENT, channel=TRIAGE, message_ts=message["ts"], response_url=slack.response_url()
+        SEND, value, user="UAGENT001", channel=TRIAGE, message_ts=message["ts"], response_url=slack.response_url()
     )
     body = payloads.form(payload)
     try:
