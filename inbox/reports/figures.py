@@ -87,11 +87,12 @@ def scope(settings: Settings, window: Window, now: datetime) -> store.Scope:
 
 
 async def build_report(
-    engine: AsyncEngine, settings: Settings, window: Window, by: str | None, now: datetime
+    engine: AsyncEngine, settings: Settings, window: Window, by: str | None, now: datetime, *, spread: bool = True
 ) -> Report:
-    """The figures of the conversations started in `window`, per `by` group, as of `now`."""
+    """The figures of the conversations started in `window`, per `by` group, as of `now` (without `spread`, no
+    percentiles: None)."""
     by = check_by(by)
-    return Report(window, by, await store.figures(engine, scope(settings, window, now), by))
+    return Report(window, by, await store.figures(engine, scope(settings, window, now), by, spread=spread))
 
 
 async def conversation_rows(

@@ -37,10 +37,12 @@ class Overview:
     window: Window
     zone: str
     total: Figures
-    days: list[tuple[str, Figures | None]]  # every local day of the window, None without a conversation
+    # Every local day of the window (None without a conversation) and each hour of the week (Monday 00:00 = 0): their
+    # counts only, as the charts draw them (the percentiles, not drawn, are None: each would cost a sort of the window).
+    days: list[tuple[str, Figures | None]]
     channels: list[Figures]
     agents: list[Figures]
-    hours: dict[int, Figures]  # hour of the week (Monday 00:00 = 0) → its figures
+    hours: dict[int, Figures]
     histogram: list[int]  # first responses per charts.BUCKETS
     recovered: int  # reviews raised after they opened
     lowered: int
@@ -69,8 +71,9 @@ async def headline(engine: AsyncEngine, settings: Settings, window: Window, now:
 async def daily(
     engine: AsyncEngine, settings: Settings, window: Window, now: datetime
 ) -> list[tuple[str, Figures | None]]:
-    """Each local day of the window with its figures (None for a day without conversations)."""
-    found = {str(row.group): row for row in (await build_report(engine, settings, window, "day", now)).rows}
+    """Each local day of the window with its counts (None for a day without conversations; no percentiles)."""
+    report = await build_report(engine, settings, window, "day", now, spread=False)
+    found = {str(row.group): row for row in report.rows}
     zone = report_zone(settings)
     day = window.start.astimezone(zone).date()
     last = (window.end - timedelta(microseconds=1)).astimezone(zone).date()
@@ -93,7 +96,7 @@ async def overview(engine: AsyncEngine, settings: Settings, window: Window, now:
         daily(engine, settings, window, now),
         build_report(engine, settings, window, "channel", now),
         build_report(engine, settings, window, "agent", now),
-        build_report(engine, settings, window, "hour", now),
+        build_report(engine, settings, window, "hour", now, spread=False),
     )
     histogram, ratings, staffing = await asyncio.gather(
         reportpage.minutes_histogram(engine, where, edges),

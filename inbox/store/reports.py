@@ -9,7 +9,8 @@ The conversations are those started (`thread.opened_at`, the platform's time of 
   at `now`;
 - `none`: closed without any reply (or opened before the deadline was kept, revision 0006_reports).
 
-First-response minutes are wall-clock minutes from the post to the first reply: what the customer waited.
+First-response minutes are wall-clock minutes from the post to the first reply: what the customer waited, kept by
+the database in `thread.first_response_minutes` (a generated column, see `inbox.store.models.WAITED_MINUTES`).
 Next responses met and missed are counted when each next-response clock stops (`inbox.store.clocks.next_settled`),
 plus the running one when its deadline has passed. Day and hour are in the caller's time zone: its UTC offsets over
 the window are written into the query (SQLite has no time zones), so both stores compute them alike.
@@ -106,16 +107,6 @@ class Figures:
 # -- the query ---------------------------------------------------------------------------------------------------------
 
 
-def _minutes_between(dialect: str, start: Any, end: Any) -> Any:
-    """Minutes from `start` to `end` (stored naive UTC), never below 0: a platform's clock may run ahead of ours."""
-    if dialect == "postgresql":
-        # date_part is double precision; EXTRACT is numeric (PostgreSQL 14 on), several times slower to sort.
-        minutes = sa.func.date_part("epoch", end - start) / 60.0
-        return sa.func.greatest(minutes, 0.0)
-    minutes = (sa.func.julianday(end) - sa.func.julianday(start)) * 1440.0
-    return sa.func.max(minutes, 0.0)
-
-
 def offsets(zone: tzinfo, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     """The zone's UTC offsets (seconds) over [start, end): (from when, offset), the first from `start`."""
     # A day at a time, then a bisection to the second inside a day whose offset changed: a ten-year window takes
@@ -185,7 +176,6 @@ class _Terms:
     rows: Any  # a SELECT with no columns yet: thread, its CSAT question (and what the group or the CSV need)
     group: Any
     minutes: Any  # minutes from the post to the first reply, NULL without one
-    answered_minutes: Any  # the same, for conversations known to have a first reply
     answered: Any  # a first reply was made
     met: Any  # it came by the first-response deadline
     late: Any  # it came after it
@@ -278,14 +268,7 @@ def _terms(
     return _Terms(
         rows=rows,
         group=_group_key(dialect, by, parts, scope),
-        minutes=sa.case(
-            (
-                Thread.first_response_at.is_not(None),
-                _minutes_between(dialect, Thread.opened_at, Thread.first_response_at),
-            ),
-            else_=sa.null(),
-        ),
-        answered_minutes=_minutes_between(dialect, Thread.opened_at, Thread.first_response_at),
+        minutes=Thread.first_response_minutes,
         answered=Thread.first_response_at.is_not(None),
         met=Thread.first_response_at <= Thread.first_due_at,
         late=Thread.first_response_at > Thread.first_due_at,
@@ -441,13 +424,11 @@ async def _percentiles_sqlite(
     ranks = sorted({r for n in counts.values() if n for r in _needed_ranks(n)})
     if not ranks:
         return {}
+    if by is None and broad:
+        return {None: await _total_spread(conn, scope, counts[None])}
     t = _terms(conn.dialect.name, scope, by=by, detail=False, csat=False, broad=broad)
-    # Each conversation's minutes computed once, then ranked: an expression in the window's ORDER BY is not shared.
-    answered = (
-        t.rows.add_columns(t.group.label("g"), t.answered_minutes.label("m"))
-        .where(Thread.first_response_at.is_not(None))
-        .subquery("answered")
-    )
+    answered = t.rows.add_columns(t.group.label("g"), t.minutes.label("m")).where(t.minutes.is_not(None))
+    answered = answered.subquery("answered")
     ranked = sa.select(
         answered.c.g,
         answered.c.m,
@@ -460,25 +441,47 @@ async def _percentiles_sqlite(
     return {group: _interpolated(values[group], n) for group, n in counts.items() if n}
 
 
-async def figures(engine: AsyncEngine, scope: Scope, by: str | None) -> list[Figures]:
-    """The figures of the window's conversations per `by` group (None: one total row), ordered by group."""
+async def _total_spread(conn: AsyncConnection, scope: Scope, n: int) -> list[Any]:
+    """The percentiles of a window holding most conversations, read from the minutes' index in order: for each,
+    the two values at its closest ranks, skipping the lower ones (no sort, no table read)."""
+    # The index's order is the minutes' order: SQLite takes it when told, rather than sorting the window's rows.
+    minutes = sa.literal_column("first_response_minutes", sa.Float)
+    opened = sa.literal_column("opened_at", UTCDateTime())
+    ordered = (
+        sa.select(minutes)
+        .select_from(sa.text("thread INDEXED BY ix_thread_minutes_opened"))
+        .where(minutes.is_not(None), opened >= scope.start, opened < scope.end)
+        .order_by(minutes)
+        .limit(2)
+    )
+    values: dict[int, float] = {}
+    for low in sorted({math.floor((n - 1) * p) for p in PERCENTILES}):
+        for rank, found in enumerate((await conn.execute(ordered.offset(low))).scalars(), start=low):
+            values[rank] = float(found)
+    return _interpolated(values, n)
+
+
+async def figures(engine: AsyncEngine, scope: Scope, by: str | None, *, spread: bool = True) -> list[Figures]:
+    """The figures of the window's conversations per `by` group (None: one total row), ordered by group; without
+    `spread`, the percentiles are left out (None), saving a sort of the window's minutes."""
     if by is not None and by not in KEYS:
         raise ValueError(f"unknown grouping {by!r}; use one of {', '.join(KEYS)}")
     async with engine.connect() as conn, _sort_memory(conn):
         dialect = conn.dialect.name
         broad = await _broad(conn, scope)
         t = _terms(dialect, scope, by=by, detail=False, broad=broad)
-        extra = _percentiles_pg(t) if dialect == "postgresql" else []
+        extra = _percentiles_pg(t) if dialect == "postgresql" and spread else []
         query = t.rows.add_columns(t.group.label("g"), *_aggregates(t), *extra)
         if by is not None:
             query = query.group_by(t.group)
         rows = (await conn.execute(query)).all()
-        if dialect == "postgresql":
-            spread = {row.g: list(row.spread) if row.spread is not None else [None] * 3 for row in rows}
-        else:
+        spreads: dict[Any, list[Any]] = {}
+        if spread and dialect == "postgresql":
+            spreads = {row.g: list(row.spread) if row.spread is not None else [None] * 3 for row in rows}
+        elif spread:
             counts = {row.g: row.first_responses for row in rows}
-            spread = await _percentiles_sqlite(conn, scope, by, counts, broad)
-    found = [_figures(row, spread.get(row.g, [None, None, None])) for row in rows]
+            spreads = await _percentiles_sqlite(conn, scope, by, counts, broad)
+    found = [_figures(row, spreads.get(row.g, [None, None, None])) for row in rows]
     if by is None and not found:
         found = [_figures(None, [None, None, None])]
     return sorted(found, key=lambda f: (f.group is None, f.group if f.group is not None else 0))

@@ -59,7 +59,7 @@ from inbox.triage.text import CLAUSE_PUNCT, Prepared, prepare, shouting, words_o
 __all__ = ["Explanation", "Triager", "explanation_json"]
 
 _ANY = "\0any"  # key for word sets of languages that have no lexicon
-_NEUTRAL_RATING_PULL = 1.5  # how far a rating scoring 0 (3 stars: a mixed review) pulls towards neutral
+_NEUTRAL_RATING_PULL = 2.5  # how far a rating scoring 0 (3 stars: a mixed review) pulls towards neutral
 _SENTIMENTS: tuple[Sentiment, ...] = ("negative", "neutral", "positive")
 _KEYWORD_CAP = 4.0  # keyword scores above this say nothing more to the model
 

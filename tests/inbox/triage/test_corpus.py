@@ -48,6 +48,15 @@ def test_challenge_set_has_every_intent_in_every_language_and_shares_no_message_
     assert not {ex.text.casefold() for ex in challenge} & {ex.text.casefold() for ex in load_corpus()}
 
 
+def test_second_challenge_set_has_every_intent_in_every_language_and_is_apart_from_the_rest() -> None:
+    second = load_corpus(default_challenge_dir().with_name("challenge2"))
+    per_language = Counter(ex.language for ex in second)
+    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), 12)
+    assert {(lang, intent) for lang in per_language for intent in Intent} <= {(ex.language, ex.intent) for ex in second}
+    elsewhere = {ex.text.casefold() for ex in load_corpus() + load_corpus(default_challenge_dir())}
+    assert not {ex.text.casefold() for ex in second} & elsewhere
+
+
 def test_a_bad_corpus_line_names_its_file_and_line(tmp_path: Path) -> None:
     good = {"text": "hi", "language": "en", "intent": "other", "sentiment": "neutral"}
     (tmp_path / "en.jsonl").write_text(
