@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox import connectors as registry
+from inbox.fakes.vendor import VendorFake
+from inbox.fakes.x import XFake
 from inbox.logs import ContextFilter
 from inbox.pipeline.outbox import Notice
 from inbox.service import Inbox
 from inbox.settings import Settings, parse_config
 from inbox.store.db import create_engine, migrate
+from inbox.store.models import Item, Reply, ReplyStatus
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager, load_rules
 
 PG_URL = os.environ.get("INBOX_TEST_DATABASE_URL")
+V = TypeVar("V", bound=VendorFake)
 
 
 class FakeClock:
@@ -67,6 +72,24 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@contextlib.asynccontextmanager
+async def serving(fake: V, clock: FakeClock) -> AsyncIterator[V]:
+    """A vendor fake serving, its posts dated from the test clock (so ingest does not take them for the future)."""
+    fake.now = clock.now
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def x_fake(clock: FakeClock) -> AsyncIterator[XFake]:
+    """The local X, serving on the test clock."""
+    async with serving(XFake(), clock) as fake:
+        yield fake
+
+
 @pytest.fixture(scope="session")
 def triager() -> Triager:
     return Triager(load_rules())
@@ -77,6 +100,7 @@ def templates() -> ReplyTemplates:
     return ReplyTemplates()
 
 
+@contextlib.asynccontextmanager
 async def _pg_engine() -> AsyncIterator[tuple[AsyncEngine, str]]:
     assert PG_URL
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -121,19 +145,62 @@ STORES = [
 ]
 
 
-@pytest.fixture(params=STORES)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, str, str | None]]:
-    """A migrated, empty store: (engine, url, PostgreSQL schema or None)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'inbox.db'}"
-        engine = create_engine(url)
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's one migrated, empty SQLite file goes (made by the first test that needs it)."""
+    return tmp_path_factory.mktemp("template") / "migrated.db"
+
+
+async def migrated_sqlite(path: Path, template: Path) -> None:
+    """A migrated, empty SQLite store at `path`: a copy of the session's template, migrated once by the same code.
+
+    Migrating costs a few hundred milliseconds a store; a copy of the closed file costs a millisecond.
+    """
+    if not template.exists():
+        engine = create_engine(f"sqlite:///{template}")
         await migrate(engine)
-        yield engine, url, None
         await engine.dispose()
+        # Closed cleanly, the file holds everything: no write-ahead log is left beside it to copy.
+        assert not template.with_name(template.name + "-wal").exists()
+    shutil.copyfile(template, path)
+
+
+@contextlib.asynccontextmanager
+async def open_store(kind: str, folder: Path, template: Path) -> AsyncIterator[tuple[AsyncEngine, str, str | None]]:
+    """A migrated, empty store of `kind` ("sqlite" in `folder`, or "postgresql" in a schema of its own), disposed after."""
+    if kind == "sqlite":
+        path = folder / "inbox.db"
+        await migrated_sqlite(path, template)
+        url = f"sqlite:///{path}"
+        engine = create_engine(url)
+        try:
+            yield engine, url, None
+        finally:
+            await engine.dispose()
         return
-    async for engine, schema in _pg_engine():
+    async with _pg_engine() as (engine, schema):
         await migrate(engine)
+        assert PG_URL
         yield engine, PG_URL, schema
+
+
+@pytest.fixture(params=STORES)
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite_template: Path
+) -> AsyncIterator[tuple[AsyncEngine, str, str | None]]:
+    """A migrated, empty store: (engine, url, PostgreSQL schema or None)."""
+    async with open_store(request.param, tmp_path, migrated_sqlite_template) as opened:
+        yield opened
+
+
+@pytest.fixture(params=STORES)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database URL a separate process can open: a SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'inbox.db'}"
+        return
+    async with pg_database(request.module.__name__.rsplit(".", 1)[-1]) as url:
+        yield url
 
 
 @pytest.fixture
@@ -163,3 +230,21 @@ def inbox_factory(
         )
 
     return build
+
+
+async def close_connectors(inbox: Inbox) -> None:
+    """Close the HTTP sessions of every connector of `inbox`."""
+    for connector in inbox.connectors.values():
+        await connector.close()
+
+
+async def thread_of(engine: AsyncEngine, external_id: str) -> int:
+    """The thread of the stored item `external_id`."""
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == external_id))).scalar_one()
+
+
+async def insert_pending_reply(conn: AsyncConnection, thread_id: int, item_id: int, text: str, at: datetime) -> None:
+    """A reply recorded by a process that died before it sent (or recorded sending) it: pending, claimed by nobody."""
+    values = {"thread_id": thread_id, "item_id": item_id, "cycle": 1, "text": text, "agent": "ana", "created_at": at}
+    await conn.execute(sa.insert(Reply).values(status=ReplyStatus.PENDING, **values))

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def inbox(
-    *args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "INBOX_CONFIG": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "inbox", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        cwd=cwd or ROOT,
-        env=env,
-        timeout=timeout,
-    )
+from tests.processes import ROOT
+from tests.processes import inbox_cli as inbox
 
 
 def test_triage_prints_one_json_object():
@@ -85,12 +70,15 @@ def test_demo_shows_the_queue_and_the_alerts_within_30_seconds(tmp_path):
     assert not list(tmp_path.iterdir()), "the demo left files behind"
 
 
+def bob_waiting(folder: Path, minutes: float) -> None:
+    """feed.jsonl in `folder`: Bob has been waiting `minutes` for an answer about his parcel."""
+    posted = (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+    record = {"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}
+    (folder / "feed.jsonl").write_text(json.dumps(record) + "\n")
+
+
 def test_queue_and_check_on_a_config(tmp_path):
-    feed = tmp_path / "feed.jsonl"
-    posted = (datetime.now(UTC) - timedelta(minutes=25)).isoformat()
-    feed.write_text(
-        json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n"
-    )
+    bob_waiting(tmp_path, 25)
     config = tmp_path / "inbox.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "q.db"}"\n[[connectors]]\nname = "feed"\ntype = "jsonl"\npath = "feed.jsonl"\n'
@@ -106,11 +94,7 @@ def test_queue_and_check_on_a_config(tmp_path):
 def test_run_without_slack_polls_logs_escalations_and_exits_0_on_sigterm(tmp_path):
     import signal
 
-    feed = tmp_path / "feed.jsonl"
-    posted = (datetime.now(UTC) - timedelta(minutes=31)).isoformat()
-    feed.write_text(
-        json.dumps({"id": "1", "text": "where is my parcel??", "posted_at": posted, "author": {"handle": "bob"}}) + "\n"
-    )
+    bob_waiting(tmp_path, 31)
     config = tmp_path / "inbox.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "r.db"}"\n[server]\nhost = "127.0.0.1"\nport = 0\n'

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.fakes.reviews import OWN_NAME
-from inbox.fakes.trustpilot import ACCESS_TOKEN, API_KEY, BUSINESS_UNIT_ID, BUSINESS_USER_ID, TrustpilotFake
+from inbox.fakes.trustpilot import TrustpilotFake
 from inbox.fakes.x import TWEEPY_DEV, XFake
 from inbox.pipeline.sweep import SlaSweep
 from inbox.service import Inbox
@@ -23,20 +22,22 @@ from inbox.sla import SlaState
 from inbox.store.clocks import STOPPED
 from inbox.store.db import create_engine, migrate
 from inbox.store.models import Cursor, Event, EventKind, Item, Status, Thread
-from tests.conftest import STORES, FakeClock, make_settings, pg_database
+from tests.conftest import STORES, FakeClock, make_settings, migrated_sqlite, pg_database
+from tests.connectors.test_trustpilot import NAME as TRUSTPILOT
+from tests.connectors.test_trustpilot import trustpilot_config
 from tests.connectors.test_x import config as x_config
-from tests.test_run_e2e import ROOT, _env, toml_table
-
-TRUSTPILOT = "acme-trustpilot"
+from tests.processes import ROOT, inbox_env, toml_table
 
 
 @pytest.fixture(params=STORES)
-async def cli_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Any, str]]:
+async def cli_store(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite_template: Path
+) -> AsyncIterator[tuple[Any, str]]:
     """A migrated, empty store a separate process can reach by URL alone: a SQLite file, or a PostgreSQL database of its own."""
     if request.param == "sqlite":
+        await migrated_sqlite(tmp_path / "inbox.db", migrated_sqlite_template)
         url = f"sqlite:///{tmp_path / 'inbox.db'}"
         engine = create_engine(url)
-        await migrate(engine)
         yield engine, url
         await engine.dispose()
         return
@@ -57,7 +58,7 @@ async def inbox(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
         "inbox",
         *args,
         cwd=ROOT,
-        env={"COLUMNS": "200", **_env()},
+        env=inbox_env(COLUMNS="200"),
         stdin=asyncio.subprocess.PIPE if stdin is not None else None,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -72,20 +73,6 @@ def count(summary: str, row: str) -> int:
     match = re.search(rf"^\W*{re.escape(row)}\W+(\d+)", summary, re.MULTILINE)
     assert match, f"no {row!r} row in:\n{summary}"
     return int(match.group(1))
-
-
-def trustpilot_config(fake: TrustpilotFake, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": TRUSTPILOT,
-        "type": "trustpilot",
-        "api_url": fake.base_url,
-        "business_unit_id": BUSINESS_UNIT_ID,
-        "business_user_id": BUSINESS_USER_ID,
-        "api_key": API_KEY,
-        "access_token": ACCESS_TOKEN,
-        "own_handles": [OWN_NAME],
-        **extra,
-    }
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_URL
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "inbox.example.toml"
@@ -70,12 +71,6 @@ def one_line_exit_1(run: subprocess.CompletedProcess[str], *needles: str) -> str
     for needle in needles:
         assert needle in lines[0], (needle, output)
     return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 WEBHOOK = '[[connectors]]\nname = "shop"\ntype = "webhook"\nsecret = "{secret}"\n'

@@ -12,30 +12,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from inbox.fakes import slack_payloads as payloads
 from inbox.fakes.slack import TOKEN, FakeSlack
 from inbox.service import Inbox
 from inbox.store.models import Erasure, Thread
-from tests.conftest import FakeClock, make_settings
-from tests.slack.conftest import LEADS, TRIAGE
+from tests.conftest import FakeClock, close_connectors, make_settings
+from tests.processes import slack_table, toml_table
 from tests.slack.test_privacy import store_bytes
 from tests.test_cli_backfill import cli_store, inbox  # noqa: F401 - the fixture, used by name
-from tests.test_run_e2e import toml_table
 
 DANA_TEXT = "Quillobrant parcel lost in Cluj"
 DANA_NAME = "Dana Ostrivesk"
 BOB_OLD = "Marzipello refund still missing"
 BOB_NEW = "Marzipello app will not open"
-
-
-def slack_table(fake: FakeSlack) -> dict[str, Any]:
-    return {
-        "bot_token": TOKEN,
-        "signing_secret": payloads.SECRET,
-        "api_url": f"{fake.url}api/",
-        "triage_channel": TRIAGE,
-        "leads_channel": LEADS,
-    }
 
 
 def write_config(path: Path, url: str, feed: Path, fake: FakeSlack, text_days: int) -> Path:
@@ -98,8 +86,7 @@ async def test_export_forget_and_retention_from_the_command_line(cli_store, tmp_
         line(feed, "b2", BOB_NEW, "bob_m", "Bob M", clock.now)
         await live.pollers["acme-x"].poll_once()
         await live.outbox.dispatch()
-        for connector in live.connectors.values():
-            await connector.close()
+        await close_connectors(live)
         assert DANA_TEXT in json.dumps(fake.messages)
         config = write_config(tmp_path, url, feed, fake, text_days=30)
 

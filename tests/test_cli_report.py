@@ -5,10 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,28 +17,8 @@ from inbox.service import Inbox
 from inbox.store.db import create_engine, migrate
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
-from tests.conftest import PG_URL, STORES, FakeClock, make_settings, pg_database
-from tests.inbox.pipeline.test_sweep import thread_of
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def inbox_cli(*args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": str(columns), "INBOX_CONFIG": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "inbox", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
-    )
-
-
-@pytest.fixture(params=STORES)
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database URL a separate process can open: a SQLite file, or a PostgreSQL database of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'inbox.db'}"
-        return
-    assert PG_URL
-    async with pg_database("report") as url:
-        yield url
+from tests.conftest import FakeClock, make_settings, thread_of
+from tests.processes import inbox_cli
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,8 +18,8 @@ from inbox.fakes.facebook import FacebookFake
 from inbox.fakes.instagram import InstagramFake
 from inbox.fakes.vendor import Fault
 from inbox.fakes.whatsapp import WhatsAppFake
+from tests.processes import inbox_env, toml_table
 from tests.test_meta_e2e import meta_connectors
-from tests.test_run_e2e import toml_table
 
 
 class Fakes:
@@ -59,7 +58,7 @@ async def inbox_check(path: Path) -> tuple[int, dict[str, str]]:
         str(path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**{k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"}, "COLUMNS": "500"},
+        env=inbox_env(COLUMNS="500"),
     )
     async with asyncio.timeout(120):
         out = (await process.communicate())[0].decode()

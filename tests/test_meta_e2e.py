@@ -12,63 +12,33 @@ names where each came from: Meta's webhook reference and examples).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import pytest
 import sqlalchemy as sa
 
 from inbox.fakes import facebook as fb
 from inbox.fakes import instagram as ig
-from inbox.fakes import slack_payloads as payloads
 from inbox.fakes.bluesky import APP_PASSWORD, HANDLE, BlueskyFake
 from inbox.fakes.facebook import FacebookFake
 from inbox.fakes.instagram import InstagramFake
 from inbox.fakes.meta import GraphFake
-from inbox.fakes.slack import TOKEN, FakeSlack
+from inbox.fakes.slack import FakeSlack
 from inbox.fakes.whatsapp import WhatsAppFake
 from inbox.slack.blocks import SEND, THREAD_EVENT
 from inbox.store.db import create_engine
 from inbox.store.models import Item
-from tests.conftest import PG_URL, STORES, pg_database
-from tests.test_crash_workers import free_port
-from tests.test_outage_e2e import Service as InboxProcess
-from tests.test_run_e2e import toml_table
+from tests.processes import AGENT, TRIAGE, InboxProcess, free_port, slack_table, toml_table, until
 
-TRIAGE, LEADS, AGENT = "CTRIAGE01", "CLEADS001", "UAGENT001"
 PSID = "6543210987654321"  # the Messenger customer's page-scoped id
 WA_ID = "33612345678"  # the WhatsApp customer's number
 POLL_SECONDS = 2
 VERIFY_TOKEN = "a-verify-token-chosen-in-the-app-dashboard"
 WAIT = 90  # seconds: generous, the machine is shared
 T = TypeVar("T")
-
-
-async def until(what: str, check: Callable[[], Awaitable[T | None]], seconds: float = WAIT) -> T:
-    """Wait for `check` to return something truthy; fail saying what did not happen in time."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {seconds:.0f} s: {what}"
-        await asyncio.sleep(0.25)
-
-
-@pytest.fixture(params=STORES)
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'inbox.db'}"
-        return
-    assert PG_URL
-    async with pg_database("meta_e2e") as url:
-        yield url
 
 
 class Fakes:
@@ -139,17 +109,10 @@ def write_config(folder: Path, url: str, fakes: Fakes, port: int) -> Path:
     connectors = meta_connectors(
         fakes.facebook, fakes.instagram, fakes.whatsapp, fakes.bluesky, poll_seconds=POLL_SECONDS
     )
-    slack = {
-        "bot_token": TOKEN,
-        "signing_secret": payloads.SECRET,
-        "api_url": f"{fakes.slack.url}api/",
-        "triage_channel": TRIAGE,
-        "leads_channel": LEADS,
-    }
     config = folder / "inbox.toml"
     config.write_text(
         f'[database]\nurl = "{url}"\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
-        + f"[slack]\n{toml_table(slack)}"
+        + f"[slack]\n{toml_table(slack_table(fakes.slack))}"
         + "".join(f"\n[[connectors]]\n{toml_table(c)}" for c in connectors)
     )
     return config
@@ -196,10 +159,10 @@ def has_send(message: dict[str, Any]) -> bool:
     return any(e.get("action_id") == SEND for b in message["blocks"] for e in b.get("elements", []))
 
 
-async def test_four_platforms_pushed_and_polled_are_answered_once_from_slack(database: str, tmp_path: Path) -> None:
+async def test_four_platforms_pushed_and_polled_are_answered_once_from_slack(store_url: str, tmp_path: Path) -> None:
     async with Fakes() as fakes, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         port = free_port()
-        service = Service(write_config(tmp_path, database, fakes, port), port, tmp_path / "inbox.log", http)
+        service = Service(write_config(tmp_path, store_url, fakes, port), port, tmp_path / "inbox.log", http)
         await service.start()
         try:
             await scenario(service, fakes)
@@ -211,7 +174,7 @@ async def test_four_platforms_pushed_and_polled_are_answered_once_from_slack(dat
             raise
         finally:
             await service.stop()
-        await stored_once(database)
+        await stored_once(store_url)
 
 
 async def scenario(service: Service, fakes: Fakes) -> None:
@@ -266,8 +229,10 @@ async def scenario(service: Service, fakes: Fakes) -> None:
         # Copies: the fake updates its messages in place, and a second click comes from the message as first drawn.
         return {key: copy.deepcopy(found[0]) for key, found in shown.items()} if ready else None
 
-    messages = await until("each item in Slack with a Send button", all_shown)
-    await until("the comment never pushed found by a poll", lambda: _async(triage_messages(fakes.slack, missed_text)))
+    messages = await until("each item in Slack with a Send button", all_shown, WAIT)
+    await until(
+        "the comment never pushed found by a poll", lambda: _async(triage_messages(fakes.slack, missed_text)), WAIT
+    )
     # The customers' names: Messenger's from its User Profile API (the event carries only the PSID), WhatsApp's
     # from the delivery's contacts[].profile.name.
     assert "(Luc Bernard)" in json.dumps(messages["messenger"]["blocks"])
@@ -281,7 +246,9 @@ async def scenario(service: Service, fakes: Fakes) -> None:
         )
 
     before = polls()
-    await until("two more polls of each", lambda: _async(all(n >= b + 2 for n, b in zip(polls(), before, strict=True))))
+    await until(
+        "two more polls of each", lambda: _async(all(n >= b + 2 for n, b in zip(polls(), before, strict=True))), WAIT
+    )
     assert (await all_shown()) is not None, "an item pushed and polled is in Slack more than once"
     for message in messages.values():
         assert await service.click_send(message) == 200
@@ -295,13 +262,13 @@ async def scenario(service: Service, fakes: Fakes) -> None:
         ]
         return all(counts)
 
-    await until("one reply on each platform", all_replied)
+    await until("one reply on each platform", all_replied, WAIT)
 
     # Sent state drawn in Slack for each (the Send button gone): the send is recorded, not pending.
     async def all_marked_sent() -> bool:
         return all((found := triage_messages(fakes.slack, text)) and not has_send(found[0]) for text in texts.values())
 
-    await until("each Slack message shows its reply as sent", all_marked_sent)
+    await until("each Slack message shows its reply as sent", all_marked_sent, WAIT)
 
     # Clicking Send again on the message as first drawn (a double click): nothing more goes out, the agent is told.
     def told() -> list[str]:
@@ -314,7 +281,7 @@ async def scenario(service: Service, fakes: Fakes) -> None:
     async def told_twice() -> bool:
         return len(told()) >= told_before + len(messages)
 
-    await until("the agent told about each second click", told_twice)
+    await until("the agent told about each second click", told_twice, WAIT)
 
     # WhatsApp reports the reply failed (its `statuses` webhook): the agent is told in the Slack thread.
     [sent] = whatsapp.replies
@@ -325,7 +292,7 @@ async def scenario(service: Service, fakes: Fakes) -> None:
         thread = fakes.slack.posted(TRIAGE, in_thread=True)
         return any("did not deliver your reply" in json.dumps(m.get("blocks")) for m in thread)
 
-    await until("the failed WhatsApp reply shown in Slack", failure_shown)
+    await until("the failed WhatsApp reply shown in Slack", failure_shown, WAIT)
 
     # Exactly one reply each, on the right endpoint, to the right recipient.
     replies = {(r.target, r.details["path"]) for r in facebook.replies}

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,16 +25,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from inbox.connectors.webhook import SIGNATURE_HEADER, sign
-from inbox.fakes import slack_payloads as payloads
-from inbox.fakes.slack import TOKEN, FakeSlack
+from inbox.fakes.slack import FakeSlack
 from inbox.slack.blocks import ASSIGN, THREAD_EVENT
 from inbox.slack.interactions import STORE_DOWN
 from inbox.store.db import create_engine
 from tests.conftest import PG_URL, STORES, pg_database
-from tests.test_crash_workers import free_port
-from tests.test_run_e2e import toml_table
+from tests.processes import AGENT, TRIAGE, InboxProcess, free_port, slack_table, toml_table, until
 
-TRIAGE, LEADS, AGENT = "CTRIAGE01", "CLEADS001", "UAGENT001"
 SECRET = "a-webhook-secret-of-32-characters"
 POLL_SECONDS = 2
 # The hidden check's figures: a new item in Slack within 45 s of the store coming back.
@@ -103,16 +97,7 @@ def write_config(folder: Path, url: str, slack: FakeSlack, port: int) -> Path:
         f'[database]\nurl = "{url}"\n'
         f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
         "[sla]\ncheck_seconds = 1\n"
-        "[slack]\n"
-        + toml_table(
-            {
-                "bot_token": TOKEN,
-                "signing_secret": payloads.SECRET,
-                "api_url": f"{slack.url}api/",
-                "triage_channel": TRIAGE,
-                "leads_channel": LEADS,
-            }
-        )
+        f"[slack]\n{toml_table(slack_table(slack))}"
         + "\n[[connectors]]\n"
         + toml_table(
             {"name": "feed", "type": "jsonl", "path": str(folder / "feed.jsonl"), "poll_seconds": POLL_SECONDS}
@@ -148,49 +133,8 @@ def in_slack(slack: FakeSlack, external_id: str) -> list[dict[str, Any]]:
     ]
 
 
-async def until(what: str, check: Callable[[], Awaitable[T | None]], seconds: float) -> T:
-    """Wait for `check` to return something, polling; fail saying what did not happen in time."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {seconds:.0f} s: {what}"
-        await asyncio.sleep(0.2)
-
-
-class Service:
+class Service(InboxProcess):
     """An `inbox run` process, and what a monitor, a sender and an agent do to it over HTTP."""
-
-    def __init__(self, config: Path, port: int, log: Path, http: aiohttp.ClientSession) -> None:
-        self.config, self.port, self.log, self.http = config, port, log, http
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        # The installed console script, as users (and the maintainers' check) run it.
-        script = Path(sys.executable).with_name("inbox")
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                str(script),
-                "run",
-                "--config",
-                str(self.config),
-                stdout=log,
-                stderr=log,
-                env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
-            )
-
-    async def stop(self) -> int | None:
-        if self.process is None or self.process.returncode is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        return await self.process.wait()
-
-    async def healthz(self) -> tuple[int, dict[str, Any], float]:
-        started = time.monotonic()
-        async with self.http.get(f"http://127.0.0.1:{self.port}/healthz") as response:
-            body = await response.json()
-            return response.status, body, time.monotonic() - started
 
     async def push(self, external_id: str) -> tuple[int, dict[str, Any], dict[str, str], float]:
         body = json.dumps(item(external_id)).encode()
@@ -200,20 +144,6 @@ class Service:
         ) as response:
             answer = await response.json(content_type=None)
             return response.status, answer, dict(response.headers), time.monotonic() - started
-
-    async def click(self, message: dict[str, Any], action_id: str) -> int:
-        value = next(
-            e["value"] for b in message["blocks"] for e in b.get("elements", []) if e.get("action_id") == action_id
-        )
-        payload = payloads.block_action(
-            action_id, value, user=AGENT, channel=TRIAGE, message_ts=message["ts"], response_url="http://127.0.0.1:9/"
-        )
-        body = payloads.form(payload)
-        async with self.http.post(
-            f"http://127.0.0.1:{self.port}/slack/events", data=body.encode(), headers=payloads.signed(body)
-        ) as response:
-            await response.read()
-            return response.status
 
 
 async def test_a_store_outage_is_survived_and_nothing_is_lost_or_doubled(outage: Outage, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from inbox.fakes.slack import TOKEN, FakeSlack
 from inbox.logs import setup_logging
 from inbox.pipeline.outbox import LogNotifier
 from inbox.views import open_queue
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, close_connectors
 from tests.inbox.test_logs import Captured
 from tests.test_server import connectors, get
 
@@ -78,8 +78,7 @@ async def test_the_log_and_healthz_never_carry_customer_text(
         status, health = await get(inbox, "/healthz")
         _status, metrics = await get(inbox, "/metrics")
     finally:
-        for connector in inbox.connectors.values():
-            await connector.close()
+        await close_connectors(inbox)
 
     log = json_log.text
     assert "new: thread" in log and "SLA BREACH" in log  # the log did speak of both conversations

@@ -10,38 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from inbox.connectors.webhook import sign
-from inbox.fakes import slack_payloads as payloads
-from inbox.fakes.slack import TOKEN, FakeSlack
-from tests.conftest import STORES, pg_database
-from tests.test_crash_workers import free_port
-from tests.test_run_e2e import toml_table
+from inbox.fakes.slack import FakeSlack
+from tests.processes import TRIAGE, free_port, slack_table, start_inbox_run, toml_table
 
-ROOT = Path(__file__).resolve().parents[1]
-TRIAGE, LEADS = "CTRIAGE01", "CLEADS001"
 SECRET = "restart-webhook-secret-0123456789"
 PROMISE_SECONDS = 10.0  # the product's promise: a restarted instance delivers new items within this
 WAIT_SECONDS = 120.0  # how long to wait for a verdict at all, so a broken build fails with its log, not a hang
-
-
-@pytest.fixture(params=STORES)
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'inbox.db'}"
-        return
-    async with pg_database("restart") as url:
-        yield url
 
 
 def write_config(folder: Path, url: str, slack: FakeSlack, feed: Path, port: int) -> Path:
@@ -49,16 +31,7 @@ def write_config(folder: Path, url: str, slack: FakeSlack, feed: Path, port: int
     text = (
         f'[database]\nurl = "{url}"\n'
         f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
-        "[slack]\n"
-        + toml_table(
-            {
-                "bot_token": TOKEN,
-                "signing_secret": payloads.SECRET,
-                "api_url": f"{slack.url}api/",
-                "triage_channel": TRIAGE,
-                "leads_channel": LEADS,
-            }
-        )
+        f"[slack]\n{toml_table(slack_table(slack))}"
         + "\n[[connectors]]\n"
         + toml_table({"name": "feed", "type": "jsonl", "path": str(feed), "poll_seconds": 5})
         + "\n[[connectors]]\n"
@@ -116,22 +89,6 @@ async def push(port: int, item_id: str, until: float) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "inbox",
-            "run",
-            "--config",
-            str(config),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=sink,
-            env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
-        )
-
-
 async def in_slack(slack: FakeSlack, item_ids: list[str], until: float) -> dict[str, float]:
     """Wait (up to the monotonic `until`) for the triage posts of `item_ids`; return when each arrived."""
     while True:
@@ -148,7 +105,7 @@ async def test_a_restart_after_kill_9_delivers_new_items_within_10_seconds(store
     append(feed, "before")
     port = free_port()
     config = write_config(tmp_path, store_url, slack, feed, port)
-    process = await start(config, log)
+    process = await start_inbox_run(config, log)
     try:
         # Polling (and posting) for sure: the first item is in Slack. Then the process dies holding its lease.
         first = await in_slack(slack, ["before"], time.monotonic() + WAIT_SECONDS)
@@ -157,7 +114,7 @@ async def test_a_restart_after_kill_9_delivers_new_items_within_10_seconds(store
         await process.wait()
 
         restarted_at = time.time()  # wall clock, as the fake stamps the posts
-        process = await start(config, log)
+        process = await start_inbox_run(config, log)
         append(feed, "after-jsonl")
         await push(port, "after-webhook", time.monotonic() + WAIT_SECONDS)
         arrived = await in_slack(slack, ["after-jsonl", "after-webhook"], time.monotonic() + WAIT_SECONDS)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import sys
 import time
@@ -22,14 +20,9 @@ from inbox.store.models import Item
 from tests.connectors.test_google_reviews import connector_config as google_config
 from tests.connectors.test_mastodon import connector_config as mastodon_config
 from tests.connectors.test_x import config as x_config
+from tests.processes import ROOT, inbox_env, toml_table
 
-ROOT = Path(__file__).resolve().parents[1]
 POLL_SECONDS = 4
-
-
-def toml_table(values: dict[str, Any]) -> str:
-    # JSON scalars and string lists are valid TOML values.
-    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
 
 
 async def stored(engine: Any) -> dict[str, tuple[str, datetime]]:
@@ -103,7 +96,7 @@ async def test_run_shows_items_from_three_platforms_within_one_poll_interval(tmp
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={"COLUMNS": "200", **_env()},
+            env=inbox_env(COLUMNS="200"),
         )
         shown = (await queue.communicate())[0].decode()
         assert all(name in shown for name in ("@ana", "ben", "Cora")), shown
@@ -114,7 +107,3 @@ async def test_run_shows_items_from_three_platforms_within_one_poll_interval(tmp
         for fake in fakes:
             await fake.close()
     assert process.returncode == 0, "".join(log) + rest.decode()
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"}

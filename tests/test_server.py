@@ -21,7 +21,7 @@ from inbox.server import start_server
 from inbox.service import Inbox
 from inbox.store.db import create_engine, migrate
 from inbox.views import open_queue
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, close_connectors, make_settings
 from tests.inbox.test_logs import Captured, json_log  # noqa: F401 - json_log is a fixture
 
 
@@ -62,8 +62,7 @@ def connectors(tmp_path: Path) -> list[dict[str, Any]]:
 async def inbox(inbox_factory: Any, tmp_path: Path) -> AsyncIterator[Inbox]:
     inbox = inbox_factory(connectors=connectors(tmp_path))
     yield inbox
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 def write_feed(tmp_path: Path, clock: FakeClock, *ids: str) -> None:

@@ -19,8 +19,7 @@ from inbox.reports import conversation_rows, csv_text, parse_window, report_zone
 from inbox.server import start_server
 from inbox.service import Inbox
 from inbox.store.db import create_engine
-from tests.conftest import FakeClock, make_settings
-from tests.inbox.pipeline.test_sweep import thread_of
+from tests.conftest import FakeClock, make_settings, thread_of
 from tests.test_server import get, sqlite_threads_stopped, unreachable_store
 
 TOKEN = "reports-token-0123456789"

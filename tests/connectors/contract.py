@@ -23,7 +23,7 @@ from inbox.connector import AuthError, PermanentError, RateLimited, RawItem, Rep
 from inbox.fakes.vendor import Fault, VendorFake
 from inbox.store.cursors import load_cursor
 from inbox.store.models import ConnectorHealth, Item, Reply, ReplyStatus, Thread
-from tests.conftest import capture_context
+from tests.conftest import capture_context, close_connectors, thread_of
 
 
 async def fetch_all(connector: Any, cursor: Any = None) -> tuple[list[Any], Any]:
@@ -175,8 +175,7 @@ class ConnectorContract(ConnectorLevel):
     async def inbox(self, inbox_factory: Callable[..., Any], connector_config: dict[str, Any]) -> Any:
         inbox = inbox_factory(connectors=[connector_config])
         yield inbox
-        for connector in inbox.connectors.values():
-            await connector.close()
+        await close_connectors(inbox)
 
     @pytest.fixture
     def poller(self, inbox: Any) -> Any:
@@ -191,10 +190,6 @@ class ConnectorContract(ConnectorLevel):
     async def health(self, engine: Any) -> Any:
         async with engine.connect() as conn:
             return (await conn.execute(sa.select(ConnectorHealth).where(ConnectorHealth.connector == self.name))).one()
-
-    async def thread_of(self, engine: Any, external_id: str) -> int:
-        async with engine.connect() as conn:
-            return (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == external_id))).scalar_one()
 
     async def test_first_poll_stores_customer_items(self, fake, poller, engine):
         ids = [
@@ -309,7 +304,7 @@ class ConnectorContract(ConnectorLevel):
     async def test_reply_lands_where_the_customer_wrote(self, fake, inbox, poller, engine):
         target = fake.add_customer_post("do you ship to Ireland?", author="sean")
         await poller.poll_once()
-        outcome = await inbox.actions.reply(await self.thread_of(engine, target), "Yes we do!", "ana")
+        outcome = await inbox.actions.reply(await thread_of(engine, target), "Yes we do!", "ana")
         assert outcome.status == "sent"
         assert [(r.target, r.text) for r in fake.replies] == [(target, "Yes we do!")]
 
@@ -352,6 +347,6 @@ class ConnectorContract(ConnectorLevel):
         await poller.poll_once()
         follow = fake.add_customer_post("any news?", author="maria", minutes_ago=1, reply_to=first)
         await poller.poll_once()
-        assert await self.thread_of(engine, first) == await self.thread_of(engine, follow)
+        assert await thread_of(engine, first) == await thread_of(engine, follow)
         async with engine.connect() as conn:
             assert (await conn.execute(sa.select(sa.func.count()).select_from(Thread))).scalar_one() == 1

@@ -13,14 +13,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
+from inbox.connector import AuthError, PermanentError, TransientError
 from inbox.connectors.app_store import AppStoreConnector, AppStoreSettings
 from inbox.fakes.app_store import APP_ID, ISSUER_ID, KEY_ID, AppStoreFake
 from inbox.fakes.reviews import OWN_NAME
 from inbox.settings import ConfigError
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract, ConnectorLevel
-from tests.connectors.helpers import build  # noqa: F401 - build is a fixture
+from tests.connectors.helpers import build, review_target  # noqa: F401 - build is a fixture
 
 NAME = "acme-ios"
 
@@ -96,16 +96,6 @@ def connector_config(fake: AppStoreFake, private_key: ec.EllipticCurvePrivateKey
 
 def connector(config: dict[str, Any]) -> AppStoreConnector:
     return AppStoreConnector(AppStoreSettings.model_validate(config))
-
-
-def target(review_id: str) -> ReplyTarget:
-    return ReplyTarget(
-        external_id=review_id,
-        thread_id=review_id,
-        kind=Kind.REVIEW,
-        author_handle="x",
-        reply_to={"review_id": review_id},
-    )
 
 
 class TestAppStoreContract(ConnectorLevel):
@@ -210,10 +200,10 @@ async def test_an_existing_response_with_our_text_counts_as_sent(fake, connector
     fake.add_existing_reply(review.id, "Fixed in 2.1, sorry!")
     store = connector(connector_config)
     try:
-        sent = await store.reply(target(review.id), "Fixed in 2.1, sorry!")
+        sent = await store.reply(review_target(review.id), "Fixed in 2.1, sorry!")
         assert sent.external_id == f"response-{review.id}"
         with pytest.raises(PermanentError, match="already has a different developer response"):
-            await store.reply(target(review.id), "Something else")
+            await store.reply(review_target(review.id), "Something else")
     finally:
         await store.close()
     assert fake.replies == []  # both POSTs were answered 409
@@ -223,9 +213,9 @@ async def test_find_reply_is_none_while_apple_has_no_response(fake, connector_co
     review = fake.add_review("Love it", rating=5)
     store = connector(connector_config)
     try:
-        assert await store.find_reply(target(review.id), "Thanks!") is None
-        sent = await store.reply(target(review.id), "Thanks!")
-        assert await store.find_reply(target(review.id), "Thanks!") == sent
+        assert await store.find_reply(review_target(review.id), "Thanks!") is None
+        sent = await store.reply(review_target(review.id), "Thanks!")
+        assert await store.find_reply(review_target(review.id), "Thanks!") == sent
     finally:
         await store.close()
 

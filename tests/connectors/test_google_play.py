@@ -24,7 +24,7 @@ from inbox.pipeline.actions import ActionError
 from inbox.settings import ConfigError
 from inbox.sla import ClockKind, SlaState
 from inbox.store.models import Thread
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, make_settings, serving
 from tests.connectors.contract import ConnectorLevel
 from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 
@@ -87,11 +87,8 @@ DOCUMENTED_PAGE: dict[str, Any] = {
 
 @pytest.fixture
 async def fake(clock: FakeClock) -> AsyncIterator[GooglePlayFake]:
-    fake = GooglePlayFake()
-    fake.now = clock.now
-    await fake.start()
-    yield fake
-    await fake.close()
+    async with serving(GooglePlayFake(), clock) as fake:
+        yield fake
 
 
 @pytest.fixture

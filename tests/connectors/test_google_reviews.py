@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget
+from inbox.connector import AuthError, PermanentError
 from inbox.connectors.google_reviews import GoogleReviewsConnector, GoogleReviewsSettings
 from inbox.fakes.data import payload
 from inbox.fakes.google import ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
@@ -23,7 +23,7 @@ from inbox.store.clocks import STOPPED
 from inbox.store.models import Thread
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.contract import ConnectorContract
-from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
+from tests.connectors.helpers import build, items_of, review_target  # noqa: F401 - build is a fixture
 
 NAME = "acme-google"
 
@@ -274,7 +274,7 @@ def test_credentials_are_required_and_go_together(tmp_path):
 async def test_a_reply_over_4096_bytes_is_refused_before_sending(fake, connector_config):
     google = connector(connector_config)
     review = fake.add_review("hi")
-    target = _target(review.id)
+    target = review_target(review.id)
     try:
         with pytest.raises(PermanentError, match="bytes"):
             await google.reply(target, "é" * 2100)  # 2100 characters, 4200 bytes
@@ -289,13 +289,3 @@ async def test_a_too_long_reply_is_refused_by_the_core(fake, build, engine):
     await inbox.pollers[NAME].poll_once()
     with pytest.raises(ActionError, match="4096"):
         await inbox.actions.reply((await items_of(engine, NAME))[review.id].thread_id, "x" * 4097, "ana")
-
-
-def _target(review_id: str) -> ReplyTarget:
-    return ReplyTarget(
-        external_id=review_id,
-        thread_id=review_id,
-        kind=Kind.REVIEW,
-        author_handle="x",
-        reply_to={"review_id": review_id},
-    )

@@ -15,6 +15,7 @@ from inbox.connectors.kit.meta_social import PRIVATE
 from inbox.fakes.data import payload
 from inbox.fakes.instagram import APP_SECRET, IG_USER_ID, TOKEN, VERIFY_TOKEN, InstagramFake
 from tests.connectors.contract import ConnectorLevel, fetch_all, target_of
+from tests.connectors.helpers import signed_push
 
 NAME = "acme-instagram"
 
@@ -59,12 +60,6 @@ class TestInstagramContract(ConnectorLevel):
     name = NAME
 
 
-def push(fake: InstagramFake, connector: InstagramConnector, delivery: Any) -> Any:
-    body, headers = fake.signed(delivery)
-    assert connector.verify(body, headers)
-    return connector.parse(body)
-
-
 def test_the_default_host_is_instagrams_and_names_its_permissions():
     settings = InstagramSettings.model_validate(
         {
@@ -87,7 +82,7 @@ def test_the_default_host_is_instagrams_and_names_its_permissions():
 
 
 def test_recorded_comments_and_replies_become_items(fake, instagram):
-    [item] = push(fake, instagram, payload("instagram", "instagram_comment.json")).items
+    [item] = signed_push(fake, instagram, payload("instagram", "instagram_comment.json")).items
     assert (item.external_id, item.kind, item.author_handle, item.text, item.thread_id) == (
         "17865799348089039",
         Kind.COMMENT,
@@ -97,20 +92,20 @@ def test_recorded_comments_and_replies_become_items(fake, instagram):
     )
     assert item.posted_at.timestamp() == 1733000000  # the entry's time: the comment carries none
     assert [m.name for m in item.reply_modes] == [PRIVATE]
-    [reply] = push(fake, instagram, payload("instagram", "instagram_comment_reply_to_comment.json")).items
+    [reply] = signed_push(fake, instagram, payload("instagram", "instagram_comment_reply_to_comment.json")).items
     assert reply.thread_id == "17865799348089039" == reply.reply_to["reply_on"]
 
 
 def test_own_comments_and_dm_echoes_are_skipped(fake, instagram):
     own = payload("instagram", "instagram_comment.json")
     own["entry"][0]["changes"][0]["value"]["from"] = {"id": IG_USER_ID, "username": "acme.store"}
-    assert push(fake, instagram, own).items == []
-    assert push(fake, instagram, payload("instagram", "instagram_message_echo.json")).items == []
+    assert signed_push(fake, instagram, own).items == []
+    assert signed_push(fake, instagram, payload("instagram", "instagram_message_echo.json")).items == []
     recorded = payload("instagram", "instagram_message.json")
     # Chatwoot's recorded event writes times as ISO 8601 (Meta sends epoch numbers): the envelope takes numbers only,
     # the event's own time is read either way.
     recorded["entry"][0]["time"] = 1631082844
-    [dm] = push(fake, instagram, recorded).items
+    [dm] = signed_push(fake, instagram, recorded).items
     assert (dm.kind, dm.author_handle, dm.external_id, dm.text) == (
         Kind.DM,
         "Sender-id-1",
@@ -122,7 +117,7 @@ def test_own_comments_and_dm_echoes_are_skipped(fake, instagram):
 
 async def test_a_mention_is_fetched_by_the_next_poll_and_answered_on_the_mentions_edge(fake, instagram):
     comment, media = fake.add_mention("@acme.store vous êtes ouverts dimanche ?")
-    assert push(fake, instagram, fake.mention_delivery(comment)).items == []
+    assert signed_push(fake, instagram, fake.mention_delivery(comment)).items == []
     items, _ = await fetch_all(instagram)
     [mention] = [i for i in items if i.kind == Kind.MENTION]
     assert (mention.external_id, mention.author_handle, mention.reply_modes) == (comment, "ioana.pop", [])
@@ -140,7 +135,7 @@ async def test_a_mention_is_fetched_by_the_next_poll_and_answered_on_the_mention
 async def test_a_comment_pushed_and_polled_is_one_id_and_replies_are_polled_too(fake, instagram):
     first = fake.add_comment("Livrez-vous à Cluj ?", minutes_ago=3)
     answer = fake.add_comment("et à Iași ?", minutes_ago=2, reply_to=first)
-    [pushed] = push(fake, instagram, fake.comment_delivery(first)).items
+    [pushed] = signed_push(fake, instagram, fake.comment_delivery(first)).items
     items, _ = await fetch_all(instagram)
     by_id = {i.external_id: i for i in items}
     assert set(by_id) == {first, answer} and by_id[first].text == pushed.text
@@ -149,12 +144,12 @@ async def test_a_comment_pushed_and_polled_is_one_id_and_replies_are_polled_too(
 
 async def test_replies_dms_and_private_replies_go_to_their_endpoints_once(fake, instagram, clock):
     comment = fake.add_comment("Mon colis ?")
-    [item] = push(fake, instagram, fake.comment_delivery(comment)).items
+    [item] = signed_push(fake, instagram, fake.comment_delivery(comment)).items
     await instagram.reply(target_of(item), "Nous regardons !")
     private = ReplyTarget(comment, comment, Kind.COMMENT, item.author_handle, item.reply_to, mode=PRIVATE)
     await instagram.reply(private, "Votre numéro de commande ?")
     mid = fake.add_message("igsid1", "bonjour", minutes_ago=60 * 30)
-    [dm] = push(fake, instagram, fake.message_delivery(mid)).items
+    [dm] = signed_push(fake, instagram, fake.message_delivery(mid)).items
     windows = {
         "window_closes_at": dm.posted_at + timedelta(hours=24),
         "extended_window_closes_at": dm.posted_at + timedelta(days=7),
@@ -192,5 +187,5 @@ def test_an_unsent_dm_marks_the_stored_message_removed(fake, instagram):
     delivery = payload("instagram", "instagram_message.json")
     delivery["entry"][0]["time"] = 1631082844  # as Meta sends it (the recording writes ISO 8601)
     delivery["entry"][0]["messaging"][0]["message"] = {"mid": "message-id-1", "is_deleted": True}
-    unsent = push(fake, instagram, delivery)
+    unsent = signed_push(fake, instagram, delivery)
     assert unsent.items == [] and unsent.updates == [ItemUpdate("message-id-1", removed=True)]

@@ -17,7 +17,9 @@ from inbox.fakes.vendor import Fault
 from inbox.pipeline.ingest import Source
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Item
+from tests.conftest import thread_of
 from tests.connectors.contract import ConnectorContract, fetch_all
+from tests.connectors.helpers import answered_first_post, poll_in_a_new_process
 
 NAME = "mastodon-test"
 
@@ -163,20 +165,13 @@ async def test_a_page_of_the_wrong_shape_keeps_the_cursor(fake):
 
 async def test_a_follow_up_to_our_reply_joins_the_thread_after_a_restart(fake, inbox_factory, connector_config, engine):
     inbox = inbox_factory(connectors=[connector_config])
-    first = fake.add_customer_post("my parcel is late", author="maria", minutes_ago=10)
-    await inbox.pollers[NAME].poll_once()
-    thread_id = await thread_of(engine, first)
-    await inbox.actions.reply(thread_id, "Sorry! Could you DM us the order number?", "ana")
-    our_reply = fake.replies[-1].details["id"]
-    await inbox.connectors[NAME].close()
-    # A new process: nothing cached, so the thread comes from the status context.
-    restarted = inbox_factory(connectors=[connector_config])
-    follow = fake.add_customer_post("it is 1234", author="maria", minutes_ago=1, reply_to=our_reply)
+    thread_id, our_reply = await answered_first_post(
+        inbox, fake, engine, NAME, "Sorry! Could you DM us the order number?"
+    )
+    follow = fake.add_customer_post("it is 1234", author="maria", minutes_ago=1, reply_to=our_reply["id"])
     other = fake.add_customer_post("unrelated question", author="maria", minutes_ago=0.5)
-    try:
-        await restarted.pollers[NAME].poll_once()
-    finally:
-        await restarted.connectors[NAME].close()
+    # A new process: nothing cached, so the thread comes from the status context.
+    await poll_in_a_new_process(inbox_factory, connector_config)
     assert await thread_of(engine, follow) == thread_id
     assert await thread_of(engine, other) != thread_id
     assert any(r.path.endswith(f"/statuses/{follow}/context") for r in fake.requests)
@@ -334,8 +329,3 @@ def target_of(item: Any) -> ReplyTarget:
 async def stored(engine: Any) -> list[str]:
     async with engine.connect() as conn:
         return list((await conn.execute(sa.select(Item.external_id).where(Item.connector == NAME))).scalars())
-
-
-async def thread_of(engine: Any, external_id: str) -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == external_id))).scalar_one()

@@ -19,7 +19,7 @@ from inbox.pipeline.poller import Poller
 from inbox.pipeline.workers import Leases
 from inbox.service import Inbox
 from inbox.store.models import ConnectorHealth, EventKind
-from tests.conftest import FakeClock, Recorder
+from tests.conftest import FakeClock, Recorder, close_connectors
 from tests.connectors.test_x import NAME, config
 from tests.test_server import get
 
@@ -32,12 +32,8 @@ def top(low: float, high: float) -> float:
 
 
 @pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[XFake]:
-    server = XFake()
-    server.now = clock.now
-    await server.start()
-    yield server
-    await server.close()
+def fake(x_fake: XFake) -> XFake:
+    return x_fake
 
 
 @pytest.fixture
@@ -63,8 +59,7 @@ async def inbox(inbox_factory: Any, fake: XFake, mastodon: MastodonFake, recorde
     }
     inbox = inbox_factory(recorder, connectors=[config(fake), masto])
     yield inbox
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 def poller(inbox: Inbox, name: str, clock: FakeClock) -> Poller:

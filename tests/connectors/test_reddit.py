@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from inbox.connector import AuthError, Kind, PermanentError, ReplyTarget, TransientError
 from inbox.connectors.reddit import Mark, RedditConnector, RedditSettings
@@ -24,8 +23,9 @@ from inbox.fakes.reddit import (
     USERNAME,
     RedditFake,
 )
-from inbox.store.models import Item
+from tests.conftest import thread_of
 from tests.connectors.contract import ConnectorLevel, fetch_all
+from tests.connectors.helpers import answered_first_post, poll_in_a_new_process
 
 NAME = "reddit-test"
 
@@ -257,22 +257,14 @@ async def test_a_private_subreddit_is_a_permanent_error_not_bad_credentials(fake
 
 async def test_follow_ups_join_the_conversation_after_a_restart(fake, inbox_factory, connector_config, engine):
     inbox = inbox_factory(connectors=[connector_config])
-    first = fake.add_customer_post("my parcel is late", author="maria", minutes_ago=10)
-    await inbox.pollers[NAME].poll_once()
-    thread = await thread_of(engine, first)
-    await inbox.actions.reply(thread, "Sorry! What is the order number?", "ana")
-    our_first = fake.replies[-1].details["name"]
-    await inbox.connectors[NAME].close()
+    thread, our_first = await answered_first_post(inbox, fake, engine, NAME, "Sorry! What is the order number?")
     # The customer answers our comment (no mention: a comment_reply), we answer, she answers again.
-    second = fake.add_customer_post("it is 1234", author="maria", minutes_ago=5, reply_to=our_first)
+    second = fake.add_customer_post("it is 1234", author="maria", minutes_ago=5, reply_to=our_first["name"])
     fake.add_existing_reply(second, "Thanks, checking")
     our_second = next(n for n, t in fake.things.items() if t["data"].get("parent_id") == second)
     third = fake.add_customer_post("any news?", author="maria", minutes_ago=1, reply_to=our_second)
-    restarted = inbox_factory(connectors=[connector_config])  # nothing cached: the chain is read with /api/info
-    try:
-        await restarted.pollers[NAME].poll_once()
-    finally:
-        await restarted.connectors[NAME].close()
+    # Nothing cached: the chain is read with /api/info.
+    await poll_in_a_new_process(inbox_factory, connector_config)
     assert await thread_of(engine, second) == thread and await thread_of(engine, third) == thread
     assert any(r.path == "/api/info" for r in fake.requests)
 
@@ -326,8 +318,3 @@ def target_of(item: Any) -> ReplyTarget:
     return ReplyTarget(
         item.external_id, item.thread_id or item.external_id, item.kind, item.author_handle, item.reply_to
     )
-
-
-async def thread_of(engine: Any, external_id: str) -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == external_id))).scalar_one()

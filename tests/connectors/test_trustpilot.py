@@ -27,7 +27,7 @@ from inbox.fakes.trustpilot import (
 from inbox.settings import ConfigError
 from inbox.store.clocks import STOPPED
 from inbox.store.models import Thread
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, make_settings, serving
 from tests.connectors.contract import ConnectorLevel
 from tests.connectors.helpers import build, items_of  # noqa: F401 - build is a fixture
 
@@ -40,15 +40,11 @@ SHAPE_PAGE: dict[str, Any] = payload("trustpilot", "GET_v1_private_business_unit
 
 @pytest.fixture
 async def fake(clock: FakeClock) -> AsyncIterator[TrustpilotFake]:
-    fake = TrustpilotFake()
-    fake.now = clock.now
-    await fake.start()
-    yield fake
-    await fake.close()
+    async with serving(TrustpilotFake(), clock) as fake:
+        yield fake
 
 
-@pytest.fixture
-def connector_config(fake: TrustpilotFake) -> dict[str, Any]:
+def trustpilot_config(fake: TrustpilotFake, **extra: Any) -> dict[str, Any]:
     return {
         "name": NAME,
         "type": "trustpilot",
@@ -58,7 +54,13 @@ def connector_config(fake: TrustpilotFake) -> dict[str, Any]:
         "api_key": API_KEY,
         "access_token": ACCESS_TOKEN,
         "own_handles": [OWN_NAME],
+        **extra,
     }
+
+
+@pytest.fixture
+def connector_config(fake: TrustpilotFake) -> dict[str, Any]:
+    return trustpilot_config(fake)
 
 
 def connector(config: dict[str, Any]) -> TrustpilotConnector:

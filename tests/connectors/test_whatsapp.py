@@ -23,6 +23,7 @@ from inbox.fakes.whatsapp import WhatsAppFake
 from inbox.pipeline.poller import PollResult
 from inbox.server import build_app
 from inbox.store.models import Event, EventKind, Item, Pushed, Reply, ReplyStatus
+from tests.conftest import close_connectors
 from tests.connectors.contract import ConnectorContract, target_of
 from tests.connectors.test_contract_builtin import NOT_FOR_FILES_OR_PUSHES, NOT_FOR_PUSHES
 
@@ -347,5 +348,4 @@ async def test_a_delivery_kept_by_a_worker_that_died_is_ingested_by_another(inbo
         assert await pushes.waiting(engine) == 0 and len(await stored_ids(engine)) == 1
         assert (await other.pushes.ingest()).bodies == 0
     finally:
-        for connector in other.connectors.values():
-            await connector.close()
+        await close_connectors(other)

@@ -28,6 +28,7 @@ from inbox.fakes.x import (
 from inbox.pipeline.actions import ActionError
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Item, Thread
+from tests.conftest import close_connectors
 from tests.connectors.contract import ConnectorContract
 
 NAME = "acme-x"
@@ -51,13 +52,8 @@ def config(fake: XFake, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def fake(clock: Any) -> AsyncIterator[XFake]:
-    server = XFake()
-    # Posts are dated from the test clock, so ingest does not take them for posts from the future.
-    server.now = clock.now
-    await server.start()
-    yield server
-    await server.close()
+def fake(x_fake: XFake) -> XFake:
+    return x_fake
 
 
 @pytest.fixture
@@ -151,8 +147,7 @@ async def test_a_dm_arrives_and_is_answered_by_dm(fake: XFake, inbox_factory: An
     # Our DM now sits in the DM events too: it is the brand's, not a new item.
     result = await inbox.pollers[NAME].poll_once()
     assert (result.error, result.stored) == (None, 0)
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 async def test_a_dm_the_brand_answered_on_x_is_marked_answered_even_across_pages(
@@ -183,8 +178,7 @@ async def test_a_dm_the_brand_answered_on_x_is_marked_answered_even_across_pages
     # The brand answered the first DM; the second waits, on the next-response clock.
     assert (thread.status, thread.clock_kind, thread.clock_start) == ("new", "next_response", by_id[waiting].posted_at)
     assert thread.first_response_at == by_id[answered].answered_at
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 async def test_dms_take_long_replies_posts_do_not(fake: XFake, inbox_factory: Any, engine: Any) -> None:
@@ -198,8 +192,7 @@ async def test_dms_take_long_replies_posts_do_not(fake: XFake, inbox_factory: An
     assert (await inbox.actions.reply(threads[dm], long_answer, "ana")).status == "sent"
     with pytest.raises(ActionError, match="allows 280"):
         await inbox.actions.reply(threads[post], long_answer, "ana")
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 async def test_a_dm_reply_sent_before_a_crash_is_found_not_resent(fake: XFake, connector: XConnector) -> None:
@@ -249,8 +242,7 @@ async def test_conversation_id_joins_a_follow_up_and_other_customers_get_their_o
     assert threads[first] == threads[follow] != threads[other]
     maria, joao = fake.user("maria")["id"], fake.user("joao")["id"]
     assert {keys[threads[first]], keys[threads[other]]} == {f"{first}:{maria}", f"{first}:{joao}"}
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 async def test_429_waits_until_the_reset_x_sends(fake: XFake, inbox_factory: Any) -> None:
@@ -263,8 +255,7 @@ async def test_429_waits_until_the_reset_x_sends(fake: XFake, inbox_factory: Any
     # The reset plus a second or two of jitter (X rounds its reset to the second).
     assert result.error is not None and "429" in result.error and 590 <= result.delay <= 603
     assert (await inbox.pollers[NAME].poll_once()).stored == 1
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 async def test_a_spent_window_stops_before_asking_for_a_429(fake: XFake, connector: XConnector) -> None:
@@ -459,8 +450,7 @@ async def test_poll_stores_items_with_the_posts_time(fake: XFake, inbox_factory:
     assert row.text == "@TweepyDev where is order 1234?" and row.channel == "x"
     assert abs(row.posted_at.replace(tzinfo=UTC) - (clock.now - timedelta(minutes=12))) < timedelta(seconds=1)
     assert (await load_cursor(engine, NAME))["since_id"] == mention
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 def test_registered_under_its_type() -> None:

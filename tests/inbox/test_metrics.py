@@ -9,10 +9,9 @@ from inbox.connector import Kind, ReplyTarget
 from inbox.metrics import RESPONSE_BUCKETS, Metrics
 from inbox.service import Inbox
 from inbox.store.models import Item, Reply, ReplyStatus
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, thread_of
 from tests.inbox.pipeline.test_actions import jsonl_connector
 from tests.inbox.pipeline.test_ingest import SOURCE, item
-from tests.inbox.pipeline.test_sweep import thread_of
 
 HISTOGRAM = "inbox_response_time_seconds"
 

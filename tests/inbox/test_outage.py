@@ -20,9 +20,9 @@ from inbox.connectors.webhook import SIGNATURE_HEADER, sign
 from inbox.pipeline.liveness import Loops
 from inbox.server import start_server
 from inbox.service import Runner
-from inbox.store.db import create_engine, migrate, store_wait
+from inbox.store.db import store_wait
 from inbox.store.models import ConnectorHealth, Item
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, close_connectors, open_store
 from tests.inbox.pipeline.test_poller import poller_for
 
 SECRET = "a-webhook-secret-of-32-characters"
@@ -39,13 +39,10 @@ class FakeMonotonic:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, str, None]]:
+async def store(tmp_path: Path, migrated_sqlite_template: Path) -> AsyncIterator[tuple[AsyncEngine, str, str | None]]:
     """SQLite only: these tests lock the file from another connection."""
-    url = f"sqlite:///{tmp_path / 'inbox.db'}"
-    engine = create_engine(url)
-    await migrate(engine)
-    yield engine, url, None
-    await engine.dispose()
+    async with open_store("sqlite", tmp_path, migrated_sqlite_template) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -260,5 +257,4 @@ async def test_a_meta_delivery_during_an_outage_gets_503_and_is_stored_once_when
     finally:
         await site.runner.cleanup()
         await inbox.pushes.close()
-        for connector in inbox.connectors.values():
-            await connector.close()
+        await close_connectors(inbox)

@@ -30,7 +30,7 @@ from inbox.pipeline.ingest import Source
 from inbox.pipeline.poller import Poller
 from inbox.server import start_server
 from inbox.store.models import ConnectorHealth, Event, Reply, Thread
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, make_settings, serving
 from tests.connectors.test_trustpilot import connector_config
 from tests.inbox.pipeline.test_ingest import item
 from tests.inbox.test_logs import Captured, json_log  # noqa: F401 - json_log is a fixture
@@ -75,11 +75,8 @@ def fresh_secrets() -> Iterator[None]:
 
 @pytest.fixture
 async def echoing(clock: FakeClock) -> AsyncIterator[EchoingTrustpilot]:
-    fake = EchoingTrustpilot()
-    fake.now = clock.now
-    await fake.start()
-    yield fake
-    await fake.close()
+    async with serving(EchoingTrustpilot(), clock) as fake:
+        yield fake
 
 
 # ------------------------------------------------------------------------------------------------ the filter

@@ -15,7 +15,7 @@ import io
 import math
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_asyncio
 import sqlalchemy as sa
 
 from inbox.connector import Kind, RawItem
@@ -41,12 +42,14 @@ from inbox.reports import (
     report_json,
 )
 from inbox.reports.figures import csv_record
+from inbox.service import Inbox
 from inbox.settings import Settings
 from inbox.store.models import CsatQuestion, Item
 from inbox.store.reports import Conversation, offsets
+from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
 from inbox.triage.labels import PRIORITY_ORDER
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import STORES, FakeClock, close_connectors, make_settings, open_store
 
 PARIS = ZoneInfo("Europe/Paris")
 # Thursday before the end of summer time in Paris (Sunday 25 October 2026): days and hours cross the change.
@@ -341,8 +344,27 @@ def assert_close(actual: Any, expected: Any, where: str) -> None:
 # -- the tests --------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def scenario(inbox_factory: Any, engine: Any, clock: FakeClock, tmp_path: Path, triager: Triager) -> Any:
+@dataclass
+class Scenario:
+    """The played conversations on one store: what the tests read back, and what they expect."""
+
+    engine: Any
+    settings: Settings
+    window: Window
+    expected: list[Expected]
+    threads: dict[str, int]
+
+
+# The tests only read the played store, so it is played once per store for the module (about 1.5 s each time).
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=STORES)
+async def scenario(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    migrated_sqlite_template: Path,
+    triager: Triager,
+    templates: ReplyTemplates,
+) -> AsyncIterator[Scenario]:
+    folder = tmp_path_factory.mktemp("reports")
     end = T0 + timedelta(days=6)
     convs = generate(seed=13, count=60, end=end)
     # Two still before their deadline at the end (one on a business-hours channel posted on a Tuesday night).
@@ -351,26 +373,27 @@ async def scenario(inbox_factory: Any, engine: Any, clock: FakeClock, tmp_path: 
     # One conversation before the window, to be left out.
     early = Conv("early", "acme-x", Kind.MENTION, TEXTS[0], T0 - timedelta(hours=2))
     early.reply = (T0 - timedelta(hours=1), "ana")
-    inbox = inbox_factory(**config(tmp_path))
-    try:
-        threads = await play(inbox, engine, clock, [early, *convs])
-    finally:
-        for connector in inbox.connectors.values():
-            await connector.close()
-    clock.now = end
-    settings = inbox.settings
-    expected = [expect(conv, settings, triager, end) for conv in convs]
-    # The scenario covers what it claims to, so no figure is checked on nothing.
-    outcomes = {e.outcome for e in expected}
-    assert outcomes == {"met", "missed", "breached", "waiting", "none"}, outcomes
-    assert any(e.next_met for e in expected) and any(e.next_missed for e in expected)
-    assert any(c.follow_rating is not None for c in convs)
-    return settings, Window(T0, end), expected, threads
+    async with open_store(request.param, folder, migrated_sqlite_template) as (engine, _, _):
+        clock = FakeClock()
+        settings = make_settings(folder, **config(folder))
+        inbox = Inbox(settings, engine, clock=clock, triager=triager, templates=templates)
+        try:
+            threads = await play(inbox, engine, clock, [early, *convs])
+        finally:
+            await close_connectors(inbox)
+        expected = [expect(conv, settings, triager, end) for conv in convs]
+        # The scenario covers what it claims to, so no figure is checked on nothing.
+        outcomes = {e.outcome for e in expected}
+        assert outcomes == {"met", "missed", "breached", "waiting", "none"}, outcomes
+        assert any(e.next_met for e in expected) and any(e.next_missed for e in expected)
+        assert any(c.follow_rating is not None for c in convs)
+        yield Scenario(engine, settings, Window(T0, end), expected, threads)
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("by", [None, *KEYS])
-async def test_every_figure_matches_a_plain_computation(engine: Any, scenario: Any, by: str | None) -> None:
-    settings, window, expected, _ = scenario
+async def test_every_figure_matches_a_plain_computation(scenario: Scenario, by: str | None) -> None:
+    engine, settings, window, expected = scenario.engine, scenario.settings, scenario.window, scenario.expected
     report = report_json(await build_report(engine, settings, window, by, window.end))
     assert (report["from"], report["to"], report["by"]) == ("2026-10-22T00:00:00Z", "2026-10-28T00:00:00Z", by)
     want = expected_rows(expected, by)
@@ -382,10 +405,11 @@ async def test_every_figure_matches_a_plain_computation(engine: Any, scenario: A
         assert len(report["rows"]) == 1 and report["rows"][0]["conversations"] == len(expected)
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("by", [None, "channel"])
-async def test_a_narrow_window_counts_only_its_conversations(engine: Any, scenario: Any, by: str | None) -> None:
+async def test_a_narrow_window_counts_only_its_conversations(scenario: Scenario, by: str | None) -> None:
     """A day of six: read through the opened_at index (SQLite reads the whole table for a broad window)."""
-    settings, window, expected, _ = scenario
+    engine, settings, window, expected = scenario.engine, scenario.settings, scenario.window, scenario.expected
     day = Window(T0 + timedelta(days=1), T0 + timedelta(days=2))
     inside = [e for e in expected if day.start <= e.conv.posted < day.end]
     assert 0 < len(inside) * 4 < len(expected)
@@ -397,8 +421,10 @@ async def test_a_narrow_window_counts_only_its_conversations(engine: Any, scenar
         assert_close(got[group], row, f"{by}={group}")
 
 
-async def test_one_csv_row_per_conversation_with_the_contract_columns(engine: Any, scenario: Any) -> None:
-    settings, window, expected, threads = scenario
+@pytest.mark.asyncio(loop_scope="module")
+async def test_one_csv_row_per_conversation_with_the_contract_columns(scenario: Scenario) -> None:
+    engine, settings, window, expected = scenario.engine, scenario.settings, scenario.window, scenario.expected
+    threads = scenario.threads
     rows = await conversation_rows(engine, settings, window, window.end)
     text = csv_text(rows)
     lines = text.splitlines()
@@ -574,8 +600,9 @@ def test_extreme_or_too_long_windows_are_refused_with_a_clear_message() -> None:
     assert offsets(UTC, last.start, last.end) == [(last.start, 0)]
 
 
-async def test_the_csv_streamed_a_page_at_a_time_is_the_csv_of_all_rows_at_once(engine: Any, scenario: Any) -> None:
-    settings, window, expected, _ = scenario
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_csv_streamed_a_page_at_a_time_is_the_csv_of_all_rows_at_once(scenario: Scenario) -> None:
+    engine, settings, window, expected = scenario.engine, scenario.settings, scenario.window, scenario.expected
     whole = csv_text(await conversation_rows(engine, settings, window, window.end))
     pieces = [piece async for piece in csv_pieces(engine, settings, window, window.end, page=7)]
     assert len(pieces) == math.ceil(len(expected) / 7) and pieces[0].startswith(",".join(CSV_COLUMNS) + "\n")

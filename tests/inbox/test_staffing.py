@@ -14,7 +14,7 @@ from inbox.connector import Kind, RawItem
 from inbox.erlang import agents_needed
 from inbox.pipeline.ingest import Source
 from inbox.staffing import occurrences, staffing_report
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, close_connectors
 
 ROOT = Path(__file__).resolve().parents[2]
 MONDAY = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday, 00:00 UTC
@@ -81,8 +81,7 @@ async def test_staffing_measures_each_hour_of_the_week(inbox_factory: Any, engin
         engine, MONDAY, MONDAY + timedelta(weeks=2), target=0.99, within=timedelta(minutes=1)
     )
     assert {h.label: h for h in strict.hours}["Mon 09"].needed > monday.needed
-    for connector in inbox.connectors.values():
-        await connector.close()
+    await close_connectors(inbox)
 
 
 def test_each_local_hour_is_counted_once_per_week_across_a_daylight_saving_change() -> None:

@@ -23,7 +23,7 @@ from inbox.slack import Slack
 from inbox.store.models import Item
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, close_connectors, make_settings
 
 TRIAGE, LEADS, ADMIN = "CTRIAGE01", "CLEADS001", "CADMIN001"
 AGENT = "UAGENT001"
@@ -232,8 +232,8 @@ async def harness_factory(
     yield build
     for harness in built:
         await harness.close()
-        for connector in harness.inbox.connectors.values():
-            await connector.close()
+        await harness.inbox.pushes.close()  # waits for a push being written, if any
+        await close_connectors(harness.inbox)
 
 
 @pytest.fixture

@@ -10,22 +10,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.fakes import facebook as fb
 from inbox.fakes import instagram as ig
 from inbox.fakes.facebook import FacebookFake
 from inbox.fakes.instagram import InstagramFake
 from inbox.fakes.slack import FakeSlack
-from inbox.server import start_server
-from inbox.service import Inbox
 from inbox.store.models import Item
-from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock
 from tests.connectors.test_facebook import facebook_config
 from tests.connectors.test_instagram import instagram_config
-from tests.slack.conftest import TRIAGE, Harness, slack_config
+from tests.slack.conftest import TRIAGE, Harness, HarnessFactory, slack_config
 from tests.slack.test_editing import submit
 
 PSID = "6543210987654321"
@@ -53,33 +49,22 @@ async def instagram_fake(clock: FakeClock) -> AsyncIterator[InstagramFake]:
 
 @pytest.fixture
 async def harness(
-    engine: AsyncEngine,
+    harness_factory: HarnessFactory,
     clock: FakeClock,
     triager: Triager,
-    templates: ReplyTemplates,
     tmp_path: Path,
     fake_slack: FakeSlack,
     facebook_fake: FacebookFake,
     instagram_fake: InstagramFake,
-) -> AsyncIterator[Harness]:
-    fake_slack.now = lambda: clock.now.timestamp()
+) -> Harness:
     triager.warm_up()  # as `inbox run` does before it serves: a push is stored before its 200, within 5 s
-    config = slack_config(fake_slack, tmp_path)
-    config["connectors"] += [facebook_config(facebook_fake), instagram_config(instagram_fake)]
-    inbox = Inbox(make_settings(tmp_path, **config), engine, clock=clock, triager=triager, templates=templates)
-    for connector in inbox.connectors.values():
+    jsonl = slack_config(fake_slack, tmp_path)["connectors"]
+    harness = await harness_factory(
+        connectors=[*jsonl, facebook_config(facebook_fake), instagram_config(instagram_fake)]
+    )
+    for connector in harness.inbox.connectors.values():
         connector.clock = clock  # the platform's windows are read on the test's clock too
-    site = await start_server(inbox, "127.0.0.1", 0)
-    assert inbox.slack is not None
-    await inbox.slack.start()
-    harness = Harness(inbox, site, fake_slack, clock, tmp_path)
-    yield harness
-    await harness.close()
-    keeper = getattr(inbox, "pushes", None)
-    if keeper is not None:
-        await keeper.close()
-    for connector in inbox.connectors.values():
-        await connector.close()
+    return harness
 
 
 async def pushed(harness: Harness, fake: Any, name: str, delivery: Any, external_id: str) -> int:

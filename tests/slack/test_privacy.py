@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,10 @@ from inbox.pipeline import privacy
 from inbox.pipeline.privacy import CustomerRef, NoSuchCustomer
 from inbox.reports import CSV_COLUMNS, build_report, conversation_rows, parse_window, report_json, report_zone
 from inbox.reports.figures import csv_record
-from inbox.server import start_server
-from inbox.service import Inbox
 from inbox.slack import blocks
 from inbox.store import privacy as store_privacy
 from inbox.store.models import CsatQuestion, Customer, Erasure, Event, EventKind, Item, Reply, SlackPost, Thread
-from inbox.templates import ReplyTemplates
-from inbox.triage import Triager
-from tests.conftest import FakeClock, make_settings
-from tests.slack.conftest import LEADS, TRIAGE, Harness, slack_config
+from tests.slack.conftest import LEADS, TRIAGE, Harness, HarnessFactory
 
 # The erased customer's words, name and handle: unique strings to look for in every byte afterwards.
 DANA_TEXT = "Zebraquartz parcel never arrived, order 5501"
@@ -46,26 +40,9 @@ ERASED = [DANA_TEXT.split()[0], "Vexlomir", "vexlomir"]  # none of these may be 
 
 
 @pytest.fixture
-async def harness(
-    engine: AsyncEngine,
-    clock: FakeClock,
-    triager: Triager,
-    templates: ReplyTemplates,
-    tmp_path: Path,
-    fake_slack: FakeSlack,
-) -> AsyncIterator[Harness]:
+async def harness(harness_factory: HarnessFactory) -> Harness:
     """An inbox with Slack on, CSAT on, and a jsonl connector standing in for X."""
-    fake_slack.now = lambda: clock.now.timestamp()
-    settings = make_settings(tmp_path, **slack_config(fake_slack, tmp_path), csat=CSAT)
-    inbox = Inbox(settings, engine, clock=clock, triager=triager, templates=templates)
-    site = await start_server(inbox, "127.0.0.1", 0)
-    assert inbox.slack is not None
-    await inbox.slack.start()
-    built = Harness(inbox, site, fake_slack, clock, tmp_path)
-    yield built
-    await built.close()
-    for connector in inbox.connectors.values():
-        await connector.close()
+    return await harness_factory(tables={"csat": CSAT})
 
 
 async def conversations(h: Harness) -> dict[str, list[int]]:

@@ -15,7 +15,7 @@ from inbox.service import Inbox
 from inbox.store.models import Reply, Thread
 from inbox.templates import ReplyTemplates
 from inbox.triage import Triager
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, close_connectors, make_settings
 from tests.inbox.pipeline.test_ingest import item
 from tests.inbox.test_redaction import (  # noqa: F401 - echoing and fresh_secrets are fixtures
     EchoingTrustpilot,
@@ -66,8 +66,7 @@ async def test_slack_never_shows_the_credentials_a_vendor_echoed(
             assert (await conn.execute(sa.select(Reply.status))).scalar_one() == "failed"
     finally:
         await harness.close()
-        for connector in inbox.connectors.values():
-            await connector.close()
+        await close_connectors(inbox)
 
     secrets = trustpilot_secrets(echoing)
     assert "Invalid access token" in json.dumps(notice) and "Invalid access token" in told  # the reasons are shown...

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from inbox.fakes.whatsapp import WhatsAppFake
 from inbox.store.models import Item, Status, Thread
 from inbox.triage import Triager
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, close_connectors
 from tests.slack.conftest import TRIAGE, Harness, HarnessFactory
 
 APP_SECRET = "wa-app-secret-0123456789"
@@ -52,8 +52,7 @@ async def harness(harness_factory: HarnessFactory, triager: Triager, whatsapp: W
     )
     yield harness
     await harness.inbox.pushes.close()
-    for connector in harness.inbox.connectors.values():
-        await connector.close()
+    await close_connectors(harness.inbox)
 
 
 async def deliver_all(harness: Harness, fake: WhatsAppFake) -> None:

@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from inbox.connector import Kind, ReplyTarget
 from inbox.pipeline.actions import ActionError
 from inbox.store.models import EventKind, Item, Reply, ReplyStatus, Status, Thread
-from tests.conftest import Recorder
+from tests.conftest import Recorder, insert_pending_reply, thread_of
 from tests.inbox.pipeline.test_ingest import SOURCE, item
-from tests.inbox.pipeline.test_sweep import thread_of
 
 
 def jsonl_connector(tmp_path) -> dict:
@@ -71,17 +70,7 @@ async def test_after_a_crash_between_record_and_send_the_reply_is_sent_once(inbo
         ).all()
         # Both replies were recorded; the process died before sending the first, and after sending the second.
         for item_id, thread_id, external_id in rows:
-            await conn.execute(
-                sa.insert(Reply).values(
-                    thread_id=thread_id,
-                    item_id=item_id,
-                    cycle=1,
-                    text=f"reply to {external_id}",
-                    agent="ana",
-                    status=ReplyStatus.PENDING,
-                    created_at=clock.now,
-                )
-            )
+            await insert_pending_reply(conn, thread_id, item_id, f"reply to {external_id}", clock.now)
     sent_before_crash = ReplyTarget(external_id="2", thread_id="2", kind=Kind.MENTION, author_handle="eve", reply_to={})
     await inbox.connectors["acme-x"].reply(sent_before_crash, "reply to 2")
     clock.advance(minutes=2)

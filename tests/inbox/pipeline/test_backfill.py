@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ from inbox.pipeline.backfill import Backfill, BackfillError, BackfillProgress, c
 from inbox.service import run_backfill
 from inbox.store.cursors import load_cursor
 from inbox.store.models import Cursor, Item, Thread
-from tests.conftest import FakeClock, make_settings
+from tests.conftest import FakeClock, close_connectors, make_settings
 from tests.connectors.contract import Fault
 from tests.connectors.test_mastodon import connector_config as mastodon_config
 from tests.connectors.test_x import NAME as X_NAME
@@ -38,12 +37,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def x(clock: FakeClock) -> AsyncIterator[XFake]:
-    fake = XFake()
-    fake.now = clock.now
-    await fake.start()
-    yield fake
-    await fake.close()
+def x(x_fake: XFake) -> XFake:
+    return x_fake
 
 
 class Sleeps:
@@ -238,8 +233,7 @@ async def test_a_backfill_beside_a_live_poll_stores_everything_once_and_leaves_t
         cursor = await load_cursor(engine, config["name"])
         before = await cursors(engine)
         again = await Backfill(target, inbox.ingestor, 2 * DAY, types=registry).run()
-        for connector in inbox.connectors.values():
-            await connector.close()
+        await close_connectors(inbox)
     finally:
         await mastodon.close()
     assert await stored_ids(engine) == sorted([*old, *new])

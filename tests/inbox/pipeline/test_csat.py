@@ -32,7 +32,7 @@ from inbox.slack import blocks
 from inbox.store import csat as store_csat
 from inbox.store.models import CsatQuestion, Event, EventKind, Item, Status, Thread
 from inbox.views import thread_view
-from tests.conftest import FakeClock, Recorder, make_settings
+from tests.conftest import FakeClock, Recorder, close_connectors, make_settings
 from tests.connectors.test_mastodon import TOKEN as MASTODON_TOKEN
 from tests.connectors.test_x import config as x_config
 
@@ -61,11 +61,6 @@ async def event_kinds(engine: Any, thread_id: int) -> list[str]:
         return list(rows.scalars())
 
 
-async def close(inbox: Any) -> None:
-    for connector in inbox.connectors.values():
-        await connector.close()
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     # The connectors reach back `first_poll_hours` from the wall clock: the test clock starts at the real time.
@@ -76,20 +71,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def x_fake(clock: FakeClock) -> AsyncIterator[XFake]:
-    server = XFake()
-    server.now = clock.now
-    await server.start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
 async def inbox(x_fake: XFake, inbox_factory: Any) -> AsyncIterator[Any]:
     """An inbox with CSAT on and the X connector, its sessions closed after the test."""
     built = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
     yield built
-    await close(built)
+    await close_connectors(built)
 
 
 async def x_conversation(inbox: Any, fake: XFake, engine: Any, clock: FakeClock, text: str = "charged twice") -> int:
@@ -176,7 +162,7 @@ async def test_x_dm_resolved_with_a_reply_gets_one_question_and_the_answer_is_st
         thread = await thread_row(engine, thread_id)
         assert (thread.status, thread.cycle) == (Status.NEW, 2)
     finally:
-        await close(inbox)
+        await close_connectors(inbox)
 
 
 async def test_a_next_message_that_is_no_rating_is_a_follow_up_and_closes_the_question(
@@ -256,7 +242,7 @@ async def test_csat_off_asks_nothing(x_fake: XFake, inbox_factory: Any, engine: 
         await customer_dm(inbox, x_fake, clock, "5")
         assert (await thread_row(engine, thread_id)).status == Status.NEW
     finally:
-        await close(inbox)
+        await close_connectors(inbox)
 
 
 async def test_a_public_mention_is_never_asked(x_fake: XFake, inbox_factory: Any, engine: Any, clock: FakeClock):
@@ -273,7 +259,7 @@ async def test_a_public_mention_is_never_asked(x_fake: XFake, inbox_factory: Any
         assert await questions(engine) == []
         assert len(x_fake.replies_by_kind["tweet"]) == 1
     finally:
-        await close(inbox)
+        await close_connectors(inbox)
 
 
 # -- crash safety -----------------------------------------------------------------------------------------------------
@@ -285,14 +271,14 @@ async def test_a_restart_between_scheduling_and_sending_sends_once(
     first = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
     thread_id = await x_conversation(first, x_fake, engine, clock)
     await first.actions.resolve(thread_id, "ana")
-    await close(first)  # the process dies with the question scheduled
+    await close_connectors(first)  # the process dies with the question scheduled
     clock.advance(minutes=31)
     second = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
     try:
         await second.sweep.run()
         await second.sweep.run()
     finally:
-        await close(second)
+        await close_connectors(second)
     assert len(x_fake.replies_by_kind["dm"]) == 2
     assert [q.status for q in await questions(engine)] == ["sent"]
 
@@ -307,7 +293,7 @@ async def test_a_crash_after_claiming_sends_once_when_the_claim_runs_out(
     # The dead worker claimed it and died before sending: nobody else touches it while its claim holds.
     assert first.csat is not None
     await store_csat.claim_due(engine, clock.now, first.csat._claim(clock.now))
-    await close(first)
+    await close_connectors(first)
     second = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
     try:
         await second.sweep.run()
@@ -316,7 +302,7 @@ async def test_a_crash_after_claiming_sends_once_when_the_claim_runs_out(
         await second.sweep.run()
         await second.sweep.run()
     finally:
-        await close(second)
+        await close_connectors(second)
     assert len(x_fake.replies_by_kind["dm"]) == 2
     [question] = await questions(engine)
     assert (question.status, question.attempts) == ("sent", 2)
@@ -341,14 +327,14 @@ async def test_a_question_sent_but_not_recorded_before_a_crash_is_found_on_x_not
             await first.sweep.run()
     finally:
         store_csat.mark_sent = real  # type: ignore[assignment]
-        await close(first)
+        await close_connectors(first)
     assert len(x_fake.replies_by_kind["dm"]) == 2
     clock.advance(seconds=first.csat.claim.total_seconds() + 1)
     second = inbox_factory(connectors=[x_config(x_fake)], csat=CSAT)
     try:
         await second.sweep.run()
     finally:
-        await close(second)
+        await close_connectors(second)
     assert len(x_fake.replies_by_kind["dm"]) == 2
     [question] = await questions(engine)
     assert question.status == "sent"
@@ -397,7 +383,7 @@ async def test_mastodon_direct_gets_a_direct_question_and_its_answer_is_stored(
             stored = (await conn.execute(sa.select(Item.thread_id).where(Item.external_id == answer))).scalar_one()
         assert stored == ids[dm] and (await thread_row(engine, ids[dm])).status == Status.RESOLVED
     finally:
-        await close(inbox)
+        await close_connectors(inbox)
 
 
 # -- the webhook callback ---------------------------------------------------------------------------------------------
@@ -498,7 +484,7 @@ async def test_channels_limit_the_types_asked(x_fake: XFake, inbox_factory: Any,
         await inbox.actions.resolve(thread_id, "ana")
         assert await questions(engine) == []
     finally:
-        await close(inbox)
+        await close_connectors(inbox)
 
 
 async def test_a_refused_question_is_not_retried_and_an_unanswered_one_is_sent_again_once(

@@ -26,9 +26,8 @@ from inbox.pipeline.poller import AUTH_RETRY, UNHEALTHY_AFTER, Poller
 from inbox.service import Runner
 from inbox.store.cursors import load_cursor
 from inbox.store.models import ConnectorHealth, EventKind
-from tests.conftest import Recorder
+from tests.conftest import Recorder, thread_of
 from tests.inbox.pipeline.test_ingest import SOURCE, item
-from tests.inbox.pipeline.test_sweep import thread_of
 
 
 class ScriptCursor(BaseModel):

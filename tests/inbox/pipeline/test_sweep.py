@@ -6,15 +6,9 @@ import asyncio
 
 import sqlalchemy as sa
 
-from inbox.store.models import Event, EventKind, Item
-from tests.conftest import Recorder
+from inbox.store.models import Event, EventKind
+from tests.conftest import Recorder, thread_of
 from tests.inbox.pipeline.test_ingest import SOURCE, item
-
-
-async def thread_of(engine, external_id: str) -> int:
-    async with engine.connect() as conn:
-        query = sa.select(Item.thread_id).where(Item.external_id == external_id)
-        return (await conn.execute(query)).scalar_one()
 
 
 async def alerts(engine) -> list[tuple[str, int]]:

@@ -32,10 +32,9 @@ from inbox.slack import blocks
 from inbox.slack.blocks import Outcome
 from inbox.store.models import Event, EventKind, Item, Reply, Thread, WindowStage
 from inbox.views import open_queue, thread_view
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, thread_of
 from tests.inbox.pipeline.test_actions import jsonl_connector, replies
 from tests.inbox.pipeline.test_ingest import SOURCE, item
-from tests.inbox.pipeline.test_sweep import thread_of
 
 # A channel standing for Messenger: DMs have 24 h, 7 days with the connector's tag.
 CHAT = Source(name="acme-chat", channel="chat")

@@ -21,10 +21,10 @@ from inbox.pipeline.outbox import Notice, Outbox
 from inbox.pipeline.workers import LeaseLost, Leases, pid_place, process_gone
 from inbox.store.cursors import load_cursor
 from inbox.store.models import ConnectorLease, Event, EventKind, Reply, ReplyStatus, Worker
+from tests.conftest import insert_pending_reply, thread_of
 from tests.inbox.pipeline.test_actions import jsonl_connector, replies
 from tests.inbox.pipeline.test_ingest import SOURCE, item
 from tests.inbox.pipeline.test_poller import poller_for
-from tests.inbox.pipeline.test_sweep import thread_of
 
 NAMES = [f"conn-{i:02d}" for i in range(10)]
 LEASE = 30.0
@@ -328,17 +328,7 @@ async def _pending_replies(inbox, clock, count: int) -> list[int]:
             item_id = (
                 await conn.execute(sa.text("SELECT id FROM item WHERE thread_id = :t"), {"t": thread})
             ).scalar_one()
-            await conn.execute(
-                sa.insert(Reply).values(
-                    thread_id=thread,
-                    item_id=item_id,
-                    cycle=1,
-                    text=f"reply {i}",
-                    agent="ana",
-                    status=ReplyStatus.PENDING,
-                    created_at=clock.now,
-                )
-            )
+            await insert_pending_reply(conn, thread, item_id, f"reply {i}", clock.now)
     return list(range(count))
 
 
