@@ -100,6 +100,15 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
     return None if reset is None else max(0.0, reset - now)
 
 
+def seconds_in(message: str) -> float | None:
+    """Seconds a vendor says to wait in words: 'try again in 9 minutes', 'Take a break for 30 seconds'."""
+    match = re.search(r"(\d+)\s*(millisecond|second|minute|hour)", message)
+    if not match:
+        return None
+    unit = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600}[match.group(2)]
+    return int(match.group(1)) * unit
+
+
 def error_for(status: int, headers: Mapping[str, str], body: str, what: str) -> ConnectorError | None:
     """The error a response stands for, or None for a success."""
     if status < 400:
