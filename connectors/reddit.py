@@ -6,47 +6,31 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from inbox.connector import (
-    AuthError,
     Clock,
     ConnectorSettings,
     Kind,
     Page,
     PermanentError,
-    RateLimited,
     RawItem,
     ReplyTarget,
     SentReply,
     wall_clock,
 )
-from inbox.connectors.kit.auth import BearerToken, basic, password_grant
 from inbox.connectors.kit.connector import HttpConnector
-from inbox.connectors.kit.http import Response, VendorClient
 from inbox.connectors.kit.paging import paged
-from inbox.connectors.kit.parse import (
-    EpochTime,
-    Name,
-    Number,
-    OptionalText,
-    Payload,
-    Text,
-    fitting,
-    one_of,
-    page_of,
-    valid,
-)
+from inbox.connectors.kit.parse import fitting, valid
+from inbox.connectors.kit.redditapi import Child, Children, Node, RedditApi, Thing, comment_id, name_of, stamp_of
 from inbox.connectors.kit.text import any_word, same_reply
 from inbox.connectors.kit.threads import ThreadCache
 
 log = logging.getLogger(__name__)
 
-API_URL = "https://oauth.reddit.com"
-AUTH_URL = "https://www.reddit.com"
 WEB_URL = "https://www.reddit.com"
 # How far up a comment chain we look for the start of a conversation.
 MAX_THREAD_DEPTH = 8
@@ -115,75 +99,6 @@ class _Known:
     ours: bool
 
 
-class _Node(Payload):
-    """What a thread walk or a reply search reads of a comment or message."""
-
-    name: Text
-    author: OptionalText = None
-    body: OptionalText = None
-    parent_id: OptionalText = None
-    permalink: OptionalText = None
-
-
-class _Data(_Node):
-    """A thing as an item needs it."""
-
-    name: Name
-    author: Name
-    created_utc: EpochTime
-    id: OptionalText = None
-    subject: OptionalText = None
-    title: OptionalText = None
-    selftext: OptionalText = None
-    first_message_name: OptionalText = None
-    context: OptionalText = None
-    type: OptionalText = None
-    subreddit: Any = None
-    parent_id: Any = None
-    crosspost_parent: Any = None
-
-
-class _Thing(Payload):
-    kind: Text
-    data: _Data
-
-
-class _Child(Payload):
-    data: _Node
-
-
-class _Stamp(Payload):
-    name: Text
-    created_utc: Number
-
-
-class _Children(Payload):
-    children: list[Any]
-    after: OptionalText = None
-
-
-class _Listing(Payload):
-    kind: Literal["Listing"]
-    data: _Children
-
-
-class _Comment(Payload):
-    errors: Any = None
-    data: Any = None
-
-
-class _CommentAnswer(Payload):
-    json_: _Comment = Field(alias="json")
-
-
-class _Things(Payload):
-    things: list[_Child] = Field(min_length=1)
-
-
-class _Account(Payload):
-    name: Text
-
-
 class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
     """Polls the inbox and the watched subreddits with an OAuth2 password-grant token; replies with /api/comment."""
 
@@ -191,20 +106,9 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
 
     def __init__(self, settings: RedditSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
-        api_url = (settings.api_url or API_URL).rstrip("/")
-        auth_url = settings.auth_url or (api_url if api_url != API_URL else AUTH_URL)
-        agent = {"User-Agent": settings.user_agent}
-        self.client = VendorClient(settings.name, api_url, headers=agent)
-        self.auth = VendorClient(
-            settings.name,
-            auth_url,
-            headers={**agent, "Authorization": basic(settings.client_id, settings.client_secret)},
-        )
-        # A wrong password is HTTP 200 with {"error": "invalid_grant"}; accounts with 2FA cannot use this grant.
-        refused = f"reddit refused the password grant for u/{settings.username}"
-        grant = password_grant(self.auth, "/api/v1/access_token", settings.username, settings.password, refused)
-        # Renewed on the API client's clock (the one its rate budget reads), a minute before Reddit says it expires.
-        self.token = BearerToken(renew=grant, clock=lambda: self.client.clock(), scheme="bearer")
+        credentials = (settings.client_id, settings.client_secret), (settings.username, settings.password)
+        self.client = RedditApi(settings.name, settings.api_url, settings.auth_url, settings.user_agent, *credentials)
+        self.auth = self.client.auth  # the token host's client, closed with the connector
         self._me = settings.username.lower()
         self._mention = re.compile(rf"(?<![\w/])/?u/{re.escape(settings.username)}\b", re.IGNORECASE)
         self._brand = any_word(settings.brand_terms)
@@ -240,8 +144,10 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
         horizon = mark.created_utc if mark else self.first_poll_start().timestamp()
         limit = {"limit": str(self.settings.page_size)}
 
-        async def page(after: str | None) -> _Children:
-            return await self._listing(source.path, {**source.params, **limit, **({"after": after} if after else {})})
+        async def page(after: str | None) -> Children:
+            return await self.client.listing(
+                source.path, {**source.params, **limit, **({"after": after} if after else {})}
+            )
 
         async for listing, last in paged(f"{self.name}: {source.path}", page, lambda listing: listing.after):
             fresh, reached, passed = [], False, False
@@ -257,19 +163,16 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
             if reached or last or not listing.children:
                 return
 
-    async def _listing(self, path: str, params: Mapping[str, str]) -> _Children:
-        return page_of(_Listing, (await self._call("GET", path, params=params)).data, f"{self.name}: {path}").data
-
     async def _items(self, things: list[Any], source: _Source) -> list[RawItem]:
         items = []
         # Oldest first, so a chain inside one page finds its parent already mapped.
         for thing in reversed(things):
-            parsed = valid(_Thing, thing, self.name, f"{source.key} thing", _name_of(thing))
+            parsed = valid(Thing, thing, self.name, f"{source.key} thing", name_of(thing))
             if parsed is not None and (item := await self._item(parsed, source)) is not None:
                 items.append(item)
         return items
 
-    async def _item(self, thing: _Thing, source: _Source) -> RawItem | None:
+    async def _item(self, thing: Thing, source: _Source) -> RawItem | None:
         data, kind = thing.data, thing.kind
         if kind == "t4":
             body, first = data.body or "", data.first_message_name
@@ -308,16 +211,16 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
 
     # -- threads ----------------------------------------------------------------------------------------------------
 
-    async def _thread_of(self, data: _Node) -> str:
+    async def _thread_of(self, data: Node) -> str:
         """A comment's conversation: the topmost customer comment of the unbroken chain around us."""
         root, node = data.name, data
         for _ in range(MAX_THREAD_DEPTH):
-            parent = _comment_id(node.parent_id)
+            parent = comment_id(node.parent_id)
             if parent is None:
                 break
             if parent in self._threads:
                 return self._threads[parent].thread  # a stored item or our reply: join its conversation
-            above = await self._info(parent)
+            above = await self.client.info(parent)
             if above is None:
                 break
             if self._is_me(above):
@@ -327,7 +230,7 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
                 root, node = above.name, above
                 continue
             # A customer comment that does not name us belongs to the conversation only when it answers us.
-            grand = _comment_id(above.parent_id)
+            grand = comment_id(above.parent_id)
             if grand is None:
                 break
             if grand in self._threads:
@@ -335,21 +238,13 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
                 if known.ours:
                     return known.thread
                 break
-            grand_thing = await self._info(grand)
+            grand_thing = await self.client.info(grand)
             if grand_thing is None or not self._is_me(grand_thing):
                 break
             root, node = above.name, grand_thing
         return root
 
-    async def _info(self, fullname: str) -> _Node | None:
-        try:
-            children = (await self._listing("/api/info", {"id": fullname})).children
-        except PermanentError as exc:
-            log.debug("%s: cannot look up %s (%s)", self.name, fullname, exc)
-            return None
-        return next((child.data for child in fitting(_Child, children) if child.data.name == fullname), None)
-
-    def _is_me(self, data: _Node) -> bool:
+    def _is_me(self, data: Node) -> bool:
         return (data.author or "").lower() == self._me
 
     def _remember(self, name: str, thread: str, *, ours: bool) -> None:
@@ -359,21 +254,13 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """A comment under the comment or post, or a message in the private conversation (both are /api/comment)."""
-        form = {"api_type": "json", "thing_id": target.external_id, "text": text}
-        answer = page_of(
-            _CommentAnswer, (await self._call("POST", "/api/comment", data=form)).data, f"{self.name}: /api/comment"
-        )
-        _raise_for(answer.json_.errors)
-        things = one_of(_Things, answer.json_.data)
-        if isinstance(things, str):
-            raise PermanentError(f"{self.name}: /api/comment answered no new thing ({things})")
-        return self._ours(things.things[0].data, target)
+        return self._ours(await self.client.comment(target.external_id, text), target)
 
     async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
         """Our recent comments (or sent messages, for a message) answering the target with this text."""
         path = "/message/sent" if target.external_id.startswith("t4_") else f"/user/{self.settings.username}/comments"
         params = {"limit": "100"} if path == "/message/sent" else {"limit": "100", "sort": "new"}
-        for child in fitting(_Child, (await self._listing(path, params)).children):
+        for child in fitting(Child, (await self.client.listing(path, params)).children):
             if (
                 child.data.parent_id == target.external_id
                 and self._is_me(child.data)
@@ -382,7 +269,7 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
                 return self._ours(child.data, target)
         return None
 
-    def _ours(self, data: _Node, target: ReplyTarget) -> SentReply:
+    def _ours(self, data: Node, target: ReplyTarget) -> SentReply:
         self._remember(data.name, target.thread_id, ours=True)
         return SentReply(data.name, f"{WEB_URL}{data.permalink}" if data.permalink else None)
 
@@ -390,59 +277,12 @@ class RedditConnector(HttpConnector[RedditSettings, RedditCursor]):
 
     async def check(self) -> str:
         """A token from the password grant, then /api/v1/me."""
-        me = page_of(_Account, (await self._call("GET", "/api/v1/me")).data, f"{self.name}: /api/v1/me")
+        me = await self.client.me()
         if me.name.lower() != self._me:
             raise PermanentError(f"{self.name}: the token is for u/{me.name}, not u/{self.settings.username}")
         return f"u/{me.name} via {urlsplit(self.client.base_url).netloc}"
 
-    async def _call(
-        self, method: str, path: str, *, params: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None
-    ) -> Response:
-        query = {**(params or {}), "raw_json": "1"}
-        await self.token.value()  # a refused password grant is the account's problem, whatever the path
-        try:
-            # An expired or revoked token answers 401: ask for a new one once, then believe the answer.
-            return await self.token.request(self.client, method, path, params=query, data=data, renew_refused=True)
-        except AuthError as exc:
-            if path.startswith("/r/"):
-                # The account itself works (the token was just granted): the subreddit is private or banned.
-                raise PermanentError(f"{self.name}: {path} is not readable by this account: {exc}") from exc
-            raise
-
-
-def _raise_for(errors: Any) -> None:
-    """/api/comment reports refusals as [code, message, field] triples in json.errors."""
-    if not errors:
-        return
-    if not isinstance(errors, list):
-        raise PermanentError(f"reddit refused the reply: {errors!r}"[:300])
-    codes = [e for e in errors if isinstance(e, list) and e]
-    for error in codes:
-        if error[0] == "RATELIMIT":
-            message = str(error[1]) if len(error) > 1 else ""
-            raise RateLimited(f"reddit rate-limits replies: {message}", _wait_from(message))
-    described = "; ".join(": ".join(str(p) for p in e[:2]) for e in codes) or repr(errors)
-    raise PermanentError(f"reddit refused the reply: {described}"[:300])
-
-
-def _wait_from(message: str) -> float | None:
-    """Seconds from 'try again in 9 minutes' / 'Take a break for 30 seconds'."""
-    match = re.search(r"(\d+)\s*(millisecond|second|minute|hour)", message)
-    if not match:
-        return None
-    unit = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600}[match.group(2)]
-    return int(match.group(1)) * unit
-
 
 def _mark(thing: Any) -> Mark | None:
-    stamp = one_of(_Stamp, thing.get("data") if isinstance(thing, dict) else None)
-    return None if isinstance(stamp, str) else Mark(name=stamp.name, created_utc=stamp.created_utc)
-
-
-def _name_of(thing: Any) -> Any:
-    data = thing.get("data") if isinstance(thing, dict) else None
-    return data.get("name") if isinstance(data, dict) else None
-
-
-def _comment_id(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.startswith("t1_") else None
+    found = stamp_of(thing)
+    return None if found is None else Mark(name=found.name, created_utc=found.created_utc)

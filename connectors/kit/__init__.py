@@ -3,10 +3,15 @@
 - `connector`: `HttpConnector`, the base of a connector over kit clients (closes them; the reply limit, `streaming`
   and the first poll's reach from the usual settings)
 - `http`: the vendor HTTP client (one session pool, status codes to the three errors, rate budgets, answers parsed as
-  a model), `next` links and `Link` headers
+  a model), `next` links and `Link` headers, waits said in words; `LibraryTransport` for a vendor's own client library
+  (its calls paged and parsed as models, the budgets of the endpoints polls read)
 - `auth`: bearer tokens renewed before they expire (and, for a vendor that revokes them early, renewed at once),
   token endpoints and the password grant, self-signed JWTs, PEM keys, Basic credentials
 - `account`: the brand's own account, configured or looked up once; a check refuses another account's credentials
+- `xapi`: the X API v2 as a client over tweepy (payload shapes, the calls, paging, X's ids, twitter-text weights), no
+  mapping
+- `redditapi`: Reddit's API as a client (a script app's token, listings, lookups, comments posted and their refusals,
+  the account; payload shapes), no mapping
 - `push`: the base of a connector whose items only arrive by push (nothing to poll, no cursor)
 - `windows`: a channel's reply window read from the registry, and what goes out after it (chosen by language)
 - `meta`: Meta's webhooks (handshake, signature, envelope, one field's changes, the errors Meta reports) and the Graph

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from inbox.connector import CHANNELS, C, Clock, Connector, S, wall_clock
+from inbox.connector import CHANNELS, C, Clock, Connector, RateBudget, S, wall_clock
 from inbox.connectors.kit.http import LibraryTransport, VendorClient
 
 
@@ -25,6 +25,14 @@ class HttpConnector(Connector[S, C]):
     def first_poll_start(self) -> datetime:
         """How far back a fetch without a cursor reaches: `first_poll_hours` (a setting every polled connector takes) ago."""
         return self.clock() - timedelta(hours=getattr(self.settings, "first_poll_hours", 0))
+
+    def poll_budgets(self) -> list[RateBudget]:
+        """Each client's budget, and of a library's transport the budgets of the endpoints polls read."""
+        budgets = super().poll_budgets()
+        for value in list(vars(self).values()):
+            if isinstance(value, LibraryTransport):
+                budgets += value.poll_budgets()
+        return budgets
 
     async def close(self) -> None:
         """Close the HTTP session of every client the connector holds."""

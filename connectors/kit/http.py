@@ -7,7 +7,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -21,6 +21,7 @@ from yarl import URL
 
 from inbox import safejson
 from inbox.connector import AuthError, ConnectorError, PermanentError, RateBudget, RateLimited, TransientError
+from inbox.connectors.kit.paging import paged
 from inbox.connectors.kit.parse import page_of
 from inbox.logs import SECRETS, redact
 
@@ -97,6 +98,15 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
                 pass
     reset = reset_from(headers, now)
     return None if reset is None else max(0.0, reset - now)
+
+
+def seconds_in(message: str) -> float | None:
+    """Seconds a vendor says to wait in words: 'try again in 9 minutes', 'Take a break for 30 seconds'."""
+    match = re.search(r"(\d+)\s*(millisecond|second|minute|hour)", message)
+    if not match:
+        return None
+    unit = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600}[match.group(2)]
+    return int(match.group(1)) * unit
 
 
 def error_for(status: int, headers: Mapping[str, str], body: str, what: str) -> ConnectorError | None:
@@ -296,7 +306,16 @@ class LibraryTransport:
     at `api_url` forwards to, so moving the request after signing keeps it valid. Used as an aiohttp client middleware.
     """
 
-    def __init__(self, name: str, vendor_url: str, api_url: str, *, refused_writes: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        vendor_url: str,
+        api_url: str,
+        *,
+        refused_writes: bool = False,
+        polled: tuple[str, ...] = (),
+        client: Any = None,
+    ) -> None:
         self.name = name
         self.vendor = URL(vendor_url)
         self.base = URL(api_url.rstrip("/"))
@@ -304,6 +323,11 @@ class LibraryTransport:
         self.refused_writes = refused_writes
         # Vendors that limit each endpoint on its own (X's x-rate-limit-* per endpoint) get a budget each.
         self.budgets: dict[str, HeaderBudget] = {}
+        # The endpoints ("GET /2/users/:id/mentions") a poll reads: their windows pace polls, the reply endpoints' do not.
+        self.polled = polled
+        # The library's client, handed our session as its `session` attribute before each call (tweepy's documented
+        # way; without one it opens a session per request).
+        self.client = client
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -312,8 +336,32 @@ class LibraryTransport:
             self._session = open_session(timeout=DEFAULT_TIMEOUT, middlewares=(self,))
         return self._session
 
+    def poll_budgets(self) -> list[HeaderBudget]:
+        """The budgets of the endpoints polls read (`polled`)."""
+        return [budget for key, budget in self.budgets.items() if key in self.polled]
+
+    async def call_as(self, model: type[M], what: str, request: Awaitable[Any]) -> M:
+        """One library call, its answer as `model`; an answer of another shape is a PermanentError naming `what`."""
+        return page_of(model, await self.call(what, request), f"{self.name}: {what}")
+
+    def pages(
+        self,
+        model: type[M],
+        what: str,
+        request: Callable[[str | None], Awaitable[Any]],
+        next_token: Callable[[M], str | None],
+    ) -> AsyncIterator[tuple[M, bool]]:
+        """Each page of a token-paged library listing as `model`, with whether it is the last (`paging.paged`)."""
+
+        async def page(token: str | None) -> M:
+            return page_of(model, await self.call(f"GET {what}", request(token)), f"{self.name}: {what}")
+
+        return paged(f"{self.name}: {what}", page, next_token)
+
     async def call(self, what: str, request: Awaitable[Any]) -> Any:
         """Await one library call; non-2xx answers were already raised by the middleware."""
+        if self.client is not None:
+            self.client.session = self.session()
         try:
             return await request
         except aiohttp.ContentTypeError as exc:

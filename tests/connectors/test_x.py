@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from inbox.connector import AuthError, Kind, PermanentError, RawItem, ReplyTarget, TransientError
-from inbox.connectors.x import XConnector, XCursor, XSettings, weighted_length
+from inbox.connectors.kit.xapi import weighted_length
+from inbox.connectors.x import XConnector, XCursor, XSettings
 from inbox.fakes.x import (
     ACCESS_TOKEN,
     ACCESS_TOKEN_SECRET,
