@@ -22,7 +22,10 @@ from tests.connectors.test_mastodon import connector_config as mastodon_config
 from tests.connectors.test_x import config as x_config
 from tests.processes import ROOT, inbox_env, toml_table
 
-POLL_SECONDS = 4
+# An interval far longer than the wait below: the items can only arrive in time if the first polls run at start,
+# and the test needs no tight bound on a busy machine.
+POLL_SECONDS = 3600
+STARTUP_WAIT_SECONDS = 60
 
 
 async def stored(engine: Any) -> dict[str, tuple[str, datetime]]:
@@ -31,7 +34,7 @@ async def stored(engine: Any) -> dict[str, tuple[str, datetime]]:
         return {external_id: (connector, ingested) for external_id, connector, ingested in rows}
 
 
-async def test_run_shows_items_from_three_platforms_within_one_poll_interval(tmp_path: Path):
+async def test_run_shows_items_from_three_platforms_at_start_not_one_poll_interval_later(tmp_path: Path):
     fakes = [await XFake().start(), await MastodonFake().start(), await GoogleReviewsFake().start()]
     now = datetime.now(UTC)
     for fake in fakes:
@@ -73,19 +76,15 @@ async def test_run_shows_items_from_three_platforms_within_one_poll_interval(tmp
                 line = (await process.stdout.readline()).decode()
                 assert line, "inbox run exited early:\n" + "".join(log)
                 log.append(line)
-        started = datetime.now(UTC)
         began = time.monotonic()
         items: dict[str, tuple[str, datetime]] = {}
-        # Wait for the condition, bounded by one poll interval plus a margin for the polls themselves.
-        while time.monotonic() - began < POLL_SECONDS + 10 and not set(expected) <= set(items):
+        while time.monotonic() - began < STARTUP_WAIT_SECONDS and not set(expected) <= set(items):
             await asyncio.sleep(0.2)
             items = await stored(engine)
         if not set(expected) <= set(items):
             process.send_signal(signal.SIGTERM)
             log.append((await process.communicate())[0].decode())
         assert {k: v[0] for k, v in items.items() if k in expected} == expected, "".join(log)
-        latest = max(items[k][1] for k in expected)
-        assert (latest - started).total_seconds() <= POLL_SECONDS + 2, f"items took {latest - started} after start"
         queue = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
