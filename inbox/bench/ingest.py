@@ -79,7 +79,7 @@ async def measure(url: str, count: int, page: int) -> IngestTimes:
         inbox = Inbox(
             parse_config({"triage": {"brand": "Acme"}}, env={}, types=registry), scratch.engine(), notifiers=[]
         )
-        inbox.triager.classify("warm up the language models")
+        inbox.triager.warm_up()  # as `inbox run` does at start: the models load before the first poll
         source = Source(name="bench", channel="x", max_reply_chars=280)
         started = time.perf_counter()
         for start in range(0, count, page):
