@@ -5,20 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from inbox import safejson
 from inbox.connector import (
     STANDARD_MODE,
     AuthError,
     Clock,
-    Connector,
     ConnectorSettings,
-    Page,
     PermanentError,
     Push,
     PushReceiver,
@@ -29,6 +27,7 @@ from inbox.connector import (
     wall_clock,
 )
 from inbox.connectors.kit.http import close_session, open_session
+from inbox.connectors.kit.push import NoCursor, PushOnly
 from inbox.connectors.kit.text import idempotency_key
 from inbox.itemformat import parse_item
 
@@ -45,25 +44,19 @@ class WebhookSettings(ConnectorSettings):
     max_reply_chars: int | None = None
 
 
-class WebhookCursor(BaseModel):
-    """Pushes need no cursor."""
-
-
 def sign(secret: str, body: bytes) -> str:
     """The `X-Inbox-Signature` value for a body."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class WebhookConnector(Connector[WebhookSettings, WebhookCursor], PushReceiver):
+class WebhookConnector(PushOnly[WebhookSettings, NoCursor], PushReceiver):
     """Accepts pushed items after checking their HMAC signature."""
 
     type = "webhook"
-    pushes = True
 
     def __init__(self, settings: WebhookSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
         self.channel = settings.channel
-        self.max_reply_chars = settings.max_reply_chars
         self._session: aiohttp.ClientSession | None = None
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> bool:
@@ -89,12 +82,6 @@ class WebhookConnector(Connector[WebhookSettings, WebhookCursor], PushReceiver):
             except ValueError as exc:
                 push.refused[i] = str(exc)
         return push
-
-    async def fetch(self, cursor: WebhookCursor | None) -> AsyncIterator[Page[WebhookCursor]]:
-        """Nothing to poll: items arrive at /webhooks/NAME."""
-        pages: tuple[Page[WebhookCursor], ...] = ()
-        for page in pages:  # none: the loop only makes this an async generator
-            yield page
 
     async def reply(self, target: ReplyTarget, text: str) -> SentReply:
         """POST the reply, signed, to `reply_url`."""

@@ -4,21 +4,17 @@ text inside the 24-hour customer-service window and an approved template after i
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
 from inbox.connector import (
-    CHANNELS,
     Clock,
-    Connector,
     Delivery,
     DeliveryState,
     Kind,
-    Page,
     PermanentError,
     Push,
     RawItem,
@@ -26,13 +22,24 @@ from inbox.connector import (
     SentReply,
     wall_clock,
 )
-from inbox.connectors.kit.meta import GRAPH_URL, Envelope, GraphClient, MetaReceiver, MetaSettings
-from inbox.connectors.kit.parse import Entries, IfObject, OptionalId, OptionalText, Payload, problem
+from inbox.connectors.kit.meta import GRAPH_URL, Envelope, MetaReceiver, MetaSettings, described, field_values
+from inbox.connectors.kit.parse import (
+    Entries,
+    EpochText,
+    IfObject,
+    OptionalId,
+    OptionalText,
+    Payload,
+    fitting,
+    or_empty,
+    problem,
+)
+from inbox.connectors.kit.push import NoCursor, PushOnly
+from inbox.connectors.kit.windows import by_language, window_closes_at
 
 log = logging.getLogger(__name__)
 
 PERMISSION = "whatsapp_business_messaging"
-WINDOW = CHANNELS["whatsapp"].reply_windows[Kind.DM].standard
 _MEDIA = ("image", "video", "audio", "document", "sticker")
 # Not a customer's words: a reaction, a number change, a message type WhatsApp cannot show us.
 _IGNORED = frozenset({"reaction", "system", "unsupported", "ephemeral", "request_welcome"})
@@ -48,25 +55,6 @@ class WhatsAppSettings(MetaSettings):
     templates: dict[str, str] = Field(default_factory=dict)
     # The template's body has one parameter ({{1}}) that takes the agent's text; otherwise it is sent as approved.
     template_text_parameter: bool = False
-
-
-class WhatsAppCursor(BaseModel):
-    """Nothing to poll: no cursor."""
-
-
-def _epoch_text(value: Any) -> Any:
-    # WhatsApp sends epoch seconds as a string ("1504902988").
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected epoch seconds, got {type(value).__name__}")
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError) as exc:
-        raise ValueError(f"time {value!r} is out of range") from exc
-
-
-EpochText = Annotated[datetime, BeforeValidator(_epoch_text)]
 
 
 class _Metadata(Payload):
@@ -114,20 +102,6 @@ class _Message(Payload):
     sticker: Annotated[_Media | None, IfObject] = None
 
 
-class _Error(Payload):
-    code: int | None = None
-    title: OptionalText = None
-    message: OptionalText = None
-    error_data: Annotated[dict[str, Any] | None, IfObject] = None
-
-    def describe(self) -> str:
-        details = (self.error_data or {}).get("details")
-        words = self.message or self.title or "no reason given"
-        if isinstance(details, str) and details and details != words:
-            words = f"{words}: {details}"
-        return f"WhatsApp error {self.code}: {words}" if self.code is not None else words
-
-
 class _Status(Payload):
     id: str = Field(min_length=1)
     status: str
@@ -145,23 +119,15 @@ class _PhoneNumber(Payload):
     verified_name: OptionalText = None
 
 
-class WhatsAppConnector(Connector[WhatsAppSettings, WhatsAppCursor], MetaReceiver[WhatsAppSettings]):
+class WhatsAppConnector(PushOnly[WhatsAppSettings, NoCursor], MetaReceiver[WhatsAppSettings]):
     """Receives a phone number's messages and statuses by webhook, replies with text or an approved template."""
 
     type = "whatsapp"
-    max_reply_chars = CHANNELS["whatsapp"].reply_limit  # a text body's limit
-    pushes = True
     no_polling = "the WhatsApp Cloud API has no endpoint that lists received messages; they arrive only by webhook"
 
     def __init__(self, settings: WhatsAppSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
-        self.graph = GraphClient(
-            self.name,
-            settings.api_url or GRAPH_URL,
-            settings.api_version,
-            settings.access_token,
-            clock=lambda: self.clock().timestamp(),
-        )
+        self.graph = self.make_graph(settings.api_url or GRAPH_URL, settings.access_token)
 
     # --- webhooks -----------------------------------------------------------------------------------------------
 
@@ -169,30 +135,21 @@ class WhatsAppConnector(Connector[WhatsAppSettings, WhatsAppCursor], MetaReceive
         """Customers' messages as items, our replies' statuses as deliveries; other numbers and fields are ignored."""
         push = Push(label="messages")
         position = 0
-        for entry in delivery.entry:
-            for raw in entry.changes:
-                if not isinstance(raw, dict) or raw.get("field") != "messages":
-                    # smb_message_echoes (sent from the WhatsApp Business app), account updates, ...: not items.
-                    continue
-                try:
-                    value = _Value.model_validate(raw.get("value"))
-                except ValidationError as exc:
-                    log.warning("%s: skipped a change whose value is not readable: %s", self.name, problem(exc))
-                    continue
-                if value.metadata.phone_number_id not in (None, self.settings.phone_number_id):
-                    log.warning(
-                        "%s: ignored a delivery for another phone number (%s): give that number its own callback URL",
-                        self.name,
-                        value.metadata.phone_number_id,
-                    )
-                    continue
-                names = _names(value.contacts)
-                for message in value.messages:
-                    self._message(push, position, message, names)
-                    position += 1
-                push.deliveries += self._statuses(value.statuses)
-                for error in value.errors:
-                    log.warning("%s: WhatsApp reports %s", self.name, _error_text(error))
+        for value in field_values(delivery, "messages", _Value, self.name):
+            if value.metadata.phone_number_id not in (None, self.settings.phone_number_id):
+                log.warning(
+                    "%s: ignored a delivery for another phone number (%s): give that number its own callback URL",
+                    self.name,
+                    value.metadata.phone_number_id,
+                )
+                continue
+            names = _names(value.contacts)
+            for message in value.messages:
+                self._message(push, position, message, names)
+                position += 1
+            push.deliveries += self._statuses(value.statuses)
+            for error in value.errors:
+                log.warning("%s: WhatsApp reports %s", self.name, described(error, "WhatsApp"))
         return push
 
     def _message(self, push: Push, position: int, entry: Any, names: dict[str, str]) -> None:
@@ -258,26 +215,15 @@ class WhatsAppConnector(Connector[WhatsAppSettings, WhatsAppCursor], MetaReceive
                 why = problem(exc) if isinstance(exc, ValidationError) else str(exc)
                 log.warning("%s: skipped a message status: %s", self.name, why)
                 continue
-            error = "; ".join(_error_text(e) for e in status.errors) or None
+            error = "; ".join(described(e, "WhatsApp") for e in status.errors) or None
             found.append(Delivery(status.id, state, status.timestamp, error))
         return found
-
-    async def fetch(self, cursor: WhatsAppCursor | None) -> AsyncIterator[Page[WhatsAppCursor]]:
-        """Nothing to poll: the Cloud API only pushes."""
-        pages: tuple[Page[WhatsAppCursor], ...] = ()
-        for page in pages:  # none: the loop only makes this an async generator
-            yield page
 
     # --- replies ------------------------------------------------------------------------------------------------
 
     def window_closes_at(self, target: ReplyTarget) -> datetime | None:
         """When the 24-hour customer-service window of the customer's last message closes (None: unknown)."""
-        if target.window_closes_at is not None:  # the core's: moved by each later message of the customer
-            return target.window_closes_at
-        at = target.reply_to.get("at")
-        if isinstance(at, bool) or not isinstance(at, int | float):
-            return None
-        return datetime.fromtimestamp(at, UTC) + WINDOW
+        return window_closes_at(target, self.channel, target.reply_to.get("at"))
 
     def window_open(self, target: ReplyTarget) -> bool:
         """True while free text may be sent."""
@@ -285,18 +231,8 @@ class WhatsAppConnector(Connector[WhatsAppSettings, WhatsAppCursor], MetaReceive
         return closes is None or self.clock() < closes
 
     def template_for(self, language: str | None) -> tuple[str, str] | None:
-        """(template name, Meta language code) for the customer's language: its own key ("fr"), else a regional
-        one of it ("en_US" for "en")."""
-        templates = self.settings.templates
-        if not language:
-            return None
-        if language in templates:
-            return templates[language], language
-        base = language.split("_")[0].split("-")[0].lower()
-        for code, name in sorted(templates.items()):
-            if code.split("_")[0].lower() == base:
-                return name, code
-        return None
+        """(template name, Meta language code) for the customer's language."""
+        return by_language(self.settings.templates, language)
 
     def after_window(self, kind: Kind, language: str) -> str | None:
         """After the 24-hour window only an approved template goes out: the one for the customer's language, if any."""
@@ -331,7 +267,7 @@ class WhatsAppConnector(Connector[WhatsAppSettings, WhatsAppCursor], MetaReceive
             "POST", f"/{self.settings.phone_number_id}/messages", json_body=body, needs=PERMISSION
         )
         # A 2xx is Meta's acceptance; the message id (for its statuses) is read when the answer has it.
-        sent = _SendAnswer.model_validate(answer) if isinstance(answer, dict) else _SendAnswer()
+        sent = or_empty(_SendAnswer, answer)
         first = sent.messages[0] if sent.messages and isinstance(sent.messages[0], dict) else {}
         message_id = first.get("id")
         if not message_id:
@@ -348,31 +284,13 @@ class WhatsAppConnector(Connector[WhatsAppSettings, WhatsAppCursor], MetaReceive
             params={"fields": "display_phone_number,verified_name"},
             needs=PERMISSION,
         )
-        number = _PhoneNumber.model_validate(data) if isinstance(data, dict) else _PhoneNumber()
+        number = or_empty(_PhoneNumber, data)
         shown = (
             " ".join(filter(None, (number.verified_name, number.display_phone_number))) or self.settings.phone_number_id
         )
         return f"WhatsApp number {shown}: token accepted; messages arrive by webhook only (nothing to poll)"
 
-    async def close(self) -> None:
-        """Close the Graph session."""
-        await self.graph.close()
-
 
 def _names(contacts: list[Any]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for entry in contacts:
-        try:
-            contact = _Contact.model_validate(entry)
-        except ValidationError:
-            continue
-        if contact.wa_id and contact.profile is not None and contact.profile.name:
-            names[contact.wa_id] = contact.profile.name
-    return names
-
-
-def _error_text(entry: Any) -> str:
-    try:
-        return str(_Error.model_validate(entry).describe())
-    except ValidationError:
-        return "an error WhatsApp did not describe"
+    found = fitting(_Contact, contacts)
+    return {c.wa_id: c.profile.name for c in found if c.wa_id and c.profile is not None and c.profile.name}

@@ -7,9 +7,10 @@ import abc
 import hashlib
 import hmac
 import json
+import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from inbox import safejson
 from inbox.connector import (
     AuthError,
+    Clock,
     ConnectorError,
     ConnectorSettings,
     Handshake,
@@ -29,8 +31,10 @@ from inbox.connector import (
 )
 from inbox.connectors.kit.http import HeaderBudget, VendorClient, error_for, retry_after
 from inbox.connectors.kit.paging import PageGuard
-from inbox.connectors.kit.parse import Entries, IfObject, OptionalText, Payload, first_problem
+from inbox.connectors.kit.parse import Entries, IfObject, OptionalText, Payload, first_problem, one_of, problem
 from inbox.logs import redact
+
+log = logging.getLogger(__name__)
 
 GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
@@ -140,6 +144,45 @@ def envelope(body: bytes) -> Envelope:
         raise PermanentError(f"not a Meta webhook delivery: {first_problem(exc)}") from exc
 
 
+V = TypeVar("V", bound=BaseModel)
+
+
+def field_values(delivery: Envelope, field: str, model: type[V], name: str) -> Iterator[V]:
+    """The values of a delivery's changes to one subscribed `field` (WhatsApp's `messages`) as `model`; a value that
+    does not parse is logged with the connector's `name` and skipped, the other fields' changes passed over."""
+    for entry in delivery.entry:
+        for raw in entry.changes:
+            if not isinstance(raw, dict) or raw.get("field") != field:
+                continue  # smb_message_echoes (sent from the WhatsApp Business app), account updates, ...: not items
+            try:
+                yield model.model_validate(raw.get("value"))
+            except ValidationError as exc:
+                log.warning("%s: skipped a change whose value is not readable: %s", name, problem(exc))
+
+
+class MetaError(Payload):
+    """An error as Meta describes one in a webhook (WhatsApp's `errors`, a failed status's): code, title, details."""
+
+    code: int | None = None
+    title: OptionalText = None
+    message: OptionalText = None
+    error_data: Annotated[dict[str, Any] | None, IfObject] = None
+
+    def describe(self, platform: str) -> str:
+        """`{platform} error CODE: message: details`, as far as Meta said them."""
+        details = (self.error_data or {}).get("details")
+        words = self.message or self.title or "no reason given"
+        if isinstance(details, str) and details and details != words:
+            words = f"{words}: {details}"
+        return f"{platform} error {self.code}: {words}" if self.code is not None else words
+
+
+def described(entry: Any, platform: str) -> str:
+    """What an error entry says (`MetaError.describe`), or that the platform did not describe it."""
+    error = one_of(MetaError, entry)
+    return f"an error {platform} did not describe" if isinstance(error, str) else error.describe(platform)
+
+
 MS = TypeVar("MS", bound="MetaSettings")
 
 
@@ -154,6 +197,12 @@ class MetaReceiver(PushReceiver, Generic[MS]):
     requires_items: ClassVar[bool] = False
     keep_first: ClassVar[bool] = True  # Meta wants its 200 fast: the body is stored, triage comes after
     settings: MS
+    name: str
+    clock: Clock
+
+    def make_graph(self, api_url: str, token: SecretStr) -> GraphClient:
+        """The Graph client, on this connector's clock (its rate budget reads it)."""
+        return GraphClient(self.name, api_url, self.settings.api_version, token, clock=lambda: self.clock().timestamp())
 
     def handshake(self, query: Mapping[str, str]) -> Handshake:
         """Echo `hub.challenge` when `hub.verify_token` matches (403 otherwise)."""

@@ -10,7 +10,7 @@ from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from inbox.connector import (
     Connector,
@@ -341,10 +341,6 @@ class SocialConnector(Connector[S, SocialCursor], MetaReceiver[S]):
     settings: S
     graph: GraphClient
     messaging: Messaging
-
-    def make_graph(self, api_url: str, token: SecretStr) -> GraphClient:
-        """The Graph client, on this connector's clock (its rate budget reads it)."""
-        return GraphClient(self.name, api_url, self.settings.api_version, token, clock=lambda: self.clock().timestamp())
 
     def read(self, delivery: Envelope) -> Push:
         """Items from a delivery's changes and messaging events; echoes, own comments and other events ignored."""

@@ -152,6 +152,17 @@ def _epoch(value: Any) -> datetime:
         raise ValueError(f"time {value!r} is out of range") from exc
 
 
+def _epoch_text(value: Any) -> datetime:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected epoch seconds, got {type(value).__name__}")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"time {value!r} is out of range") from exc
+
+
 def _list_or_empty(value: Any) -> Any:
     return value if isinstance(value, list) else []
 
@@ -179,6 +190,8 @@ Digits = Annotated[str, BeforeValidator(_strict_text), BeforeValidator(_id_text)
 Number = Annotated[float, BeforeValidator(_number)]
 # A time as epoch seconds (Reddit's created_utc), in UTC.
 EpochTime = Annotated[datetime, BeforeValidator(_epoch)]
+# A time as epoch seconds sent as digits or as a number (WhatsApp's "1504902988"), in UTC.
+EpochText = Annotated[datetime, BeforeValidator(_epoch_text)]
 # A list that only decorates (expansions, references): anything else reads as empty.
 Entries = Annotated[list[Any], BeforeValidator(_list_or_empty)]
 # For an optional object that only decorates (paging metadata): anything but an object reads as absent.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -36,3 +36,42 @@ class ThreadCache(Generic[V]):
         thread = own if parent is None else self._known[parent] if parent in self._known else await find()
         self.remember(post_id, thread)
         return thread
+
+
+class CustomerThreads(ThreadCache[tuple[str, str]]):
+    """Conversations per customer: post -> (its conversation, the customer's id). A post joins its parent's
+    conversation only when the parent is that same customer's, or the brand's reply to them."""
+
+    async def conversation_of(
+        self,
+        post: str,
+        customer: str,
+        parent: str | None,
+        brand: str,
+        ancestors: Callable[[], AsyncIterator[tuple[str, str]]],
+    ) -> str:
+        """The customer's topmost post in the unbroken chain of their posts and the brand's replies; remembered.
+
+        `ancestors` gives (post, author) from the parent up, read only when the parent is not remembered.
+        """
+        if parent is None:
+            thread = post
+        elif parent in self:
+            known, whose = self[parent]
+            thread = known if whose == customer else post
+        else:
+            thread = await self._walk(post, customer, brand, ancestors())
+        self.remember(post, (thread, customer))
+        return thread
+
+    async def _walk(self, post: str, customer: str, brand: str, ancestors: AsyncIterator[tuple[str, str]]) -> str:
+        root = post
+        async for ancestor, author in ancestors:
+            if ancestor in self:
+                known, whose = self[ancestor]
+                return known if whose == customer else root
+            if author != brand:
+                if author != customer:
+                    break  # someone else's talk: the conversation with us starts below it
+                root = ancestor
+        return root

@@ -4,6 +4,8 @@ The corpus lives in the repository (``corpus/triage/<language>.jsonl``, one JSON
 ``text``, ``language``, ``intent``, ``sentiment`` and an optional ``rating``); it does not ship with
 the package, only the model trained from it does. A message is held out when a seeded hash of its
 text says so: the split never changes when messages are added, and the training script never sees it.
+``corpus/challenge`` (same format) is a separate set written apart from the corpus, by other rules of
+thumb, as a stand-in for traffic nobody here wrote: it is only ever evaluated.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from pathlib import Path
 
 from inbox.triage.labels import Intent, Sentiment
 
-__all__ = ["HELD_OUT_SHARE", "CorpusError", "Example", "default_corpus_dir", "held_out", "load_corpus", "split"]
+__all__ = [
+    "HELD_OUT_SHARE",
+    "CorpusError",
+    "Example",
+    "default_challenge_dir",
+    "default_corpus_dir",
+    "held_out",
+    "load_corpus",
+    "split",
+]
 
 HELD_OUT_SHARE = 0.2
 _SEED = "cx-inbox triage held-out v1"
@@ -41,6 +52,11 @@ class Example:
 def default_corpus_dir() -> Path:
     """``corpus/triage`` of the source checkout this module runs from."""
     return Path(__file__).resolve().parents[2] / "corpus" / "triage"
+
+
+def default_challenge_dir() -> Path:
+    """``corpus/challenge``: messages written apart from the corpus, never trained or tuned on."""
+    return Path(__file__).resolve().parents[2] / "corpus" / "challenge"
 
 
 def held_out(text: str) -> bool:

@@ -2,7 +2,7 @@
 
 Prints Markdown (the tables in docs/triage.md come from here): language, intent and sentiment
 accuracy per language, precision and recall per intent, and the intent and sentiment confusion
-matrices, on the held-out split by default.
+matrices, on the held-out split by default, or on the challenge set (``--split challenge``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inbox.triage.corpus import Example, load_corpus, split
+from inbox.triage.corpus import Example, default_challenge_dir, load_corpus, split
 from inbox.triage.labels import Intent, TriageResult
 
 __all__ = ["Evaluation", "evaluate", "main", "markdown"]
@@ -107,12 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m inbox.triage.evaluate", description=__doc__)
     parser.add_argument("--corpus", type=Path, default=None, help="corpus folder (default: corpus/triage)")
-    parser.add_argument("--split", choices=("held-out", "training", "all"), default="held-out")
+    parser.add_argument(
+        "--split",
+        choices=("held-out", "training", "all", "challenge"),
+        default="held-out",
+        help="a split of the corpus, or the whole challenge set (corpus/challenge, never trained on)",
+    )
     parser.add_argument("--rules", type=Path, default=None, help="an admin rules file merged over the shipped rules")
     parser.add_argument("--rules-only", action="store_true", help="the keyword rules alone, without the model")
     args = parser.parse_args(argv)
-    training, held = split(load_corpus(args.corpus))
-    examples = {"held-out": held, "training": training, "all": training + held}[args.split]
+    if args.split == "challenge":
+        examples = load_corpus(args.corpus or default_challenge_dir())
+    else:
+        training, held = split(load_corpus(args.corpus))
+        examples = {"held-out": held, "training": training, "all": training + held}[args.split]
     triager = Triager(load_rules(args.rules), rules_only=args.rules_only)
     result = evaluate(
         examples, lambda ex: triager.classify(ex.text, rating=ex.rating, kind="review" if ex.rating else "mention")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from inbox.triage import Intent, TriageResult
-from inbox.triage.corpus import CorpusError, Example, held_out, load_corpus, split
+from inbox.triage.corpus import CorpusError, Example, default_challenge_dir, held_out, load_corpus, split
 from inbox.triage.evaluate import evaluate, main, markdown
 from inbox.triage.labels import Priority
 
@@ -36,6 +36,16 @@ def test_held_out_split_is_fixed_about_a_fifth_and_disjoint() -> None:
     assert not any(held_out(ex.text) for ex in training)
     per_language = Counter(ex.language for ex in held)
     assert min(per_language.values()) >= 15
+
+
+def test_challenge_set_has_every_intent_in_every_language_and_shares_no_message_with_the_corpus() -> None:
+    challenge = load_corpus(default_challenge_dir())
+    per_language = Counter(ex.language for ex in challenge)
+    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), 30)
+    pairs = Counter((ex.language, ex.intent) for ex in challenge)
+    assert min(pairs[(lang, intent)] for lang in per_language for intent in Intent) >= 3
+    assert len({ex.text for ex in challenge}) == len(challenge)
+    assert not {ex.text.casefold() for ex in challenge} & {ex.text.casefold() for ex in load_corpus()}
 
 
 def test_a_bad_corpus_line_names_its_file_and_line(tmp_path: Path) -> None:

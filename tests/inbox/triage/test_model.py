@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inbox.triage import Intent, Triager, load_rules
-from inbox.triage.corpus import Example, held_out, load_corpus, split
+from inbox.triage.corpus import Example, default_challenge_dir, held_out, load_corpus, split
 from inbox.triage.evaluate import evaluate
 from inbox.triage.model import Model, load_model, model_path
 from inbox.triage.train import main as train_main
@@ -63,6 +63,17 @@ def test_held_out_accuracy_stays_above_the_floor() -> None:
     assert result.accuracy(result.intent_hits) >= 0.85
     assert result.accuracy(result.sentiment_hits) >= 0.85
     assert result.accuracy(result.language_hits) >= 0.93
+    for language in result.n:
+        assert result.accuracy(result.intent_hits, language) >= 0.75, language
+
+
+def test_challenge_set_accuracy_stays_above_the_floor() -> None:
+    # Scored as `inbox triage -` scores a line: no rating given, stars only as written in the text.
+    triager = Triager(load_rules())
+    result = evaluate(load_corpus(default_challenge_dir()), lambda ex: triager.classify(ex.text))
+    assert result.accuracy(result.intent_hits) >= 0.85
+    assert result.accuracy(result.sentiment_hits) >= 0.85
+    assert result.accuracy(result.language_hits) >= 0.97
     for language in result.n:
         assert result.accuracy(result.intent_hits, language) >= 0.75, language
 
