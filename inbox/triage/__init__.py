@@ -9,7 +9,8 @@ those before it:
 - ``text``: normalisation, the one form customer text and listed terms are compared in;
 - ``rules``: the rules' schema, the shipped files and an admin's file merged over them;
 - ``matcher``: finding listed terms (words, phrases, prefixes) in a message;
-- ``language``: cheap evidence, then lingua (its models, the memory knob, warm-up);
+- ``langid``: the shipped language-ID model (naive Bayes over character n-grams), numpy only;
+- ``language``: cheap evidence, then lingua's low-accuracy mode with ``langid`` (the memory knob, warm-up);
 - ``features``: what the learned model sees of a message (character and word n-grams, cues);
 - ``model``: the shipped linear model (``model.npz``), scored with numpy;
 - ``classify``: the model and the rules together give sentiment, intent and priority (the ``Triager``).

@@ -9,7 +9,8 @@ phrases. On top, a few marked words and cues the n-grams cannot see:
 - words after the last contrast ("but", "mais", "dar", "aber", "ma", "mas", "maar", "pero", ...)
   also count as ``>word``: a mixed review is read by what comes after its "but";
 - links (and their top-level domain, shorteners), e-mail addresses, phone numbers, @handles,
-  long numbers (orders), money and the star rating, inline ("★★☆☆☆", "3/5", "4 étoiles") or given.
+  long numbers (orders), money and the star rating, inline ("★★☆☆☆", "3/5", "4 étoiles") or given;
+- a few words in quotes ("tracking still says 'in transit'"), the scare quotes of sarcasm.
 
 Pure functions of the text; the model (``model``) turns them into scores.
 """
@@ -37,6 +38,8 @@ _STAR_WORDS_RE = re.compile(
     r"(?<!\d)([1-5])\s*(?:stars?|etoiles?|stele|stea|sterne?|estrellas?|stelle|estrelas?|sterren|ster)\b"
 )
 _NUMBER_RE = re.compile(r"\d+")
+# a few words in quotes: the scare quotes of sarcasm ('in transit', "next day", 'premium')
+_QUOTED_RE = re.compile(r"(?:^|(?<=\s))['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)")
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
 _NEGATIONS = frozenset(
     [
@@ -122,9 +125,7 @@ _CONTRASTS = frozenset(
         "allerdings",
         "pero",
         "aunque",
-        "sin",
         "ma",
-        "pero",
         "tuttavia",
         "mas",
         "porem",
@@ -132,6 +133,29 @@ _CONTRASTS = frozenset(
         "maar",
         "echter",
         "alleen",
+        # the regretful turn of a mixed review ("soft, sadly it pills", "leider", "peccato", "jammer")
+        "toutefois",
+        "neanmoins",
+        "malheureusement",
+        "dommage",
+        "contre",
+        "sadly",
+        "unfortunately",
+        "except",
+        "leider",
+        "nur",
+        "embargo",
+        "lastima",
+        "desgraciadamente",
+        "peccato",
+        "purtroppo",
+        "pena",
+        "infelizmente",
+        "embora",
+        "jammer",
+        "helaas",
+        "pacate",
+        "pacat",
     ]
 )
 _NEGATION_WINDOW = 3
@@ -202,6 +226,8 @@ def analyse(text: str, rating: int | None = None) -> tuple[list[str], list[str]]
         out.append("#exclaim")
     if "?" in text:
         out.append("#ask")
+    if _QUOTED_RE.search(text):
+        out.append("#quoted")
     tokens = _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
     last_contrast = max((i for i, tok in enumerate(tokens) if tok in _CONTRASTS), default=-1)
     negated_until = -1

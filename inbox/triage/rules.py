@@ -75,8 +75,8 @@ class DetectionRules(_Model):
     """How the language is detected."""
 
     max_chars: int = Field(200, ge=20)
-    short_text_chars: int = Field(40, ge=0)
-    low_accuracy_min_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    short_text_chars: int = Field(0, ge=0)
+    low_accuracy_min_confidence: float = Field(0.0, ge=0.0, le=1.0)
     evidence_min: float = Field(2.0, gt=0.0)
     evidence_margin: float = Field(2.0, ge=0.0)
     hint_weight: float = Field(2.0, ge=0.0)
