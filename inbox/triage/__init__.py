@@ -16,7 +16,8 @@ those before it:
 - ``classify``: the model and the rules together give sentiment, intent and priority (the ``Triager``).
 
 Beside them, for the project rather than at run time: ``corpus`` (the labelled corpus and its
-held-out split), ``train`` (``python -m inbox.triage.train``) and ``evaluate``
+held-out split), ``train`` (``python -m inbox.triage.train``), ``langid_train``
+(``python -m inbox.triage.langid_train``) and ``evaluate``
 (``python -m inbox.triage.evaluate``).
 """
 

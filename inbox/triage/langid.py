@@ -2,9 +2,9 @@
 
 Trained on the triage corpus's training split and the shipped lexicons (customer text as it is
 written: Romanian without diacritics, SMS shorthand, English mixed in), it knows the eight
-shipped languages in well under 1 MB (``langid.npz``, 24k features) where lingua's high-accuracy
-models take hundreds of MB. Numpy only at run time; ``python -m inbox.triage.langid`` rebuilds the
-artifact from the corpus (deterministic, the held-out split never read).
+shipped languages in well under 1 MB (``langid.npz``, 28k features) where lingua's high-accuracy
+models take hundreds of MB. Numpy only at run time; ``python -m inbox.triage.langid_train`` rebuilds
+the artifact from the corpus (deterministic, the held-out split never read).
 
 Features: every word (letters only, lowercased, accents kept) padded with a space on each side
 gives its character 1- to 4-grams and the word itself. A text's score for a language is the sum
@@ -13,29 +13,17 @@ of its features' log-probabilities (unknown features add nothing).
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = [
-    "LanguageModel",
-    "features",
-    "lexicon_texts",
-    "main",
-    "model_path",
-    "shipped_model",
-    "train",
-    "training_texts",
-]
+__all__ = ["LanguageModel", "features", "model_path", "shipped_model"]
 
 MAX_N = 4
-ALPHA = 0.5  # additive smoothing, chosen by 5-fold cross-validation on the training split
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _CACHE_WORDS = 20_000  # words whose scores are remembered (most traffic repeats a few thousand words)
 
@@ -120,63 +108,3 @@ class LanguageModel:
 def shipped_model() -> LanguageModel:
     """The shipped artifact, loaded once per process (about 5 MB in memory)."""
     return LanguageModel.load()
-
-
-# --------------------------------------------------------------------------- training
-
-
-def training_texts() -> list[tuple[str, str]]:
-    """(text, language): the corpus's training split, then every term of the shipped lexicons."""
-    from inbox.triage.corpus import load_corpus, split
-
-    return [(ex.text, ex.language) for ex in split(load_corpus())[0]] + lexicon_texts()
-
-
-def lexicon_texts() -> list[tuple[str, str]]:
-    """(term, language) for every term of the shipped lexicons of the configured languages."""
-    from inbox.triage.rules import load_rules
-
-    rules = load_rules()
-    texts: list[tuple[str, str]] = []
-    for language in rules.languages:
-        lex = rules.lexicon.get(language)
-        if lex is None:
-            continue
-        terms = [*lex.stopwords, *lex.negations, *lex.neutral, *lex.positive, *lex.negative, *lex.escalation]
-        for weights in lex.intents.values():
-            terms.extend(weights)
-        texts.extend((term.rstrip("*"), language) for term in terms)
-    return texts
-
-
-def train(texts: Iterable[tuple[str, str]]) -> LanguageModel:
-    """Multinomial naive Bayes with additive smoothing ``ALPHA``; languages and features sorted."""
-    pairs = list(texts)
-    languages = sorted({language for _, language in pairs})
-    column = {language: j for j, language in enumerate(languages)}
-    counts: dict[str, npt.NDArray[np.float64]] = {}
-    for text, language in pairs:
-        for feature in features(text):
-            row = counts.get(feature)
-            if row is None:
-                row = counts[feature] = np.zeros(len(languages))
-            row[column[language]] += 1
-    vocabulary = sorted(counts)
-    matrix = np.array([counts[f] for f in vocabulary]) + ALPHA
-    log_probs = np.log(matrix / matrix.sum(axis=0)).astype(np.float32)
-    return LanguageModel(languages, vocabulary, log_probs)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Rebuild ``langid.npz`` from the corpus's training split and the shipped lexicons."""
-    parser = argparse.ArgumentParser(prog="python -m inbox.triage.langid", description=main.__doc__)
-    parser.add_argument("--out", type=Path, default=model_path(), help="where to write the model")
-    args = parser.parse_args(argv)
-    model = train(training_texts())
-    model.save(args.out)
-    print(f"{args.out}: {len(model.languages)} languages, {len(model.vocabulary):,} features", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

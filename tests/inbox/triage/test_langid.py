@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inbox.triage import langid
+from inbox.triage import langid_train
 from inbox.triage.corpus import load_corpus, split
-from inbox.triage.langid import LanguageModel, features, lexicon_texts, model_path, train, training_texts
+from inbox.triage.langid import LanguageModel, features, model_path
+from inbox.triage.langid_train import lexicon_texts, train, training_texts
 
 
 def test_the_shipped_model_is_what_the_training_script_makes(tmp_path: Path) -> None:
     out = tmp_path / "langid.npz"
-    assert langid.main(["--out", str(out)]) == 0
-    assert LanguageModel.load(out).same_as(LanguageModel.load()), "retrain: python -m inbox.triage.langid"
+    assert langid_train.main(["--out", str(out)]) == 0
+    assert LanguageModel.load(out).same_as(LanguageModel.load()), "retrain: python -m inbox.triage.langid_train"
 
 
 def test_the_model_is_small() -> None:
