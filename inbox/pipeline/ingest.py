@@ -160,7 +160,7 @@ class Ingestor:
         history: bool = False,
     ) -> IngestResult:
         """Store the new items among `items` once, and `cursor` with them, in one transaction (their new customers
-        are added just before, in a short one of their own: a customer without items is harmless).
+        are added while the items are triaged, in a short one of their own: a customer without items is harmless).
 
         `fence` runs last inside that transaction and raises to roll it back (a worker that lost its lease).
         `history` (a backfill): a new clock already past its deadline is stored breached, so the sweep announces
