@@ -56,7 +56,9 @@ _CLOCK_SKEW = timedelta(minutes=5)
 # The customers' key is the handle lower-cased, which can lengthen it ("İ" is two characters in lower case).
 _MAX_KEY = 255
 _CUT = "… [cut: longer than the inbox stores]"
-_TRIAGE_SLICE = 25  # items triaged between two turns of the event loop (a few milliseconds)
+# Items triaged between two turns of the event loop (well under a millisecond): the page's customers
+# transaction moves a step at each turn.
+_TRIAGE_SLICE = 5
 
 # Runs inside ingest's transaction after the items are written and before the cursor; raises to roll it back.
 Fence = Callable[[AsyncConnection], Awaitable[None]]
@@ -158,7 +160,7 @@ class Ingestor:
         history: bool = False,
     ) -> IngestResult:
         """Store the new items among `items` once, and `cursor` with them, in one transaction (their new customers
-        are added just before, in a short one of their own: a customer without items is harmless).
+        are added while the items are triaged, in a short one of their own: a customer without items is harmless).
 
         `fence` runs last inside that transaction and raises to roll it back (a worker that lost its lease).
         `history` (a backfill): a new clock already past its deadline is stored breached, so the sweep announces
@@ -168,27 +170,22 @@ class Ingestor:
         result = IngestResult()
         candidates = self._normalise(source, items, now, result)
         rows: list[_Row] = []
+        customers: dict[tuple[str, str], int] = {}
         if candidates:
             async with self.engine.connect() as conn:
                 await plan_lookups_afresh(conn, True)
                 known = await known_items(conn, source.name, list(candidates))
             result.duplicates += len(known)
             # Triage only what is new: a re-poll of known items costs one indexed lookup.
-            for key, raw in candidates.items():
-                if key not in known:
-                    rows.append(self._prepare(source, raw, now))
-                    if len(rows) % _TRIAGE_SLICE == 0:
-                        # Triage is CPU work: other connectors' transactions (and their row locks) and Slack
-                        # acknowledgements on this event loop wait for it, so it gives way now and then.
-                        await asyncio.sleep(0)
-        customers: dict[tuple[str, str], int] = {}
-        if rows:
-            # Customers are shared by every connector's pages: what is written of them (new ones, renamed ones,
-            # hourly last_seen_at) commits at once, never locked for a whole page while other workers' pages
-            # with the same people wait. Mostly this only reads, and a read-only commit writes nothing.
-            async with self.engine.begin() as conn:
-                await plan_lookups_afresh(conn, True)
-                customers = await _customers(conn, rows, now)
+            new = [raw for key, raw in candidates.items() if key not in known]
+            if new:
+                # The customers' own short transaction needs no triage: it runs while the items are triaged, so
+                # its statements and commit (in the store's thread or server) cost the page no time of its own.
+                seen = asyncio.ensure_future(self._customers(source, new, now))
+                try:
+                    rows = await self._prepare_all(source, new, now)
+                finally:
+                    customers = await seen
         if rows or cursor is not None:
             async with self.engine.begin() as conn:
                 if rows:
@@ -290,6 +287,28 @@ class Ingestor:
             "suggestion_template": suggestion.template,
             "suggestion_truncated": suggestion.truncated,
         }
+
+    async def _prepare_all(self, source: Source, raws: list[RawItem], now: datetime) -> list[_Row]:
+        rows = []
+        for raw in raws:
+            rows.append(self._prepare(source, raw, now))
+            if len(rows) % _TRIAGE_SLICE == 0:
+                # Triage is CPU work: other connectors' transactions (and their row locks), Slack acknowledgements
+                # and this page's customers on this event loop wait for it, so it gives way now and then.
+                await asyncio.sleep(0)
+        return rows
+
+    async def _customers(self, source: Source, raws: list[RawItem], now: datetime) -> dict[tuple[str, str], int]:
+        """The ids of the items' customers (added when new), each with the name its latest item shows.
+
+        Customers are shared by every connector's pages: what is written of them (new ones, renamed ones, hourly
+        last_seen_at) commits at once, never locked for a whole page while other workers' pages with the same
+        people wait. Mostly this only reads, and a read-only commit writes nothing.
+        """
+        seen = {(source.channel, customer_key(raw.author_handle)): raw.author_name for raw in raws}
+        async with self.engine.begin() as conn:
+            await plan_lookups_afresh(conn, True)
+            return await customer_ids(conn, seen, now)
 
     def _prepare(self, source: Source, raw: RawItem, now: datetime) -> _Row:
         age = (now - raw.posted_at).total_seconds() / 60
@@ -684,8 +703,3 @@ def customer_key(handle: str) -> str:
 
 def _handle_key(handle: str) -> str:
     return handle.strip().lstrip("@").lower()
-
-
-async def _customers(conn: AsyncConnection, rows: list[_Row], now: datetime) -> dict[tuple[str, str], int]:
-    """The ids of the rows' customers (added when new), each with the name its latest item shows."""
-    return await customer_ids(conn, {row.customer_key: row.values["author_name"] for row in rows}, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -87,3 +88,31 @@ async def test_one_of_finds_the_same_rows_with_one_statement_text_for_any_count(
             texts.add(str(query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})))
     # PostgreSQL prepares each text once; SQLite's IN lists do not need to match.
     assert len(texts) == 1 or conn.dialect.name != "postgresql"
+
+
+async def test_times_are_stored_as_naive_utc_in_the_stores_own_format(engine):
+    """An aware time of any zone reads back equal; on SQLite its text is what SQLAlchemy's DATETIME writes."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from inbox.store.models import Customer
+
+    times = [
+        datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC),
+        datetime(2026, 3, 1, 18, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),  # 12:30 UTC, no microseconds
+        datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC),
+    ]
+    async with engine.begin() as conn:
+        for handle, when in enumerate(times):
+            await conn.execute(
+                sa.insert(Customer).values(channel="x", handle=str(handle), first_seen_at=when, last_seen_at=when)
+            )
+        rows = (await conn.execute(sa.select(Customer.last_seen_at).order_by(Customer.handle))).scalars().all()
+        assert rows == times
+        assert all(t.tzinfo is UTC for t in rows)
+        if conn.dialect.name == "sqlite":
+            stored = (await conn.execute(sa.text("SELECT last_seen_at FROM customer ORDER BY handle"))).scalars().all()
+            written = sa.DateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            assert stored == [written(t.astimezone(UTC).replace(tzinfo=None)) for t in times]
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"):
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(Customer).values(channel="x", handle="n", last_seen_at=datetime(2026, 1, 1)))
