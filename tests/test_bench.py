@@ -47,6 +47,20 @@ def test_bench_quick_sweep_prints_its_table_and_leaves_the_store_as_it_was(tmp_p
         assert asyncio.run(_bench_schemas()) == before
 
 
+@pytest.mark.parametrize("kind", STORES)
+def test_bench_quick_ingest_runs_the_pipeline_and_the_raw_insert_of_its_rows(tmp_path: Path, kind: str) -> None:
+    url = f"sqlite:///{tmp_path / 'inbox.db'}" if kind == "sqlite" else PG_URL
+    (tmp_path / "inbox.toml").write_text(f'[database]\nurl = "{url}"\n')
+
+    run = inbox("bench", "--quick", "--only", "ingest", cwd=tmp_path, timeout=300)
+
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("│ ingest")]
+    # The raw insert copies every row the pipeline wrote (computed columns are the store's to fill): both figures there.
+    assert any("pipeline" in row and "raw insert of the same rows:" in row for row in rows), run.stdout
+    assert not any("failed" in row for row in rows), run.stdout
+
+
 def test_bench_refuses_an_unknown_name(tmp_path: Path) -> None:
     run = inbox("bench", "--only", "sweep,nonsense", cwd=tmp_path)
     assert run.returncode == 2
