@@ -86,20 +86,35 @@ class LanguageModel:
             and np.array_equal(self._log_probs, other._log_probs)
         )
 
-    def _word_score(self, word: str) -> npt.NDArray[np.float64]:
-        score = self._word_cache.get(word)
-        if score is None:
-            # `_word_features` in the same order (the sum below adds alike); " " is no key of the index
-            rows = [row for row in map(self._index.get, _grams(word)) if row is not None]
-            score = self._log_probs.take(rows, axis=0).sum(axis=0, dtype=np.float64) if rows else self._zero
-            if len(self._word_cache) < _CACHE_WORDS:
-                self._word_cache[word] = score
-        return score
+    def _word_scores(self, words: list[str]) -> list[npt.NDArray[np.float64]]:
+        """The known words' summed log-probabilities, in order; the unseen words are scored together."""
+        cache = self._word_cache
+        fresh: dict[str, npt.NDArray[np.float64]] = {}
+        rows: list[int] = []
+        starts: list[int] = []
+        counted: list[str] = []
+        get = self._index.get
+        for word in words:
+            if word not in cache and word not in fresh:
+                # `_word_features` in the same order (each sum adds alike); " " is no key of the index
+                found = [row for row in map(get, _grams(word)) if row is not None]
+                fresh[word] = self._zero
+                if found:
+                    starts.append(len(rows))
+                    rows.extend(found)
+                    counted.append(word)
+        if counted:  # one gather and one sum per word segment for all of them, not two array calls per word
+            sums = np.add.reduceat(self._log_probs.take(rows, axis=0), starts, axis=0, dtype=np.float64)
+            fresh.update(zip(counted, sums, strict=True))
+        for word, score in fresh.items():
+            if len(cache) < _CACHE_WORDS:
+                cache[word] = score
+        zero = self._zero  # (a full cache keeps no more words: the fresh ones are read from `fresh`)
+        return [score for word in words if (score := fresh[word] if word in fresh else cache[word]) is not zero]
 
     def log_probabilities(self, text: str) -> dict[str, float]:
         """Language -> log of its posterior probability (uniform prior); empty when no word is known."""
-        zero = self._zero
-        found = [score for word in _WORD_RE.findall(text.lower()) if (score := self._word_score(word)) is not zero]
+        found = self._word_scores(_WORD_RE.findall(text.lower()))
         if not found:
             return {}
         # one reduction over the words' rows, in word order: the same additions as a running sum, one call

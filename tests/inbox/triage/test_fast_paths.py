@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lingua import LanguageDetector as Lingua
 
 from inbox.triage import Triager, load_rules
 from inbox.triage.classify import _keyword_dense, keyword_scorer
 from inbox.triage.corpus import Example, default_challenge_dir, default_corpus_dir, load_corpus
 from inbox.triage.features import features, inline_rating
 from inbox.triage.langid import _word_features, shipped_model
+from inbox.triage.language import Detector
 from inbox.triage.model import load_model
 from inbox.triage.rules import shipped_rules
 from inbox.triage.text import prepare
@@ -128,3 +130,25 @@ def test_one_pass_gives_what_the_keyword_scorer_gave(texts: list[str], rules_fil
             hits = fast._matcher.find(prepared.tokens)
             unshouted, intents, _escalation = fast._score(prepared, language, hits, fast._found_patterns(prepared))
             assert _keyword_dense(unshouted, intents) == scorer.keyword_features(text, language), text
+
+
+def test_lingua_is_skipped_only_where_it_could_not_change_the_language(texts: list[str]) -> None:
+    rules = load_rules()
+    fast = Detector(rules)
+    # a confidence threshold makes the detector ask lingua every time (and none is ever under 1e-9)
+    detection = rules.detection.model_copy(update={"low_accuracy_min_confidence": 1e-9})
+    plain = Detector(rules.model_copy(update={"detection": detection}))
+    asked = 0
+    built = fast._detector
+
+    def counted(*, high: bool) -> Lingua:
+        nonlocal asked
+        asked += 1
+        return built(high=high)
+
+    fast._detector = counted  # type: ignore[method-assign]
+    for text in texts:
+        prepared = prepare(text, rules.max_text_chars)
+        assert fast.detect(prepared) == plain.detect(prepared), text
+    print(f"lingua asked for {asked} of {len(texts)} messages")
+    assert 0 < asked < len(texts) / 2  # the close calls still go to lingua, and only those
