@@ -54,13 +54,14 @@ class Model:
         self.index = {feature: i for i, feature in enumerate(vocabulary)}
         self.idf = idf
         self.heads = heads
-        self._words: dict[str, npt.NDArray[np.int32]] = {}
+        self._words: dict[str, tuple[int, ...]] = {}
 
-    def _word_indices(self, word: str) -> npt.NDArray[np.int32]:
+    def _word_indices(self, word: str) -> tuple[int, ...]:
+        """The vocabulary indices of a word's character n-grams (cached: words repeat across messages)."""
         found = self._words.get(word)
         if found is None:
             index = self.index
-            found = np.fromiter((index[g] for g in char_grams(word) if g in index), dtype=np.int32)
+            found = tuple([i for i in map(index.get, char_grams(word)) if i is not None])
             if len(self._words) >= _CACHE_LIMIT:
                 self._words.clear()
             self._words[word] = found
@@ -72,9 +73,12 @@ class Model:
         """The present features' indices and weights: idf, L2-normalised, then the dense ones as given."""
         cues, words = analyse(text, rating)
         index = self.index
-        parts = [np.fromiter((index[f] for f in cues if f in index), dtype=np.int32)]
-        parts.extend(self._word_indices(word) for word in words)
-        indices = np.unique(np.concatenate(parts))
+        # a set of Python ints sorted once: what np.unique of the parts gave, without a small array per word
+        present = {i for i in map(index.get, cues) if i is not None}
+        for word in words:
+            present.update(self._word_indices(word))
+        indices = np.fromiter(present, dtype=np.int32, count=len(present))
+        indices.sort()
         weights = self.idf[indices]
         norm = float(np.sqrt(np.dot(weights, weights)))
         if norm:
