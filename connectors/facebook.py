@@ -4,37 +4,25 @@ safety net; replies as comment replies, Messenger messages within their window, 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
 from pydantic import Field, SecretStr
 
-from inbox.connector import Clock, ItemUpdate, Kind, PermanentError, RawItem, ReplyTarget, SentReply, wall_clock
-from inbox.connectors.kit.meta import GRAPH_URL, Change, GraphPage
+from inbox.connector import Clock, ItemUpdate, RawItem, ReplyTarget, wall_clock
+from inbox.connectors.kit.meta import GRAPH_URL, Change
 from inbox.connectors.kit.meta_social import (
-    PRIVATE,
+    Comment,
     Found,
     Messaging,
+    Parent,
     Sender,
     SocialConnector,
     SocialSettings,
     comment_item,
     epoch,
 )
-from inbox.connectors.kit.parse import (
-    Digits,
-    Number,
-    OptionalId,
-    OptionalText,
-    Payload,
-    Timestamp,
-    one_of,
-    page_of,
-    valid,
-)
-from inbox.connectors.kit.text import same_reply
+from inbox.connectors.kit.parse import Digits, Number, OptionalId, OptionalText, Payload, Timestamp, one_of, valid
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +38,23 @@ class FacebookSettings(SocialSettings):
     page_access_token: SecretStr
 
 
-class _Comment(Payload):
+class _Comment(Comment):
     """A comment as `/{post-id}/comments` lists it."""
 
-    id: str = Field(min_length=1)
-    created_time: Timestamp
+    at: Timestamp = Field(alias="created_time")
+    text: OptionalText = Field(default=None, alias="message")
     sender: Sender = Field(alias="from")
-    message: OptionalText = None
     parent: Any = None
     can_reply_privately: bool | None = None
 
 
-class _Post(Payload):
-    id: str = Field(min_length=1)
-    created_time: Timestamp
+class _Post(Parent):
+    created: Timestamp = Field(alias="created_time")
     updated_time: Timestamp | None = None
+
+    def commented_since(self, since: datetime) -> bool:
+        """A comment moves its post's updated_time: a post untouched since then has nothing new."""
+        return self.updated_time is None or self.updated_time >= since
 
 
 class _FeedComment(Payload):
@@ -84,13 +74,16 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
     """Webhooks `feed` (comments) and `messages` (Messenger); polls the Page's recent posts and conversations."""
 
     type = "facebook"
+    parents_edge, parent_label, parent_model, comment_model = "posts", "post", _Post, _Comment
 
     def __init__(self, settings: FacebookSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
-        self.page = settings.page_id
+        self.account = settings.page_id
         self.graph = self.make_graph(settings.api_url or GRAPH_URL, settings.page_access_token)
+        self.needs_posts = self.needs_comments = "pages_read_engagement"
+        self.needs_reply = "pages_manage_engagement"
         self.messaging = Messaging(
-            self.name, self.graph, self.page, "messenger", "pages_messaging", human_agent=settings.human_agent
+            self.name, self.graph, self.account, "messenger", "pages_messaging", human_agent=settings.human_agent
         )
 
     # -- items ------------------------------------------------------------------------------------------------------
@@ -110,7 +103,7 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
         value = one_of(_FeedComment, change.value)
         if isinstance(value, str):
             return f"feed comment: {value}"
-        if value.verb not in ("add", "edited") or value.sender.id == self.page:
+        if value.verb not in ("add", "edited") or value.sender.id == self.account:
             return None
         item = self._comment(
             value.comment_id,
@@ -134,7 +127,7 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
         private: bool | None,
     ) -> RawItem:
         # Facebook threads comments two deep: a reply's parent is the top-level comment, which replies go under.
-        on_post = not parent or parent == post or parent.startswith(f"{self.page}_")
+        on_post = not parent or parent == post or parent.startswith(f"{self.account}_")
         return comment_item(
             comment_id=comment_id,
             root=comment_id if on_post or parent is None else parent,
@@ -146,84 +139,47 @@ class FacebookConnector(SocialConnector[FacebookSettings]):
             private=private is not False,
         )
 
-    async def comments(self, since: datetime) -> AsyncIterator[list[RawItem]]:
-        """Comments and replies (filter=stream) since `since` on posts commented on since then, newest posts first."""
-        params = {"fields": "id,created_time,updated_time", "limit": self.settings.page_size}
-        horizon = self.horizon(since)
-        async with aclosing(self.graph.pages(f"{self.page}/posts", params, needs="pages_read_engagement")) as pages:
-            async for posts in pages:
-                parsed = [p for p in (valid(_Post, raw, self.name, "post") for raw in posts) if p is not None]
-                for post in parsed:
-                    # A comment moves its post's updated_time: a post untouched since then has nothing new.
-                    if post.updated_time is None or post.updated_time >= since:
-                        async for items in self._post_comments(post.id, since):
-                            yield items
-                if any(post.created_time < horizon for post in parsed):
-                    return
-
-    async def _post_comments(self, post: str, since: datetime) -> AsyncIterator[list[RawItem]]:
-        params = {
+    def comment_params(self, since: datetime) -> dict[str, Any]:
+        """Comments and replies (filter=stream) since `since`, oldest first."""
+        return {
             "fields": COMMENT_FIELDS,
             "filter": "stream",
             "order": "chronological",
             "since": int(since.timestamp()),
             "limit": self.settings.page_size,
         }
-        async for data in self.graph.pages(f"{post}/comments", params, needs="pages_read_engagement"):
-            items = []
-            for raw in data:
-                comment = valid(_Comment, raw, self.name, "comment")
-                if comment is None or comment.sender.id == self.page or comment.created_time < since:
-                    continue
-                parent = comment.parent.get("id") if isinstance(comment.parent, dict) else None
-                at = comment.created_time
-                items.append(
-                    self._comment(
-                        comment.id, parent, post, comment.sender, comment.message, at, comment.can_reply_privately
-                    )
-                )
-            yield items
 
-    def conversations_path(self) -> str:
-        """The Page's conversations."""
-        return f"{self.page}/conversations"
+    def comment_items(self, raw: Any, parent: str, since: datetime) -> list[RawItem]:
+        """A customer's comment since `since` on the post `parent`."""
+        comment = valid(_Comment, raw, self.name, "comment")
+        if comment is None or comment.sender.id == self.account or comment.at < since:
+            return []
+        on = comment.parent.get("id") if isinstance(comment.parent, dict) else None
+        return [
+            self._comment(comment.id, on, parent, comment.sender, comment.text, comment.at, comment.can_reply_privately)
+        ]
 
     # -- replies ----------------------------------------------------------------------------------------------------
 
-    async def reply(self, target: ReplyTarget, text: str) -> SentReply:
-        """A comment under the customer's top-level comment; a Messenger message; or a private reply (Send API)."""
-        if target.kind == Kind.DM or target.mode == PRIVATE:
-            return await self.messaging.send(target, text, f"{self.page}/messages", self.clock())
-        root = str(target.reply_to.get("reply_on") or target.external_id)
-        answer = await self.graph.call(
-            "POST", f"{root}/comments", json_body={"message": text}, needs="pages_manage_engagement"
-        )
-        reply_id = answer.get("id") if isinstance(answer, dict) else None
-        if not isinstance(reply_id, str) or not reply_id:
-            raise PermanentError(f"{self.name}: the comment reply was answered without an id")
-        return SentReply(reply_id, f"{WEB_URL}/{reply_id}")
+    def comment_reply(self, target: ReplyTarget, text: str) -> tuple[str, dict[str, Any]]:
+        """A comment under the customer's top-level comment."""
+        return f"{target.reply_to.get('reply_on') or target.external_id}/comments", {"message": text}
 
-    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
-        """The Page's comment with this text under the customer's, or its message in the Messenger conversation."""
-        if target.kind == Kind.DM or target.mode == PRIVATE:
-            return await self.messaging.find(target, text, self.conversations_path())
-        root = str(target.reply_to.get("reply_on") or target.external_id)
+    def replies_lookup(self, target: ReplyTarget) -> tuple[str, dict[str, Any]]:
+        """The comments under the customer's top-level comment."""
         params = {"fields": "id,message,from,created_time", "filter": "stream", "limit": 100}
-        answer = await self.graph.call("GET", f"{root}/comments", params=params, needs="pages_read_engagement")
-        after = epoch(float(target.reply_to.get("at") or 0))
-        for raw in page_of(GraphPage, answer, f"{self.name}: replies lookup").data:
-            comment = valid(_Comment, raw, self.name, "comment")
-            mine = comment is not None and comment.sender.id == self.page and comment.created_time >= after
-            if comment and mine and same_reply(comment.message, text):
-                return SentReply(comment.id, f"{WEB_URL}/{comment.id}")
-        return None
+        return f"{target.reply_to.get('reply_on') or target.external_id}/comments", params
+
+    def comment_url(self, comment_id: str) -> str:
+        """The comment on facebook.com."""
+        return f"{WEB_URL}/{comment_id}"
 
     async def check(self) -> str:
         """The token reads the Page, its posts (pages_read_engagement) and its conversations (pages_messaging)."""
-        page = await self.graph.call("GET", self.page, params={"fields": "id,name"})
-        await self.graph.call("GET", f"{self.page}/posts", params={"limit": 1}, needs="pages_read_engagement")
+        page = await self.graph.call("GET", self.account, params={"fields": "id,name"})
+        await self.graph.call("GET", f"{self.account}/posts", params={"limit": 1}, needs="pages_read_engagement")
         await self.graph.call(
             "GET", self.conversations_path(), params={"platform": "messenger", "limit": 1}, needs="pages_messaging"
         )
         name = page.get("name") if isinstance(page, dict) else None
-        return f"Page {name or '?'} ({self.page}): posts and Messenger readable"
+        return f"Page {name or '?'} ({self.account}): posts and Messenger readable"

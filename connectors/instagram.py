@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr
 
-from inbox.connector import (
-    Clock,
-    Kind,
-    PermanentError,
-    Push,
-    RawItem,
-    ReplyTarget,
-    SentReply,
-    TransientError,
-    wall_clock,
-)
-from inbox.connectors.kit.meta import Change, GraphPage
+from inbox.connector import Clock, Kind, PermanentError, Push, RawItem, ReplyTarget, TransientError, wall_clock
+from inbox.connectors.kit.meta import Change
 from inbox.connectors.kit.meta_social import (
-    PRIVATE,
+    Comment,
     Found,
     Messaging,
+    Parent,
     Sender,
     SocialConnector,
     SocialSettings,
@@ -34,18 +24,7 @@ from inbox.connectors.kit.meta_social import (
     epoch,
     listing,
 )
-from inbox.connectors.kit.parse import (
-    Digits,
-    IfObject,
-    OptionalId,
-    OptionalText,
-    Payload,
-    Timestamp,
-    one_of,
-    page_of,
-    valid,
-)
-from inbox.connectors.kit.text import same_reply
+from inbox.connectors.kit.parse import Digits, IfObject, OptionalId, OptionalText, Payload, Timestamp, one_of, valid
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +41,23 @@ class InstagramSettings(SocialSettings):
     access_token: SecretStr
 
 
-class _Comment(Payload):
-    """A comment as the media's comments (or a comment's replies) list it."""
+class _Comment(Comment):
+    """A comment as the media's comments (or a comment's replies) list it; `from` is missing on some."""
 
-    id: str = Field(min_length=1)
-    timestamp: Timestamp
-    text: OptionalText = None
-    sender: Sender | None = Field(default=None, alias="from")
+    at: Timestamp = Field(alias="timestamp")
     username: OptionalText = None
     parent_id: OptionalId = None
     replies: Annotated[dict[str, Any] | None, IfObject] = None
     media: Annotated[dict[str, Any] | None, IfObject] = None
 
 
-class _Media(Payload):
-    id: str = Field(min_length=1)
-    timestamp: Timestamp
+class _Media(Parent):
+    created: Timestamp = Field(alias="timestamp")
     comments_count: int | None = None
+
+    def commented_since(self, since: datetime) -> bool:
+        """A media without comments has none to read."""
+        return self.comments_count != 0
 
 
 class _WebhookComment(Payload):
@@ -95,6 +74,7 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
     """Webhooks `comments`, `mentions` and `messages`; polls the account's recent media's comments and its DMs."""
 
     type = "instagram"
+    parents_edge, parent_label, parent_model, comment_model = "media", "media", _Media, _Comment
 
     def __init__(self, settings: InstagramSettings, *, clock: Clock = wall_clock) -> None:
         super().__init__(settings, clock=clock)
@@ -104,6 +84,7 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
         # Instagram Login (graph.instagram.com) and Facebook Login (a Page token) name the permissions differently.
         prefix = "instagram_" if "graph.facebook.com" in api_url else "instagram_business_"
         self.needs_basic, self.needs_comments = f"{prefix}basic", f"{prefix}manage_comments"
+        self.needs_posts, self.needs_reply = self.needs_basic, self.needs_comments
         self.messaging = Messaging(
             self.name,
             self.graph,
@@ -164,42 +145,29 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
 
     def _comment(self, comment: _Comment, root: str | None, since: datetime) -> RawItem | None:
         sender = comment.sender or (Sender(id=comment.username) if comment.username else None)
-        if sender is None or sender.id == self.account or comment.timestamp < since:
+        if sender is None or sender.id == self.account or comment.at < since:
             return None
         sender = sender.model_copy(update={"username": sender.username or comment.username})
-        return self._item(comment.id, root or comment.parent_id, sender, comment.text, comment.timestamp)
+        return self._item(comment.id, root or comment.parent_id, sender, comment.text, comment.at)
 
     async def comments(self, since: datetime) -> AsyncIterator[list[RawItem]]:
         """Mentions awaiting their text, then the comments (and replies) since `since` on recent media."""
         yield [m for m in [await self._mention(c, media) for c, media in list(self._mentions.items())] if m]
-        params = {"fields": "id,timestamp,comments_count", "limit": self.settings.page_size}
-        horizon = self.horizon(since)
-        async with aclosing(self.graph.pages(f"{self.account}/media", params, needs=self.needs_basic)) as pages:
-            async for listed in pages:
-                media = [m for m in (valid(_Media, raw, self.name, "media") for raw in listed) if m is not None]
-                for one in media:
-                    if one.comments_count != 0:
-                        async for items in self._media_comments(one.id, since):
-                            yield items
-                if any(one.timestamp < horizon for one in media):
-                    return
-
-    async def _media_comments(self, media: str, since: datetime) -> AsyncIterator[list[RawItem]]:
-        params = {"fields": COMMENT_FIELDS, "limit": self.settings.page_size}
-        async for data in self.graph.pages(f"{media}/comments", params, needs=self.needs_comments):
-            items = []
-            for raw in data:
-                comment = valid(_Comment, raw, self.name, "comment")
-                if comment is None:
-                    continue
-                replies = listing(comment.replies).data
-                answers = [valid(_Comment, r, self.name, "comment reply") for r in replies]
-                found = [
-                    self._comment(comment, None, since),
-                    *(self._comment(a, comment.id, since) for a in answers if a),
-                ]
-                items += [item for item in found if item is not None]
+        async for items in super().comments(since):
             yield items
+
+    def comment_params(self, since: datetime) -> dict[str, Any]:
+        """Top-level comments with their replies nested (the edge has no time filter)."""
+        return {"fields": COMMENT_FIELDS, "limit": self.settings.page_size}
+
+    def comment_items(self, raw: Any, parent: str, since: datetime) -> list[RawItem]:
+        """A listed comment and its replies, those of customers since `since`."""
+        comment = valid(_Comment, raw, self.name, "comment")
+        if comment is None:
+            return []
+        answers = [valid(_Comment, r, self.name, "comment reply") for r in listing(comment.replies).data]
+        found = [self._comment(comment, None, since), *(self._comment(a, comment.id, since) for a in answers if a)]
+        return [item for item in found if item is not None]
 
     async def _mention(self, comment_id: str, media: str) -> RawItem | None:
         fields = f"mentioned_comment.comment_id({comment_id}){{id,text,timestamp,username,from}}"
@@ -217,44 +185,22 @@ class InstagramConnector(SocialConnector[InstagramSettings]):
             return None
         sender = comment.sender or Sender(id=comment.username or "?")
         sender = sender.model_copy(update={"username": sender.username or comment.username})
-        return self._item(comment.id, None, sender, comment.text, comment.timestamp, media_id=media)
-
-    def conversations_path(self) -> str:
-        """The account's conversations."""
-        return f"{self.account}/conversations"
+        return self._item(comment.id, None, sender, comment.text, comment.at, media_id=media)
 
     # -- replies ----------------------------------------------------------------------------------------------------
 
-    async def reply(self, target: ReplyTarget, text: str) -> SentReply:
-        """A reply under the customer's comment, an answer to a mention, a DM, or a private reply to a comment."""
-        if target.kind == Kind.DM or target.mode == PRIVATE:
-            return await self.messaging.send(target, text, f"{self.account}/messages", self.clock())
+    def comment_reply(self, target: ReplyTarget, text: str) -> tuple[str, dict[str, Any]]:
+        """A reply under the customer's comment, or an answer to a mention on the mentions edge."""
         if target.kind == Kind.MENTION:
             body = {"comment_id": target.external_id, "media_id": str(target.reply_to.get("media_id")), "message": text}
-            path = f"{self.account}/mentions"
-        else:
-            body, path = {"message": text}, f"{target.reply_to.get('reply_on') or target.external_id}/replies"
-        answer = await self.graph.call("POST", path, json_body=body, needs=self.needs_comments)
-        reply_id = answer.get("id") if isinstance(answer, dict) else None
-        if not isinstance(reply_id, str) or not reply_id:
-            raise PermanentError(f"{self.name}: the comment reply was answered without an id")
-        return SentReply(reply_id)
+            return f"{self.account}/mentions", body
+        return f"{target.reply_to.get('reply_on') or target.external_id}/replies", {"message": text}
 
-    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
-        """The account's reply with this text under the customer's comment, or its DM in the conversation."""
-        if target.kind == Kind.DM or target.mode == PRIVATE:
-            return await self.messaging.find(target, text, self.conversations_path())
+    def replies_lookup(self, target: ReplyTarget) -> tuple[str, dict[str, Any]] | None:
+        """The replies under the customer's comment; a mention's answer is on another account's media, not listed."""
         if target.kind == Kind.MENTION:
-            return None  # a mention's answer is a comment on another account's media: not listed to us
-        root = str(target.reply_to.get("reply_on") or target.external_id)
-        answer = await self.graph.call("GET", f"{root}/replies", params={"fields": COMMENT}, needs=self.needs_comments)
-        after = epoch(float(target.reply_to.get("at") or 0))
-        for raw in page_of(GraphPage, answer, f"{self.name}: replies lookup").data:
-            reply = valid(_Comment, raw, self.name, "comment reply")
-            mine = reply is not None and reply.sender is not None and reply.sender.id == self.account
-            if reply and mine and reply.timestamp >= after and same_reply(reply.text, text):
-                return SentReply(reply.id)
-        return None
+            return None
+        return f"{target.reply_to.get('reply_on') or target.external_id}/replies", {"fields": COMMENT}
 
     async def check(self) -> str:
         """The token reads the account, its media, a media's comments and its conversations."""

@@ -15,7 +15,9 @@
 - `push`: the base of a connector whose items only arrive by push (nothing to poll, no cursor)
 - `windows`: a channel's reply window read from the registry, and what goes out after it (chosen by language)
 - `meta`: Meta's webhooks (handshake, signature, envelope, one field's changes, the errors Meta reports) and the Graph
-  API client; `meta_social`: what the facebook and instagram connectors share
+  API client; `meta_social`: what the facebook and instagram connectors share (`SocialConnector`: the webhook read
+  into items, comments polled post by post, comment replies sent and looked up, Messenger-style DMs), so each declares
+  its edges, payload shapes, permissions and mapping
 - `google`: Google OAuth (refresh token, service account), the base of the two Google connectors, Google's times
 - `jsonapi`: JSON:API documents (App Store Connect)
 - `parse`: payloads parsed with pydantic; a misshapen page refused whole, a misshapen entry skipped and logged

@@ -1,5 +1,6 @@
 """What the facebook and instagram connectors share: settings, the poll cursor, the webhook read into items, comment
-items with their private reply, and Messenger-style messaging (events, conversations polled, the Send API by window)."""
+items with their private reply, comments polled post by post (media by media), comment replies sent and looked up,
+and Messenger-style messaging (events, conversations polled, the Send API by window)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import Field
 
@@ -86,6 +87,31 @@ class Sender(Payload):
     id: Id
     name: OptionalText = None
     username: OptionalText = None
+
+
+class Comment(Payload):
+    """A comment as a Graph listing shows it; each platform aliases `at` and `text` to its own field names."""
+
+    id: str = Field(min_length=1)
+    at: Timestamp
+    text: OptionalText = None
+    sender: Sender | None = Field(default=None, alias="from")
+
+
+class Parent(Payload):
+    """A post (media) whose comments are polled; each platform aliases `created` to its own field name."""
+
+    id: str = Field(min_length=1)
+    created: Timestamp
+
+    def commented_since(self, since: datetime) -> bool:
+        """False when the listing shows that no comment came since `since` (its comments are then not read)."""
+        return True
+
+
+def fields_of(model: type[Payload]) -> str:
+    """The Graph `fields` parameter asking for what `model` declares, by the platform's names."""
+    return ",".join(field.alias or name for name, field in model.model_fields.items())
 
 
 class _Message(Payload):
@@ -338,9 +364,18 @@ class SocialConnector(Connector[S, SocialCursor], MetaReceiver[S]):
     """A Page or professional account: webhook deliveries read into items, and polls of comments then conversations
     as the safety net for deliveries missed while the webhook was down. Subclasses map their platform's shapes."""
 
+    # What a platform declares: its posts (media) edge and shapes, and the permission each call takes.
+    parents_edge: ClassVar[str]
+    parent_label: ClassVar[str]
+    parent_model: ClassVar[type[Parent]]
+    comment_model: ClassVar[type[Comment]]
     settings: S
     graph: GraphClient
     messaging: Messaging
+    account: str  # the Page's (account's) id: its own comments and messages are not customers'
+    needs_posts: str
+    needs_comments: str
+    needs_reply: str
 
     def read(self, delivery: Envelope) -> Push:
         """Items from a delivery's changes and messaging events; echoes, own comments and other events ignored."""
@@ -366,12 +401,76 @@ class SocialConnector(Connector[S, SocialCursor], MetaReceiver[S]):
         when it is none of ours to answer; a string: why not."""
 
     @abc.abstractmethod
-    def comments(self, since: datetime) -> AsyncIterator[list[RawItem]]:
-        """Comments created since `since` on the recent posts or media."""
+    def comment_params(self, since: datetime) -> dict[str, Any]:
+        """The query of a post's (media's) comments edge for comments since `since`."""
 
     @abc.abstractmethod
+    def comment_items(self, raw: Any, parent: str, since: datetime) -> list[RawItem]:
+        """The customers' comments since `since` in one listed comment of `parent` (with its replies, if nested)."""
+
+    @abc.abstractmethod
+    def comment_reply(self, target: ReplyTarget, text: str) -> tuple[str, dict[str, Any]]:
+        """Where a public answer to this comment is posted, and its body."""
+
+    @abc.abstractmethod
+    def replies_lookup(self, target: ReplyTarget) -> tuple[str, dict[str, Any]] | None:
+        """Where our public answers to this comment are listed, and the query; None when they cannot be."""
+
+    def comment_url(self, comment_id: str) -> str | None:
+        """A comment's web address, when the platform has one per comment."""
+        return None
+
     def conversations_path(self) -> str:
         """The conversations edge polled for DMs."""
+        return f"{self.account}/conversations"
+
+    async def comments(self, since: datetime) -> AsyncIterator[list[RawItem]]:
+        """Comments since `since` on the account's posts (media), newest first, back to the lookback horizon."""
+        params = {"fields": fields_of(self.parent_model), "limit": self.settings.page_size}
+        horizon = self.horizon(since)
+        edge = f"{self.account}/{self.parents_edge}"
+        async with aclosing(self.graph.pages(edge, params, needs=self.needs_posts)) as pages:
+            async for listed in pages:
+                parents = [p for p in (valid(self.parent_model, r, self.name, self.parent_label) for r in listed) if p]
+                for parent in parents:
+                    if parent.commented_since(since):
+                        async for items in self._comments_of(parent.id, since):
+                            yield items
+                if any(parent.created < horizon for parent in parents):
+                    return
+
+    async def _comments_of(self, parent: str, since: datetime) -> AsyncIterator[list[RawItem]]:
+        params = self.comment_params(since)
+        async for data in self.graph.pages(f"{parent}/comments", params, needs=self.needs_comments):
+            yield [item for raw in data for item in self.comment_items(raw, parent, since)]
+
+    async def reply(self, target: ReplyTarget, text: str) -> SentReply:
+        """A public answer to the customer's comment; a DM, or a private reply to a comment (Send API)."""
+        if target.kind == Kind.DM or target.mode == PRIVATE:
+            return await self.messaging.send(target, text, f"{self.account}/messages", self.clock())
+        path, body = self.comment_reply(target, text)
+        answer = await self.graph.call("POST", path, json_body=body, needs=self.needs_reply)
+        reply_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(reply_id, str) or not reply_id:
+            raise PermanentError(f"{self.name}: the comment reply was answered without an id")
+        return SentReply(reply_id, self.comment_url(reply_id))
+
+    async def find_reply(self, target: ReplyTarget, text: str) -> SentReply | None:
+        """Our answer with this text under the customer's comment since it, or our message in the conversation."""
+        if target.kind == Kind.DM or target.mode == PRIVATE:
+            return await self.messaging.find(target, text, self.conversations_path())
+        lookup = self.replies_lookup(target)
+        if lookup is None:
+            return None
+        path, params = lookup
+        answer = await self.graph.call("GET", path, params=params, needs=self.needs_comments)
+        after = epoch(float(target.reply_to.get("at") or 0))
+        for raw in page_of(GraphPage, answer, f"{self.name}: replies lookup").data:
+            reply = valid(self.comment_model, raw, self.name, "comment reply")
+            mine = reply is not None and reply.sender is not None and reply.sender.id == self.account
+            if reply and mine and reply.at >= after and same_reply(reply.text, text):
+                return SentReply(reply.id, self.comment_url(reply.id))
+        return None
 
     async def fetch(self, cursor: SocialCursor | None) -> AsyncIterator[Page[SocialCursor]]:
         """Comments, then DMs, created since the cursor (the first poll: `first_poll_hours` back); the cursor last."""
