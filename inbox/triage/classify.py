@@ -421,9 +421,10 @@ class Triager:
                 dense = _keyword_dense(unshouted, keyword_intents)
             else:
                 dense = keyword_scorer().keyword_features(text, language)
-            stars = rating if rating is not None else inline_rating(text[: self.rules.max_text_chars])
-            # the features read the same rating from the text when none is given: give them the one just read
-            scored = self.model.score(text[: self.rules.max_text_chars], stars, dense)
+            head = text[: self.rules.max_text_chars]  # `prepared.full` is its normalised form
+            stars = rating if rating is not None else inline_rating(head, prepared.full)
+            # the features would read the same rating from the text: give them the one just read
+            scored = self.model.score(head, stars, dense, normalized=prepared.full, read_rating=False)
             rule_intents, polarity = self._rule_evidence(prepared, language, patterns)
             intent_scores, sentiment_scores = self._combine(scored, rule_intents, polarity, stars, shouted)
             intent, sentiment = self._best_pair(intent_scores, sentiment_scores)

@@ -174,15 +174,18 @@ _CONTRASTS = frozenset(
 _NEGATION_WINDOW = 3
 
 
-def inline_rating(text: str) -> int | None:
-    """A star rating written in the text ("★★☆☆☆", "⭐⭐⭐⭐", "3/5", "4 stars", "2 étoiles"), if any."""
+def inline_rating(text: str, normalized: str | None = None) -> int | None:
+    """A star rating written in the text ("★★☆☆☆", "⭐⭐⭐⭐", "3/5", "4 stars", "2 étoiles"), if any.
+
+    ``normalized``: ``normalize(text)``, when the caller has it already.
+    """
     # "★☆☆☆☆" is one star; a lone "⭐" is decoration
     stars = _STARS_RE.search(text)
     if stars:  # a run: "★★☆☆☆" or "⭐⭐⭐"; one star alone is an emoji ("Jess was a star ⭐")
         filled = len(stars.group().replace("☆", ""))
         if filled:
             return min(5, filled)
-    lowered = normalize(text)
+    lowered = normalize(text) if normalized is None else normalized
     out_of = _OUT_OF_RE.search(lowered)
     if out_of:
         value = float(out_of.group(1).replace(",", "."))
@@ -229,10 +232,18 @@ def _cues(norm: str) -> tuple[str, list[str]]:
     return norm, cues
 
 
-def analyse(text: str, rating: int | None = None) -> tuple[list[str], list[str]]:
-    """(word-level features and cues, the words whose character n-grams count) of one message."""
-    norm, out = _cues(normalize(text))
-    stars = rating if rating is not None else inline_rating(text)
+def analyse(
+    text: str, rating: int | None = None, *, normalized: str | None = None, read_rating: bool = True
+) -> tuple[list[str], list[str]]:
+    """(word-level features and cues, the words whose character n-grams count) of one message.
+
+    Without a ``rating`` the one written in the text counts, unless ``read_rating`` is False: the
+    caller read it already and gives what it found (None: no rating). ``normalized``: ``normalize(text)``,
+    when the caller has it already.
+    """
+    normal = normalize(text) if normalized is None else normalized
+    norm, out = _cues(normal)
+    stars = rating if rating is not None or not read_rating else inline_rating(text, normal)
     if stars is not None:
         out.append(f"#stars:{stars}")
     if "!!" in text:

@@ -25,7 +25,7 @@ from inbox.triage.langid import _word_features, shipped_model
 from inbox.triage.language import Detector
 from inbox.triage.model import load_model
 from inbox.triage.rules import shipped_rules
-from inbox.triage.text import prepare
+from inbox.triage.text import normalize, prepare
 
 _KEYWORDS = (
     "verif|secur|sicher|segur|sigur|veilig|login|account|acct|konto|compte|cuenta|conta|conto|rekening|protec"
@@ -39,7 +39,7 @@ _FORMER_PHISHING = (
 
 
 def _examples() -> list[Example]:
-    folders = [default_corpus_dir(), default_challenge_dir(), default_challenge_dir().with_name("challenge2")]
+    folders = [default_corpus_dir(), *sorted(default_challenge_dir().parent.glob("challenge*"))]
     return [example for folder in folders if folder.is_dir() for example in load_corpus(folder)]
 
 
@@ -78,8 +78,11 @@ def test_the_vectorizer_gives_the_training_features(texts: list[str]) -> None:
     for text in texts:
         rating = inline_rating(text)
         expected = np.unique([model.index[f] for f in features(text) if f in model.index]).astype(np.int32)
-        for given in (None, rating):  # triage gives the rating it read; the features read the same one
-            indices, weights = model.vectorize(text, given)
+        # triage gives the rating it read (None: there is none) and the normalised text it has
+        for indices, weights in (
+            model.vectorize(text),
+            model.vectorize(text, rating, normalized=normalize(text), read_rating=False),
+        ):
             assert np.array_equal(indices, expected), text
             assert weights.dtype == np.float32
 
