@@ -87,6 +87,17 @@ def test_the_vectorizer_gives_the_training_features(texts: list[str]) -> None:
             assert weights.dtype == np.float32
 
 
+def test_the_model_scores_as_the_plain_softmax_does(texts: list[str]) -> None:
+    model = load_model()
+    for text in texts[::4]:
+        scored = model.score(text)
+        for name, head in model.heads.items():
+            logits = scored.weights @ head.coef[scored.indices] + head.intercept
+            shifted = logits - logits.max()
+            logp = shifted - np.log(np.exp(shifted).sum())
+            assert scored.log_proba[name] == dict(zip(head.classes, logp.tolist(), strict=True)), text
+
+
 def test_language_id_scores_equal_a_running_sum_over_the_words(texts: list[str]) -> None:
     model = shipped_model()
     index = {feature: row for row, feature in enumerate(model.vocabulary)}
