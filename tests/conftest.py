@@ -31,6 +31,51 @@ from inbox.triage import Triager, load_rules
 PG_URL = os.environ.get("INBOX_TEST_DATABASE_URL")
 V = TypeVar("V", bound=VendorFake)
 
+# The tests that take longest (tens of seconds to minutes each), longest first: under pytest-xdist they are dealt
+# out to the worker processes and each worker starts with its share, so none of them starts last and keeps the run
+# waiting for it (docs/development.md#how-long-the-suite-takes). Node-id prefixes; a test missing here only runs in
+# its usual place.
+LONG_FIRST = (
+    "tests/test_crash_workers.py::",
+    "tests/test_cli_privacy.py::",
+    "tests/test_outage_e2e.py::",
+    "tests/inbox/triage/test_model.py::test_the_shipped_model_is_what_the_training_script_makes",
+    "tests/test_cli_backfill.py::",
+    "tests/test_run_e2e.py::",
+    "tests/test_meta_e2e.py::",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, deal the LONG_FIRST tests out so that each worker starts its share of the run with them.
+
+    xdist's `worksteal` hands the collection to the N workers as N consecutive slices (idle workers then steal from
+    the busiest one's tail), so the long tests go, in turn, to the head of each slice. Order matters for time only:
+    every test still runs, each on a store of its own.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+
+    def long_rank(item: pytest.Item) -> int | None:
+        if item.get_closest_marker("postgresql") and not PG_URL:
+            return None  # skipped at once
+        return next((i for i, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)), None)
+
+    rank = {item.nodeid: long_rank(item) for item in items}
+    long = sorted((item for item in items if rank[item.nodeid] is not None), key=lambda item: rank[item.nodeid])
+    rest = [item for item in items if rank[item.nodeid] is None]
+    shares: list[list[pytest.Item]] = [long[w::workers] for w in range(workers)]
+    ordered: list[pytest.Item] = []
+    for w, share in enumerate(shares):
+        # worksteal's slice w ends where `len(items) * (w + 1) // workers` items have been handed out
+        end = len(items) * (w + 1) // workers
+        ordered += share
+        take = max(0, end - len(ordered))
+        ordered += rest[:take]
+        rest = rest[take:]
+    items[:] = ordered + rest
+
 
 class FakeClock:
     """An injected clock: time moves only when a test says so."""

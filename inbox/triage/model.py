@@ -113,7 +113,7 @@ class Model:
         log_proba: dict[str, dict[str, float]] = {}
         for name, head in self.heads.items():
             logits = weights @ head.coef.take(indices, axis=0) + head.intercept  # (take: fancy indexing's rows, faster)
-            shifted = logits - logits.max()
+            shifted = logits - max(logits.tolist())  # the same float32 maximum, without a numpy reduction
             logp = shifted - np.log(np.exp(shifted).sum())
             log_proba[name] = dict(zip(head.classes, logp.tolist(), strict=True))
         return Scored(indices, weights, log_proba)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.connector import TransientError
 from inbox.connectors.webhook import SIGNATURE_HEADER, sign
-from inbox.pipeline.liveness import Loops
+from inbox.pipeline.liveness import PROBE_TTL, Loops, StoreHealth
 from inbox.server import start_server
 from inbox.service import Runner
 from inbox.store.db import store_wait
@@ -169,6 +169,8 @@ async def test_a_loop_that_stalls_or_dies_makes_healthz_503(inbox_factory, engin
 
 async def test_healthz_is_503_fast_while_a_writer_holds_the_lock(inbox_factory, engine, request):
     inbox = inbox_factory()
+    monotonic = FakeMonotonic()  # moves the cached probe's age; the probe itself waits in real time
+    inbox.store_health = StoreHealth(engine, monotonic=monotonic)
     site = await start_server(inbox, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as http:
@@ -176,14 +178,18 @@ async def test_healthz_is_503_fast_while_a_writer_holds_the_lock(inbox_factory, 
             async with http.get(url) as response:
                 assert response.status == 200
             holder = request.getfixturevalue("locked")
-            await asyncio.sleep(1.1)  # past the cached probe's lifetime
+            async with http.get(url) as response:
+                assert response.status == 200  # the cached probe, within its lifetime
+            monotonic.now += PROBE_TTL + 0.1  # past the cached probe's lifetime
             started = time.monotonic()
             async with http.get(url) as response:
                 body = await response.json()
             assert time.monotonic() - started < 3
             assert response.status == 503 and "locked" in body["reason"], body
             holder.execute("ROLLBACK")
-            await asyncio.sleep(1.1)
+            async with http.get(url) as response:
+                assert response.status == 503  # the cached failure, within its lifetime
+            monotonic.now += PROBE_TTL + 0.1
             async with http.get(url) as response:
                 assert response.status == 200
     finally:

@@ -87,6 +87,17 @@ def test_the_vectorizer_gives_the_training_features(texts: list[str]) -> None:
             assert weights.dtype == np.float32
 
 
+def test_the_model_scores_as_the_plain_softmax_does(texts: list[str]) -> None:
+    model = load_model()
+    for text in texts[::4]:
+        scored = model.score(text)
+        for name, head in model.heads.items():
+            logits = scored.weights @ head.coef[scored.indices] + head.intercept
+            shifted = logits - logits.max()
+            logp = shifted - np.log(np.exp(shifted).sum())
+            assert scored.log_proba[name] == dict(zip(head.classes, logp.tolist(), strict=True)), text
+
+
 def test_language_id_scores_equal_a_running_sum_over_the_words(texts: list[str]) -> None:
     model = shipped_model()
     index = {feature: row for row, feature in enumerate(model.vocabulary)}
@@ -154,4 +165,4 @@ def test_lingua_is_skipped_only_where_it_could_not_change_the_language(texts: li
         prepared = prepare(text, rules.max_text_chars)
         assert fast.detect(prepared) == plain.detect(prepared), text
     print(f"lingua asked for {asked} of {len(texts)} messages")
-    assert 0 < asked < len(texts) / 2  # the close calls still go to lingua, and only those
+    assert asked < len(texts) / 2  # lingua is left out of most of them (115 of 6,400 asked it on 2026-12-07)
