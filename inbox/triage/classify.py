@@ -62,6 +62,18 @@ _ANY = "\0any"  # key for word sets of languages that have no lexicon
 _NEUTRAL_RATING_PULL = 2.5  # how far a rating scoring 0 (3 stars: a mixed review) pulls towards neutral
 _SENTIMENTS: tuple[Sentiment, ...] = ("negative", "neutral", "positive")
 _KEYWORD_CAP = 4.0  # keyword scores above this say nothing more to the model
+# Which sentiments go with which intent, by the labelling rules (CONTRACT.md): thanks are positive,
+# a question is a neutral request, a problem is never positive ("thanks for nothing" is negative,
+# a mixed review neutral), chit-chat, jokes and pitches are never negative; spam has its own tone.
+# Intent and sentiment are chosen together among these pairs, so neither head's slip decides alone.
+_SENTIMENTS_OF: dict[str, tuple[Sentiment, ...]] = {
+    "delivery": ("negative", "neutral"),
+    "billing": ("negative", "neutral"),
+    "question": ("neutral",),
+    "complaint": ("negative", "neutral"),
+    "praise": ("positive",),
+    "other": ("neutral", "positive"),
+}
 
 Hit = tuple[int, str, tuple[Entry, ...]]  # a listed term found: (token index, matched key, entries)
 Pattern = tuple[re.Pattern[str], str, str, float]  # (pattern, intent, language, weight)
@@ -379,6 +391,14 @@ class Triager:
         sentiment, intents, _escalation = self._score(prepared, language, hits, self._found_patterns(prepared))
         return _keyword_dense(sentiment, intents)
 
+    def _best_pair(self, intents: dict[str, float], sentiments: dict[str, float]) -> tuple[Intent, Sentiment]:
+        """The likeliest (intent, sentiment) pair that the labelling rules allow together."""
+        pairs = [(name, s) for name in intents for s in _SENTIMENTS_OF.get(name, _SENTIMENTS)]
+        name, sentiment = max(
+            pairs, key=lambda pair: (intents[pair[0]] + sentiments[pair[1]], self._intent_info[pair[0]][1])
+        )
+        return self._intent_info[name][0], sentiment
+
     def _best_intent(self, scores: dict[str, float]) -> Intent:
         best = max(scores, key=lambda name: (scores[name], self._intent_info[name][1]))
         return self._intent_info[best][0]
@@ -401,17 +421,13 @@ class Triager:
                 dense = _keyword_dense(unshouted, keyword_intents)
             else:
                 dense = keyword_scorer().keyword_features(text, language)
-            stars = rating if rating is not None else inline_rating(text[: self.rules.max_text_chars])
-            # the features read the same rating from the text when none is given: give them the one just read
-            scored = self.model.score(text[: self.rules.max_text_chars], stars, dense)
+            head = text[: self.rules.max_text_chars]  # `prepared.full` is its normalised form
+            stars = rating if rating is not None else inline_rating(head, prepared.full)
+            # the features would read the same rating from the text: give them the one just read
+            scored = self.model.score(head, stars, dense, normalized=prepared.full, read_rating=False)
             rule_intents, polarity = self._rule_evidence(prepared, language, patterns)
             intent_scores, sentiment_scores = self._combine(scored, rule_intents, polarity, stars, shouted)
-            sentiment = max(_SENTIMENTS, key=sentiment_scores.__getitem__)
-            if sentiment == "negative":  # an unhappy customer is not praising ("thanks for nothing")
-                intent_scores[Intent.PRAISE.value] = -math.inf
-            elif sentiment == "positive":  # nor is a happy one complaining (a mixed review is neutral)
-                intent_scores[Intent.COMPLAINT.value] = -math.inf
-            intent = self._best_intent(intent_scores)
+            intent, sentiment = self._best_pair(intent_scores, sentiment_scores)
         furious = sentiment == "negative" and (shouted or text_score <= self.rules.priority.furious_score)
         priority = self._priority(intent, sentiment, furious, escalation, rating, kind, age_minutes)
         result = TriageResult(language=language, sentiment=sentiment, intent=intent, priority=priority)

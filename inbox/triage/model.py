@@ -68,10 +68,19 @@ class Model:
         return found
 
     def vectorize(
-        self, text: str, rating: int | None = None, dense: Mapping[str, float] | None = None
+        self,
+        text: str,
+        rating: int | None = None,
+        dense: Mapping[str, float] | None = None,
+        *,
+        normalized: str | None = None,
+        read_rating: bool = True,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-        """The present features' indices and weights: idf, L2-normalised, then the dense ones as given."""
-        cues, words = analyse(text, rating)
+        """The present features' indices and weights: idf, L2-normalised, then the dense ones as given.
+
+        ``normalized`` and ``read_rating``: as ``features.analyse`` takes them.
+        """
+        cues, words = analyse(text, rating, normalized=normalized, read_rating=read_rating)
         index = self.index
         # a set of Python ints sorted once: what np.unique of the parts gave, without a small array per word
         present = {i for i in map(index.get, cues) if i is not None}
@@ -79,7 +88,7 @@ class Model:
             present.update(self._word_indices(word))
         indices = np.fromiter(present, dtype=np.int32, count=len(present))
         indices.sort()
-        weights = self.idf[indices]
+        weights = self.idf.take(indices)
         norm = float(np.sqrt(np.dot(weights, weights)))
         if norm:
             weights = weights / norm
@@ -90,13 +99,21 @@ class Model:
                 weights = np.concatenate((weights, np.array([v for _, v in extra], dtype=np.float32)))
         return indices, weights
 
-    def score(self, text: str, rating: int | None = None, dense: Mapping[str, float] | None = None) -> Scored:
-        """Every head's log-probabilities for one message."""
-        indices, weights = self.vectorize(text, rating, dense)
+    def score(
+        self,
+        text: str,
+        rating: int | None = None,
+        dense: Mapping[str, float] | None = None,
+        *,
+        normalized: str | None = None,
+        read_rating: bool = True,
+    ) -> Scored:
+        """Every head's log-probabilities for one message (``normalized``, ``read_rating``: see ``vectorize``)."""
+        indices, weights = self.vectorize(text, rating, dense, normalized=normalized, read_rating=read_rating)
         log_proba: dict[str, dict[str, float]] = {}
         for name, head in self.heads.items():
-            logits = weights @ head.coef[indices] + head.intercept
-            shifted = logits - logits.max()
+            logits = weights @ head.coef.take(indices, axis=0) + head.intercept  # (take: fancy indexing's rows, faster)
+            shifted = logits - max(logits.tolist())  # the same float32 maximum, without a numpy reduction
             logp = shifted - np.log(np.exp(shifted).sum())
             log_proba[name] = dict(zip(head.classes, logp.tolist(), strict=True))
         return Scored(indices, weights, log_proba)

@@ -27,6 +27,15 @@ def test_the_shipped_model_is_what_the_training_script_makes_from_the_corpus() -
         assert np.allclose(fresh.heads[name].intercept, head.intercept, atol=1e-3)
 
 
+def test_the_fit_is_the_optimum_not_a_solver_path() -> None:
+    """Two solvers that walk different paths land on the same coefficients: the shipped ones are the optimum."""
+    examples = split(load_corpus())[0][::16]
+    newton, lbfgs = train(examples), train(examples, solver="lbfgs")
+    for name, head in newton.heads.items():
+        assert np.allclose(lbfgs.heads[name].coef, head.coef, atol=1e-4)
+        assert np.allclose(lbfgs.heads[name].intercept, head.intercept, atol=1e-4)
+
+
 def test_the_model_is_small_and_plain_arrays() -> None:
     assert model_path().stat().st_size < 3_000_000
     with np.load(model_path(), allow_pickle=False) as data:  # nothing in it needs unpickling
