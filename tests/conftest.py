@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,6 +111,20 @@ _CONTEXT = ContextFilter()
 def capture_context(caplog: pytest.LogCaptureFixture) -> None:
     """From now on, captured records carry the context fields (connector, item_id, ...) as `inbox run`'s handler adds them."""
     caplog.handler.addFilter(_CONTEXT)
+
+
+@pytest.fixture(autouse=True)
+def _logger_levels_as_they_were() -> Iterator[None]:
+    """Undo the levels a test's `setup_logging` (an in-process command) set: the root's, and the vendor clients'
+    WARNING, so that a later test in the same process (pytest-xdist mixes the order) still sees DEBUG records."""
+    loggers = logging.root.manager.loggerDict
+    root_level = logging.root.level
+    levels = {name: logger.level for name, logger in loggers.items() if isinstance(logger, logging.Logger)}
+    yield
+    logging.root.setLevel(root_level)
+    for name, logger in list(loggers.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture
