@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox import windows
 from inbox.connector import (
@@ -34,7 +36,8 @@ from inbox.store import clocks
 from inbox.store import csat as store_csat
 from inbox.store.cursors import save_cursor
 from inbox.store.customers import customer_ids
-from inbox.store.events import NewEvent, add_events
+from inbox.store.db import in_transaction
+from inbox.store.events import NewEvent, insert_events
 from inbox.store.items import (
     add_items,
     apply_updates,
@@ -56,12 +59,11 @@ _CLOCK_SKEW = timedelta(minutes=5)
 # The customers' key is the handle lower-cased, which can lengthen it ("İ" is two characters in lower case).
 _MAX_KEY = 255
 _CUT = "… [cut: longer than the inbox stores]"
-# Items triaged between two turns of the event loop (well under a millisecond): the page's customers
-# transaction moves a step at each turn.
+# Items triaged between two turns of the event loop (well under a millisecond), so other work on it moves on.
 _TRIAGE_SLICE = 5
 
 # Runs inside ingest's transaction after the items are written and before the cursor; raises to roll it back.
-Fence = Callable[[AsyncConnection], Awaitable[None]]
+Fence = Callable[[sa.Connection], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,7 @@ class Ingestor:
         history: bool = False,
     ) -> IngestResult:
         """Store the new items among `items` once, and `cursor` with them, in one transaction (their new customers
-        are added while the items are triaged, in a short one of their own: a customer without items is harmless).
+        are added before the items are triaged, in a short one of their own: a customer without items is harmless).
 
         `fence` runs last inside that transaction and raises to roll it back (a worker that lost its lease).
         `history` (a backfill): a new clock already past its deadline is stored breached, so the sweep announces
@@ -172,30 +174,14 @@ class Ingestor:
         rows: list[_Row] = []
         customers: dict[tuple[str, str], int] = {}
         if candidates:
-            async with self.engine.connect() as conn:
-                await plan_lookups_afresh(conn, True)
-                known = await known_items(conn, source.name, list(candidates))
+            known, customers = await in_transaction(self.engine, partial(self._lookup, source, candidates, now))
             result.duplicates += len(known)
             # Triage only what is new: a re-poll of known items costs one indexed lookup.
-            new = [raw for key, raw in candidates.items() if key not in known]
-            if new:
-                # The customers' own short transaction needs no triage: it runs while the items are triaged, so
-                # its statements and commit (in the store's thread or server) cost the page no time of its own.
-                seen = asyncio.ensure_future(self._customers(source, new, now))
-                try:
-                    rows = await self._prepare_all(source, new, now)
-                finally:
-                    customers = await seen
+            rows = await self._prepare_all(source, [raw for key, raw in candidates.items() if key not in known], now)
         if rows or cursor is not None:
-            async with self.engine.begin() as conn:
-                if rows:
-                    await plan_lookups_afresh(conn, True)
-                    await self._store(conn, source, rows, customers, now, result, history)
-                if fence is not None:
-                    # Last, so the lease row stays locked only from here to the commit.
-                    await fence(conn)
-                if cursor is not None:
-                    await save_cursor(conn, source.name, cursor, now)
+            await in_transaction(
+                self.engine, partial(self._write, source, rows, customers, now, result, history, cursor, fence)
+            )
         if result.stored:
             self.on_event()
             log.info(
@@ -293,22 +279,86 @@ class Ingestor:
         for raw in raws:
             rows.append(self._prepare(source, raw, now))
             if len(rows) % _TRIAGE_SLICE == 0:
-                # Triage is CPU work: other connectors' transactions (and their row locks), Slack acknowledgements
-                # and this page's customers on this event loop wait for it, so it gives way now and then.
+                # Triage is CPU work: other connectors' transactions (and their row locks) and Slack acknowledgements
+                # on this event loop wait for it, so it gives way now and then.
                 await asyncio.sleep(0)
         return rows
 
-    async def _customers(self, source: Source, raws: list[RawItem], now: datetime) -> dict[tuple[str, str], int]:
-        """The ids of the items' customers (added when new), each with the name its latest item shows.
+    def _lookup(
+        self, source: Source, candidates: Mapping[str, RawItem], now: datetime, conn: sa.Connection
+    ) -> tuple[set[str], dict[tuple[str, str], int]]:
+        """The candidates already stored, and the ids of the new ones' customers (added when new), each with the
+        name its latest item shows.
 
         Customers are shared by every connector's pages: what is written of them (new ones, renamed ones, hourly
-        last_seen_at) commits at once, never locked for a whole page while other workers' pages with the same
-        people wait. Mostly this only reads, and a read-only commit writes nothing.
+        last_seen_at) commits here, before triage, never locked for a whole page while other workers' pages with
+        the same people wait. Mostly this only reads, and a read-only commit writes nothing.
         """
-        seen = {(source.channel, customer_key(raw.author_handle)): raw.author_name for raw in raws}
-        async with self.engine.begin() as conn:
-            await plan_lookups_afresh(conn, True)
-            return await customer_ids(conn, seen, now)
+        plan_lookups_afresh(conn, True)
+        known = known_items(conn, source.name, list(candidates))
+        seen = {
+            (source.channel, customer_key(raw.author_handle)): raw.author_name
+            for key, raw in candidates.items()
+            if key not in known
+        }
+        return known, customer_ids(conn, seen, now) if seen else {}
+
+    def _write(
+        self,
+        source: Source,
+        rows: list[_Row],
+        customers: dict[tuple[str, str], int],
+        now: datetime,
+        result: IngestResult,
+        history: bool,
+        cursor: BaseModel | None,
+        fence: Fence | None,
+        conn: sa.Connection,
+    ) -> None:
+        """The page's transaction: its items, threads and events, then the fence and the cursor."""
+        if rows:
+            plan_lookups_afresh(conn, True)
+            threads, created, answered = self._threads(conn, source, rows, customers, now, history, result)
+            plan_lookups_afresh(conn, False)
+            for row in rows:
+                row.values["customer_id"] = customers[row.customer_key]
+                row.values["thread_id"] = threads[row.thread_key]["id"]
+            inserted = add_items(conn, [r.values for r in rows])
+            # Another worker may have stored some of them between our check and our insert.
+            stored = sorted((r for r in rows if r.raw.external_id in inserted), key=lambda r: r.raw.posted_at)
+            result.duplicates += len(rows) - len(stored)
+            events: list[NewEvent] = []
+            follow_ups: dict[int, list[_Row]] = {}
+            announced: set[int] = set()
+            ratings = self._csat_answers(
+                conn, [r for r in stored if r.values["thread_id"] not in created], inserted, now
+            )
+            result.csat_answers = len(ratings)
+            for row in stored:
+                item_id = inserted[row.raw.external_id]
+                result.item_ids.append(item_id)
+                thread_id = row.values["thread_id"]
+                if row.raw.external_id in ratings:
+                    continue  # the answer to our question: the conversation stays resolved
+                if thread_id in created and thread_id not in announced:
+                    announced.add(thread_id)
+                    kind = EventKind.NEW_THREAD
+                    result.new_threads += 1
+                else:
+                    kind = EventKind.FOLLOW_UP
+                    result.follow_ups += 1
+                    if thread_id not in created:
+                        follow_ups.setdefault(thread_id, []).append(row)
+                if not (history and thread_id in answered):  # answered long ago: nothing for anyone to do
+                    events.append(NewEvent(kind, thread_id, item_id))
+            self._reopen(conn, source, follow_ups, threads, now, history)
+            insert_events(conn, now, events)
+            result.stored = len(stored)
+        if fence is not None:
+            # Last, so the lease row stays locked only from here to the commit.
+            fence(conn)
+        if cursor is not None:
+            save_cursor(conn, source.name, cursor, now)
 
     def _prepare(self, source: Source, raw: RawItem, now: datetime) -> _Row:
         age = (now - raw.posted_at).total_seconds() / 60
@@ -342,55 +392,8 @@ class Ingestor:
         # The key is the handle as stored (cut to the column's size), so the upsert's answer finds it again.
         return _Row(raw, values, raw.thread_id or raw.external_id, (source.channel, customer_key(raw.author_handle)))
 
-    async def _store(
-        self,
-        conn: AsyncConnection,
-        source: Source,
-        rows: list[_Row],
-        customers: dict[tuple[str, str], int],
-        now: datetime,
-        result: IngestResult,
-        history: bool,
-    ) -> None:
-        threads, created, answered = await self._threads(conn, source, rows, customers, now, history, result)
-        await plan_lookups_afresh(conn, False)
-        for row in rows:
-            row.values["customer_id"] = customers[row.customer_key]
-            row.values["thread_id"] = threads[row.thread_key]["id"]
-        inserted = await add_items(conn, [r.values for r in rows])
-        # Another worker may have stored some of them between our check and our insert.
-        stored = sorted((r for r in rows if r.raw.external_id in inserted), key=lambda r: r.raw.posted_at)
-        result.duplicates += len(rows) - len(stored)
-        events: list[NewEvent] = []
-        follow_ups: dict[int, list[_Row]] = {}
-        announced: set[int] = set()
-        ratings = await self._csat_answers(
-            conn, [r for r in stored if r.values["thread_id"] not in created], inserted, now
-        )
-        result.csat_answers = len(ratings)
-        for row in stored:
-            item_id = inserted[row.raw.external_id]
-            result.item_ids.append(item_id)
-            thread_id = row.values["thread_id"]
-            if row.raw.external_id in ratings:
-                continue  # the answer to our question: the conversation stays resolved
-            if thread_id in created and thread_id not in announced:
-                announced.add(thread_id)
-                kind = EventKind.NEW_THREAD
-                result.new_threads += 1
-            else:
-                kind = EventKind.FOLLOW_UP
-                result.follow_ups += 1
-                if thread_id not in created:
-                    follow_ups.setdefault(thread_id, []).append(row)
-            if not (history and thread_id in answered):  # answered long ago: nothing for anyone to do
-                events.append(NewEvent(kind, thread_id, item_id))
-        await self._reopen(conn, source, follow_ups, threads, now, history)
-        await add_events(conn, now, events)
-        result.stored = len(stored)
-
-    async def _csat_answers(
-        self, conn: AsyncConnection, rows: list[_Row], inserted: Mapping[str, int], now: datetime
+    def _csat_answers(
+        self, conn: sa.Connection, rows: list[_Row], inserted: Mapping[str, int], now: datetime
     ) -> set[str]:
         """The external ids among follow-up `rows` (oldest first) that answer a CSAT question, stored as answers.
 
@@ -399,7 +402,7 @@ class Ingestor:
         """
         if self.answer_window is None or not rows:
             return set()
-        waiting = await store_csat.awaiting(conn, [r.values["thread_id"] for r in rows])
+        waiting = store_csat.awaiting(conn, [r.values["thread_id"] for r in rows])
         answers: set[str] = set()
         for row in rows:
             question = waiting.get(row.values["thread_id"])
@@ -410,17 +413,17 @@ class Ingestor:
             if row.raw.posted_at <= question.sent_at + self.answer_window:
                 score = parse_rating(row.raw.text, question.language)
             if score is None:
-                await store_csat.close(conn, question)
+                store_csat.close(conn, question)
                 continue
             item_id = inserted[row.raw.external_id]
             thread_id = row.values["thread_id"]
-            if await store_csat.record_answer(conn, question, thread_id, score, item_id, row.raw.posted_at, now):
+            if store_csat.record_answer(conn, question, thread_id, score, item_id, row.raw.posted_at, now):
                 answers.add(row.raw.external_id)
         return answers
 
-    async def _threads(
+    def _threads(
         self,
-        conn: AsyncConnection,
+        conn: sa.Connection,
         source: Source,
         rows: list[_Row],
         customers: dict[tuple[str, str], int],
@@ -430,7 +433,7 @@ class Ingestor:
     ) -> tuple[dict[str, dict[str, Any]], set[int], set[int]]:
         """Threads of `rows` by key, the ids of those created here, and of those created already answered."""
         keys = sorted({r.thread_key for r in rows})
-        threads = await lock_threads(conn, source.name, keys)
+        threads = lock_threads(conn, source.name, keys)
         fresh: dict[str, list[_Row]] = {}
         for row in rows:
             if row.thread_key not in threads:
@@ -479,7 +482,7 @@ class Ingestor:
                     else policy.deadlines(first.raw.posted_at)[1],
                     "sla_target_minutes": policy.first_response_minutes,
                 }
-            for thread_id, key in await open_threads(conn, list(values.values())):
+            for thread_id, key in open_threads(conn, list(values.values())):
                 created.add(thread_id)
                 threads[key] = {"id": thread_id}
                 stage = values[key]["sla_stage"]
@@ -491,12 +494,12 @@ class Ingestor:
             # Threads another worker created since our lookup.
             raced = sorted(set(fresh) - set(threads))
             if raced:
-                threads.update(await lock_threads(conn, source.name, raced))
+                threads.update(lock_threads(conn, source.name, raced))
         return threads, created, answered
 
-    async def _reopen(
+    def _reopen(
         self,
-        conn: AsyncConnection,
+        conn: sa.Connection,
         source: Source,
         follow_ups: dict[int, list[_Row]],
         threads: dict[str, dict[str, Any]],
@@ -553,7 +556,7 @@ class Ingestor:
                         assigned=bool(thread["assignee"]),
                     )
                 )
-            await update_thread(conn, thread_id, changes)
+            update_thread(conn, thread_id, changes)
 
 
 def _door(row: _Row) -> datetime | None:

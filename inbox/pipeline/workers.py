@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.store import leases
@@ -170,10 +171,10 @@ class Leases:
             )
         return change
 
-    async def fence(self, conn: AsyncConnection, connector: str) -> None:
+    def fence(self, conn: sa.Connection, connector: str) -> None:
         """Last in a transaction that saves a cursor: renew the lease (locking it until the commit), or raise
         LeaseLost if it moved, which rolls the transaction back."""
-        if not await leases.extend(conn, self.worker, connector, self.clock() + self.period):
+        if not leases.extend(conn, self.worker, connector, self.clock() + self.period):
             self._held.pop(connector, None)
             raise LeaseLost(f"{connector}: another worker holds the lease now")
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inbox.store.events import NewEvent, add_events
+from inbox.store.events import NewEvent, add_events, insert_events
 from inbox.store.models import CsatQuestion, CsatStatus, EventKind, Item, Reply, ReplyStatus, Thread
 from inbox.store.sqlutil import chunks
 
@@ -233,11 +233,11 @@ async def close_expired(engine: AsyncEngine, before: datetime) -> int:
     return int(closed.rowcount or 0)
 
 
-async def awaiting(conn: AsyncConnection, thread_ids: Sequence[int]) -> dict[int, Awaiting]:
+def awaiting(conn: sa.Connection, thread_ids: Sequence[int]) -> dict[int, Awaiting]:
     """The sent questions of these threads still waiting for the customer's next message (inside ingest's transaction)."""
     found: dict[int, Awaiting] = {}
     for part in chunks(sorted(set(thread_ids))):
-        rows = await conn.execute(
+        rows = conn.execute(
             sa.select(CsatQuestion.thread_id, CsatQuestion.id, CsatQuestion.sent_at, CsatQuestion.language).where(
                 CsatQuestion.thread_id.in_(part), CsatQuestion.status == CsatStatus.SENT
             )
@@ -247,27 +247,27 @@ async def awaiting(conn: AsyncConnection, thread_ids: Sequence[int]) -> dict[int
     return found
 
 
-async def record_answer(
-    conn: AsyncConnection, question: Awaiting, thread_id: int, score: int, item_id: int, at: datetime, now: datetime
+def record_answer(
+    conn: sa.Connection, question: Awaiting, thread_id: int, score: int, item_id: int, at: datetime, now: datetime
 ) -> bool:
     """Store the customer's rating (inside ingest's transaction), with an event so Slack shows it.
 
     False when the question no longer awaits (the sweep closed it meanwhile): the message is then a follow-up.
     """
-    answered = await conn.execute(
+    answered = conn.execute(
         sa.update(CsatQuestion)
         .where(CsatQuestion.id == question.id, CsatQuestion.status == CsatStatus.SENT)
         .values(status=CsatStatus.ANSWERED, score=score, answer_item_id=item_id, answered_at=at)
     )
     if not answered.rowcount:
         return False
-    await add_events(conn, now, [NewEvent(EventKind.CSAT_ANSWERED, thread_id, item_id, payload={"score": score})])
+    insert_events(conn, now, [NewEvent(EventKind.CSAT_ANSWERED, thread_id, item_id, payload={"score": score})])
     return True
 
 
-async def close(conn: AsyncConnection, question: Awaiting) -> None:
+def close(conn: sa.Connection, question: Awaiting) -> None:
     """The customer's next message was no rating: the question takes no later answer."""
-    await conn.execute(sa.update(CsatQuestion).where(CsatQuestion.id == question.id).values(status=CsatStatus.CLOSED))
+    conn.execute(sa.update(CsatQuestion).where(CsatQuestion.id == question.id).values(status=CsatStatus.CLOSED))
 
 
 def per_conversation() -> sa.Subquery:

@@ -7,19 +7,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox.store.models import Cursor
 from inbox.store.sqlutil import insert_for
 
 
-async def save_cursor(conn: AsyncConnection, connector: str, cursor: BaseModel, now: datetime) -> None:
+def save_cursor(conn: sa.Connection, connector: str, cursor: BaseModel, now: datetime) -> None:
     """Store a connector's cursor (inside the caller's transaction)."""
     value = cursor.model_dump(mode="json")
     insert = insert_for(conn, Cursor).values(connector=connector, value=value, updated_at=now)
-    await conn.execute(
-        insert.on_conflict_do_update(index_elements=["connector"], set_={"value": value, "updated_at": now})
-    )
+    conn.execute(insert.on_conflict_do_update(index_elements=["connector"], set_={"value": value, "updated_at": now}))
 
 
 async def load_cursor(engine: AsyncEngine, connector: str) -> dict[str, Any] | None:

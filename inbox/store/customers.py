@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inbox.store.models import Customer
 from inbox.store.sqlutil import chunks, insert_for, one_of
@@ -18,9 +17,7 @@ _SEEN_PRECISION = timedelta(hours=1)
 CustomerKey = tuple[str, str]  # (channel, handle as stored)
 
 
-async def customer_ids(
-    conn: AsyncConnection, seen: Mapping[CustomerKey, str | None], now: datetime
-) -> dict[CustomerKey, int]:
+def customer_ids(conn: sa.Connection, seen: Mapping[CustomerKey, str | None], now: datetime) -> dict[CustomerKey, int]:
     """The ids of the customers seen (key: display name shown now), adding the new ones; known ones are written
     only when their name or hour changed.
 
@@ -35,18 +32,18 @@ async def customer_ids(
     }
     # In key order throughout: two transactions locking shared rows in different orders deadlock on PostgreSQL.
     keys = sorted(latest)
-    known = await _customers(conn, keys)
+    known = _customers(conn, keys)
     missing = [latest[key] for key in keys if key not in known]
     if missing:
         insert = insert_for(conn, Customer).on_conflict_do_nothing(index_elements=["channel", "handle"])
-        result = await conn.execute(insert.returning(Customer.id, Customer.channel, Customer.handle), missing)
+        result = conn.execute(insert.returning(Customer.id, Customer.channel, Customer.handle), missing)
         # As just written: a new customer is neither renamed nor stale.
         added = {
             (channel, handle): (id_, latest[(channel, handle)]["display_name"], now) for id_, channel, handle in result
         }
         # Another worker may have added some meanwhile: theirs are known now.
         raced = [key for key in keys if key not in known and key not in added]
-        known |= added | await _customers(conn, raced)
+        known |= added | _customers(conn, raced)
     stale = [
         (key, latest[key])
         for key in keys
@@ -64,7 +61,7 @@ async def customer_ids(
                 ),
             )
         )
-        await conn.execute(
+        conn.execute(
             touch, [{"_id": known[key][0], "_seen": now, "_name": values["display_name"]} for key, values in stale]
         )
     return {key: id_ for key, (id_, _, _) in known.items()}
@@ -74,9 +71,7 @@ def _renamed(stored: str | None, seen: str | None) -> bool:
     return seen is not None and seen != stored
 
 
-async def _customers(
-    conn: AsyncConnection, keys: list[CustomerKey]
-) -> dict[CustomerKey, tuple[int, str | None, datetime]]:
+def _customers(conn: sa.Connection, keys: list[CustomerKey]) -> dict[CustomerKey, tuple[int, str | None, datetime]]:
     """(id, display name, last seen) of the customers with these (channel, handle) keys that exist.
 
     The keys of one page share its channel.
@@ -86,7 +81,7 @@ async def _customers(
         return found
     channel = keys[0][0]
     for part in chunks([handle for _, handle in keys]):
-        result = await conn.execute(
+        result = conn.execute(
             sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at).where(
                 Customer.channel == channel, one_of(conn, Customer.handle, part)
             )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextvars
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import sqlalchemy as sa
@@ -14,6 +18,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+T = TypeVar("T")
 
 # Any constant works; it only has to be the same for every worker migrating the same database.
 _MIGRATION_LOCK = 0x1B0C5
@@ -46,6 +52,9 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
         engine = create_async_engine(full, **kwargs)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine.sync_engine, "checkout", _sqlite_busy_wait)
+        if make_url(full).database not in (None, "", ":memory:"):
+            _store_threads[engine.sync_engine] = _StoreThread(make_url(full).set(drivername="sqlite+pysqlite"))
+            sa.event.listen(engine.sync_engine, "engine_disposed", _close_store_thread)
         return engine
     connect_args: dict[str, Any] = kwargs.pop("connect_args", {})
     if schema:
@@ -77,6 +86,65 @@ def _sqlite_busy_wait(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={wanted}")
         cursor.close()
         record.info["busy_ms"] = wanted
+
+
+async def in_transaction(engine: AsyncEngine, work: Callable[[sa.Connection], T]) -> T:
+    """`work`'s answer, its statements run in one transaction: committed when it returns, rolled back when it raises.
+
+    `work` is plain (sync) code. On a SQLite file it runs in the store's own thread over a plain sqlite3 connection:
+    one hand-off between threads for the whole, where aiosqlite hands every statement over about four times (ingest:
+    about 30 per page, each a wait for the other thread to be scheduled). Elsewhere it runs on this event loop
+    (`AsyncConnection.run_sync`), each statement awaiting the server.
+    """
+    thread = _store_threads.get(engine.sync_engine)
+    if thread is None:
+        async with engine.begin() as conn:
+            return await conn.run_sync(work)
+    return await thread.run(work)
+
+
+def plain_engines(engine: AsyncEngine) -> list[sa.Engine]:
+    """The sync engines that send `engine`'s statements, to listen to their events: its own and, on a SQLite file,
+    the one `in_transaction` runs on."""
+    thread = _store_threads.get(engine.sync_engine)
+    return [engine.sync_engine] if thread is None else [engine.sync_engine, thread.engine]
+
+
+class _StoreThread:
+    """A plain (pysqlite) engine on an aiosqlite engine's file, and the one thread that uses it."""
+
+    def __init__(self, url: sa.URL) -> None:
+        self.engine = sa.create_engine(url)
+        sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        sa.event.listen(self.engine, "checkout", _sqlite_busy_wait)
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def run(self, work: Callable[[sa.Connection], T]) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="inbox-store")
+        # The caller's context goes along: `store_wait`'s lock wait, the log's fields.
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, self._work, work)
+
+    def _work(self, work: Callable[[sa.Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    def close(self) -> None:
+        """Close the thread's connections, in that thread (sqlite3 objects belong to the thread that made them)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.submit(self.engine.dispose).result()
+            executor.shutdown()
+
+
+_store_threads: weakref.WeakKeyDictionary[sa.Engine, _StoreThread] = weakref.WeakKeyDictionary()
+
+
+def _close_store_thread(engine: sa.Engine) -> None:
+    thread = _store_threads.get(engine)
+    if thread is not None:
+        thread.close()
 
 
 @contextmanager

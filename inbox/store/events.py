@@ -24,6 +24,11 @@ class NewEvent(NamedTuple):
 
 async def add_events(conn: AsyncConnection, now: datetime, events: Iterable[NewEvent]) -> None:
     """Record events (inside the caller's transaction), in one statement."""
+    await conn.run_sync(insert_events, now, list(events))
+
+
+def insert_events(conn: sa.Connection, now: datetime, events: Iterable[NewEvent]) -> None:
+    """`add_events` for plain (sync) code."""
     rows = [
         {
             "kind": e.kind,
@@ -36,7 +41,7 @@ async def add_events(conn: AsyncConnection, now: datetime, events: Iterable[NewE
         for e in events
     ]
     if rows:
-        await conn.execute(sa.insert(Event), rows)
+        conn.execute(sa.insert(Event), rows)
 
 
 async def claim(engine: AsyncEngine, worker: str, now: datetime, until: datetime, limit: int) -> list[Any]:

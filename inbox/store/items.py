@@ -29,18 +29,18 @@ _THREAD_STATE = (
 )
 
 
-async def known_items(conn: AsyncConnection, connector: str, ids: list[str]) -> set[str]:
+def known_items(conn: sa.Connection, connector: str, ids: list[str]) -> set[str]:
     """Which of the external ids `ids` the connector's items already have."""
     found: set[str] = set()
     for part in chunks(ids):
-        rows = await conn.execute(
+        rows = conn.execute(
             sa.select(Item.external_id).where(Item.connector == connector, one_of(conn, Item.external_id, part))
         )
         found.update(rows.scalars())
     return found
 
 
-async def lock_threads(conn: AsyncConnection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+def lock_threads(conn: sa.Connection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
     """The connector's threads with these keys (external ids) as a follow-up needs them, locked until the commit."""
     threads: dict[str, dict[str, Any]] = {}
     for part in chunks(keys):
@@ -49,29 +49,28 @@ async def lock_threads(conn: AsyncConnection, connector: str, keys: list[str]) -
             .where(Thread.connector == connector, one_of(conn, Thread.external_id, part))
             .with_for_update()
         )
-        for row in await conn.execute(query):
+        for row in conn.execute(query):
             threads[row.external_id] = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public mapping view of a Row
     return threads
 
 
-async def open_threads(conn: AsyncConnection, values: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+def open_threads(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
     """Insert new threads, one statement; (id, key) of those written (another worker may have written some first)."""
     insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
     return [
-        (row.id, row.external_id)
-        for row in await conn.execute(insert.returning(Thread.id, Thread.external_id), list(values))
+        (row.id, row.external_id) for row in conn.execute(insert.returning(Thread.id, Thread.external_id), list(values))
     ]
 
 
-async def add_items(conn: AsyncConnection, values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+def add_items(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Insert items, one statement; the ids of those written by external id (another worker may have written some first)."""
     insert = insert_for(conn, Item).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-    return {r.external_id: r.id for r in await conn.execute(insert.returning(Item.id, Item.external_id), list(values))}
+    return {r.external_id: r.id for r in conn.execute(insert.returning(Item.id, Item.external_id), list(values))}
 
 
-async def update_thread(conn: AsyncConnection, thread_id: int, changes: Mapping[str, Any]) -> None:
+def update_thread(conn: sa.Connection, thread_id: int, changes: Mapping[str, Any]) -> None:
     """Write `changes` (column values, see `clocks` for the clock's) to one thread."""
-    await conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(**changes))
+    conn.execute(sa.update(Thread).where(Thread.id == thread_id).values(**changes))
 
 
 def review_rated(stars: int | None) -> dict[str, Any]:
@@ -97,7 +96,7 @@ async def assign(engine: AsyncEngine, thread_id: int, agent: str, now: datetime)
         if thread is None or thread.status == Status.RESOLVED:
             return None if thread is None else str(thread.status)
         status = Status.ASSIGNED if thread.status == Status.NEW else thread.status
-        await update_thread(conn, thread_id, {"assignee": agent, "status": status, "updated_at": now})
+        await conn.run_sync(update_thread, thread_id, {"assignee": agent, "status": status, "updated_at": now})
         await add_events(conn, now, [NewEvent(EventKind.ASSIGNED, thread_id, payload={"agent": agent})])
     return str(thread.status)
 
@@ -118,7 +117,7 @@ async def resolve(
         thread = await lock_thread(conn, thread_id)
         if thread is None or thread.status == Status.RESOLVED:
             return None if thread is None else str(thread.status)
-        await update_thread(conn, thread_id, {**clocks.resolved(now), "updated_at": now})
+        await conn.run_sync(update_thread, thread_id, {**clocks.resolved(now), "updated_at": now})
         await add_events(conn, now, [NewEvent(EventKind.RESOLVED, thread_id, payload={"agent": agent})])
         when = ask_at(thread) if ask_at is not None else None
         if when is not None:

@@ -93,9 +93,9 @@ async def take(
     return won
 
 
-async def extend(conn: AsyncConnection, worker: str, connector: str, until: datetime) -> bool:
+def extend(conn: sa.Connection, worker: str, connector: str, until: datetime) -> bool:
     """Extend `worker`'s lease on `connector` (locking it until the commit); False if another worker holds it now."""
-    result = await conn.execute(
+    result = conn.execute(
         sa.update(ConnectorLease)
         .where(ConnectorLease.connector == connector, ConnectorLease.worker == worker)
         .values(expires_at=until)

@@ -15,7 +15,7 @@ T = TypeVar("T")
 CHUNK = 500
 
 
-def insert_for(conn: AsyncConnection, table: Any) -> Any:
+def insert_for(conn: AsyncConnection | sa.Connection, table: Any) -> Any:
     """An INSERT that knows ON CONFLICT for the connection's dialect."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -28,7 +28,7 @@ def chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield values[start : start + size]
 
 
-def one_of(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> Any:
+def one_of(conn: AsyncConnection | sa.Connection, column: Any, values: Sequence[Any]) -> Any:
     """`column IN (values)`; on PostgreSQL `column = ANY(array)`, whose text is the same for any number of values.
 
     One text means one prepared statement: an IN list of each new length was parsed and planned again, which
@@ -39,11 +39,11 @@ def one_of(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> Any:
     return column.in_(values)
 
 
-async def plan_lookups_afresh(conn: AsyncConnection, on: bool) -> None:
+def plan_lookups_afresh(conn: sa.Connection, on: bool) -> None:
     """PostgreSQL: plan the IN-list lookups afresh each time, but keep cached plans for the big INSERTs.
 
     A generic plan for a lookup, cached while a young table's statistics still say "empty", ran 30 times
     slower than a fresh one in our benchmark; re-planning a 2,000-parameter INSERT costs more than it saves.
     """
     if conn.dialect.name == "postgresql":
-        await conn.execute(sa.text(f"SET LOCAL plan_cache_mode = {'force_custom_plan' if on else 'auto'}"))
+        conn.execute(sa.text(f"SET LOCAL plan_cache_mode = {'force_custom_plan' if on else 'auto'}"))

@@ -62,6 +62,21 @@ _ANY = "\0any"  # key for word sets of languages that have no lexicon
 _NEUTRAL_RATING_PULL = 2.5  # how far a rating scoring 0 (3 stars: a mixed review) pulls towards neutral
 _SENTIMENTS: tuple[Sentiment, ...] = ("negative", "neutral", "positive")
 _KEYWORD_CAP = 4.0  # keyword scores above this say nothing more to the model
+# Which sentiments go with which intent, by the labelling rules (CONTRACT.md): thanks are positive,
+# a question is a neutral request, a problem is never positive ("thanks for nothing" is negative,
+# a mixed review neutral), chit-chat, jokes and pitches are never negative; spam has its own tone.
+# Intent and sentiment are chosen together among these pairs, so neither head's slip decides alone.
+_SENTIMENTS_OF: dict[str, tuple[Sentiment, ...]] = {
+    "delivery": ("negative", "neutral"),
+    "billing": ("negative", "neutral"),
+    "question": ("neutral",),
+    "complaint": ("negative", "neutral"),
+    "praise": ("positive",),
+    "other": ("neutral", "positive"),
+}
+
+Hit = tuple[int, str, tuple[Entry, ...]]  # a listed term found: (token index, matched key, entries)
+Pattern = tuple[re.Pattern[str], str, str, float]  # (pattern, intent, language, weight)
 
 
 @cache
@@ -109,6 +124,9 @@ class Triager:
         self._overrides = Matcher(_changed_terms(rules.lexicon, shipped_rules().lexicon))
         self._resolved: dict[tuple[str, str], _Resolved] = {}
         self._patterns = self._compile_patterns()
+        # With the shipped rules, this triager's own matches give the model's keyword features:
+        # one pass over the message instead of a second one by `keyword_scorer`.
+        self._own_keywords = rules == shipped_rules()
         self._negations = self._word_sets("negations")
         self._breaks = {lang: words | CLAUSE_PUNCT for lang, words in self._word_sets("clause_breaks").items()}
         # per intent name: (intent, tie-break rank: higher wins, minimum score)
@@ -148,7 +166,7 @@ class Triager:
             for term in lex.neutral:
                 yield term, (NEUTRAL, lang, 1.0)
 
-    def _compile_patterns(self) -> list[tuple[re.Pattern[str], str, str, float]]:
+    def _compile_patterns(self) -> list[Pattern]:
         return [
             (re.compile(pattern), intent.value, lang, weight)
             for lang, lex in self.rules.lexicon.items()
@@ -229,13 +247,19 @@ class Triager:
             min_word_length=rules.shout_min_word_length,
         )
 
-    def _score(self, prepared: Prepared, language: str, shouted: bool) -> tuple[float, dict[str, float], float]:
-        """(text sentiment score, intent scores, escalation levels)."""
+    def _found_patterns(self, prepared: Prepared) -> list[Pattern]:
+        """The patterns found in the whole normalised text (searched once per message)."""
+        return [found for found in self._patterns if found[0].search(prepared.full)]
+
+    def _score(
+        self, prepared: Prepared, language: str, hits: list[Hit], patterns: list[Pattern]
+    ) -> tuple[float, dict[str, float], float]:
+        """(text sentiment score before shouting, intent scores, escalation levels) of the matches."""
         sentiment = 0.0
         escalation = 0.0
         intents: dict[str, float] = {}
         seen: set[str] = set()
-        for index, key, entries in self._matcher.find(prepared.tokens):
+        for index, key, entries in hits:
             meaning = self._resolve(key, entries, language)
             if meaning.polarity:
                 flip = meaning.negatable and self._negated(prepared.tokens, index, language)
@@ -247,13 +271,10 @@ class Triager:
                 for intent, weight in meaning.intents:
                     intents[intent] = intents.get(intent, 0.0) + weight
         foreign = self.rules.intents.foreign_weight
-        for pattern, intent, lang, weight in self._patterns:
-            if pattern.search(prepared.full):
-                if lang != language and lang != "common":
-                    weight *= foreign
-                intents[intent] = intents.get(intent, 0.0) + weight
-        if shouted:
-            sentiment *= self.rules.sentiment.shout_factor
+        for _pattern, intent, lang, weight in patterns:
+            if lang != language and lang != "common":
+                weight *= foreign
+            intents[intent] = intents.get(intent, 0.0) + weight
         return sentiment, intents, escalation
 
     def _sentiment(self, text_score: float, rating: int | None) -> Sentiment:
@@ -307,7 +328,9 @@ class Triager:
             level = max(level, Priority.NORMAL.rank)
         return PRIORITY_ORDER[max(0, min(level, Priority.URGENT.rank))]
 
-    def _rule_evidence(self, prepared: Prepared, language: str) -> tuple[dict[str, float], float]:
+    def _rule_evidence(
+        self, prepared: Prepared, language: str, patterns: list[Pattern]
+    ) -> tuple[dict[str, float], float]:
         """The rules' evidence beside the model: (per intent, sentiment polarity), in log-odds."""
         foreign = self.rules.intents.foreign_weight
         intents: dict[str, float] = {}
@@ -329,11 +352,8 @@ class Triager:
                     seen.add((key, category))
                     intents[category] = intents.get(category, 0.0) + weight
         matched: dict[str, float] = {}
-        for pattern, intent, lang, weight in self._patterns:
-            if pattern.search(prepared.full):
-                matched[intent] = matched.get(intent, 0.0) + (
-                    weight if lang in (language, "common") else weight * foreign
-                )
+        for _pattern, intent, lang, weight in patterns:
+            matched[intent] = matched.get(intent, 0.0) + (weight if lang in (language, "common") else weight * foreign)
         for intent, total in matched.items():
             if total >= self._intent_info[intent][2]:
                 intents[intent] = intents.get(intent, 0.0) + total
@@ -367,11 +387,17 @@ class Triager:
     def keyword_features(self, text: str, language: str) -> dict[str, float]:
         """The keyword rules' scores of a text as the model's dense features (``#kw:<intent>``, ``#kw:+``, ``#kw:-``)."""
         prepared = prepare(text, self.rules.max_text_chars)
-        sentiment, intents, _escalation = self._score(prepared, language, shouted=False)
-        out = {f"#kw:{name}": min(score, _KEYWORD_CAP) / _KEYWORD_CAP for name, score in intents.items()}
-        out["#kw:+"] = min(max(sentiment, 0.0), _KEYWORD_CAP) / _KEYWORD_CAP
-        out["#kw:-"] = min(max(-sentiment, 0.0), _KEYWORD_CAP) / _KEYWORD_CAP
-        return out
+        hits = self._matcher.find(prepared.tokens)
+        sentiment, intents, _escalation = self._score(prepared, language, hits, self._found_patterns(prepared))
+        return _keyword_dense(sentiment, intents)
+
+    def _best_pair(self, intents: dict[str, float], sentiments: dict[str, float]) -> tuple[Intent, Sentiment]:
+        """The likeliest (intent, sentiment) pair that the labelling rules allow together."""
+        pairs = [(name, s) for name in intents for s in _SENTIMENTS_OF.get(name, _SENTIMENTS)]
+        name, sentiment = max(
+            pairs, key=lambda pair: (intents[pair[0]] + sentiments[pair[1]], self._intent_info[pair[0]][1])
+        )
+        return self._intent_info[name][0], sentiment
 
     def _best_intent(self, scores: dict[str, float]) -> Intent:
         best = max(scores, key=lambda name: (scores[name], self._intent_info[name][1]))
@@ -383,22 +409,25 @@ class Triager:
         prepared = prepare(text, self.rules.max_text_chars)
         shouted = self._shouting(prepared)
         language = self.detector.detect(prepared)
-        text_score, keyword_intents, escalation = self._score(prepared, language, shouted)
+        hits = self._matcher.find(prepared.tokens)  # each step below reads these matches: one pass
+        patterns = self._found_patterns(prepared)
+        unshouted, keyword_intents, escalation = self._score(prepared, language, hits, patterns)
+        text_score = unshouted * self.rules.sentiment.shout_factor if shouted else unshouted
         if self.model is None:
             sentiment = self._sentiment(text_score, rating)
             intent = self._intent(keyword_intents, sentiment)
         else:
-            dense = keyword_scorer().keyword_features(text, language)
-            scored = self.model.score(text[: self.rules.max_text_chars], rating, dense)
-            stars = rating if rating is not None else inline_rating(text[: self.rules.max_text_chars])
-            rule_intents, polarity = self._rule_evidence(prepared, language)
+            if self._own_keywords:
+                dense = _keyword_dense(unshouted, keyword_intents)
+            else:
+                dense = keyword_scorer().keyword_features(text, language)
+            head = text[: self.rules.max_text_chars]  # `prepared.full` is its normalised form
+            stars = rating if rating is not None else inline_rating(head, prepared.full)
+            # the features would read the same rating from the text: give them the one just read
+            scored = self.model.score(head, stars, dense, normalized=prepared.full, read_rating=False)
+            rule_intents, polarity = self._rule_evidence(prepared, language, patterns)
             intent_scores, sentiment_scores = self._combine(scored, rule_intents, polarity, stars, shouted)
-            sentiment = max(_SENTIMENTS, key=sentiment_scores.__getitem__)
-            if sentiment == "negative":  # an unhappy customer is not praising ("thanks for nothing")
-                intent_scores[Intent.PRAISE.value] = -math.inf
-            elif sentiment == "positive":  # nor is a happy one complaining (a mixed review is neutral)
-                intent_scores[Intent.COMPLAINT.value] = -math.inf
-            intent = self._best_intent(intent_scores)
+            intent, sentiment = self._best_pair(intent_scores, sentiment_scores)
         furious = sentiment == "negative" and (shouted or text_score <= self.rules.priority.furious_score)
         priority = self._priority(intent, sentiment, furious, escalation, rating, kind, age_minutes)
         result = TriageResult(language=language, sentiment=sentiment, intent=intent, priority=priority)
@@ -416,21 +445,21 @@ class Triager:
                 rule_sentiment=polarity,
                 rating=stars,
                 shouted=shouted,
-                terms=self._fired(prepared, language),
+                terms=self._fired(hits, patterns, language),
             )
         return result, explanation
 
-    def _fired(self, prepared: Prepared, language: str) -> list[tuple[str, str]]:
+    def _fired(self, hits: list[Hit], patterns: list[Pattern], language: str) -> list[tuple[str, str]]:
         """Every listed term found, with what it says in the detected language."""
         fired: list[tuple[str, str]] = []
-        for _index, key, entries in self._matcher.find(prepared.tokens):
+        for _index, key, entries in hits:
             meaning = self._resolve(key, entries, language)
             says = [f"{'+' if meaning.polarity > 0 else ''}{meaning.polarity:g} sentiment"] if meaning.polarity else []
             says += [f"escalation {meaning.escalation:g}"] if meaning.escalation else []
             says += [f"{intent} {weight:g}" for intent, weight in meaning.intents]
             if says:
                 fired.append((key, ", ".join(says)))
-        fired += [(p.pattern, f"{intent} {w:g}") for p, intent, _lang, w in self._patterns if p.search(prepared.full)]
+        fired += [(p.pattern, f"{intent} {w:g}") for p, intent, _lang, w in patterns]
         return fired
 
     def classify(
@@ -444,6 +473,14 @@ class Triager:
     ) -> Explanation | None:
         """``classify`` with the reasons (None when scoring with the keyword rules alone)."""
         return self._explained(text, rating, kind, age_minutes, explain=True)[1]
+
+
+def _keyword_dense(sentiment: float, intents: dict[str, float]) -> dict[str, float]:
+    """Keyword scores (sentiment before shouting) as the model's dense features, capped and scaled to 0..1."""
+    out = {f"#kw:{name}": min(score, _KEYWORD_CAP) / _KEYWORD_CAP for name, score in intents.items()}
+    out["#kw:+"] = min(max(sentiment, 0.0), _KEYWORD_CAP) / _KEYWORD_CAP
+    out["#kw:-"] = min(max(-sentiment, 0.0), _KEYWORD_CAP) / _KEYWORD_CAP
+    return out
 
 
 def _changed_terms(lexicon: dict[str, Lexicon], shipped: dict[str, Lexicon]) -> Iterator[tuple[str, Entry]]:

@@ -34,13 +34,26 @@ _PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d .()-]{7,}\d")
 _HANDLE_RE = re.compile(r"(?<![\w@])@\w+")
 _STARS_RE = re.compile(r"[★⭐☆]{2,}")
 _OUT_OF_RE = re.compile(r"(?<![\d/.,])(10|\d(?:[.,]5)?)\s*/\s*(5|10)\b")
+# "3 stars", and "3 von 5 Sternen", "3 out of 5 stars", "3 din 5 stele": the scale said in words
 _STAR_WORDS_RE = re.compile(
-    r"(?<!\d)([1-5])\s*(?:stars?|etoiles?|stele|stea|sterne?|estrellas?|stelle|estrelas?|sterren|ster)\b"
+    r"(?<!\d)([1-5])\s*(?:(?:von|su|sur|de|din|van|em|out of|of)\s*5\s*)?"
+    r"(?:stars?|etoiles?|stele|stea|sterne?n?|estrellas?|stelle|estrelas?|sterren|ster)\b"
 )
 _NUMBER_RE = re.compile(r"\d+")
 # a few words in quotes: the scare quotes of sarcasm ('in transit', "next day", 'premium')
 _QUOTED_RE = re.compile(r"(?:^|(?<=\s))['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)")
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
+# a wait measured in time ("9 days", "40 minuti", "3 saptamani"), and thanks said beside one: the
+# sarcasm of "thanks for the quick reply, only 9 days 👍", which no single word gives away
+_WAIT_RE = re.compile(
+    r"\b\d+\s*(?:h|hrs?|hours?|heures?|ore|ora|horas?|uur|stunden?|min|mins|minutes?|minuten?|minuti|minutos"
+    r"|days?|jours?|zile|tage?n?|dias|giorni|dagen|weeks?|semaines?|saptamani|saptamana|wochen?|semanas?"
+    r"|settimane?|weken|months?|mois|luni|monate?|meses|mesi|maanden)\b"
+)
+_THANKS_RE = re.compile(
+    r"\b(?:thanks?|thank you|cheers|merci|mersi|multumesc|danke|gracias|grazie|obrigad[oa]|valeu"
+    r"|bedankt|dank|dankjewel|bravo|felicitari|complimenti|parabens|enhorabuena)\b"
+)
 _NEGATIONS = frozenset(
     [
         "not",
@@ -161,15 +174,18 @@ _CONTRASTS = frozenset(
 _NEGATION_WINDOW = 3
 
 
-def inline_rating(text: str) -> int | None:
-    """A star rating written in the text ("★★☆☆☆", "⭐⭐⭐⭐", "3/5", "4 stars", "2 étoiles"), if any."""
+def inline_rating(text: str, normalized: str | None = None) -> int | None:
+    """A star rating written in the text ("★★☆☆☆", "⭐⭐⭐⭐", "3/5", "4 stars", "2 étoiles"), if any.
+
+    ``normalized``: ``normalize(text)``, when the caller has it already.
+    """
     # "★☆☆☆☆" is one star; a lone "⭐" is decoration
     stars = _STARS_RE.search(text)
     if stars:  # a run: "★★☆☆☆" or "⭐⭐⭐"; one star alone is an emoji ("Jess was a star ⭐")
         filled = len(stars.group().replace("☆", ""))
         if filled:
             return min(5, filled)
-    lowered = normalize(text)
+    lowered = normalize(text) if normalized is None else normalized
     out_of = _OUT_OF_RE.search(lowered)
     if out_of:
         value = float(out_of.group(1).replace(",", "."))
@@ -216,10 +232,18 @@ def _cues(norm: str) -> tuple[str, list[str]]:
     return norm, cues
 
 
-def analyse(text: str, rating: int | None = None) -> tuple[list[str], list[str]]:
-    """(word-level features and cues, the words whose character n-grams count) of one message."""
-    norm, out = _cues(normalize(text))
-    stars = rating if rating is not None else inline_rating(text)
+def analyse(
+    text: str, rating: int | None = None, *, normalized: str | None = None, read_rating: bool = True
+) -> tuple[list[str], list[str]]:
+    """(word-level features and cues, the words whose character n-grams count) of one message.
+
+    Without a ``rating`` the one written in the text counts, unless ``read_rating`` is False: the
+    caller read it already and gives what it found (None: no rating). ``normalized``: ``normalize(text)``,
+    when the caller has it already.
+    """
+    normal = normalize(text) if normalized is None else normalized
+    norm, out = _cues(normal)
+    stars = rating if rating is not None or not read_rating else inline_rating(text, normal)
     if stars is not None:
         out.append(f"#stars:{stars}")
     if "!!" in text:
@@ -228,6 +252,10 @@ def analyse(text: str, rating: int | None = None) -> tuple[list[str], list[str]]
         out.append("#ask")
     if _QUOTED_RE.search(text):
         out.append("#quoted")
+    if _WAIT_RE.search(norm):
+        out.append("#wait")
+        if _THANKS_RE.search(norm):
+            out.append("#thanks-wait")
     tokens = _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
     last_contrast = max((i for i, tok in enumerate(tokens) if tok in _CONTRASTS), default=-1)
     negated_until = -1

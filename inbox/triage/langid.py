@@ -33,10 +33,16 @@ def model_path() -> Path:
     return Path(__file__).with_name("langid.npz")
 
 
-def _word_features(word: str) -> list[str]:
+def _grams(word: str) -> list[str]:
+    """The padded word's 1- to 4-grams (the lone spaces included), then the word itself."""
     padded = f" {word} "
     grams = [padded[i : i + n] for n in range(1, MAX_N + 1) for i in range(len(padded) - n + 1)]
-    return [g for g in grams if g != " "] + [f"w:{word}"]
+    grams.append(f"w:{word}")
+    return grams
+
+
+def _word_features(word: str) -> list[str]:
+    return [g for g in _grams(word) if g != " "]
 
 
 def features(text: str) -> list[str]:
@@ -50,6 +56,7 @@ class LanguageModel:
     def __init__(self, languages: Sequence[str], vocabulary: Sequence[str], log_probs: npt.NDArray[np.float32]) -> None:
         self.languages = tuple(languages)
         self._index = {feature: row for row, feature in enumerate(vocabulary)}
+        self._index.pop(" ", None)  # never a feature: lets `_word_score` look every n-gram up unfiltered
         self._log_probs = log_probs
         self.vocabulary = tuple(vocabulary)
         self._zero = np.zeros(len(self.languages), dtype=np.float64)
@@ -79,26 +86,39 @@ class LanguageModel:
             and np.array_equal(self._log_probs, other._log_probs)
         )
 
-    def _word_score(self, word: str) -> npt.NDArray[np.float64]:
-        score = self._word_cache.get(word)
-        if score is None:
-            rows = [row for f in _word_features(word) if (row := self._index.get(f)) is not None]
-            score = self._log_probs[rows].sum(axis=0, dtype=np.float64) if rows else self._zero
-            if len(self._word_cache) < _CACHE_WORDS:
-                self._word_cache[word] = score
-        return score
+    def _word_scores(self, words: list[str]) -> list[npt.NDArray[np.float64]]:
+        """The known words' summed log-probabilities, in order; the unseen words are scored together."""
+        cache = self._word_cache
+        fresh: dict[str, npt.NDArray[np.float64]] = {}
+        rows: list[int] = []
+        starts: list[int] = []
+        counted: list[str] = []
+        get = self._index.get
+        for word in words:
+            if word not in cache and word not in fresh:
+                # `_word_features` in the same order (each sum adds alike); " " is no key of the index
+                found = [row for row in map(get, _grams(word)) if row is not None]
+                fresh[word] = self._zero
+                if found:
+                    starts.append(len(rows))
+                    rows.extend(found)
+                    counted.append(word)
+        if counted:  # one gather and one sum per word segment for all of them, not two array calls per word
+            sums = np.add.reduceat(self._log_probs.take(rows, axis=0), starts, axis=0, dtype=np.float64)
+            fresh.update(zip(counted, sums, strict=True))
+        for word, score in fresh.items():
+            if len(cache) < _CACHE_WORDS:
+                cache[word] = score
+        zero = self._zero  # (a full cache keeps no more words: the fresh ones are read from `fresh`)
+        return [score for word in words if (score := fresh[word] if word in fresh else cache[word]) is not zero]
 
     def log_probabilities(self, text: str) -> dict[str, float]:
         """Language -> log of its posterior probability (uniform prior); empty when no word is known."""
-        scores = self._zero
-        known = False
-        for word in _WORD_RE.findall(text.lower()):
-            word_score = self._word_score(word)
-            if word_score is not self._zero:
-                scores = scores + word_score
-                known = True
-        if not known:
+        found = self._word_scores(_WORD_RE.findall(text.lower()))
+        if not found:
             return {}
+        # one reduction over the words' rows, in word order: the same additions as a running sum, one call
+        scores = np.add.reduce(np.array(found), axis=0) if len(found) > 1 else found[0]
         shifted = scores - scores.max()
         shifted -= np.log(np.exp(shifted).sum())
         return dict(zip(self.languages, shifted.tolist(), strict=True))

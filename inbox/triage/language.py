@@ -5,8 +5,10 @@ is clear: stopwords unique to one configured language, and letters only one of t
 are Romanian, ß German, ñ Spanish). Otherwise the configured languages are scored by lingua's
 low-accuracy mode (its small models) plus ``MODEL_WEIGHT`` times the log-probabilities of the
 language-ID model the project trains and ships (``langid``: customer-style text, Romanian
-without diacritics, SMS shorthand), each built lazily once. Nothing detectable (empty, emoji
-only) gives ``default_language``.
+without diacritics, SMS shorthand), each built lazily once. The shipped model is asked first:
+when its lead is more than lingua could ever make up (``_LINGUA_SWING``), lingua is not asked at
+all, the answer being the same (most texts; lingua's call was the largest cost of triage). Nothing
+detectable (empty, emoji only) gives ``default_language``.
 
 The memory knob: lingua's high-accuracy models take 200 to 300 MB. The shipped rules never load
 them; ``[detection] short_text_chars`` and ``low_accuracy_min_confidence`` send texts that short,
@@ -32,6 +34,10 @@ __all__ = ["MODEL_WEIGHT", "Detector"]
 # cross-validation on the corpus's training split (0.25 to 0.5 were best, either alone was worse).
 MODEL_WEIGHT = 0.5
 _FLOOR = 1e-4  # lingua says 0 for a language it rules out; the model may still outvote it
+# The most lingua can move one language against another: log(1 + _FLOOR) - log(_FLOOR), about 9.21.
+# When the shipped model alone leads by more, lingua cannot change the answer and is not asked
+# (with no confidence threshold configured); a small margin covers rounding.
+_LINGUA_SWING = math.log(1 + _FLOOR) - math.log(_FLOOR) + 1e-6
 
 
 def _confidence(scores: dict[str, float], best: str) -> float:
@@ -99,6 +105,13 @@ class Detector:
         """Lingua's low-accuracy mode and the shipped model together; lingua's high accuracy if configured so."""
         rules = self.rules.detection
         sample = " ".join(text.split())[: rules.max_chars]
+        model = self._model()
+        log_probs = model.log_probabilities(sample) if model is not None else {}
+        confident = len(sample) > rules.short_text_chars and rules.low_accuracy_min_confidence <= 0
+        if confident and len(log_probs) >= len(self._languages):
+            ranked = sorted((MODEL_WEIGHT * log_probs[code] for code in self._languages), reverse=True)
+            if ranked[0] - ranked[1] > _LINGUA_SWING:  # lingua cannot overturn it (its cost saved)
+                return max(self._languages, key=log_probs.__getitem__)
         scores = dict.fromkeys(self._languages, 0.0)
         known = False  # lingua gives every language 0 for a script none of them uses
         for value in self._detector(high=False).compute_language_confidence_values(sample):
@@ -106,8 +119,6 @@ class Detector:
             code = value.language.iso_code_639_1.name.lower()
             if code in scores:
                 scores[code] += math.log(value.value + _FLOOR)
-        model = self._model()
-        log_probs = model.log_probabilities(sample) if model is not None else {}
         for code, log_prob in log_probs.items():
             if code in scores:
                 scores[code] += MODEL_WEIGHT * log_prob

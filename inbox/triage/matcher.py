@@ -50,6 +50,7 @@ class Matcher:
                 sizes.setdefault(words[0], set()).add(len(words))
         self._phrase_sizes = {word: tuple(sorted(n, reverse=True)) for word, n in sizes.items()}
         self._cache: dict[str, tuple[Entry, ...]] = {}
+        self.empty = not exact and not prefixes  # nothing to find (no admin overrides): `find` is skipped
 
     def _static(self, word: str, own: Mapping[str, tuple[Entry, ...]]) -> tuple[Entry, ...]:
         """An exact term, completed by the longest matching prefix term for what it does not say."""
@@ -93,6 +94,8 @@ class Matcher:
     def find(self, tokens: list[str]) -> list[tuple[int, str, tuple[Entry, ...]]]:
         """(token index, matched key, entries) for every match, left to right."""
         hits: list[tuple[int, str, tuple[Entry, ...]]] = []
+        if self.empty:
+            return hits
         cache, phrase_sizes = self._cache, self._phrase_sizes
         i, count = 0, len(tokens)
         while i < count:

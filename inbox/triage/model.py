@@ -54,28 +54,41 @@ class Model:
         self.index = {feature: i for i, feature in enumerate(vocabulary)}
         self.idf = idf
         self.heads = heads
-        self._words: dict[str, npt.NDArray[np.int32]] = {}
+        self._words: dict[str, tuple[int, ...]] = {}
 
-    def _word_indices(self, word: str) -> npt.NDArray[np.int32]:
+    def _word_indices(self, word: str) -> tuple[int, ...]:
+        """The vocabulary indices of a word's character n-grams (cached: words repeat across messages)."""
         found = self._words.get(word)
         if found is None:
             index = self.index
-            found = np.fromiter((index[g] for g in char_grams(word) if g in index), dtype=np.int32)
+            found = tuple([i for i in map(index.get, char_grams(word)) if i is not None])
             if len(self._words) >= _CACHE_LIMIT:
                 self._words.clear()
             self._words[word] = found
         return found
 
     def vectorize(
-        self, text: str, rating: int | None = None, dense: Mapping[str, float] | None = None
+        self,
+        text: str,
+        rating: int | None = None,
+        dense: Mapping[str, float] | None = None,
+        *,
+        normalized: str | None = None,
+        read_rating: bool = True,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-        """The present features' indices and weights: idf, L2-normalised, then the dense ones as given."""
-        cues, words = analyse(text, rating)
+        """The present features' indices and weights: idf, L2-normalised, then the dense ones as given.
+
+        ``normalized`` and ``read_rating``: as ``features.analyse`` takes them.
+        """
+        cues, words = analyse(text, rating, normalized=normalized, read_rating=read_rating)
         index = self.index
-        parts = [np.fromiter((index[f] for f in cues if f in index), dtype=np.int32)]
-        parts.extend(self._word_indices(word) for word in words)
-        indices = np.unique(np.concatenate(parts))
-        weights = self.idf[indices]
+        # a set of Python ints sorted once: what np.unique of the parts gave, without a small array per word
+        present = {i for i in map(index.get, cues) if i is not None}
+        for word in words:
+            present.update(self._word_indices(word))
+        indices = np.fromiter(present, dtype=np.int32, count=len(present))
+        indices.sort()
+        weights = self.idf.take(indices)
         norm = float(np.sqrt(np.dot(weights, weights)))
         if norm:
             weights = weights / norm
@@ -86,12 +99,20 @@ class Model:
                 weights = np.concatenate((weights, np.array([v for _, v in extra], dtype=np.float32)))
         return indices, weights
 
-    def score(self, text: str, rating: int | None = None, dense: Mapping[str, float] | None = None) -> Scored:
-        """Every head's log-probabilities for one message."""
-        indices, weights = self.vectorize(text, rating, dense)
+    def score(
+        self,
+        text: str,
+        rating: int | None = None,
+        dense: Mapping[str, float] | None = None,
+        *,
+        normalized: str | None = None,
+        read_rating: bool = True,
+    ) -> Scored:
+        """Every head's log-probabilities for one message (``normalized``, ``read_rating``: see ``vectorize``)."""
+        indices, weights = self.vectorize(text, rating, dense, normalized=normalized, read_rating=read_rating)
         log_proba: dict[str, dict[str, float]] = {}
         for name, head in self.heads.items():
-            logits = weights @ head.coef[indices] + head.intercept
+            logits = weights @ head.coef.take(indices, axis=0) + head.intercept  # (take: fancy indexing's rows, faster)
             shifted = logits - logits.max()
             logp = shifted - np.log(np.exp(shifted).sum())
             log_proba[name] = dict(zip(head.classes, logp.tolist(), strict=True))

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from inbox import connectors as registry
 from inbox.service import Inbox
 from inbox.settings import parse_config
-from inbox.store.db import create_engine
+from inbox.store.db import create_engine, plain_engines
 
 
 async def main(url: str, schema: str, path: str, point: str) -> None:
@@ -25,7 +25,8 @@ async def main(url: str, schema: str, path: str, point: str) -> None:
             print("COMMITTING", flush=True)
             time.sleep(600)
 
-        sa.event.listen(engine.sync_engine, "commit", stall)
+        for sync_engine in plain_engines(engine):
+            sa.event.listen(sync_engine, "commit", stall)
         await poller.poll_once()
     else:
         pages = [page async for page in poller.connector.fetch(None)]

@@ -112,7 +112,7 @@ async def test_a_worker_past_its_lease_cannot_save_a_cursor_over_its_successor(i
     assert not old.holds("scripted")
     with pytest.raises(LeaseLost):
         async with engine.begin() as conn:
-            await old.fence(conn, "scripted")
+            await conn.run_sync(old.fence, "scripted")
 
 
 async def test_leases_live_in_the_store(engine, clock):

@@ -116,3 +116,35 @@ async def test_times_are_stored_as_naive_utc_in_the_stores_own_format(engine):
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         async with engine.begin() as conn:
             await conn.execute(sa.insert(Customer).values(channel="x", handle="n", last_seen_at=datetime(2026, 1, 1)))
+
+
+async def test_in_transaction_commits_together_rolls_back_on_raise_and_runs_sqlite_in_the_store_thread(engine):
+    """Plain code in one transaction: on a SQLite file in the store's own thread (one hand-off), else on this loop;
+    after the engine is disposed it still works (the store thread's connections are closed, then made anew)."""
+    import threading
+    from datetime import UTC, datetime
+
+    from inbox.store.db import in_transaction
+    from inbox.store.models import Customer
+
+    now = datetime.now(UTC)
+
+    def add(handles: list[str], fail: bool, conn: sa.Connection) -> str:
+        for handle in handles:
+            conn.execute(sa.insert(Customer).values(channel="x", handle=handle, first_seen_at=now, last_seen_at=now))
+        if fail:
+            raise RuntimeError("the work failed")
+        return threading.current_thread().name
+
+    where = await in_transaction(engine, lambda conn: add(["ana", "bob"], False, conn))
+    with pytest.raises(RuntimeError, match="the work failed"):
+        await in_transaction(engine, lambda conn: add(["eve", "zed"], True, conn))
+    await engine.dispose()
+    assert await in_transaction(engine, lambda conn: add(["kim"], False, conn)) == where
+    async with engine.connect() as conn:
+        handles = (await conn.execute(sa.select(Customer.handle).order_by(Customer.handle))).scalars().all()
+    assert handles == ["ana", "bob", "kim"]
+    if engine.dialect.name == "sqlite":
+        assert where.startswith("inbox-store")
+    else:
+        assert where == threading.current_thread().name

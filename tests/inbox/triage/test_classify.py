@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from inbox.triage import Intent, Priority, Triager
+from inbox.triage.corpus import default_challenge_dir, load_corpus
 from tests.inbox.triage.conftest import CORE_LANGUAGES, EXTRA_LANGUAGES, classify_row, labelled_rows
 
 # --------------------------------------------------------------------------- labelled set
@@ -214,3 +215,19 @@ def test_customer_text_is_only_data(triager: Triager) -> None:
     plain = triager.classify("my parcel is three days late")
     for noise in ("{{ 7*7 }}", "{0.__class__}", "%(x)s %s", "__import__('os')", "\x00\x1e", "(?:*+"):
         assert triager.classify(f"my parcel is three days late {noise}") == plain
+
+
+def test_intent_and_sentiment_come_in_pairs_the_labelling_rules_allow(triager: Triager) -> None:
+    """Thanks are positive, questions neutral, problems never positive, chit-chat never negative."""
+    allowed = {
+        Intent.DELIVERY: {"negative", "neutral"},
+        Intent.BILLING: {"negative", "neutral"},
+        Intent.QUESTION: {"neutral"},
+        Intent.COMPLAINT: {"negative", "neutral"},
+        Intent.PRAISE: {"positive"},
+        Intent.OTHER: {"neutral", "positive"},
+    }
+    folders = [default_challenge_dir().with_name(name) for name in ("challenge", "challenge2", "challenge3")]
+    for example in [ex for folder in folders for ex in load_corpus(folder)]:
+        got = triager.classify(example.text)
+        assert got.sentiment in allowed.get(got.intent, {"negative", "neutral", "positive"}), example.text

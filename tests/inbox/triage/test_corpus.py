@@ -57,6 +57,31 @@ def test_second_challenge_set_has_every_intent_in_every_language_and_is_apart_fr
     assert not {ex.text.casefold() for ex in second} & elsewhere
 
 
+def test_third_challenge_set_has_every_intent_in_every_language_and_is_apart_from_the_rest() -> None:
+    third = load_corpus(default_challenge_dir().with_name("challenge3"))
+    per_language = Counter(ex.language for ex in third)
+    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), 20)
+    pairs = Counter((ex.language, ex.intent) for ex in third)
+    assert min(pairs[(lang, intent)] for lang in per_language for intent in Intent) >= 2
+    assert len({ex.text for ex in third}) == len(third)
+    elsewhere = (
+        load_corpus()
+        + load_corpus(default_challenge_dir())
+        + load_corpus(default_challenge_dir().with_name("challenge2"))
+    )
+    assert not {ex.text.casefold() for ex in third} & {ex.text.casefold() for ex in elsewhere}
+
+
+def test_fourth_challenge_set_has_every_intent_in_every_language_and_is_apart_from_the_rest() -> None:
+    fourth = load_corpus(default_challenge_dir().with_name("challenge4"))
+    per_language = Counter(ex.language for ex in fourth)
+    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), 8)
+    assert {(lang, intent) for lang in per_language for intent in Intent} <= {(ex.language, ex.intent) for ex in fourth}
+    others = [default_challenge_dir().with_name(name) for name in ("challenge", "challenge2", "challenge3")]
+    elsewhere = load_corpus() + [ex for folder in others for ex in load_corpus(folder)]
+    assert not {ex.text.casefold() for ex in fourth} & {ex.text.casefold() for ex in elsewhere}
+
+
 def test_a_bad_corpus_line_names_its_file_and_line(tmp_path: Path) -> None:
     good = {"text": "hi", "language": "en", "intent": "other", "sentiment": "neutral"}
     (tmp_path / "en.jsonl").write_text(
