@@ -97,6 +97,19 @@ class InboxProcess:
     async def start(self) -> None:
         self.process = await start_inbox_run(self.config, self.log, script=True)
 
+    @property
+    def running(self) -> bool:
+        """Started and not ended yet."""
+        return self.process is not None and self.process.returncode is None
+
+    async def kill(self) -> bool:
+        """SIGKILL, as a crash or the OOM killer ends it, and wait for it; False when it was not running."""
+        if self.process is None or self.process.returncode is not None:
+            return False
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+        return True
+
     async def stop(self) -> int | None:
         """SIGTERM, then its exit code (None if it never started)."""
         if self.process is None or self.process.returncode is not None:
@@ -111,13 +124,13 @@ class InboxProcess:
             body = await response.json()
             return response.status, body, time.monotonic() - started
 
-    async def click(self, message: dict[str, Any], action_id: str) -> int:
+    async def click(self, message: dict[str, Any], action_id: str, response_url: str = "http://127.0.0.1:9/") -> int:
         """The agent clicks the button `action_id` of a triage message: a signed interaction payload."""
         value = next(
             e["value"] for b in message["blocks"] for e in b.get("elements", []) if e.get("action_id") == action_id
         )
         payload = payloads.block_action(
-            action_id, value, user=AGENT, channel=TRIAGE, message_ts=message["ts"], response_url="http://127.0.0.1:9/"
+            action_id, value, user=AGENT, channel=TRIAGE, message_ts=message["ts"], response_url=response_url
         )
         body = payloads.form(payload)
         async with self.http.post(

@@ -13,15 +13,13 @@ STALL_SECONDS, which no healthy run comes near, whatever the load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
-import signal
-import socket
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,22 +29,24 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from inbox.fakes import slack_payloads as payloads
-from inbox.fakes.slack import TOKEN, FakeSlack
+from inbox.fakes.slack import FakeSlack
 from inbox.fakes.x import LIMITS, Window, XFake
 from inbox.slack.blocks import POST_EVENT, SEND, THREAD_EVENT
 from inbox.store.db import create_engine
 from inbox.store.models import Event, EventKind, Item, Reply, ReplyStatus, Thread
 from tests.conftest import STORES, pg_database
 from tests.connectors.test_x import config as x_config
-from tests.test_run_e2e import toml_table
+from tests.processes import LEADS, TRIAGE, InboxProcess, free_port, slack_table, toml_table
 
 ROOT = Path(__file__).resolve().parents[1]
 ITEMS = 10_000
 CHOSEN = 300  # conversations the agent answers with one click (or two, on two workers at once)
-TRIAGE, LEADS = "CTRIAGE01", "CLEADS001"
 LEASE_SECONDS = 3  # short, so the test does not wait long for a dead worker's claims to run out
 STALL_SECONDS = 180  # fail when nothing advanced for this long (a run alone takes about 90 s in all)
+# The first-response clock: long enough that no fresh item's clock runs out during a run, however slow. With the
+# defaults (warning at 20 min, breach at 30) a run stretched past 20 minutes by a loaded machine made 10,000 warnings
+# and then 10,000 breaches to post, work that grew the longer the run took. The backlog is dated against these.
+WARN_MINUTES, DUE_MINUTES = 400, 600
 
 
 @dataclass
@@ -88,66 +88,39 @@ class BusyX(XFake):
         return await super().create_tweet(request)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Workers:
-    """The `inbox run` processes: started, killed with SIGKILL, started again."""
+    """The `inbox run` workers (the installed script): started, killed with SIGKILL, started again."""
 
-    configs: list[Path]
-    ports: list[int]
+    processes: list[InboxProcess]
     logs: Path
-    processes: list[asyncio.subprocess.Process | None] = field(default_factory=list)
     kills: int = 0
 
-    async def start(self, index: int) -> None:
-        log = (self.logs / f"worker-{index}.log").open("ab")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "inbox",
-            "run",
-            "--config",
-            str(self.configs[index]),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-            env={k: v for k, v in os.environ.items() if k != "INBOX_CONFIG"},
-        )
-        log.close()
-        while len(self.processes) <= index:
-            self.processes.append(None)
-        self.processes[index] = process
+    @property
+    def ports(self) -> list[int]:
+        return [process.port for process in self.processes]
 
     def alive(self) -> list[int]:
-        return [i for i, p in enumerate(self.processes) if p is not None and p.returncode is None]
+        return [i for i, process in enumerate(self.processes) if process.running]
+
+    async def start(self, index: int) -> None:
+        await self.processes[index].start()
 
     async def kill(self, index: int) -> None:
-        process = self.processes[index]
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGKILL)
-            await process.wait()
+        if await self.processes[index].kill():
             self.kills += 1
 
-    async def serving(self, index: int, http: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+    async def serving(self, index: int, stop: asyncio.Event) -> None:
         """Until the worker answers HTTP (any status: it has started), it died, or the test stops killing."""
         while not stop.is_set() and index in self.alive():
             try:
-                async with http.get(f"http://127.0.0.1:{self.ports[index]}/healthz") as response:
-                    await response.read()
-                    return
+                await self.processes[index].healthz()
+                return
             except (aiohttp.ClientError, TimeoutError):
                 await asyncio.sleep(0.2)
 
     async def stop_all(self) -> list[int | None]:
-        for process in self.processes:
-            if process is not None and process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        return [await p.wait() if p is not None else None for p in self.processes]
+        return list(await asyncio.gather(*(process.stop() for process in self.processes)))
 
     def tail(self, lines: int = 30) -> str:
         out = []
@@ -157,33 +130,24 @@ class Workers:
         return "\n".join(out)
 
 
-def write_configs(folder: Path, store: Store, x: XFake, slack: FakeSlack) -> tuple[list[Path], list[int]]:
-    connector = {**x_config(x), "poll_seconds": 0.5, "first_poll_hours": 2}
-    configs, ports = [], []
+def prepare_workers(folder: Path, store: Store, x: XFake, slack: FakeSlack, http: aiohttp.ClientSession) -> Workers:
+    """Each worker's config (the same store, X and Slack; a port of its own), not started yet."""
+    connector = {**x_config(x), "poll_seconds": 0.5, "first_poll_hours": DUE_MINUTES / 60 + 2}
+    processes = []
     for index in range(store.workers):
         port = free_port()
         text = (
             f'[database]\nurl = "{store.url}"\n'
             f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
-            f"[sla]\ncheck_seconds = 1\n"
+            f"[sla]\ncheck_seconds = 1\nwarn_after_minutes = {WARN_MINUTES}\nfirst_response_minutes = {DUE_MINUTES}\n"
             f"[workers]\nlease_seconds = {LEASE_SECONDS}\n"
-            "[slack]\n"
-            + toml_table(
-                {
-                    "bot_token": TOKEN,
-                    "signing_secret": payloads.SECRET,
-                    "api_url": f"{slack.url}api/",
-                    "triage_channel": TRIAGE,
-                    "leads_channel": LEADS,
-                }
-            )
-            + f"\n[[connectors]]\n{toml_table(connector)}"
+            f"[slack]\n{toml_table(slack_table(slack))}"
+            f"\n[[connectors]]\n{toml_table(connector)}"
         )
         path = folder / f"worker-{index}.toml"
         path.write_text(text)
-        configs.append(path)
-        ports.append(port)
-    return configs, ports
+        processes.append(InboxProcess(path, port, folder / f"worker-{index}.log", http))
+    return Workers(processes, folder)
 
 
 def triage_messages(slack: FakeSlack) -> list[dict[str, Any]]:
@@ -217,26 +181,19 @@ def old_backlog(x: XFake) -> list[str]:
     """Mentions already waiting when the workers start: 300 old enough for an SLA warning, 200 for a breach."""
     x.now = datetime.now(UTC)
     return [
-        x.add_customer_post(f"still waiting on order {i}", author=f"customer{i}", minutes_ago=40 if i < 200 else 25)
+        x.add_customer_post(
+            f"still waiting on order {i}", author=f"customer{i}", minutes_ago=DUE_MINUTES + (10 if i < 200 else -5)
+        )
         for i in range(500)
     ]
 
 
-async def click_send(http: aiohttp.ClientSession, port: int, message: dict[str, Any], slack: FakeSlack) -> None:
-    value = send_value(message)
-    if value is None:
+async def click_send(worker: InboxProcess, message: dict[str, Any], slack: FakeSlack) -> None:
+    if send_value(message) is None:
         return
-    payload = payloads.block_action(
-        SEND, value, user="UAGENT001", channel=TRIAGE, message_ts=message["ts"], response_url=slack.response_url()
-    )
-    body = payloads.form(payload)
-    try:
-        async with http.post(
-            f"http://127.0.0.1:{port}/slack/events", data=body.encode(), headers=payloads.signed(body)
-        ) as response:
-            await response.read()
-    except (aiohttp.ClientError, TimeoutError):
-        pass  # a worker killed or not up yet: the agent clicks again if nothing happens
+    # A worker killed or not up yet: the agent clicks again if nothing happens.
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        await worker.click(message, SEND, response_url=slack.response_url())
 
 
 async def agent(
@@ -245,40 +202,37 @@ async def agent(
     """Picks CHOSEN conversations as they appear in Slack and clicks Send, again if no reply shows up."""
     clicked_at: dict[int, float] = {}
     considered: set[int] = set()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        while True:
-            by_thread = {m["metadata"]["event_payload"]["thread_id"]: m for m in triage_messages(slack)}
-            for thread in sorted(set(by_thread) - considered):
-                considered.add(thread)
-                # The backlog's conversations are left to their SLA alerts; fresh ones get answered.
-                fresh = "where is my order" in str(by_thread[thread]["blocks"])
-                if fresh and len(chosen) < CHOSEN and rng.random() < 0.3:
-                    chosen.add(thread)
-            try:
-                async with engine.connect() as conn:
-                    sent = set(
-                        (
-                            await conn.execute(sa.select(Reply.thread_id).where(Reply.status == ReplyStatus.SENT))
-                        ).scalars()
-                    )
-            except sa.exc.DBAPIError:  # the first worker is still creating the schema
-                await asyncio.sleep(0.3)
-                continue
-            waiting = [
-                t for t in chosen if t not in sent and t in by_thread and time.monotonic() - clicked_at.get(t, 0) > 3
-            ]
-            if len(chosen) == CHOSEN and not (chosen - sent):
-                done.set()
-                return
-            clicks = []
-            for thread in waiting[:40]:
-                clicked_at[thread] = time.monotonic()
-                live = workers.alive() or [0]
-                # Sometimes two agents (or one impatient one) click at once, on two workers.
-                for port_index in rng.sample(live, k=min(len(live), 2 if rng.random() < 0.3 else 1)):
-                    clicks.append(click_send(http, workers.ports[port_index], by_thread[thread], slack))
-            await asyncio.gather(*clicks)
+    while True:
+        by_thread = {m["metadata"]["event_payload"]["thread_id"]: m for m in triage_messages(slack)}
+        for thread in sorted(set(by_thread) - considered):
+            considered.add(thread)
+            # The backlog's conversations are left to their SLA alerts; fresh ones get answered.
+            fresh = "where is my order" in str(by_thread[thread]["blocks"])
+            if fresh and len(chosen) < CHOSEN and rng.random() < 0.3:
+                chosen.add(thread)
+        try:
+            async with engine.connect() as conn:
+                sent = set(
+                    (await conn.execute(sa.select(Reply.thread_id).where(Reply.status == ReplyStatus.SENT))).scalars()
+                )
+        except sa.exc.DBAPIError:  # the first worker is still creating the schema
             await asyncio.sleep(0.3)
+            continue
+        waiting = [
+            t for t in chosen if t not in sent and t in by_thread and time.monotonic() - clicked_at.get(t, 0) > 3
+        ]
+        if len(chosen) == CHOSEN and not (chosen - sent):
+            done.set()
+            return
+        clicks = []
+        for thread in waiting[:40]:
+            clicked_at[thread] = time.monotonic()
+            live = workers.alive() or [0]
+            # Sometimes two agents (or one impatient one) click at once, on two workers.
+            for port_index in rng.sample(live, k=min(len(live), 2 if rng.random() < 0.3 else 1)):
+                clicks.append(click_send(workers.processes[port_index], by_thread[thread], slack))
+        await asyncio.gather(*clicks)
+        await asyncio.sleep(0.3)
 
 
 async def killer(
@@ -291,22 +245,21 @@ async def killer(
     before it works would never leave half-done work behind. One kill in five strikes wherever the victim is,
     starting up included.
     """
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while not stop.is_set():
-            await asyncio.sleep(rng.uniform(2.0, 6.0))
-            alive = workers.alive()
-            if not alive or stop.is_set():
-                continue
-            victim = rng.choice(alive)
-            if rng.random() >= 0.2:
-                await workers.serving(victim, http, stop)
-                await moved(progress, stop)
-                await asyncio.sleep(rng.uniform(0.5, 3.0))
-            if stop.is_set():
-                continue
-            await workers.kill(victim)
-            await asyncio.sleep(rng.uniform(0, 1.0))
-            await workers.start(victim)
+    while not stop.is_set():
+        await asyncio.sleep(rng.uniform(2.0, 6.0))
+        alive = workers.alive()
+        if not alive or stop.is_set():
+            continue
+        victim = rng.choice(alive)
+        if rng.random() >= 0.2:
+            await workers.serving(victim, stop)
+            await moved(progress, stop)
+            await asyncio.sleep(rng.uniform(0.5, 3.0))
+        if stop.is_set():
+            continue
+        await workers.kill(victim)
+        await asyncio.sleep(rng.uniform(0, 1.0))
+        await workers.start(victim)
 
 
 async def moved(progress: Callable[[], Awaitable[tuple[int, ...]]], stop: asyncio.Event) -> None:
@@ -427,8 +380,8 @@ async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
     x, slack = BusyX(), FakeSlack()
     await x.start()
     await slack.start()
-    configs, ports = write_configs(tmp_path, store, x, slack)
-    workers = Workers(configs, ports, tmp_path)
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+    workers = prepare_workers(tmp_path, store, x, slack, http)
     engine = create_engine(store.url)
     chosen: set[int] = set()
     try:
@@ -495,6 +448,7 @@ async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
         raise
     finally:
         await workers.stop_all()
+        await http.close()
         await x.close()
         await slack.stop()
         await engine.dispose()
