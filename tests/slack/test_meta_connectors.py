@@ -225,7 +225,8 @@ async def test_an_edited_comment_is_redrawn_and_a_removed_one_is_never_answered(
     first_suggestion = suggestion(harness, thread)
     # The customer edits the comment: the stored item takes the new text, is triaged again (the suggestion Send
     # would post answers the new text), and its Slack message is redrawn.
-    edited = "Ma commande 4512 n'est jamais arrivée, je veux un remboursement"
+    # (A lost order: `delivery`. Not one that also asks for a refund, which a lead may file under `billing`.)
+    edited = "Ma commande 4512 n'est jamais arrivée, le suivi ne bouge plus depuis 10 jours"
     facebook_fake.comments[-1]["message"] = edited
     assert (await facebook_fake.deliver(url, facebook_fake.comment_delivery(comment, "edited"))).status == 200
     await settled(harness)
