@@ -82,6 +82,18 @@ def test_fourth_challenge_set_has_every_intent_in_every_language_and_is_apart_fr
     assert not {ex.text.casefold() for ex in fourth} & {ex.text.casefold() for ex in elsewhere}
 
 
+def test_fifth_challenge_set_has_every_intent_in_every_language_and_is_apart_from_the_rest() -> None:
+    fifth = load_corpus(default_challenge_dir().with_name("challenge5"))
+    per_language = Counter(ex.language for ex in fifth)
+    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), 20)
+    pairs = Counter((ex.language, ex.intent) for ex in fifth)
+    assert min(pairs[(lang, intent)] for lang in per_language for intent in Intent) >= 2
+    assert len({ex.text for ex in fifth}) == len(fifth)
+    others = [default_challenge_dir().with_name(f"challenge{n}") for n in ("", "2", "3", "4")]
+    elsewhere = load_corpus() + [ex for folder in others for ex in load_corpus(folder)]
+    assert not {ex.text.casefold() for ex in fifth} & {ex.text.casefold() for ex in elsewhere}
+
+
 def test_a_bad_corpus_line_names_its_file_and_line(tmp_path: Path) -> None:
     good = {"text": "hi", "language": "en", "intent": "other", "sentiment": "neutral"}
     (tmp_path / "en.jsonl").write_text(
