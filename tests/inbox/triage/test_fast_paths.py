@@ -81,10 +81,12 @@ def test_the_vectorizer_gives_the_training_features(texts: list[str]) -> None:
     for text in texts:
         rating = inline_rating(text)
         expected = np.unique([model.index[f] for f in features(text) if f in model.index]).astype(np.int32)
-        # triage gives the rating it read (None: there is none) and the normalised text it has
+        # triage gives the rating it read (None: there is none), the normalised text and the tokens it has
+        prepared = prepare(text, len(text))
         for indices, weights in (
             model.vectorize(text),
             model.vectorize(text, rating, normalized=normalize(text), read_rating=False),
+            model.vectorize(text, rating, normalized=prepared.full, read_rating=False, tokens=prepared.tokens),
         ):
             assert np.array_equal(indices, expected), text
             assert weights.dtype == np.float32
