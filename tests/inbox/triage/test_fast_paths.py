@@ -125,6 +125,20 @@ def test_guarded_patterns_find_what_their_patterns_find(texts: list[str]) -> Non
         assert sum(span is not None for span in found) > 50  # the comparison saw many matches
 
 
+def test_normalize_translates_only_texts_with_a_special_letter(texts: list[str]) -> None:
+    """`normalize` skips the letter-by-letter translation where no letter it maps is present: the same text."""
+    rng = random.Random(3)
+    letters = "aAéÉœŒæÆøØłŁđĐıİ’‘`´ ßﬁ!?x"
+    fuzz = ["".join(rng.choice(letters) for _ in range(rng.randrange(8))) for _ in range(20_000)]
+    for text in texts + fuzz:
+        if text.isascii():
+            plain = text.lower().translate(text_module._SPECIAL)
+        else:
+            decomposed = text_module.unicodedata.normalize("NFKD", text.casefold())
+            plain = text_module._MARKS_RE.sub("", decomposed).translate(text_module._SPECIAL)
+        assert normalize(text) == plain, text
+
+
 def test_n_grams_by_remembered_slices_are_the_plain_ones(texts: list[str]) -> None:
     words = {word for text in texts for word in re.findall(r"\w+", normalize(text))}
     words |= {"a", "x" * 62, "x" * 63, "y" * 200, "é" * 70}  # around the length where slices stop being remembered
