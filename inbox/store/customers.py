@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from inbox.store.models import Customer
-from inbox.store.sqlutil import chunks, insert_for, one_of
+from inbox.store.sqlutil import chunks, insert_new, one_of
 
 # A known customer's last_seen_at is kept to this precision: rewriting it for every message locked the row.
 _SEEN_PRECISION = timedelta(hours=1)
@@ -35,8 +35,7 @@ def customer_ids(conn: sa.Connection, seen: Mapping[CustomerKey, str | None], no
     known = _customers(conn, keys)
     missing = [latest[key] for key in keys if key not in known]
     if missing:
-        insert = insert_for(conn, Customer).on_conflict_do_nothing(index_elements=["channel", "handle"])
-        result = conn.execute(insert.returning(Customer.id, Customer.channel, Customer.handle), missing)
+        result = insert_new(conn, Customer, missing, ["channel", "handle"], ["id", "channel", "handle"])
         # As just written: a new customer is neither renamed nor stale.
         added = {
             (channel, handle): (id_, latest[(channel, handle)]["display_name"], now) for id_, channel, handle in result

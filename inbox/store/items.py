@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inbox.store import clocks, csat
 from inbox.store.events import NewEvent, add_events
 from inbox.store.models import Customer, EventKind, Item, Status, Thread
-from inbox.store.sqlutil import chunks, insert_for, one_of
+from inbox.store.sqlutil import chunks, insert_new, one_of
 
 # What a follow-up needs to know about its thread.
 _THREAD_STATE = (
@@ -56,16 +56,14 @@ def lock_threads(conn: sa.Connection, connector: str, keys: list[str]) -> dict[s
 
 def open_threads(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
     """Insert new threads, one statement; (id, key) of those written (another worker may have written some first)."""
-    insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-    return [
-        (row.id, row.external_id) for row in conn.execute(insert.returning(Thread.id, Thread.external_id), list(values))
-    ]
+    written = insert_new(conn, Thread, values, ["connector", "external_id"], ["id", "external_id"])
+    return [(row.id, row.external_id) for row in written]
 
 
 def add_items(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Insert items, one statement; the ids of those written by external id (another worker may have written some first)."""
-    insert = insert_for(conn, Item).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-    return {r.external_id: r.id for r in conn.execute(insert.returning(Item.id, Item.external_id), list(values))}
+    written = insert_new(conn, Item, values, ["connector", "external_id"], ["id", "external_id"])
+    return {row.external_id: row.id for row in written}
 
 
 def update_thread(conn: sa.Connection, thread_id: int, changes: Mapping[str, Any]) -> None:

@@ -18,10 +18,21 @@ Pure functions of the text; the model (``model``) turns them into scores.
 from __future__ import annotations
 
 import re
+from functools import cache
 
-from inbox.triage.text import normalize
+from inbox.triage.text import Guarded, normalize
 
-__all__ = ["analyse", "char_grams", "describe", "features", "inline_rating"]
+__all__ = [
+    "CONTRASTS",
+    "NEGATIONS",
+    "NEGATION_WINDOW",
+    "analyse",
+    "char_grams",
+    "cues_and_tokens",
+    "describe",
+    "features",
+    "inline_rating",
+]
 
 _URL_RE = re.compile(
     r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|co|uk|fr|ro|de|es|it|nl|pt|net|org|io|ly|me|ee|gd|gy|at"
@@ -30,31 +41,38 @@ _URL_RE = re.compile(
 _TLD_RE = re.compile(r"\.([a-z]{2,6})(?:/|$)")
 _SHORTENERS = ("bit.ly", "tinyurl", "cutt.ly", "is.gd", "rb.gy", "t.me", "wa.me", "linktr.ee", "shorturl")
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
-_PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d .()-]{7,}\d")
+_PHONE_RE = Guarded(r"(?<![\w])\+?\d[\d .()-]{7,}\d", r"\d[\d .()-]{7,}\d")
 _HANDLE_RE = re.compile(r"(?<![\w@])@\w+")
 _STARS_RE = re.compile(r"[★⭐☆]{2,}")
 _OUT_OF_RE = re.compile(r"(?<![\d/.,])(10|\d(?:[.,]5)?)\s*/\s*(5|10)\b")
 # "3 stars", and "3 von 5 Sternen", "3 out of 5 stars", "3 din 5 stele": the scale said in words
-_STAR_WORDS_RE = re.compile(
-    r"(?<!\d)([1-5])\s*(?:(?:von|su|sur|de|din|van|em|out of|of)\s*5\s*)?"
+_STAR_WORDS = (
+    r"([1-5])\s*(?:(?:von|su|sur|de|din|van|em|out of|of)\s*5\s*)?"
     r"(?:stars?|etoiles?|stele|stea|sterne?n?|estrellas?|stelle|estrelas?|sterren|ster)\b"
 )
+_STAR_WORDS_RE = Guarded(r"(?<!\d)" + _STAR_WORDS, _STAR_WORDS)
 _NUMBER_RE = re.compile(r"\d+")
+_LONG_WORD = 64  # padded words longer than this get their n-grams without remembered slices
 # a few words in quotes: the scare quotes of sarcasm ('in transit', "next day", 'premium')
-_QUOTED_RE = re.compile(r"(?:^|(?<=\s))['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)")
+_QUOTED = r"['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)"
+_QUOTED_RE = Guarded(r"(?:^|(?<=\s))" + _QUOTED, _QUOTED)
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
+# What makes `text.tokenize` differ from `_WORD_RE` on a text: the marks it drops, and the noise `text.prepare`
+# takes out before it (handles, tags, links) when one of these is in the text
+_TOKENS_APART = frozenset("'-‐‑–@#")
 # a wait measured in time ("9 days", "40 minuti", "3 saptamani"), and thanks said beside one: the
 # sarcasm of "thanks for the quick reply, only 9 days 👍", which no single word gives away
-_WAIT_RE = re.compile(
-    r"\b\d+\s*(?:h|hrs?|hours?|heures?|ore|ora|horas?|uur|stunden?|min|mins|minutes?|minuten?|minuti|minutos"
+_WAIT = (  # after the number
+    r"\s*(?:h|hrs?|hours?|heures?|ore|ora|horas?|uur|stunden?|min|mins|minutes?|minuten?|minuti|minutos"
     r"|days?|jours?|zile|tage?n?|dias|giorni|dagen|weeks?|semaines?|saptamani|saptamana|wochen?|semanas?"
     r"|settimane?|weken|months?|mois|luni|monate?|meses|mesi|maanden)\b"
 )
+_WAIT_RE = Guarded(r"\b\d+" + _WAIT, r"\d\d*" + _WAIT)  # (the guard's "\d\d*" is "\d+" with a digit first)
 _THANKS_RE = re.compile(
     r"\b(?:thanks?|thank you|cheers|merci|mersi|multumesc|danke|gracias|grazie|obrigad[oa]|valeu"
     r"|bedankt|dank|dankjewel|bravo|felicitari|complimenti|parabens|enhorabuena)\b"
 )
-_NEGATIONS = frozenset(
+NEGATIONS = frozenset(
     [
         "not",
         "no",
@@ -117,7 +135,7 @@ _NEGATIONS = frozenset(
         "niemand",
     ]
 )
-_CONTRASTS = frozenset(
+CONTRASTS = frozenset(
     [
         "but",
         "however",
@@ -171,7 +189,7 @@ _CONTRASTS = frozenset(
         "pacat",
     ]
 )
-_NEGATION_WINDOW = 3
+NEGATION_WINDOW = 3
 
 
 def inline_rating(text: str, normalized: str | None = None) -> int | None:
@@ -186,7 +204,7 @@ def inline_rating(text: str, normalized: str | None = None) -> int | None:
         if filled:
             return min(5, filled)
     lowered = normalize(text) if normalized is None else normalized
-    out_of = _OUT_OF_RE.search(lowered)
+    out_of = _OUT_OF_RE.search(lowered) if "/" in lowered else None  # (it needs one: most texts skip its scan)
     if out_of:
         value = float(out_of.group(1).replace(",", "."))
         scale = int(out_of.group(2))
@@ -196,8 +214,8 @@ def inline_rating(text: str, normalized: str | None = None) -> int | None:
     return int(words.group(1)) if words else None
 
 
-def _cues(norm: str) -> tuple[str, list[str]]:
-    """The text with links, addresses, phones and handles replaced by placeholders, and their cues."""
+def _cues(norm: str) -> tuple[str, list[str], bool]:
+    """The text with links, addresses, phones and handles replaced by placeholders, its cues, and whether numbers are left."""
     cues: list[str] = []
     if "@" in norm:
         if _EMAIL_RE.search(norm):
@@ -223,13 +241,51 @@ def _cues(norm: str) -> tuple[str, list[str]]:
         norm = _URL_RE.sub(" ", norm)
     if _PHONE_RE.search(norm):
         cues.append("#phone")
-        norm = _PHONE_RE.sub(" ", norm)
-    for number in _NUMBER_RE.findall(norm):
+        norm = _PHONE_RE.pattern.sub(" ", norm)
+    numbers = _NUMBER_RE.findall(norm)
+    for number in numbers:
         if len(number) >= 4:
             cues.append("#longnumber")
     if any(sign in norm for sign in "€$£"):
         cues.append("#money")
-    return norm, cues
+    return norm, cues, bool(numbers)
+
+
+def cues_and_tokens(
+    text: str,
+    rating: int | None = None,
+    *,
+    normalized: str | None = None,
+    read_rating: bool = True,
+    tokens: list[str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """(the message's cues, its word tokens): what ``analyse`` reads before walking the tokens.
+
+    ``rating``, ``normalized`` and ``read_rating``: as ``analyse`` takes them. ``tokens``: ``text.tokenize``
+    of the normalised text when the caller has them; they are the word tokens here too when nothing sets
+    the two tokenizations apart (no link, address, handle, tag or number was taken out or replaced, and no
+    apostrophe or hyphen, which ``text.tokenize`` drops), so the text is not split again.
+    """
+    normal = normalize(text) if normalized is None else normalized
+    norm, out, numbers = _cues(normal)
+    stars = rating if rating is not None or not read_rating else inline_rating(text, normal)
+    if stars is not None:
+        out.append(f"#stars:{stars}")
+    if "!!" in text:
+        out.append("#exclaim")
+    if "?" in text:
+        out.append("#ask")
+    if _QUOTED_RE.search(text):
+        out.append("#quoted")
+    if numbers and _WAIT_RE.search(norm):  # (a wait needs a number)
+        out.append("#wait")
+        if _THANKS_RE.search(norm):
+            out.append("#thanks-wait")
+    if numbers:
+        return out, _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
+    if tokens is not None and norm == normal and _TOKENS_APART.isdisjoint(normal):
+        return out, tokens
+    return out, _WORD_RE.findall(norm)
 
 
 def analyse(
@@ -241,23 +297,8 @@ def analyse(
     caller read it already and gives what it found (None: no rating). ``normalized``: ``normalize(text)``,
     when the caller has it already.
     """
-    normal = normalize(text) if normalized is None else normalized
-    norm, out = _cues(normal)
-    stars = rating if rating is not None or not read_rating else inline_rating(text, normal)
-    if stars is not None:
-        out.append(f"#stars:{stars}")
-    if "!!" in text:
-        out.append("#exclaim")
-    if "?" in text:
-        out.append("#ask")
-    if _QUOTED_RE.search(text):
-        out.append("#quoted")
-    if _WAIT_RE.search(norm):
-        out.append("#wait")
-        if _THANKS_RE.search(norm):
-            out.append("#thanks-wait")
-    tokens = _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
-    last_contrast = max((i for i, tok in enumerate(tokens) if tok in _CONTRASTS), default=-1)
+    out, tokens = cues_and_tokens(text, rating, normalized=normalized, read_rating=read_rating)
+    last_contrast = max((i for i, tok in enumerate(tokens) if tok in CONTRASTS), default=-1)
     negated_until = -1
     previous = "^"
     words: list[str] = []
@@ -265,8 +306,8 @@ def analyse(
         out.append("w:" + token)
         out.append(f"b:{previous} {token}")
         previous = token
-        if token in _NEGATIONS:
-            negated_until = index + _NEGATION_WINDOW
+        if token in NEGATIONS:
+            negated_until = index + NEGATION_WINDOW
         elif index <= negated_until:
             out.append("!" + token)
         if index > last_contrast >= 0:
@@ -277,11 +318,19 @@ def analyse(
     return out, words
 
 
+@cache
+def _gram_slices(size: int) -> tuple[slice, ...]:
+    """The slices of a padded word of ``size`` characters giving its 2- to 5-grams, in ``char_grams``' order."""
+    return tuple(slice(start, start + n) for n in (2, 3, 4, 5) if n <= size for start in range(size - n + 1))
+
+
 def char_grams(word: str) -> list[str]:
     """The character 2- to 5-grams of one word padded with spaces (scikit-learn's ``char_wb``)."""
     padded = f" {word} "
-    size = len(padded)
-    return [padded[start : start + n] for n in (2, 3, 4, 5) if n <= size for start in range(size - n + 1)]
+    if len(padded) > _LONG_WORD:  # no slices remembered for an odd length (a pasted hash, a long URL)
+        size = len(padded)
+        return [padded[start : start + n] for n in (2, 3, 4, 5) if n <= size for start in range(size - n + 1)]
+    return list(map(padded.__getitem__, _gram_slices(len(padded))))
 
 
 def features(text: str, rating: int | None = None) -> list[str]:

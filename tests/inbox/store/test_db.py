@@ -148,3 +148,56 @@ async def test_in_transaction_commits_together_rolls_back_on_raise_and_runs_sqli
         assert where.startswith("inbox-store")
     else:
         assert where == threading.current_thread().name
+
+
+async def test_insert_new_writes_what_sqlalchemys_insert_writes_and_skips_taken_keys(engine):
+    """Every column as SQLAlchemy's own insert stores it (types, defaults left out); taken keys skipped, not returned."""
+    from datetime import UTC, datetime, timedelta
+
+    from inbox.sla import SlaState
+    from inbox.store.db import in_transaction
+    from inbox.store.models import Customer, Thread
+    from inbox.store.sqlutil import insert_new
+
+    now = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC)
+
+    def thread(connector: str, key: str, customer_id: int) -> dict[str, object]:
+        return {
+            "connector": connector,
+            "channel": "x",
+            "external_id": key,
+            "customer_id": customer_id,
+            "kind": "mention",
+            "opened_at": now,
+            "last_customer_at": now + timedelta(minutes=1),
+            "clock_start": now,
+            "warn_at": now + timedelta(minutes=20),
+            "due_at": now + timedelta(minutes=30),
+            "sla_stage": SlaState.BREACHED,
+            "first_response_at": None,
+            "updated_at": now,
+            "rating_before": 4,
+            "sla_target_minutes": 30.0,
+        }
+
+    def write(conn: sa.Connection) -> tuple[list[tuple[int, str]], list[tuple[object, ...]], list[tuple[object, ...]]]:
+        customer = conn.execute(
+            sa.insert(Customer).values(channel="x", handle="ana", first_seen_at=now, last_seen_at=now)
+        ).inserted_primary_key[0]
+        conn.execute(sa.insert(Thread), [thread("old", key, customer) for key in ("t1", "t2")])
+        conn.execute(sa.insert(Thread), [thread("new", "t1", customer)])  # taken before
+        written = insert_new(
+            conn,
+            Thread,
+            [thread("new", key, customer) for key in ("t1", "t2")],
+            ["connector", "external_id"],
+            ["id", "external_id"],
+        )
+        rows = conn.exec_driver_sql("SELECT * FROM thread ORDER BY connector, external_id").all()
+        columns = [c.name for c in Thread.__table__.columns]
+        plain = [tuple(v for c, v in zip(columns, row, strict=True) if c not in ("id", "connector")) for row in rows]
+        return [(row.id, row.external_id) for row in written], plain[2:], plain[:2]
+
+    written, new, old = await in_transaction(engine, write)
+    assert [key for _, key in written] == ["t2"]
+    assert new == old  # t1 (SQLAlchemy's) and t2 (insert_new's), as the stored values SQLAlchemy wrote for "old"
