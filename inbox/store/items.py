@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inbox.store import clocks, csat
 from inbox.store.events import NewEvent, add_events
 from inbox.store.models import Customer, EventKind, Item, Status, Thread
-from inbox.store.sqlutil import chunks, insert_for, one_of
+from inbox.store.sqlutil import chunks, insert_many, one_of
 
 # What a follow-up needs to know about its thread.
 _THREAD_STATE = (
@@ -33,39 +34,46 @@ def known_items(conn: sa.Connection, connector: str, ids: list[str]) -> set[str]
     """Which of the external ids `ids` the connector's items already have."""
     found: set[str] = set()
     for part in chunks(ids):
-        rows = conn.execute(
-            sa.select(Item.external_id).where(Item.connector == connector, one_of(conn, Item.external_id, part))
-        )
+        rows = conn.execute(_known_items(conn.dialect.name), {"connector": connector, "keys": list(part)})
         found.update(rows.scalars())
     return found
+
+
+@cache
+def _known_items(dialect: str) -> Any:
+    query = sa.select(Item.external_id).where(Item.connector == sa.bindparam("connector"))
+    return one_of(dialect, query, Item.external_id)
 
 
 def lock_threads(conn: sa.Connection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
     """The connector's threads with these keys (external ids) as a follow-up needs them, locked until the commit."""
     threads: dict[str, dict[str, Any]] = {}
     for part in chunks(keys):
-        query = (
-            sa.select(*_THREAD_STATE)
-            .where(Thread.connector == connector, one_of(conn, Thread.external_id, part))
-            .with_for_update()
-        )
-        for row in conn.execute(query):
+        for row in conn.execute(_lock_threads(conn.dialect.name), {"connector": connector, "keys": list(part)}):
             threads[row.external_id] = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public mapping view of a Row
     return threads
 
 
+@cache
+def _lock_threads(dialect: str) -> Any:
+    query = sa.select(*_THREAD_STATE).where(Thread.connector == sa.bindparam("connector")).with_for_update()
+    return one_of(dialect, query, Thread.external_id)
+
+
 def open_threads(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
     """Insert new threads, one statement; (id, key) of those written (another worker may have written some first)."""
-    insert = insert_for(conn, Thread).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-    return [
-        (row.id, row.external_id) for row in conn.execute(insert.returning(Thread.id, Thread.external_id), list(values))
-    ]
+    written = insert_many(
+        conn, Thread, values, unique=["connector", "external_id"], returning=[Thread.id, Thread.external_id]
+    )
+    return [(row.id, row.external_id) for row in written]
 
 
 def add_items(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Insert items, one statement; the ids of those written by external id (another worker may have written some first)."""
-    insert = insert_for(conn, Item).on_conflict_do_nothing(index_elements=["connector", "external_id"])
-    return {r.external_id: r.id for r in conn.execute(insert.returning(Item.id, Item.external_id), list(values))}
+    written = insert_many(
+        conn, Item, values, unique=["connector", "external_id"], returning=[Item.id, Item.external_id]
+    )
+    return {row.external_id: row.id for row in written}
 
 
 def update_thread(conn: sa.Connection, thread_id: int, changes: Mapping[str, Any]) -> None:
@@ -155,6 +163,12 @@ _UPDATE_COLUMNS: list[Any] = [
 ]
 
 
+@cache
+def _updated_items(dialect: str) -> Any:
+    query = sa.select(*_UPDATE_COLUMNS).join(Thread, Thread.id == Item.thread_id)
+    return one_of(dialect, query.where(Item.connector == sa.bindparam("connector")), Item.external_id)
+
+
 async def apply_updates(
     engine: AsyncEngine,
     connector: str,
@@ -170,9 +184,9 @@ async def apply_updates(
         ids = sorted({external_id for external_id, *_ in updates})
         rows: dict[str, dict[str, Any]] = {}
         for part in chunks(ids):
-            query = sa.select(*_UPDATE_COLUMNS).join(Thread, Thread.id == Item.thread_id)
-            query = query.where(Item.connector == connector, one_of(conn, Item.external_id, part))
-            rows.update({row.external_id: dict(row._mapping) for row in await conn.execute(query)})  # noqa: SLF001
+            query = _updated_items(conn.dialect.name)
+            found = await conn.execute(query, {"connector": connector, "keys": list(part)})
+            rows.update({row.external_id: dict(row._mapping) for row in found})  # noqa: SLF001
         for external_id, text, removed, name in updates:
             row = rows.get(external_id)
             if row is None or row["erased_at"] is not None:
