@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from inbox.store.models import Customer
-from inbox.store.sqlutil import chunks, commit_without_waiting, insert_many, one_of
+from inbox.store.sqlutil import chunks, commit_without_waiting, insert_new, one_of
 
 # A known customer's last_seen_at is kept to this precision: rewriting it for every message locked the row.
 _SEEN_PRECISION = timedelta(hours=1)
@@ -42,13 +42,7 @@ def customer_ids(
     known = _customers(conn, keys)
     missing = [latest[key] for key in keys if key not in known]
     if missing:
-        result = insert_many(
-            conn,
-            Customer,
-            missing,
-            unique=["channel", "handle"],
-            returning=[Customer.id, Customer.channel, Customer.handle],
-        )
+        result = insert_new(conn, Customer, missing, ["channel", "handle"], ["id", "channel", "handle"])
         # As just written: a new customer is neither renamed nor stale.
         added = {
             (channel, handle): (id_, latest[(channel, handle)]["display_name"], now) for id_, channel, handle in result

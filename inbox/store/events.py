@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.store.models import Event, EventKind
-from inbox.store.sqlutil import chunks, insert_many
+from inbox.store.sqlutil import chunks, insert_new
 
 
 class NewEvent(NamedTuple):
@@ -40,7 +40,7 @@ def insert_events(conn: sa.Connection, now: datetime, events: Iterable[NewEvent]
         }
         for e in events
     ]
-    insert_many(conn, Event, rows)
+    insert_new(conn, Event, rows)
 
 
 async def claim(engine: AsyncEngine, worker: str, now: datetime, until: datetime, limit: int) -> list[Any]:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inbox.store import clocks, csat
 from inbox.store.events import NewEvent, add_events
 from inbox.store.models import Customer, EventKind, Item, Status, Thread
-from inbox.store.sqlutil import chunks, insert_many, one_of
+from inbox.store.sqlutil import chunks, insert_new, one_of
 
 # What a follow-up needs to know about its thread.
 _THREAD_STATE = (
@@ -62,17 +62,13 @@ def _lock_threads(dialect: str) -> Any:
 
 def open_threads(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
     """Insert new threads, one statement; (id, key) of those written (another worker may have written some first)."""
-    written = insert_many(
-        conn, Thread, values, unique=["connector", "external_id"], returning=[Thread.id, Thread.external_id]
-    )
+    written = insert_new(conn, Thread, values, ["connector", "external_id"], ["id", "external_id"])
     return [(row.id, row.external_id) for row in written]
 
 
 def add_items(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Insert items, one statement; the ids of those written by external id (another worker may have written some first)."""
-    written = insert_many(
-        conn, Item, values, unique=["connector", "external_id"], returning=[Item.id, Item.external_id]
-    )
+    written = insert_new(conn, Item, values, ["connector", "external_id"], ["id", "external_id"])
     return {row.external_id: row.id for row in written}
 
 

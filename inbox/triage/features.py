@@ -18,10 +18,21 @@ Pure functions of the text; the model (``model``) turns them into scores.
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from inbox.triage.text import normalize
 
-__all__ = ["analyse", "char_grams", "describe", "features", "inline_rating"]
+__all__ = [
+    "CONTRASTS",
+    "NEGATIONS",
+    "NEGATION_WINDOW",
+    "analyse",
+    "char_grams",
+    "cues_and_tokens",
+    "describe",
+    "features",
+    "inline_rating",
+]
 
 _URL_RE = re.compile(
     r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|co|uk|fr|ro|de|es|it|nl|pt|net|org|io|ly|me|ee|gd|gy|at"
@@ -40,6 +51,7 @@ _STAR_WORDS_RE = re.compile(
     r"(?:stars?|etoiles?|stele|stea|sterne?n?|estrellas?|stelle|estrelas?|sterren|ster)\b"
 )
 _NUMBER_RE = re.compile(r"\d+")
+_LONG_WORD = 64  # padded words longer than this get their n-grams without remembered slices
 # a few words in quotes: the scare quotes of sarcasm ('in transit', "next day", 'premium')
 _QUOTED_RE = re.compile(r"(?:^|(?<=\s))['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)")
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
@@ -54,7 +66,7 @@ _THANKS_RE = re.compile(
     r"\b(?:thanks?|thank you|cheers|merci|mersi|multumesc|danke|gracias|grazie|obrigad[oa]|valeu"
     r"|bedankt|dank|dankjewel|bravo|felicitari|complimenti|parabens|enhorabuena)\b"
 )
-_NEGATIONS = frozenset(
+NEGATIONS = frozenset(
     [
         "not",
         "no",
@@ -117,7 +129,7 @@ _NEGATIONS = frozenset(
         "niemand",
     ]
 )
-_CONTRASTS = frozenset(
+CONTRASTS = frozenset(
     [
         "but",
         "however",
@@ -171,7 +183,7 @@ _CONTRASTS = frozenset(
         "pacat",
     ]
 )
-_NEGATION_WINDOW = 3
+NEGATION_WINDOW = 3
 
 
 def inline_rating(text: str, normalized: str | None = None) -> int | None:
@@ -232,14 +244,12 @@ def _cues(norm: str) -> tuple[str, list[str]]:
     return norm, cues
 
 
-def analyse(
+def cues_and_tokens(
     text: str, rating: int | None = None, *, normalized: str | None = None, read_rating: bool = True
 ) -> tuple[list[str], list[str]]:
-    """(word-level features and cues, the words whose character n-grams count) of one message.
+    """(the message's cues, its word tokens): what ``analyse`` reads before walking the tokens.
 
-    Without a ``rating`` the one written in the text counts, unless ``read_rating`` is False: the
-    caller read it already and gives what it found (None: no rating). ``normalized``: ``normalize(text)``,
-    when the caller has it already.
+    ``rating``, ``normalized`` and ``read_rating``: as ``analyse`` takes them.
     """
     normal = normalize(text) if normalized is None else normalized
     norm, out = _cues(normal)
@@ -256,8 +266,20 @@ def analyse(
         out.append("#wait")
         if _THANKS_RE.search(norm):
             out.append("#thanks-wait")
-    tokens = _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
-    last_contrast = max((i for i, tok in enumerate(tokens) if tok in _CONTRASTS), default=-1)
+    return out, _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
+
+
+def analyse(
+    text: str, rating: int | None = None, *, normalized: str | None = None, read_rating: bool = True
+) -> tuple[list[str], list[str]]:
+    """(word-level features and cues, the words whose character n-grams count) of one message.
+
+    Without a ``rating`` the one written in the text counts, unless ``read_rating`` is False: the
+    caller read it already and gives what it found (None: no rating). ``normalized``: ``normalize(text)``,
+    when the caller has it already.
+    """
+    out, tokens = cues_and_tokens(text, rating, normalized=normalized, read_rating=read_rating)
+    last_contrast = max((i for i, tok in enumerate(tokens) if tok in CONTRASTS), default=-1)
     negated_until = -1
     previous = "^"
     words: list[str] = []
@@ -265,8 +287,8 @@ def analyse(
         out.append("w:" + token)
         out.append(f"b:{previous} {token}")
         previous = token
-        if token in _NEGATIONS:
-            negated_until = index + _NEGATION_WINDOW
+        if token in NEGATIONS:
+            negated_until = index + NEGATION_WINDOW
         elif index <= negated_until:
             out.append("!" + token)
         if index > last_contrast >= 0:
@@ -277,11 +299,19 @@ def analyse(
     return out, words
 
 
+@cache
+def _gram_slices(size: int) -> tuple[slice, ...]:
+    """The slices of a padded word of ``size`` characters giving its 2- to 5-grams, in ``char_grams``' order."""
+    return tuple(slice(start, start + n) for n in (2, 3, 4, 5) if n <= size for start in range(size - n + 1))
+
+
 def char_grams(word: str) -> list[str]:
     """The character 2- to 5-grams of one word padded with spaces (scikit-learn's ``char_wb``)."""
     padded = f" {word} "
-    size = len(padded)
-    return [padded[start : start + n] for n in (2, 3, 4, 5) if n <= size for start in range(size - n + 1)]
+    if len(padded) > _LONG_WORD:  # no slices remembered for an odd length (a pasted hash, a long URL)
+        size = len(padded)
+        return [padded[start : start + n] for n in (2, 3, 4, 5) if n <= size for start in range(size - n + 1)]
+    return list(map(padded.__getitem__, _gram_slices(len(padded))))
 
 
 def features(text: str, rating: int | None = None) -> list[str]:

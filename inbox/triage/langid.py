@@ -25,6 +25,7 @@ __all__ = ["LanguageModel", "features", "model_path", "shipped_model"]
 
 MAX_N = 4
 _WORD_RE = re.compile(r"[^\W\d_]+")
+_LONG_WORD = 64  # padded words longer than this get their n-grams without remembered slices
 _CACHE_WORDS = 20_000  # words whose scores are remembered (most traffic repeats a few thousand words)
 
 
@@ -33,10 +34,19 @@ def model_path() -> Path:
     return Path(__file__).with_name("langid.npz")
 
 
+@cache
+def _gram_slices(size: int) -> tuple[slice, ...]:
+    """The slices of a padded word of ``size`` characters giving its 1- to 4-grams, in ``_grams``' order."""
+    return tuple(slice(i, i + n) for n in range(1, MAX_N + 1) for i in range(size - n + 1))
+
+
 def _grams(word: str) -> list[str]:
     """The padded word's 1- to 4-grams (the lone spaces included), then the word itself."""
     padded = f" {word} "
-    grams = [padded[i : i + n] for n in range(1, MAX_N + 1) for i in range(len(padded) - n + 1)]
+    if len(padded) > _LONG_WORD:  # no slices remembered for an odd length
+        grams = [padded[i : i + n] for n in range(1, MAX_N + 1) for i in range(len(padded) - n + 1)]
+    else:
+        grams = list(map(padded.__getitem__, _gram_slices(len(padded))))
     grams.append(f"w:{word}")
     return grams
 

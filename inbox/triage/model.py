@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from inbox.triage.features import analyse, char_grams
+from inbox.triage.features import CONTRASTS, NEGATION_WINDOW, NEGATIONS, char_grams, cues_and_tokens
 
 __all__ = ["HEADS", "Head", "Model", "Scored", "load_model", "model_path"]
 
 HEADS = ("intent", "sentiment")
-_CACHE_LIMIT = 50_000  # words in the per-word feature cache before it is emptied
-_EMPTY = np.zeros(0, dtype=np.int32)
+_CACHE_LIMIT = 50_000  # tokens in the per-token feature cache before it is emptied
+# What a token always gives (its word and, for a word, its character n-grams, as vocabulary indices),
+# the indices of its negated and after-a-contrast forms (None: not in the vocabulary), and whether it negates.
+_Token = tuple[npt.NDArray[np.int32], int | None, int | None, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +56,23 @@ class Model:
         self.index = {feature: i for i, feature in enumerate(vocabulary)}
         self.idf = idf
         self.heads = heads
-        self._words: dict[str, tuple[int, ...]] = {}
+        self._tokens: dict[str, _Token] = {}
 
-    def _word_indices(self, word: str) -> tuple[int, ...]:
-        """The vocabulary indices of a word's character n-grams (cached: words repeat across messages)."""
-        found = self._words.get(word)
-        if found is None:
-            index = self.index
-            found = tuple([i for i in map(index.get, char_grams(word)) if i is not None])
-            if len(self._words) >= _CACHE_LIMIT:
-                self._words.clear()
-            self._words[word] = found
+    def _token(self, token: str) -> _Token:
+        """What one token gives the features (cached: words repeat across messages)."""
+        index = self.index
+        own = [index.get("w:" + token)]
+        if token.isalnum():  # words give their character n-grams too; punctuation and emoji do not
+            own += map(index.get, char_grams(token))
+        found = (
+            np.array([i for i in own if i is not None], dtype=np.int32),
+            index.get("!" + token),
+            index.get(">" + token),
+            token in NEGATIONS,
+        )
+        if len(self._tokens) >= _CACHE_LIMIT:
+            self._tokens.clear()
+        self._tokens[token] = found
         return found
 
     def vectorize(
@@ -78,21 +86,48 @@ class Model:
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
         """The present features' indices and weights: idf, L2-normalised, then the dense ones as given.
 
-        ``normalized`` and ``read_rating``: as ``features.analyse`` takes them.
+        The features are ``features.analyse``'s (``normalized`` and ``read_rating``: as it takes them),
+        found here as vocabulary indices directly, token by token: see ``features.analyse`` for the walk.
         """
-        cues, words = analyse(text, rating, normalized=normalized, read_rating=read_rating)
-        index = self.index
-        # a set of Python ints sorted once: what np.unique of the parts gave, without a small array per word
-        present = {i for i in map(index.get, cues) if i is not None}
-        for word in words:
-            present.update(self._word_indices(word))
-        indices = np.fromiter(present, dtype=np.int32, count=len(present))
+        cues, tokens = cues_and_tokens(text, rating, normalized=normalized, read_rating=read_rating)
+        get = self.index.get
+        found = [i for i in map(get, cues) if i is not None]  # indices beside the tokens' own arrays
+        parts = []
+        last_contrast = -1 if CONTRASTS.isdisjoint(tokens) else max(i for i, t in enumerate(tokens) if t in CONTRASTS)
+        negated_until = -1
+        previous = "^"
+        known = self._tokens
+        for position, token in enumerate(tokens):
+            own, negated, after, negation = known.get(token) or self._token(token)
+            parts.append(own)
+            bigram = get(f"b:{previous} {token}")
+            if bigram is not None:
+                found.append(bigram)
+            previous = token
+            if negation:
+                negated_until = position + NEGATION_WINDOW
+            elif position <= negated_until and negated is not None:
+                found.append(negated)
+            if position > last_contrast >= 0 and after is not None:
+                found.append(after)
+        bigram = get(f"b:{previous} $")
+        if bigram is not None:
+            found.append(bigram)
+        parts.append(np.array(found, dtype=np.int32))
+        # sorted and unique (a feature counts once): one sort of all the parts, then the repeats dropped
+        indices = np.concatenate(parts)
         indices.sort()
+        if indices.size > 1:
+            keep = np.empty(indices.size, dtype=bool)
+            keep[0] = True
+            np.not_equal(indices[1:], indices[:-1], out=keep[1:])
+            indices = indices[keep]
         weights = self.idf.take(indices)
         norm = float(np.sqrt(np.dot(weights, weights)))
         if norm:
             weights = weights / norm
         if dense:
+            index = self.index
             extra = [(index[name], value) for name, value in dense.items() if value and name in index]
             if extra:
                 indices = np.concatenate((indices, np.array([i for i, _ in extra], dtype=np.int32)))
@@ -114,7 +149,7 @@ class Model:
         for name, head in self.heads.items():
             logits = weights @ head.coef.take(indices, axis=0) + head.intercept  # (take: fancy indexing's rows, faster)
             shifted = logits - max(logits.tolist())  # the same float32 maximum, without a numpy reduction
-            logp = shifted - np.log(np.exp(shifted).sum())
+            logp = shifted - np.log(np.add.reduce(np.exp(shifted)))  # (what .sum() calls, without its Python layer)
             log_proba[name] = dict(zip(head.classes, logp.tolist(), strict=True))
         return Scored(indices, weights, log_proba)
 

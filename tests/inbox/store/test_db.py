@@ -138,14 +138,14 @@ async def test_one_of_looks_each_key_up_in_the_index_before_the_table_has_statis
             assert not any("Filter" in line or "Seq Scan" in line or "Hash" in line for line in plan), plan
 
 
-async def test_insert_many_writes_the_rows_skips_taken_keys_and_returns_what_it_wrote(engine):
+async def test_insert_new_writes_times_nulls_and_json_lists_and_returns_what_it_wrote(engine):
     """The same rows on both stores, whatever their count in one statement text on PostgreSQL: times in any zone,
     NULLs, JSON objects and lists (a list is one value, not an array's row)."""
     from datetime import UTC, datetime, timedelta, timezone
 
     from inbox.store.db import in_transaction
     from inbox.store.models import Customer, Event
-    from inbox.store.sqlutil import insert_many
+    from inbox.store.sqlutil import insert_new
 
     noon = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     paris = timezone(timedelta(hours=1))
@@ -160,18 +160,18 @@ async def test_insert_many_writes_the_rows_skips_taken_keys_and_returns_what_it_
             sent.append(statement)
 
     def work(conn: sa.Connection) -> tuple:
-        key, returning = ["channel", "handle"], [Customer.id, Customer.handle]
-        first = insert_many(conn, Customer, [person("ana", "Ana")], unique=key, returning=returning)
+        key, returning = ["channel", "handle"], ["id", "handle"]
+        first = insert_new(conn, Customer, [person("ana", "Ana")], key, returning)
         everyone = [person("bob", None), person("ana", "Other"), person("eve", "Ève")]
-        second = insert_many(conn, Customer, everyone, unique=key, returning=returning)
+        second = insert_new(conn, Customer, everyone, key, returning)
         events = [
             # A list first: an array of lists would be taken for a two-dimensional array.
             {"kind": "c", "thread_id": None, "payload": [], "created_at": noon},
             {"kind": "a", "thread_id": None, "payload": {"k": [1, "two"]}, "created_at": noon.astimezone(paris)},
             {"kind": "b", "thread_id": None, "payload": [{"name": "dm"}], "created_at": noon},
         ]
-        assert insert_many(conn, Event, events) == []
-        assert insert_many(conn, Event, []) == []
+        assert insert_new(conn, Event, events) == []
+        assert insert_new(conn, Event, []) == []
         return [r.handle for r in first], sorted(r.handle for r in second)
 
     for engine_ in {*plain_engines(engine)}:
@@ -273,3 +273,56 @@ async def test_in_transaction_commits_together_rolls_back_on_raise_and_runs_sqli
         assert where.startswith("inbox-store")
     else:
         assert where == threading.current_thread().name
+
+
+async def test_insert_new_writes_what_sqlalchemys_insert_writes_and_skips_taken_keys(engine):
+    """Every column as SQLAlchemy's own insert stores it (types, defaults left out); taken keys skipped, not returned."""
+    from datetime import UTC, datetime, timedelta
+
+    from inbox.sla import SlaState
+    from inbox.store.db import in_transaction
+    from inbox.store.models import Customer, Thread
+    from inbox.store.sqlutil import insert_new
+
+    now = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC)
+
+    def thread(connector: str, key: str, customer_id: int) -> dict[str, object]:
+        return {
+            "connector": connector,
+            "channel": "x",
+            "external_id": key,
+            "customer_id": customer_id,
+            "kind": "mention",
+            "opened_at": now,
+            "last_customer_at": now + timedelta(minutes=1),
+            "clock_start": now,
+            "warn_at": now + timedelta(minutes=20),
+            "due_at": now + timedelta(minutes=30),
+            "sla_stage": SlaState.BREACHED,
+            "first_response_at": None,
+            "updated_at": now,
+            "rating_before": 4,
+            "sla_target_minutes": 30.0,
+        }
+
+    def write(conn: sa.Connection) -> tuple[list[tuple[int, str]], list[tuple[object, ...]], list[tuple[object, ...]]]:
+        customer = conn.execute(
+            sa.insert(Customer).values(channel="x", handle="ana", first_seen_at=now, last_seen_at=now)
+        ).inserted_primary_key[0]
+        conn.execute(sa.insert(Thread), [thread("old", key, customer) for key in ("t1", "t2")])
+        conn.execute(sa.insert(Thread), [thread("new", "t1", customer)])  # taken before
+        written = insert_new(
+            conn,
+            Thread,
+            [thread("new", key, customer) for key in ("t1", "t2")],
+            ["connector", "external_id"],
+            ["id", "external_id"],
+        )
+        rows = conn.exec_driver_sql("SELECT * FROM thread ORDER BY connector, external_id").all()
+        columns = [c.name for c in Thread.__table__.columns]
+        plain = [tuple(v for c, v in zip(columns, row, strict=True) if c not in ("id", "connector")) for row in rows]
+        return [(row.id, row.external_id) for row in written], plain[2:], plain[:2]
+
+    written, new, old = await in_transaction(engine, write)
+    assert [key for _, key in written] == ["t2"]
+    assert new == old  # t1 (SQLAlchemy's) and t2 (insert_new's), as the stored values SQLAlchemy wrote for "old"

@@ -57,21 +57,6 @@ def test_second_challenge_set_has_every_intent_in_every_language_and_is_apart_fr
     assert not {ex.text.casefold() for ex in second} & elsewhere
 
 
-def test_third_challenge_set_has_every_intent_in_every_language_and_is_apart_from_the_rest() -> None:
-    third = load_corpus(default_challenge_dir().with_name("challenge3"))
-    per_language = Counter(ex.language for ex in third)
-    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), 20)
-    pairs = Counter((ex.language, ex.intent) for ex in third)
-    assert min(pairs[(lang, intent)] for lang in per_language for intent in Intent) >= 2
-    assert len({ex.text for ex in third}) == len(third)
-    elsewhere = (
-        load_corpus()
-        + load_corpus(default_challenge_dir())
-        + load_corpus(default_challenge_dir().with_name("challenge2"))
-    )
-    assert not {ex.text.casefold() for ex in third} & {ex.text.casefold() for ex in elsewhere}
-
-
 def test_fourth_challenge_set_has_every_intent_in_every_language_and_is_apart_from_the_rest() -> None:
     fourth = load_corpus(default_challenge_dir().with_name("challenge4"))
     per_language = Counter(ex.language for ex in fourth)
@@ -80,6 +65,21 @@ def test_fourth_challenge_set_has_every_intent_in_every_language_and_is_apart_fr
     others = [default_challenge_dir().with_name(name) for name in ("challenge", "challenge2", "challenge3")]
     elsewhere = load_corpus() + [ex for folder in others for ex in load_corpus(folder)]
     assert not {ex.text.casefold() for ex in fourth} & {ex.text.casefold() for ex in elsewhere}
+
+
+@pytest.mark.parametrize(("name", "earlier"), [("challenge3", ("", "2")), ("challenge5", ("", "2", "3", "4"))])
+def test_a_twenty_per_language_challenge_set_covers_every_intent_twice_and_is_apart_from_the_rest(
+    name: str, earlier: tuple[str, ...]
+) -> None:
+    folder = load_corpus(default_challenge_dir().with_name(name))
+    per_language = Counter(ex.language for ex in folder)
+    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), 20)
+    pairs = Counter((ex.language, ex.intent) for ex in folder)
+    assert min(pairs[(lang, intent)] for lang in per_language for intent in Intent) >= 2
+    assert len({ex.text for ex in folder}) == len(folder)
+    others = [default_challenge_dir().with_name(f"challenge{n}") for n in earlier]
+    elsewhere = load_corpus() + [ex for other in others for ex in load_corpus(other)]
+    assert not {ex.text.casefold() for ex in folder} & {ex.text.casefold() for ex in elsewhere}
 
 
 def test_a_bad_corpus_line_names_its_file_and_line(tmp_path: Path) -> None:

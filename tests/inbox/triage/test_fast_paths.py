@@ -1,8 +1,9 @@
 """The hot path's shortcuts give exactly what the plain computations give, on the whole corpus.
 
 Triage reads a message once and shares the matches between its steps, the model's vectorizer
-and the language-ID model skip per-word arrays, and the phishing patterns were rewritten to run in
-linear time. Each check here runs the shortcut and the plain computation (the training features,
+walks the tokens with their vocabulary indices remembered (not the training's feature strings), both
+models cut n-grams with remembered slices, the language-ID model skips per-word arrays, and the
+phishing patterns were rewritten to run in linear time. Each check here runs the shortcut and the plain computation (the training features,
 a running sum, the former backtracking patterns, the keyword scorer's own pass) over every corpus
 and challenge message and a seeded typo of each, and asks for the same answer to the last bit.
 """
@@ -20,8 +21,8 @@ from lingua import LanguageDetector as Lingua
 from inbox.triage import Triager, load_rules
 from inbox.triage.classify import _keyword_dense, keyword_scorer
 from inbox.triage.corpus import Example, default_challenge_dir, default_corpus_dir, load_corpus
-from inbox.triage.features import features, inline_rating
-from inbox.triage.langid import _word_features, shipped_model
+from inbox.triage.features import char_grams, features, inline_rating
+from inbox.triage.langid import _grams, _word_features, shipped_model
 from inbox.triage.language import Detector
 from inbox.triage.model import load_model
 from inbox.triage.rules import shipped_rules
@@ -85,6 +86,17 @@ def test_the_vectorizer_gives_the_training_features(texts: list[str]) -> None:
         ):
             assert np.array_equal(indices, expected), text
             assert weights.dtype == np.float32
+
+
+def test_n_grams_by_remembered_slices_are_the_plain_ones(texts: list[str]) -> None:
+    words = {word for text in texts for word in re.findall(r"\w+", normalize(text))}
+    words |= {"a", "x" * 62, "x" * 63, "y" * 200, "é" * 70}  # around the length where slices stop being remembered
+    for word in words:
+        padded = f" {word} "
+        size = len(padded)
+        assert char_grams(word) == [padded[i : i + n] for n in (2, 3, 4, 5) if n <= size for i in range(size - n + 1)]
+        plain = [padded[i : i + n] for n in range(1, 5) for i in range(size - n + 1)]
+        assert _grams(word) == [*plain, f"w:{word}"]
 
 
 def test_the_model_scores_as_the_plain_softmax_does(texts: list[str]) -> None:
