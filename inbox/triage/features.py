@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from inbox.triage.text import normalize
+from inbox.triage.text import Guarded, normalize
 
 __all__ = [
     "CONTRASTS",
@@ -41,27 +41,33 @@ _URL_RE = re.compile(
 _TLD_RE = re.compile(r"\.([a-z]{2,6})(?:/|$)")
 _SHORTENERS = ("bit.ly", "tinyurl", "cutt.ly", "is.gd", "rb.gy", "t.me", "wa.me", "linktr.ee", "shorturl")
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
-_PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d .()-]{7,}\d")
+_PHONE_RE = Guarded(r"(?<![\w])\+?\d[\d .()-]{7,}\d", r"\d[\d .()-]{7,}\d")
 _HANDLE_RE = re.compile(r"(?<![\w@])@\w+")
 _STARS_RE = re.compile(r"[★⭐☆]{2,}")
 _OUT_OF_RE = re.compile(r"(?<![\d/.,])(10|\d(?:[.,]5)?)\s*/\s*(5|10)\b")
 # "3 stars", and "3 von 5 Sternen", "3 out of 5 stars", "3 din 5 stele": the scale said in words
-_STAR_WORDS_RE = re.compile(
-    r"(?<!\d)([1-5])\s*(?:(?:von|su|sur|de|din|van|em|out of|of)\s*5\s*)?"
+_STAR_WORDS = (
+    r"([1-5])\s*(?:(?:von|su|sur|de|din|van|em|out of|of)\s*5\s*)?"
     r"(?:stars?|etoiles?|stele|stea|sterne?n?|estrellas?|stelle|estrelas?|sterren|ster)\b"
 )
+_STAR_WORDS_RE = Guarded(r"(?<!\d)" + _STAR_WORDS, _STAR_WORDS)
 _NUMBER_RE = re.compile(r"\d+")
 _LONG_WORD = 64  # padded words longer than this get their n-grams without remembered slices
 # a few words in quotes: the scare quotes of sarcasm ('in transit', "next day", 'premium')
-_QUOTED_RE = re.compile(r"(?:^|(?<=\s))['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)")
+_QUOTED = r"['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)"
+_QUOTED_RE = Guarded(r"(?:^|(?<=\s))" + _QUOTED, _QUOTED)
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
+# What makes `text.tokenize` differ from `_WORD_RE` on a text: the marks it drops, and the noise `text.prepare`
+# takes out before it (handles, tags, links) when one of these is in the text
+_TOKENS_APART = frozenset("'-‐‑–@#")
 # a wait measured in time ("9 days", "40 minuti", "3 saptamani"), and thanks said beside one: the
 # sarcasm of "thanks for the quick reply, only 9 days 👍", which no single word gives away
-_WAIT_RE = re.compile(
-    r"\b\d+\s*(?:h|hrs?|hours?|heures?|ore|ora|horas?|uur|stunden?|min|mins|minutes?|minuten?|minuti|minutos"
+_WAIT = (  # after the number
+    r"\s*(?:h|hrs?|hours?|heures?|ore|ora|horas?|uur|stunden?|min|mins|minutes?|minuten?|minuti|minutos"
     r"|days?|jours?|zile|tage?n?|dias|giorni|dagen|weeks?|semaines?|saptamani|saptamana|wochen?|semanas?"
     r"|settimane?|weken|months?|mois|luni|monate?|meses|mesi|maanden)\b"
 )
+_WAIT_RE = Guarded(r"\b\d+" + _WAIT, r"\d\d*" + _WAIT)  # (the guard's "\d\d*" is "\d+" with a digit first)
 _THANKS_RE = re.compile(
     r"\b(?:thanks?|thank you|cheers|merci|mersi|multumesc|danke|gracias|grazie|obrigad[oa]|valeu"
     r"|bedankt|dank|dankjewel|bravo|felicitari|complimenti|parabens|enhorabuena)\b"
@@ -198,7 +204,7 @@ def inline_rating(text: str, normalized: str | None = None) -> int | None:
         if filled:
             return min(5, filled)
     lowered = normalize(text) if normalized is None else normalized
-    out_of = _OUT_OF_RE.search(lowered)
+    out_of = _OUT_OF_RE.search(lowered) if "/" in lowered else None  # (it needs one: most texts skip its scan)
     if out_of:
         value = float(out_of.group(1).replace(",", "."))
         scale = int(out_of.group(2))
@@ -208,8 +214,8 @@ def inline_rating(text: str, normalized: str | None = None) -> int | None:
     return int(words.group(1)) if words else None
 
 
-def _cues(norm: str) -> tuple[str, list[str]]:
-    """The text with links, addresses, phones and handles replaced by placeholders, and their cues."""
+def _cues(norm: str) -> tuple[str, list[str], bool]:
+    """The text with links, addresses, phones and handles replaced by placeholders, its cues, and whether numbers are left."""
     cues: list[str] = []
     if "@" in norm:
         if _EMAIL_RE.search(norm):
@@ -235,24 +241,33 @@ def _cues(norm: str) -> tuple[str, list[str]]:
         norm = _URL_RE.sub(" ", norm)
     if _PHONE_RE.search(norm):
         cues.append("#phone")
-        norm = _PHONE_RE.sub(" ", norm)
-    for number in _NUMBER_RE.findall(norm):
+        norm = _PHONE_RE.pattern.sub(" ", norm)
+    numbers = _NUMBER_RE.findall(norm)
+    for number in numbers:
         if len(number) >= 4:
             cues.append("#longnumber")
     if any(sign in norm for sign in "€$£"):
         cues.append("#money")
-    return norm, cues
+    return norm, cues, bool(numbers)
 
 
 def cues_and_tokens(
-    text: str, rating: int | None = None, *, normalized: str | None = None, read_rating: bool = True
+    text: str,
+    rating: int | None = None,
+    *,
+    normalized: str | None = None,
+    read_rating: bool = True,
+    tokens: list[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(the message's cues, its word tokens): what ``analyse`` reads before walking the tokens.
 
-    ``rating``, ``normalized`` and ``read_rating``: as ``analyse`` takes them.
+    ``rating``, ``normalized`` and ``read_rating``: as ``analyse`` takes them. ``tokens``: ``text.tokenize``
+    of the normalised text when the caller has them; they are the word tokens here too when nothing sets
+    the two tokenizations apart (no link, address, handle, tag or number was taken out or replaced, and no
+    apostrophe or hyphen, which ``text.tokenize`` drops), so the text is not split again.
     """
     normal = normalize(text) if normalized is None else normalized
-    norm, out = _cues(normal)
+    norm, out, numbers = _cues(normal)
     stars = rating if rating is not None or not read_rating else inline_rating(text, normal)
     if stars is not None:
         out.append(f"#stars:{stars}")
@@ -262,11 +277,15 @@ def cues_and_tokens(
         out.append("#ask")
     if _QUOTED_RE.search(text):
         out.append("#quoted")
-    if _WAIT_RE.search(norm):
+    if numbers and _WAIT_RE.search(norm):  # (a wait needs a number)
         out.append("#wait")
         if _THANKS_RE.search(norm):
             out.append("#thanks-wait")
-    return out, _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
+    if numbers:
+        return out, _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
+    if tokens is not None and norm == normal and _TOKENS_APART.isdisjoint(normal):
+        return out, tokens
+    return out, _WORD_RE.findall(norm)
 
 
 def analyse(
