@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inbox.store.models import Event, EventKind
-from inbox.store.sqlutil import chunks
+from inbox.store.sqlutil import chunks, insert_new
 
 
 class NewEvent(NamedTuple):
@@ -40,8 +40,7 @@ def insert_events(conn: sa.Connection, now: datetime, events: Iterable[NewEvent]
         }
         for e in events
     ]
-    if rows:
-        conn.execute(sa.insert(Event), rows)
+    insert_new(conn, Event, rows)
 
 
 async def claim(engine: AsyncEngine, worker: str, now: datetime, until: datetime, limit: int) -> list[Any]:

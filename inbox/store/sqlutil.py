@@ -59,12 +59,12 @@ def insert_new(
     conn: sa.Connection,
     table: Any,
     rows: Sequence[Mapping[str, Any]],
-    conflict: Sequence[str],
-    returning: Sequence[str],
+    conflict: Sequence[str] = (),
+    returning: Sequence[str] = (),
 ) -> list[Any]:
     """Insert `rows` (all with the same keys), skipping any whose `conflict` key is taken (another worker wrote it
-    first); the `returning` columns of those written, as rows. Return only plain columns (ids, text): on SQLite
-    they come back as the driver reads them.
+    first); the `returning` columns of those written, as rows (none without). Return only plain columns (ids,
+    text): on SQLite they come back as the driver reads them.
 
     On SQLite the statement's text is made once per table and columns, and each row bound in one pass by its
     columns' own types, where SQLAlchemy's many-row INSERT with RETURNING builds and processes a dictionary per
@@ -73,7 +73,12 @@ def insert_new(
     if not rows:
         return []
     if conn.dialect.name != "sqlite":
-        insert = insert_for(conn, table).on_conflict_do_nothing(index_elements=list(conflict))
+        insert = insert_for(conn, table)
+        if conflict:
+            insert = insert.on_conflict_do_nothing(index_elements=list(conflict))
+        if not returning:
+            conn.execute(insert, list(rows))
+            return []
         return list(conn.execute(insert.returning(*(table.__table__.c[name] for name in returning)), list(rows)))
     head, placeholders, tail, columns = _sqlite_insert(conn, table, tuple(rows[0]), conflict, returning)
     written: list[Any] = []
@@ -86,7 +91,9 @@ def insert_new(
                 else:
                     value = column.arg(None) if column.is_callable else column.arg
                 values.append(value if process is None else process(value))
-        written.extend(conn.exec_driver_sql(head + ", ".join([placeholders] * len(part)) + tail, tuple(values)))
+        result = conn.exec_driver_sql(head + ", ".join([placeholders] * len(part)) + tail, tuple(values))
+        if returning:
+            written.extend(result)
     return written
 
 
@@ -113,8 +120,8 @@ def _sqlite_insert(
         made = (
             f"INSERT INTO {quote(table.__table__.name)} ({', '.join(quote(name) for name in names)}) VALUES ",
             "(" + ", ".join("?" * len(names)) + ")",
-            f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING"
-            f" RETURNING {', '.join(quote(name) for name in returning)}",
+            (f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING" if conflict else "")
+            + (f" RETURNING {', '.join(quote(name) for name in returning)}" if returning else ""),
             columns,
         )
         _INSERTS[key] = made
