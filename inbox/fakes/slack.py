@@ -65,6 +65,9 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.responses: list[dict[str, Any]] = []  # POSTs to response_url
         self.messages: dict[str, list[dict[str, Any]]] = {}
+        # The same messages by (channel, ts): an update or a permalink does not read the whole channel (O(n) each,
+        # 10,000 messages in the crash test). Kept by `_keep` and chat.delete, the only writers of `messages`.
+        self._by_ts: dict[tuple[str, str], dict[str, Any]] = {}
         self.faults: dict[str, list[Fault]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, list[str]] = {}
@@ -199,7 +202,11 @@ class FakeSlack:
         return f"{int(self.now())}.{next(self._ts):06d}"
 
     def _find(self, channel: str, ts: str) -> dict[str, Any] | None:
-        return next((m for m in self.messages.get(channel, []) if m["ts"] == ts), None)
+        return self._by_ts.get((channel, ts))
+
+    def _keep(self, channel: str, message: dict[str, Any]) -> None:
+        self.messages.setdefault(channel, []).append(message)
+        self._by_ts[(channel, message["ts"])] = message  # a ts is never given twice (`_next_ts`)
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         answer = fixture("auth.test")
@@ -223,7 +230,7 @@ class FakeSlack:
             message["thread_ts"] = args["thread_ts"]
         if args.get("metadata"):
             message["metadata"] = args["metadata"]
-        self.messages.setdefault(channel, []).append(message)
+        self._keep(channel, message)
         answer = fixture("chat.postMessage")
         answer.update(channel=channel, ts=message["ts"], message={k: v for k, v in message.items() if k != "metadata"})
         return answer
@@ -248,6 +255,7 @@ class FakeSlack:
         if message is None:
             return fixture("chat.delete.error")
         self.messages[channel].remove(message)
+        del self._by_ts[(channel, ts)]
         answer = fixture("chat.delete")
         answer.update(channel=channel, ts=ts)
         return answer
@@ -311,7 +319,7 @@ class FakeSlack:
             }
             if args.get("thread_ts"):
                 message["thread_ts"] = args["thread_ts"]
-            self.messages.setdefault(channel, []).append(message)
+            self._keep(channel, message)
             for entry in found:
                 self.files[entry["id"]]["channels"].append(channel)
         return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in found]}

@@ -91,10 +91,11 @@ class Tweet:
 
     fields: dict[str, Any]
     mentions_brand: bool
+    # The id as a number, read once: every timeline answer filters and sorts all posts by it (10,000 in the crash test).
+    id: int = field(init=False)
 
-    @property
-    def id(self) -> int:
-        return int(self.fields["id"])
+    def __post_init__(self) -> None:
+        self.id = int(self.fields["id"])
 
 
 @dataclass(slots=True)
@@ -117,6 +118,8 @@ class XFake(VendorFake):
         super().__init__()
         self.brand = brand
         self.users: dict[str, dict[str, str]] = {brand["id"]: brand, DM_PEER["id"]: DM_PEER}
+        # Accounts by username, kept beside `users` so that making up a customer does not read every account.
+        self._by_username = {user["username"]: user for user in self.users.values()}
         self.tweets: dict[int, Tweet] = {}
         self.dm_events: list[dict[str, Any]] = []
         self.windows = {name: Window(limit, limit) for name, limit in LIMITS.items()}
@@ -195,11 +198,10 @@ class XFake(VendorFake):
 
     def user(self, username: str) -> dict[str, str]:
         """The account with this username, made up on first use."""
-        for user in self.users.values():
-            if user["username"] == username:
-                return user
+        if username in self._by_username:
+            return self._by_username[username]
         user = {"id": str(next(self._user_ids)), "name": username.replace("_", " ").title(), "username": username}
-        self.users[user["id"]] = user
+        self.users[user["id"]] = self._by_username[username] = user
         return user
 
     def new_id(self, moment: datetime) -> str:
@@ -266,7 +268,7 @@ class XFake(VendorFake):
             ("1296179286101311489", "newswatcher", "News Watcher"),
         ]
         for post, (author_id, username, name) in zip(RECORDED_MENTIONS["data"], authors, strict=True):
-            self.users[author_id] = {"id": author_id, "name": name, "username": username}
+            self.users[author_id] = self._by_username[username] = {"id": author_id, "name": name, "username": username}
             moment = snowflake_time(post["id"])
             fields = {"author_id": author_id, "text": post["text"]}
             if post["text"].startswith("@GerardDalbon"):

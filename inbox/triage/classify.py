@@ -62,6 +62,7 @@ _ANY = "\0any"  # key for word sets of languages that have no lexicon
 _NEUTRAL_RATING_PULL = 2.5  # how far a rating scoring 0 (3 stars: a mixed review) pulls towards neutral
 _SENTIMENTS: tuple[Sentiment, ...] = ("negative", "neutral", "positive")
 _KEYWORD_CAP = 4.0  # keyword scores above this say nothing more to the model
+_NORMAL_RANK, _URGENT_RANK = Priority.NORMAL.rank, Priority.URGENT.rank
 # Which sentiments go with which intent, by the labelling rules (CONTRACT.md): thanks are positive,
 # a question is a neutral request, a problem is never positive ("thanks for nothing" is negative,
 # a mixed review neutral), chit-chat, jokes and pitches are never negative; spam has its own tone.
@@ -124,6 +125,7 @@ class Triager:
         self._overrides = Matcher(_changed_terms(rules.lexicon, shipped_rules().lexicon))
         self._resolved: dict[tuple[str, str], _Resolved] = {}
         self._patterns = self._compile_patterns()
+        self._searches = [(found, found[0].search) for found in self._patterns]
         # With the shipped rules, this triager's own matches give the model's keyword features:
         # one pass over the message instead of a second one by `keyword_scorer`.
         self._own_keywords = rules == shipped_rules()
@@ -139,6 +141,7 @@ class Triager:
             )
             for intent in Intent
         }
+        self._base_rank = {intent: rules.priority.base.get(intent, Priority.NORMAL).rank for intent in Intent}
         self._adjust = {
             sentiment: (
                 tuple((i.value, f) for i, f in adjustment.multiply.items()),
@@ -249,7 +252,8 @@ class Triager:
 
     def _found_patterns(self, prepared: Prepared) -> list[Pattern]:
         """The patterns found in the whole normalised text (searched once per message)."""
-        return [found for found in self._patterns if found[0].search(prepared.full)]
+        full = prepared.full
+        return [found for found, search in self._searches if search(full)]
 
     def _score(
         self, prepared: Prepared, language: str, hits: list[Hit], patterns: list[Pattern]
@@ -314,7 +318,7 @@ class Triager:
         rules = self.rules.priority
         if intent is Intent.SPAM:
             return Priority.LOW
-        level = rules.base.get(intent, Priority.NORMAL).rank
+        level = self._base_rank[intent]
         if furious:
             level += rules.furious_bump
         if rating is not None:
@@ -325,8 +329,8 @@ class Triager:
             level += max((bump for after, bump in rules.age_bumps.items() if age_minutes >= after), default=0)
         negative = sentiment == "negative" or (rating is not None and rating <= rules.floor_rating)
         if negative:
-            level = max(level, Priority.NORMAL.rank)
-        return PRIORITY_ORDER[max(0, min(level, Priority.URGENT.rank))]
+            level = max(level, _NORMAL_RANK)
+        return PRIORITY_ORDER[max(0, min(level, _URGENT_RANK))]
 
     def _rule_evidence(
         self, prepared: Prepared, language: str, patterns: list[Pattern]
@@ -393,11 +397,15 @@ class Triager:
 
     def _best_pair(self, intents: dict[str, float], sentiments: dict[str, float]) -> tuple[Intent, Sentiment]:
         """The likeliest (intent, sentiment) pair that the labelling rules allow together."""
-        pairs = [(name, s) for name in intents for s in _SENTIMENTS_OF.get(name, _SENTIMENTS)]
-        name, sentiment = max(
-            pairs, key=lambda pair: (intents[pair[0]] + sentiments[pair[1]], self._intent_info[pair[0]][1])
-        )
-        return self._intent_info[name][0], sentiment
+        best: tuple[float, int] | None = None
+        chosen: tuple[str, Sentiment] = ("", "neutral")
+        for name, score in intents.items():  # the first of equal pairs wins, as max() over the pairs in order
+            rank = self._intent_info[name][1]
+            for sentiment in _SENTIMENTS_OF.get(name, _SENTIMENTS):
+                key = (score + sentiments[sentiment], rank)
+                if best is None or key > best:
+                    best, chosen = key, (name, sentiment)
+        return self._intent_info[chosen[0]][0], chosen[1]
 
     def _best_intent(self, scores: dict[str, float]) -> Intent:
         best = max(scores, key=lambda name: (scores[name], self._intent_info[name][1]))

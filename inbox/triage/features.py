@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from inbox.triage.text import normalize
+from inbox.triage.text import Guarded, normalize
 
 __all__ = [
     "CONTRASTS",
@@ -41,27 +41,30 @@ _URL_RE = re.compile(
 _TLD_RE = re.compile(r"\.([a-z]{2,6})(?:/|$)")
 _SHORTENERS = ("bit.ly", "tinyurl", "cutt.ly", "is.gd", "rb.gy", "t.me", "wa.me", "linktr.ee", "shorturl")
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
-_PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d .()-]{7,}\d")
+_PHONE_RE = Guarded(r"(?<![\w])\+?\d[\d .()-]{7,}\d", r"\d[\d .()-]{7,}\d")
 _HANDLE_RE = re.compile(r"(?<![\w@])@\w+")
 _STARS_RE = re.compile(r"[★⭐☆]{2,}")
 _OUT_OF_RE = re.compile(r"(?<![\d/.,])(10|\d(?:[.,]5)?)\s*/\s*(5|10)\b")
 # "3 stars", and "3 von 5 Sternen", "3 out of 5 stars", "3 din 5 stele": the scale said in words
-_STAR_WORDS_RE = re.compile(
-    r"(?<!\d)([1-5])\s*(?:(?:von|su|sur|de|din|van|em|out of|of)\s*5\s*)?"
+_STAR_WORDS = (
+    r"([1-5])\s*(?:(?:von|su|sur|de|din|van|em|out of|of)\s*5\s*)?"
     r"(?:stars?|etoiles?|stele|stea|sterne?n?|estrellas?|stelle|estrelas?|sterren|ster)\b"
 )
+_STAR_WORDS_RE = Guarded(r"(?<!\d)" + _STAR_WORDS, _STAR_WORDS)
 _NUMBER_RE = re.compile(r"\d+")
 _LONG_WORD = 64  # padded words longer than this get their n-grams without remembered slices
 # a few words in quotes: the scare quotes of sarcasm ('in transit', "next day", 'premium')
-_QUOTED_RE = re.compile(r"(?:^|(?<=\s))['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)")
+_QUOTED = r"['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)"
+_QUOTED_RE = Guarded(r"(?:^|(?<=\s))" + _QUOTED, _QUOTED)
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
 # a wait measured in time ("9 days", "40 minuti", "3 saptamani"), and thanks said beside one: the
 # sarcasm of "thanks for the quick reply, only 9 days 👍", which no single word gives away
-_WAIT_RE = re.compile(
-    r"\b\d+\s*(?:h|hrs?|hours?|heures?|ore|ora|horas?|uur|stunden?|min|mins|minutes?|minuten?|minuti|minutos"
+_WAIT = (  # after the number
+    r"\s*(?:h|hrs?|hours?|heures?|ore|ora|horas?|uur|stunden?|min|mins|minutes?|minuten?|minuti|minutos"
     r"|days?|jours?|zile|tage?n?|dias|giorni|dagen|weeks?|semaines?|saptamani|saptamana|wochen?|semanas?"
     r"|settimane?|weken|months?|mois|luni|monate?|meses|mesi|maanden)\b"
 )
+_WAIT_RE = Guarded(r"\b\d+" + _WAIT, r"\d\d*" + _WAIT)  # (the guard's "\d\d*" is "\d+" with a digit first)
 _THANKS_RE = re.compile(
     r"\b(?:thanks?|thank you|cheers|merci|mersi|multumesc|danke|gracias|grazie|obrigad[oa]|valeu"
     r"|bedankt|dank|dankjewel|bravo|felicitari|complimenti|parabens|enhorabuena)\b"
@@ -198,7 +201,7 @@ def inline_rating(text: str, normalized: str | None = None) -> int | None:
         if filled:
             return min(5, filled)
     lowered = normalize(text) if normalized is None else normalized
-    out_of = _OUT_OF_RE.search(lowered)
+    out_of = _OUT_OF_RE.search(lowered) if "/" in lowered else None  # (it needs one: most texts skip its scan)
     if out_of:
         value = float(out_of.group(1).replace(",", "."))
         scale = int(out_of.group(2))
@@ -235,7 +238,7 @@ def _cues(norm: str) -> tuple[str, list[str]]:
         norm = _URL_RE.sub(" ", norm)
     if _PHONE_RE.search(norm):
         cues.append("#phone")
-        norm = _PHONE_RE.sub(" ", norm)
+        norm = _PHONE_RE.pattern.sub(" ", norm)
     for number in _NUMBER_RE.findall(norm):
         if len(number) >= 4:
             cues.append("#longnumber")

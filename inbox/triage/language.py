@@ -84,8 +84,7 @@ class Detector:
         """Stopwords and language-specific letters; decides only when the evidence is clear."""
         rules = self.rules.detection
         evidence: dict[str, float] = {}
-        for token in prepared.tokens:
-            lang = self._stopwords.get(token)
+        for lang in map(self._stopwords.get, prepared.tokens):
             if lang is not None:
                 evidence[lang] = evidence.get(lang, 0.0) + 1.0
         if not self._any_hint.isdisjoint(prepared.detect):

@@ -57,6 +57,12 @@ class Model:
         self.idf = idf
         self.heads = heads
         self._tokens: dict[str, _Token] = {}
+        # "b:<previous> <token>" by its two tokens: looked up without building the string (tokens hold no space)
+        self._bigrams = {
+            tuple(feature[2:].split(" ")): i
+            for i, feature in enumerate(vocabulary)
+            if feature.startswith("b:") and feature.count(" ") == 1
+        }
 
     def _token(self, token: str) -> _Token:
         """What one token gives the features (cached: words repeat across messages)."""
@@ -90,7 +96,7 @@ class Model:
         found here as vocabulary indices directly, token by token: see ``features.analyse`` for the walk.
         """
         cues, tokens = cues_and_tokens(text, rating, normalized=normalized, read_rating=read_rating)
-        get = self.index.get
+        get, bigrams = self.index.get, self._bigrams.get
         found = [i for i in map(get, cues) if i is not None]  # indices beside the tokens' own arrays
         parts = []
         last_contrast = -1 if CONTRASTS.isdisjoint(tokens) else max(i for i, t in enumerate(tokens) if t in CONTRASTS)
@@ -100,7 +106,7 @@ class Model:
         for position, token in enumerate(tokens):
             own, negated, after, negation = known.get(token) or self._token(token)
             parts.append(own)
-            bigram = get(f"b:{previous} {token}")
+            bigram = bigrams((previous, token))
             if bigram is not None:
                 found.append(bigram)
             previous = token
@@ -110,7 +116,7 @@ class Model:
                 found.append(negated)
             if position > last_contrast >= 0 and after is not None:
                 found.append(after)
-        bigram = get(f"b:{previous} $")
+        bigram = bigrams((previous, "$"))
         if bigram is not None:
             found.append(bigram)
         parts.append(np.array(found, dtype=np.int32))

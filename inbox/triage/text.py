@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CLAUSE_PUNCT",
+    "Guarded",
     "Prepared",
     "both_cases",
     "has_letter",
@@ -23,6 +24,31 @@ __all__ = [
     "tokenize",
     "words_of",
 ]
+
+
+class Guarded:
+    """A regular expression searched only in texts where a cheaper one, its guard, matches.
+
+    The regex engine scans fast for a pattern's first character class, but tries every position of a
+    pattern that starts with an assertion ("not after a letter") or a repeat. The guard must match
+    wherever the pattern does (the pattern less its leading assertion, say) and start with a
+    character class: most texts never reach the slow scan, and what is found is the same.
+    """
+
+    __slots__ = ("guard", "pattern")
+
+    def __init__(self, pattern: str, guard: str) -> None:
+        self.pattern = re.compile(pattern)
+        self.guard = re.compile(guard)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        """``pattern.search``, skipped where the guard finds nothing."""
+        return self.pattern.search(text) if self.guard.search(text) else None
+
+    def findall(self, text: str) -> list[str]:
+        """``pattern.findall``, skipped where the guard finds nothing."""
+        return self.pattern.findall(text) if self.guard.search(text) else []
+
 
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _HANDLE_RE = re.compile(r"(?<![\w@])@\w+(?:@[\w.-]+\w)?")  # @user and Mastodon's @user@host
@@ -38,7 +64,7 @@ _TOKEN_RE = re.compile(r"\w+|[^\w\s'\-‐‑–]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 # Runs of capital letters (Latin scripts); isupper() then confirms the whole word is capitals.
 _UPPERISH = "A-Z\u00c0-\u00de\u0100-\u017f\u0218-\u021b"
-_CAPS_WORD_RE = re.compile(f"(?<![^\\W\\d_])[{_UPPERISH}]{{2}}[^\\W\\d_]*")
+_CAPS_WORD_RE = Guarded(f"(?<![^\\W\\d_])[{_UPPERISH}]{{2}}[^\\W\\d_]*", f"[{_UPPERISH}][{_UPPERISH}]")
 CLAUSE_PUNCT = frozenset(".,;:!?…")
 
 

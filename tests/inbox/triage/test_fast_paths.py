@@ -19,6 +19,8 @@ import pytest
 from lingua import LanguageDetector as Lingua
 
 from inbox.triage import Triager, load_rules
+from inbox.triage import features as features_module
+from inbox.triage import text as text_module
 from inbox.triage.classify import _keyword_dense, keyword_scorer
 from inbox.triage.corpus import Example, default_challenge_dir, default_corpus_dir, load_corpus
 from inbox.triage.features import char_grams, features, inline_rating
@@ -26,7 +28,7 @@ from inbox.triage.langid import _grams, _word_features, shipped_model
 from inbox.triage.language import Detector
 from inbox.triage.model import load_model
 from inbox.triage.rules import shipped_rules
-from inbox.triage.text import normalize, prepare
+from inbox.triage.text import Guarded, normalize, prepare
 
 _KEYWORDS = (
     "verif|secur|sicher|segur|sigur|veilig|login|account|acct|konto|compte|cuenta|conta|conto|rekening|protec"
@@ -86,6 +88,39 @@ def test_the_vectorizer_gives_the_training_features(texts: list[str]) -> None:
         ):
             assert np.array_equal(indices, expected), text
             assert weights.dtype == np.float32
+
+
+def test_guarded_patterns_find_what_their_patterns_find(texts: list[str]) -> None:
+    """Each guard matches wherever its pattern does: searching it first changes nothing that is found."""
+    guarded = [g for module in (features_module, text_module) for g in vars(module).values() if isinstance(g, Guarded)]
+    assert len(guarded) >= 5
+    rng = random.Random(11)
+    pieces = [
+        "1",
+        "3",
+        "10",
+        "5",
+        " ",
+        "/",
+        "stars",
+        "etoiles",
+        "sur 5 ",
+        "days",
+        "zile",
+        "'",
+        '"',
+        "«",
+        "»",
+        "in transit",
+    ]
+    pieces += ["AB", "ÉTÉ", "Ab", "a", "_", "+", "44", "7700", "(", ")", "-", ".", "\n", "@x", "é"]
+    fuzz = ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 14))) for _ in range(20_000)]
+    samples = [form for text in texts for form in (text, normalize(text))] + fuzz
+    for each in guarded:
+        found = [match.span() if (match := each.pattern.search(s)) else None for s in samples]
+        assert [m.span() if (m := each.search(s)) else None for s in samples] == found, each.pattern.pattern
+        assert [each.findall(s) for s in samples] == [each.pattern.findall(s) for s in samples]
+        assert sum(span is not None for span in found) > 50  # the comparison saw many matches
 
 
 def test_n_grams_by_remembered_slices_are_the_plain_ones(texts: list[str]) -> None:
