@@ -107,9 +107,6 @@ def insert_new(
         insert = _unnest_insert(table, names, tuple(conflict), tuple(returning))
         result = conn.execute(insert, {f"unnest_{i}": [row[name] for row in rows] for i, name in enumerate(names)})
         return list(result) if returning else []
-    if not returning:
-        conn.execute(_conflicts(insert_for(conn, table), conflict, ()), list(rows))
-        return []
     head, placeholders, tail, columns = _sqlite_insert(conn, table, tuple(rows[0]), conflict, returning)
     written: list[Any] = []
     for part in chunks(rows, max(1, conn.dialect.insertmanyvalues_max_parameters // len(columns))):
@@ -121,7 +118,9 @@ def insert_new(
                 else:
                     value = column.arg(None) if column.is_callable else column.arg
                 values.append(value if process is None else process(value))
-        written.extend(conn.exec_driver_sql(head + ", ".join([placeholders] * len(part)) + tail, tuple(values)))
+        result = conn.exec_driver_sql(head + ", ".join([placeholders] * len(part)) + tail, tuple(values))
+        if returning:
+            written.extend(result)
     return written
 
 
@@ -148,8 +147,8 @@ def _sqlite_insert(
         made = (
             f"INSERT INTO {quote(table.__table__.name)} ({', '.join(quote(name) for name in names)}) VALUES ",
             "(" + ", ".join("?" * len(names)) + ")",
-            f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING"
-            f" RETURNING {', '.join(quote(name) for name in returning)}",
+            (f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING" if conflict else "")
+            + (f" RETURNING {', '.join(quote(name) for name in returning)}" if returning else ""),
             columns,
         )
         _INSERTS[key] = made
