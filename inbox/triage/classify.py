@@ -432,7 +432,9 @@ class Triager:
             head = text[: self.rules.max_text_chars]  # `prepared.full` is its normalised form
             stars = rating if rating is not None else inline_rating(head, prepared.full)
             # the features would read the same rating from the text: give them the one just read
-            scored = self.model.score(head, stars, dense, normalized=prepared.full, read_rating=False)
+            scored = self.model.score(
+                head, stars, dense, normalized=prepared.full, read_rating=False, tokens=prepared.tokens
+            )
             rule_intents, polarity = self._rule_evidence(prepared, language, patterns)
             intent_scores, sentiment_scores = self._combine(scored, rule_intents, polarity, stars, shouted)
             intent, sentiment = self._best_pair(intent_scores, sentiment_scores)

@@ -57,6 +57,9 @@ _LONG_WORD = 64  # padded words longer than this get their n-grams without remem
 _QUOTED = r"['\"‘“«„]\s?(?=\w)[^'\"’”»\n]{1,40}(?<=\w)\s?['\"’”»](?!\w)"
 _QUOTED_RE = Guarded(r"(?:^|(?<=\s))" + _QUOTED, _QUOTED)
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
+# What makes `text.tokenize` differ from `_WORD_RE` on a text: the marks it drops, and the noise `text.prepare`
+# takes out before it (handles, tags, links) when one of these is in the text
+_TOKENS_APART = frozenset("'-‐‑–@#")
 # a wait measured in time ("9 days", "40 minuti", "3 saptamani"), and thanks said beside one: the
 # sarcasm of "thanks for the quick reply, only 9 days 👍", which no single word gives away
 _WAIT = (  # after the number
@@ -211,8 +214,8 @@ def inline_rating(text: str, normalized: str | None = None) -> int | None:
     return int(words.group(1)) if words else None
 
 
-def _cues(norm: str) -> tuple[str, list[str]]:
-    """The text with links, addresses, phones and handles replaced by placeholders, and their cues."""
+def _cues(norm: str) -> tuple[str, list[str], bool]:
+    """The text with links, addresses, phones and handles replaced by placeholders, its cues, and whether numbers are left."""
     cues: list[str] = []
     if "@" in norm:
         if _EMAIL_RE.search(norm):
@@ -239,23 +242,32 @@ def _cues(norm: str) -> tuple[str, list[str]]:
     if _PHONE_RE.search(norm):
         cues.append("#phone")
         norm = _PHONE_RE.pattern.sub(" ", norm)
-    for number in _NUMBER_RE.findall(norm):
+    numbers = _NUMBER_RE.findall(norm)
+    for number in numbers:
         if len(number) >= 4:
             cues.append("#longnumber")
     if any(sign in norm for sign in "€$£"):
         cues.append("#money")
-    return norm, cues
+    return norm, cues, bool(numbers)
 
 
 def cues_and_tokens(
-    text: str, rating: int | None = None, *, normalized: str | None = None, read_rating: bool = True
+    text: str,
+    rating: int | None = None,
+    *,
+    normalized: str | None = None,
+    read_rating: bool = True,
+    tokens: list[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(the message's cues, its word tokens): what ``analyse`` reads before walking the tokens.
 
-    ``rating``, ``normalized`` and ``read_rating``: as ``analyse`` takes them.
+    ``rating``, ``normalized`` and ``read_rating``: as ``analyse`` takes them. ``tokens``: ``text.tokenize``
+    of the normalised text when the caller has them; they are the word tokens here too when nothing sets
+    the two tokenizations apart (no link, address, handle, tag or number was taken out or replaced, and no
+    apostrophe or hyphen, which ``text.tokenize`` drops), so the text is not split again.
     """
     normal = normalize(text) if normalized is None else normalized
-    norm, out = _cues(normal)
+    norm, out, numbers = _cues(normal)
     stars = rating if rating is not None or not read_rating else inline_rating(text, normal)
     if stars is not None:
         out.append(f"#stars:{stars}")
@@ -265,11 +277,15 @@ def cues_and_tokens(
         out.append("#ask")
     if _QUOTED_RE.search(text):
         out.append("#quoted")
-    if _WAIT_RE.search(norm):
+    if numbers and _WAIT_RE.search(norm):  # (a wait needs a number)
         out.append("#wait")
         if _THANKS_RE.search(norm):
             out.append("#thanks-wait")
-    return out, _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
+    if numbers:
+        return out, _WORD_RE.findall(_NUMBER_RE.sub("0", norm))
+    if tokens is not None and norm == normal and _TOKENS_APART.isdisjoint(normal):
+        return out, tokens
+    return out, _WORD_RE.findall(norm)
 
 
 def analyse(

@@ -25,9 +25,10 @@ __all__ = ["HEADS", "Head", "Model", "Scored", "load_model", "model_path"]
 
 HEADS = ("intent", "sentiment")
 _CACHE_LIMIT = 50_000  # tokens in the per-token feature cache before it is emptied
-# What a token always gives (its word and, for a word, its character n-grams, as vocabulary indices),
-# the indices of its negated and after-a-contrast forms (None: not in the vocabulary), and whether it negates.
-_Token = tuple[npt.NDArray[np.int32], int | None, int | None, bool]
+# What a token always gives (its word and, for a word, its character n-grams, as vocabulary indices: an array,
+# or the one index alone, None when there is none), the indices of its negated and after-a-contrast forms (None:
+# not in the vocabulary), and whether it negates. (A lone index joins the message's list, not the arrays to join.)
+_Token = tuple[npt.NDArray[np.int32] | int | None, int | None, int | None, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,9 @@ class Model:
         own = [index.get("w:" + token)]
         if token.isalnum():  # words give their character n-grams too; punctuation and emoji do not
             own += map(index.get, char_grams(token))
+        known = [i for i in own if i is not None]
         found = (
-            np.array([i for i in own if i is not None], dtype=np.int32),
+            np.array(known, dtype=np.int32) if len(known) > 1 else known[0] if known else None,
             index.get("!" + token),
             index.get(">" + token),
             token in NEGATIONS,
@@ -89,13 +91,15 @@ class Model:
         *,
         normalized: str | None = None,
         read_rating: bool = True,
+        tokens: list[str] | None = None,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
         """The present features' indices and weights: idf, L2-normalised, then the dense ones as given.
 
-        The features are ``features.analyse``'s (``normalized`` and ``read_rating``: as it takes them),
+        The features are ``features.analyse``'s (``normalized``, ``read_rating`` and ``tokens``: as
+        ``features.cues_and_tokens`` takes them),
         found here as vocabulary indices directly, token by token: see ``features.analyse`` for the walk.
         """
-        cues, tokens = cues_and_tokens(text, rating, normalized=normalized, read_rating=read_rating)
+        cues, tokens = cues_and_tokens(text, rating, normalized=normalized, read_rating=read_rating, tokens=tokens)
         get, bigrams = self.index.get, self._bigrams.get
         found = [i for i in map(get, cues) if i is not None]  # indices beside the tokens' own arrays
         parts = []
@@ -105,7 +109,10 @@ class Model:
         known = self._tokens
         for position, token in enumerate(tokens):
             own, negated, after, negation = known.get(token) or self._token(token)
-            parts.append(own)
+            if isinstance(own, int):
+                found.append(own)
+            elif own is not None:
+                parts.append(own)
             bigram = bigrams((previous, token))
             if bigram is not None:
                 found.append(bigram)
@@ -119,7 +126,7 @@ class Model:
         bigram = bigrams((previous, "$"))
         if bigram is not None:
             found.append(bigram)
-        parts.append(np.array(found, dtype=np.int32))
+        parts.append(np.fromiter(found, dtype=np.int32, count=len(found)))
         # sorted and unique (a feature counts once): one sort of all the parts, then the repeats dropped
         indices = np.concatenate(parts)
         indices.sort()
@@ -148,9 +155,12 @@ class Model:
         *,
         normalized: str | None = None,
         read_rating: bool = True,
+        tokens: list[str] | None = None,
     ) -> Scored:
-        """Every head's log-probabilities for one message (``normalized``, ``read_rating``: see ``vectorize``)."""
-        indices, weights = self.vectorize(text, rating, dense, normalized=normalized, read_rating=read_rating)
+        """Every head's log-probabilities for one message (``normalized``, ``read_rating``, ``tokens``: see ``vectorize``)."""
+        indices, weights = self.vectorize(
+            text, rating, dense, normalized=normalized, read_rating=read_rating, tokens=tokens
+        )
         log_proba: dict[str, dict[str, float]] = {}
         for name, head in self.heads.items():
             logits = weights @ head.coef.take(indices, axis=0) + head.intercept  # (take: fancy indexing's rows, faster)

@@ -60,6 +60,7 @@ _MARKS_RE = re.compile("[\u0300-\u036f\u200d\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
 _SPECIAL = str.maketrans(
     {"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ı": "i", "’": "'", "‘": "'", "`": "'", "´": "'"}
 )
+_SPECIAL_RE = re.compile("[" + "".join(chr(code) for code in _SPECIAL) + "]")  # what `_SPECIAL` changes
 _TOKEN_RE = re.compile(r"\w+|[^\w\s'\-‐‑–]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 # Runs of capital letters (Latin scripts); isupper() then confirms the whole word is capitals.
@@ -70,9 +71,11 @@ CLAUSE_PUNCT = frozenset(".,;:!?…")
 
 def normalize(text: str) -> str:
     """Case-folded, accent-free form used on both sides of every match."""
-    if text.isascii():  # most traffic; nothing to decompose
-        return text.lower().translate(_SPECIAL)
-    return _MARKS_RE.sub("", unicodedata.normalize("NFKD", text.casefold())).translate(_SPECIAL)
+    if text.isascii():  # most traffic; nothing to decompose, and "`" is the one ASCII letter `_SPECIAL` maps
+        lowered = text.lower()
+        return lowered.translate(_SPECIAL) if "`" in lowered else lowered
+    folded = _MARKS_RE.sub("", unicodedata.normalize("NFKD", text.casefold()))
+    return folded.translate(_SPECIAL) if _SPECIAL_RE.search(folded) else folded  # (a scan, not a lookup a letter)
 
 
 def tokenize(normalized: str) -> list[str]:

@@ -57,14 +57,19 @@ def test_second_challenge_set_has_every_intent_in_every_language_and_is_apart_fr
     assert not {ex.text.casefold() for ex in second} & elsewhere
 
 
-def test_fourth_challenge_set_has_every_intent_in_every_language_and_is_apart_from_the_rest() -> None:
-    fourth = load_corpus(default_challenge_dir().with_name("challenge4"))
-    per_language = Counter(ex.language for ex in fourth)
-    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), 8)
-    assert {(lang, intent) for lang in per_language for intent in Intent} <= {(ex.language, ex.intent) for ex in fourth}
-    others = [default_challenge_dir().with_name(name) for name in ("challenge", "challenge2", "challenge3")]
-    elsewhere = load_corpus() + [ex for folder in others for ex in load_corpus(folder)]
-    assert not {ex.text.casefold() for ex in fourth} & {ex.text.casefold() for ex in elsewhere}
+@pytest.mark.parametrize(
+    ("name", "size", "earlier"), [("challenge4", 8, ("", "2", "3")), ("challenge6", 12, ("", "2", "3", "4", "5"))]
+)
+def test_a_later_challenge_set_has_every_intent_in_every_language_and_is_apart_from_the_rest(
+    name: str, size: int, earlier: tuple[str, ...]
+) -> None:
+    folder = load_corpus(default_challenge_dir().with_name(name))
+    per_language = Counter(ex.language for ex in folder)
+    assert per_language == dict.fromkeys(("en", "fr", "ro", "de", "es", "it", "nl", "pt"), size)
+    assert {(lang, intent) for lang in per_language for intent in Intent} <= {(ex.language, ex.intent) for ex in folder}
+    others = [default_challenge_dir().with_name(f"challenge{n}") for n in earlier]
+    elsewhere = load_corpus() + [ex for other in others for ex in load_corpus(other)]
+    assert not {ex.text.casefold() for ex in folder} & {ex.text.casefold() for ex in elsewhere}
 
 
 @pytest.mark.parametrize(("name", "earlier"), [("challenge3", ("", "2")), ("challenge5", ("", "2", "3", "4"))])

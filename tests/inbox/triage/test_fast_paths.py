@@ -81,10 +81,12 @@ def test_the_vectorizer_gives_the_training_features(texts: list[str]) -> None:
     for text in texts:
         rating = inline_rating(text)
         expected = np.unique([model.index[f] for f in features(text) if f in model.index]).astype(np.int32)
-        # triage gives the rating it read (None: there is none) and the normalised text it has
+        # triage gives the rating it read (None: there is none), the normalised text and the tokens it has
+        prepared = prepare(text, len(text))
         for indices, weights in (
             model.vectorize(text),
             model.vectorize(text, rating, normalized=normalize(text), read_rating=False),
+            model.vectorize(text, rating, normalized=prepared.full, read_rating=False, tokens=prepared.tokens),
         ):
             assert np.array_equal(indices, expected), text
             assert weights.dtype == np.float32
@@ -121,6 +123,20 @@ def test_guarded_patterns_find_what_their_patterns_find(texts: list[str]) -> Non
         assert [m.span() if (m := each.search(s)) else None for s in samples] == found, each.pattern.pattern
         assert [each.findall(s) for s in samples] == [each.pattern.findall(s) for s in samples]
         assert sum(span is not None for span in found) > 50  # the comparison saw many matches
+
+
+def test_normalize_translates_only_texts_with_a_special_letter(texts: list[str]) -> None:
+    """`normalize` skips the letter-by-letter translation where no letter it maps is present: the same text."""
+    rng = random.Random(3)
+    letters = "aAéÉœŒæÆøØłŁđĐıİ’‘`´ ßﬁ!?x"
+    fuzz = ["".join(rng.choice(letters) for _ in range(rng.randrange(8))) for _ in range(20_000)]
+    for text in texts + fuzz:
+        if text.isascii():
+            plain = text.lower().translate(text_module._SPECIAL)
+        else:
+            decomposed = text_module.unicodedata.normalize("NFKD", text.casefold())
+            plain = text_module._MARKS_RE.sub("", decomposed).translate(text_module._SPECIAL)
+        assert normalize(text) == plain, text
 
 
 def test_n_grams_by_remembered_slices_are_the_plain_ones(texts: list[str]) -> None:
