@@ -48,7 +48,6 @@ from inbox.store.items import (
     update_thread,
 )
 from inbox.store.models import EventKind, Status, utcnow
-from inbox.store.sqlutil import plan_lookups_afresh
 from inbox.templates import ReplyTemplates, reply_variables
 from inbox.triage import Priority, Triager
 
@@ -294,14 +293,13 @@ class Ingestor:
         last_seen_at) commits here, before triage, never locked for a whole page while other workers' pages with
         the same people wait. Mostly this only reads, and a read-only commit writes nothing.
         """
-        plan_lookups_afresh(conn, True)
         known = known_items(conn, source.name, list(candidates))
         seen = {
             (source.channel, customer_key(raw.author_handle)): raw.author_name
             for key, raw in candidates.items()
             if key not in known
         }
-        return known, customer_ids(conn, seen, now) if seen else {}
+        return known, customer_ids(conn, seen, now, durable=False) if seen else {}
 
     def _write(
         self,
@@ -317,9 +315,7 @@ class Ingestor:
     ) -> None:
         """The page's transaction: its items, threads and events, then the fence and the cursor."""
         if rows:
-            plan_lookups_afresh(conn, True)
             threads, created, answered = self._threads(conn, source, rows, customers, now, history, result)
-            plan_lookups_afresh(conn, False)
             for row in rows:
                 row.values["customer_id"] = customers[row.customer_key]
                 row.values["thread_id"] = threads[row.thread_key]["id"]

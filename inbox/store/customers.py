@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 
 from inbox.store.models import Customer
-from inbox.store.sqlutil import chunks, insert_new, one_of
+from inbox.store.sqlutil import chunks, commit_without_waiting, insert_new, one_of
 
 # A known customer's last_seen_at is kept to this precision: rewriting it for every message locked the row.
 _SEEN_PRECISION = timedelta(hours=1)
@@ -17,9 +18,15 @@ _SEEN_PRECISION = timedelta(hours=1)
 CustomerKey = tuple[str, str]  # (channel, handle as stored)
 
 
-def customer_ids(conn: sa.Connection, seen: Mapping[CustomerKey, str | None], now: datetime) -> dict[CustomerKey, int]:
+def customer_ids(
+    conn: sa.Connection, seen: Mapping[CustomerKey, str | None], now: datetime, *, durable: bool = True
+) -> dict[CustomerKey, int]:
     """The ids of the customers seen (key: display name shown now), adding the new ones; known ones are written
     only when their name or hour changed.
+
+    `durable=False` (in a transaction of their own): its commit need not wait for the disk. What refers to these
+    customers commits after them, durably, and so writes them to the disk too; a server crash before that loses
+    only customers nothing refers to, added again with the page's next try.
 
     Most customers of a page are known, and many are shared by other connectors' pages, in other workers too:
     reading them takes no lock, where an upsert of every one locked them all and made the workers wait on each
@@ -63,6 +70,8 @@ def customer_ids(conn: sa.Connection, seen: Mapping[CustomerKey, str | None], no
         conn.execute(
             touch, [{"_id": known[key][0], "_seen": now, "_name": values["display_name"]} for key, values in stale]
         )
+    if not durable and (missing or stale):
+        commit_without_waiting(conn)
     return {key: id_ for key, (id_, _, _) in known.items()}
 
 
@@ -80,10 +89,12 @@ def _customers(conn: sa.Connection, keys: list[CustomerKey]) -> dict[CustomerKey
         return found
     channel = keys[0][0]
     for part in chunks([handle for _, handle in keys]):
-        result = conn.execute(
-            sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at).where(
-                Customer.channel == channel, one_of(conn, Customer.handle, part)
-            )
-        )
+        result = conn.execute(_customers_query(conn.dialect.name), {"channel": channel, "keys": list(part)})
         found.update({(channel, handle): (id_, name, seen) for id_, handle, name, seen in result})
     return found
+
+
+@cache
+def _customers_query(dialect: str) -> Any:
+    query = sa.select(Customer.id, Customer.handle, Customer.display_name, Customer.last_seen_at)
+    return one_of(dialect, query.where(Customer.channel == sa.bindparam("channel")), Customer.handle)

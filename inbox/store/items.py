@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,25 +34,30 @@ def known_items(conn: sa.Connection, connector: str, ids: list[str]) -> set[str]
     """Which of the external ids `ids` the connector's items already have."""
     found: set[str] = set()
     for part in chunks(ids):
-        rows = conn.execute(
-            sa.select(Item.external_id).where(Item.connector == connector, one_of(conn, Item.external_id, part))
-        )
+        rows = conn.execute(_known_items(conn.dialect.name), {"connector": connector, "keys": list(part)})
         found.update(rows.scalars())
     return found
+
+
+@cache
+def _known_items(dialect: str) -> Any:
+    query = sa.select(Item.external_id).where(Item.connector == sa.bindparam("connector"))
+    return one_of(dialect, query, Item.external_id)
 
 
 def lock_threads(conn: sa.Connection, connector: str, keys: list[str]) -> dict[str, dict[str, Any]]:
     """The connector's threads with these keys (external ids) as a follow-up needs them, locked until the commit."""
     threads: dict[str, dict[str, Any]] = {}
     for part in chunks(keys):
-        query = (
-            sa.select(*_THREAD_STATE)
-            .where(Thread.connector == connector, one_of(conn, Thread.external_id, part))
-            .with_for_update()
-        )
-        for row in conn.execute(query):
+        for row in conn.execute(_lock_threads(conn.dialect.name), {"connector": connector, "keys": list(part)}):
             threads[row.external_id] = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public mapping view of a Row
     return threads
+
+
+@cache
+def _lock_threads(dialect: str) -> Any:
+    query = sa.select(*_THREAD_STATE).where(Thread.connector == sa.bindparam("connector")).with_for_update()
+    return one_of(dialect, query, Thread.external_id)
 
 
 def open_threads(conn: sa.Connection, values: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
@@ -153,6 +159,12 @@ _UPDATE_COLUMNS: list[Any] = [
 ]
 
 
+@cache
+def _updated_items(dialect: str) -> Any:
+    query = sa.select(*_UPDATE_COLUMNS).join(Thread, Thread.id == Item.thread_id)
+    return one_of(dialect, query.where(Item.connector == sa.bindparam("connector")), Item.external_id)
+
+
 async def apply_updates(
     engine: AsyncEngine,
     connector: str,
@@ -168,9 +180,9 @@ async def apply_updates(
         ids = sorted({external_id for external_id, *_ in updates})
         rows: dict[str, dict[str, Any]] = {}
         for part in chunks(ids):
-            query = sa.select(*_UPDATE_COLUMNS).join(Thread, Thread.id == Item.thread_id)
-            query = query.where(Item.connector == connector, one_of(conn, Item.external_id, part))
-            rows.update({row.external_id: dict(row._mapping) for row in await conn.execute(query)})  # noqa: SLF001
+            query = _updated_items(conn.dialect.name)
+            found = await conn.execute(query, {"connector": connector, "keys": list(part)})
+            rows.update({row.external_id: dict(row._mapping) for row in found})  # noqa: SLF001
         for external_id, text, removed, name in updates:
             row = rows.get(external_id)
             if row is None or row["erased_at"] is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cache
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -22,31 +23,56 @@ def insert_for(conn: AsyncConnection | sa.Connection, table: Any) -> Any:
     return sqlite.insert(table)
 
 
+@cache
+def _unnest_insert(table: Any, names: tuple[str, ...], conflict: tuple[str, ...], returning: tuple[str, ...]) -> Any:
+    """`INSERT INTO table (names) SELECT FROM unnest(one array per name)`, the arrays bound as unnest_0, unnest_1..."""
+    columns = table.__table__.c
+    arrays = [sa.bindparam(f"unnest_{i}", type_=_array_of(columns[name].type)) for i, name in enumerate(names)]
+    values = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+    insert = postgresql.insert(table).from_select(list(names), sa.select(*values.c))
+    return _conflicts(insert, conflict, returning)
+
+
+def _conflicts(insert: Any, conflict: Sequence[str], returning: Sequence[str]) -> Any:
+    if conflict:
+        insert = insert.on_conflict_do_nothing(index_elements=list(conflict))
+    return insert.returning(*(insert.table.c[name] for name in returning)) if returning else insert
+
+
+def _array_of(item: Any) -> postgresql.ARRAY[Any]:
+    # One dimension: a JSON value that is a list is one element, not a row of a nested array.
+    return postgresql.ARRAY(item, dimensions=1)
+
+
 def chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     """Slices of at most `size` values, for IN lists."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
 
-def one_of(conn: AsyncConnection | sa.Connection, column: Any, values: Sequence[Any]) -> Any:
-    """`column IN (values)`; on PostgreSQL `column = ANY(array)`, whose text is the same for any number of values.
+def one_of(dialect: str, query: Any, column: Any) -> Any:
+    """`query` narrowed to the rows whose `column` (a unique index's last column) is one of the list bound as `keys`
+    (each once: on PostgreSQL a key given twice finds its row twice).
 
-    One text means one prepared statement: an IN list of each new length was parsed and planned again, which
-    cost more than the lookup itself.
+    On SQLite `column IN (keys)`. On PostgreSQL each key is looked up on its own: `unnest(keys)` joined LATERAL
+    to `query`, one index probe per key, and the same text for any number of keys (one prepared statement).
+    `column = ANY(keys)` on a young table whose statistics were not gathered yet scanned all of the connector's
+    rows in the index (3 ms a lookup at 20,000 items, and growing), with a generic plan or a fresh one.
+    Building it takes a millisecond or more: callers build theirs once per dialect (`functools.cache`).
     """
+    if dialect != "postgresql":
+        return query.where(column.in_(sa.bindparam("keys", expanding=True)))
+    key = sa.func.unnest(sa.bindparam("keys", type_=_array_of(column.type))).table_valued("key").render_derived()
+    # OFFSET 0 keeps the planner from flattening the subquery into a join it may then run as a scan.
+    found = query.where(column == key.c.key).offset(0).lateral()
+    return sa.select(*found.c).select_from(key.join(found, sa.true()))
+
+
+def commit_without_waiting(conn: sa.Connection) -> None:
+    """PostgreSQL: this transaction's commit returns before its changes reach the disk (`synchronous_commit`
+    off), a flush (about 3 ms here) saved; a server crash may lose them, never a later durable commit's."""
     if conn.dialect.name == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
-    return column.in_(values)
-
-
-def plan_lookups_afresh(conn: sa.Connection, on: bool) -> None:
-    """PostgreSQL: plan the IN-list lookups afresh each time, but keep cached plans for the big INSERTs.
-
-    A generic plan for a lookup, cached while a young table's statistics still say "empty", ran 30 times
-    slower than a fresh one in our benchmark; re-planning a 2,000-parameter INSERT costs more than it saves.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(f"SET LOCAL plan_cache_mode = {'force_custom_plan' if on else 'auto'}"))
+        conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
 
 
 # The parts of `insert_new`'s statement on SQLite: its head, one row's placeholders, its tail, and each value's
@@ -63,8 +89,12 @@ def insert_new(
     returning: Sequence[str] = (),
 ) -> list[Any]:
     """Insert `rows` (all with the same keys), skipping any whose `conflict` key is taken (another worker wrote it
-    first); the `returning` columns of those written, as rows (none without). Return only plain columns (ids,
-    text): on SQLite they come back as the driver reads them.
+    first); the `returning` columns of those written, as rows (none without `returning`). Return only plain
+    columns (ids, text): on SQLite they come back as the driver reads them.
+
+    On PostgreSQL the rows go as one array per column, `INSERT ... SELECT FROM unnest(...)`: the same text for
+    any number of rows, so one prepared statement, and a few parameters to bind and plan. A VALUES list of each
+    new length (what executemany sends) was parsed and planned afresh with thousands of parameters.
 
     On SQLite the statement's text is made once per table and columns, and each row bound in one pass by its
     columns' own types, where SQLAlchemy's many-row INSERT with RETURNING builds and processes a dictionary per
@@ -72,14 +102,14 @@ def insert_new(
     """
     if not rows:
         return []
-    if conn.dialect.name != "sqlite":
-        insert = insert_for(conn, table)
-        if conflict:
-            insert = insert.on_conflict_do_nothing(index_elements=list(conflict))
-        if not returning:
-            conn.execute(insert, list(rows))
-            return []
-        return list(conn.execute(insert.returning(*(table.__table__.c[name] for name in returning)), list(rows)))
+    if conn.dialect.name == "postgresql":
+        names = tuple(rows[0])
+        insert = _unnest_insert(table, names, tuple(conflict), tuple(returning))
+        result = conn.execute(insert, {f"unnest_{i}": [row[name] for row in rows] for i, name in enumerate(names)})
+        return list(result) if returning else []
+    if not returning:
+        conn.execute(_conflicts(insert_for(conn, table), conflict, ()), list(rows))
+        return []
     head, placeholders, tail, columns = _sqlite_insert(conn, table, tuple(rows[0]), conflict, returning)
     written: list[Any] = []
     for part in chunks(rows, max(1, conn.dialect.insertmanyvalues_max_parameters // len(columns))):
@@ -91,9 +121,7 @@ def insert_new(
                 else:
                     value = column.arg(None) if column.is_callable else column.arg
                 values.append(value if process is None else process(value))
-        result = conn.exec_driver_sql(head + ", ".join([placeholders] * len(part)) + tail, tuple(values))
-        if returning:
-            written.extend(result)
+        written.extend(conn.exec_driver_sql(head + ", ".join([placeholders] * len(part)) + tail, tuple(values)))
     return written
 
 
@@ -120,8 +148,8 @@ def _sqlite_insert(
         made = (
             f"INSERT INTO {quote(table.__table__.name)} ({', '.join(quote(name) for name in names)}) VALUES ",
             "(" + ", ".join("?" * len(names)) + ")",
-            (f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING" if conflict else "")
-            + (f" RETURNING {', '.join(quote(name) for name in returning)}" if returning else ""),
+            f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING"
+            f" RETURNING {', '.join(quote(name) for name in returning)}",
             columns,
         )
         _INSERTS[key] = made

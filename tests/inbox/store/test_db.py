@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from inbox.store.db import async_url, migrate
+from inbox.store.db import async_url, migrate, plain_engines
 
 
 async def test_migrations_match_the_models(engine):
@@ -80,14 +80,139 @@ async def test_one_of_finds_the_same_rows_with_one_statement_text_for_any_count(
             [{"channel": "x", "handle": h, "first_seen_at": now, "last_seen_at": now} for h in ("ana", "bob", "eve")],
         )
         texts = set()
-        for handles in (["ana"], ["ana", "eve", "zed"], ["bob", "eve"]):
-            query = sa.select(Customer.handle).where(one_of(conn, Customer.handle, handles)).order_by(Customer.handle)
-            found = (await conn.execute(query)).scalars().all()
+        for handles in (["ana"], ["ana", "eve", "zed"], ["bob", "eve"], []):
+            query = one_of(
+                conn.dialect.name, sa.select(Customer.handle).where(Customer.channel == "x"), Customer.handle
+            )
+            found = sorted((await conn.execute(query, {"keys": handles})).scalars().all())
             assert found == sorted(set(handles) & {"ana", "bob", "eve"})
             # As sent: an IN list is expanded into one parameter per value only when executed.
-            texts.add(str(query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})))
+            texts.add(
+                str(
+                    query.params(keys=handles).compile(
+                        dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+                    )
+                )
+            )
     # PostgreSQL prepares each text once; SQLite's IN lists do not need to match.
     assert len(texts) == 1 or conn.dialect.name != "postgresql"
+
+
+async def test_one_of_looks_each_key_up_in_the_index_before_the_table_has_statistics(engine):
+    """Thousands of rows the planner has no statistics of yet (a young store): the keys are found through the
+    unique index on (channel, handle), not by reading every row of the channel, with a fresh or a generic plan."""
+    from datetime import UTC, datetime
+
+    from inbox.store.models import Customer
+    from inbox.store.sqlutil import one_of
+
+    now = datetime.now(UTC)
+    sent: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, many):
+        if "FROM customer" in statement:
+            sent.append((statement, parameters))
+
+    async with engine.begin() as conn:
+        # Not committed: no statistics can be gathered on them before the plans below.
+        rows = [{"channel": "x", "handle": f"h{n}", "first_seen_at": now, "last_seen_at": now} for n in range(3000)]
+        await conn.execute(sa.insert(Customer), rows)
+        query = one_of(conn.dialect.name, sa.select(Customer.id).where(Customer.channel == "x"), Customer.handle)
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+        try:
+            assert len((await conn.execute(query, {"keys": ["h7", "h2999"]})).all()) == 2
+        finally:
+            sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+        [(statement, parameters)] = sent
+        if conn.dialect.name == "sqlite":
+            plan = " ".join(
+                str(r[-1]) for r in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            )
+            assert "SEARCH customer USING" in plan and "INDEX" in plan and "(channel=? AND handle=?)" in plan, plan
+            return
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(sa.text(f"SET LOCAL plan_cache_mode = {mode}"))
+            plan = [r[0] for r in await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)]
+            probes = [line for line in plan if "Index Cond" in line]
+            assert len(probes) == 1 and "handle" in probes[0] and "channel" in probes[0], plan
+            assert not any("Filter" in line or "Seq Scan" in line or "Hash" in line for line in plan), plan
+
+
+async def test_insert_new_writes_times_nulls_and_json_lists_and_returns_what_it_wrote(engine):
+    """The same rows on both stores, whatever their count in one statement text on PostgreSQL: times in any zone,
+    NULLs, JSON objects and lists (a list is one value, not an array's row)."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from inbox.store.db import in_transaction
+    from inbox.store.models import Customer, Event
+    from inbox.store.sqlutil import insert_new
+
+    noon = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    paris = timezone(timedelta(hours=1))
+
+    def person(handle: str, name: str | None) -> dict:
+        return {"channel": "x", "handle": handle, "display_name": name, "first_seen_at": noon, "last_seen_at": noon}
+
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, many):
+        if statement.startswith("INSERT INTO customer"):
+            sent.append(statement)
+
+    def work(conn: sa.Connection) -> tuple:
+        key, returning = ["channel", "handle"], ["id", "handle"]
+        first = insert_new(conn, Customer, [person("ana", "Ana")], key, returning)
+        everyone = [person("bob", None), person("ana", "Other"), person("eve", "Ève")]
+        second = insert_new(conn, Customer, everyone, key, returning)
+        events = [
+            # A list first: an array of lists would be taken for a two-dimensional array.
+            {"kind": "c", "thread_id": None, "payload": [], "created_at": noon},
+            {"kind": "a", "thread_id": None, "payload": {"k": [1, "two"]}, "created_at": noon.astimezone(paris)},
+            {"kind": "b", "thread_id": None, "payload": [{"name": "dm"}], "created_at": noon},
+        ]
+        assert insert_new(conn, Event, events) == []
+        assert insert_new(conn, Event, []) == []
+        return [r.handle for r in first], sorted(r.handle for r in second)
+
+    for engine_ in {*plain_engines(engine)}:
+        sa.event.listen(engine_, "before_cursor_execute", record)
+    try:
+        assert await in_transaction(engine, work) == (["ana"], ["bob", "eve"])
+    finally:
+        for engine_ in {*plain_engines(engine)}:
+            sa.event.remove(engine_, "before_cursor_execute", record)
+    async with engine.connect() as conn:
+        people = (await conn.execute(sa.select(Customer.handle, Customer.display_name, Customer.first_seen_at))).all()
+        assert sorted(people) == [("ana", "Ana", noon), ("bob", None, noon), ("eve", "Ève", noon)]
+        events = (await conn.execute(sa.select(Event.kind, Event.payload, Event.created_at, Event.attempts))).all()
+        assert sorted(events) == [
+            ("a", {"k": [1, "two"]}, noon, 0),
+            ("b", [{"name": "dm"}], noon, 0),
+            ("c", [], noon, 0),
+        ]
+    if engine.dialect.name == "postgresql":
+        assert len(sent) == 2 and len(set(sent)) == 1, sent
+
+
+async def test_customers_added_in_a_transaction_of_their_own_commit_without_waiting_for_the_disk(engine):
+    """`durable=False`: PostgreSQL's commit does not wait for the flush when customers were written, and does
+    when the transaction only read them, or when they are written with the caller's other changes."""
+    from datetime import UTC, datetime
+
+    from inbox.store.customers import customer_ids
+    from inbox.store.db import in_transaction
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    now = datetime.now(UTC)
+
+    def seen(handles: list[str], durable: bool, conn: sa.Connection) -> str:
+        customer_ids(conn, {("x", h): None for h in handles}, now, durable=durable)
+        return str(conn.execute(sa.text("SHOW synchronous_commit")).scalar())
+
+    assert await in_transaction(engine, lambda conn: seen(["ana"], False, conn)) == "off"
+    assert await in_transaction(engine, lambda conn: seen(["ana"], False, conn)) == "on"  # known: read only
+    assert await in_transaction(engine, lambda conn: seen(["bob"], True, conn)) == "on"
 
 
 async def test_times_are_stored_as_naive_utc_in_the_stores_own_format(engine):
