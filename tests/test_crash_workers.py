@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ITEMS = 10_000
 CHOSEN = 300  # conversations the agent answers with one click (or two, on two workers at once)
 LEASE_SECONDS = 3  # short, so the test does not wait long for a dead worker's claims to run out
+DELIVERED = 2  # where `progress()` gives the events delivered
 STALL_SECONDS = 180  # fail when nothing advanced for this long (a healthy run moves every few seconds)
 # The first-response clock: long enough that no fresh item's clock runs out during a run, however slow. With the
 # defaults (warning at 20 min, breach at 30) a run stretched past 20 minutes by a loaded machine made 10,000 warnings
@@ -265,7 +266,7 @@ async def delivered_more(progress: Callable[[], Awaitable[tuple[int, ...]]], sto
     before: int | None = None
     while not stop.is_set():
         try:
-            delivered = (await progress())[2]
+            delivered = (await progress())[DELIVERED]
         except sa.exc.DBAPIError:  # no schema yet, or the store busy: read again
             delivered = None
         if before is None:
